@@ -1,0 +1,154 @@
+"""Process plumbing for the benchmark: start, watch and stop helper processes by PID.
+
+Every helper (a master, a worker, a queue server) runs in its own session so that its whole
+process group (the process, its forkserver and pool children) can be signalled at once and
+is always killed when the benchmark ends, even when a run fails half way.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+class BenchError(RuntimeError):
+    """A system could not be started, or a workload did not finish in time."""
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str, every: float = 0.05) -> T:
+    """Poll ``condition`` until it is truthy; BenchError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a helper: no TASKQ_* leaking in, repo on PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
+    paths = [str(ROOT), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Helper:
+    """One helper process started in its own session."""
+
+    popen: subprocess.Popen[str]
+    name: str
+    stderr_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def stderr_tail(self, chars: int = 1500) -> str:
+        try:
+            return self.stderr_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class Helpers:
+    """The helper processes of one system; ``stop()`` ends every one of them."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.items: list[Helper] = []
+        atexit.register(self.kill)
+
+    def spawn(self, argv: list[str], env: dict[str, str], name: str,
+              stdout: int | None = None) -> Helper:
+        err = self.workdir / f"{len(self.items)}-{name}.stderr"
+        with err.open("w") as err_fh:
+            popen = subprocess.Popen([sys.executable, *argv], env=env, text=True,
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=stdout if stdout is not None else subprocess.DEVNULL,
+                                     stderr=err_fh, start_new_session=True, cwd=self.workdir)
+        helper = Helper(popen, name, err)
+        self.items.append(helper)
+        return helper
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM every group, wait up to ``grace`` seconds, then SIGKILL what is left."""
+        for helper in reversed(self.items):
+            helper.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for helper in self.items:
+            try:
+                helper.popen.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL every group (idempotent) and reap the direct children."""
+        for helper in self.items:
+            helper.signal_group(signal.SIGKILL)
+        for helper in self.items:
+            try:
+                helper.popen.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+            if helper.popen.stdout is not None:
+                helper.popen.stdout.close()
+        self.items.clear()
+        atexit.unregister(self.kill)
+
+
+def read_line_with(helper: Helper, prefix: str, timeout: float = 60.0) -> str:
+    """Read the helper's stdout (bounded) until a line starts with ``prefix``; return the rest."""
+    stream = helper.popen.stdout
+    assert stream is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(stream, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0 and sel.select(left):
+            line = stream.readline()
+            if not line:
+                break
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+    raise BenchError(f"{helper.name} did not start (exit code {helper.popen.poll()}): "
+                     f"{helper.stderr_tail()}")
+
+
+def vm_rss(pid: int) -> int:
+    """Resident set size of a process in bytes, from /proc/PID/status."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmRSS for pid {pid}")
+
+
+def install_signal_exit() -> None:
+    """Turn SIGTERM into SystemExit so that every helper is stopped on the way out."""
+    def handler(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)

@@ -1,0 +1,37 @@
+"""Task functions the benchmark ships to workers; importable there as ``bench.tasks``.
+
+Each is tiny on purpose: the benchmark measures the cost of moving work around, not of
+doing it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def noop() -> None:
+    """Do nothing: the cost of a task is then all overhead."""
+    return None
+
+
+def ident(x: Any) -> Any:
+    """Return the argument (the function ``map`` workloads apply to each item)."""
+    return x
+
+
+def nap(seconds: float) -> float:
+    """Sleep, standing in for work that does not need a CPU."""
+    time.sleep(seconds)
+    return seconds
+
+
+def size_of(data: bytes) -> int:
+    """Length of a payload: the result is small, so only the argument travels far."""
+    return len(data)
+
+
+def run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
+    """Apply ``fn`` to every argument tuple of a chunk (how peers without chunking map)."""
+    return [fn(*args) for args in chunk]

@@ -1,0 +1,65 @@
+"""taskq: a distributed task queue for Python with no broker to install.
+
+    import taskq
+    with taskq.Client("10.0.0.5:5000") as client:      # or Client() for a local cluster
+        future = client.submit(pow, 2, 10)
+        print(future.result())
+
+Module-level ``submit`` and ``map`` use a default client configured from
+``TASKQ_ADDRESS`` and ``TASKQ_AUTHKEY`` (a local cluster when no address is set).
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from taskq.client import Client, TaskFuture
+from taskq.errors import (
+    AuthError,
+    ConnectError,
+    PayloadTooLarge,
+    RemoteError,
+    SerializationError,
+    TaskCrashed,
+    TaskLoadError,
+    TaskqError,
+    TaskRefused,
+    TaskTimeout,
+    WorkerLost,
+)
+from taskq.options import TaskFunction, task
+
+__all__ = [
+    "AuthError", "Client", "ConnectError", "PayloadTooLarge", "RemoteError",
+    "SerializationError", "TaskCrashed", "TaskFunction", "TaskFuture", "TaskLoadError",
+    "TaskRefused", "TaskTimeout", "TaskqError", "WorkerLost", "default_client", "map",
+    "submit", "task",
+]
+__version__ = "0.1.0"
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Client:
+    """The process-wide client behind ``taskq.submit`` and ``taskq.map``."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Client()
+            atexit.register(_default.shutdown, wait=False)
+        return _default
+
+
+def submit(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+    """``default_client().submit(fn, *args, **kwargs)``."""
+    return default_client().submit(fn, *args, **kwargs)
+
+
+def map(fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
+        chunksize: int = 1) -> Iterator[Any]:
+    """``default_client().map(...)``: results in order."""
+    return default_client().map(fn, *iterables, timeout=timeout, chunksize=chunksize)

@@ -1,0 +1,256 @@
+"""The ``taskq`` command: parse flags, build a config, call one core function.
+
+    taskq master   -> taskq.master.run        taskq submit  -> taskq.jobs.submit
+    taskq worker   -> taskq.worker.Worker     taskq results -> taskq.jobs.collect
+    taskq demo     -> taskq.demo.run          taskq status  -> Broker.status
+
+Errors a user can fix are one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from taskq import defaults, jobs, logs
+from taskq.auth import AuthkeyMissing, master_authkey, resolve_authkey
+from taskq.errors import TaskqError
+from taskq.options import make_options
+from taskq.transport import Link, parse_address
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="taskq: a distributed task queue for Python with no broker to install.")
+
+AddressOpt = Annotated[str | None, typer.Option(
+    "--address", envvar=defaults.ENV_ADDRESS, show_envvar=True,
+    help="The master as HOST:PORT.")]
+KeyFileOpt = Annotated[Path | None, typer.Option(
+    "--authkey-file", help=f"File holding the authkey (else ${defaults.ENV_AUTHKEY}).")]
+LogJsonOpt = Annotated[bool, typer.Option("--log-json", help="Log JSON lines even on a terminal.")]
+LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"taskq: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can act on into one line and exit code 1."""
+    try:
+        yield
+    except (TaskqError, AuthkeyMissing, ValueError, OSError) as exc:
+        fail(str(exc) or type(exc).__name__)
+
+
+def _address(text: str | None) -> tuple[str, int]:
+    if not text:
+        raise typer.BadParameter(f"no master address: pass --address HOST:PORT or set "
+                                 f"{defaults.ENV_ADDRESS}", param_hint="--address")
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--address") from None
+
+
+def _open_link(address: tuple[str, int], key_file: Path | None,
+               on_connect: Callable[[Any], None] | None = None) -> Link:
+    link = Link(address, resolve_authkey(None, key_file), reconnect_for=defaults.CONNECT_TIMEOUT_S,
+                on_connect=on_connect)
+    link.open(defaults.CONNECT_TIMEOUT_S)
+    return link
+
+
+def _on_signals(handler: Callable[[], None]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: handler())
+
+
+@app.command()
+def master(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")]
+    = defaults.PORT,
+    authkey_file: KeyFileOpt = None,
+    state: Annotated[Path | None, typer.Option(
+        help="Journal file (default: ~/.local/state/taskq/journal.db).")] = None,
+    in_memory: Annotated[bool, typer.Option(
+        "--in-memory", help="Keep no journal: a restart forgets every task.")] = False,
+    lost_after: Annotated[float, typer.Option(
+        min=0.5, help="Seconds of worker silence before its tasks are requeued.")]
+    = defaults.LOST_AFTER_S,
+    max_attempts: Annotated[int, typer.Option(
+        min=1, help="Lost workers a task may go through before it fails.")]
+    = defaults.MAX_LOST_ATTEMPTS,
+    max_payload: Annotated[float, typer.Option(
+        min=0.001, help="Largest task accepted, in MiB.")] = defaults.MAX_PAYLOAD_MB,
+    log_json: LogJsonOpt = False,
+    log_level: LogLevelOpt = "info",
+) -> None:
+    """Run the master: it holds the queue and serves workers and clients."""
+    from taskq import master as master_mod
+
+    if state is not None and in_memory:
+        raise typer.BadParameter("--state and --in-memory exclude each other")
+    logs.configure(json=log_json or None, level=log_level)
+    with user_errors():
+        key, key_path = master_authkey(authkey_file)
+        journal = None if in_memory else (state or defaults.state_dir() / "journal.db")
+        config = master_mod.MasterConfig(host, port, key, journal, lost_after, max_attempts,
+                                         int(max_payload * 1024 * 1024))
+        if key_path is not None:
+            typer.echo(f"taskq master authkey file: {key_path} (copy it to workers; use "
+                       f"--authkey-file or {defaults.ENV_AUTHKEY})")
+        stop = threading.Event()
+        _on_signals(stop.set)
+
+        def announce(address: str) -> None:
+            typer.echo(f"taskq master listening on {address}")
+            sys.stdout.flush()
+
+        raise typer.Exit(master_mod.run(config, stop, announce))
+
+
+@app.command()
+def worker(
+    connect: Annotated[str, typer.Option(help="The master as HOST:PORT.")],
+    procs: Annotated[int, typer.Option(min=1, help="Pool processes (default: CPU count).")]
+    = os.cpu_count() or 1,
+    authkey_file: KeyFileOpt = None,
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to take tasks from.")]
+    = "default",
+    grace: Annotated[float, typer.Option(
+        min=0, help="On SIGTERM, seconds running tasks get to finish.")] = defaults.GRACE_S,
+    max_tasks_per_child: Annotated[int | None, typer.Option(
+        min=1, help="Replace a pool process after this many tasks.")] = None,
+    max_memory_per_child: Annotated[float | None, typer.Option(
+        min=1, help="Replace a pool process whose resident size passes this (MiB).")] = None,
+    connect_timeout: Annotated[float, typer.Option(
+        min=0, help="Seconds to keep trying to reach the master.")] = defaults.RECONNECT_FOR_S,
+    log_json: LogJsonOpt = False,
+    log_level: LogLevelOpt = "info",
+) -> None:
+    """Run a worker: take tasks from the master and run them in local processes."""
+    from taskq.worker import Worker, WorkerConfig
+
+    address = _address(connect)
+    logs.configure(json=log_json or None, level=log_level)
+    with user_errors():
+        config = WorkerConfig(address, resolve_authkey(None, authkey_file), procs,
+                              tuple(q.strip() for q in queues.split(",") if q.strip()),
+                              grace, max_tasks_per_child, max_memory_per_child,
+                              connect_for=connect_timeout)
+        runner = Worker(config)
+        _on_signals(runner.stop)
+        raise typer.Exit(runner.run())
+
+
+@app.command()
+def submit(
+    target: Annotated[str, typer.Argument(help="The function to run, as MODULE:FUNC.")],
+    args: Annotated[list[str] | None, typer.Argument(
+        help="Arguments; each is a JSON literal where it is one, else a string.")] = None,
+    job: Annotated[str | None, typer.Option(help="Job name to collect results by.")] = None,
+    timeout: Annotated[float | None, typer.Option(min=0.001, help="Hard limit, seconds.")]
+    = None,
+    retries: Annotated[int, typer.Option(min=0, help="Re-runs if the task raises.")] = 0,
+    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    queue: Annotated[str, typer.Option(help="Queue to put the task on.")] = "default",
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+) -> None:
+    """Submit one task; its result waits on the master for `taskq results JOB`."""
+    where = _address(address)
+    try:
+        jobs.parse_target(target)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TARGET") from None
+    with user_errors():
+        name = job or jobs.new_job_name()
+        link = _open_link(where, authkey_file)
+        try:
+            task_id = jobs.submit(link, name, target, args or [],
+                                  make_options(timeout, retries, priority, queue))
+        finally:
+            link.close()
+        typer.echo(f"job {name} task {task_id}")
+
+
+@app.command()
+def results(
+    job: Annotated[str, typer.Argument(help="The job name given (or printed) at submit.")],
+    wait: Annotated[bool, typer.Option(help="Wait until every task of the job ended.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="With --wait, give up after this.")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+) -> None:
+    """Print (and remove from the master) a job's results. Exit 1 if any task failed."""
+    where = _address(address)
+    outbox = jobs.outbox_of(job)
+    with user_errors():
+        link = _open_link(where, authkey_file, lambda p: p.call("hello", outbox))
+        try:
+            got, still_open = jobs.collect(link, job, wait, timeout)
+        finally:
+            link.close()
+    if as_json:
+        typer.echo(json.dumps({"job": job, "open": still_open,
+                               "results": [r.as_json() for r in got]}, indent=2))
+    else:
+        for r in got:
+            shown = repr(r.value) if not r.error else r.error
+            typer.echo(f"{r.task_id}\t{r.status.value}\t{shown}")
+        typer.echo(f"{len(got)} result(s); {still_open} task(s) still open", err=True)
+    if any(r.status.value != "ok" for r in got):
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+) -> None:
+    """Show the workers, the queue depth and counts of finished tasks."""
+    from taskq.status_view import render
+
+    where = _address(address)
+    with user_errors():
+        link = _open_link(where, authkey_file)
+        try:
+            snapshot = link.call("status")
+        finally:
+            link.close()
+    if as_json:
+        typer.echo(json.dumps(asdict(snapshot), indent=2))
+    else:
+        render(snapshot, f"{where[0]}:{where[1]}")
+
+
+@app.command()
+def demo(
+    tasks: Annotated[int, typer.Option(min=1, help="How many tasks to run.")] = 200,
+    procs: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,
+) -> None:
+    """Start a local cluster, run a small real job on it, and show what happened."""
+    from taskq import demo as demo_mod
+
+    with user_errors():
+        raise typer.Exit(demo_mod.run(tasks, procs))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,76 @@
+"""Defaults and tuning constants, each with the trade-off it settles."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# The port `taskq master` listens on and `--connect HOST` assumes when no port is given.
+PORT = 5000
+# Environment variables the CLI and the API read.
+ENV_ADDRESS = "TASKQ_ADDRESS"
+ENV_AUTHKEY = "TASKQ_AUTHKEY"
+ENV_STATE_DIR = "TASKQ_STATE_DIR"
+
+# Workers heartbeat this often; cheap (one small call), and it bounds how fast a loss is seen.
+HEARTBEAT_S = 1.0
+# A worker silent this long is lost and its leases go back to the queue. Shorter redelivers
+# sooner after a crash; longer rides out GC pauses and short network blips.
+LOST_AFTER_S = 5.0
+# How many times a task may be handed to a worker that is then lost before it fails with
+# WorkerLost: a task that kills every worker it touches must not loop forever.
+MAX_LOST_ATTEMPTS = 3
+# How often the master looks for expired leases; the loss is seen within LOST_AFTER_S + this.
+REAP_EVERY_S = 0.25
+
+# Longest a blocking call waits on the master for work or results. Short keeps every call
+# bounded and lets a caller notice stop requests; long costs nothing (the wait is a condition).
+LONG_POLL_S = 1.0
+# A socket read from the master that takes longer than this means the link is dead.
+# Must be well above LONG_POLL_S.
+CALL_TIMEOUT_S = 15.0
+# Time allowed for a TCP connect plus the authkey handshake.
+CONNECT_TIMEOUT_S = 5.0
+# How long a client or worker keeps trying to reach a master that went away before it gives up
+# (clients fail their futures with ConnectError, workers exit non-zero).
+RECONNECT_FOR_S = 60.0
+# A new connection that has not finished the handshake and first request in this time is
+# dropped: a silent peer holds a server thread no longer than this.
+HANDSHAKE_TIMEOUT_S = 5.0
+# Keepalive on every master socket: a peer that vanished (power loss, partition) is noticed
+# after about IDLE + INTERVAL * COUNT seconds and its server thread is freed.
+KEEPALIVE_IDLE_S = 10
+KEEPALIVE_INTERVAL_S = 5
+KEEPALIVE_COUNT = 3
+
+# Submissions are flushed in batches of at most this many tasks: large enough to amortise a
+# round trip, small enough that one call does not hold the broker lock for long.
+SUBMIT_BATCH = 1000
+# A client fetches at most this many results per call, for the same reason.
+RESULT_BATCH = 2000
+# Tasks a worker asks for per pool process: at least MIN, at most MAX, aiming at about
+# PREFETCH_TARGET_S of queued work so short tasks are batched and long ones are not hoarded.
+PREFETCH_MIN = 2
+PREFETCH_MAX = 256
+PREFETCH_TARGET_S = 0.02
+# Tasks queued inside one pool process's pipe ahead of the one it runs: hides the hop back
+# to the worker between tasks; more would hold work a freshly idle process could take.
+CHILD_DEPTH = 2
+
+# Largest encoded task (function plus arguments) the master accepts by default.
+MAX_PAYLOAD_MB = 64.0
+# Journal commits: tasks journaled within one call are committed together; the WAL file is
+# checkpointed by SQLite itself. synchronous=NORMAL survives a killed master (not power loss).
+JOURNAL_SYNCHRONOUS = "NORMAL"
+
+# A graceful worker stop waits this long for running tasks before it kills them.
+GRACE_S = 30.0
+
+
+def state_dir() -> Path:
+    """Where the master keeps its journal and generated authkey by default."""
+    env = os.environ.get(ENV_STATE_DIR)
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "taskq"

@@ -1,0 +1,72 @@
+"""Every exception taskq raises, in one place.
+
+A task's own exception reaches the submitter as itself; these are the failures that
+belong to taskq: the wire, the link to the master, and the ways a task can end
+without returning (crash, timeout, lost worker).
+"""
+
+from __future__ import annotations
+
+
+class TaskqError(Exception):
+    """Base class of every taskq error."""
+
+
+class SerializationError(TaskqError):
+    """A function, argument or result could not be pickled or unpickled."""
+
+
+class TaskLoadError(SerializationError):
+    """A worker could not load a task's function (e.g. its module is not importable there)."""
+
+
+class PayloadTooLarge(TaskqError, ValueError):
+    """A task's encoded size is over the master's --max-payload limit."""
+
+
+class AuthError(TaskqError):
+    """The master rejected the authkey."""
+
+
+class ConnectError(TaskqError, ConnectionError):
+    """The master could not be reached (or reached again) within the allowed time."""
+
+
+class TaskCrashed(TaskqError):
+    """The process running the task died (exit, signal, out of memory)."""
+
+
+class TaskTimeout(TaskqError):
+    """The task ran past its timeout; its process was killed and replaced."""
+
+
+class WorkerLost(TaskqError):
+    """Every worker the task was handed to was lost before it finished."""
+
+
+class TaskRefused(TaskqError):
+    """The master refused the task (e.g. it is over the payload limit)."""
+
+
+class RemoteError(TaskqError):
+    """A task raised an exception that could not be pickled back; this carries its text."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        return (RemoteError, (self.type_name, self.message, self.traceback_text))
+
+
+class RemoteTraceback(Exception):
+    """Set as ``__cause__`` of a task's exception: the traceback as it was on the worker."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text

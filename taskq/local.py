@@ -1,0 +1,104 @@
+"""A throwaway cluster on this machine: one master and one worker process on loopback.
+
+``Client()`` with no address starts one, so a new user has a working cluster with no
+set-up; ``close()`` (called by the client's shutdown) stops both, by PID.
+
+    LocalCluster ── spawn ──► taskq master --host 127.0.0.1 --port 0 --in-memory
+                  │              prints "taskq master listening on 127.0.0.1:PORT"
+                  └─ spawn ──► taskq worker --connect 127.0.0.1:PORT --procs N
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import secrets
+import selectors
+import signal
+import subprocess
+import sys
+import time
+
+from taskq.defaults import ENV_AUTHKEY
+from taskq.errors import ConnectError
+
+READY_PREFIX = "taskq master listening on "
+START_TIMEOUT_S = 30.0  # a cold interpreter on a loaded machine can be slow to import
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the process that started us dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def spawn(args: list[str], env: dict[str, str], **kwargs: object) -> subprocess.Popen[str]:
+    """Start ``python -m taskq ARGS`` tied to this process's life."""
+    return subprocess.Popen([sys.executable, "-m", "taskq", *args], env=env, text=True,
+                            preexec_fn=_die_with_parent, **kwargs)  # type: ignore[call-overload]
+
+
+def read_address(proc: subprocess.Popen[str], timeout: float) -> str:
+    """Wait (bounded) for the master's "listening on" line and return HOST:PORT."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not sel.select(remaining):
+                break
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith(READY_PREFIX):
+                return line[len(READY_PREFIX):].strip()
+    raise ConnectError(f"the local master did not start within {timeout:g} s "
+                       f"(exit code {proc.poll()})")
+
+
+def stop_process(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
+    """SIGTERM, wait, then SIGKILL: only ever the process we started."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+class LocalCluster:
+    """A master and a worker on loopback with a random key; ``close()`` stops them."""
+
+    def __init__(self, procs: int | None = None, log_level: str = "warning") -> None:
+        self.authkey = secrets.token_urlsafe(32).encode()
+        env = {**os.environ, ENV_AUTHKEY: self.authkey.decode()}
+        env.pop("TASKQ_ADDRESS", None)
+        common = ["--log-level", log_level]
+        self.master = spawn(["master", "--host", "127.0.0.1", "--port", "0", "--in-memory",
+                             *common], env, stdout=subprocess.PIPE)
+        self.workers: list[subprocess.Popen[str]] = []
+        try:
+            self.address = read_address(self.master, START_TIMEOUT_S)
+            procs_args = ["--procs", str(procs)] if procs else []
+            self.workers.append(spawn(["worker", "--connect", self.address, "--grace", "5",
+                                       *procs_args, *common], env))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for proc in self.workers:
+            stop_process(proc)
+        stop_process(self.master)
+        self.workers.clear()
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

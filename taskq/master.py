@@ -1,0 +1,65 @@
+"""Running a master: restore the journal, serve the broker, stop cleanly.
+
+    journal.load ──► BrokerState ──► Broker (+ reaper) ──► transport.serve ──► accept loop
+                                                   stop event (SIGTERM/SIGINT) ──┘
+    on stop: close the listener, wake every waiter, flush and close the journal.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from taskq import defaults, transport
+from taskq.journal import Journal
+from taskq.service import Broker
+from taskq.state import BrokerState
+
+log = structlog.get_logger("taskq.master")
+
+
+@dataclass(slots=True)
+class MasterConfig:
+    host: str
+    port: int
+    authkey: bytes
+    state: Path | None  # journal file; None keeps everything in memory
+    lost_after: float = defaults.LOST_AFTER_S
+    max_lost: int = defaults.MAX_LOST_ATTEMPTS
+    max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024)
+
+
+def build_broker(config: MasterConfig) -> Broker:
+    state = BrokerState(lost_after=config.lost_after, max_lost=config.max_lost,
+                        max_payload=config.max_payload)
+    journal = None
+    if config.state is not None:
+        journal = Journal(config.state)
+        tasks, results = journal.load(state)
+        log.info("journal_loaded", path=str(config.state), tasks=tasks, results=results)
+    return Broker(state, journal)
+
+
+def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], None]) -> int:
+    """Serve until ``stop`` is set; ``announce`` gets "host:port" once it accepts."""
+    broker = build_broker(config)
+    try:
+        server = transport.serve(broker, config.host, config.port, config.authkey)
+    except BaseException:
+        broker.close()
+        raise
+    host, port = server.address[:2]
+    broker.start_reaper()
+    transport.run_server(server)
+    log.info("master_started", address=f"{host}:{port}", durable=config.state is not None)
+    announce(f"{host}:{port}")
+    stop.wait()
+    log.info("master_stopping")
+    transport.stop_server(server)
+    broker.close()
+    log.info("master_stopped")
+    return 0

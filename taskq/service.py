@@ -1,0 +1,204 @@
+"""The broker the master serves: ``BrokerState`` behind one lock, with waits and a journal.
+
+Each method is one remote call; the manager runs each connection in its own thread, so
+blocking calls (``take``, ``fetch``) wait on a condition, never longer than they are
+asked to (and never longer than LONG_POLL_S). After a call changes the state, its changes
+are journaled before it returns, so whatever a caller was told is accepted is durable.
+
+    clients ── submit / fetch / cancel ──┐
+                                         ├─► Broker ─ lock ─► BrokerState
+    workers ── register / heartbeat /    │                     │ drain_changes()
+               take / report / release ──┘                     ▼
+    reaper thread ── expire() every REAP_EVERY_S            Journal.write()
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import structlog
+
+from taskq.defaults import HEARTBEAT_S, LONG_POLL_S, REAP_EVERY_S
+from taskq.journal import Journal
+from taskq.state import BrokerState, CancelOutcome, WorkerInfo
+from taskq.wire import ClusterStatus, MasterInfo, ResultMsg, TaskMsg, WorkerHello, WorkerRow
+
+log = structlog.get_logger("taskq.master")
+T = TypeVar("T")
+
+
+class Broker:
+    """Thread-safe facade over the broker state; the object the master exposes."""
+
+    def __init__(self, state: BrokerState, journal: Journal | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._state = state
+        self._journal = journal
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._results = threading.Condition(self._lock)
+        self._started = clock()
+        self._stopping = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _commit(self) -> None:
+        """Journal what the last call changed (caller holds the lock)."""
+        changes = self._state.drain_changes()
+        if changes.finished:
+            self._results.notify_all()
+        if self._journal is not None and changes:
+            self._journal.write(changes)
+
+    def _wait(self, cond: threading.Condition, ready: Callable[[], T], wait: float) -> T:
+        """Wait (lock held) until ready() is truthy or the bounded wait runs out."""
+        value = ready()
+        if value or wait <= 0:
+            return value
+        deadline = time.monotonic() + min(wait, LONG_POLL_S)
+        while not value and not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            cond.wait(remaining)
+            value = ready()
+        return value
+
+    def info(self) -> MasterInfo:
+        s = self._state
+        return MasterInfo(s.max_payload, s.lost_after, HEARTBEAT_S, self._journal is not None)
+
+    # ------------------------------------------------------------------ submitters
+
+    def hello(self, outbox: str) -> MasterInfo:
+        """A submitter (re)connected: results it was sent but did not acknowledge come again."""
+        with self._lock:
+            self._state.resend(outbox)
+        return self.info()
+
+    def submit(self, tasks: list[TaskMsg]) -> int:
+        with self._lock:
+            accepted = self._state.submit(tasks, self._clock())
+            self._commit()
+            if accepted:
+                self._work.notify(accepted)
+        return accepted
+
+    def fetch(self, outbox: str, ack: list[str], max_n: int, wait: float) -> list[ResultMsg]:
+        """Acknowledge results, then return up to max_n new ones, waiting a bounded time."""
+        with self._lock:
+            state = self._state
+            out = state.fetch(outbox, ack, max_n)
+            if not out and self._wait(self._results, lambda: state.has_unsent(outbox), wait):
+                out = state.fetch(outbox, [], max_n)
+            self._commit()
+            return out
+
+    def open_count(self, outbox: str) -> int:
+        with self._lock:
+            return self._state.open_count(outbox)
+
+    def cancel(self, task_ids: list[str]) -> CancelOutcome:
+        with self._lock:
+            out = self._state.cancel(task_ids)
+            self._commit()
+            return out
+
+    # ------------------------------------------------------------------ workers
+
+    def register(self, hello: WorkerHello) -> MasterInfo:
+        info = WorkerInfo(hello.worker_id, hello.host, hello.pid, hello.procs,
+                          tuple(hello.queues))
+        with self._lock:
+            self._state.register(info, self._clock())
+        log.info("worker_joined", worker_id=hello.worker_id, host=hello.host,
+                 pid=hello.pid, procs=hello.procs)
+        return self.info()
+
+    def heartbeat(self, worker_id: str, held: list[str], running: int) -> bool:
+        with self._lock:
+            return self._state.heartbeat(worker_id, held, running, self._clock())
+
+    def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
+        """Lease up to n tasks to a worker, waiting (bounded) when there are none."""
+        with self._lock:
+            state = self._state
+            worker = state.workers.get(worker_id)
+            queues = worker.queues if worker else ()
+
+            def available() -> bool:
+                return any(state.pending_by_queue[q] > 0 for q in queues)
+
+            self._wait(self._work, available, wait)
+            return state.lease(worker_id, n, self._clock())
+
+    def report(self, worker_id: str, results: list[ResultMsg]) -> None:
+        with self._lock:
+            pending_before = self._state.pending_count()
+            self._state.complete(worker_id, results, self._clock())
+            requeued = self._state.pending_count() - pending_before
+            self._commit()
+            if requeued > 0:
+                self._work.notify(requeued)
+
+    def release(self, worker_id: str, task_ids: list[str], goodbye: bool = False) -> None:
+        """A worker hands back unstarted tasks; with goodbye it leaves the cluster."""
+        with self._lock:
+            self._state.release(worker_id, task_ids)
+            if goodbye:
+                self._state.forget_worker(worker_id)
+            self._commit()
+            self._work.notify_all()
+        if goodbye:
+            log.info("worker_left", worker_id=worker_id, released=len(task_ids))
+
+    # ------------------------------------------------------------------ admin
+
+    def status(self) -> ClusterStatus:
+        with self._lock:
+            s, now = self._state, self._clock()
+            rows = [WorkerRow(w.worker_id, w.host, w.pid, w.procs, w.running, len(w.held),
+                              w.done, w.failed, round(now - w.last_seen, 3))
+                    for w in s.workers.values()]
+            pending = {q: n for q, n in s.pending_by_queue.items() if n > 0}
+            waiting = sum(len(b.results) for b in s.outboxes.values())
+            return ClusterStatus(rows, pending, len(s.leased), s.finished_ok, s.finished_failed,
+                                 waiting, round(now - self._started, 3), self._journal is not None)
+
+    def reap(self) -> None:
+        """Declare silent workers lost and requeue their expired leases."""
+        with self._lock:
+            pending_before = self._state.pending_count()
+            lost = self._state.expire(self._clock())
+            requeued = self._state.pending_count() - pending_before
+            self._commit()
+            if requeued > 0:
+                self._work.notify(requeued)
+        for worker_id in lost:
+            log.warning("worker_lost", worker_id=worker_id)
+
+    def start_reaper(self) -> None:
+        def loop() -> None:
+            while not self._stopping.wait(REAP_EVERY_S):
+                self.reap()
+
+        self._reaper = threading.Thread(target=loop, name="taskq-reaper", daemon=True)
+        self._reaper.start()
+
+    def close(self) -> None:
+        """Stop waits and the reaper; flush and close the journal."""
+        self._stopping.set()
+        with self._lock:
+            self._work.notify_all()
+            self._results.notify_all()
+        if self._reaper is not None:
+            self._reaper.join(timeout=2)
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None

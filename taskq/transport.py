@@ -1,0 +1,313 @@
+"""All ``multiprocessing.managers`` wiring: the server, its sockets, the proxy and the link.
+
+    client / worker thread ── Link.call ── BrokerProxy ══ TCP (authkey, TCP_NODELAY) ══╗
+                                 │ on a dead socket: reconnect (bounded), on_connect()  ║
+    master: Server ── accepter ── one thread per connection ── Broker method ◄═════════╝
+
+The manager protocol is the standard library's; this module only sets it up well:
+- sockets get TCP_NODELAY and keepalive; a connection must finish the handshake and its
+  first request within HANDSHAKE_TIMEOUT_S, so a silent or garbage peer holds nothing;
+- a rejected authkey is logged on the master (without key material) and raised on the
+  caller as ``AuthError``, never as a traceback;
+- every client read is bounded (SO_RCVTIMEO), every connect has a timeout;
+- proxies keep their own thread-local connections, so a reconnect never reuses a dead one.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing import AuthenticationError, connection, managers, util
+from traceback import format_exc
+from typing import Any, TypeVar
+
+import structlog
+
+from taskq import defaults
+from taskq.errors import AuthError, ConnectError
+
+log = structlog.get_logger("taskq.transport")
+T = TypeVar("T")
+SERIALIZER = "taskq"
+LINK_ERRORS = (OSError, EOFError, ConnectionError, managers.RemoteError)
+
+AUTH_HINT = "check TASKQ_AUTHKEY or --authkey-file: it must hold the master's key"
+
+
+def parse_address(text: str, default_port: int = defaults.PORT) -> tuple[str, int]:
+    """'host:port', 'host' or ':port' -> (host, port); ValueError with a clear message."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep:
+        host, port_text = port_text, str(default_port)
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"bad address {text!r}: expected HOST:PORT, e.g. 10.0.0.5:5000") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"bad address {text!r}: port must be 0-65535")
+    return host, port
+
+
+def _timeval(seconds: float) -> bytes:
+    return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+
+
+def _tune(fd: int, read_timeout: float | None, server: bool) -> None:
+    """Set socket options on a connection's descriptor (shared by every dup of it)."""
+    sock = socket.socket(fileno=fd)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(read_timeout or 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(read_timeout or 0))
+        if server:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, defaults.KEEPALIVE_IDLE_S)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL,
+                            defaults.KEEPALIVE_INTERVAL_S)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, defaults.KEEPALIVE_COUNT)
+    finally:
+        sock.detach()
+
+
+def _peer(conn: connection.Connection) -> str:
+    sock = socket.socket(fileno=conn.fileno())
+    try:
+        host, port = sock.getpeername()[:2]
+        return f"{host}:{port}"
+    except OSError:
+        return "?"
+    finally:
+        sock.detach()
+
+
+class Listener(connection.Listener):
+    """The master's listener: a deeper backlog and tuned, time-limited new sockets."""
+
+    def __init__(self, address: Any = None, family: Any = None, backlog: int = 1,
+                 authkey: bytes | None = None) -> None:
+        super().__init__(address, family, max(backlog, 256), authkey)
+
+    def accept(self) -> connection.Connection:
+        conn = super().accept()
+        _tune(conn.fileno(), defaults.HANDSHAKE_TIMEOUT_S, server=True)
+        return conn
+
+
+def client(address: tuple[str, int], authkey: bytes | None = None,
+           timeout: float = defaults.CONNECT_TIMEOUT_S) -> connection.Connection:
+    """Connect, tune, and answer the master's challenge; AuthError if the key is wrong."""
+    sock = socket.create_connection(address, timeout=timeout)
+    sock.setblocking(True)
+    conn = connection.Connection(sock.detach())
+    _tune(conn.fileno(), timeout, server=False)
+    if authkey is not None:
+        try:
+            connection.answer_challenge(conn, authkey)
+            connection.deliver_challenge(conn, authkey)
+        except AuthenticationError:
+            conn.close()
+            raise AuthError(f"authkey rejected by the master at {address[0]}:{address[1]}; "
+                            f"{AUTH_HINT}") from None
+    _tune(conn.fileno(), defaults.CALL_TIMEOUT_S, server=False)
+    return conn
+
+
+managers.listener_client[SERIALIZER] = (Listener, client)
+
+
+class Server(managers.Server):
+    """The standard manager server, with bounded handshakes and a stoppable accept loop."""
+
+    def accepter(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                conn = self.listener.accept()
+            except OSError:
+                if self.stop_event.is_set():
+                    return
+                continue
+            threading.Thread(target=self.handle_request, args=(conn,), daemon=True).start()
+
+    def _handle_request(self, c: connection.Connection) -> None:
+        peer = _peer(c)
+        try:
+            connection.deliver_challenge(c, self.authkey)
+            connection.answer_challenge(c, self.authkey)
+            request = c.recv()
+            _, funcname, args, kwds = request
+            assert funcname in self.public, f"{funcname!r} unrecognized"
+        except AuthenticationError:
+            log.warning("connection_rejected", peer=peer, reason="authkey did not match")
+            return
+        except Exception as exc:
+            log.warning("connection_dropped", peer=peer, reason=type(exc).__name__)
+            return
+        _tune(c.fileno(), None, server=True)
+        try:
+            msg: tuple[str, Any] = ("#RETURN", getattr(self, funcname)(c, *args, **kwds))
+        except Exception:
+            msg = ("#TRACEBACK", format_exc())
+        try:
+            c.send(msg)
+        except Exception:
+            log.debug("reply_failed", peer=peer)
+
+
+class BrokerProxy(managers.BaseProxy):
+    """Typed proxy of ``taskq.service.Broker``; one method per exposed call."""
+
+    _exposed_ = ("hello", "submit", "fetch", "open_count", "cancel", "register", "heartbeat",
+                 "take", "report", "release", "status", "info")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tls = util.ForkAwareLocal()  # own connections: never share a dead one
+
+    def call(self, name: str, *args: Any) -> Any:
+        return self._callmethod(name, args)
+
+    def discard(self) -> None:
+        """Drop this proxy without telling the server (it may be gone)."""
+        closer = getattr(self, "_close", None)
+        if closer is not None:
+            closer.cancel()
+        conn = getattr(self._tls, "connection", None)
+        if conn is not None:
+            del self._tls.connection
+            conn.close()
+
+
+class Manager(managers.BaseManager):
+    _Server = Server
+
+
+Manager.register("broker", proxytype=BrokerProxy)
+
+
+def serve(broker: Any, host: str, port: int, authkey: bytes) -> Server:
+    """Bind the master's server (not yet accepting); ``server.address`` is the bound one."""
+
+    class _Manager(Manager):
+        pass
+
+    _Manager.register("broker", callable=lambda: broker, proxytype=BrokerProxy,
+                      exposed=BrokerProxy._exposed_)
+    server = Server(_Manager._registry, (host, port), authkey, SERIALIZER)
+    server.stop_event = threading.Event()
+    return server
+
+
+def run_server(server: Server) -> threading.Thread:
+    """Start accepting connections in a daemon thread."""
+    thread = threading.Thread(target=server.accepter, name="taskq-accept", daemon=True)
+    thread.start()
+    return thread
+
+
+def stop_server(server: Server) -> None:
+    server.stop_event.set()
+    server.listener.close()
+
+
+def open_proxy(address: tuple[str, int], authkey: bytes) -> BrokerProxy:
+    """One connection attempt: a fresh proxy to the master's broker."""
+    manager = Manager(address=address, authkey=authkey, serializer=SERIALIZER)
+    try:
+        manager.connect()
+        return manager.broker()  # type: ignore[attr-defined,no-any-return]
+    except managers.RemoteError as exc:
+        raise ConnectError(f"the master at {address[0]}:{address[1]} refused: {exc}") from None
+
+
+def connect(address: tuple[str, int], authkey: bytes, within: float) -> BrokerProxy:
+    """Open a proxy, retrying with backoff for ``within`` seconds while the master is down."""
+    deadline = time.monotonic() + within
+    delay = 0.05
+    while True:
+        try:
+            return open_proxy(address, authkey)
+        except AuthError:
+            raise
+        except LINK_ERRORS as exc:
+            if time.monotonic() + delay > deadline:
+                raise ConnectError(
+                    f"could not connect to the master at {address[0]}:{address[1]} "
+                    f"within {within:g} s ({exc.__class__.__name__}: {exc}); is "
+                    f"`taskq master` running there and the port reachable?") from None
+            time.sleep(delay)  # backoff between connection attempts, not synchronisation
+            delay = min(delay * 2, 1.0)
+
+
+class Link:
+    """A bounded, self-healing link to the master shared by a process's threads.
+
+    ``call`` runs a broker method; when the link breaks it reconnects (for at most
+    ``reconnect_for`` seconds), runs ``on_connect`` with the new proxy, and tries once more.
+    """
+
+    def __init__(self, address: tuple[str, int], authkey: bytes, *,
+                 reconnect_for: float = defaults.RECONNECT_FOR_S,
+                 on_connect: Callable[[BrokerProxy], None] | None = None) -> None:
+        self.address = address
+        self._authkey = authkey
+        self.reconnect_for = reconnect_for
+        self._on_connect = on_connect
+        self._lock = threading.Lock()
+        self._proxy: BrokerProxy | None = None
+        self._generation = 0
+        self._closed = False
+        self._failed: ConnectError | None = None
+
+    def open(self, within: float) -> None:
+        with self._lock:
+            self._proxy = connect(self.address, self._authkey, within)
+            self._generation += 1
+            if self._on_connect is not None:
+                self._on_connect(self._proxy)
+
+    def call(self, name: str, *args: Any) -> Any:
+        while True:
+            proxy, generation = self._proxy, self._generation
+            if self._failed is not None:
+                raise self._failed
+            if self._closed or proxy is None:
+                raise ConnectError("the link to the master is closed")
+            try:
+                return proxy.call(name, *args)
+            except LINK_ERRORS as exc:
+                if isinstance(exc, managers.RemoteError):
+                    raise
+                proxy.discard()
+                self._reconnect(generation, exc)
+
+    def _reconnect(self, generation: int, exc: BaseException) -> None:
+        with self._lock:
+            if self._closed:
+                raise ConnectError("the link to the master is closed")
+            if generation != self._generation or self._failed is not None:
+                return  # another thread already reconnected (or gave up)
+            log.warning("master_link_lost", address=f"{self.address[0]}:{self.address[1]}",
+                        error=type(exc).__name__)
+            old, self._proxy = self._proxy, None
+            if old is not None:
+                old.discard()
+            try:
+                self._proxy = connect(self.address, self._authkey, self.reconnect_for)
+            except ConnectError as failure:
+                self._failed = failure
+                raise
+            self._generation += 1
+            if self._on_connect is not None:
+                self._on_connect(self._proxy)
+            log.info("master_link_restored", address=f"{self.address[0]}:{self.address[1]}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._proxy is not None:
+                self._proxy.discard()
+                self._proxy = None

@@ -1,0 +1,288 @@
+"""The wire format: every message that crosses a process boundary, and how bodies are encoded.
+
+This is the only module that imports cloudpickle. The master sees messages (plain
+dataclasses of strings, numbers and ``bytes``) but never the bodies inside them: a
+task's function and arguments and a result's value are opaque ``bytes`` to it, encoded
+here on the client and decoded here in a worker's pool process (and the reverse for
+results)::
+
+    client                    master                   worker            pool process
+    encode_function ─┐
+    encode_args ─────┴ TaskMsg ──► journal/queue ──► TaskMsg ──► (fn, args) ──► decode_call
+                                                                                 run
+    decode_result ◄── ResultMsg ◄── outbox ◄──────── ResultMsg ◄── encode_value / encode_error
+
+Every pickling failure is raised as one ``SerializationError`` saying what failed.
+"""
+
+from __future__ import annotations
+
+import pickle
+import traceback
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import cloudpickle
+
+from taskq.errors import (
+    RemoteError,
+    RemoteTraceback,
+    SerializationError,
+    TaskCrashed,
+    TaskRefused,
+    TaskTimeout,
+    WorkerLost,
+)
+
+PROTOCOL = 5  # out-of-band capable; keeps large bytes/bytearray/memoryview args cheap
+
+
+class Status(StrEnum):
+    """How a task ended, as its submitter sees it."""
+
+    OK = "ok"  # returned; body is the pickled value
+    ERROR = "error"  # raised; body is the pickled exception
+    CRASHED = "crashed"  # the pool process died; detail says how
+    TIMEOUT = "timeout"  # ran past its timeout; detail says which
+    LOST = "lost"  # every worker it was given to was lost; detail counts them
+    REFUSED = "refused"  # the master would not accept it; detail says why
+    CANCELLED = "cancelled"  # removed before it started
+
+
+class TaskState(StrEnum):
+    """Where a task is inside the master."""
+
+    PENDING = "pending"
+    LEASED = "leased"
+    DONE = "done"
+
+
+@dataclass(slots=True)
+class TaskOptions:
+    """Per-task options, plain values the master may read (never user code)."""
+
+    timeout: float | None = None
+    retries: int = 0
+    priority: int = 0
+    queue: str = "default"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TaskOptions, (self.timeout, self.retries, self.priority, self.queue))
+
+
+DEFAULT_OPTIONS = TaskOptions()
+
+
+@dataclass(slots=True)
+class TaskMsg:
+    """A task: who wants the result (``outbox``), and the opaque function and arguments."""
+
+    task_id: str
+    outbox: str
+    fn: bytes
+    args: bytes
+    options: TaskOptions = field(default_factory=TaskOptions)
+    attempt: int = 0  # how many times it was handed out before (set by the master)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TaskMsg, (self.task_id, self.outbox, self.fn, self.args, self.options,
+                          self.attempt))
+
+    @property
+    def size(self) -> int:
+        return len(self.fn) + len(self.args)
+
+
+@dataclass(slots=True)
+class ResultMsg:
+    """A task's outcome: ``body`` is opaque bytes for OK/ERROR, ``detail`` text otherwise."""
+
+    task_id: str
+    status: Status
+    body: bytes | None = None
+    detail: str = ""
+    worker: str = ""  # "host:pid" of the worker that produced it, if any
+    duration: float = 0.0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ResultMsg, (self.task_id, self.status.value, self.body, self.detail,
+                            self.worker, self.duration))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, Status):
+            self.status = Status(self.status)
+
+    @property
+    def failed(self) -> bool:
+        return self.status is not Status.OK
+
+
+@dataclass(slots=True)
+class WorkerHello:
+    """What a worker tells the master when it (re)connects."""
+
+    worker_id: str
+    host: str
+    pid: int
+    procs: int
+    queues: tuple[str, ...] = ("default",)
+
+
+@dataclass(slots=True)
+class MasterInfo:
+    """What the master tells a client or worker when it (re)connects."""
+
+    max_payload: int
+    lost_after: float
+    heartbeat: float
+    durable: bool
+
+
+@dataclass(slots=True)
+class WorkerRow:
+    worker_id: str
+    host: str
+    pid: int
+    procs: int
+    busy: int
+    held: int
+    done: int
+    failed: int
+    seen_ago: float
+
+
+@dataclass(slots=True)
+class ClusterStatus:
+    """A snapshot for ``taskq status``."""
+
+    workers: list[WorkerRow]
+    pending: dict[str, int]
+    leased: int
+    done: int
+    failed: int
+    results_waiting: int
+    uptime: float
+    durable: bool
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _dumps(obj: Any) -> bytes:
+    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+
+
+def encode_function(fn: Any) -> bytes:
+    """Pickle a callable (lambdas, closures and ``__main__`` functions by value)."""
+    if not callable(fn):
+        raise TypeError(f"taskq can only run callables, not {type(fn).__name__}")
+    try:
+        return _dumps(fn)
+    except Exception as exc:
+        raise SerializationError(
+            f"function {_describe(fn)} could not be pickled: {exc}") from exc
+
+
+def encode_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """Pickle a call's arguments; on failure, name the argument that could not be pickled."""
+    try:
+        return _dumps((args, kwargs))
+    except Exception as exc:
+        raise SerializationError(f"{_find_unpicklable(args, kwargs)} could not be pickled: "
+                                 f"{exc}") from exc
+
+
+def _find_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    named: list[tuple[str, Any]] = [(f"argument {i}", a) for i, a in enumerate(args)]
+    named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for name, value in named:
+        try:
+            _dumps(value)
+        except Exception:
+            return f"{name} ({type(value).__name__})"
+    return "the arguments"
+
+
+def _describe(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def decode_call(fn: bytes, args: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """Inverse of encode_function/encode_args; lets the loader's own exception through."""
+    return pickle.loads(fn), *pickle.loads(args)
+
+
+def decode_function(fn: bytes) -> Any:
+    return pickle.loads(fn)
+
+
+def decode_args(args: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    return pickle.loads(args)
+
+
+def encode_value(value: Any) -> bytes:
+    """Pickle a task's return value."""
+    try:
+        return _dumps(value)
+    except Exception as exc:
+        raise SerializationError(
+            f"the task's result ({type(value).__name__}) could not be pickled: {exc}") from exc
+
+
+def encode_error(exc: BaseException) -> bytes:
+    """Pickle a task's exception with its traceback text; never fails.
+
+    Exceptions that do not pickle (or unpickle) travel as their type name, message and
+    traceback and come back as ``RemoteError``.
+    """
+    tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        blob: bytes | None = _dumps(exc)
+        pickle.loads(blob)
+    except Exception:
+        blob = None
+    return pickle.dumps((blob, type(exc).__qualname__, str(exc), tb_text), protocol=PROTOCOL)
+
+
+def decode_error(body: bytes) -> BaseException:
+    """The exception a failed task raised, with the remote traceback as its ``__cause__``."""
+    blob, type_name, message, tb_text = pickle.loads(body)
+    if blob is not None:
+        try:
+            exc = pickle.loads(blob)
+        except Exception:
+            exc = RemoteError(type_name, message, tb_text)
+    else:
+        exc = RemoteError(type_name, message, tb_text)
+    exc.__cause__ = RemoteTraceback(f'\n"""\n{tb_text}"""')
+    return exc
+
+
+_FAILURES: dict[Status, type[Exception]] = {
+    Status.CRASHED: TaskCrashed,
+    Status.TIMEOUT: TaskTimeout,
+    Status.LOST: WorkerLost,
+    Status.REFUSED: TaskRefused,
+}
+
+
+def decode_result(result: ResultMsg) -> Any:
+    """The task's value, or raise what the task raised (or how it failed)."""
+    if result.status is Status.OK:
+        assert result.body is not None
+        try:
+            return pickle.loads(result.body)
+        except Exception as exc:
+            raise SerializationError(f"the task's result could not be unpickled here: "
+                                     f"{exc}") from exc
+    if result.status is Status.ERROR and result.body is not None:
+        raise decode_error(result.body)
+    raise _FAILURES.get(result.status, RemoteError)(result.detail)
+
+
+def loads_value(body: bytes) -> Any:
+    """Unpickle a value body (used by the CLI to print results)."""
+    return pickle.loads(body)
+
+

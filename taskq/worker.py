@@ -1,0 +1,222 @@
+"""A worker: leases tasks from the master and runs them in a local pool of processes.
+
+Only this (main) process talks to the master, over one ``Link`` shared by three threads:
+
+    taker ──── take(n) ──────► master         n = what keeps the pool busy (adaptive)
+      │ Job                                                     ▲
+      ▼                                                         │ report(results)
+    ProcessPool (N processes) ── outcomes ──► pump (main thread)┘
+    heartbeat ── heartbeat(held, running) every second; re-registers after a master restart
+
+Stopping (``stop()``, wired to SIGTERM/SIGINT by the CLI): take nothing new, hand the
+unstarted tasks back, let running ones finish for ``grace`` seconds, hand back what is
+still running, say goodbye. A second ``stop(now=True)`` ends it at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from taskq import defaults, execute
+from taskq.errors import ConnectError
+from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
+from taskq.transport import BrokerProxy, Link
+from taskq.wire import ResultMsg, Status, TaskMsg, WorkerHello
+
+log = structlog.get_logger("taskq.worker")
+
+
+@dataclass(slots=True)
+class WorkerConfig:
+    address: tuple[str, int]
+    authkey: bytes
+    procs: int
+    queues: tuple[str, ...] = ("default",)
+    grace: float = defaults.GRACE_S
+    max_tasks_per_child: int | None = None
+    max_memory_mb: float | None = None
+    heartbeat: float = defaults.HEARTBEAT_S
+    connect_for: float = defaults.RECONNECT_FOR_S
+
+
+class Worker:
+    """One worker process's loop; ``run()`` returns the process exit code."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        host = socket.gethostname()
+        self.name = f"{host}:{os.getpid()}"
+        self.worker_id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.hello = WorkerHello(self.worker_id, host, os.getpid(), config.procs,
+                                 tuple(config.queues))
+        self.pool = ProcessPool(config.procs, execute.run,
+                                max_tasks_per_child=config.max_tasks_per_child,
+                                max_memory_mb=config.max_memory_mb)
+        self.link = Link(config.address, config.authkey, reconnect_for=config.connect_for,
+                         on_connect=self._on_connect)
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
+        self._capacity = threading.Condition()
+        self._draining = threading.Event()
+        self._halt = threading.Event()
+        self._mean_s = defaults.PREFETCH_TARGET_S / defaults.PREFETCH_MIN
+        self._lost_master = threading.Event()
+        self.log = log.bind(worker_id=self.worker_id)
+
+    # ------------------------------------------------------------------ control
+
+    def stop(self, now: bool = False) -> None:
+        """Begin a graceful stop; with now=True (or a second call) stop at once."""
+        if self._draining.is_set() or now:
+            self._halt.set()
+        self._draining.set()
+        with self._capacity:
+            self._capacity.notify_all()
+        self.pool.wake()
+
+    def _on_connect(self, proxy: BrokerProxy) -> None:
+        proxy.call("register", self.hello)
+        with self._held_lock:
+            held = list(self._held)
+        proxy.call("heartbeat", self.worker_id, held, 0)
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> int:
+        try:
+            self.link.open(self.config.connect_for)
+        except ConnectError as exc:
+            self.log.error("connect_failed", error=str(exc))
+            return 1
+        self.pool.start()
+        self.log.info("worker_started", master=f"{self.config.address[0]}:"
+                      f"{self.config.address[1]}", procs=self.config.procs)
+        threads = [threading.Thread(target=self._guard(loop), name=name, daemon=True)
+                   for loop, name in ((self._take_loop, "taskq-take"),
+                                      (self._heartbeat_loop, "taskq-heartbeat"))]
+        for thread in threads:
+            thread.start()
+        try:
+            self._pump()
+            code = 0 if not self._lost_master.is_set() else 1
+        except ConnectError as exc:
+            self.log.error("master_unreachable", error=str(exc))
+            code = 1
+        finally:
+            self._draining.set()
+            self._halt.set()
+            self.pool.kill()
+            self.link.close()
+        self.log.info("worker_stopped", exit_code=code)
+        return code
+
+    def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                loop()
+            except ConnectError as exc:
+                self.log.error("master_unreachable", error=str(exc))
+                self._lost_master.set()
+                self.stop(now=True)
+        return run
+
+    def _pump(self) -> None:
+        """Report outcomes as they come; on a stop, drain within the grace period."""
+        while not self._draining.is_set():
+            self._report(self.pool.get_outcomes(timeout=defaults.LONG_POLL_S))
+        if self._halt.is_set():
+            self._say_goodbye(self.pool.take_back(), killed=self.pool.stop(0))
+            return
+        unstarted = self.pool.take_back()
+        self.link.call("release", self.worker_id, [j.task_id for j in unstarted], False)
+        self._forget([j.task_id for j in unstarted])
+        self.log.info("worker_draining", running=self.pool.in_flight(),
+                      grace_s=self.config.grace, released=len(unstarted))
+        deadline = time.monotonic() + self.config.grace
+        while self.pool.in_flight() and not self._halt.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._report(self.pool.get_outcomes(timeout=min(remaining, defaults.LONG_POLL_S)))
+        self._say_goodbye([], killed=self.pool.stop(0))
+
+    def _say_goodbye(self, unstarted: list[Job], killed: list[Job]) -> None:
+        self._report(self.pool.get_outcomes(timeout=0))
+        back = [j.task_id for j in unstarted + killed]
+        with contextlib.suppress(ConnectError):  # else the master expires the leases
+            self.link.call("release", self.worker_id, back, True)
+        self._forget(back)
+
+    def _report(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        results = [self._result(o) for o in outcomes]
+        self.link.call("report", self.worker_id, results)
+        self._forget([r.task_id for r in results])
+        durations = [o.duration for o in outcomes if o.kind is OutcomeKind.DONE]
+        if durations:
+            self._mean_s = 0.8 * self._mean_s + 0.2 * (sum(durations) / len(durations))
+        with self._capacity:
+            self._capacity.notify_all()
+
+    def _result(self, outcome: Outcome) -> ResultMsg:
+        if outcome.kind is OutcomeKind.DONE:
+            status, body, detail = outcome.value
+            return ResultMsg(outcome.task_id, status, body, detail, self.name, outcome.duration)
+        if outcome.kind is OutcomeKind.TIMED_OUT:
+            status, detail = Status.TIMEOUT, f"on worker {self.name}: {outcome.detail}"
+        else:
+            status = Status.CRASHED
+            detail = f"the process running the task on worker {self.name} died: {outcome.detail}"
+        self.log.warning("task_failed", task_id=outcome.task_id, status=status.value,
+                         detail=outcome.detail)
+        return ResultMsg(outcome.task_id, status, None, detail, self.name, outcome.duration)
+
+    def _forget(self, task_ids: list[str]) -> None:
+        with self._held_lock:
+            self._held.difference_update(task_ids)
+
+    # ------------------------------------------------------------------ threads
+
+    def _want(self) -> int:
+        """How many more tasks to hold: about PREFETCH_TARGET_S of work per process."""
+        per_proc = math.ceil(defaults.PREFETCH_TARGET_S / max(self._mean_s, 1e-6))
+        per_proc = max(defaults.PREFETCH_MIN, min(defaults.PREFETCH_MAX, per_proc))
+        return per_proc * self.config.procs - self.pool.in_flight()
+
+    def _take_loop(self) -> None:
+        while not self._draining.is_set():
+            want = self._want()
+            if want <= 0:
+                with self._capacity:
+                    self._capacity.wait_for(lambda: self._want() > 0 or self._draining.is_set(),
+                                            timeout=defaults.LONG_POLL_S)
+                continue
+            tasks: list[TaskMsg] = self.link.call("take", self.worker_id, want,
+                                                  defaults.LONG_POLL_S)
+            if not tasks:
+                continue
+            with self._held_lock:
+                self._held.update(t.task_id for t in tasks)
+            for task in tasks:
+                self.pool.submit(Job(task.task_id, (task.fn, task.args), task.options.timeout))
+            if self._draining.is_set():
+                self.pool.wake()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._halt.wait(self.config.heartbeat):
+            with self._held_lock:
+                held = list(self._held)
+            if not self.link.call("heartbeat", self.worker_id, held, self.pool.running()):
+                self.link.call("register", self.hello)
+                self.link.call("heartbeat", self.worker_id, held, self.pool.running())

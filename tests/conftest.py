@@ -1,0 +1,61 @@
+"""Shared fixtures: a real cluster per test, and a check that no process outlives a test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cluster import Cluster, wait_for
+
+
+def _is_forkserver(pid: str) -> bool:
+    """The stdlib's forkserver lives as long as the test process that started it."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"multiprocessing.forkserver" in fh.read()
+    except OSError:
+        return False
+
+
+def _children() -> set[int]:
+    me = str(os.getpid())
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me and fields[0] != "Z" and not _is_forkserver(entry):
+                out.add(int(entry))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes() -> Iterator[None]:
+    before = _children()
+    yield
+    wait_for(lambda: _children() <= before, 15, "processes started by the test to exit")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def running(cluster: Cluster) -> Cluster:
+    """A master and two one-process workers, ready."""
+    cluster.start_master()
+    cluster.start_worker()
+    cluster.start_worker()
+    cluster.wait_workers(2)
+    return cluster
