@@ -58,6 +58,9 @@ _PROTOCOL = pickle.HIGHEST_PROTOCOL
 # after a delay that doubles from this, up to _RESPAWN_MAX_S, rather than in a hot loop.
 _RESPAWN_BASE_S = 0.05
 _RESPAWN_MAX_S = 2.0
+# Bytes asked of one read from a child; up to _BIG_CHUNK while a large result arrives.
+_CHUNK = 1 << 16
+_BIG_CHUNK = 1 << 22
 # How long shutdown waits for the forkserver to report a SIGKILLed child.
 _JOIN_S = 5.0
 
@@ -156,6 +159,12 @@ class _Child:
     completed: int = 0
     accepting: bool = True
     readable: bool = True  # False once its conn hit EOF
+    buf: bytearray = field(default_factory=bytearray)  # a partly received result
+    need: int = 0  # bytes still missing from the partly received result
+
+    @property
+    def fd(self) -> int:
+        return self.conn.fileno()
 
 
 def _exit_detail(exitcode: int | None) -> str:
@@ -442,17 +451,43 @@ class ProcessPool:
         return good
 
     def _read(self, child: _Child, now: float) -> None:
-        try:
-            data = child.conn.recv_bytes()
-        except (EOFError, OSError):
-            child.readable = False  # dead; wait for the sentinel to learn how it ended
-            del self._watch[child.conn]
-            return
-        self._on_result(child, data, now)
-        if not child.fifo and not child.accepting:
+        if not self._pull(child, now):
+            self._watch.pop(child.conn, None)  # dead; its sentinel will say how it ended
+        elif not child.fifo and not child.accepting:
             self._retire(child)
 
-    def _on_result(self, child: _Child, data: bytes, now: float) -> None:
+    def _pull(self, child: _Child, now: float) -> bool:
+        """One read of everything the child has sent; handle each whole result in it.
+
+        Results are framed as Connection.send_bytes frames them (a signed 4-byte big-endian
+        length, or -1 then an 8-byte length), so one read takes a whole burst of them.
+        """
+        try:
+            data = os.read(child.fd, min(max(_CHUNK, child.need), _BIG_CHUNK))
+        except OSError:
+            data = b""
+        if not data:
+            child.readable = False
+            return False
+        buf = child.buf
+        buf += data
+        pos, end = 0, len(buf)
+        with memoryview(buf) as view:
+            while end - pos >= 4:
+                size, head = int.from_bytes(view[pos : pos + 4], "big", signed=True), 4
+                if size == -1:
+                    if end - pos < 12:
+                        break
+                    size, head = int.from_bytes(view[pos + 4 : pos + 12], "big"), 12
+                if end - pos - head < size:
+                    break
+                self._on_result(child, view[pos + head : pos + head + size], now)
+                pos += head + size
+        del buf[:pos]
+        child.need = size + head - len(buf) if len(buf) >= 4 else 0
+        return True
+
+    def _on_result(self, child: _Child, data: bytes | memoryview, now: float) -> None:
         job = child.fifo.popleft()
         duration = now - child.head_start
         child.head_start = now
@@ -469,14 +504,9 @@ class ProcessPool:
             child.accepting = False
 
     def _drain(self, child: _Child, now: float) -> None:
-        """Read every whole result a (dead or dying) child left in its pipe."""
-        while child.readable and child.fifo and child.conn.poll(0):
-            try:
-                data = child.conn.recv_bytes()
-            except (EOFError, OSError):
-                child.readable = False
-                return
-            self._on_result(child, data, now)
+        """Handle every whole result a (dead or dying) child left in its pipe."""
+        while child.readable and child.fifo and child.conn.poll(0) and self._pull(child, now):
+            pass
 
     def _retire(self, child: _Child) -> None:
         """Tell an idle child to exit; a replacement is started by _fill."""

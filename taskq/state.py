@@ -145,11 +145,11 @@ class BrokerState:
         out: list[ResultMsg] = []
         if len(box.sent) < len(box.results):
             for task_id, result in box.results.items():
+                if len(out) >= max_n:
+                    break
                 if task_id not in box.sent:
                     box.sent.add(task_id)
                     out.append(result)
-                    if len(out) >= max_n:
-                        break
         self._maybe_drop_outbox(outbox, box)
         return out
 

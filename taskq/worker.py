@@ -93,12 +93,13 @@ class Worker:
     # ------------------------------------------------------------------ main loop
 
     def run(self) -> int:
+        self.pool.start()
         try:
             self.link.open(self.config.connect_for)
         except ConnectError as exc:
             self.log.error("connect_failed", error=str(exc))
+            self.pool.kill()
             return 1
-        self.pool.start()
         self.log.info("worker_started", master=f"{self.config.address[0]}:"
                       f"{self.config.address[1]}", procs=self.config.procs)
         threads = [threading.Thread(target=self._guard(loop), name=name, daemon=True)

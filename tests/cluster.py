@@ -6,6 +6,7 @@ and pool processes) can be signalled and is always killed at the end of the test
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -71,20 +72,16 @@ class Proc:
         return self.stderr_path.read_text(errors="replace")
 
     def signal_group(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def wait(self, timeout: float) -> int:
         return self.popen.wait(timeout)
 
     def kill_all(self) -> None:
         self.signal_group(signal.SIGKILL)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
         wait_for(lambda: not group_pids(self.pid), 10, f"group {self.pid} to exit")
         for stream in (self.popen.stdout, self.popen.stdin):
             if stream is not None:
@@ -104,6 +101,7 @@ class Cluster:
         env["TASKQ_AUTHKEY"] = self.authkey
         env["TASKQ_STATE_DIR"] = str(self.tmp / "state")
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+        env["COLUMNS"] = "200"  # usage errors on one line each
         return env
 
     def spawn(self, args: list[str], env: dict[str, str] | None = None,

@@ -52,3 +52,23 @@ def return_lock() -> object:
     import threading
 
     return threading.Lock()
+
+
+def grow(mb: int) -> int:
+    """Keep `mb` MiB alive in this process (a leak) and return the pid."""
+    _LEAK.append(bytearray(mb * 1024 * 1024))
+    return os.getpid()
+
+
+_LEAK: list[bytearray] = []
+
+
+def flaky(marker: str, failures: int) -> str:
+    """Raise the first `failures` times it is called for `marker` (counted in a file)."""
+    with open(marker, "a+") as fh:
+        fh.seek(0)
+        calls = len(fh.read())
+        fh.write("x")
+    if calls < failures:
+        raise RuntimeError(f"failure {calls + 1}")
+    return f"ok after {calls} failures"
