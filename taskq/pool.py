@@ -35,6 +35,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import struct
 import threading
 import time
 from collections import deque
@@ -61,6 +62,8 @@ _RESPAWN_MAX_S = 2.0
 # Bytes asked of one read from a child; up to _BIG_CHUNK while a large result arrives.
 _CHUNK = 1 << 16
 _BIG_CHUNK = 1 << 22
+_unpack_int = struct.Struct("!i").unpack_from
+_unpack_long = struct.Struct("!Q").unpack_from
 # How long shutdown waits for the forkserver to report a SIGKILLed child.
 _JOIN_S = 5.0
 
@@ -383,18 +386,21 @@ class ProcessPool:
         delay = min(_RESPAWN_BASE_S * 2 ** (self._idle_deaths - 1), _RESPAWN_MAX_S)
         self._respawn_at = time.monotonic() + delay
 
-    def _room(self, child: _Child) -> int:
-        if not (child.accepting and child.readable):
-            return 0
-        room = self._depth - len(child.fifo)
-        if self._max_tasks is not None:
-            room = min(room, self._max_tasks - child.assigned)
-        return room
+    def _rooms(self) -> list[tuple[int, int, int]]:
+        """(load, index, room) of every child that can take more jobs now."""
+        depth, cap = self._depth, self._max_tasks
+        rooms = []
+        for index, child in enumerate(self._children):
+            if child.accepting and child.readable:
+                load = len(child.fifo)
+                room = depth - load if cap is None else min(depth - load, cap - child.assigned)
+                if room > 0:
+                    rooms.append((load, index, room))
+        return rooms
 
     def _dispatch(self) -> None:
         """Write pending jobs to the children with room, least loaded first."""
-        rooms = [(len(c.fifo), i, self._room(c)) for i, c in enumerate(self._children)]
-        heap = [entry for entry in rooms if entry[2] > 0]
+        heap = self._rooms()
         total = sum(entry[2] for entry in heap)
         if not total:
             self._want_wake = False
@@ -405,6 +411,9 @@ class ProcessPool:
             self._assigned += count
             self._want_wake = count < total and not self._draining
         if not jobs:
+            return
+        if len(heap) == 1:
+            self._write(self._children[heap[0][1]], jobs)
             return
         heapq.heapify(heap)
         batches: dict[int, list[Job]] = {}
@@ -471,20 +480,20 @@ class ProcessPool:
             return False
         buf = child.buf
         buf += data
-        pos, end = 0, len(buf)
+        pos, end, size, head = 0, len(buf), 0, 4
         with memoryview(buf) as view:
             while end - pos >= 4:
-                size, head = int.from_bytes(view[pos : pos + 4], "big", signed=True), 4
+                (size,), head = _unpack_int(buf, pos), 4
                 if size == -1:
                     if end - pos < 12:
                         break
-                    size, head = int.from_bytes(view[pos + 4 : pos + 12], "big"), 12
+                    (size,), head = _unpack_long(buf, pos + 4), 12
                 if end - pos - head < size:
                     break
                 self._on_result(child, view[pos + head : pos + head + size], now)
                 pos += head + size
         del buf[:pos]
-        child.need = size + head - len(buf) if len(buf) >= 4 else 0
+        child.need = size + head - len(buf) if buf else 0
         return True
 
     def _on_result(self, child: _Child, data: bytes | memoryview, now: float) -> None:

@@ -219,5 +219,6 @@ class Worker:
             with self._held_lock:
                 held = list(self._held)
             if not self.link.call("heartbeat", self.worker_id, held, self.pool.running()):
+                self.log.warning("worker_rejoined", held=len(held))
                 self.link.call("register", self.hello)
                 self.link.call("heartbeat", self.worker_id, held, self.pool.running())

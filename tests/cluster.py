@@ -105,11 +105,12 @@ class Cluster:
         return env
 
     def spawn(self, args: list[str], env: dict[str, str] | None = None,
-              stdout: int | None = None, cwd: Path | None = None) -> Proc:
+              stdout: int | None = None, cwd: Path | None = None,
+              prefix: tuple[str, ...] = ()) -> Proc:
         name = f"{len(self.procs)}-{args[0]}"
         err = self.tmp / f"{name}.stderr"
         with err.open("w") as err_file:
-            popen = subprocess.Popen([sys.executable, "-m", "taskq", *args],
+            popen = subprocess.Popen([*prefix, sys.executable, "-m", "taskq", *args],
                                      env=env or self.env, stdout=stdout or subprocess.DEVNULL,
                                      stderr=err_file, text=True, start_new_session=True,
                                      cwd=cwd or self.tmp)
@@ -117,9 +118,8 @@ class Cluster:
         self.procs.append(proc)
         return proc
 
-    def start_master(self, *extra: str, port: int = 0) -> Proc:
-        args = ["master", "--host", "127.0.0.1", "--port", str(port), "--lost-after", "2",
-                *extra]
+    def start_master(self, *extra: str, port: int = 0, host: str = "127.0.0.1") -> Proc:
+        args = ["master", "--host", host, "--port", str(port), "--lost-after", "2", *extra]
         if "--state" not in extra:
             args.append("--in-memory")
         proc = self.spawn(args, stdout=subprocess.PIPE)
@@ -127,9 +127,9 @@ class Cluster:
         self.address = line
         return proc
 
-    def start_worker(self, *extra: str, procs: int = 1) -> Proc:
+    def start_worker(self, *extra: str, procs: int = 1, prefix: tuple[str, ...] = ()) -> Proc:
         return self.spawn(["worker", "--connect", self.address, "--procs", str(procs),
-                           "--log-level", "debug", *extra])
+                           "--log-level", "debug", *extra], prefix=prefix)
 
     def client(self, **kwargs: object):  # -> taskq.Client
         import taskq
