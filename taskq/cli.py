@@ -95,6 +95,9 @@ def master(
     = defaults.MAX_LOST_ATTEMPTS,
     max_payload: Annotated[float, typer.Option(
         min=0.001, help="Largest task accepted, in MiB.")] = defaults.MAX_PAYLOAD_MB,
+    max_pending: Annotated[int, typer.Option(
+        min=1, help="Queued tasks held before submitters wait for room.")]
+    = defaults.MAX_PENDING,
     log_json: LogJsonOpt = False,
     log_level: LogLevelOpt = "info",
 ) -> None:
@@ -108,7 +111,7 @@ def master(
         key, key_path = master_authkey(authkey_file)
         journal = None if in_memory else (state or defaults.state_dir() / "journal.db")
         config = master_mod.MasterConfig(host, port, key, journal, lost_after, max_attempts,
-                                         int(max_payload * 1024 * 1024))
+                                         int(max_payload * 1024 * 1024), max_pending)
         if key_path is not None:
             typer.echo(f"taskq master authkey file: {key_path} (copy it to workers; use "
                        f"--authkey-file or {defaults.ENV_AUTHKEY})")

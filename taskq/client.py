@@ -108,6 +108,7 @@ class Client(Executor):
         self._entries: dict[str, _Entry] = {}
         self._outgoing: deque[_Entry] = deque()
         self._wakeup = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)
         self._fn_cache: OrderedDict[int, tuple[Any, bytes]] = OrderedDict()
         self._closed = False
         self.info: MasterInfo | None = None
@@ -194,6 +195,9 @@ class Client(Executor):
         future = TaskFuture(self, msg.task_id)
         entry = _Entry(future, msg)
         with self._lock:
+            if len(self._outgoing) >= defaults.CLIENT_MAX_UNSENT:  # backpressure
+                self._room.wait_for(lambda: len(self._outgoing) < defaults.CLIENT_MAX_UNSENT
+                                    or self._closed)
             if self._closed:
                 raise RuntimeError("cannot submit after shutdown")
             self._entries[msg.task_id] = entry
@@ -229,13 +233,17 @@ class Client(Executor):
         return False
 
     def _on_connect(self, proxy: BrokerProxy) -> None:
+        """(Re)connected: results come again, and every task sent before goes again (the
+        master ignores the ones it already has; the sender applies its backpressure)."""
         self.info = proxy.call("hello", self.outbox)
         with self._lock:
-            resend = [e.msg for e in self._entries.values() if e.sent]
-        for start in range(0, len(resend), defaults.SUBMIT_BATCH):
-            proxy.call("submit", resend[start:start + defaults.SUBMIT_BATCH])
+            resend = [e for e in self._entries.values() if e.sent]
+            for entry in resend:
+                entry.sent = False
+            self._outgoing.extendleft(reversed(resend))
+            self._wakeup.notify_all()
         if resend:
-            log.info("resubmitted", count=len(resend), outbox=self.outbox)
+            log.info("resubmitting", count=len(resend), outbox=self.outbox)
 
     def _send_loop(self) -> None:
         try:
@@ -244,15 +252,24 @@ class Client(Executor):
                     self._wakeup.wait_for(lambda: self._outgoing or self._closed)
                     if not self._outgoing:
                         return
-                    batch = [self._outgoing.popleft() for _ in
-                             range(min(len(self._outgoing), defaults.SUBMIT_BATCH))]
+                    batch = [e for e in (self._outgoing.popleft() for _ in range(
+                        min(len(self._outgoing), defaults.SUBMIT_BATCH)))
+                        if not e.future.done()]
                     for entry in batch:
                         entry.sent = True
-                msgs = [e.msg for e in batch if not e.future.done()]
-                if msgs:
-                    self._link.call("submit", msgs)
+                    self._room.notify_all()
+                if batch:
+                    self._send(batch)
         except ConnectError as exc:
             self._fail_all(exc)
+
+    def _send(self, batch: list[_Entry]) -> None:
+        """Send until the master has taken the whole batch (it takes less when full)."""
+        while batch:
+            taken = self._link.call("submit", [e.msg for e in batch])
+            batch = batch[taken:]
+            if batch and self._closed and not self._entries:
+                return
 
     def _receive_loop(self) -> None:
         ack: list[str] = []

@@ -57,6 +57,13 @@ PREFETCH_TARGET_S = 0.02
 # to the worker between tasks; more would hold work a freshly idle process could take.
 CHILD_DEPTH = 2
 
+# Pending tasks the master holds before a submit waits for room (backpressure): bounds the
+# master's memory (about 1 KiB per small task) while workers catch up.
+MAX_PENDING = 1_000_000
+# Tasks a client keeps encoded but not yet sent before `submit` blocks: bounds a client that
+# submits faster than the master accepts.
+CLIENT_MAX_UNSENT = 100_000
+
 # Largest encoded task (function plus arguments) the master accepts by default.
 MAX_PAYLOAD_MB = 64.0
 # Journal commits: tasks journaled within one call are committed together; the WAL file is

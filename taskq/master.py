@@ -31,6 +31,7 @@ class MasterConfig:
     lost_after: float = defaults.LOST_AFTER_S
     max_lost: int = defaults.MAX_LOST_ATTEMPTS
     max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024)
+    max_pending: int = defaults.MAX_PENDING
 
 
 def build_broker(config: MasterConfig) -> Broker:
@@ -41,7 +42,7 @@ def build_broker(config: MasterConfig) -> Broker:
         journal = Journal(config.state)
         tasks, results = journal.load(state)
         log.info("journal_loaded", path=str(config.state), tasks=tasks, results=results)
-    return Broker(state, journal)
+    return Broker(state, journal, max_pending=config.max_pending)
 
 
 def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], None]) -> int:

@@ -1,28 +1,26 @@
 """The worker's local pool of processes: runs jobs and tells exactly how each one ended.
 
 The pool owns its child processes, the pipes to them and one driver thread. It knows nothing
-about tasks: a job is an opaque picklable payload handed to ``runner(payload)`` in a child,
-and every job submitted ends in exactly one of three ways: an Outcome (DONE, CRASHED or
-TIMED_OUT) returned by get_outcomes, a Job handed back by take_back, or a Job handed back
-by stop as unfinished.
+of tasks: a job's payload is handed to ``runner(payload)`` in a child, and every submitted
+job ends exactly one way: an Outcome (DONE, CRASHED, TIMED_OUT) from get_outcomes, or the
+Job itself handed back by take_back or stop.
 
-    submit() --> pending deque --+                       +--> child 1: runner(payload)
-                                 |   driver thread       |      (up to `depth` queued)
-    take_back() <----------------+-- wait() on conns, ---+--> child 2 ...
-                                 |   sentinels, wake     |
-    get_outcomes() <-- outcomes deque <-- results, crashes, timeouts
+    submit() -> pending --+                     +--> child 1: runner(payload), in order
+                          |   driver thread     |      (up to `depth` jobs written ahead)
+    take_back() <---------+-- wait() on pipes, -+--> child 2 ...
+                              sentinels, wake   |
+    get_outcomes() <- outcomes <- results, crashes, timeouts
 
-Each child reads lists of payloads from its own Pipe and answers every job, in order, with
-one pickled ``(status, value, rss)`` tuple. The driver keeps each child's FIFO of written
-jobs, so the head of the FIFO is the job the child is running: when the child's sentinel
-fires, the head crashed and the jobs behind it were never started (they are dispatched
-again); when the head runs past its timeout the child is killed the same way. A head job
-is taken to start when the previous result of that child arrives (or when it is written
-to an idle child).
+Each child reads messages of pickled payloads from its own Pipe and answers every job, in
+order, with one pickled ``(status, value, rss)``. The driver keeps each child's FIFO of
+written jobs, so the head of the FIFO is the job the child runs: when the child's sentinel
+fires, the head crashed and the jobs behind it never started (they are dispatched again);
+when the head runs past its timeout the child is killed the same way. A head job starts
+when the previous result of its child arrives, or when it is written to an idle child.
 
-Children come from the "forkserver" context, since the owning worker runs threads. Each
-child has a watchdog thread blocked on a pipe whose write end only the owner holds: when
-the owner dies, even by SIGKILL, the read sees EOF and the child exits at once.
+Children come from the "forkserver" context, since the owning worker runs threads. Each has
+a watchdog thread blocked on a pipe whose write end only the owner holds: when the owner
+dies, even by SIGKILL, the read sees EOF and the child exits at once, busy or not.
 """
 
 from __future__ import annotations
@@ -52,20 +50,26 @@ __all__ = ["Job", "Outcome", "OutcomeKind", "ProcessPool"]
 
 log = logging.getLogger(__name__)
 
-_OK = 0
-_RAISED = 1
+_OK, _RAISED = 0, 1
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+# Length prefix of each payload inside one message to a child.
+_FRAME = struct.Struct("!Q")
+# Connection.send_bytes framing of results: a 4-byte length (results are kept under 2 GiB).
+_INT = struct.Struct("!i")
+_MAX_RESULT = 0x7FFFFFFF
+# Bytes a read from a child asks for; up to _BIG_CHUNK while a large result comes in.
+_CHUNK, _BIG_CHUNK = 1 << 16, 1 << 22
+# Bound on the bytes left unread in the pipe of a busy child: a write beyond its socket buffer
+# would block the driver until the job that child runs ends. Each message written ahead is at
+# most _AHEAD_BYTES // depth; a job too big for that waits (in order) for an idle child.
+_AHEAD_BYTES = 1 << 17
 # A child that dies idle before finishing any job (a failing initializer, say) is replaced
-# after a delay that doubles from this, up to _RESPAWN_MAX_S, rather than in a hot loop.
-_RESPAWN_BASE_S = 0.05
-_RESPAWN_MAX_S = 2.0
-# Bytes asked of one read from a child; up to _BIG_CHUNK while a large result arrives.
-_CHUNK = 1 << 16
-_BIG_CHUNK = 1 << 22
-_unpack_int = struct.Struct("!i").unpack_from
-_unpack_long = struct.Struct("!Q").unpack_from
+# after a delay doubling from the base up to the max, rather than in a hot loop.
+_RESPAWN_BASE_S, _RESPAWN_MAX_S = 0.05, 2.0
 # How long shutdown waits for the forkserver to report a SIGKILLed child.
 _JOIN_S = 5.0
+
+_Entry = tuple["Job", bytes]  # a job and its pickled payload
 
 
 class OutcomeKind(str, Enum):  # noqa: UP042 -- the declared interface
@@ -77,17 +81,17 @@ class OutcomeKind(str, Enum):  # noqa: UP042 -- the declared interface
 @dataclass(frozen=True, slots=True)
 class Job:
     task_id: str
-    payload: Any
-    timeout: float | None = None
+    payload: Any  # picklable; handed to runner(payload) in a child
+    timeout: float | None = None  # hard limit in seconds for this job's run
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     task_id: str
     kind: OutcomeKind
-    value: Any = None
-    detail: str = ""
-    duration: float = 0.0
+    value: Any = None  # the runner's return value when DONE
+    detail: str = ""  # how it ended when CRASHED or TIMED_OUT
+    duration: float = 0.0  # seconds the job ran (best estimate)
 
 
 # --------------------------------------------------------------------------- child side
@@ -110,17 +114,25 @@ def _rss(page: int) -> int:
         return 0
 
 
-def _run_one(runner: Callable[[Any], Any], payload: Any, page: int) -> bytes:
+def _run_one(runner: Callable[[Any], Any], blob: memoryview, page: int) -> bytes:
     try:
-        status, value = _OK, runner(payload)
-    except BaseException as exc:
-        status, value = _RAISED, f"runner raised {type(exc).__name__}: {exc}"
+        payload = pickle.loads(blob)
+    except Exception as exc:
+        status, value = _RAISED, f"payload could not be unpickled: {type(exc).__name__}: {exc}"
+    else:
+        try:
+            status, value = _OK, runner(payload)
+        except BaseException as exc:
+            status, value = _RAISED, f"runner raised {type(exc).__name__}: {exc}"
     rss = _rss(page) if page else 0
     try:
-        return pickle.dumps((status, value, rss), _PROTOCOL)
+        data = pickle.dumps((status, value, rss), _PROTOCOL)
     except Exception as exc:
         detail = f"result could not be pickled: {type(exc).__name__}: {exc}"
         return pickle.dumps((_RAISED, detail, rss), _PROTOCOL)
+    if len(data) > _MAX_RESULT:
+        return pickle.dumps((_RAISED, f"result too large: {len(data)} bytes", rss), _PROTOCOL)
+    return data
 
 
 def _child_main(
@@ -130,22 +142,25 @@ def _child_main(
     initializer: Callable[[], None] | None,
     measure: bool,
 ) -> None:
-    """Body of a pool process: run each payload it is sent, answer each in order."""
+    """Body of a pool process: run every payload it is sent, answer each in order."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_owner, args=(watchdog.fileno(),), daemon=True).start()
     if initializer is not None:
         initializer()
     page = os.sysconf("SC_PAGE_SIZE") if measure else 0
-    recv, send, loads = conn.recv_bytes, conn.send_bytes, pickle.loads
+    recv, send, unpack = conn.recv_bytes, conn.send_bytes, _FRAME.unpack_from
     while True:
         try:
-            batch = loads(recv())
+            message = recv()
         except EOFError:
             return
-        if batch is None:
+        if not message:  # told to retire
             return
-        for payload in batch:
-            send(_run_one(runner, payload, page))
+        view, pos = memoryview(message), 0
+        while pos < len(message):
+            (size,), pos = unpack(message, pos), pos + _FRAME.size
+            send(_run_one(runner, view[pos : pos + size], page))
+            pos += size
 
 
 # -------------------------------------------------------------------------- owner side
@@ -155,24 +170,22 @@ def _child_main(
 class _Child:
     proc: BaseProcess
     conn: Connection
+    fd: int
     sentinel: int
-    fifo: deque[Job] = field(default_factory=deque)
-    head_start: float = 0.0  # when the head of the FIFO started running
-    assigned: int = 0  # jobs ever written to this child
+    fifo: deque[_Entry] = field(default_factory=deque)  # written, unanswered; head runs
+    head_start: float = 0.0
+    assigned: int = 0  # jobs ever written to it
     completed: int = 0
     accepting: bool = True
-    readable: bool = True  # False once its conn hit EOF
-    buf: bytearray = field(default_factory=bytearray)  # a partly received result
-    need: int = 0  # bytes still missing from the partly received result
-
-    @property
-    def fd(self) -> int:
-        return self.conn.fileno()
+    readable: bool = True  # False once its pipe hit EOF
+    parts: list[bytes] = field(default_factory=list)  # a partly received result
+    have: int = 0
+    need: int = 0
 
 
 def _exit_detail(exitcode: int | None) -> str:
     if exitcode is None:
-        return "process ended"
+        return "process ended (exit status unknown)"
     if exitcode >= 0:
         return f"process exited with code {exitcode}"
     try:
@@ -184,7 +197,7 @@ def _exit_detail(exitcode: int | None) -> str:
 
 
 class ProcessPool:
-    """A fixed number of processes running ``runner(payload)``; see the module docstring."""
+    """``procs`` processes running ``runner(payload)``; see the module docstring."""
 
     def __init__(
         self,
@@ -203,27 +216,22 @@ class ProcessPool:
         self._max_rss = None if max_memory_mb is None else max_memory_mb * 2**20
         self._initializer = initializer
         self._ctx = multiprocessing.get_context("forkserver")
-        # Shared with other threads, guarded by _cond.
+        # Shared with the callers' threads, under _cond.
         self._cond = threading.Condition(threading.Lock())
-        self._pending: deque[Job] = deque()
+        self._pending: deque[_Entry] = deque()
         self._outcomes: deque[Outcome] = deque()
         self._in_flight = 0
-        self._assigned = 0  # jobs taken from _pending and not yet resolved or put back
-        self._want_wake = False
-        self._woken = False
-        self._draining = False
+        self._assigned = 0  # taken from pending, neither resolved nor put back yet
+        self._want_wake = False  # the driver has room and waits for jobs
+        self._woken = self._draining = self._closed = self._started = False
         self._error: BaseException | None = None
-        # Driver state; other threads only read it.
-        self._children: list[_Child] = []
-        self._dying: list[_Child] = []
+        # The driver's own state; other threads only read it.
+        self._children: list[_Child] = []  # replaced, never mutated: safe to iterate
+        self._dying: list[_Child] = []  # retired or killed, sentinel not seen yet
+        self._watch: dict[object, _Child] = {}  # conn or sentinel -> child
         self._batch: list[Outcome] = []
-        self._requeue: list[Job] = []
-        self._watch: dict[object, _Child] = {}
-        self._idle_deaths = 0
-        self._respawn_at = 0.0
-        self._closing = False
-        self._closed = False
-        self._started = False
+        self._requeue: list[_Entry] = []
+        self._idle_deaths, self._respawn_at, self._closing = 0, 0.0, False
         self._shutdown_lock = threading.Lock()
         self._thread = threading.Thread(target=self._drive, name="taskq-pool", daemon=True)
 
@@ -237,21 +245,23 @@ class ProcessPool:
         modules = ["__main__", __name__]
         if getattr(self._runner, "__module__", "__main__") != "__main__":
             modules.append(self._runner.__module__)
-        self._ctx.set_forkserver_preload(modules)
+        self._ctx.set_forkserver_preload(modules)  # no effect once the forkserver runs
         self._dog_r, self._dog_w = self._ctx.Pipe(duplex=False)
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        atexit.register(self.kill)
         for _ in range(self._procs):
             self._children.append(self._spawn())
-        atexit.register(self.kill)
         self._thread.start()
 
     def submit(self, job: Job) -> None:
-        """Queue a job; thread-safe and never blocks."""
+        """Queue a job; thread-safe, never blocks. The payload is pickled here (an error is
+        raised here); RuntimeError once the pool is stopped."""
+        blob = pickle.dumps(job.payload, _PROTOCOL)
         with self._cond:
             if self._closed:
                 raise RuntimeError("pool is stopped")
-            self._pending.append(job)
+            self._pending.append((job, blob))
             self._in_flight += 1
             poke, self._want_wake = self._want_wake, False
         if poke:
@@ -261,7 +271,7 @@ class ProcessPool:
         """Every outcome available, waiting up to ``timeout`` s for one; [] on timeout/wake."""
         with self._cond:
             if not (self._outcomes or self._woken or self._error):
-                self._cond.wait_for(self._has_news, timeout)
+                self._cond.wait_for(lambda: self._outcomes or self._woken or self._error, timeout)
             self._woken = False
             if self._error is not None and not self._outcomes:
                 raise RuntimeError("pool driver failed") from self._error
@@ -285,9 +295,9 @@ class ProcessPool:
         return sum(1 for child in self._children if child.fifo)
 
     def take_back(self) -> list[Job]:
-        """Remove and return the jobs not yet written to any child."""
+        """Remove and return the jobs not written to any child."""
         with self._cond:
-            jobs = list(self._pending)
+            jobs = [job for job, _ in self._pending]
             self._pending.clear()
             self._in_flight -= len(jobs)
             return jobs
@@ -295,14 +305,14 @@ class ProcessPool:
     def stop(self, grace: float) -> list[Job]:
         """Let written jobs finish for up to ``grace`` s, then kill; return what did not end."""
         with self._cond:
-            self._draining = True
-            self._want_wake = False
-            if self._started and not self._closed:
-                self._cond.wait_for(self._drained, grace)
+            self._draining, self._want_wake = True, False
+            if self._started:
+                done = lambda: not self._assigned or self._error or self._closed  # noqa: E731
+                self._cond.wait_for(done, grace)
         return self._shutdown()
 
     def kill(self) -> None:
-        """SIGKILL every child and join it and the driver; idempotent."""
+        """SIGKILL every child, join it and the driver; idempotent."""
         self._shutdown()
 
     # ------------------------------------------------------------------ driver thread
@@ -316,7 +326,7 @@ class ProcessPool:
                 now = time.monotonic()
                 for obj in ready:
                     self._on_ready(obj, now)
-                self._expire(time.monotonic())
+                self._expire(now)
                 self._publish()
         except BaseException as exc:
             log.exception("taskq pool driver failed")
@@ -330,24 +340,20 @@ class ProcessPool:
                 os.read(self._wake_r, 4096)
             return
         child = self._watch.get(obj)
-        if child is None:
-            return  # already reaped in this round
-        if obj is child.conn:
-            self._read(child, now)
-        else:
+        if child is None:  # released earlier in this round
+            return
+        if obj is not child.conn:
             self._reap(child, now)
-
-    def _has_news(self) -> bool:
-        return bool(self._outcomes or self._woken or self._error)
-
-    def _drained(self) -> bool:
-        return self._assigned == 0 or self._error is not None or self._closed
+        elif not self._pull(child, now):
+            del self._watch[child.conn]  # dead; its sentinel will say how it ended
+        elif not child.fifo and not child.accepting:
+            self._retire(child)
 
     def _wait_timeout(self) -> float | None:
         deadline = None
         for child in self._children:
-            if child.fifo and child.fifo[0].timeout is not None:
-                end = child.head_start + child.fifo[0].timeout
+            if child.fifo and child.fifo[0][0].timeout is not None:
+                end = child.head_start + child.fifo[0][0].timeout
                 deadline = end if deadline is None else min(deadline, end)
         if len(self._children) < self._procs and not self._draining:
             deadline = self._respawn_at if deadline is None else min(deadline, self._respawn_at)
@@ -355,21 +361,25 @@ class ProcessPool:
 
     def _spawn(self) -> _Child:
         parent, child_end = self._ctx.Pipe()
+        measure = self._max_rss is not None
         proc = self._ctx.Process(
             target=_child_main,
-            args=(child_end, self._dog_r, self._runner, self._initializer, bool(self._max_rss)),
+            args=(child_end, self._dog_r, self._runner, self._initializer, measure),
             name="taskq-pool-child",
         )
         try:
             proc.start()
+        except BaseException:
+            parent.close()
+            raise
         finally:
             child_end.close()
-        child = _Child(proc, parent, proc.sentinel)
+        child = _Child(proc, parent, parent.fileno(), proc.sentinel)
         self._watch[parent] = self._watch[child.sentinel] = child
         return child
 
     def _fill(self) -> None:
-        """Bring the pool back to ``procs`` children (replacements after crashes, retirements)."""
+        """Bring the pool back to ``procs`` children after crashes and retirements."""
         if len(self._children) >= self._procs or self._draining:
             return
         if time.monotonic() < self._respawn_at:
@@ -386,53 +396,44 @@ class ProcessPool:
         delay = min(_RESPAWN_BASE_S * 2 ** (self._idle_deaths - 1), _RESPAWN_MAX_S)
         self._respawn_at = time.monotonic() + delay
 
-    def _rooms(self) -> list[tuple[int, int, int]]:
-        """(load, index, room) of every child that can take more jobs now."""
-        depth, cap = self._depth, self._max_tasks
+    def _rooms(self) -> list[tuple[int, int, int, int | None]]:
+        """(load, index, room, bytes it may be written ahead) of each child taking jobs."""
+        depth, cap, ahead = self._depth, self._max_tasks, _AHEAD_BYTES // self._depth
         rooms = []
         for index, child in enumerate(self._children):
             if child.accepting and child.readable:
                 load = len(child.fifo)
                 room = depth - load if cap is None else min(depth - load, cap - child.assigned)
                 if room > 0:
-                    rooms.append((load, index, room))
+                    rooms.append((load, index, room, ahead if load else None))
         return rooms
 
     def _dispatch(self) -> None:
-        """Write pending jobs to the children with room, least loaded first."""
+        """Write pending jobs to the children with room, least loaded first, in order."""
         heap = self._rooms()
-        total = sum(entry[2] for entry in heap)
-        if not total:
+        if not heap:
             self._want_wake = False
             return
+        batches: dict[int, list[_Entry]] = {}
         with self._cond:
-            count = 0 if self._draining else min(total, len(self._pending))
-            jobs = [self._pending.popleft() for _ in range(count)]
-            self._assigned += count
-            self._want_wake = count < total and not self._draining
-        if not jobs:
-            return
-        if len(heap) == 1:
-            self._write(self._children[heap[0][1]], jobs)
-            return
-        heapq.heapify(heap)
-        batches: dict[int, list[Job]] = {}
-        for job in jobs:
-            load, index, room = heapq.heappop(heap)
-            batches.setdefault(index, []).append(job)
-            if room > 1:
-                heapq.heappush(heap, (load + 1, index, room - 1))
+            pending = self._pending if not self._draining else deque()
+            while heap and pending:
+                load, index, room, budget = heapq.heappop(heap)
+                size = len(pending[0][1]) + _FRAME.size
+                if budget is not None:
+                    if size > budget:
+                        continue  # busy child: only a message its pipe surely holds
+                    budget -= size
+                batches.setdefault(index, []).append(pending.popleft())
+                if room > 1:
+                    heapq.heappush(heap, (load + 1, index, room - 1, budget))
+            self._assigned += sum(map(len, batches.values()))
+            self._want_wake = bool(heap) and not self._draining
         for index, batch in batches.items():
             self._write(self._children[index], batch)
 
-    def _write(self, child: _Child, batch: list[Job]) -> None:
-        try:
-            data = pickle.dumps([job.payload for job in batch], _PROTOCOL)
-        except Exception:
-            batch = self._drop_unpicklable(batch)
-            if not batch:
-                return
-            data = pickle.dumps([job.payload for job in batch], _PROTOCOL)
+    def _write(self, child: _Child, batch: list[_Entry]) -> None:
+        message = b"".join(part for _, blob in batch for part in (_FRAME.pack(len(blob)), blob))
         if not child.fifo:
             child.head_start = time.monotonic()
         child.fifo.extend(batch)
@@ -440,71 +441,51 @@ class ProcessPool:
         if self._max_tasks is not None and child.assigned >= self._max_tasks:
             child.accepting = False
         try:
-            child.conn.send_bytes(data)
-        except OSError:  # the child is dead; its sentinel will say how
+            child.conn.send_bytes(message)
+        except OSError:  # dead already: these never started; its sentinel says how it ended
+            child.accepting = False
             for _ in batch:
                 child.fifo.pop()
             self._requeue.extend(batch)
-            child.accepting = False
-
-    def _drop_unpicklable(self, batch: list[Job]) -> list[Job]:
-        good = []
-        for job in batch:
-            try:
-                pickle.dumps(job.payload, _PROTOCOL)
-            except Exception as exc:
-                detail = f"payload could not be pickled: {type(exc).__name__}: {exc}"
-                self._batch.append(Outcome(job.task_id, OutcomeKind.CRASHED, None, detail))
-            else:
-                good.append(job)
-        return good
-
-    def _read(self, child: _Child, now: float) -> None:
-        if not self._pull(child, now):
-            self._watch.pop(child.conn, None)  # dead; its sentinel will say how it ended
-        elif not child.fifo and not child.accepting:
-            self._retire(child)
 
     def _pull(self, child: _Child, now: float) -> bool:
-        """One read of everything the child has sent; handle each whole result in it.
-
-        Results are framed as Connection.send_bytes frames them (a signed 4-byte big-endian
-        length, or -1 then an 8-byte length), so one read takes a whole burst of them.
-        """
+        """One read of what the child sent; False at EOF. A burst of results takes one read."""
         try:
-            data = os.read(child.fd, min(max(_CHUNK, child.need), _BIG_CHUNK))
+            data = os.read(child.fd, min(max(_CHUNK, child.need - child.have), _BIG_CHUNK))
         except OSError:
             data = b""
         if not data:
             child.readable = False
             return False
-        buf = child.buf
-        buf += data
-        pos, end, size, head = 0, len(buf), 0, 4
-        with memoryview(buf) as view:
-            while end - pos >= 4:
-                (size,), head = _unpack_int(buf, pos), 4
-                if size == -1:
-                    if end - pos < 12:
-                        break
-                    (size,), head = _unpack_long(buf, pos + 4), 12
-                if end - pos - head < size:
-                    break
-                self._on_result(child, view[pos + head : pos + head + size], now)
-                pos += head + size
-        del buf[:pos]
-        child.need = size + head - len(buf) if buf else 0
+        child.parts.append(data)
+        child.have += len(data)
+        if child.have >= child.need:
+            self._split(child, now)
         return True
 
-    def _on_result(self, child: _Child, data: bytes | memoryview, now: float) -> None:
-        job = child.fifo.popleft()
-        duration = now - child.head_start
-        child.head_start = now
+    def _split(self, child: _Child, now: float) -> None:
+        """Handle every whole result received; keep the start of the next one."""
+        buf = child.parts[0] if len(child.parts) == 1 else b"".join(child.parts)
+        view, pos, end, need, head = memoryview(buf), 0, len(buf), _INT.size, _INT.size
+        while end - pos >= head:
+            (size,) = _INT.unpack_from(buf, pos)
+            if end - pos < head + size:
+                need = head + size
+                break
+            self._on_result(child, view[pos + head : pos + head + size], now)
+            pos += head + size
+        rest = buf[pos:] if pos else buf
+        child.parts, child.have, child.need = ([rest] if rest else []), len(rest), need
+
+    def _on_result(self, child: _Child, data: memoryview, now: float) -> None:
+        job, _ = child.fifo.popleft()
+        duration, child.head_start = now - child.head_start, now
         child.completed += 1
         try:
             status, value, rss = pickle.loads(data)
         except Exception as exc:
-            status, value, rss = _RAISED, f"result could not be unpickled: {exc!r}", 0
+            status, rss = _RAISED, 0
+            value = f"result could not be unpickled: {type(exc).__name__}: {exc}"
         if status == _OK:
             self._batch.append(Outcome(job.task_id, OutcomeKind.DONE, value, "", duration))
         else:
@@ -513,22 +494,30 @@ class ProcessPool:
             child.accepting = False
 
     def _drain(self, child: _Child, now: float) -> None:
-        """Handle every whole result a (dead or dying) child left in its pipe."""
+        """Handle every result a dead or dying child left in its pipe."""
         while child.readable and child.fifo and child.conn.poll(0) and self._pull(child, now):
             pass
 
     def _retire(self, child: _Child) -> None:
-        """Tell an idle child to exit; a replacement is started by _fill."""
+        """Tell an idle child to exit; _fill starts its replacement."""
         with contextlib.suppress(OSError):
-            child.conn.send_bytes(pickle.dumps(None))
+            child.conn.send_bytes(b"")
         self._detach(child)
 
     def _detach(self, child: _Child) -> None:
-        """Take a child out of service; it stays watched until its sentinel fires."""
+        """Take a child out of service; its sentinel stays watched until it fires."""
         child.accepting = False
         self._children = [c for c in self._children if c is not child]
         self._dying.append(child)
         self._watch.pop(child.conn, None)
+
+    def _lose_head(self, child: _Child, kind: OutcomeKind, detail: str, now: float) -> None:
+        """The child's running job ended badly; the jobs behind it never started: they are
+        dispatched again."""
+        job, _ = child.fifo.popleft()
+        self._batch.append(Outcome(job.task_id, kind, None, detail, now - child.head_start))
+        self._requeue.extend(child.fifo)
+        child.fifo.clear()
 
     def _reap(self, child: _Child, now: float) -> None:
         """The child's sentinel fired: account for its jobs, then release it."""
@@ -540,23 +529,11 @@ class ProcessPool:
             self._dying.remove(child)
         else:
             self._children = [c for c in self._children if c is not child]
-            self._account_death(child, now)
-        self._release(child)
-
-    def _account_death(self, child: _Child, now: float) -> None:
-        """A child died in service: its head job crashed, the ones behind it go back."""
-        if not child.fifo:
-            if not child.completed:
+            if child.fifo:
+                self._lose_head(child, OutcomeKind.CRASHED, _exit_detail(child.proc.exitcode), now)
+            elif not child.completed:
                 self._note_idle_death()
-            return
-        job = child.fifo.popleft()
-        detail = _exit_detail(child.proc.exitcode)
-        self._fail(job, OutcomeKind.CRASHED, detail, now - child.head_start)
-        self._requeue.extend(child.fifo)
-        child.fifo.clear()
-
-    def _fail(self, job: Job, kind: OutcomeKind, detail: str, duration: float) -> None:
-        self._batch.append(Outcome(job.task_id, kind, None, detail, duration))
+        self._release(child)
 
     def _release(self, child: _Child) -> None:
         self._watch.pop(child.conn, None)
@@ -566,26 +543,21 @@ class ProcessPool:
             child.proc.close()
 
     def _expire(self, now: float) -> None:
-        """Kill the children whose running job is past its timeout."""
+        """Kill each child whose running job is past its timeout."""
         for child in self._children:
-            if not child.fifo or child.fifo[0].timeout is None:
-                continue
-            if now < child.head_start + child.fifo[0].timeout:
-                continue
-            self._drain(child, now)  # it may have answered just in time
-            job = child.fifo[0] if child.fifo else None
+            job = child.fifo[0][0] if child.fifo else None
             if job is None or job.timeout is None or now < child.head_start + job.timeout:
                 continue
+            self._drain(child, now)  # it may have answered just in time
+            if not child.fifo or child.fifo[0][0] is not job:
+                continue
             child.proc.kill()
-            child.fifo.popleft()
             detail = f"ran past its {job.timeout:g} s timeout; its process was killed"
-            self._fail(job, OutcomeKind.TIMED_OUT, detail, now - child.head_start)
-            self._requeue.extend(child.fifo)
-            child.fifo.clear()
+            self._lose_head(child, OutcomeKind.TIMED_OUT, detail, now)
             self._detach(child)
 
     def _publish(self) -> None:
-        """Hand this round's outcomes to get_outcomes and put never-started jobs back."""
+        """Hand this round's outcomes to get_outcomes; put never-started jobs back first."""
         if not (self._batch or self._requeue):
             return
         batch, requeue = self._batch, self._requeue
@@ -597,7 +569,7 @@ class ProcessPool:
             self._cond.notify_all()
 
     def _poke(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
+        with contextlib.suppress(OSError):
             os.write(self._wake_w, b"\0")
 
     # ------------------------------------------------------------------ shutdown
@@ -607,8 +579,9 @@ class ProcessPool:
             if self._closed:
                 return []
             with self._cond:
-                self._closed = True
-                self._draining = True
+                self._closed = self._draining = True
+                self._want_wake = False
+                self._cond.notify_all()
             if not self._started:
                 return self.take_back()
             self._closing = True
@@ -617,12 +590,14 @@ class ProcessPool:
                 self._thread.join()
             unfinished = self._kill_children()
             with self._cond:
-                unfinished.extend(self._pending)
-                self._pending.clear()
                 self._in_flight -= len(unfinished)
                 self._assigned = 0
-                self._cond.notify_all()
-            self._close_fds()
+            unfinished += self.take_back()
+            self._dog_r.close()
+            self._dog_w.close()
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             atexit.unregister(self.kill)
             return unfinished
 
@@ -637,16 +612,9 @@ class ProcessPool:
         for child in everyone:
             child.proc.join(_JOIN_S)
             self._drain(child, now)
-            unfinished.extend(child.fifo)
+            unfinished.extend(job for job, _ in child.fifo)
             child.fifo.clear()
             self._release(child)
         self._children, self._dying = [], []
         self._publish()
         return unfinished
-
-    def _close_fds(self) -> None:
-        for conn in (self._dog_r, self._dog_w):
-            conn.close()
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 import structlog
 
-from taskq.defaults import HEARTBEAT_S, LONG_POLL_S, REAP_EVERY_S
+from taskq.defaults import HEARTBEAT_S, LONG_POLL_S, MAX_PENDING, REAP_EVERY_S
 from taskq.journal import Journal
 from taskq.state import BrokerState, CancelOutcome, WorkerInfo
 from taskq.wire import ClusterStatus, MasterInfo, ResultMsg, TaskMsg, WorkerHello, WorkerRow
@@ -34,13 +34,16 @@ class Broker:
     """Thread-safe facade over the broker state; the object the master exposes."""
 
     def __init__(self, state: BrokerState, journal: Journal | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 max_pending: int = MAX_PENDING) -> None:
         self._state = state
+        self._max_pending = max_pending
         self._journal = journal
         self._clock = clock
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._results = threading.Condition(self._lock)
+        self._space = threading.Condition(self._lock)
         self._started = clock()
         self._stopping = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -82,12 +85,21 @@ class Broker:
         return self.info()
 
     def submit(self, tasks: list[TaskMsg]) -> int:
+        """Accept tasks from the front of the list while there is room; returns how many
+        were taken (accepted, already known, or refused). The caller sends the rest again.
+        """
         with self._lock:
-            accepted = self._state.submit(tasks, self._clock())
+            state = self._state
+
+            def room() -> int:
+                return max(0, self._max_pending - state.pending_count())
+
+            batch = tasks[:self._wait(self._space, room, LONG_POLL_S)]
+            accepted = state.submit(batch, self._clock())
             self._commit()
             if accepted:
                 self._work.notify(accepted)
-        return accepted
+        return len(batch)
 
     def fetch(self, outbox: str, ack: list[str], max_n: int, wait: float) -> list[ResultMsg]:
         """Acknowledge results, then return up to max_n new ones, waiting a bounded time."""
@@ -107,6 +119,8 @@ class Broker:
         with self._lock:
             out = self._state.cancel(task_ids)
             self._commit()
+            if out.cancelled:
+                self._space.notify_all()
             return out
 
     # ------------------------------------------------------------------ workers
@@ -135,7 +149,10 @@ class Broker:
                 return any(state.pending_by_queue[q] > 0 for q in queues)
 
             self._wait(self._work, available, wait)
-            return state.lease(worker_id, n, self._clock())
+            tasks = state.lease(worker_id, n, self._clock())
+            if tasks:
+                self._space.notify_all()
+            return tasks
 
     def report(self, worker_id: str, results: list[ResultMsg]) -> None:
         with self._lock:
@@ -196,6 +213,7 @@ class Broker:
         with self._lock:
             self._work.notify_all()
             self._results.notify_all()
+            self._space.notify_all()
         if self._reaper is not None:
             self._reaper.join(timeout=2)
         with self._lock:

@@ -86,7 +86,12 @@ def test_lost_worker_cap_fails_with_worker_lost(cluster: Cluster) -> None:
         future = client.submit(tasks_mod.sleep_then, 60, "x")
         for attempt in range(2):
             worker = cluster.start_worker()
-            wait_for(lambda: cluster.status()["leased"] == 1, 60, f"lease {attempt + 1}")
+
+            def holds(pid: int = worker.pid) -> bool:
+                return any(w["pid"] == pid and w["held"] == 1
+                           for w in cluster.status()["workers"])
+
+            wait_for(holds, 60, f"lease {attempt + 1} by the new worker")
             worker.signal_group(signal.SIGKILL)
             worker.wait(30)
         with pytest.raises(taskq.WorkerLost, match="2 times"):
