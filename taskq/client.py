@@ -252,9 +252,7 @@ class Client(Executor):
                     self._wakeup.wait_for(lambda: self._outgoing or self._closed)
                     if not self._outgoing:
                         return
-                    batch = [e for e in (self._outgoing.popleft() for _ in range(
-                        min(len(self._outgoing), defaults.SUBMIT_BATCH)))
-                        if not e.future.done()]
+                    batch = self._take_batch()
                     for entry in batch:
                         entry.sent = True
                     self._room.notify_all()
@@ -262,6 +260,18 @@ class Client(Executor):
                     self._send(batch)
         except ConnectError as exc:
             self._fail_all(exc)
+
+    def _take_batch(self) -> list[_Entry]:
+        """Pop the next batch to send (lock held): bounded in count and in bytes."""
+        batch: list[_Entry] = []
+        size = 0
+        outgoing = self._outgoing
+        while outgoing and len(batch) < defaults.SUBMIT_BATCH and size < defaults.BATCH_BYTES:
+            entry = outgoing.popleft()
+            if not entry.future.done():
+                batch.append(entry)
+                size += entry.msg.size
+        return batch
 
     def _send(self, batch: list[_Entry]) -> None:
         """Send until the master has taken the whole batch (it takes less when full)."""

@@ -48,6 +48,9 @@ KEEPALIVE_COUNT = 3
 SUBMIT_BATCH = 1000
 # A client fetches at most this many results per call, for the same reason.
 RESULT_BATCH = 2000
+# ... and no batch (submitted, leased or fetched) carries much more than this many bytes of
+# bodies: large payloads then flow through the master in a pipeline instead of one lump.
+BATCH_BYTES = 4 * 1024 * 1024
 # Tasks a worker asks for per pool process: at least MIN, at most MAX, aiming at about
 # PREFETCH_TARGET_S of queued work so short tasks are batched and long ones are not hoarded.
 PREFETCH_MIN = 2

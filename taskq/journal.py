@@ -1,11 +1,15 @@
 """The master's journal: accepted tasks and unfetched results in an embedded SQLite file.
 
 The broker's state is the truth while the master runs; the journal is what survives it.
-After each broker call the service hands the call's ``Changes`` here and they are written
-in one transaction (WAL mode, ``synchronous=NORMAL``: a killed master loses nothing that was
-acknowledged; a power cut may lose the last transactions)::
+After each broker call the service appends the call's ``Changes``; a writer thread commits
+everything appended so far in one transaction (group commit: WAL mode,
+``synchronous=NORMAL``), and a call that must be durable before it answers (a submit)
+waits for its ticket. A killed master loses nothing it acknowledged; a power cut may lose
+the last transactions::
 
-    BrokerState.changes ──► Journal.write() ──► tasks / results tables
+    broker call ── append(changes) -> ticket ──► queue ──► writer thread: one transaction
+         └──────── wait(ticket) ◄──────────── durable ticket ◄──┘   (tasks added and ended
+                                                                      in one group cancel out)
     Journal.load() ──► BrokerState.restore_task / restore_result        (on start)
 
 Leases are not journaled: after a restart every unfinished task is pending again, and a
@@ -15,11 +19,16 @@ worker that reconnects still holding one claims it back with its first heartbeat
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
+
+import structlog
 
 from taskq.defaults import JOURNAL_SYNCHRONOUS
 from taskq.state import BrokerState, Changes
 from taskq.wire import ResultMsg, TaskMsg, TaskOptions
+
+log = structlog.get_logger("taskq.journal")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -45,6 +54,50 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={JOURNAL_SYNCHRONOUS}")
         self._db.executescript(_SCHEMA)
+        self._cond = threading.Condition()
+        self._queue: list[Changes] = []
+        self._appended = 0
+        self._durable = 0
+        self._error: BaseException | None = None
+        self._closing = False
+        self._writer = threading.Thread(target=self._write_loop, name="taskq-journal",
+                                        daemon=True)
+        self._writer.start()
+
+    def append(self, changes: Changes) -> int:
+        """Queue changes for the writer; returns the ticket to wait() on."""
+        with self._cond:
+            self._queue.append(changes)
+            self._appended += 1
+            self._cond.notify_all()
+            return self._appended
+
+    def wait(self, ticket: int) -> None:
+        """Block until every change up to ``ticket`` is committed; raise if writing failed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._durable >= ticket or self._error is not None)
+            if self._durable < ticket:
+                raise RuntimeError(f"the journal could not be written: {self._error}")
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._closing)
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+                upto = self._appended
+            try:
+                self.write(merge(batch))
+            except Exception as exc:
+                log.error("journal_write_failed", error=str(exc))
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._durable = upto
+                self._cond.notify_all()
 
     def load(self, state: BrokerState) -> tuple[int, int]:
         """Restore every journaled task and result into ``state``; returns their counts."""
@@ -94,8 +147,42 @@ class Journal:
             raise
 
     def close(self) -> None:
-        """Checkpoint the WAL into the database file and close."""
+        """Write what is queued, checkpoint the WAL into the database file, and close."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._writer.join()
         try:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             self._db.close()
+
+
+def merge(batch: list[Changes]) -> Changes:
+    """One set of changes equivalent to applying ``batch`` in order.
+
+    A task added and ended within the batch is never written, nor is a result written and
+    acknowledged within it.
+    """
+    if len(batch) == 1:
+        return batch[0]
+    out = Changes()
+    for changes in batch:
+        out.added += changes.added
+        out.updated += changes.updated
+        out.finished += changes.finished
+        out.removed += changes.removed
+        out.acked += changes.acked
+    added = {r.msg.task_id for r in out.added}
+    ended = set(out.removed) | {res.task_id for _, res in out.finished}
+    transient = added & ended
+    if transient:
+        out.added = [r for r in out.added if r.msg.task_id not in transient]
+        out.updated = [r for r in out.updated if r.msg.task_id not in transient]
+        out.removed = [t for t in out.removed if t not in transient]
+    acked = set(out.acked)
+    shown = {res.task_id for _, res in out.finished} & acked
+    if shown:
+        out.finished = [(o, r) for o, r in out.finished if r.task_id not in shown]
+        out.acked = [t for t in out.acked if t not in shown]
+    return out

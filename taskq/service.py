@@ -50,13 +50,15 @@ class Broker:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _commit(self) -> None:
-        """Journal what the last call changed (caller holds the lock)."""
+    def _commit(self) -> int:
+        """Queue what the last call changed for the journal (caller holds the lock);
+        returns the ticket to wait on for durability (0: nothing to wait for)."""
         changes = self._state.drain_changes()
         if changes.finished:
             self._results.notify_all()
         if self._journal is not None and changes:
-            self._journal.write(changes)
+            return self._journal.append(changes)
+        return 0
 
     def _wait(self, cond: threading.Condition, ready: Callable[[], T], wait: float) -> T:
         """Wait (lock held) until ready() is truthy or the bounded wait runs out."""
@@ -96,9 +98,12 @@ class Broker:
 
             batch = tasks[:self._wait(self._space, room, LONG_POLL_S)]
             accepted = state.submit(batch, self._clock())
-            self._commit()
+            ticket = self._commit()
             if accepted:
                 self._work.notify(accepted)
+            journal = self._journal
+        if ticket and journal is not None:
+            journal.wait(ticket)  # accepted means journaled; workers may start meanwhile
         return len(batch)
 
     def fetch(self, outbox: str, ack: list[str], max_n: int, wait: float) -> list[ResultMsg]:

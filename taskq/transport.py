@@ -274,8 +274,11 @@ class Link:
             proxy, generation = self._proxy, self._generation
             if self._failed is not None:
                 raise self._failed
-            if self._closed or proxy is None:
+            if self._closed or generation == 0:
                 raise ConnectError("the link to the master is closed")
+            if proxy is None:  # another thread is reconnecting: wait for it, then retry
+                with self._lock:
+                    continue
             try:
                 return proxy.call(name, *args)
             except LINK_ERRORS as exc:
