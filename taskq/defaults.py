@@ -56,6 +56,9 @@ BATCH_BYTES = 4 * 1024 * 1024
 PREFETCH_MIN = 2
 PREFETCH_MAX = 256
 PREFETCH_TARGET_S = 0.02
+# While more tasks are queued than processes run (throughput, not latency, is at stake) a
+# worker gathers outcomes this long before reporting them in one call: fewer, larger reports.
+REPORT_LINGER_S = 0.002
 # Tasks queued inside one pool process's pipe ahead of the one it runs: hides the hop back
 # to the worker between tasks; more would hold work a freshly idle process could take.
 CHILD_DEPTH = 2

@@ -173,6 +173,20 @@ def _dumps(obj: Any) -> bytes:
     return cloudpickle.dumps(obj, protocol=PROTOCOL)
 
 
+def _dumps_data(obj: Any) -> bytes:
+    """Pickle data: the C pickler when it can do the whole job, else cloudpickle.
+
+    The C pickler is several times faster but stores functions and classes by reference;
+    that fails for lambdas and local objects (it raises) and would be wrong for anything
+    from ``__main__`` (its name shows in the bytes), so those go to cloudpickle.
+    """
+    try:
+        blob = pickle.dumps(obj, protocol=PROTOCOL)
+    except Exception:
+        return _dumps(obj)
+    return blob if b"__main__" not in blob else _dumps(obj)
+
+
 def encode_function(fn: Any) -> bytes:
     """Pickle a callable (lambdas, closures and ``__main__`` functions by value)."""
     if not callable(fn):
@@ -187,7 +201,7 @@ def encode_function(fn: Any) -> bytes:
 def encode_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """Pickle a call's arguments; on failure, name the argument that could not be pickled."""
     try:
-        return _dumps((args, kwargs))
+        return _dumps_data((args, kwargs))
     except Exception as exc:
         raise SerializationError(f"{_find_unpicklable(args, kwargs)} could not be pickled: "
                                  f"{exc}") from exc
@@ -224,7 +238,7 @@ def decode_args(args: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
 def encode_value(value: Any) -> bytes:
     """Pickle a task's return value."""
     try:
-        return _dumps(value)
+        return _dumps_data(value)
     except Exception as exc:
         raise SerializationError(
             f"the task's result ({type(value).__name__}) could not be pickled: {exc}") from exc

@@ -134,7 +134,11 @@ class Worker:
     def _pump(self) -> None:
         """Report outcomes as they come; on a stop, drain within the grace period."""
         while not self._draining.is_set():
-            self._report(self.pool.get_outcomes(timeout=defaults.LONG_POLL_S))
+            outcomes = self.pool.get_outcomes(timeout=defaults.LONG_POLL_S)
+            if outcomes and self.pool.in_flight() > self.config.procs:
+                time.sleep(defaults.REPORT_LINGER_S)  # a batching window, see defaults
+                outcomes += self.pool.get_outcomes(timeout=0)
+            self._report(outcomes)
         if self._halt.is_set():
             self._say_goodbye(self.pool.take_back(), killed=self.pool.stop(0))
             return
