@@ -11,12 +11,13 @@ Job itself handed back by take_back or stop.
                               sentinels, wake   |
     get_outcomes() <- outcomes <- results, crashes, timeouts
 
-Each child reads messages of pickled payloads from its own Pipe and answers every job, in
-order, with one pickled ``(status, value, rss)``. The driver keeps each child's FIFO of
-written jobs, so the head of the FIFO is the job the child runs: when the child's sentinel
-fires, the head crashed and the jobs behind it never started (they are dispatched again);
-when the head runs past its timeout the child is killed the same way. A head job starts
-when the previous result of its child arrives, or when it is written to an idle child.
+Payloads are pickled by submit. Each child reads messages of them from its own Pipe and
+answers every job, in order, with one pickled ``(status, value, rss)``. The driver keeps each
+child's FIFO of written jobs, so the head of the FIFO is the job the child runs: when the
+child's sentinel fires, the head crashed and the jobs behind it never started (they are
+dispatched again); when the head runs past its timeout the child is killed the same way. A
+head job starts when the previous result of its child arrives, or when it is written to an
+idle child. Jobs too big to sit in a busy child's pipe wait, in order, for an idle child.
 
 Children come from the "forkserver" context, since the owning worker runs threads. Each has
 a watchdog thread blocked on a pipe whose write end only the owner holds: when the owner
@@ -39,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -72,7 +73,7 @@ _JOIN_S = 5.0
 _Entry = tuple["Job", bytes]  # a job and its pickled payload
 
 
-class OutcomeKind(str, Enum):  # noqa: UP042 -- the declared interface
+class OutcomeKind(StrEnum):
     DONE = "done"
     CRASHED = "crashed"
     TIMED_OUT = "timed_out"
@@ -135,13 +136,8 @@ def _run_one(runner: Callable[[Any], Any], blob: memoryview, page: int) -> bytes
     return data
 
 
-def _child_main(
-    conn: Connection,
-    watchdog: Connection,
-    runner: Callable[[Any], Any],
-    initializer: Callable[[], None] | None,
-    measure: bool,
-) -> None:
+def _child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], Any],
+                initializer: Callable[[], None] | None, measure: bool) -> None:
     """Body of a pool process: run every payload it is sent, answer each in order."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_owner, args=(watchdog.fileno(),), daemon=True).start()
@@ -199,16 +195,9 @@ def _exit_detail(exitcode: int | None) -> str:
 class ProcessPool:
     """``procs`` processes running ``runner(payload)``; see the module docstring."""
 
-    def __init__(
-        self,
-        procs: int,
-        runner: Callable[[Any], Any],
-        *,
-        depth: int = CHILD_DEPTH,
-        max_tasks_per_child: int | None = None,
-        max_memory_mb: float | None = None,
-        initializer: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, procs: int, runner: Callable[[Any], Any], *, depth: int = CHILD_DEPTH,
+                 max_tasks_per_child: int | None = None, max_memory_mb: float | None = None,
+                 initializer: Callable[[], None] | None = None) -> None:
         if procs < 1 or depth < 1:
             raise ValueError("procs and depth must be at least 1")
         self._procs, self._runner, self._depth = procs, runner, depth
@@ -347,7 +336,7 @@ class ProcessPool:
         elif not self._pull(child, now):
             del self._watch[child.conn]  # dead; its sentinel will say how it ended
         elif not child.fifo and not child.accepting:
-            self._retire(child)
+            self._detach(child, retire=True)
 
     def _wait_timeout(self) -> float | None:
         deadline = None
@@ -361,12 +350,8 @@ class ProcessPool:
 
     def _spawn(self) -> _Child:
         parent, child_end = self._ctx.Pipe()
-        measure = self._max_rss is not None
-        proc = self._ctx.Process(
-            target=_child_main,
-            args=(child_end, self._dog_r, self._runner, self._initializer, measure),
-            name="taskq-pool-child",
-        )
+        args = (child_end, self._dog_r, self._runner, self._initializer, self._max_rss is not None)
+        proc = self._ctx.Process(target=_child_main, args=args, name="taskq-pool-child")
         try:
             proc.start()
         except BaseException:
@@ -414,6 +399,7 @@ class ProcessPool:
         if not heap:
             self._want_wake = False
             return
+        heapq.heapify(heap)
         batches: dict[int, list[_Entry]] = {}
         with self._cond:
             pending = self._pending if not self._draining else deque()
@@ -498,14 +484,12 @@ class ProcessPool:
         while child.readable and child.fifo and child.conn.poll(0) and self._pull(child, now):
             pass
 
-    def _retire(self, child: _Child) -> None:
-        """Tell an idle child to exit; _fill starts its replacement."""
-        with contextlib.suppress(OSError):
-            child.conn.send_bytes(b"")
-        self._detach(child)
-
-    def _detach(self, child: _Child) -> None:
-        """Take a child out of service; its sentinel stays watched until it fires."""
+    def _detach(self, child: _Child, retire: bool = False) -> None:
+        """Take a child out of service (telling it to exit if it is to retire); its sentinel
+        stays watched until it fires, and _fill starts a replacement."""
+        if retire:
+            with contextlib.suppress(OSError):
+                child.conn.send_bytes(b"")
         child.accepting = False
         self._children = [c for c in self._children if c is not child]
         self._dying.append(child)
@@ -586,7 +570,7 @@ class ProcessPool:
                 return self.take_back()
             self._closing = True
             self._poke()
-            if self._thread is not threading.current_thread():
+            if self._thread.ident is not None and self._thread is not threading.current_thread():
                 self._thread.join()
             unfinished = self._kill_children()
             with self._cond:

@@ -11,10 +11,12 @@ from cluster import Cluster, wait_for
 
 
 def _is_forkserver(pid: str) -> bool:
-    """The stdlib's forkserver lives as long as the test process that started it."""
+    """The stdlib's forkserver and resource tracker live as long as the test process."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"multiprocessing.forkserver" in fh.read()
+            cmdline = fh.read()
+            return b"multiprocessing.forkserver" in cmdline or \
+                b"multiprocessing.resource_tracker" in cmdline
     except OSError:
         return False
 

@@ -11,35 +11,50 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 _KEEP: list[bytes] = []  # memory held on purpose by ("alloc", mb) jobs
 
 
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
+def _alloc(mb: int) -> int:
+    _KEEP.append(b"x" * (mb * 2**20))  # touched, so it counts in the resident set
+    return os.getpid()
+
+
+def _sleep_pid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def _raise(message: str) -> None:
+    raise ValueError(message)
+
+
+_OPS: dict[str, Callable[..., Any]] = {
+    "value": lambda x: x,
+    "raise": _raise,
+    "exit": os._exit,
+    "kill": lambda: os.kill(os.getpid(), signal.SIGKILL),
+    "sleep": _sleep,
+    "alloc": _alloc,
+    "pid": os.getpid,
+    "sleep_pid": _sleep_pid,
+    "env": os.environ.get,
+    "bytes": lambda n: b"r" * n,
+    "lambda": lambda: lambda: None,
+}
+
+
 def run(payload: tuple[Any, ...]) -> Any:
     """Act out one payload: ("value", x), ("raise", msg), ("exit", code), ("kill",),
-    ("sleep", s), ("alloc", mb), ("pid",), ("sleep_pid", s)."""
-    op = payload[0]
-    if op == "value":
-        return payload[1]
-    if op == "raise":
-        raise ValueError(payload[1])
-    if op == "exit":
-        os._exit(payload[1])
-    if op == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if op == "sleep":
-        time.sleep(payload[1])
-        return None
-    if op == "alloc":
-        _KEEP.append(b"x" * (payload[1] * 2**20))
-        return os.getpid()
-    if op == "pid":
-        return os.getpid()
-    if op == "sleep_pid":
-        time.sleep(payload[1])
-        return os.getpid()
-    raise ValueError(f"unknown op {op!r}")
+    ("sleep", s), ("alloc", mb), ("pid",), ("sleep_pid", s), ("env", name),
+    ("bytes", n) (n bytes back), ("lambda",) (an unpicklable result)."""
+    return _OPS[payload[0]](*payload[1:])
 
 
 def noop(payload: Any) -> Any:
