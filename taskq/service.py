@@ -21,7 +21,14 @@ from typing import TypeVar
 
 import structlog
 
-from taskq.defaults import HEARTBEAT_S, LONG_POLL_S, MAX_PENDING, REAP_EVERY_S
+from taskq.defaults import (
+    BATCH_BYTES,
+    HEARTBEAT_S,
+    LONG_POLL_S,
+    MAX_PENDING,
+    PREFETCH_MIN,
+    REAP_EVERY_S,
+)
 from taskq.journal import Journal
 from taskq.state import BrokerState, CancelOutcome, WorkerInfo
 from taskq.wire import ClusterStatus, MasterInfo, ResultMsg, TaskMsg, WorkerHello, WorkerRow
@@ -154,10 +161,22 @@ class Broker:
                 return any(state.pending_by_queue[q] > 0 for q in queues)
 
             self._wait(self._work, available, wait)
-            tasks = state.lease(worker_id, n, self._clock())
+            tasks = state.lease(worker_id, self._fair_share(worker_id, n), self._clock(),
+                                BATCH_BYTES)
             if tasks:
                 self._space.notify_all()
             return tasks
+
+    def _fair_share(self, worker_id: str, n: int) -> int:
+        """Cap a lease at this worker's share of what is queued, so that no worker hoards
+        what an idle one could run (at least two tasks per process, to keep it busy)."""
+        state = self._state
+        worker = state.workers.get(worker_id)
+        if worker is None or len(state.workers) < 2:
+            return n
+        procs = sum(w.procs for w in state.workers.values())
+        share = -(-state.pending_count() * worker.procs // procs)  # ceiling division
+        return min(n, max(share, worker.procs * PREFETCH_MIN))
 
     def report(self, worker_id: str, results: list[ResultMsg]) -> None:
         with self._lock:

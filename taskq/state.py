@@ -24,6 +24,7 @@ import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 
+from taskq.defaults import BATCH_BYTES
 from taskq.wire import ResultMsg, Status, TaskMsg, TaskState
 
 
@@ -143,13 +144,15 @@ class BrokerState:
                 self.changes.acked.append(task_id)
             box.sent.discard(task_id)
         out: list[ResultMsg] = []
+        size = 0
         if len(box.sent) < len(box.results):
             for task_id, result in box.results.items():
-                if len(out) >= max_n:
+                if len(out) >= max_n or size >= BATCH_BYTES:
                     break
                 if task_id not in box.sent:
                     box.sent.add(task_id)
                     out.append(result)
+                    size += len(result.body or b"")
         self._maybe_drop_outbox(outbox, box)
         return out
 
@@ -216,18 +219,21 @@ class BrokerState:
                 rec.deadline = deadline
         return True
 
-    def lease(self, worker_id: str, n: int, now: float) -> list[TaskMsg]:
-        """Hand up to n pending tasks from the worker's queues to it."""
+    def lease(self, worker_id: str, n: int, now: float,
+              max_bytes: int | None = None) -> list[TaskMsg]:
+        """Hand up to n pending tasks (and about max_bytes of bodies) to a worker."""
         worker = self.workers.get(worker_id)
         if worker is None or n <= 0:
             return []
         out: list[TaskMsg] = []
-        while len(out) < n:
+        size = 0
+        while len(out) < n and (max_bytes is None or size < max_bytes):
             rec = self._pop_best(worker.queues)
             if rec is None:
                 break
             self._lease_to(rec, worker, now)
             out.append(rec.msg)
+            size += rec.msg.size
         return out
 
     def complete(self, worker_id: str, results: list[ResultMsg], now: float) -> None:

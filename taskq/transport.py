@@ -15,6 +15,7 @@ The manager protocol is the standard library's; this module only sets it up well
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -84,6 +85,46 @@ def _peer(conn: connection.Connection) -> str:
         sock.detach()
 
 
+class _Received:
+    """A received message, as ``multiprocessing.connection`` expects from ``_recv``."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self, buf: bytearray) -> None:
+        self._buf = buf
+
+    def getvalue(self) -> bytes:
+        return bytes(self._buf)
+
+    def getbuffer(self) -> memoryview:
+        return memoryview(self._buf)
+
+
+class Connection(connection.Connection):
+    """The standard socket connection, but a message is read straight into one buffer of
+    its final size (the standard one grows a BytesIO chunk by chunk: slow for big bodies)."""
+
+    def _recv(self, size: int, read: Any = None) -> _Received:  # type: ignore[override]
+        buf = bytearray(size)
+        view = memoryview(buf)
+        pos = 0
+        while pos < size:
+            n = os.readv(self._handle, [view[pos:]])  # type: ignore[attr-defined]
+            if n == 0:
+                if pos == 0:
+                    raise EOFError
+                raise OSError("got end of file during message")
+            pos += n
+        return _Received(buf)
+
+
+def _adopt(conn: connection.Connection) -> Connection:
+    """Move a standard connection's descriptor into a ``Connection``."""
+    handle = conn._handle  # type: ignore[attr-defined]
+    conn._handle = None  # type: ignore[attr-defined]
+    return Connection(handle)
+
+
 class Listener(connection.Listener):
     """The master's listener: a deeper backlog and tuned, time-limited new sockets."""
 
@@ -92,7 +133,7 @@ class Listener(connection.Listener):
         super().__init__(address, family, max(backlog, 256), authkey)
 
     def accept(self) -> connection.Connection:
-        conn = super().accept()
+        conn = _adopt(super().accept())
         _tune(conn.fileno(), defaults.HANDSHAKE_TIMEOUT_S, server=True)
         return conn
 
@@ -102,7 +143,7 @@ def client(address: tuple[str, int], authkey: bytes | None = None,
     """Connect, tune, and answer the master's challenge; AuthError if the key is wrong."""
     sock = socket.create_connection(address, timeout=timeout)
     sock.setblocking(True)
-    conn = connection.Connection(sock.detach())
+    conn = Connection(sock.detach())
     _tune(conn.fileno(), timeout, server=False)
     if authkey is not None:
         try:

@@ -156,7 +156,9 @@ class Worker:
         self._say_goodbye([], killed=self.pool.stop(0))
 
     def _say_goodbye(self, unstarted: list[Job], killed: list[Job]) -> None:
-        self._report(self.pool.get_outcomes(timeout=0))
+        self.link.reconnect_for = min(self.link.reconnect_for, defaults.CONNECT_TIMEOUT_S)
+        with contextlib.suppress(ConnectError):  # a master that is gone expires them instead
+            self._report(self.pool.get_outcomes(timeout=0))
         back = [j.task_id for j in unstarted + killed]
         with contextlib.suppress(ConnectError):  # else the master expires the leases
             self.link.call("release", self.worker_id, back, True)
@@ -169,8 +171,9 @@ class Worker:
         self.link.call("report", self.worker_id, results)
         self._forget([r.task_id for r in results])
         durations = [o.duration for o in outcomes if o.kind is OutcomeKind.DONE]
-        if durations:
-            self._mean_s = 0.8 * self._mean_s + 0.2 * (sum(durations) / len(durations))
+        if durations:  # longer tasks are believed at once, shorter ones gradually
+            recent = sum(durations) / len(durations)
+            self._mean_s = max(recent, 0.8 * self._mean_s + 0.2 * recent)
         with self._capacity:
             self._capacity.notify_all()
 
