@@ -8,6 +8,7 @@ is always killed when the benchmark ends, even when a run fails half way.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import selectors
 import signal
@@ -67,10 +68,8 @@ class Helper:
             return ""
 
     def signal_group(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 class Helpers:
@@ -94,15 +93,18 @@ class Helpers:
         return helper
 
     def stop(self, grace: float = 5.0) -> None:
-        """SIGTERM every group, wait up to ``grace`` seconds, then SIGKILL what is left."""
-        for helper in reversed(self.items):
-            helper.signal_group(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for helper in self.items:
-            try:
-                helper.popen.wait(max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
+        """Stop gracefully, then SIGKILL every group.
+
+        The first helper is the server the others connect to: the others get SIGTERM first
+        and up to ``grace`` seconds to say goodbye to it, then the server gets the same.
+        """
+        for tier in (self.items[1:], self.items[:1]):
+            for helper in tier:
+                helper.signal_group(signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for helper in tier:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    helper.popen.wait(max(0.0, deadline - time.monotonic()))
         self.kill()
 
     def kill(self) -> None:
@@ -110,10 +112,8 @@ class Helpers:
         for helper in self.items:
             helper.signal_group(signal.SIGKILL)
         for helper in self.items:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 helper.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
             if helper.popen.stdout is not None:
                 helper.popen.stdout.close()
         self.items.clear()

@@ -1,7 +1,7 @@
 """The systems under test behind one small adapter interface, and how to start each.
 
     start_system("taskq-memory", workers=2, workdir) ──► TaskqSystem
-        master (--in-memory or --state) + N × `taskq worker --procs 1` + taskq.Client
+        master (--in-memory or --state) + N workers (`taskq worker --procs 1`) + taskq.Client
     start_system("processpool" | "seed" | "dask", ...) ──► the peers in bench.peers
 
 Every adapter offers ``submit(fn, *args)`` (a future with ``result(timeout)``),
@@ -25,6 +25,7 @@ from bench.procs import BenchError, Helper, Helpers, child_env, read_line_with, 
 READY = "taskq master listening on "
 START_TIMEOUT_S = 120.0  # 32 cold interpreters on two cores take a while to import
 CALL_TIMEOUT_S = 60.0
+LIMIT_S = 180.0  # no workload may take longer: a hang or a collapse fails it, the run goes on
 
 
 class FutureLike(Protocol):
@@ -98,13 +99,14 @@ class TaskqSystem:
                 raise BenchError(f"{dead[0]} exited: {self.helpers.items[0].stderr_tail()}")
             return len(self.status()["workers"]) >= n
 
-        wait_for(ready, START_TIMEOUT_S, f"{n} taskq workers to connect", every=0.25)
+        wait_for(ready, START_TIMEOUT_S, f"{n} taskq workers to connect", every=0.5)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> FutureLike:
         return self.client.submit(fn, *args)  # type: ignore[no-any-return]
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], chunksize: int) -> Iterator[Any]:
-        return self.client.map(fn, items, chunksize=chunksize)  # type: ignore[no-any-return]
+        return self.client.map(fn, items, chunksize=chunksize,  # type: ignore[no-any-return]
+                               timeout=LIMIT_S)
 
     def pending_memory(self, fn: Callable[..., Any], n: int) -> dict[str, float]:
         """Master RSS growth while it holds ``n`` pending tasks (start with no workers)."""
