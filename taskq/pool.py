@@ -46,18 +46,14 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from taskq.defaults import CHILD_DEPTH
+from taskq.pool_child import FRAME, OK, RAISED, child_main
 
 __all__ = ["Job", "Outcome", "OutcomeKind", "ProcessPool"]
 
 log = logging.getLogger(__name__)
 
-_OK, _RAISED = 0, 1
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
-# Length prefix of each payload inside one message to a child.
-_FRAME = struct.Struct("!Q")
 # Connection.send_bytes framing of results: a 4-byte length (results are kept under 2 GiB).
 _INT = struct.Struct("!i")
-_MAX_RESULT = 0x7FFFFFFF
 # Bytes a read from a child asks for; up to _BIG_CHUNK while a large result comes in.
 _CHUNK, _BIG_CHUNK = 1 << 16, 1 << 22
 # Bound on the bytes left unread in the pipe of a busy child: a write beyond its socket buffer
@@ -70,6 +66,7 @@ _RESPAWN_BASE_S, _RESPAWN_MAX_S = 0.05, 2.0
 # How long shutdown waits for the forkserver to report a SIGKILLed child.
 _JOIN_S = 5.0
 
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
 _Entry = tuple["Job", bytes]  # a job and its pickled payload
 
 
@@ -93,70 +90,6 @@ class Outcome:
     value: Any = None  # the runner's return value when DONE
     detail: str = ""  # how it ended when CRASHED or TIMED_OUT
     duration: float = 0.0  # seconds the job ran (best estimate)
-
-
-# --------------------------------------------------------------------------- child side
-
-
-def _watch_owner(fd: int) -> None:
-    """Exit the child as soon as the owner's end of the watchdog pipe is gone."""
-    with contextlib.suppress(OSError):
-        while os.read(fd, 1):
-            pass
-    os._exit(1)
-
-
-def _rss(page: int) -> int:
-    """Resident set size in bytes (0 where /proc is missing)."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * page
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _run_one(runner: Callable[[Any], Any], blob: memoryview, page: int) -> bytes:
-    try:
-        payload = pickle.loads(blob)
-    except Exception as exc:
-        status, value = _RAISED, f"payload could not be unpickled: {type(exc).__name__}: {exc}"
-    else:
-        try:
-            status, value = _OK, runner(payload)
-        except BaseException as exc:
-            status, value = _RAISED, f"runner raised {type(exc).__name__}: {exc}"
-    rss = _rss(page) if page else 0
-    try:
-        data = pickle.dumps((status, value, rss), _PROTOCOL)
-    except Exception as exc:
-        detail = f"result could not be pickled: {type(exc).__name__}: {exc}"
-        return pickle.dumps((_RAISED, detail, rss), _PROTOCOL)
-    if len(data) > _MAX_RESULT:
-        return pickle.dumps((_RAISED, f"result too large: {len(data)} bytes", rss), _PROTOCOL)
-    return data
-
-
-def _child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], Any],
-                initializer: Callable[[], None] | None, measure: bool) -> None:
-    """Body of a pool process: run every payload it is sent, answer each in order."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_owner, args=(watchdog.fileno(),), daemon=True).start()
-    if initializer is not None:
-        initializer()
-    page = os.sysconf("SC_PAGE_SIZE") if measure else 0
-    recv, send, unpack = conn.recv_bytes, conn.send_bytes, _FRAME.unpack_from
-    while True:
-        try:
-            message = recv()
-        except EOFError:
-            return
-        if not message:  # told to retire
-            return
-        view, pos = memoryview(message), 0
-        while pos < len(message):
-            (size,), pos = unpack(message, pos), pos + _FRAME.size
-            send(_run_one(runner, view[pos : pos + size], page))
-            pos += size
 
 
 # -------------------------------------------------------------------------- owner side
@@ -231,7 +164,7 @@ class ProcessPool:
         if self._started:
             raise RuntimeError("pool already started")
         self._started = True
-        modules = ["__main__", __name__]
+        modules = ["__main__", __name__, child_main.__module__]
         if getattr(self._runner, "__module__", "__main__") != "__main__":
             modules.append(self._runner.__module__)
         self._ctx.set_forkserver_preload(modules)  # no effect once the forkserver runs
@@ -351,7 +284,7 @@ class ProcessPool:
     def _spawn(self) -> _Child:
         parent, child_end = self._ctx.Pipe()
         args = (child_end, self._dog_r, self._runner, self._initializer, self._max_rss is not None)
-        proc = self._ctx.Process(target=_child_main, args=args, name="taskq-pool-child")
+        proc = self._ctx.Process(target=child_main, args=args, name="taskq-pool-child")
         try:
             proc.start()
         except BaseException:
@@ -405,7 +338,7 @@ class ProcessPool:
             pending = self._pending if not self._draining else deque()
             while heap and pending:
                 load, index, room, budget = heapq.heappop(heap)
-                size = len(pending[0][1]) + _FRAME.size
+                size = len(pending[0][1]) + FRAME.size
                 if budget is not None:
                     if size > budget:
                         continue  # busy child: only a message its pipe surely holds
@@ -419,7 +352,7 @@ class ProcessPool:
             self._write(self._children[index], batch)
 
     def _write(self, child: _Child, batch: list[_Entry]) -> None:
-        message = b"".join(part for _, blob in batch for part in (_FRAME.pack(len(blob)), blob))
+        message = b"".join(part for _, blob in batch for part in (FRAME.pack(len(blob)), blob))
         if not child.fifo:
             child.head_start = time.monotonic()
         child.fifo.extend(batch)
@@ -470,9 +403,9 @@ class ProcessPool:
         try:
             status, value, rss = pickle.loads(data)
         except Exception as exc:
-            status, rss = _RAISED, 0
+            status, rss = RAISED, 0
             value = f"result could not be unpickled: {type(exc).__name__}: {exc}"
-        if status == _OK:
+        if status == OK:
             self._batch.append(Outcome(job.task_id, OutcomeKind.DONE, value, "", duration))
         else:
             self._batch.append(Outcome(job.task_id, OutcomeKind.CRASHED, None, value, duration))

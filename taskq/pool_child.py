@@ -1,0 +1,87 @@
+"""What runs inside a pool process: read payloads, run the runner on each, answer in order.
+
+    owner ── [FRAME size | payload]... ──► child_main ── runner(payload) ──► (status, value, rss)
+    owner's watchdog pipe end closed (owner died) ──► _watch_owner ──► os._exit
+
+Kept apart from ``taskq.pool`` (the owner's side) so a pool process loads only this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import struct
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+OK, RAISED = 0, 1
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+# Length prefix of each payload inside one message to a child.
+FRAME = struct.Struct("!Q")
+# Results are sent with a 4-byte length: they are kept under 2 GiB.
+_MAX_RESULT = 0x7FFFFFFF
+
+
+def _watch_owner(fd: int) -> None:
+    """Exit the child as soon as the owner's end of the watchdog pipe is gone."""
+    with contextlib.suppress(OSError):
+        while os.read(fd, 1):
+            pass
+    os._exit(1)
+
+
+def resident_bytes(page: int) -> int:
+    """Resident set size in bytes (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * page
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _run_one(runner: Callable[[Any], Any], blob: memoryview, page: int) -> bytes:
+    try:
+        payload = pickle.loads(blob)
+    except Exception as exc:
+        status, value = RAISED, f"payload could not be unpickled: {type(exc).__name__}: {exc}"
+    else:
+        try:
+            status, value = OK, runner(payload)
+        except BaseException as exc:
+            status, value = RAISED, f"runner raised {type(exc).__name__}: {exc}"
+    rss = resident_bytes(page) if page else 0
+    try:
+        data = pickle.dumps((status, value, rss), _PROTOCOL)
+    except Exception as exc:
+        detail = f"result could not be pickled: {type(exc).__name__}: {exc}"
+        return pickle.dumps((RAISED, detail, rss), _PROTOCOL)
+    if len(data) > _MAX_RESULT:
+        return pickle.dumps((RAISED, f"result too large: {len(data)} bytes", rss), _PROTOCOL)
+    return data
+
+
+def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], Any],
+               initializer: Callable[[], None] | None, measure: bool) -> None:
+    """Body of a pool process: run every payload it is sent, answer each in order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_owner, args=(watchdog.fileno(),), daemon=True).start()
+    if initializer is not None:
+        initializer()
+    page = os.sysconf("SC_PAGE_SIZE") if measure else 0
+    recv, send, unpack = conn.recv_bytes, conn.send_bytes, FRAME.unpack_from
+    while True:
+        try:
+            message = recv()
+        except EOFError:
+            return
+        if not message:  # told to retire
+            return
+        view, pos = memoryview(message), 0
+        while pos < len(message):
+            (size,), pos = unpack(message, pos), pos + FRAME.size
+            send(_run_one(runner, view[pos : pos + size], page))
+            pos += size
