@@ -117,12 +117,13 @@ def master(
                        f"--authkey-file or {defaults.ENV_AUTHKEY})")
         stop = threading.Event()
         _on_signals(stop.set)
+        raise typer.Exit(master_mod.run(config, stop, _announce))
 
-        def announce(address: str) -> None:
-            typer.echo(f"taskq master listening on {address}")
-            sys.stdout.flush()
 
-        raise typer.Exit(master_mod.run(config, stop, announce))
+def _announce(address: str) -> None:
+    """The master's one line on stdout once it accepts connections (scripts wait for it)."""
+    typer.echo(f"taskq master listening on {address}")
+    sys.stdout.flush()
 
 
 @app.command()
