@@ -32,6 +32,7 @@ import structlog
 from taskq import defaults, wire
 from taskq.auth import resolve_authkey
 from taskq.errors import ConnectError, PayloadTooLarge
+from taskq.options import TaskFunction
 from taskq.transport import BrokerProxy, Link, parse_address
 from taskq.wire import DEFAULT_OPTIONS, MasterInfo, ResultMsg, TaskMsg, TaskOptions
 
@@ -138,8 +139,8 @@ class Client(Executor):
             raise ValueError("chunksize must be >= 1")
         if chunksize == 1:
             return super().map(fn, *iterables, timeout=timeout)
-        runner = partial(_run_chunk, getattr(fn, "fn", fn))
         options = getattr(fn, "taskq_options", None)
+        runner = partial(_run_chunk, fn.fn if isinstance(fn, TaskFunction) else fn)
 
         def submit_chunk(chunk: list[tuple[Any, ...]]) -> TaskFuture:
             return self._submit(runner, (chunk,), {}, options)

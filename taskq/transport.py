@@ -264,22 +264,28 @@ def open_proxy(address: tuple[str, int], authkey: bytes) -> BrokerProxy:
         raise ConnectError(f"the master at {address[0]}:{address[1]} refused: {exc}") from None
 
 
-def connect(address: tuple[str, int], authkey: bytes, within: float) -> BrokerProxy:
-    """Open a proxy, retrying with backoff for ``within`` seconds while the master is down."""
+def connect(address: tuple[str, int], authkey: bytes, within: float,
+            cancel: threading.Event | None = None) -> BrokerProxy:
+    """Open a proxy, retrying with backoff for ``within`` seconds while the master is down
+    (or until ``cancel`` is set)."""
     deadline = time.monotonic() + within
     delay = 0.05
+    cancel = cancel or threading.Event()
     while True:
         try:
             return open_proxy(address, authkey)
         except AuthError:
             raise
         except LINK_ERRORS as exc:
-            if time.monotonic() + delay > deadline:
+            # the wait is the backoff between attempts, cut short by cancel
+            if cancel.is_set() or cancel.wait(min(delay, max(0.0, deadline - time.monotonic()))):
+                raise ConnectError(f"stopped trying to reach the master at "
+                                   f"{address[0]}:{address[1]}") from None
+            if time.monotonic() >= deadline:
                 raise ConnectError(
                     f"could not connect to the master at {address[0]}:{address[1]} "
                     f"within {within:g} s ({exc.__class__.__name__}: {exc}); is "
                     f"`taskq master` running there and the port reachable?") from None
-            time.sleep(delay)  # backoff between connection attempts, not synchronisation
             delay = min(delay * 2, 1.0)
 
 
@@ -302,6 +308,7 @@ class Link:
         self._generation = 0
         self._closed = False
         self._failed: ConnectError | None = None
+        self._cancel = threading.Event()
 
     def open(self, within: float) -> None:
         with self._lock:
@@ -340,7 +347,8 @@ class Link:
             if old is not None:
                 old.discard()
             try:
-                self._proxy = connect(self.address, self._authkey, self.reconnect_for)
+                self._proxy = connect(self.address, self._authkey, self.reconnect_for,
+                                      self._cancel)
             except ConnectError as failure:
                 self._failed = failure
                 raise
@@ -349,7 +357,12 @@ class Link:
                 self._on_connect(self._proxy)
             log.info("master_link_restored", address=f"{self.address[0]}:{self.address[1]}")
 
+    def give_up_reconnecting(self) -> None:
+        """From now on a broken link fails at once (a reconnect under way stops too)."""
+        self._cancel.set()
+
     def close(self) -> None:
+        self._cancel.set()
         with self._lock:
             self._closed = True
             if self._proxy is not None:

@@ -80,6 +80,8 @@ class Worker:
         if self._draining.is_set() or now:
             self._halt.set()
         self._draining.set()
+        # a master that is gone must not hold a stopping worker for the reconnect window
+        self.link.give_up_reconnecting()
         with self._capacity:
             self._capacity.notify_all()
         self.pool.wake()
@@ -126,6 +128,8 @@ class Worker:
             try:
                 loop()
             except ConnectError as exc:
+                if self._draining.is_set():
+                    return  # stopping anyway: a vanished master is no failure of the stop
                 self.log.error("master_unreachable", error=str(exc))
                 self._lost_master.set()
                 self.stop(now=True)
@@ -143,6 +147,14 @@ class Worker:
             self._say_goodbye(self.pool.take_back(), killed=self.pool.stop(0))
             return
         unstarted = self.pool.take_back()
+        try:
+            self._drain(unstarted)
+        except ConnectError as exc:  # the master expires what could not be handed back
+            self.log.warning("master_unreachable", error=str(exc))
+        self._say_goodbye([], killed=self.pool.stop(0))
+
+    def _drain(self, unstarted: list[Job]) -> None:
+        """Hand back the unstarted tasks, then report running ones for up to ``grace`` s."""
         self.link.call("release", self.worker_id, [j.task_id for j in unstarted], False)
         self._forget([j.task_id for j in unstarted])
         self.log.info("worker_draining", running=self.pool.in_flight(),
@@ -153,10 +165,8 @@ class Worker:
             if remaining <= 0:
                 break
             self._report(self.pool.get_outcomes(timeout=min(remaining, defaults.LONG_POLL_S)))
-        self._say_goodbye([], killed=self.pool.stop(0))
 
     def _say_goodbye(self, unstarted: list[Job], killed: list[Job]) -> None:
-        self.link.reconnect_for = min(self.link.reconnect_for, defaults.CONNECT_TIMEOUT_S)
         with contextlib.suppress(ConnectError):  # a master that is gone expires them instead
             self._report(self.pool.get_outcomes(timeout=0))
         back = [j.task_id for j in unstarted + killed]

@@ -211,3 +211,13 @@ def test_max_tasks_and_memory_per_child(cluster: Cluster) -> None:
         assert client.submit(tasks_mod.grow, 10).result(60) == first
         big = client.submit(tasks_mod.grow, 200).result(60)
         assert client.submit(tasks_mod.pid).result(60) != big
+
+
+def test_worker_stops_promptly_when_the_master_went_first(cluster: Cluster) -> None:
+    master = cluster.start_master()
+    worker = cluster.start_worker()
+    cluster.wait_workers(1)
+    master.signal_group(signal.SIGTERM)
+    assert master.wait(30) == 0
+    worker.popen.send_signal(signal.SIGTERM)
+    assert worker.wait(20) == 0  # not the whole 60 s reconnect window
