@@ -1,0 +1,291 @@
+"""The wire format: encoding functions, arguments, results and errors, and the messages."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pickle
+import sys
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+
+from taskq import execute, wire
+from taskq.errors import (
+    RemoteError,
+    RemoteTraceback,
+    SerializationError,
+    TaskCrashed,
+    TaskLoadError,
+    TaskRefused,
+    TaskTimeout,
+    WorkerLost,
+)
+from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions
+
+
+class CustomError(Exception):
+    """A picklable exception with an attribute of its own."""
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class LockedError(Exception):
+    """An exception that cannot be pickled: it carries a lock."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+class TwoArgError(Exception):
+    """Pickles, but cannot be unpickled: its args do not match its constructor."""
+
+    def __init__(self, left: str, right: str) -> None:
+        super().__init__(f"{left} and {right}")
+
+
+def raised(exc: BaseException) -> BaseException:
+    """The exception with a real traceback, as a task would produce it."""
+    try:
+        raise exc
+    except BaseException as caught:
+        return caught
+
+
+def make_adder(n: int) -> Any:
+    def add(x: int) -> int:
+        return x + n
+    return add
+
+
+def roundtrip_function(fn: Any) -> Any:
+    return wire.decode_function(wire.encode_function(fn))
+
+
+# --------------------------------------------------------------------------- functions, args
+
+
+def test_lambda_closure_and_partial_survive_encoding() -> None:
+    offset = 10
+    assert roundtrip_function(lambda x: x * 2 + offset)(3) == 16
+    assert roundtrip_function(make_adder(5))(1) == 6
+    assert roundtrip_function(functools.partial(pow, 2))(5) == 32
+    assert roundtrip_function(functools.partial(make_adder(1), x=41))() == 42
+
+
+def test_encode_function_refuses_non_callables_and_unpicklable_closures() -> None:
+    with pytest.raises(TypeError, match="only run callables, not int"):
+        wire.encode_function(3)
+    lock = threading.Lock()
+
+    def holds_lock() -> bool:
+        return lock.locked()
+
+    with pytest.raises(SerializationError, match="holds_lock could not be pickled"):
+        wire.encode_function(holds_lock)
+
+
+def test_decode_call_returns_function_args_and_kwargs() -> None:
+    fn, args, kwargs = wire.decode_call(wire.encode_function(make_adder(2)),
+                                        wire.encode_args((1,), {"y": [1, 2]}))
+    assert fn(*args) == 3
+    assert args == (1,)
+    assert kwargs == {"y": [1, 2]}
+
+
+def test_encode_args_names_the_unpicklable_positional_argument() -> None:
+    with pytest.raises(SerializationError) as info:
+        wire.encode_args((1, threading.Lock(), 3), {})
+    assert "argument 1 (lock) could not be pickled" in str(info.value)
+    assert info.value.__cause__ is not None
+
+
+def test_encode_args_names_the_unpicklable_keyword_argument() -> None:
+    with pytest.raises(SerializationError, match=r"keyword argument 'x' \(lock\)"):
+        wire.encode_args((1, 2), {"ok": "fine", "x": threading.Lock()})
+
+
+def test_encode_args_keeps_large_buffers() -> None:
+    blob = bytearray(b"z" * 100_000)
+    args, kwargs = wire.decode_args(wire.encode_args((blob,), {"view": memoryview(b"abc")}))
+    assert args == (blob,)
+    assert bytes(kwargs["view"]) == b"abc"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_error_keeps_its_type_and_gets_the_remote_traceback_as_cause() -> None:
+    exc = raised(CustomError("bad input", code=7))
+    decoded = wire.decode_error(wire.encode_error(exc))
+    assert type(decoded) is CustomError
+    assert str(decoded) == "bad input"
+    assert decoded.code == 7  # type: ignore[attr-defined]
+    cause = decoded.__cause__
+    assert isinstance(cause, RemoteTraceback)
+    assert "CustomError: bad input" in cause.text
+    assert "in raised" in cause.text
+    assert str(cause) == cause.text
+
+
+def test_builtin_error_round_trips() -> None:
+    decoded = wire.decode_error(wire.encode_error(raised(KeyError("k"))))
+    assert isinstance(decoded, KeyError)
+    assert decoded.args == ("k",)
+
+
+@pytest.mark.parametrize(("exc", "type_name"), [
+    (LockedError("with a lock"), "LockedError"),
+    (TwoArgError("a", "b"), "TwoArgError"),
+])
+def test_unpicklable_error_becomes_remote_error(exc: BaseException, type_name: str) -> None:
+    decoded = wire.decode_error(wire.encode_error(raised(exc)))
+    assert isinstance(decoded, RemoteError)
+    assert decoded.type_name == type_name
+    assert decoded.message == str(exc)
+    assert str(decoded) == f"{type_name}: {exc}"
+    assert f"{type_name}: {exc}" in decoded.traceback_text
+    assert isinstance(decoded.__cause__, RemoteTraceback)
+    # A RemoteError can itself travel again.
+    again = pickle.loads(pickle.dumps(decoded))
+    assert (again.type_name, again.message) == (type_name, str(exc))
+
+
+def test_decode_result_returns_value_or_raises_task_error() -> None:
+    assert wire.decode_result(ResultMsg("t", Status.OK, wire.encode_value({"a": 1}))) == {"a": 1}
+    body = wire.encode_error(raised(ValueError("nope")))
+    with pytest.raises(ValueError, match="nope") as info:
+        wire.decode_result(ResultMsg("t", Status.ERROR, body))
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+
+
+def test_decode_result_of_an_unloadable_value_is_a_serialization_error() -> None:
+    with pytest.raises(SerializationError, match="could not be unpickled here"):
+        wire.decode_result(ResultMsg("t", Status.OK, b"not a pickle"))
+
+
+@pytest.mark.parametrize(("status", "error"), [
+    (Status.CRASHED, TaskCrashed),
+    (Status.TIMEOUT, TaskTimeout),
+    (Status.LOST, WorkerLost),
+    (Status.REFUSED, TaskRefused),
+])
+def test_decode_result_raises_for_failure_statuses(status: Status,
+                                                   error: type[Exception]) -> None:
+    result = ResultMsg("t", status, None, detail=f"because {status}")
+    with pytest.raises(error) as info:
+        wire.decode_result(result)
+    assert str(info.value) == f"because {status}"
+    assert result.failed
+
+
+def test_encode_value_refuses_unpicklable_results() -> None:
+    with pytest.raises(SerializationError, match=r"result \(lock\) could not be pickled"):
+        wire.encode_value(threading.Lock())
+
+
+# --------------------------------------------------------------------------- execute.run
+
+
+def run(fn: Any, *args: Any, **kwargs: Any) -> tuple[Status, bytes, str]:
+    return execute.run((wire.encode_function(fn), wire.encode_args(args, kwargs)))
+
+
+def test_run_returns_the_encoded_value() -> None:
+    status, body, detail = run(lambda a, b=0: a + b, 2, b=3)
+    assert (status, detail) == (Status.OK, "")
+    assert wire.loads_value(body) == 5
+
+
+def test_run_encodes_the_raised_exception() -> None:
+    def fail() -> None:
+        raise CustomError("from the task", code=3)
+
+    status, body, _ = run(fail)
+    assert status is Status.ERROR
+    decoded = wire.decode_error(body)
+    assert isinstance(decoded, CustomError)
+    assert decoded.code == 3
+    assert "in fail" in str(decoded.__cause__)
+
+
+def test_run_treats_system_exit_as_the_tasks_outcome() -> None:
+    status, body, _ = run(sys.exit, 4)
+    assert status is Status.ERROR
+    decoded = wire.decode_error(body)
+    assert isinstance(decoded, SystemExit)
+    assert decoded.code == 4
+
+
+def test_run_with_an_unpicklable_result_is_a_serialization_error() -> None:
+    status, body, _ = run(threading.Lock)
+    assert status is Status.ERROR
+    decoded = wire.decode_error(body)
+    assert type(decoded) is SerializationError
+    assert "result (lock) could not be pickled" in str(decoded)
+
+
+def test_run_with_a_function_from_a_missing_module_is_a_load_error(tmp_path: Path) -> None:
+    name = f"taskq_gone_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text("def job(x):\n    return x + 1\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module(name)
+        fn_bytes = wire.encode_function(module.job)
+        assert wire.decode_function(fn_bytes)(1) == 2  # by reference, while importable
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+    assert name.encode() in fn_bytes
+
+    status, body, _ = execute.run((fn_bytes, wire.encode_args((1,), {})))
+    assert status is Status.ERROR
+    decoded = wire.decode_error(body)
+    assert isinstance(decoded, TaskLoadError)
+    assert f"module {name!r} is not importable there" in str(decoded)
+    with pytest.raises(TaskLoadError, match=name):
+        wire.decode_result(ResultMsg("t", status, body))
+
+
+def test_run_with_corrupt_arguments_is_a_load_error() -> None:
+    status, body, _ = execute.run((wire.encode_function(len), b"garbage"))
+    assert status is Status.ERROR
+    decoded = wire.decode_error(body)
+    assert isinstance(decoded, TaskLoadError)
+    assert "could not load the task" in str(decoded)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@pytest.mark.parametrize("dumps", [pickle.dumps, cloudpickle.dumps])
+def test_messages_survive_pickling(dumps: Any) -> None:
+    msg = TaskMsg("id-1", "outbox-1", b"fn", b"args",
+                  TaskOptions(timeout=2.5, retries=3, priority=-2, queue="gpu"), attempt=4)
+    back = pickle.loads(dumps(msg))
+    assert back == msg
+    assert back.size == len(b"fn") + len(b"args")
+    assert back.options == TaskOptions(2.5, 3, -2, "gpu")
+
+    for result in [ResultMsg("id-1", Status.OK, b"body", "", "host:1", 0.5),
+                   ResultMsg("id-2", Status.LOST, None, "gone", "", 0.0)]:
+        back_result = pickle.loads(dumps(result))
+        assert back_result == result
+        assert type(back_result.status) is Status
+        assert back_result.status is result.status
+        assert back_result.failed is (result.status is not Status.OK)
+
+
+def test_result_status_given_as_text_becomes_a_status() -> None:
+    result = ResultMsg("t", "timeout")  # type: ignore[arg-type]
+    assert result.status is Status.TIMEOUT
+    with pytest.raises(ValueError):
+        ResultMsg("t", "exploded")  # type: ignore[arg-type]
