@@ -94,9 +94,10 @@ class TaskqSystem:
 
     def wait_workers(self, n: int) -> None:
         def ready() -> bool:
-            dead = [h.name for h in self.helpers.items if h.popen.poll() is not None]
+            dead = [h for h in self.helpers.items if h.popen.poll() is not None]
             if dead:
-                raise BenchError(f"{dead[0]} exited: {self.helpers.items[0].stderr_tail()}")
+                raise BenchError(f"{dead[0].name} exited with code {dead[0].popen.returncode}: "
+                                 f"{dead[0].stderr_tail()}")
             return len(self.status()["workers"]) >= n
 
         wait_for(ready, START_TIMEOUT_S, f"{n} taskq workers to connect", every=0.5)

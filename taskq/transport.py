@@ -312,10 +312,26 @@ class Link:
 
     def open(self, within: float) -> None:
         with self._lock:
-            self._proxy = connect(self.address, self._authkey, within)
+            self._establish(within)
+
+    def _establish(self, within: float) -> None:
+        """Connect and run on_connect (lock held), retrying both until ``within`` runs out."""
+        deadline = time.monotonic() + within
+        while True:
+            proxy = connect(self.address, self._authkey,
+                            max(0.0, deadline - time.monotonic()), self._cancel)
+            try:
+                if self._on_connect is not None:
+                    self._on_connect(proxy)
+            except LINK_ERRORS as exc:
+                proxy.discard()
+                if time.monotonic() >= deadline or self._cancel.is_set():
+                    raise ConnectError(f"lost the master at {self.address[0]}:"
+                                       f"{self.address[1]} while joining it: {exc!r}") from None
+                continue
+            self._proxy = proxy
             self._generation += 1
-            if self._on_connect is not None:
-                self._on_connect(self._proxy)
+            return
 
     def call(self, name: str, *args: Any) -> Any:
         while True:
@@ -347,14 +363,10 @@ class Link:
             if old is not None:
                 old.discard()
             try:
-                self._proxy = connect(self.address, self._authkey, self.reconnect_for,
-                                      self._cancel)
+                self._establish(self.reconnect_for)
             except ConnectError as failure:
                 self._failed = failure
                 raise
-            self._generation += 1
-            if self._on_connect is not None:
-                self._on_connect(self._proxy)
             log.info("master_link_restored", address=f"{self.address[0]}:{self.address[1]}")
 
     def give_up_reconnecting(self) -> None:
