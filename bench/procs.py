@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+from taskq import local
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -122,19 +123,12 @@ class Helpers:
 
 def read_line_with(helper: Helper, prefix: str, timeout: float = 60.0) -> str:
     """Read the helper's stdout (bounded) until a line starts with ``prefix``; return the rest."""
-    stream = helper.popen.stdout
-    assert stream is not None
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(stream, selectors.EVENT_READ)
-        while (left := deadline - time.monotonic()) > 0 and sel.select(left):
-            line = stream.readline()
-            if not line:
-                break
-            if line.startswith(prefix):
-                return line[len(prefix):].strip()
-    raise BenchError(f"{helper.name} did not start (exit code {helper.popen.poll()}): "
-                     f"{helper.stderr_tail()}")
+    assert helper.popen.stdout is not None
+    found = local.read_line_with(helper.popen.stdout, prefix, timeout)
+    if found is None:
+        raise BenchError(f"{helper.name} did not start (exit code {helper.popen.poll()}): "
+                         f"{helper.stderr_tail()}")
+    return found
 
 
 def vm_rss(pid: int) -> int:

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import IO
 
 from taskq.defaults import ENV_AUTHKEY
 from taskq.errors import ConnectError
@@ -39,22 +40,29 @@ def spawn(args: list[str], env: dict[str, str], **kwargs: object) -> subprocess.
                             preexec_fn=_die_with_parent, **kwargs)  # type: ignore[call-overload]
 
 
+def read_line_with(stream: IO[str], prefix: str, timeout: float) -> str | None:
+    """Read lines (for at most ``timeout`` s) until one starts with ``prefix``; return the
+    rest of that line, or None if the stream ended or the time ran out first."""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(stream, selectors.EVENT_READ)
+        while (remaining := deadline - time.monotonic()) > 0 and sel.select(remaining):
+            line = stream.readline()
+            if not line:
+                return None
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+    return None
+
+
 def read_address(proc: subprocess.Popen[str], timeout: float) -> str:
     """Wait (bounded) for the master's "listening on" line and return HOST:PORT."""
     assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while (remaining := deadline - time.monotonic()) > 0:
-            if not sel.select(remaining):
-                break
-            line = proc.stdout.readline()
-            if not line:
-                break
-            if line.startswith(READY_PREFIX):
-                return line[len(READY_PREFIX):].strip()
-    raise ConnectError(f"the local master did not start within {timeout:g} s "
-                       f"(exit code {proc.poll()})")
+    address = read_line_with(proc.stdout, READY_PREFIX, timeout)
+    if address is None:
+        raise ConnectError(f"the local master did not start within {timeout:g} s "
+                           f"(exit code {proc.poll()})")
+    return address
 
 
 def stop_process(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:

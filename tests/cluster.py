@@ -17,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-READY = "taskq master listening on "
+from taskq.local import READY_PREFIX as READY
+from taskq.local import read_line_with
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -160,16 +162,8 @@ class Cluster:
 
 def wait_ready(proc: Proc, timeout: float = 30) -> str:
     """Read the master's stdout (bounded) until it says where it listens."""
-    import selectors
-
     assert proc.popen.stdout is not None
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.popen.stdout, selectors.EVENT_READ)
-        while (left := deadline - time.monotonic()) > 0 and sel.select(left):
-            line = proc.popen.stdout.readline()
-            if not line:
-                break
-            if line.startswith(READY):
-                return line[len(READY):].strip()
-    raise AssertionError(f"master did not start: {proc.stderr()[-2000:]}")
+    address = read_line_with(proc.popen.stdout, READY, timeout)
+    if address is None:
+        raise AssertionError(f"master did not start: {proc.stderr()[-2000:]}")
+    return address
