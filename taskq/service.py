@@ -217,11 +217,17 @@ class Broker:
             pending_before = self._state.pending_count()
             lost = self._state.expire(self._clock())
             requeued = self._state.pending_count() - pending_before
+            failed = [res for _, res in self._state.changes.finished]
             self._commit()
             if requeued > 0:
                 self._work.notify(requeued)
         for worker_id in lost:
             log.warning("worker_lost", worker_id=worker_id)
+        if requeued > 0:
+            log.info("leases_requeued", count=requeued)
+        for res in failed:
+            log.warning("task_failed", task_id=res.task_id, status=res.status.value,
+                        detail=res.detail)
 
     def start_reaper(self) -> None:
         def loop() -> None:

@@ -226,6 +226,7 @@ class Worker:
                 continue
             with self._held_lock:
                 self._held.update(t.task_id for t in tasks)
+            self.log.debug("tasks_leased", count=len(tasks), task_ids=[t.task_id for t in tasks])
             for task in tasks:
                 self.pool.submit(Job(task.task_id, (task.fn, task.args), task.options.timeout))
             if self._draining.is_set():
