@@ -183,6 +183,9 @@ def merge(batch: list[Changes]) -> Changes:
     acked = set(out.acked)
     shown = {res.task_id for _, res in out.finished} & acked
     if shown:
+        # Their results are never written, but tasks journaled by an earlier group still end.
+        out.removed += [r.task_id for _, r in out.finished
+                        if r.task_id in shown and r.task_id not in added]
         out.finished = [(o, r) for o, r in out.finished if r.task_id not in shown]
         out.acked = [t for t in out.acked if t not in shown]
     return out

@@ -225,6 +225,7 @@ class BrokerState:
         worker = self.workers.get(worker_id)
         if worker is None or n <= 0:
             return []
+        worker.last_seen = now
         out: list[TaskMsg] = []
         size = 0
         while len(out) < n and (max_bytes is None or size < max_bytes):

@@ -292,7 +292,10 @@ def decode_result(result: ResultMsg) -> Any:
                                      f"{exc}") from exc
     if result.status is Status.ERROR and result.body is not None:
         raise decode_error(result.body)
-    raise _FAILURES.get(result.status, RemoteError)(result.detail)
+    failure = _FAILURES.get(result.status)
+    if failure is not None:
+        raise failure(result.detail)
+    raise RemoteError(result.status.value, result.detail, "")
 
 
 def loads_value(body: bytes) -> Any:

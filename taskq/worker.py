@@ -66,6 +66,10 @@ class Worker:
                          on_connect=self._on_connect)
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
+        # held by a heartbeat from its snapshot of held tasks until the master has it, and
+        # by a report or release until the master has it: a heartbeat never claims back a
+        # task this worker has just reported or handed back
+        self._sync = threading.Lock()
         self._capacity = threading.Condition()
         self._draining = threading.Event()
         self._halt = threading.Event()
@@ -155,8 +159,9 @@ class Worker:
 
     def _drain(self, unstarted: list[Job]) -> None:
         """Hand back the unstarted tasks, then report running ones for up to ``grace`` s."""
-        self.link.call("release", self.worker_id, [j.task_id for j in unstarted], False)
-        self._forget([j.task_id for j in unstarted])
+        with self._sync:
+            self.link.call("release", self.worker_id, [j.task_id for j in unstarted], False)
+            self._forget([j.task_id for j in unstarted])
         self.log.info("worker_draining", running=self.pool.in_flight(),
                       grace_s=self.config.grace, released=len(unstarted))
         deadline = time.monotonic() + self.config.grace
@@ -170,7 +175,8 @@ class Worker:
         with contextlib.suppress(ConnectError):  # a master that is gone expires them instead
             self._report(self.pool.get_outcomes(timeout=0))
         back = [j.task_id for j in unstarted + killed]
-        with contextlib.suppress(ConnectError):  # else the master expires the leases
+        self._halt.set()  # no heartbeat after the goodbye
+        with self._sync, contextlib.suppress(ConnectError):  # else the leases expire
             self.link.call("release", self.worker_id, back, True)
         self._forget(back)
 
@@ -178,8 +184,9 @@ class Worker:
         if not outcomes:
             return
         results = [self._result(o) for o in outcomes]
-        self.link.call("report", self.worker_id, results)
-        self._forget([r.task_id for r in results])
+        with self._sync:
+            self.link.call("report", self.worker_id, results)
+            self._forget([r.task_id for r in results])
         durations = [o.duration for o in outcomes if o.kind is OutcomeKind.DONE]
         if durations:  # longer tasks are believed at once, shorter ones gradually
             recent = sum(durations) / len(durations)
@@ -234,9 +241,12 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         while not self._halt.wait(self.config.heartbeat):
-            with self._held_lock:
-                held = list(self._held)
-            if not self.link.call("heartbeat", self.worker_id, held, self.pool.running()):
-                self.log.warning("worker_rejoined", held=len(held))
-                self.link.call("register", self.hello)
-                self.link.call("heartbeat", self.worker_id, held, self.pool.running())
+            with self._sync:
+                if self._halt.is_set():
+                    return
+                with self._held_lock:
+                    held = list(self._held)
+                if not self.link.call("heartbeat", self.worker_id, held, self.pool.running()):
+                    self.log.warning("worker_rejoined", held=len(held))
+                    self.link.call("register", self.hello)
+                    self.link.call("heartbeat", self.worker_id, held, self.pool.running())

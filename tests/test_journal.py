@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import uuid
+from contextlib import closing
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from taskq.journal import Journal
+from taskq.journal import Journal, merge
 from taskq.state import BrokerState, Changes, TaskRecord, WorkerInfo
 from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
 
@@ -157,7 +161,7 @@ def test_journal_uses_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "journal.db"
     journal = Journal(path)
     try:
-        with sqlite3.connect(path) as other:
+        with closing(sqlite3.connect(path)) as other:
             assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         journal.close()
@@ -184,3 +188,85 @@ def test_a_failed_write_is_rolled_back(tmp_path: Path) -> None:
     fresh, counts = reload(path)
     assert counts == (1, 0)
     assert list(fresh.tasks) == ["after"]
+
+
+# --------------------------------------------------------------------------- group commit
+
+
+def test_result_acked_in_the_same_group_still_ends_its_task(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    j = Journaled(path)
+    j.state.submit([task("a"), task("b")], now=0)
+    j.commit()
+    j.state.register(WorkerInfo("w", "host", 1, 1), now=0)
+    j.state.lease("w", 2, now=0)
+    calls: list[Changes] = []
+    j.state.complete("w", [ResultMsg("a", Status.OK, b"v")], now=0)
+    calls.append(j.state.drain_changes())
+    j.state.fetch("box", [], 10)
+    j.state.fetch("box", ["a"], 10)
+    calls.append(j.state.drain_changes())
+    j.journal.write(merge(calls))
+    j.journal.close()
+
+    fresh, counts = reload(path)
+    assert counts == (1, 0)
+    assert list(fresh.tasks) == ["b"]
+
+
+OPS = ["submit", "run_ok", "run_ok", "run_error", "lose", "fetch", "deliver", "cancel"]
+
+
+def play(ops: list[tuple[str, bool]]) -> tuple[BrokerState, list[list[Changes]]]:
+    """Run a history of calls; returns the state and each call's changes, in groups."""
+    state = make_state()
+    now = 0.0
+    worker = WorkerInfo("w", "host", 1, 1)
+    state.register(worker, now)
+    groups: list[list[Changes]] = [[]]
+    for n, (op, cut) in enumerate(ops):
+        if op == "submit":
+            state.submit([task(f"t{n}", retries=1), task(f"u{n}")], now)
+        elif op in ("run_ok", "run_error"):
+            status = Status.OK if op == "run_ok" else Status.ERROR
+            state.complete("w", [ResultMsg(m.task_id, status, b"v")
+                                 for m in state.lease("w", 2, now)], now)
+        elif op == "lose":
+            state.lease("w", 1, now)
+            now += LOST_AFTER + 1
+            state.expire(now)
+            state.register(worker, now)
+        elif op == "fetch":
+            state.fetch("box", [], 2)
+        elif op == "deliver":  # a client's round trip: fetch, then acknowledge what came
+            state.fetch("box", [r.task_id for r in state.fetch("box", [], 3)], 0)
+        else:
+            state.cancel([t for t, r in state.tasks.items() if r.state is TaskState.PENDING][:1])
+        groups[-1].append(state.drain_changes())
+        if cut:
+            groups.append([])
+    return state, groups
+
+
+def durable_view(state: BrokerState) -> tuple[dict[str, tuple[int, int, int]],
+                                                dict[str, ResultMsg]]:
+    tasks = {t: (r.seq, r.lost, r.errors) for t, r in state.tasks.items()}
+    results = {t: r for box in state.outboxes.values() for t, r in box.results.items()}
+    return tasks, results
+
+
+@settings(max_examples=150, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(st.tuples(st.sampled_from(OPS), st.sampled_from([False, False, True])),
+                    min_size=1, max_size=25))
+def test_group_commits_reload_what_the_state_holds(tmp_path: Path,
+                                                   ops: list[tuple[str, bool]]) -> None:
+    state, groups = play(ops)
+    path = tmp_path / f"{uuid.uuid4().hex}.db"
+    journal = Journal(path)
+    for group in groups:
+        journal.write(merge(group))
+    journal.close()
+
+    fresh, _ = reload(path)
+    assert durable_view(fresh) == durable_view(state)

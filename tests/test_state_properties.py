@@ -1,0 +1,446 @@
+"""Property tests of BrokerState: random interleavings of every call, checked after each step.
+
+A model kept beside the state records what each submitter was told (accepted, cancelled,
+results delivered and acknowledged); the invariants tie the two together, and at the end
+every remaining task is run to completion so that each submitted, non-cancelled task can be
+checked to have exactly one result.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from taskq.state import BrokerState, TaskRecord, WorkerInfo
+from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
+
+LOST_AFTER = 5.0
+MAX_PAYLOAD = 6
+QUEUES = ("default", "gpu")
+OUTBOXES = ("a", "b")
+# Worker kinds and their queues; a kind that says goodbye comes back under a new id.
+WORKERS: dict[str, tuple[str, ...]] = {"w0": ("default",), "w1": ("gpu",),
+                                       "w2": ("default", "gpu")}
+KINDS = st.sampled_from(sorted(WORKERS))
+GHOST = "ghost"  # an id the master never saw
+EMPTY = WorkerInfo("nobody", "host", 0, 0)
+
+RecView = tuple[TaskState, str | None, float, int, int]
+
+
+class BrokerMachine(RuleBasedStateMachine):
+    """Drives one BrokerState with every call a master serves, on a clock of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.max_lost = 2
+        self.state = self.new_state()
+        self.generation = dict.fromkeys(WORKERS, 0)
+        self.now = 0.0
+        self.ids = itertools.count()
+        self.bodies = itertools.count()
+        self.submitted: dict[str, TaskMsg] = {}
+        self.cancelled: set[str] = set()
+        self.acked: set[str] = set()
+        self.delivered: dict[str, ResultMsg] = {}  # first delivery of each id, any session
+        self.session: dict[str, set[str]] = {box: set() for box in OUTBOXES}
+        self.settled = True  # False while a step runs; teardown only drains a clean run
+
+    @initialize(max_lost=st.integers(1, 3))
+    def configure(self, max_lost: int) -> None:
+        self.max_lost = max_lost
+        self.state = self.new_state()
+
+    # ------------------------------------------------------------------ helpers
+
+    def new_state(self) -> BrokerState:
+        return BrokerState(lost_after=LOST_AFTER, max_lost=self.max_lost,
+                           max_payload=MAX_PAYLOAD)
+
+    def worker_id(self, kind: str) -> str:
+        return f"{kind}.{self.generation[kind]}"
+
+    def join(self, kind: str) -> str:
+        worker = self.worker_id(kind)
+        self.state.register(WorkerInfo(worker, "host", 1, 1, WORKERS[kind]), self.now)
+        return worker
+
+    def pick(self, data: st.DataObject, pool: list[str], focus: list[str] | None = None,
+             max_size: int = 3) -> list[str]:
+        """A few ids from pool, drawn more often from focus (the ids a step acts on)."""
+        sources = [st.sampled_from(sorted(ids)) for ids in (focus, pool) if ids]
+        if not sources:
+            return []
+        return data.draw(st.lists(st.one_of(*sources), max_size=max_size))
+
+    def known_ids(self) -> list[str]:
+        return [*self.submitted, GHOST]
+
+    def view(self) -> dict[str, RecView]:
+        return {tid: (r.state, r.worker, r.deadline, r.lost, r.errors)
+                for tid, r in self.state.tasks.items()}
+
+    def result_of(self, task_id: str) -> ResultMsg | None:
+        box = self.state.outboxes.get(self.submitted[task_id].outbox)
+        return box.results.get(task_id) if box is not None else None
+
+    def new_body(self) -> bytes:
+        return str(next(self.bodies)).encode()
+
+    # ------------------------------------------------------------------ submitters
+
+    @rule(data=st.data(), n=st.integers(0, 3), duplicate=st.booleans())
+    def submit(self, data: st.DataObject, n: int, duplicate: bool) -> None:
+        self.settled = False
+        fresh = [TaskMsg(f"t{next(self.ids)}", data.draw(st.sampled_from(OUTBOXES)), b"f",
+                         b"x" * data.draw(st.sampled_from([1, 1, 2, 5, 9])),
+                         TaskOptions(retries=data.draw(st.integers(0, 2)),
+                                     priority=data.draw(st.integers(0, 2)),
+                                     queue=data.draw(st.sampled_from(QUEUES))))
+                 for _ in range(n)]
+        open_ids = [t for t in self.submitted if t not in self.cancelled | self.acked]
+        again = [self.submitted[t] for t in self.pick(data, open_ids)]
+        batch = fresh + again + (fresh[:1] if duplicate else [])
+        before = self.view()
+        results_before = {t: self.result_of(t) for t in self.submitted}
+
+        accepted = self.state.submit(batch, self.now)
+
+        assert accepted == sum(m.size <= MAX_PAYLOAD for m in fresh)
+        for msg in fresh:
+            self.submitted[msg.task_id] = msg
+            if msg.size > MAX_PAYLOAD:
+                refused = self.result_of(msg.task_id)
+                assert refused is not None and refused.status is Status.REFUSED
+            else:
+                assert self.state.tasks[msg.task_id].state is TaskState.PENDING
+        after = self.view()
+        for tid, rec_view in before.items():
+            assert after[tid] == rec_view
+        for tid, result in results_before.items():
+            assert self.result_of(tid) is result
+
+    @rule(data=st.data(), box=st.sampled_from(OUTBOXES), max_n=st.integers(0, 3))
+    def fetch(self, data: st.DataObject, box: str, max_n: int) -> None:
+        self.settled = False
+        unacked = [t for t in self.delivered
+                   if t not in self.acked and self.submitted[t].outbox == box]
+        ack = self.pick(data, unacked)
+        for tid in ack:
+            assert self.result_of(tid) is not None  # delivered, not acknowledged: still kept
+        outbox = self.state.outboxes.get(box)
+        unsent = ([t for t in outbox.results if t not in outbox.sent and t not in ack]
+                  if outbox is not None else [])
+
+        got = self.state.fetch(box, ack, max_n)
+
+        self.acked.update(ack)
+        assert [r.task_id for r in got] == unsent[:max_n]
+        for result in got:
+            assert result.task_id not in self.session[box], "delivered twice in one session"
+            assert self.delivered.setdefault(result.task_id, result) is result
+            self.session[box].add(result.task_id)
+        for tid in ack:
+            assert self.result_of(tid) is None
+
+    @rule(box=st.sampled_from(OUTBOXES))
+    def resend(self, box: str) -> None:
+        self.settled = False
+        self.state.resend(box)
+        self.session[box].clear()
+
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        self.settled = False
+        wanted = self.pick(data, self.known_ids(), list(self.state.tasks))
+        expected: dict[str, list[str]] = {"cancelled": [], "running": [], "unknown": []}
+        gone: set[str] = set()
+        for tid in wanted:
+            rec = self.state.tasks.get(tid)
+            if rec is None or tid in gone:
+                expected["unknown"].append(tid)
+            elif rec.state is TaskState.LEASED:
+                expected["running"].append(tid)
+            else:
+                expected["cancelled"].append(tid)
+                gone.add(tid)
+
+        out = self.state.cancel(wanted)
+
+        assert (out.cancelled, out.running, out.unknown) == (
+            expected["cancelled"], expected["running"], expected["unknown"])
+        self.cancelled.update(out.cancelled)
+
+    # ------------------------------------------------------------------ workers
+
+    @rule(kind=KINDS)
+    def register(self, kind: str) -> None:
+        self.settled = False
+        old = self.state.workers.get(self.worker_id(kind))
+        held = set(old.held) if old is not None else set()
+        worker = self.join(kind)
+        assert self.state.workers[worker].held == held
+        assert self.state.workers[worker].last_seen == self.now
+
+    def holding(self) -> list[str]:
+        return [k for k in WORKERS if self.state.workers.get(self.worker_id(k), EMPTY).held]
+
+    @precondition(lambda self: self.holding())
+    @rule(data=st.data())
+    def goodbye(self, data: st.DataObject) -> None:
+        """A worker that holds tasks releases some of them and leaves; the rest expire."""
+        self.settled = False
+        kind = data.draw(st.sampled_from(self.holding()))
+        worker = self.worker_id(kind)
+        held = self.state.workers[worker].held
+        back = self.pick(data, sorted(held), max_size=len(held) - 1)
+        kept = held - set(back)
+
+        self.state.release(worker, back)
+        self.state.forget_worker(worker)
+        self.generation[kind] += 1
+
+        assert worker not in self.state.workers
+        for tid in back:
+            assert self.state.tasks[tid].state is TaskState.PENDING
+        for tid in kept:
+            assert self.state.leased[tid].worker == worker
+
+    @rule(kind=KINDS, n=st.integers(0, 4), join=st.booleans(), dt=st.sampled_from([0.0, 1.0]))
+    def lease(self, kind: str, n: int, join: bool, dt: float) -> None:
+        self.settled = False
+        self.now += dt
+        worker = self.join(kind) if join else self.worker_id(kind)
+        info = self.state.workers.get(worker)
+        expected: list[str] = []
+        if info is not None:
+            pending = [r for r in self.state.tasks.values()
+                       if r.state is TaskState.PENDING and r.msg.options.queue in info.queues]
+            pending.sort(key=lambda r: (-r.msg.options.priority, r.seq))
+            expected = [r.msg.task_id for r in pending[:n]]
+
+        got = self.state.lease(worker, n, self.now)
+
+        assert [m.task_id for m in got] == expected
+        for msg in got:
+            rec = self.state.tasks[msg.task_id]
+            assert (rec.state, rec.worker) == (TaskState.LEASED, worker)
+            assert rec.deadline == self.now + LOST_AFTER
+            assert msg.attempt == rec.lost + rec.errors
+
+    @rule(data=st.data(), kind=KINDS, dt=st.sampled_from([0.0, 1.0]))
+    def heartbeat(self, data: st.DataObject, kind: str, dt: float) -> None:
+        self.settled = False
+        self.now += dt
+        worker = self.worker_id(kind)
+        held = self.pick(data, self.known_ids(), list(self.state.tasks))
+        before = self.view()
+        registered = worker in self.state.workers
+
+        answer = self.state.heartbeat(worker, held, len(held), self.now)
+
+        assert answer is registered
+        if not registered:
+            assert self.view() == before
+            return
+        after = self.view()
+        for tid in set(held) & set(before):
+            state, holder, *_ = before[tid]
+            if state is TaskState.PENDING or holder == worker:
+                assert after[tid][:3] == (TaskState.LEASED, worker, self.now + LOST_AFTER)
+            else:
+                assert after[tid] == before[tid]
+
+    @rule(data=st.data(), kind=KINDS, old=st.booleans())
+    def complete(self, data: st.DataObject, kind: str, old: bool) -> None:
+        """Results from a worker, or from one of its earlier lives that already left."""
+        self.settled = False
+        worker = f"{kind}.{self.generation[kind] - 1}" if old else self.worker_id(kind)
+        targets = self.pick(data, self.known_ids(), list(self.state.leased)) or [GHOST]
+        statuses = data.draw(st.lists(
+            st.sampled_from([Status.OK, Status.ERROR, Status.ERROR, Status.TIMEOUT]),
+            min_size=len(targets), max_size=len(targets)))
+        results = [ResultMsg(tid, status, self.new_body())
+                   for tid, status in zip(targets, statuses, strict=True)]
+        errors = {tid: rec.errors for tid, rec in self.state.tasks.items()}
+        ended: dict[str, ResultMsg] = {}
+        for result in results:
+            tid = result.task_id
+            if tid not in errors:
+                continue
+            if (result.status is Status.ERROR
+                    and errors[tid] < self.submitted[tid].options.retries):
+                errors[tid] += 1
+                continue
+            del errors[tid]
+            ended[tid] = result
+        before = self.view()
+        results_before = {t: self.result_of(t) for t in self.submitted}
+
+        self.state.complete(worker, results, self.now)
+
+        for tid, result in ended.items():
+            assert tid not in self.state.tasks
+            assert self.result_of(tid) is result
+        for tid, count in errors.items():
+            rec = self.state.tasks[tid]
+            assert rec.errors == count
+            if count > before[tid][4]:
+                assert rec.state is TaskState.PENDING
+        for tid, result in results_before.items():
+            if tid not in ended:
+                assert self.result_of(tid) is result
+
+    @rule(data=st.data(), kind=KINDS)
+    def release(self, data: st.DataObject, kind: str) -> None:
+        self.settled = False
+        worker = self.worker_id(kind)
+        wanted = set(self.pick(data, self.known_ids(), list(self.state.leased)))
+        before = self.view()
+
+        self.state.release(worker, sorted(wanted))
+
+        for tid, rec_view in self.view().items():
+            state, holder, _, lost, errors = before[tid]
+            if tid in wanted and state is TaskState.LEASED and holder == worker:
+                assert rec_view[0] is TaskState.PENDING
+                assert rec_view[3:] == (lost, errors)
+            else:
+                assert rec_view == before[tid]
+
+    @rule(dt=st.sampled_from([0.0, 1.0, 2.5, 6.0, 6.0]))
+    def tick_and_expire(self, dt: float) -> None:
+        self.settled = False
+        self.now += dt
+        silent = {w for w, info in self.state.workers.items()
+                  if self.now - info.last_seen > LOST_AFTER}
+        alive = set(self.state.workers) - silent
+        overdue = {tid: rec.lost for tid, rec in self.state.leased.items()
+                   if rec.deadline < self.now or rec.worker not in alive}
+
+        lost = self.state.expire(self.now)
+
+        assert set(lost) == silent
+        assert set(self.state.workers) == alive
+        for tid, lost_before in overdue.items():
+            if lost_before + 1 >= self.max_lost:
+                result = self.result_of(tid)
+                assert tid not in self.state.tasks
+                assert result is not None and result.status is Status.LOST
+            else:
+                rec = self.state.tasks[tid]
+                assert (rec.state, rec.lost) == (TaskState.PENDING, lost_before + 1)
+
+    # ------------------------------------------------------------------ invariants
+
+    @invariant()
+    def check_all(self) -> None:
+        self.records_are_consistent()
+        self.pending_counts_match()
+        self.held_sets_match_leases()
+        self.each_task_is_in_exactly_one_place()
+        self.outboxes_are_consistent()
+        self.settled = True
+
+    def records_are_consistent(self) -> None:
+        state = self.state
+        assert set(state.tasks) <= set(self.submitted)
+        for tid, rec in state.tasks.items():
+            assert rec.state in (TaskState.PENDING, TaskState.LEASED)
+            assert (rec.state is TaskState.LEASED) == (tid in state.leased), tid
+            assert rec.lost < self.max_lost
+            assert rec.errors <= rec.msg.options.retries
+        for tid, rec in state.leased.items():
+            assert state.tasks.get(tid) is rec
+
+    def pending_counts_match(self) -> None:
+        real = Counter(r.msg.options.queue for r in self.state.tasks.values()
+                       if r.state is TaskState.PENDING)
+        for queue in QUEUES:
+            assert self.state.pending_by_queue[queue] == real[queue]
+            valid = [e for e in self.state.heaps.get(queue, []) if self.state._valid(e)]
+            assert sorted(e[3] for e in valid) == sorted(
+                t for t, r in self.state.tasks.items()
+                if r.state is TaskState.PENDING and r.msg.options.queue == queue)
+
+    def held_sets_match_leases(self) -> None:
+        workers = self.state.workers
+        for tid, rec in self.state.leased.items():
+            if rec.worker in workers:
+                assert tid in workers[rec.worker].held
+        for worker_id, info in workers.items():
+            for tid in info.held:
+                rec = self.state.leased.get(tid)
+                assert rec is not None and rec.worker == worker_id
+
+    def each_task_is_in_exactly_one_place(self) -> None:
+        for tid in self.submitted:
+            rec: TaskRecord | None = self.state.tasks.get(tid)
+            places = [rec is not None and rec.state is TaskState.PENDING,
+                      rec is not None and rec.state is TaskState.LEASED,
+                      self.result_of(tid) is not None or tid in self.acked,
+                      tid in self.cancelled]
+            assert sum(places) == 1, (tid, places)
+
+    def outboxes_are_consistent(self) -> None:
+        open_by_box = Counter(r.msg.outbox for r in self.state.tasks.values())
+        for name, box in self.state.outboxes.items():
+            assert box.open == open_by_box[name]
+            assert box.sent <= set(box.results)
+            for tid in box.results:
+                assert self.submitted[tid].outbox == name
+        for name in OUTBOXES:
+            assert self.state.open_count(name) == open_by_box[name]
+
+    # ------------------------------------------------------------------ the end
+
+    def teardown(self) -> None:
+        if not self.settled:
+            return  # a step failed; its own error is the one to report
+        self.drain()
+        final: dict[str, ResultMsg] = {}
+        for box in OUTBOXES:
+            self.state.resend(box)
+            for result in self.state.fetch(box, [], 10_000):
+                assert result.task_id not in final
+                final[result.task_id] = result
+                assert self.delivered.get(result.task_id, result) is result
+        assert not final.keys() & self.acked
+        assert not final.keys() & self.cancelled
+        for tid in self.submitted:
+            if tid not in self.cancelled:
+                assert (tid in final) != (tid in self.acked), tid
+
+    def drain(self) -> None:
+        """Expire every lease, then lease all that is left to one worker and complete it."""
+        for _ in range(2):
+            if not self.state.tasks:
+                break
+            self.now += LOST_AFTER + 1
+            self.state.expire(self.now)
+            self.records_are_consistent()
+            self.state.register(WorkerInfo("drain", "host", 1, 1, QUEUES), self.now)
+            msgs = self.state.lease("drain", len(self.state.tasks), self.now)
+            self.state.complete("drain", [ResultMsg(m.task_id, Status.OK, self.new_body())
+                                          for m in msgs], self.now)
+            self.records_are_consistent()
+            self.each_task_is_in_exactly_one_place()
+            self.pending_counts_match()
+        assert not self.state.tasks
+        assert not self.state.leased
+
+
+BrokerMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40,
+                                           deadline=None, database=None,
+                                           suppress_health_check=[HealthCheck.too_slow])
+TestBrokerMachine = BrokerMachine.TestCase
