@@ -60,8 +60,3 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
     if fn is None:
         return lambda f: TaskFunction(f, options)
     return TaskFunction(fn, options)
-
-
-def options_of(fn: Any) -> tuple[Any, TaskOptions | None]:
-    """(callable to ship, its options or None)."""
-    return fn, getattr(fn, "taskq_options", None)

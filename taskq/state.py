@@ -294,9 +294,6 @@ class BrokerState:
     def pending_count(self) -> int:
         return sum(self.pending_by_queue.values())
 
-    def next_deadline(self) -> float | None:
-        return min((r.deadline for r in self.leased.values()), default=None)
-
     def drain_changes(self) -> Changes:
         changes, self.changes = self.changes, Changes()
         return changes

@@ -296,10 +296,3 @@ def decode_result(result: ResultMsg) -> Any:
     if failure is not None:
         raise failure(result.detail)
     raise RemoteError(result.status.value, result.detail, "")
-
-
-def loads_value(body: bytes) -> Any:
-    """Unpickle a value body (used by the CLI to print results)."""
-    return pickle.loads(body)
-
-

@@ -201,7 +201,7 @@ def run(fn: Any, *args: Any, **kwargs: Any) -> tuple[Status, bytes, str]:
 def test_run_returns_the_encoded_value() -> None:
     status, body, detail = run(lambda a, b=0: a + b, 2, b=3)
     assert (status, detail) == (Status.OK, "")
-    assert wire.loads_value(body) == 5
+    assert wire.decode_result(ResultMsg("t", status, body)) == 5
 
 
 def test_run_encodes_the_raised_exception() -> None:
