@@ -277,7 +277,9 @@ class Client(Executor):
     def _send(self, batch: list[_Entry]) -> None:
         """Send until the master has taken the whole batch (it takes less when full)."""
         while batch:
-            taken = self._link.call("submit", [e.msg for e in batch])
+            # this client holds every task until it ends and resubmits after a reconnect,
+            # so the master need not journal a batch before it answers
+            taken = self._link.call("submit", [e.msg for e in batch], False)
             batch = batch[taken:]
             if batch and self._closed and not self._entries:
                 return

@@ -71,7 +71,7 @@ def submit(link: Link, job: str, target: str, args: list[str], options: TaskOpti
     fn = parse_target(target)
     msg = TaskMsg(f"{job}-{uuid.uuid4().hex[:12]}", outbox_of(job), wire.encode_function(fn),
                   wire.encode_args(tuple(parse_arg(a) for a in args), {}), options)
-    if link.call("submit", [msg]) != 1:
+    if link.call("submit", [msg], True) != 1:  # journaled before this command exits
         raise RuntimeError(f"the master did not accept task {msg.task_id}")
     return msg.task_id
 

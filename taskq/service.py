@@ -93,9 +93,12 @@ class Broker:
             self._state.resend(outbox)
         return self.info()
 
-    def submit(self, tasks: list[TaskMsg]) -> int:
+    def submit(self, tasks: list[TaskMsg], durable: bool = True) -> int:
         """Accept tasks from the front of the list while there is room; returns how many
         were taken (accepted, already known, or refused). The caller sends the rest again.
+
+        With durable, the answer waits until the tasks are journaled; a submitter that keeps
+        its tasks until they end, and resubmits them after reconnecting, need not wait.
         """
         with self._lock:
             state = self._state
@@ -109,7 +112,7 @@ class Broker:
             if accepted:
                 self._work.notify(accepted)
             journal = self._journal
-        if ticket and journal is not None:
+        if durable and ticket and journal is not None:
             journal.wait(ticket)  # accepted means journaled; workers may start meanwhile
         return len(batch)
 
