@@ -98,6 +98,9 @@ def master(
     max_pending: Annotated[int, typer.Option(
         min=1, help="Queued tasks held before submitters wait for room.")]
     = defaults.MAX_PENDING,
+    result_ttl: Annotated[float, typer.Option(
+        min=1, help="Seconds a gone Client's results are kept (named jobs: until fetched).")]
+    = defaults.RESULT_TTL_S,
     log_json: LogJsonOpt = False,
     log_level: LogLevelOpt = "info",
 ) -> None:
@@ -111,7 +114,8 @@ def master(
         key, key_path = master_authkey(authkey_file)
         journal = None if in_memory else (state or defaults.state_dir() / "journal.db")
         config = master_mod.MasterConfig(host, port, key, journal, lost_after, max_attempts,
-                                         int(max_payload * 1024 * 1024), max_pending)
+                                         int(max_payload * 1024 * 1024), max_pending,
+                                         result_ttl)
         if key_path is not None:
             typer.echo(f"taskq master authkey file: {key_path} (copy it to workers; use "
                        f"--authkey-file or {defaults.ENV_AUTHKEY})")

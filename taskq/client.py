@@ -103,7 +103,7 @@ class Client(Executor):
         else:
             key = resolve_authkey(authkey)
         self.address = parse_address(address) if isinstance(address, str) else address
-        self.outbox = f"client-{uuid.uuid4().hex}"
+        self.outbox = f"{defaults.CLIENT_OUTBOX_PREFIX}{uuid.uuid4().hex}"
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}

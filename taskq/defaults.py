@@ -72,6 +72,12 @@ MAX_PENDING = 1_000_000
 # submits faster than the master accepts.
 CLIENT_MAX_UNSENT = 100_000
 
+# Results waiting for a `Client` (outboxes named CLIENT_OUTBOX_PREFIX...) that has not been
+# in touch for this long are dropped: that client is gone and no one else can fetch them.
+# Named jobs of `taskq submit` are kept until fetched, however long.
+RESULT_TTL_S = 3600.0
+CLIENT_OUTBOX_PREFIX = "client-"
+
 # Largest encoded task (function plus arguments) the master accepts by default.
 MAX_PAYLOAD_MB = 64.0
 # Journal commits: tasks journaled within one call are committed together; the WAL file is

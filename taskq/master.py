@@ -32,6 +32,7 @@ class MasterConfig:
     max_lost: int = defaults.MAX_LOST_ATTEMPTS
     max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024)
     max_pending: int = defaults.MAX_PENDING
+    result_ttl: float = defaults.RESULT_TTL_S
 
 
 def build_broker(config: MasterConfig) -> Broker:
@@ -42,7 +43,8 @@ def build_broker(config: MasterConfig) -> Broker:
         journal = Journal(config.state)
         tasks, results = journal.load(state)
         log.info("journal_loaded", path=str(config.state), tasks=tasks, results=results)
-    return Broker(state, journal, max_pending=config.max_pending)
+    return Broker(state, journal, max_pending=config.max_pending,
+                  result_ttl=config.result_ttl)
 
 
 def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], None]) -> int:

@@ -23,11 +23,13 @@ import structlog
 
 from taskq.defaults import (
     BATCH_BYTES,
+    CLIENT_OUTBOX_PREFIX,
     HEARTBEAT_S,
     LONG_POLL_S,
     MAX_PENDING,
     PREFETCH_MIN,
     REAP_EVERY_S,
+    RESULT_TTL_S,
 )
 from taskq.journal import Journal
 from taskq.state import BrokerState, CancelOutcome, WorkerInfo
@@ -42,8 +44,9 @@ class Broker:
 
     def __init__(self, state: BrokerState, journal: Journal | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 max_pending: int = MAX_PENDING) -> None:
+                 max_pending: int = MAX_PENDING, result_ttl: float = RESULT_TTL_S) -> None:
         self._state = state
+        self._result_ttl = result_ttl
         self._max_pending = max_pending
         self._journal = journal
         self._clock = clock
@@ -91,6 +94,7 @@ class Broker:
         """A submitter (re)connected: results it was sent but did not acknowledge come again."""
         with self._lock:
             self._state.resend(outbox)
+            self._state.touch(outbox, self._clock())
         return self.info()
 
     def submit(self, tasks: list[TaskMsg], durable: bool = True) -> int:
@@ -107,7 +111,10 @@ class Broker:
                 return max(0, self._max_pending - state.pending_count())
 
             batch = tasks[:self._wait(self._space, room, LONG_POLL_S)]
-            accepted = state.submit(batch, self._clock())
+            now = self._clock()
+            accepted = state.submit(batch, now)
+            for outbox in {msg.outbox for msg in batch}:
+                state.touch(outbox, now)
             ticket = self._commit()
             if accepted:
                 self._work.notify(accepted)
@@ -120,6 +127,7 @@ class Broker:
         """Acknowledge results, then return up to max_n new ones, waiting a bounded time."""
         with self._lock:
             state = self._state
+            state.touch(outbox, self._clock())
             out = state.fetch(outbox, ack, max_n)
             if not out and self._wait(self._results, lambda: state.has_unsent(outbox), wait):
                 out = state.fetch(outbox, [], max_n)
@@ -219,7 +227,9 @@ class Broker:
         """Declare silent workers lost and requeue their expired leases."""
         with self._lock:
             pending_before = self._state.pending_count()
-            lost = self._state.expire(self._clock())
+            now = self._clock()
+            lost = self._state.expire(now)
+            dropped = self._state.drop_abandoned(now, self._result_ttl, CLIENT_OUTBOX_PREFIX)
             requeued = self._state.pending_count() - pending_before
             failed = [res for _, res in self._state.changes.finished]
             self._commit()
@@ -227,6 +237,8 @@ class Broker:
                 self._work.notify(requeued)
         for worker_id in lost:
             log.warning("worker_lost", worker_id=worker_id)
+        for outbox in dropped:
+            log.info("results_dropped", outbox=outbox, reason="submitter gone")
         if requeued > 0:
             log.info("leases_requeued", count=requeued)
         for res in failed:

@@ -60,6 +60,7 @@ class Outbox:
     results: dict[str, ResultMsg] = field(default_factory=dict)
     sent: set[str] = field(default_factory=set)
     open: int = 0  # tasks accepted for this outbox that have not ended yet
+    last_seen: float = 0.0  # when its submitter was last in touch (0: not since a restart)
 
 
 @dataclass(slots=True)
@@ -165,6 +166,27 @@ class BrokerState:
         box = self.outboxes.get(outbox)
         if box is not None:
             box.sent.clear()
+
+    def touch(self, outbox: str, now: float) -> None:
+        """The outbox's submitter is in touch."""
+        box = self.outboxes.get(outbox)
+        if box is not None:
+            box.last_seen = now
+
+    def drop_abandoned(self, now: float, ttl: float, prefix: str) -> list[str]:
+        """Drop the results of outboxes named ``prefix...`` whose submitter has not been in
+        touch for ``ttl`` seconds and that wait for no task; returns their names."""
+        dropped = []
+        for name, box in list(self.outboxes.items()):
+            if not name.startswith(prefix) or box.open > 0:
+                continue
+            if box.last_seen == 0.0:
+                box.last_seen = now  # restored from the journal: the clock starts now
+            elif now - box.last_seen > ttl:
+                self.changes.acked.extend(box.results)
+                del self.outboxes[name]
+                dropped.append(name)
+        return dropped
 
     def open_count(self, outbox: str) -> int:
         box = self.outboxes.get(outbox)

@@ -565,3 +565,29 @@ def test_drain_changes_reports_each_kind_of_change() -> None:
     assert changes.acked == ["c"]
     assert not changes.added
     assert not changes.finished
+
+
+def test_results_of_a_gone_client_are_dropped_after_the_ttl() -> None:
+    state = BrokerState(lost_after=5, max_lost=3, max_payload=1 << 20)
+    state.register(WorkerInfo("w", "h", 1, 1), 0)
+    state.submit([TaskMsg("t1", "client-a", b"f", b"a"), TaskMsg("t2", "job:keep", b"f", b"a")],
+                 0)
+    state.touch("client-a", 0)
+    for msg in state.lease("w", 2, 0):
+        state.complete("w", [ResultMsg(msg.task_id, Status.OK, b"v")], 0)
+    state.drain_changes()
+    assert state.drop_abandoned(50, ttl=100, prefix="client-") == []
+    state.touch("client-a", 60)
+    assert state.drop_abandoned(150, ttl=100, prefix="client-") == []
+    assert state.drop_abandoned(161, ttl=100, prefix="client-") == ["client-a"]
+    assert state.drain_changes().acked == ["t1"]
+    assert "client-a" not in state.outboxes
+    assert list(state.outboxes["job:keep"].results) == ["t2"]  # named jobs wait to be fetched
+
+
+def test_an_outbox_with_open_tasks_is_never_dropped() -> None:
+    state = BrokerState(lost_after=5, max_lost=3, max_payload=1 << 20)
+    state.submit([TaskMsg("t1", "client-a", b"f", b"a")], 0)
+    state.touch("client-a", 0)
+    assert state.drop_abandoned(10_000, ttl=100, prefix="client-") == []
+    assert state.open_count("client-a") == 1
