@@ -278,7 +278,7 @@ def connect(address: tuple[str, int], authkey: bytes, within: float,
             raise
         except LINK_ERRORS as exc:
             # the wait is the backoff between attempts, cut short by cancel
-            if cancel.is_set() or cancel.wait(min(delay, max(0.0, deadline - time.monotonic()))):
+            if cancel.wait(min(delay, max(0.0, deadline - time.monotonic()))):
                 raise ConnectError(f"stopped trying to reach the master at "
                                    f"{address[0]}:{address[1]}") from None
             if time.monotonic() >= deadline:

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -91,10 +92,14 @@ class Worker:
         self.pool.wake()
 
     def _on_connect(self, proxy: BrokerProxy) -> None:
-        proxy.call("register", self.hello)
         with self._held_lock:
             held = list(self._held)
-        proxy.call("heartbeat", self.worker_id, held, 0)
+        self._join(proxy.call, held)
+
+    def _join(self, call: Callable[..., Any], held: list[str]) -> None:
+        """Register (again) and claim back the tasks this worker still holds."""
+        call("register", self.hello)
+        call("heartbeat", self.worker_id, held, self.pool.running())
 
     # ------------------------------------------------------------------ main loop
 
@@ -248,5 +253,4 @@ class Worker:
                     held = list(self._held)
                 if not self.link.call("heartbeat", self.worker_id, held, self.pool.running()):
                     self.log.warning("worker_rejoined", held=len(held))
-                    self.link.call("register", self.hello)
-                    self.link.call("heartbeat", self.worker_id, held, self.pool.running())
+                    self._join(self.link.call, held)
