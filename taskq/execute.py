@@ -4,7 +4,7 @@ Runs inside the worker's pool processes (``taskq.pool`` calls ``run``). It never
 a function that cannot be loaded, an exception, and a result that cannot be pickled all
 become an ERROR outcome whose body is the pickled exception::
 
-    (fn bytes, args bytes) ──► load (cached by fn bytes) ──► fn(*args, **kwargs)
+    (fn bytes, args bytes or view) ──► load (cached by fn bytes) ──► fn(*args, **kwargs)
                                                              │
                           (Status, body bytes, detail) ◄─────┘
 """
@@ -38,7 +38,7 @@ def _load_error(exc: BaseException) -> TaskLoadError:
     return TaskLoadError(f"the worker on {socket.gethostname()} could not load the task: {what}")
 
 
-def run(payload: tuple[bytes, bytes]) -> tuple[Status, bytes, str]:
+def run(payload: tuple[bytes, bytes | memoryview]) -> tuple[Status, bytes, str]:
     """Run one encoded task; returns (status, body, detail) and never raises."""
     fn_bytes, args_bytes = payload
     try:

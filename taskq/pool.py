@@ -11,7 +11,8 @@ Job itself handed back by take_back or stop.
                               sentinels, wake   |
     get_outcomes() <- outcomes <- results, crashes, timeouts
 
-Payloads are pickled by submit. Each child reads messages of them from its own Pipe and
+Payloads are packed by submit (``taskq.fdio``: large buffers travel out of band, uncopied).
+Each child reads messages of them from its own Pipe and
 answers every job, in order, with one pickled ``(status, value, rss)``. The driver keeps each
 child's FIFO of written jobs, so the head of the FIFO is the job the child runs: when the
 child's sentinel fires, the head crashed and the jobs behind it never started (they are
@@ -45,8 +46,9 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from taskq import fdio
 from taskq.defaults import CHILD_DEPTH
-from taskq.pool_child import FRAME, OK, RAISED, child_main
+from taskq.pool_child import OK, RAISED, child_main
 
 __all__ = ["Job", "Outcome", "OutcomeKind", "ProcessPool"]
 
@@ -66,8 +68,7 @@ _RESPAWN_BASE_S, _RESPAWN_MAX_S = 0.05, 2.0
 # How long shutdown waits for the forkserver to report a SIGKILLed child.
 _JOIN_S = 5.0
 
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
-_Entry = tuple["Job", bytes]  # a job and its pickled payload
+_Entry = tuple["Job", list[fdio.Part]]  # a job and its packed payload
 
 
 class OutcomeKind(StrEnum):
@@ -79,7 +80,7 @@ class OutcomeKind(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Job:
     task_id: str
-    payload: Any  # picklable; handed to runner(payload) in a child
+    payload: Any  # picklable (pickle.PickleBuffer parts go uncopied); runner(payload) gets it
     timeout: float | None = None  # hard limit in seconds for this job's run
 
 
@@ -179,11 +180,11 @@ class ProcessPool:
     def submit(self, job: Job) -> None:
         """Queue a job; thread-safe, never blocks. The payload is pickled here (an error is
         raised here); RuntimeError once the pool is stopped."""
-        blob = pickle.dumps(job.payload, _PROTOCOL)
+        parts = fdio.pack(job.payload)
         with self._cond:
             if self._closed:
                 raise RuntimeError("pool is stopped")
-            self._pending.append((job, blob))
+            self._pending.append((job, parts))
             self._in_flight += 1
             poke, self._want_wake = self._want_wake, False
         if poke:
@@ -338,7 +339,7 @@ class ProcessPool:
             pending = self._pending if not self._draining else deque()
             while heap and pending:
                 load, index, room, budget = heapq.heappop(heap)
-                size = len(pending[0][1]) + FRAME.size
+                size = fdio.packed_size(pending[0][1])
                 if budget is not None:
                     if size > budget:
                         continue  # busy child: only a message its pipe surely holds
@@ -352,7 +353,6 @@ class ProcessPool:
             self._write(self._children[index], batch)
 
     def _write(self, child: _Child, batch: list[_Entry]) -> None:
-        message = b"".join(part for _, blob in batch for part in (FRAME.pack(len(blob)), blob))
         if not child.fifo:
             child.head_start = time.monotonic()
         child.fifo.extend(batch)
@@ -360,7 +360,7 @@ class ProcessPool:
         if self._max_tasks is not None and child.assigned >= self._max_tasks:
             child.accepting = False
         try:
-            child.conn.send_bytes(message)
+            fdio.write_message(child.fd, [part for _, parts in batch for part in parts])
         except OSError:  # dead already: these never started; its sentinel says how it ended
             child.accepting = False
             for _ in batch:

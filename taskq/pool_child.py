@@ -1,6 +1,6 @@
 """What runs inside a pool process: read payloads, run the runner on each, answer in order.
 
-    owner ── [FRAME size | payload]... ──► child_main ── runner(payload) ──► (status, value, rss)
+    owner ── [packed payload]... ──► child_main ── runner(payload) ──► (status, value, rss)
     owner's watchdog pipe end closed (owner died) ──► _watch_owner ──► os._exit
 
 Kept apart from ``taskq.pool`` (the owner's side) so a pool process loads only this.
@@ -12,16 +12,15 @@ import contextlib
 import os
 import pickle
 import signal
-import struct
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from taskq import fdio
+
 OK, RAISED = 0, 1
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
-# Length prefix of each payload inside one message to a child.
-FRAME = struct.Struct("!Q")
 # Results are sent with a 4-byte length: they are kept under 2 GiB.
 _MAX_RESULT = 0x7FFFFFFF
 
@@ -43,9 +42,10 @@ def resident_bytes(page: int) -> int:
         return 0
 
 
-def _run_one(runner: Callable[[Any], Any], blob: memoryview, page: int) -> bytes:
+def _run_one(runner: Callable[[Any], Any], blob: memoryview, buffers: list[memoryview],
+             page: int) -> bytes:
     try:
-        payload = pickle.loads(blob)
+        payload = pickle.loads(blob, buffers=buffers)
     except Exception as exc:
         status, value = RAISED, f"payload could not be unpickled: {type(exc).__name__}: {exc}"
     else:
@@ -55,7 +55,7 @@ def _run_one(runner: Callable[[Any], Any], blob: memoryview, page: int) -> bytes
             status, value = RAISED, f"runner raised {type(exc).__name__}: {exc}"
     rss = resident_bytes(page) if page else 0
     try:
-        data = pickle.dumps((status, value, rss), _PROTOCOL)
+        data = fdio.dumps((status, value, rss))
     except Exception as exc:
         detail = f"result could not be pickled: {type(exc).__name__}: {exc}"
         return pickle.dumps((RAISED, detail, rss), _PROTOCOL)
@@ -72,16 +72,15 @@ def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], A
     if initializer is not None:
         initializer()
     page = os.sysconf("SC_PAGE_SIZE") if measure else 0
-    recv, send, unpack = conn.recv_bytes, conn.send_bytes, FRAME.unpack_from
+    fd, send = conn.fileno(), conn.send_bytes
     while True:
         try:
-            message = recv()
+            message = fdio.read_message(fd)
         except EOFError:
             return
         if not message:  # told to retire
             return
         view, pos = memoryview(message), 0
         while pos < len(message):
-            (size,), pos = unpack(message, pos), pos + FRAME.size
-            send(_run_one(runner, view[pos : pos + size], page))
-            pos += size
+            blob, buffers, pos = fdio.split(view, pos)
+            send(_run_one(runner, blob, buffers, page))

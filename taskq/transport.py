@@ -15,7 +15,6 @@ The manager protocol is the standard library's; this module only sets it up well
 
 from __future__ import annotations
 
-import os
 import socket
 import struct
 import threading
@@ -27,7 +26,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from taskq import defaults
+from taskq import defaults, fdio
 from taskq.errors import AuthError, ConnectError
 
 log = structlog.get_logger("taskq.transport")
@@ -106,15 +105,7 @@ class Connection(connection.Connection):
 
     def _recv(self, size: int, read: Any = None) -> _Received:  # type: ignore[override]
         buf = bytearray(size)
-        view = memoryview(buf)
-        pos = 0
-        while pos < size:
-            n = os.readv(self._handle, [view[pos:]])  # type: ignore[attr-defined]
-            if n == 0:
-                if pos == 0:
-                    raise EOFError
-                raise OSError("got end of file during message")
-            pos += n
+        fdio.read_into(self._handle, memoryview(buf))  # type: ignore[attr-defined]
         return _Received(buf)
 
 

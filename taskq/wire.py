@@ -21,10 +21,12 @@ import pickle
 import traceback
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import FunctionType
 from typing import Any
 
 import cloudpickle
 
+from taskq import fdio
 from taskq.errors import (
     RemoteError,
     RemoteTraceback,
@@ -173,18 +175,36 @@ def _dumps(obj: Any) -> bytes:
     return cloudpickle.dumps(obj, protocol=PROTOCOL)
 
 
+class _ByValueNeeded(Exception):
+    """Raised by _DataPickler at an object only cloudpickle can ship."""
+
+
+class _DataPickler(pickle.Pickler):
+    """The C pickler, stopped at anything defined in ``__main__``.
+
+    Plain data never reaches ``reducer_override`` (the C pickler handles it first); the
+    functions, classes and instances of classes that do are checked, and one from
+    ``__main__``, which the C pickler would store by a name no worker can import, stops it.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        where = obj if isinstance(obj, type | FunctionType) else type(obj)
+        if where.__module__ == "__main__":
+            raise _ByValueNeeded
+        return NotImplemented
+
+
 def _dumps_data(obj: Any) -> bytes:
     """Pickle data: the C pickler when it can do the whole job, else cloudpickle.
 
     The C pickler is several times faster but stores functions and classes by reference;
     that fails for lambdas and local objects (it raises) and would be wrong for anything
-    from ``__main__`` (its name shows in the bytes), so those go to cloudpickle.
+    from ``__main__``, so those go to cloudpickle.
     """
     try:
-        blob = pickle.dumps(obj, protocol=PROTOCOL)
+        return fdio.dumps(obj, _DataPickler, protocol=PROTOCOL)
     except Exception:
         return _dumps(obj)
-    return blob if b"__main__" not in blob else _dumps(obj)
 
 
 def encode_function(fn: Any) -> bytes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import pickle
 import socket
 import threading
 import time
@@ -240,7 +241,9 @@ class Worker:
                 self._held.update(t.task_id for t in tasks)
             self.log.debug("tasks_leased", count=len(tasks), task_ids=[t.task_id for t in tasks])
             for task in tasks:
-                self.pool.submit(Job(task.task_id, (task.fn, task.args), task.options.timeout))
+                # the arguments go to the pool process uncopied (out of band) when large
+                payload = (task.fn, pickle.PickleBuffer(task.args))
+                self.pool.submit(Job(task.task_id, payload, task.options.timeout))
             if self._draining.is_set():
                 self.pool.wake()
 

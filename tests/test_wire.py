@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import pickle
+import subprocess
 import sys
 import threading
 import uuid
@@ -118,6 +119,40 @@ def test_encode_args_keeps_large_buffers() -> None:
     assert args == (blob,)
     assert bytes(kwargs["view"]) == b"abc"
 
+
+_MAIN_SCRIPT = """
+import dataclasses, sys
+from taskq import wire
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+def double(v):
+    return 2 * v
+
+args = ([Point(3)], {"fn": double, "kind": Point, "data": b"d" * 200_000, "n": [1.5, "s"]})
+sys.stdout.write(wire.encode_args(*args).hex())
+"""
+
+
+def test_arguments_defined_in_main_travel_by_value() -> None:
+    # Point and double exist only in the script's __main__: stored by reference, they could
+    # not be loaded here (this process's __main__ is another one).
+    out = subprocess.run([sys.executable, "-c", _MAIN_SCRIPT], capture_output=True,
+                         text=True, check=True, timeout=60)
+    (point,), kwargs = wire.decode_args(bytes.fromhex(out.stdout))
+    assert point.x == 3 and type(point).__name__ == "Point"
+    assert kwargs["fn"](21) == 42
+    assert kwargs["kind"](4) == type(point)(4)
+    assert kwargs["data"] == b"d" * 200_000 and kwargs["n"] == [1.5, "s"]
+
+
+def test_plain_data_is_pickled_by_the_standard_pickler() -> None:
+    # no cloudpickle needed: the bytes load with nothing but the standard library
+    value = {"a": [1, 2.5, "x", b"y" * 100_000], "t": (None, True), "s": {3}}
+    assert pickle.loads(wire.encode_value(value)) == value
+    assert wire.encode_value(value) == pickle.dumps(value, protocol=wire.PROTOCOL)
 
 # --------------------------------------------------------------------------- errors
 
