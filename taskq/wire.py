@@ -60,6 +60,18 @@ class TaskState(StrEnum):
     DONE = "done"
 
 
+# An encoded body: bytes, or a read-only view into the buffer it was received in.
+Body = bytes | memoryview
+
+
+def _body(data: Body, protocol: int) -> Any:
+    """A body as pickled in a message: large ones as out-of-band buffers where the protocol
+    has them, so ``taskq.fdio`` sends them without a copy."""
+    if protocol >= 5 and len(data) >= fdio.OUT_OF_BAND_MIN:
+        return pickle.PickleBuffer(data)
+    return data
+
+
 @dataclass(slots=True)
 class TaskOptions:
     """Per-task options, plain values the master may read (never user code)."""
@@ -83,13 +95,13 @@ class TaskMsg:
     task_id: str
     outbox: str
     fn: bytes
-    args: bytes
+    args: Body
     options: TaskOptions = field(default_factory=TaskOptions)
     attempt: int = 0  # how many times it was handed out before (set by the master)
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (TaskMsg, (self.task_id, self.outbox, self.fn, self.args, self.options,
-                          self.attempt))
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return (TaskMsg, (self.task_id, self.outbox, self.fn, _body(self.args, protocol),
+                          self.options, self.attempt))
 
     @property
     def size(self) -> int:
@@ -102,13 +114,14 @@ class ResultMsg:
 
     task_id: str
     status: Status
-    body: bytes | None = None
+    body: Body | None = None
     detail: str = ""
     worker: str = ""  # "host:pid" of the worker that produced it, if any
     duration: float = 0.0
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (ResultMsg, (self.task_id, self.status.value, self.body, self.detail,
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        body = None if self.body is None else _body(self.body, protocol)
+        return (ResultMsg, (self.task_id, self.status.value, body, self.detail,
                             self.worker, self.duration))
 
     def __post_init__(self) -> None:
