@@ -20,6 +20,7 @@ dispatched again); when the head runs past its timeout the child is killed the s
 head job starts when the previous result of its child arrives, or when it is written to an
 idle child. Jobs too big to sit in a busy child's pipe wait, in order, for an idle child.
 
+The owner's record of each child, with its pipe and result framing, is ``taskq.pool_proc``.
 Children come from the "forkserver" context, since the owning worker runs threads. Each has
 a watchdog thread blocked on a pipe whose write end only the owner holds: when the owner
 dies, even by SIGKILL, the read sees EOF and the child exits at once, busy or not.
@@ -34,30 +35,24 @@ import logging
 import multiprocessing
 import os
 import pickle
-import signal
-import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
+from multiprocessing.connection import wait
 from typing import Any
 
 from taskq import fdio
 from taskq.defaults import CHILD_DEPTH
 from taskq.pool_child import OK, RAISED, child_main
+from taskq.pool_proc import Child, exit_detail
 
 __all__ = ["Job", "Outcome", "OutcomeKind", "ProcessPool"]
 
 log = logging.getLogger(__name__)
 
-# Connection.send_bytes framing of results: a 4-byte length (results are kept under 2 GiB).
-_INT = struct.Struct("!i")
-# Bytes a read from a child asks for; up to _BIG_CHUNK while a large result comes in.
-_CHUNK, _BIG_CHUNK = 1 << 16, 1 << 22
 # Bound on the bytes left unread in the pipe of a busy child: a write beyond its socket buffer
 # would block the driver until the job that child runs ends. Each message written ahead is at
 # most _AHEAD_BYTES // depth; a job too big for that waits (in order) for an idle child.
@@ -96,36 +91,6 @@ class Outcome:
 # -------------------------------------------------------------------------- owner side
 
 
-@dataclass(eq=False, slots=True)
-class _Child:
-    proc: BaseProcess
-    conn: Connection
-    fd: int
-    sentinel: int
-    fifo: deque[_Entry] = field(default_factory=deque)  # written, unanswered; head runs
-    head_start: float = 0.0
-    assigned: int = 0  # jobs ever written to it
-    completed: int = 0
-    accepting: bool = True
-    readable: bool = True  # False once its pipe hit EOF
-    parts: list[bytes] = field(default_factory=list)  # a partly received result
-    have: int = 0
-    need: int = 0
-
-
-def _exit_detail(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "process ended (exit status unknown)"
-    if exitcode >= 0:
-        return f"process exited with code {exitcode}"
-    try:
-        name = signal.Signals(-exitcode).name
-    except ValueError:
-        name = str(-exitcode)
-    hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
-    return f"process killed by signal {name}{hint}"
-
-
 class ProcessPool:
     """``procs`` processes running ``runner(payload)``; see the module docstring."""
 
@@ -149,9 +114,9 @@ class ProcessPool:
         self._woken = self._draining = self._closed = self._started = False
         self._error: BaseException | None = None
         # The driver's own state; other threads only read it.
-        self._children: list[_Child] = []  # replaced, never mutated: safe to iterate
-        self._dying: list[_Child] = []  # retired or killed, sentinel not seen yet
-        self._watch: dict[object, _Child] = {}  # conn or sentinel -> child
+        self._children: list[Child] = []  # replaced, never mutated: safe to iterate
+        self._dying: list[Child] = []  # retired or killed, sentinel not seen yet
+        self._watch: dict[object, Child] = {}  # conn or sentinel -> child
         self._batch: list[Outcome] = []
         self._requeue: list[_Entry] = []
         self._idle_deaths, self._respawn_at, self._closing = 0, 0.0, False
@@ -282,7 +247,7 @@ class ProcessPool:
             deadline = self._respawn_at if deadline is None else min(deadline, self._respawn_at)
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
-    def _spawn(self) -> _Child:
+    def _spawn(self) -> Child:
         parent, child_end = self._ctx.Pipe()
         args = (child_end, self._dog_r, self._runner, self._initializer, self._max_rss is not None)
         proc = self._ctx.Process(target=child_main, args=args, name="taskq-pool-child")
@@ -293,7 +258,7 @@ class ProcessPool:
             raise
         finally:
             child_end.close()
-        child = _Child(proc, parent, parent.fileno(), proc.sentinel)
+        child = Child(proc, parent, parent.fileno(), proc.sentinel)
         self._watch[parent] = self._watch[child.sentinel] = child
         return child
 
@@ -352,7 +317,7 @@ class ProcessPool:
         for index, batch in batches.items():
             self._write(self._children[index], batch)
 
-    def _write(self, child: _Child, batch: list[_Entry]) -> None:
+    def _write(self, child: Child, batch: list[_Entry]) -> None:
         if not child.fifo:
             child.head_start = time.monotonic()
         child.fifo.extend(batch)
@@ -360,43 +325,21 @@ class ProcessPool:
         if self._max_tasks is not None and child.assigned >= self._max_tasks:
             child.accepting = False
         try:
-            fdio.write_message(child.fd, [part for _, parts in batch for part in parts])
+            child.write([part for _, parts in batch for part in parts])
         except OSError:  # dead already: these never started; its sentinel says how it ended
             child.accepting = False
             for _ in batch:
                 child.fifo.pop()
             self._requeue.extend(batch)
 
-    def _pull(self, child: _Child, now: float) -> bool:
-        """One read of what the child sent; False at EOF. A burst of results takes one read."""
-        try:
-            data = os.read(child.fd, min(max(_CHUNK, child.need - child.have), _BIG_CHUNK))
-        except OSError:
-            data = b""
-        if not data:
-            child.readable = False
-            return False
-        child.parts.append(data)
-        child.have += len(data)
-        if child.have >= child.need:
-            self._split(child, now)
-        return True
+    def _pull(self, child: Child, now: float) -> bool:
+        """One read of what the child sent, and every result in it; False at EOF."""
+        results = child.receive()
+        for data in results or ():
+            self._on_result(child, data, now)
+        return results is not None
 
-    def _split(self, child: _Child, now: float) -> None:
-        """Handle every whole result received; keep the start of the next one."""
-        buf = child.parts[0] if len(child.parts) == 1 else b"".join(child.parts)
-        view, pos, end, need, head = memoryview(buf), 0, len(buf), _INT.size, _INT.size
-        while end - pos >= head:
-            (size,) = _INT.unpack_from(buf, pos)
-            if end - pos < head + size:
-                need = head + size
-                break
-            self._on_result(child, view[pos + head : pos + head + size], now)
-            pos += head + size
-        rest = buf[pos:] if pos else buf
-        child.parts, child.have, child.need = ([rest] if rest else []), len(rest), need
-
-    def _on_result(self, child: _Child, data: memoryview, now: float) -> None:
+    def _on_result(self, child: Child, data: memoryview, now: float) -> None:
         job, _ = child.fifo.popleft()
         duration, child.head_start = now - child.head_start, now
         child.completed += 1
@@ -412,12 +355,12 @@ class ProcessPool:
         if self._max_rss is not None and rss > self._max_rss:
             child.accepting = False
 
-    def _drain(self, child: _Child, now: float) -> None:
+    def _drain(self, child: Child, now: float) -> None:
         """Handle every result a dead or dying child left in its pipe."""
         while child.readable and child.fifo and child.conn.poll(0) and self._pull(child, now):
             pass
 
-    def _detach(self, child: _Child, retire: bool = False) -> None:
+    def _detach(self, child: Child, retire: bool = False) -> None:
         """Take a child out of service (telling it to exit if it is to retire); its sentinel
         stays watched until it fires, and _fill starts a replacement."""
         if retire:
@@ -428,7 +371,7 @@ class ProcessPool:
         self._dying.append(child)
         self._watch.pop(child.conn, None)
 
-    def _lose_head(self, child: _Child, kind: OutcomeKind, detail: str, now: float) -> None:
+    def _lose_head(self, child: Child, kind: OutcomeKind, detail: str, now: float) -> None:
         """The child's running job ended badly; the jobs behind it never started: they are
         dispatched again."""
         job, _ = child.fifo.popleft()
@@ -436,7 +379,7 @@ class ProcessPool:
         self._requeue.extend(child.fifo)
         child.fifo.clear()
 
-    def _reap(self, child: _Child, now: float) -> None:
+    def _reap(self, child: Child, now: float) -> None:
         """The child's sentinel fired: account for its jobs, then release it."""
         self._drain(child, now)
         child.proc.join(_JOIN_S)
@@ -447,12 +390,12 @@ class ProcessPool:
         else:
             self._children = [c for c in self._children if c is not child]
             if child.fifo:
-                self._lose_head(child, OutcomeKind.CRASHED, _exit_detail(child.proc.exitcode), now)
+                self._lose_head(child, OutcomeKind.CRASHED, exit_detail(child.proc.exitcode), now)
             elif not child.completed:
                 self._note_idle_death()
         self._release(child)
 
-    def _release(self, child: _Child) -> None:
+    def _release(self, child: Child) -> None:
         self._watch.pop(child.conn, None)
         self._watch.pop(child.sentinel, None)
         child.conn.close()

@@ -1,0 +1,94 @@
+"""The owner's record of one pool process: its pipe, the jobs written to it, and the
+framing of the results it sends back.
+
+    owner ── write(parts) ── [packed job]... ──► pool process
+          ◄── receive() ◄── [len | result]... ◄─┘      results arrive in job order
+
+``taskq.pool`` schedules jobs over these records; everything here is about one process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from taskq import fdio
+
+# Connection.send_bytes framing of results: a 4-byte length (results are kept under 2 GiB).
+_INT = struct.Struct("!i")
+# Bytes a read from a child asks for; up to _BIG_CHUNK while a large result comes in.
+_CHUNK, _BIG_CHUNK = 1 << 16, 1 << 22
+
+
+@dataclass(eq=False, slots=True)
+class Child:
+    """One pool process as its owner sees it (only the owner's driver thread changes it)."""
+
+    proc: BaseProcess
+    conn: Connection
+    fd: int
+    sentinel: int
+    # (job, packed job) written and not answered yet; the head is the one running
+    fifo: deque[tuple[Any, list[fdio.Part]]] = field(default_factory=deque)
+    head_start: float = 0.0
+    assigned: int = 0  # jobs ever written to it
+    completed: int = 0
+    accepting: bool = True
+    readable: bool = True  # False once its pipe hit EOF
+    parts: list[bytes] = field(default_factory=list)  # a partly received result
+    have: int = 0
+    need: int = 0
+
+    def write(self, parts: list[fdio.Part]) -> None:
+        """Write packed jobs as one message; OSError if the process is gone."""
+        fdio.write_message(self.fd, parts)
+
+    def receive(self) -> list[memoryview] | None:
+        """One read of what the process sent: every whole result in it (a burst of results
+        takes one read), in order; None at end of file."""
+        try:
+            data = os.read(self.fd, min(max(_CHUNK, self.need - self.have), _BIG_CHUNK))
+        except OSError:
+            data = b""
+        if not data:
+            self.readable = False
+            return None
+        self.parts.append(data)
+        self.have += len(data)
+        return self._split() if self.have >= self.need else []
+
+    def _split(self) -> list[memoryview]:
+        """Cut the whole results out of what was received; keep the start of the next one."""
+        buf = self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+        view, pos, end, need, head = memoryview(buf), 0, len(buf), _INT.size, _INT.size
+        results = []
+        while end - pos >= head:
+            (size,) = _INT.unpack_from(buf, pos)
+            if end - pos < head + size:
+                need = head + size
+                break
+            results.append(view[pos + head : pos + head + size])
+            pos += head + size
+        rest = buf[pos:] if pos else buf
+        self.parts, self.have, self.need = ([rest] if rest else []), len(rest), need
+        return results
+
+
+def exit_detail(exitcode: int | None) -> str:
+    """How a process ended, in words."""
+    if exitcode is None:
+        return "process ended (exit status unknown)"
+    if exitcode >= 0:
+        return f"process exited with code {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = str(-exitcode)
+    hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
+    return f"process killed by signal {name}{hint}"
