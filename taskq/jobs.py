@@ -109,16 +109,20 @@ def collect(link: Link, job: str, wait: bool, timeout: float | None) -> tuple[li
     deadline = None if timeout is None else time.monotonic() + timeout
     got: list[ResultMsg] = []
     ack: list[str] = []
+    still_open: int | None = None  # set once the collecting is over
     while True:
         batch = link.call("fetch", outbox, ack, defaults.RESULT_BATCH, 0)
         ack = [r.task_id for r in batch]
         got.extend(batch)
         if batch:
             continue
-        still_open = link.call("open_count", outbox)
-        out_of_time = deadline is not None and time.monotonic() >= deadline
-        if not wait or still_open == 0 or out_of_time:
+        if still_open is not None:
             return [_decode(r) for r in got], still_open
+        count: int = link.call("open_count", outbox)
+        out_of_time = deadline is not None and time.monotonic() >= deadline
+        if not wait or count == 0 or out_of_time:
+            still_open = count  # and fetch once more: tasks may have ended since the fetch
+            continue
         batch = link.call("fetch", outbox, [], defaults.RESULT_BATCH, defaults.LONG_POLL_S)
         ack = [r.task_id for r in batch]
         got.extend(batch)

@@ -177,7 +177,7 @@ def test_master_sigterm_flushes_and_exits_zero(cluster: Cluster, tmp_path: Path)
     cluster.start_worker()
     out = cluster.cli("results", "later", "--wait", "--json", "--timeout", "60")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count('"status": "ok"') == 5
+    assert out.stdout.count('"status": "ok"') == 5, out.stdout
 
 
 def test_cancel_removes_a_pending_task(cluster: Cluster) -> None:
