@@ -12,12 +12,13 @@ from pathlib import Path
 from rich.console import Console
 
 from bench import report
-from bench.procs import ROOT, install_signal_exit
+from bench.procs import ROOT, StealMeter, install_signal_exit
 from bench.runner import Runner
 from bench.systems import SYSTEM_NAMES
 from bench.workloads import FULL, QUICK, WORKLOAD_NAMES, WORKLOADS
 
 DEFAULT_JSON = ROOT / "bench" / "results.json"
+NOISY_STEAL_PCT = 10.0  # the share of stolen CPU time above which the report warns
 
 
 def _names(text: str | None, known: tuple[str, ...], what: str) -> list[str]:
@@ -70,16 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     if load_start[0] > (os.cpu_count() or 1) / 2:
         console.print(f"[yellow]note[/]: the machine is busy (load average {load_start[0]:.1f} "
                       f"on {os.cpu_count()} cores); figures will be noisy")
-    started = time.perf_counter()
+    started, steal = time.perf_counter(), StealMeter()
     results = Runner(sizes, args.repeat, console.print).run(args.systems, workloads)
-    elapsed = time.perf_counter() - started
+    elapsed, stolen = time.perf_counter() - started, steal.percent()
+    if stolen is not None and stolen >= NOISY_STEAL_PCT:
+        console.print(f"[yellow]note[/]: the hypervisor took {stolen:.0f}% of the CPU time "
+                      "(steal) during the run; figures are noisy, compare ratios of one run")
     checks = report.verdicts(results)
     report.print_report(console, results, args.systems, checks)
     command = command_line(argv)
     report.write_json(args.json, results, checks, sizes, command,
                       {"quick": args.quick, "repeat": args.repeat, "systems": args.systems,
                        "workloads": args.only, "elapsed_s": round(elapsed, 1),
-                       "load_avg_start": load_start, "load_avg_end": os.getloadavg()})
+                       "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
+                       "cpu_steal_pct": stolen})
     console.print(f"figures written to {args.json} in {elapsed:.0f} s")
     console.print(f"reproduce: cd {shlex.quote(str(ROOT))} && {command}", soft_wrap=True)
     return 0

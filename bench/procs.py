@@ -140,6 +140,29 @@ def vm_rss(pid: int) -> int:
     raise BenchError(f"no VmRSS for pid {pid}")
 
 
+class StealMeter:
+    """The share of CPU time the hypervisor gave to others ("steal", from /proc/stat)
+    while a measurement ran: on a shared virtual machine it explains noisy figures."""
+
+    def __init__(self) -> None:
+        self.start = self._ticks()
+
+    @staticmethod
+    def _ticks() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as fh:
+                fields = [int(x) for x in fh.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        return fields[7], sum(fields)  # steal, and all of user..steal
+
+    def percent(self) -> float | None:
+        end = self._ticks()
+        if self.start is None or end is None or end[1] <= self.start[1]:
+            return None
+        return 100.0 * (end[0] - self.start[0]) / (end[1] - self.start[1])
+
+
 def install_signal_exit() -> None:
     """Turn SIGTERM into SystemExit so that every helper is stopped on the way out."""
     def handler(signum: int, _frame: object) -> None:

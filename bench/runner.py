@@ -20,6 +20,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from bench.procs import StealMeter
 from bench.systems import System, available, start_system
 from bench.workloads import Metrics, Sizes, Workload, warm_up
 
@@ -130,7 +131,11 @@ class Runner:
         started = time.perf_counter()
         try:
             for _ in range(runs):
+                steal = StealMeter()
                 metrics = workload.run(system, self.sizes)
+                stolen = steal.percent()
+                if stolen is not None:
+                    metrics["cpu_steal_pct"] = stolen
                 if best is None or workload.better(metrics, best):
                     best = metrics
         except Exception as exc:
