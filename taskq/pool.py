@@ -12,8 +12,10 @@ Job itself handed back by take_back or stop.
     get_outcomes() <- outcomes <- results, crashes, timeouts
 
 Payloads are packed by submit (``taskq.fdio``: large buffers travel out of band, uncopied).
-Each child reads messages of them from its own Pipe and
-answers every job, in order, with one pickled ``(status, value, rss)``. The driver keeps each
+While the driver waits, submit writes the job to an idle child itself: a task then reaches
+its process without first waking the driver. Each child reads messages of jobs from its own
+Pipe and answers every job, in order, with one pickled ``(status, value, rss)``. The pool
+keeps each
 child's FIFO of written jobs, so the head of the FIFO is the job the child runs: when the
 child's sentinel fires, the head crashed and the jobs behind it never started (they are
 dispatched again); when the head runs past its timeout the child is killed the same way. A
@@ -121,6 +123,9 @@ class ProcessPool:
         self._requeue: list[_Entry] = []
         self._idle_deaths, self._respawn_at, self._closing = 0, 0.0, False
         self._shutdown_lock = threading.Lock()
+        # Held by the driver while it handles children (not while it waits on them), and by
+        # a submitting thread that dispatches in its place.
+        self._io = threading.Lock()
         self._thread = threading.Thread(target=self._drive, name="taskq-pool", daemon=True)
 
     # ------------------------------------------------------------------ public API
@@ -143,8 +148,8 @@ class ProcessPool:
         self._thread.start()
 
     def submit(self, job: Job) -> None:
-        """Queue a job; thread-safe, never blocks. The payload is pickled here (an error is
-        raised here); RuntimeError once the pool is stopped."""
+        """Queue a job; thread-safe; blocks at most while writing it to an idle child. The
+        payload is pickled here (an error is raised here); RuntimeError once stopped."""
         parts = fdio.pack(job.payload)
         with self._cond:
             if self._closed:
@@ -152,8 +157,20 @@ class ProcessPool:
             self._pending.append((job, parts))
             self._in_flight += 1
             poke, self._want_wake = self._want_wake, False
-        if poke:
+        if poke and not self._dispatch_here(job):
             self._poke()
+
+    def _dispatch_here(self, job: Job) -> bool:
+        """Dispatch from the submitting thread while the driver waits, so a job reaches an
+        idle child without waking the driver first; False if the driver is busy (or must
+        wake anyway: to watch a new timeout, or to put back a job a dead child refused)."""
+        if not self._io.acquire(blocking=False):
+            return False
+        try:
+            self._dispatch()
+            return job.timeout is None and not self._requeue
+        finally:
+            self._io.release()
 
     def get_outcomes(self, timeout: float) -> list[Outcome]:
         """Every outcome available, waiting up to ``timeout`` s for one; [] on timeout/wake."""
@@ -208,14 +225,17 @@ class ProcessPool:
     def _drive(self) -> None:
         try:
             while not self._closing:
-                self._fill()
-                self._dispatch()
-                ready = wait([self._wake_r, *self._watch], self._wait_timeout())
-                now = time.monotonic()
-                for obj in ready:
-                    self._on_ready(obj, now)
-                self._expire(now)
-                self._publish()
+                with self._io:
+                    self._fill()
+                    self._dispatch()
+                    watched, timeout = [self._wake_r, *self._watch], self._wait_timeout()
+                ready = wait(watched, timeout)
+                with self._io:
+                    now = time.monotonic()
+                    for obj in ready:
+                        self._on_ready(obj, now)
+                    self._expire(now)
+                    self._publish()
         except BaseException as exc:
             log.exception("taskq pool driver failed")
             with self._cond:
@@ -448,7 +468,8 @@ class ProcessPool:
             self._poke()
             if self._thread.ident is not None and self._thread is not threading.current_thread():
                 self._thread.join()
-            unfinished = self._kill_children()
+            with self._io:
+                unfinished = self._kill_children()
             with self._cond:
                 self._in_flight -= len(unfinished)
                 self._assigned = 0
