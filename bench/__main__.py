@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH",
                         help="where to write every figure (default: bench/results.json)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
-                        help="run each workload N times and keep the best (default: 1)")
+                        help="rounds: each runs every system on every workload once; "
+                             "the best run is kept (default: 1)")
     args = parser.parse_args(argv)
     try:
         args.only = _names(args.only, WORKLOAD_NAMES, "workload")

@@ -1,9 +1,13 @@
 """Run the chosen workloads on the chosen systems, side by side, and collect every figure.
 
-    for each system:                          (one at a time: they share two cores)
-        for each group of workloads needing the same number of workers:
-            start the system ─ warm up ─ run each workload --repeat times, keep the best
-            ─ stop the system (every helper process, by process group)
+    for each of --repeat rounds:              (a noisy spell on the machine then hits
+        for each system:                       every system, not the one running then)
+            for each group of workloads needing the same number of workers:
+                start the system ─ warm up ─ run each workload once, keep the best so far
+                ─ stop the system (every helper process, by process group)
+
+Systems run one at a time: they share two cores. Workloads of the "server" group (the
+master's memory) run in the first round only.
 
 A system that cannot start, or a workload that fails, is recorded as an error string in
 place of its figures; the other runs go on.
@@ -87,18 +91,30 @@ class Runner:
     def run(self, systems: list[str], workloads: list[Workload]) -> Results:
         with tempfile.TemporaryDirectory(prefix="taskq-bench-") as tmp:
             for system in systems:
-                self._run_system(system, workloads, Path(tmp) / system)
+                self._note_skips(system, workloads)
+            for round_no in range(self.repeat):
+                if self.repeat > 1:
+                    self.say(f"[bold]round {round_no + 1} of {self.repeat}[/]")
+                for system in systems:
+                    todo = [w for w in workloads if self._due(system, w, round_no)]
+                    for index, group in enumerate(_groups(todo)):
+                        workdir = Path(tmp) / system / f"round{round_no}-group{index}"
+                        self._run_group(system, group, workdir)
         return self.results
 
-    def _run_system(self, system: str, workloads: list[Workload], workdir: Path) -> None:
+    def _note_skips(self, system: str, workloads: list[Workload]) -> None:
         missing = available(system)
         for workload in workloads:
             reason = missing or skip_reason(system, workload, self.sizes)
             if reason:
                 self.results.put(system, workload.name, reason)
-        todo = [w for w in workloads if self.results.get(system, w.name) is None]
-        for index, group in enumerate(_groups(todo)):
-            self._run_group(system, group, workdir / f"group{index}")
+
+    def _due(self, system: str, workload: Workload, round_no: int) -> bool:
+        """Does ``workload`` run on ``system`` in this round? Not after a skip or a failure
+        (recorded as text), and a "server" workload only once."""
+        if isinstance(self.results.get(system, workload.name), str):
+            return False
+        return round_no == 0 or workload.group != "server"
 
     def _run_group(self, name: str, group: list[Workload], workdir: Path) -> None:
         workers = group[0].workers(self.sizes)
@@ -126,25 +142,20 @@ class Runner:
             _shutdown(system, self.say)
 
     def _run_workload(self, system: System, workload: Workload) -> None:
-        best: Metrics | None = None
-        runs = 1 if workload.group == "server" else self.repeat
-        started = time.perf_counter()
+        started, steal = time.perf_counter(), StealMeter()
         try:
-            for _ in range(runs):
-                steal = StealMeter()
-                metrics = workload.run(system, self.sizes)
-                stolen = steal.percent()
-                if stolen is not None:
-                    metrics["cpu_steal_pct"] = stolen
-                if best is None or workload.better(metrics, best):
-                    best = metrics
+            metrics = workload.run(system, self.sizes)
         except Exception as exc:
             self.say(f"  [red]{workload.name} failed[/]: {escape(_error(exc))}")
             self.results.put(system.name, workload.name, _error(exc))
             return
-        assert best is not None
-        self.results.put(system.name, workload.name, best)
-        self.say(f"  {workload.name} ({time.perf_counter() - started:.1f} s): {_brief(best)}")
+        stolen = steal.percent()
+        if stolen is not None:
+            metrics["cpu_steal_pct"] = stolen
+        best = self.results.get(system.name, workload.name)
+        if not isinstance(best, dict) or workload.better(metrics, best):
+            self.results.put(system.name, workload.name, metrics)
+        self.say(f"  {workload.name} ({time.perf_counter() - started:.1f} s): {_brief(metrics)}")
 
 
 def _brief(metrics: dict[str, Any]) -> str:
