@@ -24,7 +24,7 @@ from pathlib import Path
 
 import structlog
 
-from taskq.defaults import JOURNAL_SYNCHRONOUS
+from taskq.defaults import JOURNAL_SYNCHRONOUS, JOURNAL_WINDOW_S
 from taskq.state import BrokerState, Changes
 from taskq.wire import ResultMsg, TaskMsg, TaskOptions
 
@@ -85,6 +85,9 @@ class Journal:
                 self._cond.wait_for(lambda: self._queue or self._closing)
                 if not self._queue:
                     return
+                # gather what the next calls append: one transaction instead of several,
+                # and a task that starts and ends in the window is never written
+                self._cond.wait_for(lambda: self._closing, JOURNAL_WINDOW_S)
                 batch, self._queue = self._queue, []
                 upto = self._appended
             try:
