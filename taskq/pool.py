@@ -15,11 +15,10 @@ Payloads are packed by submit (``taskq.fdio``: large buffers travel out of band,
 While the driver waits, submit writes the job to an idle child itself: a task then reaches
 its process without first waking the driver. Each child reads messages of jobs from its own
 Pipe and answers every job, in order, with one pickled ``(status, value, rss)``. The pool
-keeps each
-child's FIFO of written jobs, so the head of the FIFO is the job the child runs: when the
-child's sentinel fires, the head crashed and the jobs behind it never started (they are
-dispatched again); when the head runs past its timeout the child is killed the same way. A
-head job starts when the previous result of its child arrives, or when it is written to an
+keeps each child's FIFO of written jobs, so the head of the FIFO is the job the child runs:
+when the child's sentinel fires, the head crashed and the jobs behind it never started (they
+are dispatched again); when the head runs past its timeout the child is killed the same way.
+A head job starts when the previous result of its child arrives, or when it is written to an
 idle child. Jobs too big to sit in a busy child's pipe wait, in order, for an idle child.
 
 The owner's record of each child, with its pipe and result framing, is ``taskq.pool_proc``.
@@ -115,7 +114,8 @@ class ProcessPool:
         self._want_wake = False  # the driver has room and waits for jobs
         self._woken = self._draining = self._closed = self._started = False
         self._error: BaseException | None = None
-        # The driver's own state; other threads only read it.
+        # Children's state: changed under _io only (by the driver, or by a submitting thread
+        # dispatching in its place); other threads only read it.
         self._children: list[Child] = []  # replaced, never mutated: safe to iterate
         self._dying: list[Child] = []  # retired or killed, sentinel not seen yet
         self._watch: dict[object, Child] = {}  # conn or sentinel -> child
