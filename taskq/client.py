@@ -27,16 +27,14 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-import structlog
-
-from taskq import defaults, wire
+from taskq import defaults, logs, wire
 from taskq.auth import resolve_authkey
 from taskq.errors import ConnectError, PayloadTooLarge
 from taskq.options import TaskFunction
 from taskq.transport import BrokerProxy, Link, parse_address
 from taskq.wire import DEFAULT_OPTIONS, MasterInfo, ResultMsg, TaskMsg, TaskOptions
 
-log = structlog.get_logger("taskq.client")
+log = logs.get_logger("taskq.client")
 
 
 class TaskFuture(Future):  # type: ignore[type-arg]

@@ -22,13 +22,12 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import structlog
-
+from taskq import logs
 from taskq.defaults import JOURNAL_SYNCHRONOUS, JOURNAL_WINDOW_S
 from taskq.state import BrokerState, Changes
 from taskq.wire import ResultMsg, TaskMsg, TaskOptions
 
-log = structlog.get_logger("taskq.journal")
+log = logs.get_logger("taskq.journal")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (

@@ -12,14 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
-from taskq import defaults, transport
+from taskq import defaults, logs, transport
 from taskq.journal import Journal
 from taskq.service import Broker
 from taskq.state import BrokerState
 
-log = structlog.get_logger("taskq.master")
+log = logs.get_logger("taskq.master")
 
 
 @dataclass(slots=True)

@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import structlog
-
+from taskq import logs
 from taskq.defaults import (
     BATCH_BYTES,
     CLIENT_OUTBOX_PREFIX,
@@ -35,7 +34,7 @@ from taskq.journal import Journal
 from taskq.state import BrokerState, CancelOutcome, WorkerInfo
 from taskq.wire import ClusterStatus, MasterInfo, ResultMsg, TaskMsg, WorkerHello, WorkerRow
 
-log = structlog.get_logger("taskq.master")
+log = logs.get_logger("taskq.master")
 T = TypeVar("T")
 
 

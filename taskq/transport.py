@@ -25,12 +25,10 @@ from multiprocessing import AuthenticationError, connection, managers, util
 from traceback import format_exc
 from typing import Any, TypeVar
 
-import structlog
-
-from taskq import defaults, fdio
+from taskq import defaults, fdio, logs
 from taskq.errors import AuthError, ConnectError
 
-log = structlog.get_logger("taskq.transport")
+log = logs.get_logger("taskq.transport")
 T = TypeVar("T")
 SERIALIZER = "taskq"
 LINK_ERRORS = (OSError, EOFError, ConnectionError, managers.RemoteError)

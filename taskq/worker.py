@@ -27,15 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
-from taskq import defaults, execute
+from taskq import defaults, execute, logs
 from taskq.errors import ConnectError
 from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
 from taskq.transport import BrokerProxy, Link
 from taskq.wire import ResultMsg, Status, TaskMsg, WorkerHello
 
-log = structlog.get_logger("taskq.worker")
+log = logs.get_logger("taskq.worker")
 
 
 @dataclass(slots=True)
