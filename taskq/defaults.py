@@ -87,6 +87,24 @@ JOURNAL_SYNCHRONOUS = "NORMAL"
 # one transaction per window instead of three per task (and a task that starts and ends
 # within it is never written); a durable submit waits this much longer.
 JOURNAL_WINDOW_S = 0.002
+# The journal's writer gives freed space back to the disk (incremental vacuum, then the WAL
+# truncated) once it has had nothing to commit for this long: shorter shrinks the files
+# sooner after results are fetched, longer keeps that work further from bursts of commits.
+JOURNAL_IDLE_S = 0.5
+# ... and, when commits never pause that long, in one round between two commits at most this
+# often: bounds how long freed space stays on disk under steady load, at the price of one
+# commit every so often waiting up to JOURNAL_UPKEEP_BUDGET_S.
+JOURNAL_UPKEEP_MAX_S = 10.0
+# Longest one round of that upkeep holds the writer: a durable submit arriving meanwhile waits
+# at most this much; a large free list is given back over several rounds.
+JOURNAL_UPKEEP_BUDGET_S = 0.05
+# Pages (4 KiB) one incremental-vacuum step frees: larger steps mean fewer transactions,
+# smaller ones keep a round closer to its budget.
+JOURNAL_VACUUM_PAGES = 256
+# Free pages and WAL the journal may keep without upkeep (also SQLite's journal_size_limit):
+# below it, free pages are left for new rows and the WAL for the next commits to reuse, so
+# commits do not grow the files again; above it, they are given back.
+JOURNAL_SLACK_BYTES = 1024 * 1024
 
 # A graceful worker stop waits this long for running tasks before it kills them.
 GRACE_S = 30.0

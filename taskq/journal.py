@@ -12,6 +12,14 @@ the last transactions::
                                                                       in one group cancel out)
     Journal.load() ──► BrokerState.restore_task / restore_result        (on start)
 
+The files shrink back to what is still live: the database uses incremental auto-vacuum
+(a journal made without it is rebuilt once, on open). When the writer has had nothing to
+commit for JOURNAL_IDLE_S, or at the latest JOURNAL_UPKEEP_MAX_S after the journal first
+changed, it runs a round of upkeep bounded by JOURNAL_UPKEEP_BUDGET_S: it frees the pages
+deleted rows left (``incremental_vacuum``) and truncates the WAL (``wal_checkpoint``).
+Upkeep never runs in a broker call; free space and WAL under JOURNAL_SLACK_BYTES are
+left alone, for new rows and commits to reuse.
+
 Leases are not journaled: after a restart every unfinished task is pending again, and a
 worker that reconnects still holding one claims it back with its first heartbeat.
 """
@@ -20,10 +28,19 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from taskq import logs
-from taskq.defaults import JOURNAL_SYNCHRONOUS, JOURNAL_WINDOW_S
+from taskq.defaults import (
+    JOURNAL_IDLE_S,
+    JOURNAL_SLACK_BYTES,
+    JOURNAL_SYNCHRONOUS,
+    JOURNAL_UPKEEP_BUDGET_S,
+    JOURNAL_UPKEEP_MAX_S,
+    JOURNAL_VACUUM_PAGES,
+    JOURNAL_WINDOW_S,
+)
 from taskq.state import BrokerState, Changes
 from taskq.wire import ResultMsg, TaskMsg, TaskOptions
 
@@ -41,6 +58,8 @@ CREATE TABLE IF NOT EXISTS results (
     detail TEXT NOT NULL, worker TEXT NOT NULL, duration REAL NOT NULL
 );
 """
+_INCREMENTAL = 2  # what PRAGMA auto_vacuum reads when incremental vacuum is on
+_BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another connection's lock
 
 
 class Journal:
@@ -49,16 +68,27 @@ class Journal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._wal = Path(f"{path}-wal")
+        self._db = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_S, check_same_thread=False,
+                                   isolation_level=None)
+        _use_incremental_vacuum(self._db, path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={JOURNAL_SYNCHRONOUS}")
+        self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SLACK_BYTES}")
         self._db.executescript(_SCHEMA)
+        self._page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        self._dblock = threading.Lock()  # the writer and direct write() callers share _db
         self._cond = threading.Condition()
         self._queue: list[Changes] = []
         self._appended = 0
         self._durable = 0
         self._error: BaseException | None = None
         self._closing = False
+        # writer thread only: when the journal first changed since its last upkeep (a
+        # previous run may have left free pages), and how long to be idle before a round
+        self._upkeep_due: float | None = time.monotonic()
+        self._upkeep_pause = JOURNAL_IDLE_S
+        self._uncheckpointed = False  # pages were freed that the database file still holds
         self._writer = threading.Thread(target=self._write_loop, name="taskq-journal",
                                         daemon=True)
         self._writer.start()
@@ -78,17 +108,27 @@ class Journal:
             if self._durable < ticket:
                 raise RuntimeError(f"the journal could not be written: {self._error}")
 
+    def _next_batch(self) -> tuple[list[Changes], int] | None:
+        """What to commit next and the ticket it makes durable; an empty batch once the
+        writer has been idle for the upkeep pause; None when closing with nothing queued."""
+        with self._cond:
+            pause = None if self._upkeep_due is None else self._upkeep_pause
+            if not self._cond.wait_for(lambda: self._queue or self._closing, pause):
+                return [], 0
+            if not self._queue:
+                return None
+            # gather what the next calls append: one transaction instead of several,
+            # and a task that starts and ends in the window is never written
+            self._cond.wait_for(lambda: self._closing, JOURNAL_WINDOW_S)
+            batch, self._queue = self._queue, []
+            return batch, self._appended
+
     def _write_loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._closing)
-                if not self._queue:
-                    return
-                # gather what the next calls append: one transaction instead of several,
-                # and a task that starts and ends in the window is never written
-                self._cond.wait_for(lambda: self._closing, JOURNAL_WINDOW_S)
-                batch, self._queue = self._queue, []
-                upto = self._appended
+        while (job := self._next_batch()) is not None:
+            batch, upto = job
+            if not batch:
+                self._upkeep(idle=True)
+                continue
             try:
                 self.write(merge(batch))
             except Exception as exc:
@@ -100,18 +140,79 @@ class Journal:
             with self._cond:
                 self._durable = upto
                 self._cond.notify_all()
+            self._upkeep_pause = JOURNAL_IDLE_S
+            now = time.monotonic()
+            if self._upkeep_due is None:
+                self._upkeep_due = now
+            elif now - self._upkeep_due >= JOURNAL_UPKEEP_MAX_S:
+                self._upkeep(idle=False)  # commits never pause: one round between two
+
+    def _upkeep(self, idle: bool) -> None:
+        """One bounded round of giving freed space back to the disk, then plan the next."""
+        try:
+            more = self._shrink(time.monotonic() + JOURNAL_UPKEEP_BUDGET_S, idle)
+        except sqlite3.Error as exc:  # the journal still works; try again after a commit
+            log.warning("journal_upkeep_failed", error=str(exc))
+            more = False
+        if not more:
+            self._upkeep_due = None
+        elif idle:
+            self._upkeep_pause = 0.0  # still idle: go on at once
+        else:
+            self._upkeep_due = time.monotonic()  # under load, one round per UPKEEP_MAX_S
+
+    def _shrink(self, deadline: float, idle: bool) -> bool:
+        """Free pages and truncate the WAL until done or ``deadline``, or (idle) until
+        something is queued; returns whether it stopped with work left."""
+        with self._dblock:
+            db = self._db
+            if self._free_pages() * self._page > JOURNAL_SLACK_BYTES:
+                while self._free_pages() > 0:
+                    # a racy peek at the queue is enough: it only ends the round early
+                    if time.monotonic() >= deadline or (idle and self._queue):
+                        return True
+                    # the pragma frees one page per step, and execute() steps once
+                    db.executescript(f"PRAGMA incremental_vacuum({JOURNAL_VACUUM_PAGES})")
+                    self._uncheckpointed = True
+            if self._uncheckpointed or self._wal_bytes() > JOURNAL_SLACK_BYTES:
+                self._checkpoint()
+            return False
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database file, which only then drops the pages a vacuum
+        freed, and truncate the WAL; skipped while another connection reads (waiting for a
+        reader that never ends would hold the writer)."""
+        db = self._db
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+        self._uncheckpointed = self._uncheckpointed and bool(busy)
+        log.debug("journal_shrunk", checkpointed=not busy, db_bytes=self.path.stat().st_size,
+                  wal_bytes=self._wal_bytes())
+
+    def _free_pages(self) -> int:
+        return int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+
+    def _wal_bytes(self) -> int:
+        try:
+            return self._wal.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def load(self, state: BrokerState) -> tuple[int, int]:
         """Restore every journaled task and result into ``state``; returns their counts."""
-        tasks = self._db.execute(
-            "SELECT task_id, outbox, seq, fn, args, timeout, retries, priority, queue, lost, "
-            "errors FROM tasks ORDER BY seq").fetchall()
+        with self._dblock:
+            tasks = self._db.execute(
+                "SELECT task_id, outbox, seq, fn, args, timeout, retries, priority, queue, "
+                "lost, errors FROM tasks ORDER BY seq").fetchall()
+            results = self._db.execute(
+                "SELECT task_id, outbox, status, body, detail, worker, duration FROM results"
+            ).fetchall()
         for tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors in tasks:
             msg = TaskMsg(tid, outbox, fn, args, TaskOptions(timeout, retries, prio, queue))
             state.restore_task(msg, seq, lost, errors)
-        results = self._db.execute(
-            "SELECT task_id, outbox, status, body, detail, worker, duration FROM results"
-        ).fetchall()
         for tid, outbox, status, body, detail, worker, duration in results:
             state.restore_result(outbox, ResultMsg(tid, status, body, detail, worker, duration))
         return len(tasks), len(results)
@@ -120,33 +221,8 @@ class Journal:
         """Persist one batch of changes in a single transaction."""
         if not changes:
             return
-        db = self._db
-        db.execute("BEGIN")
-        try:
-            if changes.added:
-                db.executemany(
-                    "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    [(r.msg.task_id, r.msg.outbox, r.seq, r.msg.fn, r.msg.args,
-                      r.msg.options.timeout, r.msg.options.retries, r.msg.options.priority,
-                      r.msg.options.queue, r.lost, r.errors) for r in changes.added])
-            if changes.updated:
-                db.executemany("UPDATE tasks SET lost=?, errors=? WHERE task_id=?",
-                               [(r.lost, r.errors, r.msg.task_id) for r in changes.updated])
-            gone = changes.removed + [res.task_id for _, res in changes.finished]
-            if gone:
-                db.executemany("DELETE FROM tasks WHERE task_id=?", [(t,) for t in gone])
-            if changes.finished:
-                db.executemany(
-                    "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)",
-                    [(res.task_id, outbox, res.status.value, res.body, res.detail, res.worker,
-                      res.duration) for outbox, res in changes.finished])
-            if changes.acked:
-                db.executemany("DELETE FROM results WHERE task_id=?",
-                               [(t,) for t in changes.acked])
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        with self._dblock:
+            _write(self._db, changes)
 
     def close(self) -> None:
         """Write what is queued, checkpoint the WAL into the database file, and close."""
@@ -158,6 +234,57 @@ class Journal:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             self._db.close()
+
+
+def _use_incremental_vacuum(db: sqlite3.Connection, path: Path) -> None:
+    """Turn incremental auto-vacuum on: at once for a new journal; an older one is rebuilt.
+
+    The rebuild (VACUUM) is done whatever the journal's size: it happens once per journal,
+    it copies only live rows (about what load() reads next anyway), and without it the file
+    could never shrink. If it fails (it needs free disk for about twice the live rows: a copy
+    and the WAL), the journal works as before and the next start tries again.
+    """
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new, empty database
+    if db.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL:
+        return
+    started = time.monotonic()
+    try:
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as exc:
+        log.warning("journal_vacuum_failed", path=str(path), error=str(exc))
+        return
+    log.info("journal_converted", path=str(path), seconds=round(time.monotonic() - started, 3),
+             bytes=path.stat().st_size)
+
+
+def _write(db: sqlite3.Connection, changes: Changes) -> None:
+    """Apply ``changes`` in one transaction (rolled back if any statement fails)."""
+    db.execute("BEGIN")
+    try:
+        if changes.added:
+            db.executemany(
+                "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [(r.msg.task_id, r.msg.outbox, r.seq, r.msg.fn, r.msg.args,
+                  r.msg.options.timeout, r.msg.options.retries, r.msg.options.priority,
+                  r.msg.options.queue, r.lost, r.errors) for r in changes.added])
+        if changes.updated:
+            db.executemany("UPDATE tasks SET lost=?, errors=? WHERE task_id=?",
+                           [(r.lost, r.errors, r.msg.task_id) for r in changes.updated])
+        gone = changes.removed + [res.task_id for _, res in changes.finished]
+        if gone:
+            db.executemany("DELETE FROM tasks WHERE task_id=?", [(t,) for t in gone])
+        if changes.finished:
+            db.executemany(
+                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)",
+                [(res.task_id, outbox, res.status.value, res.body, res.detail, res.worker,
+                  res.duration) for outbox, res in changes.finished])
+        if changes.acked:
+            db.executemany("DELETE FROM results WHERE task_id=?", [(t,) for t in changes.acked])
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
 
 
 def merge(batch: list[Changes]) -> Changes:

@@ -79,3 +79,8 @@ def flaky(marker: str, failures: int) -> str:
     if calls < failures:
         raise RuntimeError(f"failure {calls + 1}")
     return f"ok after {calls} failures"
+
+
+def blob(size: int) -> bytes:
+    """``size`` bytes (a large result when asked for one)."""
+    return b"\x5a" * size
