@@ -2,7 +2,10 @@
 
 Runs inside the worker's pool processes (``taskq.pool`` calls ``run``). It never raises:
 a function that cannot be loaded, an exception, and a result that cannot be pickled all
-become an ERROR outcome whose body is the pickled exception::
+become an ERROR outcome whose body is the pickled exception. A BaseException (SystemExit,
+KeyboardInterrupt) is an outcome like any other, whether the task raised it or the
+pickling of its result or exception did: the submitter gets it, as from the standard
+process pool, and the pool process goes on::
 
     (fn bytes, args bytes or view) ──► load (cached by fn bytes) ──► fn(*args, **kwargs)
                                                              │
@@ -12,11 +15,12 @@ become an ERROR outcome whose body is the pickled exception::
 from __future__ import annotations
 
 import socket
+import traceback
 from collections import OrderedDict
 from typing import Any
 
 from taskq import wire
-from taskq.errors import SerializationError, TaskLoadError
+from taskq.errors import RemoteError, TaskLoadError
 from taskq.wire import Status
 
 _FN_CACHE: OrderedDict[bytes, Any] = OrderedDict()
@@ -43,14 +47,27 @@ def run(payload: tuple[bytes, bytes | memoryview]) -> tuple[Status, bytes, str]:
     fn_bytes, args_bytes = payload
     try:
         fn = _load_function(fn_bytes)
-        args, kwargs = wire.decode_args(args_bytes)
-    except Exception as exc:
-        return Status.ERROR, wire.encode_error(_load_error(exc)), ""
+        args, kwargs = wire.decode_args(args_bytes)  # type: ignore[arg-type]
+    except BaseException as exc:  # a module may even exit as it is imported
+        return Status.ERROR, _error_body(_load_error(exc)), ""
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt is its outcome
-        return Status.ERROR, wire.encode_error(exc), ""
+        return Status.ERROR, _error_body(exc), ""
     try:
         return Status.OK, wire.encode_value(value), ""
-    except SerializationError as exc:
-        return Status.ERROR, wire.encode_error(exc), ""
+    except BaseException as exc:  # SerializationError, or what pickling raised past it
+        return Status.ERROR, _error_body(exc), ""
+
+
+def _error_body(exc: BaseException) -> bytes:
+    """``wire.encode_error``, which lets a BaseException raised while pickling ``exc``
+    through: that exception is then the outcome (as the standard process pool has it)."""
+    try:
+        return wire.encode_error(exc)
+    except BaseException as raised:
+        try:
+            return wire.encode_error(raised)
+        except BaseException:  # that one does not pickle either: send its text
+            return wire.encode_error(RemoteError(type(raised).__qualname__, repr(raised),
+                                                 "".join(traceback.format_exception(raised))))

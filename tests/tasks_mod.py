@@ -84,3 +84,37 @@ def flaky(marker: str, failures: int) -> str:
 def blob(size: int) -> bytes:
     """``size`` bytes (a large result when asked for one)."""
     return b"\x5a" * size
+
+
+def raise_system_exit(code: object = 3) -> None:
+    raise SystemExit(code)
+
+
+def raise_keyboard_interrupt() -> None:
+    raise KeyboardInterrupt("interrupted in the task")
+
+
+class ExitsWhenPickled:
+    """A value whose pickling raises ``exc_type(message)`` (SystemExit by default)."""
+
+    def __init__(self, exc_type: type[BaseException] = SystemExit,
+                 message: str = "no pickling") -> None:
+        self.exc_type, self.message = exc_type, message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise self.exc_type(self.message)
+
+
+def return_exits_when_pickled(exc_type: type[BaseException] = SystemExit) -> ExitsWhenPickled:
+    return ExitsWhenPickled(exc_type, "pickling the result stopped")
+
+
+class ErrorThatExitsWhenPickled(Exception):
+    """An exception whose own pickling raises SystemExit."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise SystemExit("pickling the exception stopped")
+
+
+def raise_error_that_exits_when_pickled() -> None:
+    raise ErrorThatExitsWhenPickled("boom")
