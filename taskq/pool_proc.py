@@ -4,11 +4,15 @@ framing of the results it sends back.
     owner ── write(parts) ── [packed job]... ──► pool process
           ◄── receive() ◄── [len | result]... ◄─┘      results arrive in job order
 
-``taskq.pool`` schedules jobs over these records; everything here is about one process.
+``taskq.pool`` schedules jobs over these records; everything here is about one process,
+down to how it ended (``exit_detail``): its exit code or signal, and "out of memory" only
+where the kernel's count of OOM kills in the worker's memory cgroup (v2 ``memory.events``,
+v1 ``memory.oom_control``) went up while it ran.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import struct
@@ -24,6 +28,55 @@ from taskq import fdio
 _INT = struct.Struct("!i")
 # Bytes a read from a child asks for; up to _BIG_CHUNK while a large result comes in.
 _CHUNK, _BIG_CHUNK = 1 << 16, 1 << 22
+_CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def memory_events_file(proc_cgroup: str = "/proc/self/cgroup",
+                       root: str = _CGROUP_ROOT) -> str | None:
+    """The file in which the kernel counts OOM kills in this process's memory cgroup (an
+    ``oom_kill N`` line: v2 ``memory.events``, v1 ``memory.oom_control``); None if none."""
+    try:
+        with open(proc_cgroup) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
+        relative = path.strip().lstrip("/")
+        if not controllers:  # v2: one hierarchy
+            candidate = os.path.join(root, relative, "memory.events")
+        elif "memory" in controllers.split(","):  # v1: the memory controller's hierarchy
+            candidate = os.path.join(root, "memory", relative, "memory.oom_control")
+        else:
+            continue
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+@functools.cache
+def _memory_events() -> str | None:
+    return memory_events_file()
+
+
+def oom_kill_count(events: str | None = None) -> int | None:
+    """The kernel's count of OOM kills in this process's memory cgroup (read from ``events``,
+    by default the file ``memory_events_file`` finds); None where it cannot be read."""
+    path = events if events is not None else _memory_events()
+    if path is None:
+        return None
+    try:
+        with open(path) as fh:
+            for line in fh:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 @dataclass(eq=False, slots=True)
@@ -44,6 +97,8 @@ class Child:
     parts: list[bytes] = field(default_factory=list)  # a partly received result
     have: int = 0
     need: int = 0
+    # the kernel's count of OOM kills in the cgroup as the process started (None: unknown)
+    oom_kills: int | None = field(default_factory=oom_kill_count)
 
     def write(self, parts: list[fdio.Part]) -> None:
         """Write packed jobs as one message; OSError if the process is gone."""
@@ -80,8 +135,11 @@ class Child:
         return results
 
 
-def exit_detail(exitcode: int | None) -> str:
-    """How a process ended, in words."""
+def exit_detail(exitcode: int | None, oom_kills_at_start: int | None = None) -> str:
+    """How a process ended, in words. A SIGKILL is said to be out of memory only if the
+    kernel's count of OOM kills in the cgroup (``oom_kill_count``) is above what it was as
+    the process started (``oom_kills_at_start``); where either is unknown, memory goes
+    unmentioned."""
     if exitcode is None:
         return "process ended (exit status unknown)"
     if exitcode >= 0:
@@ -90,5 +148,10 @@ def exit_detail(exitcode: int | None) -> str:
         name = signal.Signals(-exitcode).name
     except ValueError:
         name = str(-exitcode)
-    hint = " (out of memory?)" if -exitcode == signal.SIGKILL else ""
+    hint = ""
+    if -exitcode == signal.SIGKILL and oom_kills_at_start is not None:
+        now = oom_kill_count()
+        if now is not None and now > oom_kills_at_start:
+            hint = (" (out of memory: the kernel's OOM killer killed a process of this "
+                    "worker's cgroup while it ran)")
     return f"process killed by signal {name}{hint}"
