@@ -2,13 +2,17 @@
 
     taskq master   -> taskq.master.run        taskq submit  -> taskq.jobs.submit
     taskq worker   -> taskq.worker.Worker     taskq results -> taskq.jobs.collect
-    taskq demo     -> taskq.demo.run          taskq status  -> Broker.status
+    taskq demo     -> taskq.demo.run          taskq status  -> Remote.status
 
-Errors a user can fix are one line on stderr and a non-zero exit, never a traceback.
+Errors a user can fix are one line on stderr, never a traceback: a usage error (a bad
+flag, a missing argument, a bad value) exits 2, any other error (the master unreachable
+or failing, a rejected key) exits 1.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import signal
@@ -26,7 +30,14 @@ from taskq import defaults, jobs, logs
 from taskq.auth import AuthkeyMissing, master_authkey, resolve_authkey
 from taskq.errors import TaskqError
 from taskq.options import make_options
+from taskq.remote import Remote
 from taskq.transport import Link, parse_address
+
+# typer raises click's exceptions (recent versions carry their own copy of click): the
+# module that defines its BadParameter defines them all.
+_click_errors: Any = importlib.import_module(typer.BadParameter.__module__)
+_NO_ARGS_HELP: tuple[type[Exception], ...] = tuple(
+    getattr(_click_errors, name) for name in ("NoArgsIsHelpError",) if hasattr(_click_errors, name))
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="taskq: a distributed task queue for Python with no broker to install.")
@@ -37,11 +48,26 @@ AddressOpt = Annotated[str | None, typer.Option(
 KeyFileOpt = Annotated[Path | None, typer.Option(
     "--authkey-file", help=f"File holding the authkey (else ${defaults.ENV_AUTHKEY}).")]
 LogJsonOpt = Annotated[bool, typer.Option("--log-json", help="Log JSON lines even on a terminal.")]
-LogLevelOpt = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
+
+
+def _log_level(value: str) -> str:
+    try:
+        logs.parse_level(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+LogLevelOpt = Annotated[str, typer.Option("--log-level", callback=_log_level,
+                                          help="debug, info, warning or error.")]
+
+
+def one_line(message: str) -> str:
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"taskq: error: {message}", err=True)
+    typer.echo(f"taskq: error: {one_line(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -54,18 +80,18 @@ def user_errors() -> Iterator[None]:
         fail(str(exc) or type(exc).__name__)
 
 
-def _address(text: str | None) -> tuple[str, int]:
+def _address(text: str | None, flag: str = "--address") -> tuple[str, int]:
     if not text:
         raise typer.BadParameter(f"no master address: pass --address HOST:PORT or set "
-                                 f"{defaults.ENV_ADDRESS}", param_hint="--address")
+                                 f"{defaults.ENV_ADDRESS}", param_hint=flag)
     try:
         return parse_address(text)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--address") from None
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
 
 
 def _open_link(address: tuple[str, int], key_file: Path | None,
-               on_connect: Callable[[Any], None] | None = None) -> Link:
+               on_connect: Callable[[Remote], None] | None = None) -> Link:
     link = Link(address, resolve_authkey(None, key_file), reconnect_for=defaults.CONNECT_TIMEOUT_S,
                 on_connect=on_connect)
     link.open(defaults.CONNECT_TIMEOUT_S)
@@ -133,8 +159,8 @@ def _announce(address: str) -> None:
 @app.command()
 def worker(
     connect: Annotated[str, typer.Option(help="The master as HOST:PORT.")],
-    procs: Annotated[int, typer.Option(min=1, help="Pool processes (default: CPU count).")]
-    = os.cpu_count() or 1,
+    procs: Annotated[int | None, typer.Option(
+        min=1, show_default=False, help="Pool processes (default: CPU count).")] = None,
     authkey_file: KeyFileOpt = None,
     queues: Annotated[str, typer.Option(help="Comma-separated queues to take tasks from.")]
     = "default",
@@ -152,10 +178,11 @@ def worker(
     """Run a worker: take tasks from the master and run them in local processes."""
     from taskq.worker import Worker, WorkerConfig
 
-    address = _address(connect)
+    address = _address(connect, "--connect")
     logs.configure(json=log_json or None, level=log_level)
     with user_errors():
-        config = WorkerConfig(address, resolve_authkey(None, authkey_file), procs,
+        config = WorkerConfig(address, resolve_authkey(None, authkey_file),
+                              procs or os.cpu_count() or 1,
                               tuple(q.strip() for q in queues.split(",") if q.strip()),
                               grace, max_tasks_per_child, max_memory_per_child,
                               connect_for=connect_timeout)
@@ -188,7 +215,7 @@ def submit(
         name = job or jobs.new_job_name()
         link = _open_link(where, authkey_file)
         try:
-            task_id = jobs.submit(link, name, target, args or [],
+            task_id = jobs.submit(link.remote, name, target, args or [],
                                   make_options(timeout, retries, priority, queue))
         finally:
             link.close()
@@ -201,29 +228,85 @@ def results(
     wait: Annotated[bool, typer.Option(help="Wait until every task of the job ended.")] = False,
     timeout: Annotated[float | None, typer.Option(help="With --wait, give up after this.")]
     = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object per result and line.")] = False,
     address: AddressOpt = None,
     authkey_file: KeyFileOpt = None,
 ) -> None:
-    """Print (and remove from the master) a job's results. Exit 1 if any task failed."""
+    """Print a job's results as they arrive; each leaves the master once printed.
+    Exit 1 if any task failed."""
     where = _address(address)
-    outbox = jobs.outbox_of(job)
-    with user_errors():
-        link = _open_link(where, authkey_file, lambda p: p.call("hello", outbox))
+    printer = jobs.Printer(sys.stdout, as_json)
+    with user_errors(), _stoppable(printer, job):
+        link = _open_link(where, authkey_file, _say_hello(jobs.outbox_of(job)))
         try:
-            got, still_open = jobs.collect(link, job, wait, timeout)
+            still_open = jobs.collect(link.remote, job, wait, timeout, printer)
         finally:
             link.close()
-    if as_json:
-        typer.echo(json.dumps({"job": job, "open": still_open,
-                               "results": [r.as_json() for r in got]}, indent=2))
-    else:
-        for r in got:
-            shown = repr(r.value) if not r.error else r.error
-            typer.echo(f"{r.task_id}\t{r.status.value}\t{shown}")
-        typer.echo(f"{len(got)} result(s); {still_open} task(s) still open", err=True)
-    if any(r.status.value != "ok" for r in got):
+    typer.echo(printer.summary(still_open), err=True)
+    if printer.failed:
         raise typer.Exit(1)
+
+
+def _say_hello(outbox: str) -> Callable[[Remote], None]:
+    """On every (re)connect: the master sends again what it sent but was not acknowledged."""
+
+    def hello(remote: Remote) -> None:
+        remote.hello(outbox)
+
+    return hello
+
+
+class Stopped(BaseException):
+    """A signal that ends the command arrived (raised in the main thread, as Ctrl-C raises
+    KeyboardInterrupt; a BaseException so that no ``except Exception`` swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _stoppable(printer: jobs.Printer, job: str) -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP (a dropped terminal) stop ``taskq results`` at once and
+    exit 128 + the signal; a closed stdout is an error. Either way nothing more is
+    acknowledged: what was not written stays on the master for the next run."""
+
+    def stop(signum: int, _frame: object) -> None:
+        for sig in STOP_SIGNALS:  # a second signal ends the process at once
+            signal.signal(sig, signal.SIG_DFL)
+        raise Stopped(signum)
+
+    old = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS
+           if signal.getsignal(sig) is not signal.SIG_IGN}
+    try:
+        yield
+    except (KeyboardInterrupt, Stopped) as exc:
+        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+        with contextlib.suppress(OSError):  # the terminal may be gone
+            typer.echo(f"taskq: stopped by {signal.Signals(signum).name}: {printer.written} "
+                       f"result(s) written; the rest stay on the master for the next "
+                       f"`taskq results {job}`", err=True)
+        raise typer.Exit(128 + signum) from None
+    except jobs.OutputLost:
+        _drop_stdout()
+        raise
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so what is still buffered for a closed pipe is dropped
+    at exit instead of failing again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 @app.command()
@@ -239,7 +322,7 @@ def status(
     with user_errors():
         link = _open_link(where, authkey_file)
         try:
-            snapshot = link.call("status")
+            snapshot = link.remote.status()
         finally:
             link.close()
     if as_json:
@@ -260,5 +343,27 @@ def demo(
         raise typer.Exit(demo_mod.run(tasks, procs))
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """The ``taskq`` entry point."""
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line; a usage error is one line on stderr. Returns the exit code."""
+    try:
+        code = app(args=argv, prog_name="taskq", standalone_mode=False)
+    except _NO_ARGS_HELP as exc:
+        typer.echo(exc.ctx.get_help())  # type: ignore[attr-defined]
+        return 2
+    except _click_errors.UsageError as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        typer.echo(f"taskq: error: {one_line(exc.format_message())}{hint}", err=True)
+        return int(exc.exit_code)
+    except _click_errors.ClickException as exc:
+        typer.echo(f"taskq: error: {one_line(exc.format_message())}", err=True)
+        return int(exc.exit_code)
+    except typer.Abort:
+        typer.echo("taskq: aborted", err=True)
+        return 1
+    return code if isinstance(code, int) else 0

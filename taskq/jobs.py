@@ -1,10 +1,19 @@
 """Named jobs for the command line: submit by ``MODULE:FUNC``, collect results later.
 
 A job is an outbox on the master named ``job:NAME``: results wait there (journaled) until
-``taskq results NAME`` fetches and acknowledges them, from any host, at any later time.
+``taskq results NAME`` has written them out, from any host, at any later time.
 
     taskq submit mod:fn 1 2 --job J ──► TaskMsg(outbox="job:J", fn=CallByName("mod", "fn"))
-    taskq results J [--wait]        ──► fetch("job:J") ... ack
+    taskq results J [--wait]        ──► hello("job:J"): what was sent but never acknowledged
+                                        comes again
+                                        fetch(ack=[])      ──► batch 1 ──► written, flushed
+                                        fetch(ack=batch 1) ──► batch 2 ──► written, flushed
+                                        ... fetch(ack=batch n) ──► none: open_count("job:J")
+
+A result leaves the master only after it was written out (acknowledged in the fetch after
+the one that brought it), so a collector stopped at any moment (a signal, a closed pipe, a
+lost connection) leaves every result it did not write for the next ``taskq results``; that
+one may repeat the last batch written, never skips one.
 """
 
 from __future__ import annotations
@@ -14,13 +23,22 @@ import json
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from taskq import defaults, wire
-from taskq.errors import TaskLoadError
-from taskq.transport import Link
+from taskq.errors import TaskLoadError, TaskqError
+from taskq.remote import Remote
 from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions
+
+
+class NoSuchJob(TaskqError):
+    """The master knows no job by that name (never submitted, or collected long ago)."""
+
+
+class OutputLost(TaskqError):
+    """Results could not be written out (e.g. stdout was closed); they stay on the master."""
 
 
 class CallByName:
@@ -66,22 +84,30 @@ def new_job_name() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def submit(link: Link, job: str, target: str, args: list[str], options: TaskOptions) -> str:
-    """Submit one task to a job; returns its task id."""
+def submit(remote: Remote, job: str, target: str, args: list[str],
+           options: TaskOptions) -> str:
+    """Submit one task to a job; returns its task id once the master has journaled it
+    (while the master's queue is full, this waits for room as every submitter does)."""
     fn = parse_target(target)
     msg = TaskMsg(f"{job}-{uuid.uuid4().hex[:12]}", outbox_of(job), wire.encode_function(fn),
                   wire.encode_args(tuple(parse_arg(a) for a in args), {}), options)
-    if link.call("submit", [msg], True) != 1:  # journaled before this command exits
-        raise RuntimeError(f"the master did not accept task {msg.task_id}")
+    while remote.submit([msg], True) != 1:  # each call waits on the master a bounded time
+        pass
     return msg.task_id
 
 
 @dataclass(slots=True)
 class JobResult:
+    """One task's outcome as ``taskq results`` shows it: the value, or the error as text."""
+
     task_id: str
     status: Status
     value: Any = None
     error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status is not Status.OK or bool(self.error)
 
     def as_json(self) -> dict[str, Any]:
         value = self.value
@@ -92,37 +118,87 @@ class JobResult:
         return {"task_id": self.task_id, "status": self.status.value, "value": value,
                 "error": self.error}
 
+    def as_line(self) -> str:
+        """TASK_ID<tab>STATUS<tab>repr(value) or the error, on one line."""
+        shown = self.error.replace("\n", "\\n") if self.error else repr(self.value)
+        return f"{self.task_id}\t{self.status.value}\t{shown}"
+
 
 def _decode(result: ResultMsg) -> JobResult:
+    if result.status is Status.ERROR and result.body is not None:
+        return _failed(result, wire.decode_error(bytes(result.body)))  # the task's own
     try:
         return JobResult(result.task_id, result.status, wire.decode_result(result))
-    except BaseException as exc:  # the task's own exception, shown as text
-        return JobResult(result.task_id, result.status, error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # how the task failed, or a value that does not unpickle here
+        return _failed(result, exc)
 
 
-def collect(link: Link, job: str, wait: bool, timeout: float | None) -> tuple[list[JobResult], int]:
-    """Fetch (and acknowledge) a job's results; with wait, until none is still open.
+def _failed(result: ResultMsg, exc: BaseException) -> JobResult:
+    return JobResult(result.task_id, result.status, error=f"{type(exc).__name__}: {exc}")
 
-    Returns the results and how many tasks of the job are still open.
+
+Write = Callable[[list[JobResult]], None]
+
+
+class Printer:
+    """A ``Write`` for ``collect``: each batch goes to a stream one line per result (text,
+    or a JSON object with ``as_json``) and is flushed before it returns; counts what it
+    wrote. ``OutputLost`` if the stream cannot be written."""
+
+    def __init__(self, stream: TextIO, as_json: bool = False) -> None:
+        self.stream = stream
+        self.as_json = as_json
+        self.written = 0
+        self.failed = 0
+
+    def __call__(self, batch: list[JobResult]) -> None:
+        lines = [json.dumps(r.as_json()) if self.as_json else r.as_line() for r in batch]
+        try:
+            self.stream.write("".join(f"{line}\n" for line in lines))
+            self.stream.flush()
+        except OSError as exc:
+            raise OutputLost(f"could not write the results ({exc.strerror or exc}); those "
+                             f"not written stay on the master") from None
+        self.written += len(batch)
+        self.failed += sum(r.failed for r in batch)
+
+    def summary(self, still_open: int) -> str:
+        return (f"{self.written} result(s), {self.failed} failed; {still_open} task(s) "
+                f"still open")
+
+
+def collect(remote: Remote, job: str, wait: bool, timeout: float | None, write: Write) -> int:
+    """Hand a job's results to ``write`` batch by batch as they arrive; a batch is
+    acknowledged (and so removed from the master) only after ``write`` returned. With
+    wait, go on until no task of the job is open or ``timeout`` seconds passed.
+
+    Returns how many tasks of the job are still open; ``NoSuchJob`` if the master knows
+    no such job. Whatever ``write`` raises stops the collecting, its batch unacknowledged.
     """
     outbox = outbox_of(job)
     deadline = None if timeout is None else time.monotonic() + timeout
-    got: list[ResultMsg] = []
     ack: list[str] = []
-    still_open: int | None = None  # set once the collecting is over
+    poll = 0.0
+    still_open: int | None = None  # once set, one last fetch: tasks may have ended since
+    wrote_any = False
     while True:
-        batch = link.call("fetch", outbox, ack, defaults.RESULT_BATCH, 0)
-        ack = [r.task_id for r in batch]
-        got.extend(batch)
+        batch = remote.fetch(outbox, ack, defaults.RESULT_BATCH, poll).results
+        ack, poll = [], 0.0
         if batch:
+            write([_decode(r) for r in batch])
+            ack, still_open, wrote_any = [r.task_id for r in batch], None, True
             continue
         if still_open is not None:
-            return [_decode(r) for r in got], still_open
-        count: int = link.call("open_count", outbox)
-        out_of_time = deadline is not None and time.monotonic() >= deadline
-        if not wait or count == 0 or out_of_time:
-            still_open = count  # and fetch once more: tasks may have ended since the fetch
-            continue
-        batch = link.call("fetch", outbox, [], defaults.RESULT_BATCH, defaults.LONG_POLL_S)
-        ack = [r.task_id for r in batch]
-        got.extend(batch)
+            return still_open
+        count = remote.open_count(outbox)
+        if count is None and not wrote_any:  # (after writing some: collected to the end)
+            raise NoSuchJob(f"no job named {job}")
+        left = _time_left(deadline)
+        if not wait or not count or left <= 0:
+            still_open = count or 0
+        else:
+            poll = min(defaults.LONG_POLL_S, left)
+
+
+def _time_left(deadline: float | None) -> float:
+    return float("inf") if deadline is None else deadline - time.monotonic()

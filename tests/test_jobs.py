@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from taskq import jobs, wire
+from taskq.remote import Remote
 from taskq.service import Broker
 from taskq.state import BrokerState
 from taskq.wire import ResultMsg, Status, TaskMsg, WorkerHello
 
 
-class RacingLink:
+class RacingBroker:
     """Calls the broker directly; the first time the open count is asked for, the worker's
     report lands just before it: after the collector's last empty fetch."""
 
     def __init__(self, broker: Broker, land: list[ResultMsg]) -> None:
         self.broker, self.land = broker, land
+        self.remote = Remote(self.call)
 
     def call(self, method: str, *args: Any) -> Any:
         if method == "open_count" and self.land:
-            self.broker.report("w1", self.land)
+            self.broker.report("w1", self.land, [])
             self.land = []
         return getattr(self.broker, method)(*args)
 
@@ -38,19 +42,76 @@ def _ok(task: TaskMsg, value: int) -> ResultMsg:
     return ResultMsg(task.task_id, Status.OK, wire.encode_value(value), worker="host:1")
 
 
+class Written:
+    """A ``write`` for ``collect`` that keeps what it was given; it fails on the batches
+    whose numbers (from 1) are in ``fail_on``."""
+
+    def __init__(self, fail_on: tuple[int, ...] = ()) -> None:
+        self.batches: list[list[jobs.JobResult]] = []
+        self.calls = 0
+        self.fail_on = fail_on
+
+    def __call__(self, batch: list[jobs.JobResult]) -> None:
+        self.calls += 1
+        if self.calls in self.fail_on:
+            raise jobs.OutputLost("stdout closed")
+        self.batches.append(batch)
+
+    @property
+    def values(self) -> list[Any]:
+        return sorted(r.value for batch in self.batches for r in batch)
+
+
 def test_results_that_land_after_the_last_fetch_are_still_collected() -> None:
     broker, tasks = _job_with_leased_tasks(5)
-    broker.report("w1", [_ok(t, 10 * i) for i, t in enumerate(tasks[:2])])
-    link = RacingLink(broker, [_ok(t, 10 * i) for i, t in enumerate(tasks) if i >= 2])
-    results, still_open = jobs.collect(link, "later", wait=True, timeout=5)  # type: ignore[arg-type]
-    assert still_open == 0
-    assert sorted(r.value for r in results) == [0, 10, 20, 30, 40]
-    assert broker.fetch(jobs.outbox_of("later"), [], 100, 0) == []  # all acknowledged
+    broker.report("w1", [_ok(t, 10 * i) for i, t in enumerate(tasks[:2])], [])
+    racing = RacingBroker(broker, [_ok(t, 10 * i) for i, t in enumerate(tasks) if i >= 2])
+    written = Written()
+    assert jobs.collect(racing.remote, "later", True, 5, written) == 0
+    assert written.values == [0, 10, 20, 30, 40]
+    broker.hello(jobs.outbox_of("later"))  # a new collector: nothing is left to send it
+    assert broker.fetch(jobs.outbox_of("later"), [], 100, 0).results == []
 
 
 def test_without_wait_the_open_tasks_are_counted_and_nothing_is_lost() -> None:
     broker, tasks = _job_with_leased_tasks(3)
-    link = RacingLink(broker, [_ok(tasks[0], 7)])
-    results, still_open = jobs.collect(link, "later", wait=False, timeout=None)  # type: ignore[arg-type]
-    assert [r.value for r in results] == [7]
-    assert still_open == 2
+    racing = RacingBroker(broker, [_ok(tasks[0], 7)])
+    written = Written()
+    assert jobs.collect(racing.remote, "later", False, None, written) == 2
+    assert written.values == [7]
+
+
+def test_a_batch_leaves_the_master_only_after_it_was_written() -> None:
+    broker, tasks = _job_with_leased_tasks(3)
+    racing = RacingBroker(broker, [])
+    broker.report("w1", [_ok(tasks[0], 0)], [])
+    first = Written()
+    assert jobs.collect(racing.remote, "later", False, None, first) == 2
+    broker.report("w1", [_ok(tasks[1], 1)], [])
+    failing = Written(fail_on=(1,))
+    with pytest.raises(jobs.OutputLost):
+        jobs.collect(racing.remote, "later", False, None, failing)
+    broker.report("w1", [_ok(tasks[2], 2)], [])
+    broker.hello(jobs.outbox_of("later"))  # the next run: what was sent comes again
+    last = Written()
+    assert jobs.collect(racing.remote, "later", False, None, last) == 0
+    assert first.values == [0] and last.values == [1, 2]
+
+
+def test_a_job_the_master_does_not_know() -> None:
+    broker, _ = _job_with_leased_tasks(1)
+    with pytest.raises(jobs.NoSuchJob, match="no job named other"):
+        jobs.collect(RacingBroker(broker, []).remote, "other", True, 5, Written())
+
+
+def test_a_failed_task_is_counted_and_shown_on_one_line() -> None:
+    broker, tasks = _job_with_leased_tasks(2)
+    error = wire.encode_error(ValueError("bad\ninput"))
+    broker.report("w1", [_ok(tasks[0], 1), ResultMsg(tasks[1].task_id, Status.ERROR, error)],
+                  [])
+    written = Written()
+    jobs.collect(RacingBroker(broker, []).remote, "later", False, None, written)
+    (batch,) = written.batches
+    failed = [r for r in batch if r.failed]
+    assert [r.task_id for r in failed] == [tasks[1].task_id]
+    assert failed[0].as_line() == f"{tasks[1].task_id}\terror\tValueError: bad\\ninput"
