@@ -2,14 +2,19 @@
 
     submit(fn, *args) ── encode (caller's thread) ──► outgoing deque ──► sender thread
           │                                                  submit([batch]) ──► master
-          ▼ TaskFuture (pending)                                                  │
-    set_result / set_exception ◄── receiver thread ◄── fetch(ack, wait) ◄─────────┘
+          ▼ TaskFuture (pending → running → done)                                 │
+    set_running / set_result ◄── receiver thread ◄── fetch(ack, wait) ◄───────────┘
+                                                      (results, and tasks that started)
 
 Every task this client submitted and has not seen end is kept here (bytes included) until
 its result arrives; when the link to the master breaks, the client reconnects, says hello
-(the master resends unacknowledged results) and resubmits them all (the master ignores ids
-it already has). So a master restart loses no future; a master that stays away for longer
-than ``reconnect_for`` fails them with ``ConnectError``.
+(the master resends unacknowledged results) and resubmits every task it had sent, before
+any other call uses the new link (the master ignores ids it already has). A result that
+arrives while the batch that carried its task is still being sent is acknowledged only once
+that send is over, so a late resend can never bring a finished task back. A master restart
+loses no future; a master that stays away for longer than ``reconnect_for`` fails them with
+``ConnectError``; an error inside the master fails the futures it concerns with
+``MasterError``.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import os
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
+from concurrent.futures import _base as futures_base  # the Future's states, for cancel
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from functools import partial
@@ -29,17 +35,22 @@ from typing import Any
 
 from taskq import defaults, logs, wire
 from taskq.auth import resolve_authkey
-from taskq.errors import ConnectError, PayloadTooLarge
+from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskqError
 from taskq.options import TaskFunction
-from taskq.transport import BrokerProxy, Link, parse_address
-from taskq.wire import DEFAULT_OPTIONS, MasterInfo, ResultMsg, TaskMsg, TaskOptions
+from taskq.remote import Remote
+from taskq.transport import Link, parse_address
+from taskq.wire import DEFAULT_OPTIONS, Fetched, MasterInfo, ResultMsg, Status, TaskMsg, TaskOptions
 
 log = logs.get_logger("taskq.client")
 
+FN_CACHE_SIZE = 256  # encodings of functions shipped by reference kept (bytes only)
+FETCH_RETRIES = 5  # consecutive failed fetches (an error inside the master) before giving up
 
-class TaskFuture(Future):  # type: ignore[type-arg]
-    """A Future for one task; ``cancel()`` removes the task from the master if it has not
-    started (and returns False if it has, as ``concurrent.futures`` does)."""
+
+class TaskFuture(Future[Any]):
+    """A Future for one task. ``running()`` is True once a worker started it; ``cancel()``
+    succeeds for every task that has not started (queued on the master, or taken by a
+    worker but not begun) and guarantees it never runs; it returns False once it runs."""
 
     def __init__(self, client: Client, task_id: str) -> None:
         super().__init__()
@@ -48,14 +59,24 @@ class TaskFuture(Future):  # type: ignore[type-arg]
 
     def cancel(self) -> bool:
         with self._condition:
-            if self.done() or self.running():
+            if self.done():
                 return self.cancelled()
-        removed = self._client._cancel(self.task_id)
+        if self._client._cancel(self.task_id):
+            return self._mark_cancelled()
+        self._begin()  # it runs, or it ended and its result is on the way
+        return self.cancelled()
+
+    def _mark_cancelled(self) -> bool:
+        """The task will never run: cancel this future, also if it showed running (its
+        worker stopped and handed it back), and wake every ``wait``/``as_completed``."""
         with self._condition:
-            if removed:
-                return super().cancel()
-            self._begin()
-            return self.cancelled()
+            if self._state == futures_base.FINISHED:
+                return False
+            if self._state == futures_base.RUNNING:
+                self._state = futures_base.PENDING  # handed back: it waits again
+        if Future.cancel(self):
+            self.set_running_or_notify_cancel()
+        return self.cancelled()
 
     def _begin(self) -> bool:
         """Pending -> running, so a result can be set; False if it was cancelled."""
@@ -67,11 +88,13 @@ class TaskFuture(Future):  # type: ignore[type-arg]
             return self.set_running_or_notify_cancel()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Entry:
     future: TaskFuture
     msg: TaskMsg
     sent: bool = False
+    sending: bool = False  # in a batch the sender has not finished sending
+    dropped: bool = False  # cancelled before it was sent: never send it
 
 
 def _run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
@@ -108,17 +131,22 @@ class Client(Executor):
         self._outgoing: deque[_Entry] = deque()
         self._wakeup = threading.Condition(self._lock)
         self._room = threading.Condition(self._lock)
-        self._fn_cache: OrderedDict[int, tuple[Any, bytes]] = OrderedDict()
+        self._held_acks: set[str] = set()  # resolved while their task was being sent
+        self._ready_acks: list[str] = []  # ... and that send is over: acknowledge them
+        self._fn_cache: dict[tuple[str, str], bytes] = {}
         self._closed = False
+        self._failure: BaseException | None = None
+        self._stopped = threading.Event()
         self.info: MasterInfo | None = None
         self._link = Link(self.address, key, reconnect_for=reconnect_for,
                           on_connect=self._on_connect)
+        self._remote = self._link.remote
         try:
             self._link.open(connect_for)
         except BaseException:
             self._stop_cluster()
             raise
-        self._threads = [threading.Thread(target=loop, name=name, daemon=True)
+        self._threads = [threading.Thread(target=self._guard(loop), name=name, daemon=True)
                          for loop, name in ((self._send_loop, "taskq-send"),
                                             (self._receive_loop, "taskq-receive"))]
         for thread in self._threads:
@@ -128,7 +156,8 @@ class Client(Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
         """Run ``fn(*args, **kwargs)`` on the cluster; pickling errors raise here, at once."""
-        return self._submit(fn, args, kwargs, getattr(fn, "taskq_options", None))
+        return self._submit(self._encode_fn(fn), args, kwargs,
+                            getattr(fn, "taskq_options", None))
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
             timeout: float | None = None, chunksize: int = 1) -> Iterator[Any]:
@@ -138,37 +167,35 @@ class Client(Executor):
         if chunksize == 1:
             return super().map(fn, *iterables, timeout=timeout)
         options = getattr(fn, "taskq_options", None)
-        runner = partial(_run_chunk, fn.fn if isinstance(fn, TaskFunction) else fn)
-
-        def submit_chunk(chunk: list[tuple[Any, ...]]) -> TaskFuture:
-            return self._submit(runner, (chunk,), {}, options)
-
-        fs = [submit_chunk(c) for c in _chunks(iterables, chunksize)]
+        runner = wire.encode_function(
+            partial(_run_chunk, fn.fn if isinstance(fn, TaskFunction) else fn))
+        fs = [self._submit(runner, (chunk,), {}, options)
+              for chunk in _chunks(iterables, chunksize)]
         return itertools.chain.from_iterable(self._ordered(fs, timeout))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop; with wait, first let every submitted task end."""
-        if cancel_futures:
-            with self._lock:
-                futures = [e.future for e in self._entries.values()]
-            for future in futures:
-                future.cancel()
-        if wait:
-            with self._lock:
-                futures = [e.future for e in self._entries.values()]
-            futures_wait(futures)
+        """Take no new task. ``cancel_futures`` cancels every task that has not started;
+        the others still run and their futures get their results. With ``wait``, return
+        once they all ended; without, the client lets go of the master by itself then."""
         with self._lock:
-            if self._closed:
-                return
+            first = not self._closed
             self._closed = True
             self._wakeup.notify_all()
-        for thread in self._threads:
-            thread.join(timeout=defaults.LONG_POLL_S + defaults.CALL_TIMEOUT_S)
-        self._link.close()
-        self._fail_all(ConnectError("the client was shut down before the task ended"))
-        self._stop_cluster()
+            self._room.notify_all()
+        if cancel_futures:
+            self._cancel_all()
+        if wait:
+            self._close()
+        elif first:
+            threading.Thread(target=self._close, name="taskq-close", daemon=True).start()
 
-    # ------------------------------------------------------------------ internals
+    def future(self, task_id: str) -> TaskFuture | None:
+        """The future of a task this client submitted that has not ended yet."""
+        with self._lock:
+            entry = self._entries.get(task_id)
+        return entry.future if entry is not None else None
+
+    # ------------------------------------------------------------------ submitting
 
     @staticmethod
     def _ordered(fs: list[TaskFuture], timeout: float | None) -> Iterator[Any]:
@@ -181,11 +208,24 @@ class Client(Executor):
                     rest.cancel()
                 raise
 
-    def _submit(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+    def _encode_fn(self, fn: Callable[..., Any]) -> bytes:
+        """A callable's encoding, as it is now: reused only for functions that travel by
+        reference (their encoding cannot change); anything with state is encoded afresh."""
+        key = wire.reference_key(fn)
+        if key is None:
+            return wire.encode_function(fn)
+        blob = self._fn_cache.get(key)
+        if blob is None:
+            blob = wire.encode_function(fn)
+            if len(self._fn_cache) >= FN_CACHE_SIZE:
+                self._fn_cache.clear()
+            self._fn_cache[key] = blob
+        return blob
+
+    def _submit(self, fn: bytes, args: tuple[Any, ...], kwargs: dict[str, Any],
                 options: TaskOptions | None) -> TaskFuture:
-        if self._closed:
-            raise RuntimeError("cannot submit after shutdown")
-        msg = TaskMsg(f"{self.outbox}-{next(self._ids)}", self.outbox, self._encode_fn(fn),
+        self._check_open()
+        msg = TaskMsg(f"{self.outbox}-{next(self._ids)}", self.outbox, fn,
                       wire.encode_args(args, kwargs), options or DEFAULT_OPTIONS)
         limit = self.info.max_payload if self.info else None
         if limit is not None and msg.size > limit:
@@ -196,69 +236,101 @@ class Client(Executor):
         with self._lock:
             if len(self._outgoing) >= defaults.CLIENT_MAX_UNSENT:  # backpressure
                 self._room.wait_for(lambda: len(self._outgoing) < defaults.CLIENT_MAX_UNSENT
-                                    or self._closed)
-            if self._closed:
-                raise RuntimeError("cannot submit after shutdown")
+                                    or self._closed or self._failure is not None)
+            self._check_open()
             self._entries[msg.task_id] = entry
             self._outgoing.append(entry)
             if len(self._outgoing) == 1 or len(self._entries) == 1:
                 self._wakeup.notify_all()
         return future
 
-    def _encode_fn(self, fn: Callable[..., Any]) -> bytes:
-        cached = self._fn_cache.get(id(fn))
-        if cached is not None and cached[0] is fn:
-            return cached[1]
-        blob = wire.encode_function(fn)
-        self._fn_cache[id(fn)] = (fn, blob)
-        if len(self._fn_cache) > 64:
-            self._fn_cache.popitem(last=False)
-        return blob
+    def _check_open(self) -> None:
+        if self._failure is not None:
+            raise ConnectError(f"this client can no longer reach the master: {self._failure}")
+        if self._closed:
+            raise RuntimeError("cannot submit after shutdown")
+
+    # ------------------------------------------------------------------ cancelling
 
     def _cancel(self, task_id: str) -> bool:
-        """Remove a task that has not started; False if it runs (or already ended)."""
+        """Make sure a task never runs; False if it runs already (or ended)."""
         with self._lock:
             entry = self._entries.get(task_id)
             if entry is None:
                 return False
             if not entry.sent:
+                entry.dropped = True
                 del self._entries[task_id]
                 return True
-        outcome = self._link.call("cancel", [task_id])
-        if task_id in outcome.cancelled:
-            with self._lock:
-                self._entries.pop(task_id, None)
-            return True
-        return False
+        return task_id in self._cancel_sent([task_id])
 
-    def _on_connect(self, proxy: BrokerProxy) -> None:
-        """(Re)connected: results come again, and every task sent before goes again (the
-        master ignores the ones it already has; the sender applies its backpressure)."""
-        self.info = proxy.call("hello", self.outbox)
+    def _cancel_sent(self, task_ids: list[str]) -> set[str]:
+        """Cancel tasks on the master; returns those that will never run. A task a worker
+        took is dropped by that worker if it has not begun (the master asks it); a worker
+        that does not answer loses the task when its lease expires, and then it is dropped."""
+        deadline = time.monotonic() + defaults.LOST_AFTER_S * 2
+        cancelled: set[str] = set()
+        while task_ids:
+            out = self._remote.cancel(task_ids, defaults.LONG_POLL_S)
+            cancelled.update(out.cancelled)
+            task_ids = out.asked if time.monotonic() < deadline else []
         with self._lock:
-            resend = [e for e in self._entries.values() if e.sent]
-            for entry in resend:
-                entry.sent = False
-            self._outgoing.extendleft(reversed(resend))
-            self._wakeup.notify_all()
+            for task_id in cancelled:
+                self._entries.pop(task_id, None)
+        return cancelled
+
+    def _cancel_all(self) -> None:
+        """Cancel every task of this client that has not started (``shutdown``)."""
+        with self._lock:
+            entries = list(self._entries.values())
+            for entry in entries:
+                if not entry.sent:
+                    entry.dropped = True
+                    del self._entries[entry.msg.task_id]
+            sent = [e.msg.task_id for e in entries if e.sent]
+        cancelled = self._cancel_sent(sent) if sent else set()
+        for entry in entries:
+            if not entry.sent or entry.msg.task_id in cancelled:
+                entry.future._mark_cancelled()
+
+    # ------------------------------------------------------------------ threads
+
+    def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
+        """No thread of the client dies silently: its futures fail with the reason."""
+        def run() -> None:
+            try:
+                loop()
+            except ConnectError as exc:
+                self._fail_all(exc)
+            except BaseException as exc:
+                log.exception("client_thread_failed", outbox=self.outbox)
+                self._fail_all(TaskqError(f"the client's link to the master failed: {exc!r}"))
+        return run
+
+    def _on_connect(self, remote: Remote) -> None:
+        """(Re)connected: results come again, and every task sent before goes again now,
+        before any other call uses the new link (the master ignores the ones it has)."""
+        self.info = remote.hello(self.outbox)
+        with self._lock:
+            resend = [e.msg for e in self._entries.values() if e.sent]
         if resend:
             log.info("resubmitting", count=len(resend), outbox=self.outbox)
+        for start in range(0, len(resend), defaults.SUBMIT_BATCH):
+            batch = resend[start:start + defaults.SUBMIT_BATCH]
+            while batch:
+                batch = batch[remote.submit(batch, False):]
 
     def _send_loop(self) -> None:
-        try:
-            while True:
-                with self._lock:
-                    self._wakeup.wait_for(lambda: self._outgoing or self._closed)
-                    if not self._outgoing:
-                        return
-                    batch = self._take_batch()
-                    for entry in batch:
-                        entry.sent = True
-                    self._room.notify_all()
-                if batch:
-                    self._send(batch)
-        except ConnectError as exc:
-            self._fail_all(exc)
+        while True:
+            with self._lock:
+                self._wakeup.wait_for(lambda: self._outgoing or self._done())
+                if not self._outgoing:
+                    return
+                batch = self._take_batch()
+                self._room.notify_all()
+            if batch:
+                self._send(batch)
+            del batch  # hold nothing of a sent batch while idle
 
     def _take_batch(self) -> list[_Entry]:
         """Pop the next batch to send (lock held): bounded in count and in bytes."""
@@ -267,58 +339,125 @@ class Client(Executor):
         outgoing = self._outgoing
         while outgoing and len(batch) < defaults.SUBMIT_BATCH and size < defaults.BATCH_BYTES:
             entry = outgoing.popleft()
-            if not entry.future.done():
+            if not (entry.dropped or entry.future.done()):
+                entry.sent = entry.sending = True
                 batch.append(entry)
                 size += entry.msg.size
         return batch
 
     def _send(self, batch: list[_Entry]) -> None:
         """Send until the master has taken the whole batch (it takes less when full)."""
-        while batch:
-            # this client holds every task until it ends and resubmits after a reconnect,
-            # so the master need not journal a batch before it answers
-            taken = self._link.call("submit", [e.msg for e in batch], False)
-            batch = batch[taken:]
-            if batch and self._closed and not self._entries:
-                return
+        try:
+            rest = batch
+            while rest:
+                # this client holds every task until it ends and resubmits after a reconnect,
+                # so the master need not journal a batch before it answers
+                rest = rest[self._remote.submit([e.msg for e in rest], False):]
+        except MasterError as exc:
+            log.warning("submit_failed", outbox=self.outbox, error=str(exc))
+            self._fail([(e, exc) for e in batch])
+        finally:
+            with self._lock:
+                for entry in batch:
+                    entry.sending = False
+                held = [e.msg.task_id for e in batch if e.msg.task_id in self._held_acks]
+                self._held_acks.difference_update(held)
+                self._ready_acks += held
 
     def _receive_loop(self) -> None:
         ack: list[str] = []
-        try:
-            while True:
-                with self._lock:
-                    self._wakeup.wait_for(lambda: self._entries or self._closed)
-                    if self._closed and not ack:
-                        return
-                wait = 0 if self._closed else defaults.LONG_POLL_S
-                results: list[ResultMsg] = self._link.call(
-                    "fetch", self.outbox, ack, defaults.RESULT_BATCH, wait)
-                ack = [r.task_id for r in results]
-                self._resolve(results)
-        except ConnectError as exc:
-            self._fail_all(exc)
-
-    def _resolve(self, results: list[ResultMsg]) -> None:
-        with self._lock:
-            entries = [self._entries.pop(r.task_id, None) for r in results]
-        for result, entry in zip(results, entries, strict=True):
-            if entry is None or not entry.future._begin():
-                continue
+        failures = 0
+        while True:
+            with self._lock:
+                self._wakeup.wait_for(lambda: self._entries or self._closed)
+                ack += self._ready_acks
+                self._ready_acks = []
+                if self._done() and not ack:
+                    return
+                wait = defaults.LONG_POLL_S if self._entries else 0
             try:
-                entry.future.set_result(wire.decode_result(result))
-            except BaseException as exc:
-                entry.future.set_exception(exc)
+                fetched = self._remote.fetch(self.outbox, ack, defaults.RESULT_BATCH, wait)
+            except MasterError as exc:
+                failures += 1
+                log.warning("fetch_failed", outbox=self.outbox, error=str(exc))
+                if failures >= FETCH_RETRIES:
+                    raise
+                self._stopped.wait(0.1 * 2 ** failures)
+                continue
+            failures = 0
+            ack = self._resolve(fetched)
+            del fetched  # hold no result while waiting for the next ones
 
-    def _fail_all(self, exc: Exception) -> None:
+    def _done(self) -> bool:
+        """Closed, and every task ended (lock held)."""
+        return self._closed and not self._entries
+
+    def _resolve(self, fetched: Fetched) -> list[str]:
+        """Settle futures; returns the results to acknowledge now."""
         with self._lock:
-            entries, self._entries = list(self._entries.values()), {}
-            self._outgoing.clear()
+            starting = [e for e in map(self._entries.get, fetched.started) if e is not None]
+            ack: list[str] = []
+            settled: list[tuple[ResultMsg, _Entry]] = []
+            for result in fetched.results:
+                entry = self._entries.pop(result.task_id, None)
+                if entry is not None and entry.sending:
+                    self._held_acks.add(result.task_id)
+                else:
+                    ack.append(result.task_id)
+                if entry is not None:
+                    settled.append((result, entry))
+            if settled and self._done():
+                self._wakeup.notify_all()
+        for entry in starting:
+            entry.future._begin()
+        for result, entry in settled:
+            self._settle(entry.future, result)
+        return ack
+
+    @staticmethod
+    def _settle(future: TaskFuture, result: ResultMsg) -> None:
+        if result.status is Status.CANCELLED and future._mark_cancelled():
+            return
+        if not future._begin():
+            return
+        try:
+            future.set_result(wire.decode_result(result))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    def _fail(self, failed: list[tuple[_Entry, BaseException]]) -> None:
+        with self._lock:
+            for entry, _ in failed:
+                self._entries.pop(entry.msg.task_id, None)
             self._wakeup.notify_all()
-        for entry in entries:
+        for entry, exc in failed:
             if entry.future._begin():
                 entry.future.set_exception(exc)
 
+    def _fail_all(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._failure is None:
+                self._failure = exc
+            entries = list(self._entries.values())
+            self._outgoing.clear()
+            self._room.notify_all()
+        self._fail([(e, exc) for e in entries])
+
+    # ------------------------------------------------------------------ closing
+
+    def _close(self) -> None:
+        """Wait for every task to end, then let go of the master and the local cluster."""
+        with self._lock:
+            futures = [e.future for e in self._entries.values()]
+        futures_wait(futures)
+        for thread in self._threads:
+            thread.join(timeout=defaults.LONG_POLL_S + defaults.CALL_TIMEOUT_S)
+        self._stopped.set()
+        self._link.close()
+        self._fail_all(ConnectError("the client was shut down before the task ended"))
+        self._stop_cluster()
+
     def _stop_cluster(self) -> None:
-        if self._cluster is not None:
-            self._cluster.close()
-            self._cluster = None
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            cluster.close()

@@ -31,6 +31,8 @@ LONG_POLL_S = 1.0
 CALL_TIMEOUT_S = 15.0
 # Time allowed for a TCP connect plus the authkey handshake.
 CONNECT_TIMEOUT_S = 5.0
+# A worker that cannot reach its master within this long says once that it waits, and how long.
+CONNECT_NOTICE_S = 1.0
 # How long a client or worker keeps trying to reach a master that went away before it gives up
 # (clients fail their futures with ConnectError, workers exit non-zero).
 RECONNECT_FOR_S = 60.0
@@ -77,6 +79,16 @@ CLIENT_MAX_UNSENT = 100_000
 # Named jobs of `taskq submit` are kept until fetched, however long.
 RESULT_TTL_S = 3600.0
 CLIENT_OUTBOX_PREFIX = "client-"
+# Named jobs of `taskq submit` are outboxes named JOB_OUTBOX_PREFIX + name. The master remembers
+# this many jobs whose results were all fetched, so `taskq results` of such a job says it is
+# done rather than that no such job exists (bounded: names cost memory).
+JOB_OUTBOX_PREFIX = "job:"
+KNOWN_JOBS_KEPT = 10_000
+
+# After a restart, journaled tasks wait this long before any worker may lease them, so that a
+# worker still running one (it reconnects within a second or two) claims it back instead of it
+# running twice; a task no one claims starts this much later than it could.
+RESTORE_CLAIM_S = 2.0
 
 # Largest encoded task (function plus arguments) the master accepts by default.
 MAX_PAYLOAD_MB = 64.0
@@ -117,3 +129,20 @@ def state_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "taskq"
+
+
+# Every frame read on a connection to or from the master is refused (its connection closed)
+# when it claims more than the master's --max-payload plus this, before anything is
+# allocated for it. The largest legitimate message is a batch: its bodies stop growing past
+# BATCH_BYTES, so they hold at most that plus one task or result of at most --max-payload
+# (workers keep results within it); the ids, options and details around them take well
+# under 16 MiB even for the thousands of tasks of a large worker's lease or heartbeat.
+FRAME_OVER_PAYLOAD_BYTES = BATCH_BYTES + 16 * 1024 * 1024
+# A frame that did not come in one read must be whole within FRAME_TIMEOUT_S plus one second
+# per FRAME_MIN_BYTES_PER_S of it, and on the master no read inside it (nor a send) may wait
+# longer than FRAME_TIMEOUT_S: a peer that stops mid-frame frees its server thread. Longer
+# bounds suit slower links; a connection's wait between requests stays unbounded.
+FRAME_TIMEOUT_S = 15.0
+FRAME_MIN_BYTES_PER_S = 256 * 1024
+# The master takes FRAME_TIMEOUT_S from this environment variable (seconds) when it is set.
+ENV_FRAME_TIMEOUT = "TASKQ_FRAME_TIMEOUT_S"

@@ -7,13 +7,17 @@ without returning (crash, timeout, lost worker).
 
 from __future__ import annotations
 
+import pickle
+from concurrent.futures import CancelledError
+
 
 class TaskqError(Exception):
     """Base class of every taskq error."""
 
 
-class SerializationError(TaskqError):
-    """A function, argument or result could not be pickled or unpickled."""
+class SerializationError(TaskqError, pickle.PicklingError):
+    """A function, argument or result could not be pickled or unpickled (a
+    ``pickle.PicklingError``, as the standard process pools raise)."""
 
 
 class TaskLoadError(SerializationError):
@@ -70,3 +74,11 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return self.text
+
+
+class MasterError(TaskqError):
+    """A call failed inside the master (e.g. its journal could not be written)."""
+
+
+class TaskCancelled(TaskqError, CancelledError):
+    """The task was cancelled; it is a ``concurrent.futures.CancelledError`` too."""

@@ -22,15 +22,16 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict
 
 LEVELS = ("debug", "info", "warning", "error")
 _FIELDS = "taskq_fields"  # the LogRecord attribute that carries an event's fields
 
 
-def _to_record(_logger: Any, _method: str, event_dict: dict[str, Any]) -> Any:
+def _to_record(_logger: Any, _method: str, event_dict: EventDict) -> Any:
     """The last processor: a readable message, with the fields kept on the record."""
     exc_info = event_dict.pop("exc_info", None)
-    fields = {"event": event_dict.pop("event", "")} | event_dict
+    fields = {"event": event_dict.pop("event", ""), **event_dict}
     text = " ".join([str(fields["event"]), *(f"{k}={v!r}" for k, v in event_dict.items())])
     return (text,), {"extra": {_FIELDS: fields}, "exc_info": exc_info}
 
@@ -43,7 +44,7 @@ def get_logger(name: str) -> Any:
         context_class=dict, cache_logger_on_first_use=False)
 
 
-def _lift_fields(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _lift_fields(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     """Give a taskq event its own fields back (other records keep their message)."""
     record = event_dict.get("_record")
     fields = getattr(record, _FIELDS, None)

@@ -8,9 +8,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from taskq import defaults, logs, transport
 from taskq.journal import Journal
@@ -38,6 +40,7 @@ def build_broker(config: MasterConfig) -> Broker:
                         max_payload=config.max_payload)
     journal = None
     if config.state is not None:
+        state.restore_hold_until = time.monotonic() + defaults.RESTORE_CLAIM_S
         journal = Journal(config.state)
         tasks, results = journal.load(state)
         log.info("journal_loaded", path=str(config.state), tasks=tasks, results=results)
@@ -49,11 +52,12 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
     """Serve until ``stop`` is set; ``announce`` gets "host:port" once it accepts."""
     broker = build_broker(config)
     try:
-        server = transport.serve(broker, config.host, config.port, config.authkey)
+        server = transport.serve(broker, config.host, config.port, config.authkey,
+                                 config.max_payload)
     except BaseException:
         broker.close()
         raise
-    host, port = server.address[:2]
+    host, port = cast("tuple[str, int]", server.address)[:2]
     broker.start_reaper()
     transport.run_server(server)
     log.info("master_started", address=f"{host}:{port}", durable=config.state is not None)

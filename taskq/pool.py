@@ -47,7 +47,8 @@ from typing import Any
 
 from taskq import fdio
 from taskq.defaults import CHILD_DEPTH
-from taskq.pool_child import OK, RAISED, child_main
+from taskq.pool_child import OK, RAISED, SKIPPED, child_main
+from taskq.pool_claim import RING, Claims
 from taskq.pool_proc import Child, exit_detail
 
 __all__ = ["Job", "Outcome", "OutcomeKind", "ProcessPool"]
@@ -98,8 +99,8 @@ class ProcessPool:
     def __init__(self, procs: int, runner: Callable[[Any], Any], *, depth: int = CHILD_DEPTH,
                  max_tasks_per_child: int | None = None, max_memory_mb: float | None = None,
                  initializer: Callable[[], None] | None = None) -> None:
-        if procs < 1 or depth < 1:
-            raise ValueError("procs and depth must be at least 1")
+        if procs < 1 or not 1 <= depth < RING:
+            raise ValueError(f"procs must be at least 1 and depth 1 to {RING - 1}")
         self._procs, self._runner, self._depth = procs, runner, depth
         self._max_tasks = max_tasks_per_child
         self._max_rss = None if max_memory_mb is None else max_memory_mb * 2**20
@@ -109,6 +110,7 @@ class ProcessPool:
         self._cond = threading.Condition(threading.Lock())
         self._pending: deque[_Entry] = deque()
         self._outcomes: deque[Outcome] = deque()
+        self._started_out: list[str] = []  # jobs that began running, not yet taken
         self._in_flight = 0
         self._assigned = 0  # taken from pending, neither resolved nor put back yet
         self._want_wake = False  # the driver has room and waits for jobs
@@ -121,6 +123,10 @@ class ProcessPool:
         self._watch: dict[object, Child] = {}  # conn or sentinel -> child
         self._batch: list[Outcome] = []
         self._requeue: list[_Entry] = []
+        self._begun: list[str] = []  # jobs that began this round
+        self._claims: dict[Child, Claims] = {}
+        self._dropped: set[str] = set()  # cancelled while written ahead to a child
+        self._skipped = 0  # this round's answers of children for dropped jobs
         self._idle_deaths, self._respawn_at, self._closing = 0, 0.0, False
         self._shutdown_lock = threading.Lock()
         # Held by the driver while it handles children (not while it waits on them), and by
@@ -168,6 +174,7 @@ class ProcessPool:
             return False
         try:
             self._dispatch()
+            self._publish_started()
             return job.timeout is None and not self._requeue
         finally:
             self._io.release()
@@ -175,8 +182,9 @@ class ProcessPool:
     def get_outcomes(self, timeout: float) -> list[Outcome]:
         """Every outcome available, waiting up to ``timeout`` s for one; [] on timeout/wake."""
         with self._cond:
-            if not (self._outcomes or self._woken or self._error):
-                self._cond.wait_for(lambda: self._outcomes or self._woken or self._error, timeout)
+            if not (self._outcomes or self._woken or self._error or self._started_out):
+                self._cond.wait_for(lambda: self._outcomes or self._woken or self._error
+                                    or self._started_out, timeout)
             self._woken = False
             if self._error is not None and not self._outcomes:
                 raise RuntimeError("pool driver failed") from self._error
@@ -184,6 +192,34 @@ class ProcessPool:
             self._outcomes.clear()
             self._in_flight -= len(out)
             return out
+
+    def take_started(self) -> list[str]:
+        """Jobs that began running since the last call (get_outcomes returns when there are)."""
+        with self._cond:
+            started, self._started_out = self._started_out, []
+            return started
+
+    def cancel(self, task_id: str) -> bool:
+        """Make sure a job never runs: True if it had not begun (no outcome will come for it,
+        and it is not handed back), False if it runs, ended, or is unknown here."""
+        with self._io, self._cond:
+            for entries in (self._pending, self._requeue):
+                for entry in entries:
+                    if entry[0].task_id == task_id:
+                        entries.remove(entry)
+                        self._in_flight -= 1
+                        self._assigned -= entries is self._requeue
+                        return True
+            for child in self._children:
+                for pos, (job, _) in enumerate(child.fifo):
+                    if job.task_id != task_id:
+                        continue
+                    if pos == 0 or not self._claims[child].drop(child.completed + pos):
+                        return False
+                    self._dropped.add(task_id)
+                    self._in_flight -= 1
+                    return True
+        return False
 
     def wake(self) -> None:
         """Make a blocked (or the next) get_outcomes return now."""
@@ -228,7 +264,8 @@ class ProcessPool:
                 with self._io:
                     self._fill()
                     self._dispatch()
-                    watched, timeout = [self._wake_r, *self._watch], self._wait_timeout()
+                    watched: list[Any] = [self._wake_r, *self._watch]
+                    timeout = self._wait_timeout()
                 ready = wait(watched, timeout)
                 with self._io:
                     now = time.monotonic()
@@ -269,7 +306,9 @@ class ProcessPool:
 
     def _spawn(self) -> Child:
         parent, child_end = self._ctx.Pipe()
-        args = (child_end, self._dog_r, self._runner, self._initializer, self._max_rss is not None)
+        claims = Claims(self._ctx)
+        args = (child_end, self._dog_r, self._runner, self._initializer, self._max_rss is not None,
+                claims)
         proc = self._ctx.Process(target=child_main, args=args, name="taskq-pool-child")
         try:
             proc.start()
@@ -279,6 +318,7 @@ class ProcessPool:
         finally:
             child_end.close()
         child = Child(proc, parent, parent.fileno(), proc.sentinel)
+        self._claims[child] = claims
         self._watch[parent] = self._watch[child.sentinel] = child
         return child
 
@@ -338,7 +378,8 @@ class ProcessPool:
             self._write(self._children[index], batch)
 
     def _write(self, child: Child, batch: list[_Entry]) -> None:
-        if not child.fifo:
+        first = not child.fifo
+        if first:
             child.head_start = time.monotonic()
         child.fifo.extend(batch)
         child.assigned += len(batch)
@@ -351,6 +392,9 @@ class ProcessPool:
             for _ in batch:
                 child.fifo.pop()
             self._requeue.extend(batch)
+            return
+        if first:
+            self._begun.append(batch[0][0].task_id)
 
     def _pull(self, child: Child, now: float) -> bool:
         """One read of what the child sent, and every result in it; False at EOF."""
@@ -363,12 +407,17 @@ class ProcessPool:
         job, _ = child.fifo.popleft()
         duration, child.head_start = now - child.head_start, now
         child.completed += 1
+        if child.fifo and child.fifo[0][0].task_id not in self._dropped:
+            self._begun.append(child.fifo[0][0].task_id)
         try:
             status, value, rss = pickle.loads(data)
         except Exception as exc:
             status, rss = RAISED, 0
             value = f"result could not be unpickled: {type(exc).__name__}: {exc}"
-        if status == OK:
+        if status == SKIPPED:
+            self._dropped.discard(job.task_id)
+            self._skipped += 1
+        elif status == OK:
             self._batch.append(Outcome(job.task_id, OutcomeKind.DONE, value, "", duration))
         else:
             self._batch.append(Outcome(job.task_id, OutcomeKind.CRASHED, None, value, duration))
@@ -396,8 +445,15 @@ class ProcessPool:
         dispatched again."""
         job, _ = child.fifo.popleft()
         self._batch.append(Outcome(job.task_id, kind, None, detail, now - child.head_start))
-        self._requeue.extend(child.fifo)
+        self._requeue.extend(self._undropped(child))
         child.fifo.clear()
+
+    def _undropped(self, child: Child) -> list[_Entry]:
+        """The jobs behind a dead child's head, but those dropped (they never run)."""
+        rest = [e for e in child.fifo if e[0].task_id not in self._dropped]
+        self._skipped += len(child.fifo) - len(rest)
+        self._dropped.difference_update(e[0].task_id for e in child.fifo)
+        return rest
 
     def _reap(self, child: Child, now: float) -> None:
         """The child's sentinel fired: account for its jobs, then release it."""
@@ -410,12 +466,14 @@ class ProcessPool:
         else:
             self._children = [c for c in self._children if c is not child]
             if child.fifo:
-                self._lose_head(child, OutcomeKind.CRASHED, exit_detail(child.proc.exitcode), now)
+                detail = exit_detail(child.proc.exitcode, child.oom_kills)
+                self._lose_head(child, OutcomeKind.CRASHED, detail, now)
             elif not child.completed:
                 self._note_idle_death()
         self._release(child)
 
     def _release(self, child: Child) -> None:
+        self._claims.pop(child, None)
         self._watch.pop(child.conn, None)
         self._watch.pop(child.sentinel, None)
         child.conn.close()
@@ -438,15 +496,23 @@ class ProcessPool:
 
     def _publish(self) -> None:
         """Hand this round's outcomes to get_outcomes; put never-started jobs back first."""
-        if not (self._batch or self._requeue):
+        self._publish_started()
+        if not (self._batch or self._requeue or self._skipped):
             return
-        batch, requeue = self._batch, self._requeue
-        self._batch, self._requeue = [], []
+        batch, requeue, skipped = self._batch, self._requeue, self._skipped
+        self._batch, self._requeue, self._skipped = [], [], 0
         with self._cond:
             self._outcomes.extend(batch)
             self._pending.extendleft(reversed(requeue))
-            self._assigned -= len(batch) + len(requeue)
+            self._assigned -= len(batch) + len(requeue) + skipped
             self._cond.notify_all()
+
+    def _publish_started(self) -> None:
+        if self._begun:
+            with self._cond:
+                self._started_out += self._begun
+                self._cond.notify_all()
+            self._begun = []
 
     def _poke(self) -> None:
         with contextlib.suppress(OSError):
@@ -493,7 +559,7 @@ class ProcessPool:
         for child in everyone:
             child.proc.join(_JOIN_S)
             self._drain(child, now)
-            unfinished.extend(job for job, _ in child.fifo)
+            unfinished.extend(job for job, _ in self._undropped(child))
             child.fifo.clear()
             self._release(child)
         self._children, self._dying = [], []

@@ -1,6 +1,7 @@
 """What runs inside a pool process: read payloads, run the runner on each, answer in order.
 
     owner ── [packed payload]... ──► child_main ── runner(payload) ──► (status, value, rss)
+                                        └─ dropped by the owner (Claims) ──► (SKIPPED, None, 0)
     owner's watchdog pipe end closed (owner died) ──► _watch_owner ──► os._exit
 
 Kept apart from ``taskq.pool`` (the owner's side) so a pool process loads only this.
@@ -18,8 +19,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from taskq import fdio
+from taskq.pool_claim import Claims
 
-OK, RAISED = 0, 1
+OK, RAISED, SKIPPED = 0, 1, 2
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 # Results are sent with a 4-byte length: they are kept under 2 GiB.
 _MAX_RESULT = 0x7FFFFFFF
@@ -65,14 +67,17 @@ def _run_one(runner: Callable[[Any], Any], blob: memoryview, buffers: list[memor
 
 
 def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], Any],
-               initializer: Callable[[], None] | None, measure: bool) -> None:
-    """Body of a pool process: run every payload it is sent, answer each in order."""
+               initializer: Callable[[], None] | None, measure: bool, claims: Claims) -> None:
+    """Body of a pool process: run every payload it is sent (but those its owner dropped),
+    answer each in order."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_owner, args=(watchdog.fileno(),), daemon=True).start()
     if initializer is not None:
         initializer()
     page = os.sysconf("SC_PAGE_SIZE") if measure else 0
     fd, send = conn.fileno(), conn.send_bytes
+    skipped = pickle.dumps((SKIPPED, None, 0), _PROTOCOL)
+    seq = 0
     while True:
         try:
             message = fdio.read_message(fd)
@@ -83,4 +88,5 @@ def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], A
         view, pos = memoryview(message), 0
         while pos < len(message):
             blob, buffers, pos = fdio.split(view, pos)
-            send(_run_one(runner, blob, buffers, page))
+            send(_run_one(runner, blob, buffers, page) if claims.begin(seq) else skipped)
+            seq += 1

@@ -8,8 +8,9 @@ are journaled before it returns, so whatever a caller was told is accepted is du
     clients ── submit / fetch / cancel ──┐
                                          ├─► Broker ─ lock ─► BrokerState
     workers ── register / heartbeat /    │                     │ drain_changes()
-               take / report / release ──┘                     ▼
-    reaper thread ── expire() every REAP_EVERY_S            Journal.write()
+               take / report / release / │                     ▼
+               control (cancel asks) ────┘                  Journal.write()
+    reaper thread ── expire(), promote() every REAP_EVERY_S
 """
 
 from __future__ import annotations
@@ -32,7 +33,15 @@ from taskq.defaults import (
 )
 from taskq.journal import Journal
 from taskq.state import BrokerState, CancelOutcome, WorkerInfo
-from taskq.wire import ClusterStatus, MasterInfo, ResultMsg, TaskMsg, WorkerHello, WorkerRow
+from taskq.wire import (
+    ClusterStatus,
+    Fetched,
+    MasterInfo,
+    ResultMsg,
+    TaskMsg,
+    WorkerHello,
+    WorkerRow,
+)
 
 log = logs.get_logger("taskq.master")
 T = TypeVar("T")
@@ -53,6 +62,8 @@ class Broker:
         self._work = threading.Condition(self._lock)
         self._results = threading.Condition(self._lock)
         self._space = threading.Condition(self._lock)
+        self._asks = threading.Condition(self._lock)  # cancel requests for workers
+        self._answers = threading.Condition(self._lock)  # workers' answers to them
         self._started = clock()
         self._stopping = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -122,24 +133,37 @@ class Broker:
             journal.wait(ticket)  # accepted means journaled; workers may start meanwhile
         return len(batch)
 
-    def fetch(self, outbox: str, ack: list[str], max_n: int, wait: float) -> list[ResultMsg]:
-        """Acknowledge results, then return up to max_n new ones, waiting a bounded time."""
+    def fetch(self, outbox: str, ack: list[str], max_n: int, wait: float) -> Fetched:
+        """Acknowledge results, then return up to max_n new ones (and the tasks that started),
+        waiting a bounded time."""
         with self._lock:
             state = self._state
             state.touch(outbox, self._clock())
             out = state.fetch(outbox, ack, max_n)
-            if not out and self._wait(self._results, lambda: state.has_unsent(outbox), wait):
+            if not (out.results or out.started) and self._wait(
+                    self._results, lambda: state.has_unsent(outbox), wait):
                 out = state.fetch(outbox, [], max_n)
             self._commit()
             return out
 
-    def open_count(self, outbox: str) -> int:
+    def open_count(self, outbox: str) -> int | None:
         with self._lock:
             return self._state.open_count(outbox)
 
-    def cancel(self, task_ids: list[str]) -> CancelOutcome:
+    def cancel(self, task_ids: list[str], wait: float = 0.0) -> CancelOutcome:
+        """Cancel tasks that have not started; a leased one's worker is asked, and the answer
+        awaited up to ``wait`` s (those still unanswered are in ``asked``: call again)."""
         with self._lock:
-            out = self._state.cancel(task_ids)
+            state = self._state
+            out = state.cancel(task_ids)
+            if out.asked:
+                self._asks.notify_all()
+                recs = [state.tasks[t] for t in out.asked]
+                self._wait(self._answers, lambda: not any(r.cancel_asked for r in recs), wait)
+                later = state.cancel_progress(recs)
+                out.asked = later.asked
+                for name in ("cancelled", "running", "unknown"):
+                    getattr(out, name).extend(getattr(later, name))
             self._commit()
             if out.cancelled:
                 self._space.notify_all()
@@ -170,6 +194,9 @@ class Broker:
             def available() -> bool:
                 return any(state.pending_by_queue[q] > 0 for q in queues)
 
+            now = self._clock()
+            if state.promote(now):
+                self._work.notify_all()
             self._wait(self._work, available, wait)
             tasks = state.lease(worker_id, self._fair_share(worker_id, n), self._clock(),
                                 BATCH_BYTES)
@@ -189,14 +216,33 @@ class Broker:
         share = -(-state.pending_count() * worker.procs // (2 * procs))  # half, rounded up
         return min(n, max(share, worker.procs * PREFETCH_MIN))
 
-    def report(self, worker_id: str, results: list[ResultMsg]) -> None:
+    def report(self, worker_id: str, results: list[ResultMsg],
+               started: list[str] | None = None) -> None:
+        """A worker's outcomes, and the tasks it began running since its last report."""
         with self._lock:
             pending_before = self._state.pending_count()
+            self._state.start(worker_id, started or ())
             self._state.complete(worker_id, results, self._clock())
             requeued = self._state.pending_count() - pending_before
             self._commit()
+            if started:
+                self._results.notify_all()
             if requeued > 0:
                 self._work.notify(requeued)
+
+    def control(self, worker_id: str, answers: dict[str, bool], wait: float) -> list[str]:
+        """A worker's answers to cancel requests (True: dropped before it started); returns
+        new requests for it, waiting a bounded time for one."""
+        with self._lock:
+            state = self._state
+            asks = state.control(worker_id, answers)
+            if answers:
+                self._commit()
+                self._answers.notify_all()
+                self._results.notify_all()
+            if not asks and self._wait(self._asks, lambda: state.has_asks(worker_id), wait):
+                asks = state.control(worker_id, {})
+            return asks
 
     def release(self, worker_id: str, task_ids: list[str], goodbye: bool = False) -> None:
         """A worker hands back unstarted tasks; with goodbye it leaves the cluster."""
@@ -228,6 +274,7 @@ class Broker:
             pending_before = self._state.pending_count()
             now = self._clock()
             lost = self._state.expire(now)
+            self._state.promote(now)
             dropped = self._state.drop_abandoned(now, self._result_ttl, CLIENT_OUTBOX_PREFIX)
             requeued = self._state.pending_count() - pending_before
             failed = [res for _, res in self._state.changes.finished]
@@ -259,6 +306,8 @@ class Broker:
             self._work.notify_all()
             self._results.notify_all()
             self._space.notify_all()
+            self._asks.notify_all()
+            self._answers.notify_all()
         if self._reaper is not None:
             self._reaper.join(timeout=2)
         with self._lock:

@@ -10,11 +10,18 @@ The manager protocol is the standard library's; this module only sets it up well
 - a rejected authkey is logged on the master (without key material) and raised on the
   caller as ``AuthError``, never as a traceback;
 - every client read is bounded (SO_RCVTIMEO), every connect has a timeout;
+- every frame is bounded before anything is allocated for it, on both sides: at most the
+  master's --max-payload plus FRAME_OVER_PAYLOAD_BYTES (clients and workers learn it from
+  the MasterInfo the master replies to hello, register and info); and a frame that has
+  started must arrive in time (FRAME_TIMEOUT_S), however long a connection waits between
+  requests. A frame over either bound closes its connection, logged as ``frame_rejected``
+  or ``frame_stalled`` with the peer and the size it claimed;
 - proxies keep their own thread-local connections, so a reconnect never reuses a dead one.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import socket
 import struct
@@ -23,15 +30,17 @@ import time
 from collections.abc import Callable
 from multiprocessing import AuthenticationError, connection, managers, util
 from traceback import format_exc
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from taskq import defaults, fdio, logs
-from taskq.errors import AuthError, ConnectError
+from taskq.errors import AuthError, ConnectError, MasterError
+from taskq.remote import EXPOSED, Remote
+from taskq.wire import MasterInfo
 
 log = logs.get_logger("taskq.transport")
 T = TypeVar("T")
 SERIALIZER = "taskq"
-LINK_ERRORS = (OSError, EOFError, ConnectionError, managers.RemoteError)
+LINK_ERRORS = (OSError, EOFError, ConnectionError, managers.RemoteError, MasterError)
 
 AUTH_HINT = "check TASKQ_AUTHKEY or --authkey-file: it must hold the master's key"
 
@@ -75,12 +84,41 @@ def _tune(fd: int, read_timeout: float | None, server: bool) -> None:
 def _peer(conn: connection.Connection) -> str:
     sock = socket.socket(fileno=conn.fileno())
     try:
-        host, port = sock.getpeername()[:2]
-        return f"{host}:{port}"
+        name = sock.getpeername()
     except OSError:
         return "?"
+    else:
+        return f"{name[0]}:{name[1]}" if isinstance(name, tuple) else str(name or "?")
     finally:
         sock.detach()
+
+
+def frame_limit(max_payload: int) -> int:
+    """The largest frame read on a connection to or from a master with this --max-payload."""
+    return max_payload + defaults.FRAME_OVER_PAYLOAD_BYTES
+
+
+# The largest frame this process reads from a master: sized for the default --max-payload
+# until a master says more in its MasterInfo (see _learn).
+_reply_limit = frame_limit(int(defaults.MAX_PAYLOAD_MB * 1024 * 1024))
+
+
+def allow_max_payload(max_payload: int) -> None:
+    """Let this process's connections read replies from a master with this --max-payload
+    (the limit only grows: a process may talk to several masters)."""
+    global _reply_limit
+    _reply_limit = max(_reply_limit, frame_limit(max_payload))
+
+
+def _learn(reply: Any) -> None:
+    """A master's reply that carries its MasterInfo sizes this process's frames."""
+    if type(reply) is tuple and len(reply) == 2 and type(reply[1]) is MasterInfo:
+        allow_max_payload(reply[1].max_payload)
+
+
+class FrameDropped(EOFError):
+    """A frame over its size or time bound: the connection was closed (an EOFError, so a
+    server thread ends and a link reconnects as for any lost connection)."""
 
 
 class _Received:
@@ -102,7 +140,16 @@ class Connection(connection.Connection):
     """The standard socket connection, but messages are read straight into one buffer of
     their final size (the standard one grows a BytesIO chunk by chunk: slow for big bodies)
     and objects are packed by ``taskq.fdio``: large buffers in them (task arguments and
-    results, see ``taskq.wire``) cross uncopied, out of band."""
+    results, see ``taskq.wire``) cross uncopied, out of band.
+
+    Every frame is bounded before it is read: in size by ``max_frame`` (None: this process's
+    limit for replies from a master, see ``allow_max_payload``) and, once started, in time
+    by ``frame_timeout`` (see ``fdio.read_message``). With ``idle`` (the master's side
+    between requests) the wait for the next message's first byte is not bounded."""
+
+    max_frame: int | None = None
+    frame_timeout: float = defaults.FRAME_TIMEOUT_S
+    idle = False
 
     def send(self, obj: Any) -> None:
         """Pickle and send ``obj``; its large buffers are written from where they lie."""
@@ -114,11 +161,41 @@ class Connection(connection.Connection):
         """Receive what ``send`` sent; its large buffers are views into the one read."""
         self._check_closed()  # type: ignore[attr-defined]
         self._check_readable()  # type: ignore[attr-defined]
-        message = fdio.read_message(self._handle)  # type: ignore[attr-defined]
+        message = self._read_frame()
         blob, buffers, _ = fdio.split(memoryview(message))
-        return pickle.loads(blob, buffers=buffers)
+        obj = pickle.loads(blob, buffers=buffers)
+        if self.max_frame is None:
+            _learn(obj)
+        return obj
 
-    def _recv(self, size: int, read: Any = None) -> _Received:  # type: ignore[override]
+    def _read_frame(self) -> bytearray:
+        limit = self.max_frame or _reply_limit
+        while True:
+            try:
+                return fdio.read_message(self._handle, limit,  # type: ignore[attr-defined]
+                                         self.frame_timeout)
+            except BlockingIOError:  # the socket's timeout passed before any byte came
+                if not self.idle:
+                    raise
+            except fdio.FrameError as exc:
+                self._drop(exc)
+
+    def _drop(self, exc: fdio.FrameError) -> NoReturn:
+        """Close the connection (its stream is out of step) and say why."""
+        if isinstance(exc, fdio.FrameTooLarge | fdio.FrameStalled):
+            event = "frame_rejected" if isinstance(exc, fdio.FrameTooLarge) else "frame_stalled"
+            log.warning(event, peer=_peer(self), claimed=exc.size,
+                        limit=self.max_frame or _reply_limit)
+        self.close()
+        raise FrameDropped(str(exc)) from None
+
+    def _recv(self, size: int, read: Any = None) -> _Received:
+        """A read of the standard handshake (its messages are checked against 256 bytes
+        before this is called); never more than a frame may hold."""
+        limit = self.max_frame or _reply_limit
+        if not 0 <= size <= limit:
+            raise fdio.FrameTooLarge(f"a frame claims {size} bytes; at most {limit} are "
+                                     f"accepted", size)
         buf = bytearray(size)
         fdio.read_into(self._handle, memoryview(buf))  # type: ignore[attr-defined]
         return _Received(buf)
@@ -132,7 +209,11 @@ def _adopt(conn: connection.Connection) -> Connection:
 
 
 class Listener(connection.Listener):
-    """The master's listener: a deeper backlog and tuned, time-limited new sockets."""
+    """The master's listener: a deeper backlog and tuned, time-limited new sockets whose
+    frames are bounded as ``serve`` says."""
+
+    max_frame = frame_limit(int(defaults.MAX_PAYLOAD_MB * 1024 * 1024))
+    frame_timeout = defaults.FRAME_TIMEOUT_S
 
     def __init__(self, address: Any = None, family: Any = None, backlog: int = 1,
                  authkey: bytes | None = None) -> None:
@@ -140,6 +221,7 @@ class Listener(connection.Listener):
 
     def accept(self) -> connection.Connection:
         conn = _adopt(super().accept())
+        conn.max_frame, conn.frame_timeout = self.max_frame, self.frame_timeout
         _tune(conn.fileno(), defaults.HANDSHAKE_TIMEOUT_S, server=True)
         return conn
 
@@ -163,11 +245,16 @@ def client(address: tuple[str, int], authkey: bytes | None = None,
     return conn
 
 
-managers.listener_client[SERIALIZER] = (Listener, client)
+managers.listener_client[SERIALIZER] = (Listener, client)  # type: ignore[attr-defined]
 
 
 class Server(managers.Server):
     """The standard manager server, with bounded handshakes and a stoppable accept loop."""
+
+    # set by managers.Server.__init__, and stop_event by serve()
+    listener: connection.Listener
+    authkey: bytes
+    stop_event: threading.Event
 
     def accepter(self) -> None:
         while not self.stop_event.is_set():
@@ -190,10 +277,12 @@ class Server(managers.Server):
         except AuthenticationError:
             log.warning("connection_rejected", peer=peer, reason="authkey did not match")
             return
+        except FrameDropped:
+            return  # logged as it was dropped
         except Exception as exc:
             log.warning("connection_dropped", peer=peer, reason=type(exc).__name__)
             return
-        _tune(c.fileno(), None, server=True)
+        _between_requests(c)
         try:
             msg: tuple[str, Any] = ("#RETURN", getattr(self, funcname)(c, *args, **kwds))
         except Exception:
@@ -204,18 +293,35 @@ class Server(managers.Server):
             log.debug("reply_failed", peer=peer)
 
 
+def _between_requests(c: connection.Connection) -> None:
+    """After its first request a connection may wait as long as it likes for the next one
+    (keepalive notices a vanished peer), but a started frame, and every send, is bounded."""
+    if isinstance(c, Connection):
+        _tune(c.fileno(), c.frame_timeout, server=True)
+        c.idle = True
+    else:
+        _tune(c.fileno(), None, server=True)
+
+
 class BrokerProxy(managers.BaseProxy):
     """Typed proxy of ``taskq.service.Broker``; one method per exposed call."""
 
-    _exposed_ = ("hello", "submit", "fetch", "open_count", "cancel", "register", "heartbeat",
-                 "take", "report", "release", "status", "info")
+    _exposed_ = EXPOSED
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tls = util.ForkAwareLocal()  # own connections: never share a dead one
 
     def call(self, name: str, *args: Any) -> Any:
-        return self._callmethod(name, args)
+        """Run a broker method; an exception raised in it arrives as ``MasterError``."""
+        try:
+            return self._callmethod(name, args)
+        except managers.RemoteError as exc:
+            raise MasterError(f"the master failed in {name}: {_last_line(exc)}") from None
+
+    @property
+    def remote(self) -> Remote:
+        return Remote(self.call)
 
     def discard(self) -> None:
         """Drop this proxy without telling the server (it may be gone)."""
@@ -228,6 +334,12 @@ class BrokerProxy(managers.BaseProxy):
             conn.close()
 
 
+def _last_line(exc: managers.RemoteError) -> str:
+    """The exception line of the master's traceback that a RemoteError carries."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip().strip("-")]
+    return lines[-1] if lines else "unknown error"
+
+
 class Manager(managers.BaseManager):
     _Server = Server
 
@@ -235,16 +347,38 @@ class Manager(managers.BaseManager):
 Manager.register("broker", proxytype=BrokerProxy)
 
 
-def serve(broker: Any, host: str, port: int, authkey: bytes) -> Server:
-    """Bind the master's server (not yet accepting); ``server.address`` is the bound one."""
+def frame_timeout_setting() -> float:
+    """FRAME_TIMEOUT_S, or the seconds the master's environment sets in ENV_FRAME_TIMEOUT."""
+    text = os.environ.get(defaults.ENV_FRAME_TIMEOUT, "").strip()
+    if not text:
+        return defaults.FRAME_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"{defaults.ENV_FRAME_TIMEOUT} must be a number of seconds above 0, "
+                         f"not {text!r}")
+    return seconds
+
+
+def serve(broker: Any, host: str, port: int, authkey: bytes,
+          max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024)) -> Server:
+    """Bind the master's server (not yet accepting); ``server.address`` is the bound one.
+    Its connections read frames of at most ``frame_limit(max_payload)`` bytes."""
 
     class _Manager(Manager):
         pass
 
     _Manager.register("broker", callable=lambda: broker, proxytype=BrokerProxy,
                       exposed=BrokerProxy._exposed_)
-    server = Server(_Manager._registry, (host, port), authkey, SERIALIZER)
+    server = Server(_Manager._registry, (host, port), authkey,  # type: ignore[attr-defined]
+                    SERIALIZER)
     server.stop_event = threading.Event()
+    listener = server.listener
+    if isinstance(listener, Listener):
+        listener.max_frame = frame_limit(max_payload)
+        listener.frame_timeout = frame_timeout_setting()
     return server
 
 
@@ -265,7 +399,7 @@ def open_proxy(address: tuple[str, int], authkey: bytes) -> BrokerProxy:
     manager = Manager(address=address, authkey=authkey, serializer=SERIALIZER)
     try:
         manager.connect()
-        return manager.broker()  # type: ignore[attr-defined,no-any-return]
+        return manager.broker()  # type: ignore[attr-defined]
     except managers.RemoteError as exc:
         raise ConnectError(f"the master at {address[0]}:{address[1]} refused: {exc}") from None
 
@@ -304,7 +438,7 @@ class Link:
 
     def __init__(self, address: tuple[str, int], authkey: bytes, *,
                  reconnect_for: float = defaults.RECONNECT_FOR_S,
-                 on_connect: Callable[[BrokerProxy], None] | None = None) -> None:
+                 on_connect: Callable[[Remote], None] | None = None) -> None:
         self.address = address
         self._authkey = authkey
         self.reconnect_for = reconnect_for
@@ -315,6 +449,7 @@ class Link:
         self._closed = False
         self._failed: ConnectError | None = None
         self._cancel = threading.Event()
+        self.remote = Remote(self.call)
 
     def open(self, within: float) -> None:
         with self._lock:
@@ -328,7 +463,7 @@ class Link:
                             max(0.0, deadline - time.monotonic()), self._cancel)
             try:
                 if self._on_connect is not None:
-                    self._on_connect(proxy)
+                    self._on_connect(proxy.remote)
             except LINK_ERRORS as exc:
                 proxy.discard()
                 if time.monotonic() >= deadline or self._cancel.is_set():
@@ -351,9 +486,9 @@ class Link:
                     continue
             try:
                 return proxy.call(name, *args)
+            except MasterError:
+                raise
             except LINK_ERRORS as exc:
-                if isinstance(exc, managers.RemoteError):
-                    raise
                 proxy.discard()
                 self._reconnect(generation, exc)
 

@@ -18,10 +18,11 @@ Every pickling failure is raised as one ``SerializationError`` saying what faile
 from __future__ import annotations
 
 import pickle
+import sys
 import traceback
 from dataclasses import dataclass, field
 from enum import StrEnum
-from types import FunctionType
+from types import BuiltinFunctionType, FunctionType
 from typing import Any
 
 import cloudpickle
@@ -31,6 +32,7 @@ from taskq.errors import (
     RemoteError,
     RemoteTraceback,
     SerializationError,
+    TaskCancelled,
     TaskCrashed,
     TaskRefused,
     TaskTimeout,
@@ -55,6 +57,7 @@ class Status(StrEnum):
 class TaskState(StrEnum):
     """Where a task is inside the master."""
 
+    WAITING = "waiting"  # not to be leased before its time (restored, held for its holder)
     PENDING = "pending"
     LEASED = "leased"
     DONE = "done"
@@ -131,6 +134,14 @@ class ResultMsg:
     @property
     def failed(self) -> bool:
         return self.status is not Status.OK
+
+
+@dataclass(slots=True)
+class Fetched:
+    """What a submitter's fetch returns: results, and the tasks that started running."""
+
+    results: list[ResultMsg] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -231,6 +242,29 @@ def encode_function(fn: Any) -> bytes:
             f"function {_describe(fn)} could not be pickled: {exc}") from exc
 
 
+def reference_key(fn: Any) -> tuple[str, str] | None:
+    """(module, name) of a function that travels by reference, else None.
+
+    Such a function pickles to the same bytes for as long as its module keeps it (nothing in
+    the pickle can change), so its encoding may be reused; any other callable (a closure, a
+    partial, a bound method, a callable object, anything from ``__main__``) carries state that
+    may change between submits and is encoded each time.
+    """
+    if not isinstance(fn, FunctionType | BuiltinFunctionType):
+        return None
+    module, name = getattr(fn, "__module__", None), fn.__qualname__
+    if not module or module == "__main__" or "<" in name:
+        return None
+    if module in cloudpickle.list_registry_pickle_by_value():
+        return None
+    target: Any = sys.modules.get(module)
+    for part in name.split("."):
+        target = getattr(target, part, None)
+    if target is not fn or getattr(fn, "__closure__", None):
+        return None
+    return module, name
+
+
 def encode_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     """Pickle a call's arguments; on failure, name the argument that could not be pickled."""
     try:
@@ -286,13 +320,13 @@ def encode_error(exc: BaseException) -> bytes:
     tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         blob: bytes | None = _dumps(exc)
-        pickle.loads(blob)
+        pickle.loads(_dumps(exc) if blob is None else blob)
     except Exception:
         blob = None
     return pickle.dumps((blob, type(exc).__qualname__, str(exc), tb_text), protocol=PROTOCOL)
 
 
-def decode_error(body: bytes) -> BaseException:
+def decode_error(body: Body) -> BaseException:
     """The exception a failed task raised, with the remote traceback as its ``__cause__``."""
     blob, type_name, message, tb_text = pickle.loads(body)
     if blob is not None:
@@ -311,6 +345,7 @@ _FAILURES: dict[Status, type[Exception]] = {
     Status.TIMEOUT: TaskTimeout,
     Status.LOST: WorkerLost,
     Status.REFUSED: TaskRefused,
+    Status.CANCELLED: TaskCancelled,
 }
 
 

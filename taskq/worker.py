@@ -1,12 +1,14 @@
 """A worker: leases tasks from the master and runs them in a local pool of processes.
 
-Only this (main) process talks to the master, over one ``Link`` shared by three threads:
+Only this (main) process talks to the master, over one ``Link`` shared by four threads:
 
     taker ──── take(n) ──────► master         n = what keeps the pool busy (adaptive)
       │ Job                                                     ▲
-      ▼                                                         │ report(results)
-    ProcessPool (N processes) ── outcomes ──► pump (main thread)┘
+      ▼                                                         │ report(results, started)
+    ProcessPool (N processes) ── outcomes, starts ──► pump (main thread)
     heartbeat ── heartbeat(held, running) every second; re-registers after a master restart
+    control ─── control(answers) ◄── cancel requests: pool.cancel(task) drops a task that has
+                                     not begun (True) or says it runs (False)
 
 Stopping (``stop()``, wired to SIGTERM/SIGINT by the CLI): take nothing new, hand the
 unstarted tasks back, let running ones finish for ``grace`` seconds, hand back what is
@@ -23,15 +25,16 @@ import socket
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from taskq import defaults, execute, logs
-from taskq.errors import ConnectError
+from taskq.errors import ConnectError, MasterError
 from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
-from taskq.transport import BrokerProxy, Link
-from taskq.wire import ResultMsg, Status, TaskMsg, WorkerHello
+from taskq.remote import Remote
+from taskq.transport import Link
+from taskq.wire import ResultMsg, Status, WorkerHello
 
 log = logs.get_logger("taskq.worker")
 
@@ -75,6 +78,7 @@ class Worker:
         self._halt = threading.Event()
         self._mean_s = defaults.PREFETCH_TARGET_S / defaults.PREFETCH_MIN
         self._lost_master = threading.Event()
+        self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
         self.log = log.bind(worker_id=self.worker_id)
 
     # ------------------------------------------------------------------ control
@@ -90,22 +94,22 @@ class Worker:
             self._capacity.notify_all()
         self.pool.wake()
 
-    def _on_connect(self, proxy: BrokerProxy) -> None:
+    def _on_connect(self, remote: Remote) -> None:
         with self._held_lock:
             held = list(self._held)
-        self._join(proxy.call, held)
+        self._join(remote, held)
 
-    def _join(self, call: Callable[..., Any], held: list[str]) -> None:
+    def _join(self, remote: Remote, held: list[str]) -> None:
         """Register (again) and claim back the tasks this worker still holds."""
-        call("register", self.hello)
-        call("heartbeat", self.worker_id, held, self.pool.running())
+        remote.register(self.hello)
+        remote.heartbeat(self.worker_id, held, self.pool.running())
 
     # ------------------------------------------------------------------ main loop
 
     def run(self) -> int:
         self.pool.start()
         try:
-            self.link.open(self.config.connect_for)
+            self._connect()
         except ConnectError as exc:
             self.log.error("connect_failed", error=str(exc))
             self.pool.kill()
@@ -114,13 +118,14 @@ class Worker:
                       f"{self.config.address[1]}", procs=self.config.procs)
         threads = [threading.Thread(target=self._guard(loop), name=name, daemon=True)
                    for loop, name in ((self._take_loop, "taskq-take"),
-                                      (self._heartbeat_loop, "taskq-heartbeat"))]
+                                      (self._heartbeat_loop, "taskq-heartbeat"),
+                                      (self._control_loop, "taskq-control"))]
         for thread in threads:
             thread.start()
         try:
             self._pump()
             code = 0 if not self._lost_master.is_set() else 1
-        except ConnectError as exc:
+        except (ConnectError, MasterError) as exc:
             self.log.error("master_unreachable", error=str(exc))
             code = 1
         finally:
@@ -131,14 +136,32 @@ class Worker:
         self.log.info("worker_stopped", exit_code=code)
         return code
 
+    def _connect(self) -> None:
+        """Open the link; a master not there yet is said once, with how long we wait."""
+        first = min(defaults.CONNECT_NOTICE_S, self.config.connect_for)
+        try:
+            self.link.open(first)
+        except ConnectError as exc:
+            rest = self.config.connect_for - first
+            if rest <= 0:
+                raise
+            self.log.warning("waiting_for_master", master=f"{self.config.address[0]}:"
+                             f"{self.config.address[1]}", for_s=round(rest), error=str(exc))
+            self.link.open(rest)
+
     def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
+        """No thread dies silently: a failure stops the worker (exit 1); its tasks go back
+        to the queue when their leases expire."""
         def run() -> None:
             try:
                 loop()
-            except ConnectError as exc:
-                if self._draining.is_set():
+            except BaseException as exc:
+                if isinstance(exc, ConnectError) and self._draining.is_set():
                     return  # stopping anyway: a vanished master is no failure of the stop
-                self.log.error("master_unreachable", error=str(exc))
+                if isinstance(exc, ConnectError):
+                    self.log.error("master_unreachable", error=str(exc))
+                else:
+                    self.log.exception("worker_thread_failed", error=repr(exc))
                 self._lost_master.set()
                 self.stop(now=True)
         return run
@@ -164,7 +187,7 @@ class Worker:
     def _drain(self, unstarted: list[Job]) -> None:
         """Hand back the unstarted tasks, then report running ones for up to ``grace`` s."""
         with self._sync:
-            self.link.call("release", self.worker_id, [j.task_id for j in unstarted], False)
+            self.link.remote.release(self.worker_id, [j.task_id for j in unstarted], False)
             self._forget([j.task_id for j in unstarted])
         self.log.info("worker_draining", running=self.pool.in_flight(),
                       grace_s=self.config.grace, released=len(unstarted))
@@ -176,20 +199,26 @@ class Worker:
             self._report(self.pool.get_outcomes(timeout=min(remaining, defaults.LONG_POLL_S)))
 
     def _say_goodbye(self, unstarted: list[Job], killed: list[Job]) -> None:
-        with contextlib.suppress(ConnectError):  # a master that is gone expires them instead
+        with contextlib.suppress(ConnectError, MasterError):  # else the leases expire
             self._report(self.pool.get_outcomes(timeout=0))
         back = [j.task_id for j in unstarted + killed]
         self._halt.set()  # no heartbeat after the goodbye
-        with self._sync, contextlib.suppress(ConnectError):  # else the leases expire
-            self.link.call("release", self.worker_id, back, True)
+        with self._sync, contextlib.suppress(ConnectError, MasterError):  # else they expire
+            self.link.remote.release(self.worker_id, back, True)
         self._forget(back)
 
     def _report(self, outcomes: list[Outcome]) -> None:
-        if not outcomes:
+        """Report outcomes, and the tasks that began since the last report (a task that
+        also ended in the meantime needs no start)."""
+        started = self.pool.take_started()
+        if not outcomes and not started:
             return
         results = [self._result(o) for o in outcomes]
+        if started and results:
+            ended = {r.task_id for r in results}
+            started = [t for t in started if t not in ended]
         with self._sync:
-            self.link.call("report", self.worker_id, results)
+            self.link.remote.report(self.worker_id, results, started)
             self._forget([r.task_id for r in results])
         durations = [o.duration for o in outcomes if o.kind is OutcomeKind.DONE]
         if durations:  # longer tasks are believed at once, shorter ones gradually
@@ -231,8 +260,7 @@ class Worker:
                     self._capacity.wait_for(lambda: self._want() > 0 or self._draining.is_set(),
                                             timeout=defaults.LONG_POLL_S)
                 continue
-            tasks: list[TaskMsg] = self.link.call("take", self.worker_id, want,
-                                                  defaults.LONG_POLL_S)
+            tasks = self.link.remote.take(self.worker_id, want, defaults.LONG_POLL_S)
             if not tasks:
                 continue
             with self._held_lock:
@@ -252,6 +280,27 @@ class Worker:
                     return
                 with self._held_lock:
                     held = list(self._held)
-                if not self.link.call("heartbeat", self.worker_id, held, self.pool.running()):
+                remote = self.link.remote
+                if not remote.heartbeat(self.worker_id, held, self.pool.running()):
                     self.log.warning("worker_rejoined", held=len(held))
-                    self._join(self.link.call, held)
+                    self._join(remote, held)
+
+    def _control_loop(self) -> None:
+        """Answer the master's cancel requests: drop each task that has not begun."""
+        answers: dict[str, bool] = {}
+        while not self._halt.is_set():
+            asks = self.link.remote.control(self.worker_id, answers, defaults.LONG_POLL_S)
+            answers = {task_id: self._drop(task_id) for task_id in asks}
+
+    def _drop(self, task_id: str) -> bool:
+        """Make sure a task never runs here; False if it runs (or ended, or is unknown)."""
+        if task_id in self._dropped:
+            return True  # asked again: the first answer was lost
+        if not self.pool.cancel(task_id):
+            return False
+        self._forget([task_id])
+        self._dropped[task_id] = None
+        if len(self._dropped) > defaults.KNOWN_JOBS_KEPT:
+            self._dropped.popitem(last=False)
+        self.log.info("task_dropped", task_id=task_id, reason="cancelled before it began")
+        return True

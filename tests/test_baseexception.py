@@ -1,9 +1,11 @@
 """SystemExit and KeyboardInterrupt raised by a task, or while its result (or exception) is
 pickled, reach ``future.result()`` as themselves, as with ``ProcessPoolExecutor``, and the
-pool process that ran the task lives on."""
+pool process that ran the task lives on. ``SerializationError`` is a
+``pickle.PicklingError``, as code written for the standard pools expects."""
 
 from __future__ import annotations
 
+import pickle
 import threading
 
 import pytest
@@ -71,3 +73,12 @@ def test_many_systemexits_at_once_each_resolve_their_own_future(running: Cluster
         assert threading.active_count() > 1  # the client's own threads are still there
         assert client.submit(tasks_mod.add, 2, 2).result(30) == 4
 
+
+def test_serialization_error_is_a_pickling_error(running: Cluster) -> None:
+    assert issubclass(taskq.SerializationError, pickle.PicklingError)
+    assert issubclass(taskq.TaskLoadError, pickle.PicklingError)
+    with running.client() as client:
+        with pytest.raises(pickle.PicklingError):
+            client.submit(tasks_mod.echo, threading.Lock())
+        with pytest.raises(pickle.PicklingError, match="could not be pickled"):
+            client.submit(tasks_mod.return_lock).result(30)

@@ -83,6 +83,7 @@ def build_history(j: Journaled) -> dict[str, ResultMsg]:
     j.commit()
     del results["acked"]
     results["big"] = s.outboxes["box"].results["big"]
+    results["cancel"] = s.outboxes["box"].results["cancel"]  # a cancelled task's result
     return results
 
 
@@ -96,7 +97,7 @@ def test_changes_reload_pending_tasks_and_unacked_results(tmp_path: Path) -> Non
     j.journal.close()
 
     fresh, counts = reload(path)
-    assert counts == (4, 3)
+    assert counts == (4, 4)
     assert task_rows(fresh) == expected
     assert fresh.tasks["retry"].errors == 1
     assert fresh.tasks["retry"].msg.options == TaskOptions(1.5, 2, 0, "default")
@@ -239,7 +240,7 @@ def play(ops: list[tuple[str, bool]]) -> tuple[BrokerState, list[list[Changes]]]
         elif op == "fetch":
             state.fetch("box", [], 2)
         elif op == "deliver":  # a client's round trip: fetch, then acknowledge what came
-            state.fetch("box", [r.task_id for r in state.fetch("box", [], 3)], 0)
+            state.fetch("box", [r.task_id for r in state.fetch("box", [], 3).results], 0)
         else:
             state.cancel([t for t, r in state.tasks.items() if r.state is TaskState.PENDING][:1])
         groups[-1].append(state.drain_changes())

@@ -66,6 +66,23 @@ def test_a_sigkill_with_no_oom_kill_counted_names_the_signal_only(counter: Path)
     assert detail == "process killed by signal SIGKILL"
 
 
+@pytest.mark.timeout(30)
+def test_a_sigkill_while_the_kernel_counted_an_oom_kill_says_out_of_memory(
+        counter: Path) -> None:
+    pool = ProcessPool(1, run)
+    pool.start()  # the child's start is noted with the counter at 5
+    try:
+        _count(counter, 6)  # the kernel's OOM killer struck in the cgroup meanwhile
+        pool.submit(Job("kill", ("kill",)))
+        detail = _crashed(pool, "kill").detail
+        pool.submit(Job("again", ("kill",)))  # its replacement started after that kill
+        again = _crashed(pool, "again").detail
+    finally:
+        pool.kill()
+    assert detail.startswith("process killed by signal SIGKILL (out of memory")
+    assert again == "process killed by signal SIGKILL"
+
+
 # --------------------------------------------------------------------------- exit_detail
 
 

@@ -38,7 +38,7 @@ def ids(msgs: list[TaskMsg]) -> list[str]:
 
 
 def fetch_all(state: BrokerState, outbox: str = "box") -> dict[str, ResultMsg]:
-    return {r.task_id: r for r in state.fetch(outbox, [], 1000)}
+    return {r.task_id: r for r in state.fetch(outbox, [], 1000).results}
 
 
 # --------------------------------------------------------------------------- submit
@@ -175,7 +175,7 @@ def test_ok_result_ends_task_in_its_outbox() -> None:
     assert state.workers["w"].last_seen == 1
     assert state.finished_ok == 1
     assert state.open_count("mine") == 0
-    assert state.fetch("mine", [], 10) == [result]
+    assert state.fetch("mine", [], 10).results == [result]
 
 
 def test_error_with_retries_left_requeues_then_fails() -> None:
@@ -198,7 +198,7 @@ def test_error_with_retries_left_requeues_then_fails() -> None:
     state.complete("w", [final], now=0)
     assert attempts == [0, 1, 2]
     assert "a" not in state.tasks
-    assert state.fetch("box", [], 10) == [final]
+    assert state.fetch("box", [], 10).results == [final]
     assert state.workers["w"].failed == 3
     assert state.finished_failed == 1
 
@@ -211,7 +211,7 @@ def test_crash_and_timeout_are_not_retried(status: Status) -> None:
     state.lease("w", 1, now=0)
     state.complete("w", [ResultMsg("a", status, detail="gone")], now=0)
     assert "a" not in state.tasks
-    assert [r.status for r in state.fetch("box", [], 10)] == [status]
+    assert [r.status for r in state.fetch("box", [], 10).results] == [status]
 
 
 def test_duplicate_results_are_dropped_first_wins() -> None:
@@ -248,7 +248,7 @@ def test_late_result_after_requeue_is_accepted_once() -> None:
     assert state.leased == {}
 
     state.complete("new", [ok("a", b"second")], now=22)
-    assert state.fetch("box", [], 10) == [late]
+    assert state.fetch("box", [], 10).results == [late]
     assert state.workers["new"].done == 0
 
 
@@ -348,7 +348,7 @@ def test_lost_attempts_are_capped_with_a_lost_result_naming_workers() -> None:
 
     assert "a" not in state.tasks
     assert state.leased == {}
-    (result,) = state.fetch("box", [], 10)
+    (result,) = state.fetch("box", [], 10).results
     assert result.status is Status.LOST
     assert "2 times" in result.detail
     assert "w1, w2" in result.detail
@@ -427,12 +427,13 @@ def test_release_requeues_without_counting_an_attempt() -> None:
     assert (msg.task_id, msg.attempt) == ("a", 0)
 
 
-def test_cancel_removes_pending_and_reports_running_and_unknown() -> None:
+def test_cancel_ends_queued_tasks_and_reports_running_and_unknown() -> None:
     state = make_state()
     state.submit([task("run"), task("wait"), task("done")], now=0)
     join(state, "w", now=0)
     state.lease("w", 1, now=0)
     state.heartbeat("w", ["run", "done"], 2, now=0)
+    state.start("w", ["run"])
     state.complete("w", [ok("done")], now=0)
     state.drain_changes()
 
@@ -440,19 +441,17 @@ def test_cancel_removes_pending_and_reports_running_and_unknown() -> None:
     assert out.cancelled == ["wait"]
     assert out.running == ["run"]
     assert out.unknown == ["done", "ghost", "wait"]
+    assert out.asked == []
     assert "wait" not in state.tasks
     assert state.pending_count() == 0
     assert state.open_count("box") == 1
-    assert state.drain_changes().removed == ["wait"]
+    (ended,) = state.drain_changes().finished
+    assert ended[1].status is Status.CANCELLED and ended[1].task_id == "wait"
+    assert fetch_all(state)["wait"].status is Status.CANCELLED
 
     join(state, "v", now=0)
     assert state.lease("v", 5, now=0) == []
     state.complete("w", [ok("wait")], now=0)
-    assert set(fetch_all(state)) == {"done"}
-
-
-# --------------------------------------------------------------------------- outbox
-
 
 def finished_box(state: BrokerState, n: int) -> list[ResultMsg]:
     state.submit([task(f"t{i}") for i in range(n)], now=0)
@@ -467,25 +466,25 @@ def test_fetch_hands_out_each_result_once_until_resend() -> None:
     state = make_state()
     results = finished_box(state, 3)
     assert state.has_unsent("box")
-    assert state.fetch("box", [], 2) == results[:2]
-    assert state.fetch("box", [], 2) == results[2:]
-    assert state.fetch("box", [], 2) == []
+    assert state.fetch("box", [], 2).results == results[:2]
+    assert state.fetch("box", [], 2).results == results[2:]
+    assert state.fetch("box", [], 2).results == []
     assert not state.has_unsent("box")
 
     state.resend("box")
     assert state.has_unsent("box")
-    assert state.fetch("box", [], 10) == results
+    assert state.fetch("box", [], 10).results == results
 
 
 def test_fetch_ack_forgets_results_and_drops_the_outbox() -> None:
     state = make_state()
     results = finished_box(state, 3)
     state.fetch("box", [], 10)
-    assert state.fetch("box", ["t0", "t1"], 10) == []
+    assert state.fetch("box", ["t0", "t1"], 10).results == []
     assert list(state.outboxes["box"].results) == ["t2"]
     state.resend("box")
-    assert state.fetch("box", [], 10) == [results[2]]
-    assert state.fetch("box", ["t2"], 10) == []
+    assert state.fetch("box", [], 10).results == [results[2]]
+    assert state.fetch("box", ["t2"], 10).results == []
     assert "box" not in state.outboxes
     assert state.drain_changes().acked == ["t0", "t1", "t2"]
 
@@ -503,16 +502,16 @@ def test_outbox_with_open_tasks_is_kept_after_ack() -> None:
 def test_fetch_respects_max_n_of_zero() -> None:
     state = make_state()
     finished_box(state, 2)
-    assert state.fetch("box", [], 0) == []
+    assert state.fetch("box", [], 0).results == []
     assert state.has_unsent("box")
-    assert len(state.fetch("box", [], 5)) == 2
+    assert len(state.fetch("box", [], 5).results) == 2
 
 
 def test_fetch_from_unknown_outbox() -> None:
     state = make_state()
-    assert state.fetch("nowhere", ["x"], 10) == []
+    assert state.fetch("nowhere", ["x"], 10).results == []
     assert not state.has_unsent("nowhere")
-    assert state.open_count("nowhere") == 0
+    assert state.open_count("nowhere") is None
 
 
 def test_outboxes_are_separate() -> None:
@@ -521,8 +520,8 @@ def test_outboxes_are_separate() -> None:
     join(state, "w", now=0)
     state.lease("w", 2, now=0)
     state.complete("w", [ok("a"), ok("b")], now=0)
-    assert ids_of(state.fetch("one", [], 10)) == ["a"]
-    assert ids_of(state.fetch("two", [], 10)) == ["b"]
+    assert ids_of(state.fetch("one", [], 10).results) == ["a"]
+    assert ids_of(state.fetch("two", [], 10).results) == ["b"]
 
 
 def ids_of(results: list[ResultMsg]) -> list[str]:
@@ -561,10 +560,11 @@ def test_drain_changes_reports_each_kind_of_change() -> None:
     state.fetch("x", [], 10)
     state.fetch("x", ["c"], 10)
     changes = state.drain_changes()
-    assert changes.removed == ["a"]
+    assert [(box, r.task_id, r.status) for box, r in changes.finished] == [
+        ("box", "a", Status.CANCELLED)]
     assert changes.acked == ["c"]
     assert not changes.added
-    assert not changes.finished
+    assert not changes.removed
 
 
 def test_results_of_a_gone_client_are_dropped_after_the_ttl() -> None:

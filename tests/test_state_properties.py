@@ -1,9 +1,11 @@
 """Property tests of BrokerState: random interleavings of every call, checked after each step.
 
 A model kept beside the state records what each submitter was told (accepted, cancelled,
-results delivered and acknowledged); the invariants tie the two together, and at the end
-every remaining task is run to completion so that each submitted, non-cancelled task can be
-checked to have exactly one result.
+results delivered and acknowledged) and what workers did (tasks they began, cancel requests
+they answered); the invariants tie the two together, and at the end every remaining task is
+run to completion so that each submitted task can be checked to have exactly one result.
+Master restarts rebuild the state as the journal would, holding restored tasks back for
+their holders to claim. A task that began running is never reported cancelled.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class BrokerMachine(RuleBasedStateMachine):
         self.acked: set[str] = set()
         self.delivered: dict[str, ResultMsg] = {}  # first delivery of each id, any session
         self.session: dict[str, set[str]] = {box: set() for box in OUTBOXES}
+        self.began: set[str] = set()  # tasks a worker began running under their lease
+        self.told_started: set[str] = set()
         self.settled = True  # False while a step runs; teardown only drains a clean run
 
     @initialize(max_lost=st.integers(1, 3))
@@ -108,7 +112,7 @@ class BrokerMachine(RuleBasedStateMachine):
                                      priority=data.draw(st.integers(0, 2)),
                                      queue=data.draw(st.sampled_from(QUEUES))))
                  for _ in range(n)]
-        open_ids = [t for t in self.submitted if t not in self.cancelled | self.acked]
+        open_ids = [t for t in self.submitted if t not in self.acked]
         again = [self.submitted[t] for t in self.pick(data, open_ids)]
         batch = fresh + again + (fresh[:1] if duplicate else [])
         before = self.view()
@@ -142,9 +146,13 @@ class BrokerMachine(RuleBasedStateMachine):
         unsent = ([t for t in outbox.results if t not in outbox.sent and t not in ack]
                   if outbox is not None else [])
 
-        got = self.state.fetch(box, ack, max_n)
+        fetched = self.state.fetch(box, ack, max_n)
+        got = fetched.results
 
         self.acked.update(ack)
+        for tid in fetched.started:
+            assert self.submitted[tid].outbox == box and tid in self.began
+        self.told_started.update(fetched.started)
         assert [r.task_id for r in got] == unsent[:max_n]
         for result in got:
             assert result.task_id not in self.session[box], "delivered twice in one session"
@@ -162,24 +170,35 @@ class BrokerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         self.settled = False
-        wanted = self.pick(data, self.known_ids(), list(self.state.tasks))
-        expected: dict[str, list[str]] = {"cancelled": [], "running": [], "unknown": []}
+        leased_first = data.draw(st.booleans())
+        focus = list(self.state.leased) if leased_first else list(self.state.tasks)
+        wanted = self.pick(data, self.known_ids(), focus or list(self.state.tasks))
+        expected: dict[str, list[str]] = {"cancelled": [], "running": [], "unknown": [],
+                                          "asked": []}
         gone: set[str] = set()
         for tid in wanted:
             rec = self.state.tasks.get(tid)
             if rec is None or tid in gone:
                 expected["unknown"].append(tid)
-            elif rec.state is TaskState.LEASED:
-                expected["running"].append(tid)
-            else:
+            elif rec.state is not TaskState.LEASED:
                 expected["cancelled"].append(tid)
                 gone.add(tid)
+            elif rec.started:
+                expected["running"].append(tid)
+            else:
+                expected["asked"].append(tid)
 
         out = self.state.cancel(wanted)
 
-        assert (out.cancelled, out.running, out.unknown) == (
-            expected["cancelled"], expected["running"], expected["unknown"])
+        assert (out.cancelled, out.running, out.unknown, out.asked) == (
+            expected["cancelled"], expected["running"], expected["unknown"], expected["asked"])
         self.cancelled.update(out.cancelled)
+        for tid in out.cancelled:
+            result = self.result_of(tid)
+            assert result is not None and result.status is Status.CANCELLED
+        for tid in out.asked:
+            rec = self.state.tasks[tid]
+            assert rec.cancel_asked and rec.state is TaskState.LEASED
 
     # ------------------------------------------------------------------ workers
 
@@ -256,7 +275,7 @@ class BrokerMachine(RuleBasedStateMachine):
         after = self.view()
         for tid in set(held) & set(before):
             state, holder, *_ = before[tid]
-            if state is TaskState.PENDING or holder == worker:
+            if state in (TaskState.PENDING, TaskState.WAITING) or holder == worker:
                 assert after[tid][:3] == (TaskState.LEASED, worker, self.now + LOST_AFTER)
             else:
                 assert after[tid] == before[tid]
@@ -302,6 +321,68 @@ class BrokerMachine(RuleBasedStateMachine):
                 assert self.result_of(tid) is result
 
     @rule(data=st.data(), kind=KINDS)
+    def start(self, data: st.DataObject, kind: str) -> None:
+        """A worker says which of its tasks began (and names some it does not hold)."""
+        self.settled = False
+        worker = self.worker_id(kind)
+        began = self.pick(data, self.known_ids(), list(self.state.leased))
+        mine = {t for t in began if t in self.state.leased
+                and self.state.leased[t].worker == worker}
+
+        self.state.start(worker, began)
+
+        self.began.update(mine)
+        for tid in mine:
+            rec = self.state.tasks[tid]
+            assert rec.started and not rec.cancel_asked
+            assert tid in self.state.outboxes[rec.msg.outbox].running
+
+    @rule(data=st.data(), kind=KINDS)
+    def control(self, data: st.DataObject, kind: str) -> None:
+        """A worker answers the cancel requests it was given (dropping only tasks it has not
+        begun), and takes the new ones."""
+        self.settled = False
+        worker = self.worker_id(kind)
+        info = self.state.workers.get(worker)
+        asked = sorted(info.asked) if info is not None else []
+        answers = {t: t not in self.began and data.draw(st.booleans()) for t in asked}
+        dropped = {t for t, yes in answers.items()
+                   if yes and t in self.state.leased and self.state.leased[t].worker == worker
+                   and self.state.leased[t].cancel_asked}
+        waiting = list(info.to_ask) if info is not None else []
+
+        asks = self.state.control(worker, answers)
+
+        assert asks == waiting
+        self.cancelled.update(dropped)
+        for tid in dropped:
+            result = self.result_of(tid)
+            assert result is not None and result.status is Status.CANCELLED
+        for tid in asked:
+            if tid not in dropped and tid in self.state.leased:
+                assert not self.state.leased[tid].cancel_asked or \
+                    self.state.leased[tid].worker != worker
+
+    @rule(hold=st.sampled_from([0.0, 2.0]))
+    def restart(self, hold: float) -> None:
+        """The master is killed and restarted on its journal: unfinished tasks (with their
+        attempt counts) and unacknowledged results come back; leases and workers do not."""
+        self.settled = False
+        old = self.state
+        self.state = self.new_state()
+        self.state.restore_hold_until = self.now + hold if hold else 0.0
+        for rec in sorted(old.tasks.values(), key=lambda r: r.seq):
+            self.state.restore_task(rec.msg, rec.seq, rec.lost, rec.errors)
+        for box_name, box in old.outboxes.items():
+            for result in box.results.values():
+                self.state.restore_result(box_name, result)
+        for box in OUTBOXES:
+            self.session[box].clear()
+        for rec in self.state.tasks.values():
+            assert rec.state is (TaskState.WAITING if hold else TaskState.PENDING)
+        assert self.state.lease("anyone", 100, self.now) == []
+
+    @rule(data=st.data(), kind=KINDS)
     def release(self, data: st.DataObject, kind: str) -> None:
         self.settled = False
         worker = self.worker_id(kind)
@@ -328,11 +409,25 @@ class BrokerMachine(RuleBasedStateMachine):
         overdue = {tid: rec.lost for tid, rec in self.state.leased.items()
                    if rec.deadline < self.now or rec.worker not in alive}
 
-        lost = self.state.expire(self.now)
+        due = {tid for tid, rec in self.state.tasks.items()
+               if rec.state is TaskState.WAITING and rec.not_before <= self.now}
+        asked = {tid for tid in overdue if self.state.leased[tid].cancel_asked}
 
+        lost = self.state.expire(self.now)
+        promoted = self.state.promote(self.now)
+
+        assert promoted == len(due)
+        for tid in due:
+            assert self.state.tasks[tid].state is TaskState.PENDING
+        for tid in asked:  # asked to cancel, and lost: it runs nowhere now
+            result = self.result_of(tid)
+            assert result is not None and result.status is Status.CANCELLED
+        self.cancelled.update(asked)
         assert set(lost) == silent
         assert set(self.state.workers) == alive
         for tid, lost_before in overdue.items():
+            if tid in asked:
+                continue
             if lost_before + 1 >= self.max_lost:
                 result = self.result_of(tid)
                 assert tid not in self.state.tasks
@@ -350,13 +445,16 @@ class BrokerMachine(RuleBasedStateMachine):
         self.held_sets_match_leases()
         self.each_task_is_in_exactly_one_place()
         self.outboxes_are_consistent()
+        self.no_started_task_is_cancelled()
         self.settled = True
 
     def records_are_consistent(self) -> None:
         state = self.state
         assert set(state.tasks) <= set(self.submitted)
         for tid, rec in state.tasks.items():
-            assert rec.state in (TaskState.PENDING, TaskState.LEASED)
+            assert rec.state in (TaskState.WAITING, TaskState.PENDING, TaskState.LEASED)
+            assert not (rec.started and rec.cancel_asked)
+            assert not rec.started or rec.state is TaskState.LEASED
             assert (rec.state is TaskState.LEASED) == (tid in state.leased), tid
             assert rec.lost < self.max_lost
             assert rec.errors <= rec.msg.options.retries
@@ -368,8 +466,8 @@ class BrokerMachine(RuleBasedStateMachine):
                        if r.state is TaskState.PENDING)
         for queue in QUEUES:
             assert self.state.pending_by_queue[queue] == real[queue]
-            valid = [e for e in self.state.heaps.get(queue, []) if self.state._valid(e)]
-            assert sorted(e[3] for e in valid) == sorted(
+            valid = self.state.queues.valid_pending(queue)
+            assert sorted(r.msg.task_id for r in valid) == sorted(
                 t for t, r in self.state.tasks.items()
                 if r.state is TaskState.PENDING and r.msg.options.queue == queue)
 
@@ -386,10 +484,9 @@ class BrokerMachine(RuleBasedStateMachine):
     def each_task_is_in_exactly_one_place(self) -> None:
         for tid in self.submitted:
             rec: TaskRecord | None = self.state.tasks.get(tid)
-            places = [rec is not None and rec.state is TaskState.PENDING,
+            places = [rec is not None and rec.state in (TaskState.PENDING, TaskState.WAITING),
                       rec is not None and rec.state is TaskState.LEASED,
-                      self.result_of(tid) is not None or tid in self.acked,
-                      tid in self.cancelled]
+                      self.result_of(tid) is not None or tid in self.acked]
             assert sum(places) == 1, (tid, places)
 
     def outboxes_are_consistent(self) -> None:
@@ -400,7 +497,16 @@ class BrokerMachine(RuleBasedStateMachine):
             for tid in box.results:
                 assert self.submitted[tid].outbox == name
         for name in OUTBOXES:
-            assert self.state.open_count(name) == open_by_box[name]
+            if name in self.state.outboxes:
+                assert self.state.open_count(name) == open_by_box[name]
+            else:
+                assert not open_by_box[name]
+
+    def no_started_task_is_cancelled(self) -> None:
+        """No task is cancelled while a worker runs it (it may be once it is queued again)."""
+        for tid in self.cancelled:
+            assert tid not in self.began, tid
+        self.began = {t for t in self.began if t in self.state.leased}
 
     # ------------------------------------------------------------------ the end
 
@@ -411,15 +517,15 @@ class BrokerMachine(RuleBasedStateMachine):
         final: dict[str, ResultMsg] = {}
         for box in OUTBOXES:
             self.state.resend(box)
-            for result in self.state.fetch(box, [], 10_000):
+            for result in self.state.fetch(box, [], 10_000).results:
                 assert result.task_id not in final
                 final[result.task_id] = result
                 assert self.delivered.get(result.task_id, result) is result
         assert not final.keys() & self.acked
-        assert not final.keys() & self.cancelled
         for tid in self.submitted:
-            if tid not in self.cancelled:
-                assert (tid in final) != (tid in self.acked), tid
+            assert (tid in final) != (tid in self.acked), tid
+            if tid in self.cancelled and tid in final:
+                assert final[tid].status is Status.CANCELLED
 
     def drain(self) -> None:
         """Expire every lease, then lease all that is left to one worker and complete it."""
@@ -428,6 +534,7 @@ class BrokerMachine(RuleBasedStateMachine):
                 break
             self.now += LOST_AFTER + 1
             self.state.expire(self.now)
+            self.state.promote(self.now)
             self.records_are_consistent()
             self.state.register(WorkerInfo("drain", "host", 1, 1, QUEUES), self.now)
             msgs = self.state.lease("drain", len(self.state.tasks), self.now)

@@ -3,85 +3,33 @@
 No sockets, no threads, no clock: every method takes ``now``. The master's service wraps
 one ``BrokerState`` in a lock and a wire; unit and property tests drive it directly.
 
-    submit ──► pending heaps (per queue; priority, then arrival)
-                   │ lease(worker, n)
-                   ▼
-               leased (deadline = now + lost_after, renewed by heartbeats)
-          ┌────────┼──────────────┬─────────────────────────┐
-    complete(OK)   complete(ERROR) expire: worker silent      release (graceful stop)
-          │        retries left?  lost < max? requeue        requeue, no attempt counted
-          ▼        requeue : ▼    else LOST result
-       outbox[task.outbox] ──► fetch(ack) ──► gone
+    submit ──► pending heaps (per queue; priority, then arrival)     restored from the journal
+                   │ lease(worker, n)              ▲ due(now)      ──► waiting (held back for
+                   ▼                               │                   the claim window)
+               leased (deadline = now + lost_after, renewed by heartbeats) ── start ──► started
+          ┌────────┼──────────────┬─────────────────────────┬──────────────────┐
+    complete(OK)   complete(ERROR) expire: worker silent      release            cancel: pending
+          │        retries left?  lost < max? requeue        (graceful stop)    at once; leased,
+          ▼        requeue : ▼    else LOST result           requeue            not started: ask
+       outbox[task.outbox] ──► fetch(ack) ──► gone                              its worker
+                                                                                 (control)
 
-Every task ends exactly once: in its outbox, or cancelled. Late or duplicate results
-for a task that already ended are dropped. What changed is collected in ``changes`` so the
-journal can persist it after each call.
+Every task ends exactly once, with one result in its outbox (a cancelled task's result says
+CANCELLED). Late or duplicate results for a task that already ended are dropped. What
+changed is collected in ``changes`` so the journal can persist it after each call.
 """
 
 from __future__ import annotations
 
-import heapq
-from collections import Counter
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Iterable
 
-from taskq.defaults import BATCH_BYTES
-from taskq.wire import ResultMsg, Status, TaskMsg, TaskState
+from taskq.defaults import BATCH_BYTES, JOB_OUTBOX_PREFIX, KNOWN_JOBS_KEPT
+from taskq.state.queues import TaskQueues
+from taskq.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
+from taskq.wire import Fetched, ResultMsg, Status, TaskMsg, TaskState
 
-
-@dataclass(slots=True)
-class TaskRecord:
-    msg: TaskMsg
-    seq: int
-    state: TaskState = TaskState.PENDING
-    worker: str | None = None
-    deadline: float = 0.0
-    lost: int = 0  # times it was leased to a worker that was then lost
-    errors: int = 0  # times it raised and was retried
-    ticket: int = 0  # validates heap entries (lazy deletion)
-    lost_workers: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class WorkerInfo:
-    worker_id: str
-    host: str
-    pid: int
-    procs: int
-    queues: tuple[str, ...] = ("default",)
-    last_seen: float = 0.0
-    running: int = 0
-    held: set[str] = field(default_factory=set)
-    done: int = 0
-    failed: int = 0
-
-
-@dataclass(slots=True)
-class Outbox:
-    results: dict[str, ResultMsg] = field(default_factory=dict)
-    sent: set[str] = field(default_factory=set)
-    open: int = 0  # tasks accepted for this outbox that have not ended yet
-    last_seen: float = 0.0  # when its submitter was last in touch (0: not since a restart)
-
-
-@dataclass(slots=True)
-class Changes:
-    """What one or more calls changed, for the journal."""
-
-    added: list[TaskRecord] = field(default_factory=list)
-    updated: list[TaskRecord] = field(default_factory=list)
-    finished: list[tuple[str, ResultMsg]] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    acked: list[str] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.added or self.updated or self.finished or self.removed or self.acked)
-
-
-@dataclass(slots=True)
-class CancelOutcome:
-    cancelled: list[str] = field(default_factory=list)
-    running: list[str] = field(default_factory=list)
-    unknown: list[str] = field(default_factory=list)
+__all__ = ["BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord", "WorkerInfo"]
 
 
 class BrokerState:
@@ -93,12 +41,14 @@ class BrokerState:
         self.max_payload = max_payload
         self.tasks: dict[str, TaskRecord] = {}
         self.leased: dict[str, TaskRecord] = {}
-        self.heaps: dict[str, list[tuple[int, int, int, str]]] = {}
-        self.pending_by_queue: Counter[str] = Counter()
+        self.queues = TaskQueues()
+        self.pending_by_queue = self.queues.pending_by_queue
         self.workers: dict[str, WorkerInfo] = {}
         self.outboxes: dict[str, Outbox] = {}
+        self.emptied_jobs: OrderedDict[str, None] = OrderedDict()  # fetched to the end
         self.finished_ok = 0
         self.finished_failed = 0
+        self.restore_hold_until = 0.0  # restored tasks wait until then for their holders
         self.changes = Changes()
         self._seq = 0
 
@@ -119,53 +69,62 @@ class BrokerState:
             self._seq += 1
             rec = TaskRecord(msg=msg, seq=self._seq)
             self.tasks[msg.task_id] = rec
-            self._push(rec)
+            self.queues.push(rec)
             self.changes.added.append(rec)
             accepted += 1
         return accepted
 
     def restore_task(self, msg: TaskMsg, seq: int, lost: int, errors: int) -> None:
-        """Put back a journaled task (master restart); it is pending again."""
+        """Put back a journaled task (master restart). It waits until ``restore_hold_until``
+        so that a worker still running it can claim it back before another leases it."""
         rec = TaskRecord(msg=msg, seq=seq, lost=lost, errors=errors)
         self.tasks[msg.task_id] = rec
         self._outbox(msg.outbox).open += 1
         self._seq = max(self._seq, seq)
-        self._push(rec)
+        if self.restore_hold_until > 0:
+            self.queues.hold(rec, self.restore_hold_until)
+        else:
+            self.queues.push(rec)
 
     def restore_result(self, outbox: str, result: ResultMsg) -> None:
         self._outbox(outbox).results[result.task_id] = result
 
-    def fetch(self, outbox: str, ack: list[str], max_n: int) -> list[ResultMsg]:
-        """Forget acknowledged results, then hand out up to max_n not yet sent."""
+    def fetch(self, outbox: str, ack: list[str], max_n: int) -> Fetched:
+        """Forget acknowledged results, then hand out up to max_n not yet sent, and the
+        tasks that started since the last fetch."""
         box = self.outboxes.get(outbox)
         if box is None:
-            return []
+            return Fetched()
         for task_id in ack:
             if box.results.pop(task_id, None) is not None:
                 self.changes.acked.append(task_id)
             box.sent.discard(task_id)
-        out: list[ResultMsg] = []
+        out = Fetched()
+        if box.to_tell:
+            out.started, box.to_tell = list(box.to_tell), set()
         size = 0
         if len(box.sent) < len(box.results):
             for task_id, result in box.results.items():
-                if len(out) >= max_n or size >= BATCH_BYTES:
+                if len(out.results) >= max_n or size >= BATCH_BYTES:
                     break
                 if task_id not in box.sent:
                     box.sent.add(task_id)
-                    out.append(result)
+                    out.results.append(result)
                     size += len(result.body or b"")
         self._maybe_drop_outbox(outbox, box)
         return out
 
     def has_unsent(self, outbox: str) -> bool:
         box = self.outboxes.get(outbox)
-        return box is not None and len(box.sent) < len(box.results)
+        return box is not None and (len(box.sent) < len(box.results) or bool(box.to_tell))
 
     def resend(self, outbox: str) -> None:
-        """A submitter reconnected: results sent but not acknowledged are sent again."""
+        """A submitter reconnected: results sent but not acknowledged are sent again, and
+        it hears again which of its tasks run."""
         box = self.outboxes.get(outbox)
         if box is not None:
             box.sent.clear()
+            box.to_tell = set(box.running)
 
     def touch(self, outbox: str, now: float) -> None:
         """The outbox's submitter is in touch."""
@@ -188,26 +147,54 @@ class BrokerState:
                 dropped.append(name)
         return dropped
 
-    def open_count(self, outbox: str) -> int:
+    def open_count(self, outbox: str) -> int | None:
+        """Tasks of an outbox not ended yet; None if the master knows no such outbox."""
         box = self.outboxes.get(outbox)
-        return box.open if box is not None else 0
+        if box is not None:
+            return box.open
+        return 0 if outbox in self.emptied_jobs else None
 
     def cancel(self, task_ids: list[str]) -> CancelOutcome:
-        """Remove tasks that have not started; report the ones that already run."""
+        """Cancel tasks that have not started: queued ones at once; for a leased one whose
+        start is not known, its worker is asked (``control``) and the caller asks again."""
         out = CancelOutcome()
         for task_id in task_ids:
             rec = self.tasks.get(task_id)
             if rec is None:
                 out.unknown.append(task_id)
-            elif rec.state is TaskState.LEASED:
+            elif rec.state is not TaskState.LEASED:
+                self._finish(rec, ResultMsg(task_id, Status.CANCELLED,
+                                            detail="cancelled before it started"))
+                out.cancelled.append(task_id)
+            elif rec.started:
                 out.running.append(task_id)
             else:
-                self._unlease(rec)
-                del self.tasks[task_id]
-                self._outbox(rec.msg.outbox).open -= 1
-                self.changes.removed.append(task_id)
-                out.cancelled.append(task_id)
+                self._ask_to_cancel(rec)
+                out.asked.append(task_id)
         return out
+
+    def cancel_progress(self, recs: list[TaskRecord]) -> CancelOutcome:
+        """Where cancels asked of workers stand (``cancel`` again for those still live)."""
+        ended = [r for r in recs if r.ended is not None]
+        out = self.cancel([r.msg.task_id for r in recs if self.tasks.get(r.msg.task_id) is r])
+        for rec in ended:
+            if rec.ended is Status.CANCELLED:
+                out.cancelled.append(rec.msg.task_id)
+            elif rec.ended is not None:
+                out.unknown.append(rec.msg.task_id)
+        return out
+
+    def has_asks(self, worker_id: str) -> bool:
+        worker = self.workers.get(worker_id)
+        return worker is not None and bool(worker.to_ask)
+
+    def _ask_to_cancel(self, rec: TaskRecord) -> None:
+        if rec.cancel_asked:
+            return
+        rec.cancel_asked = True
+        holder = self.workers.get(rec.worker or "")
+        if holder is not None:  # else its lease expires: it is then queued, or lost
+            holder.to_ask.append(rec.msg.task_id)
 
     # ------------------------------------------------------------------ workers
 
@@ -215,13 +202,14 @@ class BrokerState:
         old = self.workers.get(info.worker_id)
         if old is not None:
             info.held, info.done, info.failed = old.held, old.done, old.failed
+            info.to_ask = [*old.to_ask, *old.asked]  # answers may have been lost: ask again
         info.last_seen = now
         self.workers[info.worker_id] = info
 
     def heartbeat(self, worker_id: str, held: list[str], running: int, now: float) -> bool:
         """Renew the worker and the leases it still holds; False if it must register again.
 
-        A held task the master thinks is pending (it restarted, or the lease expired while
+        A held task the master thinks is queued (it restarted, or the lease expired while
         the network was cut) is leased back to this worker rather than run twice.
         """
         worker = self.workers.get(worker_id)
@@ -234,7 +222,7 @@ class BrokerState:
             rec = self.tasks.get(task_id)
             if rec is None:
                 continue
-            if rec.state is TaskState.PENDING:
+            if rec.state is not TaskState.LEASED:
                 self._unlease(rec)
                 self._lease_to(rec, worker, now)
             elif rec.worker == worker_id:
@@ -251,13 +239,41 @@ class BrokerState:
         out: list[TaskMsg] = []
         size = 0
         while len(out) < n and (max_bytes is None or size < max_bytes):
-            rec = self._pop_best(worker.queues)
+            rec = self.queues.pop_best(worker.queues)
             if rec is None:
                 break
             self._lease_to(rec, worker, now)
             out.append(rec.msg)
             size += rec.msg.size
         return out
+
+    def start(self, worker_id: str, task_ids: Iterable[str]) -> None:
+        """A worker's tasks began running: their submitters are told."""
+        for task_id in task_ids:
+            rec = self.leased.get(task_id)
+            if rec is not None and rec.worker == worker_id and not rec.started:
+                self._mark_started(rec)
+
+    def control(self, worker_id: str, answers: dict[str, bool]) -> list[str]:
+        """Take a worker's answers to cancel requests (True: dropped, it never runs);
+        return the requests it has not been given yet."""
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            return []
+        for task_id, dropped in answers.items():
+            worker.asked.discard(task_id)
+            rec = self.leased.get(task_id)
+            if rec is None or rec.worker != worker_id or not rec.cancel_asked:
+                continue
+            rec.cancel_asked = False
+            if dropped:
+                self._finish(rec, ResultMsg(task_id, Status.CANCELLED,
+                                            detail="cancelled before it started"))
+            elif not rec.started:
+                self._mark_started(rec)
+        asks, worker.to_ask = worker.to_ask, []
+        worker.asked.update(asks)
+        return asks
 
     def complete(self, worker_id: str, results: list[ResultMsg], now: float) -> None:
         """Record outcomes; the first for a task wins, later ones are dropped."""
@@ -275,7 +291,7 @@ class BrokerState:
             if result.status is Status.ERROR and rec.errors < rec.msg.options.retries:
                 rec.errors += 1
                 self.changes.updated.append(rec)
-                self._push(rec)
+                self.queues.push(rec)
                 continue
             self._finish(rec, result)
 
@@ -285,7 +301,7 @@ class BrokerState:
             rec = self.tasks.get(task_id)
             if rec is not None and rec.state is TaskState.LEASED and rec.worker == worker_id:
                 self._unlease(rec)
-                self._push(rec)
+                self.queues.push(rec)
 
     def forget_worker(self, worker_id: str) -> None:
         """A worker said goodbye: it holds nothing any more (release first)."""
@@ -299,22 +315,30 @@ class BrokerState:
         for rec in [r for r in self.leased.values()
                     if r.deadline < now or r.worker not in self.workers]:
             lost_worker = rec.worker or "?"
+            asked = rec.cancel_asked
             self._unlease(rec)
             rec.lost += 1
             rec.lost_workers.append(lost_worker)
-            if rec.lost >= self.max_lost:
+            if asked:  # its cancel was asked for and it is not running anywhere now
+                self._finish(rec, ResultMsg(rec.msg.task_id, Status.CANCELLED,
+                                            detail="cancelled before it started"))
+            elif rec.lost >= self.max_lost:
                 self._finish(rec, ResultMsg(rec.msg.task_id, Status.LOST, detail=(
                     f"task was handed to a worker {rec.lost} times and each was lost before "
                     f"it finished (workers: {', '.join(rec.lost_workers)})")))
             else:
                 self.changes.updated.append(rec)
-                self._push(rec)
+                self.queues.push(rec)
         return lost
+
+    def promote(self, now: float) -> int:
+        """Queue the waiting tasks whose time has come; returns how many."""
+        return len(self.queues.due(now))
 
     # ------------------------------------------------------------------ views
 
     def pending_count(self) -> int:
-        return sum(self.pending_by_queue.values())
+        return self.queues.pending_count()
 
     def drain_changes(self) -> Changes:
         changes, self.changes = self.changes, Changes()
@@ -326,6 +350,7 @@ class BrokerState:
         box = self.outboxes.get(name)
         if box is None:
             box = self.outboxes[name] = Outbox()
+            self.emptied_jobs.pop(name, None)
         return box
 
     def _has_result(self, outbox: str, task_id: str) -> bool:
@@ -335,35 +360,10 @@ class BrokerState:
     def _maybe_drop_outbox(self, name: str, box: Outbox) -> None:
         if not box.results and box.open <= 0:
             del self.outboxes[name]
-
-    def _push(self, rec: TaskRecord) -> None:
-        rec.state = TaskState.PENDING
-        rec.ticket += 1
-        queue = rec.msg.options.queue
-        heap = self.heaps.get(queue)
-        if heap is None:
-            heap = self.heaps[queue] = []
-        heapq.heappush(heap, (-rec.msg.options.priority, rec.seq, rec.ticket, rec.msg.task_id))
-        self.pending_by_queue[queue] += 1
-
-    def _pop_best(self, queues: tuple[str, ...]) -> TaskRecord | None:
-        best: tuple[int, int, int, str] | None = None
-        best_queue = ""
-        for queue in queues:
-            heap = self.heaps.get(queue)
-            while heap and not self._valid(heap[0]):
-                heapq.heappop(heap)
-            if heap and (best is None or heap[0] < best):
-                best, best_queue = heap[0], queue
-        if best is None:
-            return None
-        heapq.heappop(self.heaps[best_queue])
-        self.pending_by_queue[best_queue] -= 1
-        return self.tasks[best[3]]
-
-    def _valid(self, entry: tuple[int, int, int, str]) -> bool:
-        rec = self.tasks.get(entry[3])
-        return rec is not None and rec.state is TaskState.PENDING and rec.ticket == entry[2]
+            if name.startswith(JOB_OUTBOX_PREFIX):
+                self.emptied_jobs[name] = None
+                if len(self.emptied_jobs) > KNOWN_JOBS_KEPT:
+                    self.emptied_jobs.popitem(last=False)
 
     def _lease_to(self, rec: TaskRecord, worker: WorkerInfo, now: float) -> None:
         rec.state = TaskState.LEASED
@@ -373,6 +373,13 @@ class BrokerState:
         self.leased[rec.msg.task_id] = rec
         worker.held.add(rec.msg.task_id)
 
+    def _mark_started(self, rec: TaskRecord) -> None:
+        rec.started = True
+        rec.cancel_asked = False  # too late: its worker answers that it runs
+        box = self._outbox(rec.msg.outbox)
+        box.running.add(rec.msg.task_id)
+        box.to_tell.add(rec.msg.task_id)
+
     def _unlease(self, rec: TaskRecord) -> None:
         """Take a task out of whichever place it is in (lease or queue); it is then DONE."""
         if rec.state is TaskState.LEASED:
@@ -381,16 +388,21 @@ class BrokerState:
             if holder is not None:
                 holder.held.discard(rec.msg.task_id)
             rec.worker = None
-        elif rec.state is TaskState.PENDING:
-            rec.ticket += 1
-            self.pending_by_queue[rec.msg.options.queue] -= 1
+            if rec.started:
+                rec.started = False
+                self._outbox(rec.msg.outbox).running.discard(rec.msg.task_id)
+            rec.cancel_asked = False
+        else:
+            self.queues.remove(rec)
         rec.state = TaskState.DONE
 
     def _finish(self, rec: TaskRecord, result: ResultMsg) -> None:
         self._unlease(rec)
+        rec.ended = result.status
         del self.tasks[rec.msg.task_id]
         box = self._outbox(rec.msg.outbox)
         box.open -= 1
+        box.to_tell.discard(rec.msg.task_id)
         box.results[rec.msg.task_id] = result
         self.changes.finished.append((rec.msg.outbox, result))
         if result.status is Status.OK:

@@ -1,0 +1,80 @@
+"""The broker's remote interface, typed: one method per ``taskq.service.Broker`` method.
+
+Clients, workers and the CLI call the master only through a ``Remote``; mypy checks every
+call against the signatures here, and a test checks these against ``Broker`` itself (same
+names, same parameters), so a renamed method or a new parameter fails before any process
+starts::
+
+    client / worker / CLI ── Remote.take(worker_id, n, wait) ── call("take", ...) ──►
+        Link.call (reconnecting) or a proxy's call (while joining) ══► Broker.take
+
+An error raised by a Broker method on the master arrives as ``taskq.errors.MasterError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from taskq.state import CancelOutcome
+from taskq.wire import ClusterStatus, Fetched, MasterInfo, ResultMsg, TaskMsg, WorkerHello
+
+Call = Callable[..., Any]  # call(method_name, *args) -> the method's return value
+
+
+class Remote:
+    """The master's broker, as seen from another process; see the module docstring."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: Call) -> None:
+        self._call = call
+
+    # ------------------------------------------------------------------ submitters
+
+    def hello(self, outbox: str) -> MasterInfo:
+        return cast(MasterInfo, self._call("hello", outbox))
+
+    def submit(self, tasks: list[TaskMsg], durable: bool = True) -> int:
+        return cast(int, self._call("submit", tasks, durable))
+
+    def fetch(self, outbox: str, ack: list[str], max_n: int, wait: float) -> Fetched:
+        return cast(Fetched, self._call("fetch", outbox, ack, max_n, wait))
+
+    def open_count(self, outbox: str) -> int | None:
+        return cast("int | None", self._call("open_count", outbox))
+
+    def cancel(self, task_ids: list[str], wait: float = 0.0) -> CancelOutcome:
+        return cast(CancelOutcome, self._call("cancel", task_ids, wait))
+
+    # ------------------------------------------------------------------ workers
+
+    def register(self, hello: WorkerHello) -> MasterInfo:
+        return cast(MasterInfo, self._call("register", hello))
+
+    def heartbeat(self, worker_id: str, held: list[str], running: int) -> bool:
+        return cast(bool, self._call("heartbeat", worker_id, held, running))
+
+    def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
+        return cast("list[TaskMsg]", self._call("take", worker_id, n, wait))
+
+    def report(self, worker_id: str, results: list[ResultMsg],
+               started: list[str] | None = None) -> None:
+        self._call("report", worker_id, results, started)
+
+    def release(self, worker_id: str, task_ids: list[str], goodbye: bool = False) -> None:
+        self._call("release", worker_id, task_ids, goodbye)
+
+    def control(self, worker_id: str, answers: dict[str, bool], wait: float) -> list[str]:
+        return cast("list[str]", self._call("control", worker_id, answers, wait))
+
+    # ------------------------------------------------------------------ admin
+
+    def status(self) -> ClusterStatus:
+        return cast(ClusterStatus, self._call("status"))
+
+    def info(self) -> MasterInfo:
+        return cast(MasterInfo, self._call("info"))
+
+
+EXPOSED = tuple(name for name in Remote.__dict__ if not name.startswith("_"))

@@ -1,0 +1,78 @@
+"""The records the broker's state is made of: tasks, workers, outboxes, and what changed.
+
+Plain dataclasses with no behaviour of their own; ``taskq.state.BrokerState`` owns every
+change to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from taskq.wire import ResultMsg, Status, TaskMsg, TaskState
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    msg: TaskMsg
+    seq: int
+    state: TaskState = TaskState.PENDING
+    worker: str | None = None
+    deadline: float = 0.0
+    lost: int = 0  # times it was leased to a worker that was then lost
+    errors: int = 0  # times it raised and was retried
+    ticket: int = 0  # validates queue entries (lazy deletion)
+    not_before: float = 0.0  # WAITING: when it may be leased
+    started: bool = False  # LEASED: its worker said the task began running
+    cancel_asked: bool = False  # LEASED, not started: its worker was asked to drop it
+    ended: Status | None = None  # DONE: how it ended
+    lost_workers: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    worker_id: str
+    host: str
+    pid: int
+    procs: int
+    queues: tuple[str, ...] = ("default",)
+    last_seen: float = 0.0
+    running: int = 0
+    held: set[str] = field(default_factory=set)
+    done: int = 0
+    failed: int = 0
+    to_ask: list[str] = field(default_factory=list)  # cancel requests not yet delivered
+    asked: set[str] = field(default_factory=set)  # delivered, not answered yet
+
+
+@dataclass(slots=True)
+class Outbox:
+    results: dict[str, ResultMsg] = field(default_factory=dict)
+    sent: set[str] = field(default_factory=set)
+    open: int = 0  # tasks accepted for this outbox that have not ended yet
+    last_seen: float = 0.0  # when its submitter was last in touch (0: not since a restart)
+    running: set[str] = field(default_factory=set)  # its tasks that started and run now
+    to_tell: set[str] = field(default_factory=set)  # started tasks the submitter has not heard of
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one or more calls changed, for the journal."""
+
+    added: list[TaskRecord] = field(default_factory=list)
+    updated: list[TaskRecord] = field(default_factory=list)
+    finished: list[tuple[str, ResultMsg]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    acked: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.updated or self.finished or self.removed or self.acked)
+
+
+@dataclass(slots=True)
+class CancelOutcome:
+    """What became of each task a cancel named."""
+
+    cancelled: list[str] = field(default_factory=list)  # it will never run
+    running: list[str] = field(default_factory=list)  # it started: too late
+    unknown: list[str] = field(default_factory=list)  # no such task, or it already ended
+    asked: list[str] = field(default_factory=list)  # its worker is asked: call again
