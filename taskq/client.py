@@ -69,14 +69,14 @@ class TaskFuture(Future[Any]):
     def _mark_cancelled(self) -> bool:
         """The task will never run: cancel this future, also if it showed running (its
         worker stopped and handed it back), and wake every ``wait``/``as_completed``."""
-        with self._condition:
-            if self._state == futures_base.FINISHED:
-                return False
+        with self._condition:  # reentrant: cancel and its notifications run under it
+            if self._state == futures_base.FINISHED or self.cancelled():
+                return self.cancelled()
             if self._state == futures_base.RUNNING:
                 self._state = futures_base.PENDING  # handed back: it waits again
-        if Future.cancel(self):
+            Future.cancel(self)
             self.set_running_or_notify_cancel()
-        return self.cancelled()
+            return True
 
     def _begin(self) -> bool:
         """Pending -> running, so a result can be set; False if it was cancelled."""
@@ -134,6 +134,8 @@ class Client(Executor):
         self._held_acks: set[str] = set()  # resolved while their task was being sent
         self._ready_acks: list[str] = []  # ... and that send is over: acknowledge them
         self._fn_cache: dict[tuple[str, str], bytes] = {}
+        # (when, id) of recent results: told to a restarted master, which may not have them
+        self._resolved: deque[tuple[float, str]] = deque(maxlen=defaults.RESOLVED_KEPT_MAX)
         self._closed = False
         self._failure: BaseException | None = None
         self._stopped = threading.Event()
@@ -165,7 +167,8 @@ class Client(Executor):
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
         if chunksize == 1:
-            return super().map(fn, *iterables, timeout=timeout)
+            calls = zip(*iterables, strict=False)
+            return self._ordered([self.submit(fn, *args) for args in calls], timeout)
         options = getattr(fn, "taskq_options", None)
         runner = wire.encode_function(
             partial(_run_chunk, fn.fn if isinstance(fn, TaskFunction) else fn))
@@ -197,16 +200,17 @@ class Client(Executor):
 
     # ------------------------------------------------------------------ submitting
 
-    @staticmethod
-    def _ordered(fs: list[TaskFuture], timeout: float | None) -> Iterator[Any]:
+    def _ordered(self, fs: list[TaskFuture], timeout: float | None) -> Iterator[Any]:
+        """Results in order; on an error (or when the caller stops early) the tasks not
+        begun yet are cancelled, in one call to the master."""
         end = None if timeout is None else time.monotonic() + timeout
-        for i, future in enumerate(fs):
-            try:
+        try:
+            for future in fs:
                 yield future.result(None if end is None else end - time.monotonic())
-            except BaseException:
-                for rest in fs[i:]:
-                    rest.cancel()
-                raise
+        finally:
+            rest = [f for f in fs if not f.done()]
+            if rest:
+                self._cancel_futures(rest)
 
     def _encode_fn(self, fn: Callable[..., Any]) -> bytes:
         """A callable's encoding, as it is now: reused only for functions that travel by
@@ -282,7 +286,14 @@ class Client(Executor):
     def _cancel_all(self) -> None:
         """Cancel every task of this client that has not started (``shutdown``)."""
         with self._lock:
-            entries = list(self._entries.values())
+            futures = [e.future for e in self._entries.values()]
+        self._cancel_futures(futures)
+
+    def _cancel_futures(self, futures: list[TaskFuture]) -> None:
+        """Cancel the tasks of these futures that have not begun, in one call."""
+        with self._lock:
+            entries = [e for e in map(self._entries.get, (f.task_id for f in futures))
+                       if e is not None]
             for entry in entries:
                 if not entry.sent:
                     entry.dropped = True
@@ -300,7 +311,7 @@ class Client(Executor):
         def run() -> None:
             try:
                 loop()
-            except ConnectError as exc:
+            except TaskqError as exc:  # the master is gone, or failed: told to every future
                 self._fail_all(exc)
             except BaseException as exc:
                 log.exception("client_thread_failed", outbox=self.outbox)
@@ -310,7 +321,10 @@ class Client(Executor):
     def _on_connect(self, remote: Remote) -> None:
         """(Re)connected: results come again, and every task sent before goes again now,
         before any other call uses the new link (the master ignores the ones it has)."""
-        self.info = remote.hello(self.outbox)
+        with self._lock:
+            horizon = time.monotonic() - defaults.RESOLVED_KEPT_S
+            ended = [task_id for when, task_id in self._resolved if when >= horizon]
+        self.info = remote.hello(self.outbox, ended)
         with self._lock:
             resend = [e.msg for e in self._entries.values() if e.sent]
         if resend:
@@ -406,6 +420,9 @@ class Client(Executor):
                     ack.append(result.task_id)
                 if entry is not None:
                     settled.append((result, entry))
+            if settled:
+                now = time.monotonic()
+                self._resolved.extend((now, r.task_id) for r, _ in settled)
             if settled and self._done():
                 self._wakeup.notify_all()
         for entry in starting:

@@ -67,6 +67,12 @@ REPORT_LINGER_S = 0.002
 # hoarded; a task written ahead is run even if the worker stops gracefully.
 CHILD_DEPTH = 8
 
+# A client remembers the ids of tasks it got results for during this long (at most this many):
+# a master killed before it journaled those ends would run them again after its restart, so the
+# client names them when it reconnects. Longer than any journal commit can lag; ids are small.
+RESOLVED_KEPT_S = 5.0
+RESOLVED_KEPT_MAX = 200_000
+
 # Pending tasks the master holds before a submit waits for room (backpressure): bounds the
 # master's memory (about 1 KiB per small task) while workers catch up.
 MAX_PENDING = 1_000_000

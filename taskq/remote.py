@@ -32,8 +32,8 @@ class Remote:
 
     # ------------------------------------------------------------------ submitters
 
-    def hello(self, outbox: str) -> MasterInfo:
-        return cast(MasterInfo, self._call("hello", outbox))
+    def hello(self, outbox: str, ended: list[str] | None = None) -> MasterInfo:
+        return cast(MasterInfo, self._call("hello", outbox, ended))
 
     def submit(self, tasks: list[TaskMsg], durable: bool = True) -> int:
         return cast(int, self._call("submit", tasks, durable))

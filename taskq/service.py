@@ -100,11 +100,15 @@ class Broker:
 
     # ------------------------------------------------------------------ submitters
 
-    def hello(self, outbox: str) -> MasterInfo:
-        """A submitter (re)connected: results it was sent but did not acknowledge come again."""
+    def hello(self, outbox: str, ended: list[str] | None = None) -> MasterInfo:
+        """A submitter (re)connected: results it was sent but did not acknowledge come again;
+        ``ended`` names tasks whose results it already has (none of them runs again)."""
         with self._lock:
             self._state.resend(outbox)
             self._state.touch(outbox, self._clock())
+            if ended:
+                self._state.forget_ended(outbox, ended)
+                self._commit()
         return self.info()
 
     def submit(self, tasks: list[TaskMsg], durable: bool = True) -> int:

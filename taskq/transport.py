@@ -336,7 +336,7 @@ class BrokerProxy(managers.BaseProxy):
 
 def _last_line(exc: managers.RemoteError) -> str:
     """The exception line of the master's traceback that a RemoteError carries."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip().strip("-")]
+    lines = [ln.strip().rstrip("-") for ln in str(exc).splitlines() if ln.strip().strip("-")]
     return lines[-1] if lines else "unknown error"
 
 
@@ -362,6 +362,28 @@ def frame_timeout_setting() -> float:
     return seconds
 
 
+class _Guarded:
+    """The broker as served: an exception raised by one of its methods is logged here and
+    sent as ``managers.RemoteError`` (text only), which callers raise as ``MasterError``;
+    the manager would otherwise send the exception object itself, indistinguishable on the
+    caller's side from a failure of the link."""
+
+    def __init__(self, broker: Any) -> None:
+        self._broker = broker
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._broker, name)
+
+        def call(*args: Any) -> Any:
+            try:
+                return method(*args)
+            except Exception as exc:
+                log.error("broker_call_failed", method=name, error=repr(exc), exc_info=True)
+                raise managers.RemoteError(f"{type(exc).__name__}: {exc}") from None
+
+        return call
+
+
 def serve(broker: Any, host: str, port: int, authkey: bytes,
           max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024)) -> Server:
     """Bind the master's server (not yet accepting); ``server.address`` is the bound one.
@@ -370,7 +392,8 @@ def serve(broker: Any, host: str, port: int, authkey: bytes,
     class _Manager(Manager):
         pass
 
-    _Manager.register("broker", callable=lambda: broker, proxytype=BrokerProxy,
+    guarded = _Guarded(broker)
+    _Manager.register("broker", callable=lambda: guarded, proxytype=BrokerProxy,
                       exposed=BrokerProxy._exposed_)
     server = Server(_Manager._registry, (host, port), authkey,  # type: ignore[attr-defined]
                     SERIALIZER)

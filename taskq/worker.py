@@ -29,8 +29,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from taskq import defaults, execute, logs
-from taskq.errors import ConnectError, MasterError
+from taskq import defaults, execute, logs, wire
+from taskq.errors import ConnectError, MasterError, PayloadTooLarge
 from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
 from taskq.remote import Remote
 from taskq.transport import Link
@@ -50,6 +50,20 @@ class WorkerConfig:
     max_memory_mb: float | None = None
     heartbeat: float = defaults.HEARTBEAT_S
     connect_for: float = defaults.RECONNECT_FOR_S
+
+
+def _by_size(results: list[ResultMsg]) -> list[list[ResultMsg]]:
+    """Results in reports of about BATCH_BYTES of bodies each (each under the frame cap)."""
+    chunks: list[list[ResultMsg]] = []
+    size = defaults.BATCH_BYTES
+    for result in results:
+        body = len(result.body or b"")
+        if size + body > defaults.BATCH_BYTES and (not chunks or chunks[-1]):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(result)
+        size += body
+    return chunks
 
 
 class Worker:
@@ -78,6 +92,7 @@ class Worker:
         self._halt = threading.Event()
         self._mean_s = defaults.PREFETCH_TARGET_S / defaults.PREFETCH_MIN
         self._lost_master = threading.Event()
+        self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
         self.log = log.bind(worker_id=self.worker_id)
 
@@ -101,7 +116,7 @@ class Worker:
 
     def _join(self, remote: Remote, held: list[str]) -> None:
         """Register (again) and claim back the tasks this worker still holds."""
-        remote.register(self.hello)
+        self._max_payload = remote.register(self.hello).max_payload
         remote.heartbeat(self.worker_id, held, self.pool.running())
 
     # ------------------------------------------------------------------ main loop
@@ -217,9 +232,11 @@ class Worker:
         if started and results:
             ended = {r.task_id for r in results}
             started = [t for t in started if t not in ended]
-        with self._sync:
-            self.link.remote.report(self.worker_id, results, started)
-            self._forget([r.task_id for r in results])
+        for chunk in _by_size(results) or [[]]:
+            with self._sync:
+                self.link.remote.report(self.worker_id, chunk, started)
+                self._forget([r.task_id for r in chunk])
+            started = []
         durations = [o.duration for o in outcomes if o.kind is OutcomeKind.DONE]
         if durations:  # longer tasks are believed at once, shorter ones gradually
             recent = sum(durations) / len(durations)
@@ -230,6 +247,11 @@ class Worker:
     def _result(self, outcome: Outcome) -> ResultMsg:
         if outcome.kind is OutcomeKind.DONE:
             status, body, detail = outcome.value
+            if body is not None and len(body) > self._max_payload:
+                status, detail = Status.ERROR, ""
+                body = wire.encode_error(PayloadTooLarge(
+                    f"the task's result is {len(body)} bytes, over the master's --max-payload "
+                    f"of {self._max_payload} bytes; return a path or URL instead of the data"))
             return ResultMsg(outcome.task_id, status, body, detail, self.name, outcome.duration)
         if outcome.kind is OutcomeKind.TIMED_OUT:
             status, detail = Status.TIMEOUT, f"on worker {self.name}: {outcome.detail}"

@@ -118,3 +118,17 @@ class ErrorThatExitsWhenPickled(Exception):
 
 def raise_error_that_exits_when_pickled() -> None:
     raise ErrorThatExitsWhenPickled("boom")
+
+
+def mark_run(directory: str, name: str, seconds: float = 0.0) -> str:
+    """Record that this task ran (one file per run, named after the task and the pid),
+    then sleep: a test counts the runs of each name."""
+    with open(os.path.join(directory, f"{name}.{os.getpid()}.{time.monotonic_ns()}"), "w"):
+        pass
+    time.sleep(seconds)
+    return name
+
+
+def runs_of(directory: str, name: str) -> int:
+    """How many times ``mark_run`` ran for ``name``."""
+    return sum(1 for entry in os.listdir(directory) if entry.split(".")[0] == name)

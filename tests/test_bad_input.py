@@ -158,8 +158,6 @@ def test_failed_master_calls_are_one_line(cluster: Cluster) -> None:
     assert line.startswith("taskq: error: could not connect to the master"), line
 
 
-@pytest.mark.xfail(strict=True, reason="an exception a Broker method raises reaches the "
-                   "caller as itself (here RuntimeError), not yet as MasterError")
 def test_failed_journal_write_on_submit_is_one_line(cluster: Cluster) -> None:
     # The master may write no file over a few hundred KiB: its journal soon fails to grow.
     limit = ("sh", "-c", 'ulimit -f 400 && exec "$@"', "sh")

@@ -126,6 +126,18 @@ class BrokerState:
             box.sent.clear()
             box.to_tell = set(box.running)
 
+    def forget_ended(self, outbox: str, task_ids: list[str]) -> None:
+        """The submitter already has these tasks' results: a master restarted before it
+        journaled their end holds them as unfinished; they are dropped, not run again."""
+        for task_id in task_ids:
+            rec = self.tasks.get(task_id)
+            if rec is None or rec.msg.outbox != outbox:
+                continue
+            self._unlease(rec)
+            del self.tasks[task_id]
+            self._outbox(outbox).open -= 1
+            self.changes.removed.append(task_id)
+
     def touch(self, outbox: str, now: float) -> None:
         """The outbox's submitter is in touch."""
         box = self.outboxes.get(outbox)
