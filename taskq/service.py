@@ -270,7 +270,8 @@ class Broker:
             pending = {q: n for q, n in s.pending_by_queue.items() if n > 0}
             waiting = sum(len(b.results) for b in s.outboxes.values())
             return ClusterStatus(rows, pending, len(s.leased), s.finished_ok, s.finished_failed,
-                                 waiting, round(now - self._started, 3), self._journal is not None)
+                                 waiting, round(now - self._started, 3), self._journal is not None,
+                                 s.queues.waiting_count)
 
     def reap(self) -> None:
         """Declare silent workers lost and requeue their expired leases."""

@@ -20,5 +20,6 @@ def render(status: ClusterStatus, address: str, console: Console | None = None) 
     console.print(table)
     queues = ", ".join(f"{q}={n}" for q, n in sorted(status.pending.items())) or "empty"
     console.print(f"workers: {len(status.workers)}  queued: {sum(status.pending.values())} "
-                  f"({queues})  running: {status.leased}  done: {status.done}  "
-                  f"failed: {status.failed}  results waiting: {status.results_waiting}")
+                  f"({queues})  waiting: {status.waiting}  running: {status.leased}  "
+                  f"done: {status.done}  failed: {status.failed}  "
+                  f"results waiting: {status.results_waiting}")

@@ -190,6 +190,7 @@ class ClusterStatus:
     results_waiting: int
     uptime: float
     durable: bool
+    waiting: int = 0  # tasks held back until a time (restored for their holders to claim)
 
 
 # --------------------------------------------------------------------------- encoding
