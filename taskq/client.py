@@ -29,14 +29,15 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from concurrent.futures import _base as futures_base  # the Future's states, for cancel
 from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 from taskq import defaults, logs, wire
 from taskq.auth import resolve_authkey
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskqError
-from taskq.options import TaskFunction
+from taskq.options import TaskFunction, start_time
 from taskq.remote import Remote
 from taskq.transport import Link, parse_address
 from taskq.wire import DEFAULT_OPTIONS, Fetched, MasterInfo, ResultMsg, Status, TaskMsg, TaskOptions
@@ -160,6 +161,22 @@ class Client(Executor):
         """Run ``fn(*args, **kwargs)`` on the cluster; pickling errors raise here, at once."""
         return self._submit(self._encode_fn(fn), args, kwargs,
                             getattr(fn, "taskq_options", None))
+
+    def submit_after(self, seconds: float, fn: Callable[..., Any], /, *args: Any,
+                     **kwargs: Any) -> TaskFuture:
+        """Like ``submit``, but the task starts no sooner than ``seconds`` from now; it waits
+        on the master (journaled, holding no worker slot) and can be cancelled meanwhile."""
+        return self._submit_later(start_time(delay=seconds), fn, args, kwargs)
+
+    def submit_at(self, when: datetime, fn: Callable[..., Any], /, *args: Any,
+                  **kwargs: Any) -> TaskFuture:
+        """Like ``submit_after``, at a timezone-aware ``datetime`` (a naive one is an error)."""
+        return self._submit_later(start_time(when=when), fn, args, kwargs)
+
+    def _submit_later(self, run_at: float, fn: Callable[..., Any], args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> TaskFuture:
+        options = replace(getattr(fn, "taskq_options", None) or DEFAULT_OPTIONS, run_at=run_at)
+        return self._submit(self._encode_fn(fn), args, kwargs, options)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
             timeout: float | None = None, chunksize: int = 1) -> Iterator[Any]:

@@ -26,6 +26,7 @@ worker that reconnects still holding one claims it back with its first heartbeat
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -41,8 +42,8 @@ from taskq.defaults import (
     JOURNAL_VACUUM_PAGES,
     JOURNAL_WINDOW_S,
 )
-from taskq.state import BrokerState, Changes
-from taskq.wire import ResultMsg, TaskMsg, TaskOptions
+from taskq.state import BrokerState, Changes, TaskRecord
+from taskq.wire import ResultMsg, TaskMsg, TaskOptions, TaskState
 
 log = logs.get_logger("taskq.journal")
 
@@ -58,6 +59,13 @@ CREATE TABLE IF NOT EXISTS results (
     detail TEXT NOT NULL, worker TEXT NOT NULL, duration REAL NOT NULL
 );
 """
+# Columns added to the tasks table since its first version (added to an older journal on open):
+# when a waiting task may start (wall-clock epoch seconds; 0: at once), and the options beyond
+# the first four, as JSON.
+_ADDED_TASK_COLUMNS = (("not_before", "REAL NOT NULL DEFAULT 0"),
+                       ("extra", "TEXT NOT NULL DEFAULT '{}'"))
+_TASK_COLUMNS = ("task_id, outbox, seq, fn, args, timeout, retries, priority, queue, lost, "
+                 "errors, not_before, extra")
 _INCREMENTAL = 2  # what PRAGMA auto_vacuum reads when incremental vacuum is on
 _BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another connection's lock
 
@@ -76,6 +84,7 @@ class Journal:
         self._db.execute(f"PRAGMA synchronous={JOURNAL_SYNCHRONOUS}")
         self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SLACK_BYTES}")
         self._db.executescript(_SCHEMA)
+        _add_columns(self._db)
         self._page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._dblock = threading.Lock()  # the writer and direct write() callers share _db
         self._cond = threading.Condition()
@@ -205,14 +214,16 @@ class Journal:
         """Restore every journaled task and result into ``state``; returns their counts."""
         with self._dblock:
             tasks = self._db.execute(
-                "SELECT task_id, outbox, seq, fn, args, timeout, retries, priority, queue, "
-                "lost, errors FROM tasks ORDER BY seq").fetchall()
+                f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY seq").fetchall()
             results = self._db.execute(
                 "SELECT task_id, outbox, status, body, detail, worker, duration FROM results"
             ).fetchall()
-        for tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors in tasks:
-            msg = TaskMsg(tid, outbox, fn, args, TaskOptions(timeout, retries, prio, queue))
-            state.restore_task(msg, seq, lost, errors)
+        to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
+        for (tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors,
+             not_before, extra) in tasks:
+            options = TaskOptions.with_extra(timeout, retries, prio, queue, json.loads(extra))
+            state.restore_task(TaskMsg(tid, outbox, fn, args, options), seq, lost, errors,
+                               not_before + to_state if not_before else 0.0)
         for tid, outbox, status, body, detail, worker, duration in results:
             state.restore_result(outbox, ResultMsg(tid, status, body, detail, worker, duration))
         return len(tasks), len(results)
@@ -258,19 +269,36 @@ def _use_incremental_vacuum(db: sqlite3.Connection, path: Path) -> None:
              bytes=path.stat().st_size)
 
 
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Bring a journal written by an older taskq up to the current tasks table."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    for name, kind in _ADDED_TASK_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+
+
+def _wall(rec: TaskRecord, to_wall: float) -> float:
+    """When a waiting task may start, as wall-clock time (0: it does not wait)."""
+    return rec.not_before + to_wall if rec.state is TaskState.WAITING else 0.0
+
+
 def _write(db: sqlite3.Connection, changes: Changes) -> None:
     """Apply ``changes`` in one transaction (rolled back if any statement fails)."""
     db.execute("BEGIN")
     try:
+        to_wall = time.time() - time.monotonic()  # the broker's clock -> wall clock
         if changes.added:
             db.executemany(
-                "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO tasks ({_TASK_COLUMNS}) VALUES "
+                f"(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(r.msg.task_id, r.msg.outbox, r.seq, r.msg.fn, r.msg.args,
                   r.msg.options.timeout, r.msg.options.retries, r.msg.options.priority,
-                  r.msg.options.queue, r.lost, r.errors) for r in changes.added])
+                  r.msg.options.queue, r.lost, r.errors, _wall(r, to_wall),
+                  json.dumps(r.msg.options.extra())) for r in changes.added])
         if changes.updated:
-            db.executemany("UPDATE tasks SET lost=?, errors=? WHERE task_id=?",
-                           [(r.lost, r.errors, r.msg.task_id) for r in changes.updated])
+            db.executemany("UPDATE tasks SET lost=?, errors=?, not_before=? WHERE task_id=?",
+                           [(r.lost, r.errors, _wall(r, to_wall), r.msg.task_id)
+                            for r in changes.updated])
         gone = changes.removed + [res.task_id for _, res in changes.finished]
         if gone:
             db.executemany("DELETE FROM tasks WHERE task_id=?", [(t,) for t in gone])

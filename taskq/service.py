@@ -65,6 +65,9 @@ class Broker:
         self._asks = threading.Condition(self._lock)  # cancel requests for workers
         self._answers = threading.Condition(self._lock)  # workers' answers to them
         self._started = clock()
+        state.wall_offset = time.time() - clock()
+        self._timer = threading.Condition(self._lock)  # wakes the reaper for a waiting task
+        self._next_due: float | None = None  # when the reaper is next due to promote
         self._stopping = threading.Event()
         self._reaper: threading.Thread | None = None
 
@@ -127,6 +130,7 @@ class Broker:
             batch = tasks[:self._wait(self._space, room, LONG_POLL_S)]
             now = self._clock()
             accepted = state.submit(batch, now)
+            self._wake_timer()
             for outbox in {msg.outbox for msg in batch}:
                 state.touch(outbox, now)
             ticket = self._commit()
@@ -227,6 +231,7 @@ class Broker:
             pending_before = self._state.pending_count()
             self._state.start(worker_id, started or ())
             self._state.complete(worker_id, results, self._clock())
+            self._wake_timer()  # a retry may wait for its backoff
             requeued = self._state.pending_count() - pending_before
             self._commit()
             if started:
@@ -297,12 +302,41 @@ class Broker:
                         detail=res.detail)
 
     def start_reaper(self) -> None:
+        """Reap every REAP_EVERY_S, and queue each waiting task (delayed, or waiting for a
+        retry) the moment its time comes."""
         def loop() -> None:
-            while not self._stopping.wait(REAP_EVERY_S):
-                self.reap()
+            next_reap = self._clock() + REAP_EVERY_S
+            while not self._stopping.is_set():
+                if self._clock() >= next_reap:
+                    self.reap()
+                    next_reap = self._clock() + REAP_EVERY_S
+                self._promote_until(next_reap)
 
         self._reaper = threading.Thread(target=loop, name="taskq-reaper", daemon=True)
         self._reaper.start()
+
+    def _promote_until(self, deadline: float) -> None:
+        """Until ``deadline``, queue waiting tasks as they fall due."""
+        with self._lock:
+            while not self._stopping.is_set():
+                now = self._clock()
+                if self._state.promote(now):
+                    self._work.notify_all()
+                due = self._state.queues.next_due()
+                self._next_due = due
+                until = deadline if due is None else min(deadline, due)
+                if until <= now:
+                    return
+                self._timer.wait(until - now)
+                if self._clock() >= deadline:
+                    return
+
+    def _wake_timer(self) -> None:
+        """A task began to wait (lock held): wake the reaper if it is due before it."""
+        due = self._state.queues.next_due()
+        if due is not None and (self._next_due is None or due < self._next_due):
+            self._next_due = due
+            self._timer.notify_all()
 
     def close(self) -> None:
         """Stop waits and the reaper; flush and close the journal."""
@@ -313,6 +347,7 @@ class Broker:
             self._space.notify_all()
             self._asks.notify_all()
             self._answers.notify_all()
+            self._timer.notify_all()
         if self._reaper is not None:
             self._reaper.join(timeout=2)
         with self._lock:

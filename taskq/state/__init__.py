@@ -21,13 +21,14 @@ changed is collected in ``changes`` so the journal can persist it after each cal
 
 from __future__ import annotations
 
+import random
 from collections import OrderedDict
 from collections.abc import Iterable
 
 from taskq.defaults import BATCH_BYTES, JOB_OUTBOX_PREFIX, KNOWN_JOBS_KEPT
 from taskq.state.queues import TaskQueues
 from taskq.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
-from taskq.wire import Fetched, ResultMsg, Status, TaskMsg, TaskState
+from taskq.wire import Fetched, ResultMsg, Status, TaskMsg, TaskOptions, TaskState
 
 __all__ = ["BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord", "WorkerInfo"]
 
@@ -49,6 +50,8 @@ class BrokerState:
         self.finished_ok = 0
         self.finished_failed = 0
         self.restore_hold_until = 0.0  # restored tasks wait until then for their holders
+        self.wall_offset = 0.0  # wall-clock time minus this state's clock (for run_at)
+        self.random = random.Random()  # backoff jitter; tests seed it
         self.changes = Changes()
         self._seq = 0
 
@@ -69,20 +72,27 @@ class BrokerState:
             self._seq += 1
             rec = TaskRecord(msg=msg, seq=self._seq)
             self.tasks[msg.task_id] = rec
-            self.queues.push(rec)
+            start = msg.options.run_at - self.wall_offset  # on this state's clock
+            if msg.options.run_at and start > now:
+                self.queues.hold(rec, start)
+            else:
+                self.queues.push(rec)
             self.changes.added.append(rec)
             accepted += 1
         return accepted
 
-    def restore_task(self, msg: TaskMsg, seq: int, lost: int, errors: int) -> None:
+    def restore_task(self, msg: TaskMsg, seq: int, lost: int, errors: int,
+                     not_before: float = 0.0) -> None:
         """Put back a journaled task (master restart). It waits until ``restore_hold_until``
-        so that a worker still running it can claim it back before another leases it."""
+        so that a worker still running it can claim it back before another leases it, and
+        a task that was waiting (delayed, or for a retry) waits until its time."""
         rec = TaskRecord(msg=msg, seq=seq, lost=lost, errors=errors)
         self.tasks[msg.task_id] = rec
         self._outbox(msg.outbox).open += 1
         self._seq = max(self._seq, seq)
-        if self.restore_hold_until > 0:
-            self.queues.hold(rec, self.restore_hold_until)
+        until = max(self.restore_hold_until, not_before)
+        if until > 0:
+            self.queues.hold(rec, until)
         else:
             self.queues.push(rec)
 
@@ -300,12 +310,24 @@ class BrokerState:
             if worker is not None:
                 worker.done += result.status is Status.OK
                 worker.failed += result.status is not Status.OK
-            if result.status is Status.ERROR and rec.errors < rec.msg.options.retries:
+            if result.retryable and rec.errors < rec.msg.options.retries:
                 rec.errors += 1
+                delay = self.backoff(rec.msg.options, rec.errors)
+                if delay > 0:
+                    self.queues.hold(rec, now + delay)  # holds no worker slot meanwhile
+                else:
+                    self.queues.push(rec)
                 self.changes.updated.append(rec)
-                self.queues.push(rec)
                 continue
             self._finish(rec, result)
+
+    def backoff(self, options: TaskOptions, retry: int) -> float:
+        """Seconds before the ``retry``-th retry: ``backoff * 2**(retry-1)``, at most
+        ``max_backoff``, drawn uniformly from [0, that] with jitter."""
+        if options.backoff <= 0:
+            return 0.0
+        delay = min(options.backoff * 2 ** (retry - 1), options.max_backoff)
+        return self.random.uniform(0, delay) if options.jitter else delay
 
     def release(self, worker_id: str, task_ids: list[str]) -> None:
         """A stopping worker hands back tasks it never started: queued again, no attempt used."""
