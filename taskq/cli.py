@@ -367,6 +367,15 @@ def demo(
         raise typer.Exit(demo_mod.run(tasks, procs))
 
 
+def _add_subcommands() -> None:
+    from taskq import cli_schedule  # it uses the helpers above
+
+    app.add_typer(cli_schedule.app, name="schedule")
+
+
+_add_subcommands()
+
+
 def main(argv: list[str] | None = None) -> None:
     """The ``taskq`` entry point."""
     sys.exit(run(argv))

@@ -31,6 +31,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from taskq import logs
 from taskq.defaults import (
@@ -43,7 +44,7 @@ from taskq.defaults import (
     JOURNAL_WINDOW_S,
 )
 from taskq.state import BrokerState, Changes, TaskRecord
-from taskq.wire import ResultMsg, TaskMsg, TaskOptions, TaskState
+from taskq.wire import ResultMsg, Schedule, TaskMsg, TaskOptions, TaskState
 
 log = logs.get_logger("taskq.journal")
 
@@ -57,6 +58,9 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS results (
     task_id TEXT PRIMARY KEY, outbox TEXT NOT NULL, status TEXT NOT NULL, body BLOB,
     detail TEXT NOT NULL, worker TEXT NOT NULL, duration REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schedules (
+    name TEXT PRIMARY KEY, spec TEXT NOT NULL, fn BLOB NOT NULL, args BLOB NOT NULL
 );
 """
 # Columns added to the tasks table since its first version (added to an older journal on open):
@@ -218,6 +222,7 @@ class Journal:
             results = self._db.execute(
                 "SELECT task_id, outbox, status, body, detail, worker, duration FROM results"
             ).fetchall()
+            schedules = self._db.execute("SELECT name, spec, fn, args FROM schedules").fetchall()
         to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
         for (tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors,
              not_before, extra) in tasks:
@@ -226,6 +231,8 @@ class Journal:
                                not_before + to_state if not_before else 0.0)
         for tid, outbox, status, body, detail, worker, duration in results:
             state.restore_result(outbox, ResultMsg(tid, status, body, detail, worker, duration))
+        for row in schedules:
+            state.schedules.restore(_schedule(*row))
         return len(tasks), len(results)
 
     def write(self, changes: Changes) -> None:
@@ -269,6 +276,24 @@ def _use_incremental_vacuum(db: sqlite3.Connection, path: Path) -> None:
              bytes=path.stat().st_size)
 
 
+_SCHEDULE_FIELDS = ("cron", "every", "tz", "catch_up", "paused", "next_run", "last_run",
+                    "last_task", "last_outcome")
+
+
+def _schedule_fields(spec: Schedule) -> dict[str, Any]:
+    fields: dict[str, Any] = {name: getattr(spec, name) for name in _SCHEDULE_FIELDS}
+    o = spec.options
+    fields["options"] = [o.timeout, o.retries, o.priority, o.queue, o.extra()]
+    return fields
+
+
+def _schedule(name: str, spec: str, fn: bytes, args: bytes) -> Schedule:
+    fields = json.loads(spec)
+    timeout, retries, priority, queue, extra = fields.pop("options")
+    options = TaskOptions.with_extra(timeout, retries, priority, queue, extra)
+    return Schedule(name, fn, args, options, **fields)
+
+
 def _add_columns(db: sqlite3.Connection) -> None:
     """Bring a journal written by an older taskq up to the current tasks table."""
     have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
@@ -307,6 +332,13 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
                 "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)",
                 [(res.task_id, outbox, res.status.value, res.body, res.detail, res.worker,
                   res.duration) for outbox, res in changes.finished])
+        if changes.schedules:
+            db.executemany("INSERT OR REPLACE INTO schedules VALUES (?,?,?,?)",
+                           [(s.name, json.dumps(_schedule_fields(s)), s.fn, s.args)
+                            for s in changes.schedules])
+        if changes.schedules_removed:
+            db.executemany("DELETE FROM schedules WHERE name=?",
+                           [(n,) for n in changes.schedules_removed])
         if changes.acked:
             db.executemany("DELETE FROM results WHERE task_id=?", [(t,) for t in changes.acked])
         db.execute("COMMIT")
@@ -324,12 +356,17 @@ def merge(batch: list[Changes]) -> Changes:
     if len(batch) == 1:
         return batch[0]
     out = Changes()
+    final: dict[str, Schedule | None] = {}  # each schedule as the batch leaves it
     for changes in batch:
         out.added += changes.added
         out.updated += changes.updated
         out.finished += changes.finished
         out.removed += changes.removed
         out.acked += changes.acked
+        final.update((s.name, s) for s in changes.schedules)
+        final.update(dict.fromkeys(changes.schedules_removed))
+    out.schedules = [s for s in final.values() if s is not None]
+    out.schedules_removed = [name for name, s in final.items() if s is None]
     added = {r.msg.task_id for r in out.added}
     ended = set(out.removed) | {res.task_id for _, res in out.finished}
     transient = added & ended

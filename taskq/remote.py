@@ -17,7 +17,15 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from taskq.state import CancelOutcome
-from taskq.wire import ClusterStatus, Fetched, MasterInfo, ResultMsg, TaskMsg, WorkerHello
+from taskq.wire import (
+    ClusterStatus,
+    Fetched,
+    MasterInfo,
+    ResultMsg,
+    Schedule,
+    TaskMsg,
+    WorkerHello,
+)
 
 Call = Callable[..., Any]  # call(method_name, *args) -> the method's return value
 
@@ -46,6 +54,20 @@ class Remote:
 
     def cancel(self, task_ids: list[str], wait: float = 0.0) -> CancelOutcome:
         return cast(CancelOutcome, self._call("cancel", task_ids, wait))
+
+    # ------------------------------------------------------------------ schedules
+
+    def schedule_add(self, spec: Schedule) -> bool:
+        return cast(bool, self._call("schedule_add", spec))
+
+    def schedule_remove(self, name: str) -> bool:
+        return cast(bool, self._call("schedule_remove", name))
+
+    def schedule_pause(self, name: str, paused: bool) -> bool:
+        return cast(bool, self._call("schedule_pause", name, paused))
+
+    def schedules(self) -> list[Schedule]:
+        return cast("list[Schedule]", self._call("schedules"))
 
     # ------------------------------------------------------------------ workers
 

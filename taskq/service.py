@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 from taskq import logs
@@ -38,6 +39,7 @@ from taskq.wire import (
     Fetched,
     MasterInfo,
     ResultMsg,
+    Schedule,
     TaskMsg,
     WorkerHello,
     WorkerRow,
@@ -176,6 +178,41 @@ class Broker:
             if out.cancelled:
                 self._space.notify_all()
             return out
+
+    # ------------------------------------------------------------------ schedules
+
+    def schedule_add(self, spec: Schedule) -> bool:
+        """Add a schedule, or replace the one of that name (True). Journaled before it
+        answers; ValueError (as MasterError) for a bad definition."""
+        with self._lock:
+            replaced = self._state.schedule_add(spec, self._clock())
+            ticket = self._commit()
+            self._wake_timer()
+            journal = self._journal
+        if ticket and journal is not None:
+            journal.wait(ticket)
+        log.info("schedule_added", schedule=spec.name, replaced=replaced)
+        return replaced
+
+    def schedule_remove(self, name: str) -> bool:
+        with self._lock:
+            removed = self._state.schedule_remove(name)
+            self._commit()
+            return removed
+
+    def schedule_pause(self, name: str, paused: bool) -> bool:
+        with self._lock:
+            found = self._state.schedule_pause(name, paused, self._clock())
+            self._commit()
+            self._wake_timer()
+            return found
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule, without its function and arguments."""
+        with self._lock:
+            return [replace(s, fn=b"", args=b"")
+                    for s in sorted(self._state.schedules.by_name.values(),
+                                    key=lambda s: s.name)]
 
     # ------------------------------------------------------------------ workers
 
@@ -322,7 +359,7 @@ class Broker:
                 now = self._clock()
                 if self._state.promote(now):
                     self._work.notify_all()
-                due = self._state.queues.next_due()
+                due = self._state.next_due()
                 self._next_due = due
                 until = deadline if due is None else min(deadline, due)
                 if until <= now:
@@ -333,7 +370,7 @@ class Broker:
 
     def _wake_timer(self) -> None:
         """A task began to wait (lock held): wake the reaper if it is due before it."""
-        due = self._state.queues.next_due()
+        due = self._state.next_due()
         if due is not None and (self._next_due is None or due < self._next_due):
             self._next_due = due
             self._timer.notify_all()

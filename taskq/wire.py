@@ -174,6 +174,36 @@ class Fetched:
     started: list[str] = field(default_factory=list)
 
 
+SCHEDULE_PREFIX = "schedule:"  # a schedule's runs are the job "schedule:NAME"
+
+
+@dataclass(slots=True)
+class Schedule:
+    """A schedule as the master keeps (and journals) it."""
+
+    name: str
+    fn: bytes
+    args: bytes
+    options: TaskOptions = field(default_factory=TaskOptions)
+    cron: str = ""  # a cron expression, or "" with ``every``
+    every: float = 0.0  # seconds between runs, or 0 with ``cron``
+    tz: str = "UTC"
+    catch_up: str = "once"
+    paused: bool = False
+    next_run: float = 0.0  # wall-clock epoch seconds
+    last_run: float = 0.0
+    last_task: str = ""
+    last_outcome: str = ""  # the Status of its last run that ended ("" none yet)
+
+    @property
+    def job(self) -> str:
+        return f"{SCHEDULE_PREFIX}{self.name}"
+
+    @property
+    def outbox(self) -> str:
+        return f"job:{self.job}"
+
+
 @dataclass(slots=True)
 class WorkerHello:
     """What a worker tells the master when it (re)connects."""

@@ -25,10 +25,27 @@ import random
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from taskq.defaults import BATCH_BYTES, JOB_OUTBOX_PREFIX, KNOWN_JOBS_KEPT
+from taskq.defaults import (
+    BATCH_BYTES,
+    JOB_OUTBOX_PREFIX,
+    KNOWN_JOBS_KEPT,
+    SCHEDULE_RESULTS_KEPT,
+)
 from taskq.state.queues import TaskQueues
 from taskq.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
-from taskq.wire import Fetched, ResultMsg, Status, TaskMsg, TaskOptions, TaskState
+from taskq.state.schedules import Schedules
+from taskq.wire import (
+    SCHEDULE_PREFIX,
+    Fetched,
+    ResultMsg,
+    Schedule,
+    Status,
+    TaskMsg,
+    TaskOptions,
+    TaskState,
+)
+
+SCHEDULES_OUTBOX = f"{JOB_OUTBOX_PREFIX}{SCHEDULE_PREFIX}"
 
 __all__ = ["BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord", "WorkerInfo"]
 
@@ -52,6 +69,7 @@ class BrokerState:
         self.restore_hold_until = 0.0  # restored tasks wait until then for their holders
         self.wall_offset = 0.0  # wall-clock time minus this state's clock (for run_at)
         self.random = random.Random()  # backoff jitter; tests seed it
+        self.schedules = Schedules()
         self.changes = Changes()
         self._seq = 0
 
@@ -366,8 +384,29 @@ class BrokerState:
         return lost
 
     def promote(self, now: float) -> int:
-        """Queue the waiting tasks whose time has come; returns how many."""
-        return len(self.queues.due(now))
+        """Queue the waiting tasks whose time has come, and the tasks of schedules' ticks
+        that are due; returns how many."""
+        ticks = self.schedules.due(now + self.wall_offset)
+        return len(self.queues.due(now)) + (self.submit(ticks, now) if ticks else 0)
+
+    def next_due(self) -> float | None:
+        """When a waiting task or a schedule's tick is next due (on this state's clock)."""
+        tick = self.schedules.next_due()
+        times = [t for t in (self.queues.next_due(),
+                             None if tick is None else tick - self.wall_offset) if t is not None]
+        return min(times) if times else None
+
+    # ------------------------------------------------------------------ schedules
+
+    def schedule_add(self, spec: Schedule, now: float) -> bool:
+        """Add a schedule, or replace one of the same name (True); ValueError if bad."""
+        return self.schedules.add(spec, now + self.wall_offset)
+
+    def schedule_remove(self, name: str) -> bool:
+        return self.schedules.remove(name)
+
+    def schedule_pause(self, name: str, paused: bool, now: float) -> bool:
+        return self.schedules.pause(name, paused, now + self.wall_offset)
 
     # ------------------------------------------------------------------ views
 
@@ -376,6 +415,7 @@ class BrokerState:
 
     def drain_changes(self) -> Changes:
         changes, self.changes = self.changes, Changes()
+        changes.schedules, changes.schedules_removed = self.schedules.drain()
         return changes
 
     # ------------------------------------------------------------------ internals
@@ -439,6 +479,10 @@ class BrokerState:
         box.to_tell.discard(rec.msg.task_id)
         box.results[rec.msg.task_id] = result
         self.changes.finished.append((rec.msg.outbox, result))
+        if rec.msg.outbox.startswith(SCHEDULES_OUTBOX):
+            self.schedules.ended(rec.msg.outbox, rec.msg.task_id, result.status.value)
+            while len(box.results) > SCHEDULE_RESULTS_KEPT:  # the oldest go first
+                self.changes.acked.append(box.results.pop(next(iter(box.results))).task_id)
         if result.status is Status.OK:
             self.finished_ok += 1
         else:

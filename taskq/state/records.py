@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from taskq.wire import ResultMsg, Status, TaskMsg, TaskState
+from taskq.wire import ResultMsg, Schedule, Status, TaskMsg, TaskState
 
 
 @dataclass(slots=True)
@@ -63,9 +63,12 @@ class Changes:
     finished: list[tuple[str, ResultMsg]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)  # added or changed
+    schedules_removed: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.updated or self.finished or self.removed or self.acked)
+        return bool(self.added or self.updated or self.finished or self.removed or self.acked
+                    or self.schedules or self.schedules_removed)
 
 
 @dataclass(slots=True)
