@@ -44,6 +44,7 @@ from taskq.defaults import (
     JOURNAL_WINDOW_S,
 )
 from taskq.state import BrokerState, Changes, TaskRecord
+from taskq.state.limits import QueueLimit
 from taskq.wire import ResultMsg, Schedule, TaskMsg, TaskOptions, TaskState
 
 log = logs.get_logger("taskq.journal")
@@ -61,6 +62,9 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE TABLE IF NOT EXISTS schedules (
     name TEXT PRIMARY KEY, spec TEXT NOT NULL, fn BLOB NOT NULL, args BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue_limits (
+    queue TEXT PRIMARY KEY, rate REAL NOT NULL, concurrency INTEGER NOT NULL
 );
 """
 # Columns added to the tasks table since its first version (added to an older journal on open):
@@ -223,6 +227,8 @@ class Journal:
                 "SELECT task_id, outbox, status, body, detail, worker, duration FROM results"
             ).fetchall()
             schedules = self._db.execute("SELECT name, spec, fn, args FROM schedules").fetchall()
+            limits = self._db.execute("SELECT queue, rate, concurrency FROM queue_limits"
+                                      ).fetchall()
         to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
         for (tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors,
              not_before, extra) in tasks:
@@ -233,6 +239,8 @@ class Journal:
             state.restore_result(outbox, ResultMsg(tid, status, body, detail, worker, duration))
         for row in schedules:
             state.schedules.restore(_schedule(*row))
+        for queue, rate, concurrency in limits:
+            state.limits.restore(queue, QueueLimit(rate, concurrency))
         return len(tasks), len(results)
 
     def write(self, changes: Changes) -> None:
@@ -307,6 +315,23 @@ def _wall(rec: TaskRecord, to_wall: float) -> float:
     return rec.not_before + to_wall if rec.state is TaskState.WAITING else 0.0
 
 
+def _write_settings(db: sqlite3.Connection, changes: Changes) -> None:
+    """Schedules and queue limits (inside ``_write``'s transaction)."""
+    if changes.schedules:
+        db.executemany("INSERT OR REPLACE INTO schedules VALUES (?,?,?,?)",
+                       [(s.name, json.dumps(_schedule_fields(s)), s.fn, s.args)
+                        for s in changes.schedules])
+    if changes.schedules_removed:
+        db.executemany("DELETE FROM schedules WHERE name=?",
+                       [(n,) for n in changes.schedules_removed])
+    for queue, limit in changes.limits:  # in order: a later one wins
+        if limit is None:
+            db.execute("DELETE FROM queue_limits WHERE queue=?", (queue,))
+        else:
+            db.execute("INSERT OR REPLACE INTO queue_limits VALUES (?,?,?)",
+                       (queue, limit.rate, limit.concurrency))
+
+
 def _write(db: sqlite3.Connection, changes: Changes) -> None:
     """Apply ``changes`` in one transaction (rolled back if any statement fails)."""
     db.execute("BEGIN")
@@ -332,13 +357,7 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
                 "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)",
                 [(res.task_id, outbox, res.status.value, res.body, res.detail, res.worker,
                   res.duration) for outbox, res in changes.finished])
-        if changes.schedules:
-            db.executemany("INSERT OR REPLACE INTO schedules VALUES (?,?,?,?)",
-                           [(s.name, json.dumps(_schedule_fields(s)), s.fn, s.args)
-                            for s in changes.schedules])
-        if changes.schedules_removed:
-            db.executemany("DELETE FROM schedules WHERE name=?",
-                           [(n,) for n in changes.schedules_removed])
+        _write_settings(db, changes)
         if changes.acked:
             db.executemany("DELETE FROM results WHERE task_id=?", [(t,) for t in changes.acked])
         db.execute("COMMIT")
@@ -365,6 +384,7 @@ def merge(batch: list[Changes]) -> Changes:
         out.acked += changes.acked
         final.update((s.name, s) for s in changes.schedules)
         final.update(dict.fromkeys(changes.schedules_removed))
+        out.limits += changes.limits
     out.schedules = [s for s in final.values() if s is not None]
     out.schedules_removed = [name for name, s in final.items() if s is None]
     added = {r.msg.task_id for r in out.added}

@@ -113,9 +113,19 @@ def parse_when(text: str) -> float:
     return start_time(when=when)
 
 
+def _check_keys(limit_key: str, limit: int, unique: str, unique_for: float) -> None:
+    if bool(limit_key) != bool(limit) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit_key and limit go together: a key and a limit of 1 or more "
+                         f"tasks at once, not {limit_key!r} and {limit!r}")
+    if (unique_for and not unique) or not unique_for >= 0:
+        raise ValueError(f"unique_for needs a unique key and must be 0 or more seconds, not "
+                         f"{unique!r} and {unique_for!r}")
+
+
 def make_options(timeout: float | None = None, retries: int = 0, priority: int = 0,
                  queue: str = "default", *, retry_on: object = (), backoff: float = 0.0,
-                 max_backoff: float = 60.0, jitter: bool = True) -> TaskOptions:
+                 max_backoff: float = 60.0, jitter: bool = True, limit_key: str = "",
+                 limit: int = 0, unique: str = "", unique_for: float = 0.0) -> TaskOptions:
     """Validated options; ValueError says which one is wrong."""
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
@@ -126,36 +136,45 @@ def make_options(timeout: float | None = None, retries: int = 0, priority: int =
     if not backoff >= 0 or not max_backoff >= 0:
         raise ValueError(f"backoff and max_backoff must be 0 or more seconds, not "
                          f"{backoff!r} and {max_backoff!r}")
+    _check_keys(limit_key, limit, unique, unique_for)
     return TaskOptions(None if timeout is None else float(timeout), int(retries), int(priority),
                        queue, exception_names(retry_on), float(backoff), float(max_backoff),
-                       bool(jitter))
+                       bool(jitter), 0.0, limit_key, int(limit), unique, float(unique_for))
 
 
 @overload
 def task(fn: Callable[..., Any], *, timeout: float | None = ..., retries: int = ...,
          priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
-         max_backoff: float = ..., jitter: bool = ...) -> TaskFunction: ...
+         max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
+         unique: str = ..., unique_for: float = ...) -> TaskFunction: ...
 @overload
 def task(fn: None = None, *, timeout: float | None = ..., retries: int = ...,
          priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
-         max_backoff: float = ..., jitter: bool = ...
+         max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
+         unique: str = ..., unique_for: float = ...
          ) -> Callable[[Callable[..., Any]], TaskFunction]: ...
 
 
 def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
          retries: int = 0, priority: int = 0, queue: str = "default", retry_on: object = (),
-         backoff: float = 0.0, max_backoff: float = 60.0,
-         jitter: bool = True) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
+         backoff: float = 0.0, max_backoff: float = 60.0, jitter: bool = True,
+         limit_key: str = "", limit: int = 0, unique: str = "", unique_for: float = 0.0,
+         ) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
     """Attach options to a callable: ``task(fn, timeout=2)`` or ``@task(timeout=2)``.
 
     ``retries`` re-runs a failed task up to that many times; ``retry_on`` names the failures
     that are retried (exception types: the task's own, ``taskq.TaskTimeout``,
     ``taskq.TaskCrashed``; default: any exception the task raised); the n-th retry waits
     ``backoff * 2**(n-1)`` seconds, at most ``max_backoff``, drawn uniformly from zero to
-    that unless ``jitter=False``.
+    that unless ``jitter=False``. ``limit_key``/``limit``: at most ``limit`` tasks with that
+    key run at once across the cluster. ``unique``: while a task with that key is queued,
+    waiting or running (and ``unique_for`` seconds after it ended), a submit with the key
+    returns a future of that task and runs nothing new.
     """
     options = make_options(timeout, retries, priority, queue, retry_on=retry_on,
-                           backoff=backoff, max_backoff=max_backoff, jitter=jitter)
+                           backoff=backoff, max_backoff=max_backoff, jitter=jitter,
+                           limit_key=limit_key, limit=limit, unique=unique,
+                           unique_for=unique_for)
     if fn is None:
         return lambda f: TaskFunction(f, options)
     return TaskFunction(fn, options)

@@ -21,6 +21,7 @@ from taskq.wire import (
     ClusterStatus,
     Fetched,
     MasterInfo,
+    QueueRow,
     ResultMsg,
     Schedule,
     TaskMsg,
@@ -68,6 +69,14 @@ class Remote:
 
     def schedules(self) -> list[Schedule]:
         return cast("list[Schedule]", self._call("schedules"))
+
+    # ------------------------------------------------------------------ queues
+
+    def queue_set(self, name: str, rate: float, concurrency: int) -> None:
+        self._call("queue_set", name, rate, concurrency)
+
+    def queues(self) -> list[QueueRow]:
+        return cast("list[QueueRow]", self._call("queues"))
 
     # ------------------------------------------------------------------ workers
 

@@ -34,10 +34,12 @@ from taskq.defaults import (
 )
 from taskq.journal import Journal
 from taskq.state import BrokerState, CancelOutcome, WorkerInfo
+from taskq.state.limits import QueueLimit
 from taskq.wire import (
     ClusterStatus,
     Fetched,
     MasterInfo,
+    QueueRow,
     ResultMsg,
     Schedule,
     TaskMsg,
@@ -214,6 +216,34 @@ class Broker:
                     for s in sorted(self._state.schedules.by_name.values(),
                                     key=lambda s: s.name)]
 
+    # ------------------------------------------------------------------ queues
+
+    def queue_set(self, name: str, rate: float, concurrency: int) -> None:
+        """Set a queue's limits (0: none); journaled before it answers."""
+        limit = QueueLimit(rate, concurrency)
+        limit.check()
+        with self._lock:
+            self._state.limits.set(name, limit)
+            ticket = self._commit()
+            self._work.notify_all()
+            journal = self._journal
+        if ticket and journal is not None:
+            journal.wait(ticket)
+
+    def queues(self) -> list[QueueRow]:
+        """Every queue with tasks, running tasks or limits."""
+        with self._lock:
+            s = self._state
+            names = {q for q, n in s.pending_by_queue.items() if n} | set(s.limits.by_queue) \
+                | {q for q, n in s.limits.running_by_queue.items() if n}
+            rows = []
+            for name in sorted(names):
+                limit = s.limits.by_queue.get(name, QueueLimit())
+                rows.append(QueueRow(name, s.pending_by_queue[name],
+                                     s.limits.running_by_queue[name], limit.rate,
+                                     limit.concurrency))
+            return rows
+
     # ------------------------------------------------------------------ workers
 
     def register(self, hello: WorkerHello) -> MasterInfo:
@@ -237,11 +267,15 @@ class Broker:
             queues = worker.queues if worker else ()
 
             def available() -> bool:
-                return any(state.pending_by_queue[q] > 0 for q in queues)
+                return any(state.pending_by_queue[q] > 0 for q in queues) and \
+                    state.can_lease(queues, self._clock())
 
             now = self._clock()
             if state.promote(now):
                 self._work.notify_all()
+            token = state.limits.next_token(queues, now) if state.limits.by_queue else None
+            if token is not None:  # a rate-limited queue: wake when its next token is there
+                wait = min(wait, max(0.0, token - now) + 0.001)
             self._wait(self._work, available, wait)
             tasks = state.lease(worker_id, self._fair_share(worker_id, n), self._clock(),
                                 BATCH_BYTES)
@@ -273,7 +307,9 @@ class Broker:
             self._commit()
             if started:
                 self._results.notify_all()
-            if requeued > 0:
+            if self._state.limits.by_queue or self._state.limits.running_by_key:
+                self._work.notify_all()  # a limit may have room again
+            elif requeued > 0:
                 self._work.notify(requeued)
 
     def control(self, worker_id: str, answers: dict[str, bool], wait: float) -> list[str]:

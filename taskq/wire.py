@@ -90,16 +90,22 @@ class TaskOptions:
     max_backoff: float = 60.0
     jitter: bool = True  # full jitter: each delay drawn uniformly from [0, the delay]
     run_at: float = 0.0  # wall-clock time (epoch seconds) before which it does not start
+    limit_key: str = ""  # at most ``limit`` tasks with this key run at once, cluster-wide
+    limit: int = 0
+    unique: str = ""  # while a task with this key lives, a submit with it joins that task
+    unique_for: float = 0.0  # ... and for this long after it ended
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (TaskOptions, (self.timeout, self.retries, self.priority, self.queue,
                               self.retry_on, self.backoff, self.max_backoff, self.jitter,
-                              self.run_at))
+                              self.run_at, self.limit_key, self.limit, self.unique,
+                              self.unique_for))
 
     def extra(self) -> dict[str, Any]:
         """The options beyond the first four that differ from their defaults (journal)."""
         out: dict[str, Any] = {}
-        for name in ("retry_on", "backoff", "max_backoff", "jitter", "run_at"):
+        for name in ("retry_on", "backoff", "max_backoff", "jitter", "run_at", "limit_key",
+                     "limit", "unique", "unique_for"):
             value = getattr(self, name)
             if value != getattr(DEFAULT_OPTIONS, name):
                 out[name] = list(value) if isinstance(value, tuple) else value
@@ -202,6 +208,17 @@ class Schedule:
     @property
     def outbox(self) -> str:
         return f"job:{self.job}"
+
+
+@dataclass(slots=True)
+class QueueRow:
+    """A queue for ``taskq queue list``: depth, running, and its limits (0: none)."""
+
+    name: str
+    depth: int
+    running: int
+    rate: float = 0.0
+    concurrency: int = 0
 
 
 @dataclass(slots=True)

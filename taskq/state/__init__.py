@@ -31,6 +31,7 @@ from taskq.defaults import (
     KNOWN_JOBS_KEPT,
     SCHEDULE_RESULTS_KEPT,
 )
+from taskq.state.limits import Limits
 from taskq.state.queues import TaskQueues
 from taskq.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
 from taskq.state.schedules import Schedules
@@ -70,6 +71,7 @@ class BrokerState:
         self.wall_offset = 0.0  # wall-clock time minus this state's clock (for run_at)
         self.random = random.Random()  # backoff jitter; tests seed it
         self.schedules = Schedules()
+        self.limits = Limits()
         self.changes = Changes()
         self._seq = 0
 
@@ -278,8 +280,9 @@ class BrokerState:
         worker.last_seen = now
         out: list[TaskMsg] = []
         size = 0
+        self.limits.now = now
         while len(out) < n and (max_bytes is None or size < max_bytes):
-            rec = self.queues.pop_best(worker.queues)
+            rec = self.queues.pop_best(worker.queues, self.limits)
             if rec is None:
                 break
             self._lease_to(rec, worker, now)
@@ -389,6 +392,11 @@ class BrokerState:
         ticks = self.schedules.due(now + self.wall_offset)
         return len(self.queues.due(now)) + (self.submit(ticks, now) if ticks else 0)
 
+    def can_lease(self, queues: tuple[str, ...], now: float) -> bool:
+        """Would a lease from ``queues`` at ``now`` find a task (limits respected)?"""
+        self.limits.now = now
+        return self.queues.peek_best(queues, self.limits) is not None
+
     def next_due(self) -> float | None:
         """When a waiting task or a schedule's tick is next due (on this state's clock)."""
         tick = self.schedules.next_due()
@@ -416,6 +424,7 @@ class BrokerState:
     def drain_changes(self) -> Changes:
         changes, self.changes = self.changes, Changes()
         changes.schedules, changes.schedules_removed = self.schedules.drain()
+        changes.limits = self.limits.drain()
         return changes
 
     # ------------------------------------------------------------------ internals
@@ -446,6 +455,7 @@ class BrokerState:
         rec.msg.attempt = rec.lost + rec.errors
         self.leased[rec.msg.task_id] = rec
         worker.held.add(rec.msg.task_id)
+        self.limits.taken(rec)
 
     def _mark_started(self, rec: TaskRecord) -> None:
         rec.started = True
@@ -458,6 +468,7 @@ class BrokerState:
         """Take a task out of whichever place it is in (lease or queue); it is then DONE."""
         if rec.state is TaskState.LEASED:
             self.leased.pop(rec.msg.task_id, None)
+            self.limits.released(rec)
             holder = self.workers.get(rec.worker or "")
             if holder is not None:
                 holder.held.discard(rec.msg.task_id)

@@ -7,6 +7,7 @@ change to them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from taskq.wire import ResultMsg, Schedule, Status, TaskMsg, TaskState
 
@@ -65,10 +66,11 @@ class Changes:
     acked: list[str] = field(default_factory=list)
     schedules: list[Schedule] = field(default_factory=list)  # added or changed
     schedules_removed: list[str] = field(default_factory=list)
+    limits: list[tuple[str, Any]] = field(default_factory=list)  # (queue, QueueLimit | None)
 
     def __bool__(self) -> bool:
         return bool(self.added or self.updated or self.finished or self.removed or self.acked
-                    or self.schedules or self.schedules_removed)
+                    or self.schedules or self.schedules_removed or self.limits)
 
 
 @dataclass(slots=True)
