@@ -368,9 +368,10 @@ def demo(
 
 
 def _add_subcommands() -> None:
-    from taskq import cli_schedule  # it uses the helpers above
+    from taskq import cli_queue, cli_schedule  # they use the helpers above
 
     app.add_typer(cli_schedule.app, name="schedule")
+    app.add_typer(cli_queue.app, name="queue")
 
 
 _add_subcommands()

@@ -63,6 +63,9 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE TABLE IF NOT EXISTS schedules (
     name TEXT PRIMARY KEY, spec TEXT NOT NULL, fn BLOB NOT NULL, args BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS aliases (
+    alias TEXT PRIMARY KEY, outbox TEXT NOT NULL, target TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS queue_limits (
     queue TEXT PRIMARY KEY, rate REAL NOT NULL, concurrency INTEGER NOT NULL
 );
@@ -229,6 +232,7 @@ class Journal:
             schedules = self._db.execute("SELECT name, spec, fn, args FROM schedules").fetchall()
             limits = self._db.execute("SELECT queue, rate, concurrency FROM queue_limits"
                                       ).fetchall()
+            aliases = self._db.execute("SELECT alias, outbox, target FROM aliases").fetchall()
         to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
         for (tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors,
              not_before, extra) in tasks:
@@ -241,6 +245,8 @@ class Journal:
             state.schedules.restore(_schedule(*row))
         for queue, rate, concurrency in limits:
             state.limits.restore(queue, QueueLimit(rate, concurrency))
+        for alias, outbox, target in aliases:
+            state.restore_alias(alias, outbox, target)
         return len(tasks), len(results)
 
     def write(self, changes: Changes) -> None:
@@ -324,6 +330,10 @@ def _write_settings(db: sqlite3.Connection, changes: Changes) -> None:
     if changes.schedules_removed:
         db.executemany("DELETE FROM schedules WHERE name=?",
                        [(n,) for n in changes.schedules_removed])
+    if changes.joined:
+        db.executemany("INSERT OR REPLACE INTO aliases VALUES (?,?,?)", changes.joined)
+    if changes.unjoined:
+        db.executemany("DELETE FROM aliases WHERE alias=?", [(a,) for a in changes.unjoined])
     for queue, limit in changes.limits:  # in order: a later one wins
         if limit is None:
             db.execute("DELETE FROM queue_limits WHERE queue=?", (queue,))
@@ -385,6 +395,8 @@ def merge(batch: list[Changes]) -> Changes:
         final.update((s.name, s) for s in changes.schedules)
         final.update(dict.fromkeys(changes.schedules_removed))
         out.limits += changes.limits
+        out.joined += changes.joined
+        out.unjoined += changes.unjoined
     out.schedules = [s for s in final.values() if s is not None]
     out.schedules_removed = [name for name, s in final.items() if s is None]
     added = {r.msg.task_id for r in out.added}

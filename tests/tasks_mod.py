@@ -154,3 +154,33 @@ def run_times(directory: str, name: str) -> list[float]:
     processes on one host), in order."""
     return sorted(int(e.split(".")[2]) / 1e9 for e in os.listdir(directory)
                   if e.split(".")[0] == name)
+
+
+def span(directory: str, name: str, seconds: float) -> str:
+    """Sleep, then record when this run began and ended (CLOCK_MONOTONIC ns) in a file."""
+    began = time.monotonic_ns()
+    time.sleep(seconds)
+    with open(os.path.join(directory, f"{name}.{os.getpid()}.{began}.{time.monotonic_ns()}"),
+              "w"):
+        pass
+    return name
+
+
+def spans(directory: str, prefix: str) -> list[tuple[float, float]]:
+    """(began, ended) in seconds of every ``span`` run whose name starts with ``prefix``."""
+    out = []
+    for entry in os.listdir(directory):
+        parts = entry.split(".")
+        if parts[0].startswith(prefix) and len(parts) == 4:
+            out.append((int(parts[2]) / 1e9, int(parts[3]) / 1e9))
+    return sorted(out)
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals that overlap at any moment."""
+    events = sorted([(b, 1) for b, _ in intervals] + [(e, -1) for _, e in intervals])
+    best = current = 0
+    for _, step in events:
+        current += step
+        best = max(best, current)
+    return best

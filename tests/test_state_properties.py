@@ -24,6 +24,7 @@ from hypothesis.stateful import (
 )
 
 from taskq.state import BrokerState, TaskRecord, WorkerInfo
+from taskq.state.limits import QueueLimit
 from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
 
 LOST_AFTER = 5.0
@@ -35,6 +36,9 @@ WORKERS: dict[str, tuple[str, ...]] = {"w0": ("default",), "w1": ("gpu",),
                                        "w2": ("default", "gpu")}
 KINDS = st.sampled_from(sorted(WORKERS))
 GHOST = "ghost"  # an id the master never saw
+# Limit keys a task may carry (each key always with the same limit).
+LIMIT_KEYS: list[dict[str, object]] = [{}, {}, {"limit_key": "k1", "limit": 1},
+                                       {"limit_key": "k2", "limit": 2}]
 EMPTY = WorkerInfo("nobody", "host", 0, 0)
 
 RecView = tuple[TaskState, str | None, float, int, int]
@@ -114,7 +118,8 @@ class BrokerMachine(RuleBasedStateMachine):
                                      backoff=data.draw(st.sampled_from([0.0, 0.0, 1.0])),
                                      jitter=False,
                                      run_at=data.draw(st.sampled_from(
-                                         [0.0, 0.0, self.now + 2.0]))))
+                                         [0.0, 0.0, self.now + 2.0])),
+                                     **data.draw(st.sampled_from(LIMIT_KEYS))))
                  for _ in range(n)]
         open_ids = [t for t in self.submitted if t not in self.acked]
         again = [self.submitted[t] for t in self.pick(data, open_ids)]
@@ -252,7 +257,7 @@ class BrokerMachine(RuleBasedStateMachine):
             pending = [r for r in self.state.tasks.values()
                        if r.state is TaskState.PENDING and r.msg.options.queue in info.queues]
             pending.sort(key=lambda r: (-r.msg.options.priority, r.seq))
-            expected = [r.msg.task_id for r in pending[:n]]
+            expected = self.within_limits(pending, n)
 
         got = self.state.lease(worker, n, self.now)
 
@@ -262,6 +267,31 @@ class BrokerMachine(RuleBasedStateMachine):
             assert (rec.state, rec.worker) == (TaskState.LEASED, worker)
             assert rec.deadline == self.now + LOST_AFTER
             assert msg.attempt == rec.lost + rec.errors
+
+    def within_limits(self, pending: list[TaskRecord], n: int) -> list[str]:
+        """The tasks a lease of n should take: best first, skipping any whose queue or key
+        is at its limit (and never blocking the ones behind it)."""
+        limits = self.state.limits
+        by_queue = Counter(limits.running_by_queue)
+        by_key = Counter(limits.running_by_key)
+        out: list[str] = []
+        for rec in pending:
+            options = rec.msg.options
+            cap = limits.by_queue.get(options.queue)
+            if len(out) == n or (cap is not None and by_queue[options.queue] >= cap.concurrency):
+                continue
+            if options.limit_key and by_key[options.limit_key] >= options.limit:
+                continue
+            out.append(rec.msg.task_id)
+            by_queue[options.queue] += 1
+            by_key[options.limit_key] += 1
+        return out
+
+    @rule(queue=st.sampled_from(QUEUES), concurrency=st.sampled_from([0, 1, 2]))
+    def set_concurrency(self, queue: str, concurrency: int) -> None:
+        self.settled = False
+        self.state.limits.set(queue, QueueLimit(concurrency=concurrency))
+        assert (queue in self.state.limits.by_queue) == bool(concurrency)
 
     @rule(data=st.data(), kind=KINDS, dt=st.sampled_from([0.0, 1.0]))
     def heartbeat(self, data: st.DataObject, kind: str, dt: float) -> None:
@@ -455,6 +485,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.each_task_is_in_exactly_one_place()
         self.outboxes_are_consistent()
         self.no_started_task_is_cancelled()
+        self.limits_count_the_leases()
         self.settled = True
 
     def records_are_consistent(self) -> None:
@@ -511,6 +542,14 @@ class BrokerMachine(RuleBasedStateMachine):
             else:
                 assert not open_by_box[name]
 
+    def limits_count_the_leases(self) -> None:
+        leased = self.state.leased.values()
+        by_queue = Counter(r.msg.options.queue for r in leased)
+        by_key = Counter(r.msg.options.limit_key for r in leased if r.msg.options.limit_key)
+        limits = self.state.limits
+        assert +limits.running_by_queue == by_queue
+        assert +limits.running_by_key == by_key
+
     def no_started_task_is_cancelled(self) -> None:
         """No task is cancelled while a worker runs it (it may be once it is queued again)."""
         for tid in self.cancelled:
@@ -537,8 +576,9 @@ class BrokerMachine(RuleBasedStateMachine):
                 assert final[tid].status is Status.CANCELLED
 
     def drain(self) -> None:
-        """Expire every lease, then lease all that is left to one worker and complete it."""
-        for _ in range(2):
+        """Expire every lease, then lease all that is left to one worker and complete it
+        (in rounds: limits let only so many run at once)."""
+        for _ in range(2 + len(self.state.tasks)):
             if not self.state.tasks:
                 break
             self.now += LOST_AFTER + 1

@@ -67,10 +67,13 @@ class Changes:
     schedules: list[Schedule] = field(default_factory=list)  # added or changed
     schedules_removed: list[str] = field(default_factory=list)
     limits: list[tuple[str, Any]] = field(default_factory=list)  # (queue, QueueLimit | None)
+    joined: list[tuple[str, str, str]] = field(default_factory=list)  # (alias, outbox, target)
+    unjoined: list[str] = field(default_factory=list)  # aliases settled or cancelled
 
     def __bool__(self) -> bool:
         return bool(self.added or self.updated or self.finished or self.removed or self.acked
-                    or self.schedules or self.schedules_removed or self.limits)
+                    or self.schedules or self.schedules_removed or self.limits or self.joined
+                    or self.unjoined)
 
 
 @dataclass(slots=True)
