@@ -61,6 +61,10 @@ PREFETCH_TARGET_S = 0.02
 # While more tasks are queued than processes run (throughput, not latency, is at stake) a
 # worker gathers outcomes this long before reporting them in one call: fewer, larger reports.
 REPORT_LINGER_S = 0.002
+# A worker tells the master a task began (for Future.running) in the report of its outcome when
+# that comes within this long, else on its own: a short task costs no extra call, and a long
+# one shows running this much after it began.
+START_LINGER_S = 0.05
 # Tasks written ahead into one pool process's pipe: the process runs them back to back
 # without waiting for the worker between tasks (no-op tasks go about twice as fast at 8 as at
 # 2). The worker's prefetch, not this, bounds how much work it holds, so long tasks are not

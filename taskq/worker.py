@@ -188,6 +188,8 @@ class Worker:
         """Report outcomes as they come; on a stop, drain within the grace period."""
         while not self._draining.is_set():
             outcomes = self.pool.get_outcomes(timeout=defaults.LONG_POLL_S)
+            if not outcomes:  # a task began: tell it with its outcome if that comes soon
+                outcomes = self.pool.get_outcomes(defaults.START_LINGER_S, starts_wake=False)
             if outcomes and self.pool.in_flight() > self.config.procs:
                 time.sleep(defaults.REPORT_LINGER_S)  # a batching window, see defaults
                 outcomes += self.pool.get_outcomes(timeout=0)
