@@ -37,6 +37,7 @@ from taskq import defaults, logs, wire
 from taskq.auth import resolve_authkey
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskqError
 from taskq.options import TaskFunction
+from taskq.primitives import SharedState
 from taskq.remote import Remote
 from taskq.transport import Link, parse_address
 from taskq.wire import DEFAULT_OPTIONS, Fetched, MasterInfo, ResultMsg, Status, TaskMsg, TaskOptions
@@ -107,8 +108,9 @@ def _chunks(iterables: tuple[Iterable[Any], ...], size: int) -> Iterator[list[tu
         yield chunk
 
 
-class Client(Executor):
-    """Submit work to a taskq cluster; with no address, to a local one started for you."""
+class Client(SharedState, Executor):
+    """Submit work to a taskq cluster; with no address, to a local one started for you.
+    Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``."""
 
     def __init__(self, address: str | tuple[str, int] | None = None,
                  authkey: bytes | str | None = None, *, procs: int | None = None,

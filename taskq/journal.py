@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from taskq import logs
+from taskq import journal_prims, logs
 from taskq.defaults import (
     JOURNAL_IDLE_S,
     JOURNAL_SLACK_BYTES,
@@ -42,6 +42,7 @@ from taskq.defaults import (
     JOURNAL_WINDOW_S,
 )
 from taskq.state import BrokerState, Changes
+from taskq.state.primitives import PrimitiveState
 from taskq.wire import ResultMsg, TaskMsg, TaskOptions
 
 log = logs.get_logger("taskq.journal")
@@ -76,6 +77,7 @@ class Journal:
         self._db.execute(f"PRAGMA synchronous={JOURNAL_SYNCHRONOUS}")
         self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SLACK_BYTES}")
         self._db.executescript(_SCHEMA)
+        self._db.executescript(journal_prims.SCHEMA)
         self._page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._dblock = threading.Lock()  # the writer and direct write() callers share _db
         self._cond = threading.Condition()
@@ -217,6 +219,11 @@ class Journal:
             state.restore_result(outbox, ResultMsg(tid, status, body, detail, worker, duration))
         return len(tasks), len(results)
 
+    def load_primitives(self, prims: PrimitiveState, now: float) -> int:
+        """Restore every journaled shared primitive; returns how many there are."""
+        with self._dblock:
+            return journal_prims.load(self._db, prims, now)
+
     def write(self, changes: Changes) -> None:
         """Persist one batch of changes in a single transaction."""
         if not changes:
@@ -281,6 +288,8 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
                   res.duration) for outbox, res in changes.finished])
         if changes.acked:
             db.executemany("DELETE FROM results WHERE task_id=?", [(t,) for t in changes.acked])
+        if changes.prims:
+            journal_prims.write(db, changes.prims)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -302,6 +311,7 @@ def merge(batch: list[Changes]) -> Changes:
         out.finished += changes.finished
         out.removed += changes.removed
         out.acked += changes.acked
+        out.prims += changes.prims
     added = {r.msg.task_id for r in out.added}
     ended = set(out.removed) | {res.task_id for _, res in out.finished}
     transient = added & ended

@@ -32,6 +32,7 @@ from taskq.defaults import (
     RESULT_TTL_S,
 )
 from taskq.journal import Journal
+from taskq.service_prims import PrimitiveCalls
 from taskq.state import BrokerState, CancelOutcome, WorkerInfo
 from taskq.wire import (
     ClusterStatus,
@@ -47,8 +48,9 @@ log = logs.get_logger("taskq.master")
 T = TypeVar("T")
 
 
-class Broker:
-    """Thread-safe facade over the broker state; the object the master exposes."""
+class Broker(PrimitiveCalls):
+    """Thread-safe facade over the broker state; the object the master exposes (its calls
+    on shared primitives come from ``PrimitiveCalls``)."""
 
     def __init__(self, state: BrokerState, journal: Journal | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -67,6 +69,7 @@ class Broker:
         self._started = clock()
         self._stopping = threading.Event()
         self._reaper: threading.Thread | None = None
+        self._init_primitives()
 
     # ------------------------------------------------------------------ plumbing
 

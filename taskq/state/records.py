@@ -7,6 +7,7 @@ change to them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from taskq.wire import ResultMsg, Status, TaskMsg, TaskState
 
@@ -63,9 +64,11 @@ class Changes:
     finished: list[tuple[str, ResultMsg]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
+    prims: list[tuple[Any, ...]] = field(default_factory=list)  # see taskq.journal_prims
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.updated or self.finished or self.removed or self.acked)
+        return bool(self.added or self.updated or self.finished or self.removed or self.acked
+                    or self.prims)
 
 
 @dataclass(slots=True)
