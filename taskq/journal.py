@@ -86,6 +86,7 @@ class Journal:
         self._durable = 0
         self._error: BaseException | None = None
         self._closing = False
+        self._urgent = False  # something queued is waited on: commit without gathering
         # writer thread only: when the journal first changed since its last upkeep (a
         # previous run may have left free pages), and how long to be idle before a round
         self._upkeep_due: float | None = time.monotonic()
@@ -95,9 +96,11 @@ class Journal:
                                         daemon=True)
         self._writer.start()
 
-    def append(self, changes: Changes) -> int:
-        """Queue changes for the writer; returns the ticket to wait() on."""
+    def append(self, changes: Changes, urgent: bool = False) -> int:
+        """Queue changes for the writer; returns the ticket to wait() on. ``urgent`` ends
+        the writer's gathering window at once (a caller waits on it, and one at a time)."""
         with self._cond:
+            self._urgent = self._urgent or urgent
             self._queue.append(changes)
             self._appended += 1
             self._cond.notify_all()
@@ -121,8 +124,8 @@ class Journal:
                 return None
             # gather what the next calls append: one transaction instead of several,
             # and a task that starts and ends in the window is never written
-            self._cond.wait_for(lambda: self._closing, JOURNAL_WINDOW_S)
-            batch, self._queue = self._queue, []
+            self._cond.wait_for(lambda: self._closing or self._urgent, JOURNAL_WINDOW_S)
+            batch, self._queue, self._urgent = self._queue, [], False
             return batch, self._appended
 
     def _write_loop(self) -> None:

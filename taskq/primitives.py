@@ -32,6 +32,8 @@ from taskq.transport import Link, parse_address
 log = logs.get_logger("taskq.primitives")
 
 RENEW_DIVISOR = 3  # leases are renewed this many times per lease: two renewals may fail
+RENEWER_IDLE_S = 10.0  # the renewer thread lingers this long with nothing to renew, so a
+# lock taken and released in a loop does not start a thread per acquire
 _MISSING: Any = object()
 
 
@@ -48,8 +50,9 @@ class Session:
 
     def hold(self, token: str, lease: float) -> None:
         with self._cond:
+            if not self._leases or lease < min(self._leases.values()):
+                self._cond.notify_all()  # the renewer's next round must come sooner
             self._leases[token] = lease
-            self._cond.notify_all()
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._renew_loop, daemon=True,
                                                 name="taskq-renew")
@@ -65,15 +68,27 @@ class Session:
             return True
 
     def _renew_loop(self) -> None:
-        while True:
-            with self._cond:
+        """Renew every lease each ``lease / RENEW_DIVISOR`` (the shortest held), counted
+        from the last renewal, or from when something was first held again."""
+        last = time.monotonic()
+        while (tokens := self._next_round(last)) is not None:
+            self._renew(tokens)
+            last = time.monotonic()
+
+    def _next_round(self, last: float) -> list[str] | None:
+        """Wait until a renewal is due; None (the thread ends) after RENEWER_IDLE_S idle."""
+        with self._cond:
+            while True:
                 if not self._leases:
-                    self._thread = None
-                    return
-                self._cond.wait(max(min(self._leases.values()) / RENEW_DIVISOR, 0.05))
-                tokens = list(self._leases)
-            if tokens:
-                self._renew(tokens)
+                    if not self._cond.wait_for(lambda: self._leases, RENEWER_IDLE_S):
+                        self._thread = None
+                        return None
+                    last = time.monotonic()  # just granted: good for a whole lease
+                every = max(min(self._leases.values()) / RENEW_DIVISOR, 0.05)
+                left = last + every - time.monotonic()
+                if left <= 0:
+                    return list(self._leases)
+                self._cond.wait(left)
 
     def _renew(self, tokens: list[str]) -> None:
         try:

@@ -5,7 +5,8 @@ waits (acquire, queue get and put, join, event wait) waits on one condition, for
 its ``wait`` and never longer than LONG_POLL_S; the caller calls again to wait longer,
 which also keeps its place in line. While it waits, leases that run out are expired at
 their deadline, so a dead holder's slot goes to the next waiter within its lease. A call
-that changed something answers once the change is journaled::
+that changed something answers once the change is journaled, committed without the
+writer's gathering window (its caller waits, and a lock's users wait on it in turn)::
 
     client ── prim_acquire(wait) ──► lock ─ PrimitiveState.acquire ─ wait(cond, ≤ LONG_POLL_S)
                                              │ ops                  ▲ notify_all on any change
@@ -60,7 +61,7 @@ class PrimitiveCalls:
         self._prim_cond.notify_all()
         if self._journal is None:
             return 0, None
-        return self._journal.append(Changes(prims=ops)), self._journal
+        return self._journal.append(Changes(prims=ops), urgent=True), self._journal
 
     @staticmethod
     def _durable(job: tuple[int, Journal | None]) -> None:
@@ -79,7 +80,7 @@ class PrimitiveCalls:
             left = end - time.monotonic()
             if left <= 0:
                 break
-            due = self.prims.next_deadline()
+            due = self.prims.due()
             if due is not None:
                 left = min(left, max(due - self._clock(), _MIN_WAIT_S))
             self._prim_cond.wait(left)

@@ -161,6 +161,11 @@ class PrimitivesMachine(RuleBasedStateMachine):
             assert hold.deadline <= self.now + WAIT_GRACE_S
 
     @invariant()
+    def no_deadline_comes_before_the_one_expiry_waits_for(self) -> None:
+        earliest, due = self.state.next_deadline(), self.state.due()
+        assert earliest is None or (due is not None and due <= earliest)
+
+    @invariant()
     def no_item_is_lost_or_acknowledged_twice(self) -> None:
         prim = self.state.prims.get(("queue", "q"))
         items = set(prim.items) if prim is not None else set()

@@ -99,8 +99,13 @@ class PrimitiveState:
         self.prims: dict[tuple[str, str], Prim] = {}
         self.ops: list[Op] = []
         self._seq = 0
+        self._due = float("inf")  # no deadline is earlier (lowered as deadlines are set)
 
     # ------------------------------------------------------------------ bookkeeping
+
+    def _lease(self, hold: Hold, deadline: float) -> None:
+        hold.deadline = deadline
+        self._due = min(self._due, deadline)
 
     def _next(self) -> int:
         self._seq += 1
@@ -146,6 +151,8 @@ class PrimitiveState:
 
     def expire(self, now: float) -> int:
         """Drop holders, waiters and consumers whose deadline passed; returns how many."""
+        if now < self._due:
+            return 0
         dropped = 0
         for prim in self.prims.values():
             for place in (prim.holders, prim.waiters):
@@ -158,10 +165,17 @@ class PrimitiveState:
                 dropped += 1
             if prim.kind in ("lock", "semaphore"):
                 self._grant(prim, now)
+        earliest = self.next_deadline()
+        self._due = float("inf") if earliest is None else earliest
         return dropped
 
+    def due(self) -> float | None:
+        """No deadline comes before this (None: there are none); renewals only push
+        deadlines later, so it may be early, never late."""
+        return None if self._due == float("inf") else self._due
+
     def next_deadline(self) -> float | None:
-        """The earliest deadline of any holder, waiter or item in flight."""
+        """The earliest deadline of any holder, waiter or item in flight (a full scan)."""
         found = [h.deadline for p in self.prims.values()
                  for place in (p.holders, p.waiters) for h in place.values()]
         found += [i.taker.deadline for p in self.prims.values() for i in p.items.values()
@@ -177,7 +191,7 @@ class PrimitiveState:
             for holds, grace in places:
                 for hold in holds:
                     if hold.token in wanted and hold.session == session:
-                        hold.deadline = now + (hold.lease if grace is None else grace)
+                        self._lease(hold, now + (hold.lease if grace is None else grace))
                         seen.add(hold.token)
         return [t for t in tokens if t not in seen]
 
@@ -193,7 +207,7 @@ class PrimitiveState:
         if waiter is None:
             waiter = prim.waiters[token] = Hold(token, session, lease, 0.0, self._next())
             self._put_hold(prim, waiter, waiting=True)
-        waiter.deadline = now + WAIT_GRACE_S
+        self._lease(waiter, now + WAIT_GRACE_S)
         self._grant(prim, now)
         return token in prim.holders
 
@@ -201,7 +215,7 @@ class PrimitiveState:
         """Give free slots to the first waiters in line."""
         while prim.waiters and len(prim.holders) < max(prim.param, 1):
             token, hold = prim.waiters.popitem(last=False)
-            hold.deadline = now + hold.lease
+            self._lease(hold, now + hold.lease)
             prim.holders[token] = hold
             self._put_hold(prim, hold, waiting=False)
 
@@ -308,7 +322,8 @@ class PrimitiveState:
             return None
         _, item_id = heapq.heappop(prim.ready)
         item = prim.items[item_id]
-        item.taker = Hold(token, session, lease, now + lease)
+        item.taker = Hold(token, session, lease, 0.0)
+        self._lease(item.taker, now + lease)
         self._put_item(prim, item)
         return item.item_id, item.body
 
@@ -351,6 +366,7 @@ class PrimitiveState:
             return
         (prim.waiters if waiting else prim.holders)[hold.token] = hold
         self._seq = max(self._seq, hold.seq)
+        self._lease(hold, hold.deadline)
 
     def restore_value(self, name: str, key: str, value: bytes) -> None:
         prim = self.prims.get(("dict", name))
@@ -364,6 +380,8 @@ class PrimitiveState:
         prim.items[item.item_id] = item
         if item.taker is None:
             heapq.heappush(prim.ready, (item.seq, item.item_id))
+        else:
+            self._lease(item.taker, item.taker.deadline)
         self._seq = max(self._seq, item.seq)
 
     def sort_waiters(self) -> None:
