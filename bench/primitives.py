@@ -68,7 +68,7 @@ def manager_ops(manager: Any) -> Bench:
 def dask_ops(client: Any) -> Bench:
     from distributed import Lock
 
-    lock = Lock("bench-lock", client=client)
+    lock = Lock("bench-lock")  # served by the default client's scheduler: ``client``
 
     def lock_rt() -> None:
         lock.acquire()

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from taskq import defaults, logs, wire
+from taskq.errors import ConnectError
 from taskq.remote import Remote
 from taskq.state.primitives import PrimRow, check_name
 from taskq.transport import Link, parse_address
@@ -93,6 +94,8 @@ class Session:
     def _renew(self, tokens: list[str]) -> None:
         try:
             lost = self.remote.prim_renew(self.session_id, tokens)
+        except ConnectError:  # the link is closed, or the master stayed away: all is lost
+            lost = tokens
         except Exception as exc:  # the link retries by itself; try again next round
             log.warning("lease_renew_failed", error=type(exc).__name__)
             return
@@ -315,8 +318,10 @@ class QueueItem:
         self.value = value
         self.finished = False
 
-    def done(self, requeue: bool = False) -> None:
-        self.queue._finish(self, requeue)
+    def done(self, requeue: bool = False) -> bool:
+        """Acknowledge the item (or hand it back); False if its lease had run out, so it
+        went back to the queue and may be processed again."""
+        return self.queue._finish(self, requeue)
 
     def __enter__(self) -> Any:
         return self.value
@@ -373,20 +378,24 @@ class Queue:
         self._taken.append(item)
         return item
 
-    def _finish(self, item: QueueItem, requeue: bool) -> None:
+    def _finish(self, item: QueueItem, requeue: bool) -> bool:
         if item.finished:
             raise ValueError(f"queue {self.name!r}: item {item.value!r} was already done")
         item.finished = True
         if item in self._taken:
             self._taken.remove(item)
         self._session.drop(item.token)
-        self._session.remote.queue_done(self.name, item.item_id, requeue)
+        if self._session.remote.queue_done(self.name, item.item_id, item.token, requeue):
+            return True
+        log.warning("queue_item_lease_lost", queue=self.name, item_id=item.item_id)
+        return False
 
-    def task_done(self) -> None:
-        """Acknowledge the oldest item this handle took and did not acknowledge."""
+    def task_done(self) -> bool:
+        """Acknowledge the oldest item this handle took and did not acknowledge (False if
+        its lease had run out: see ``QueueItem.done``)."""
         if not self._taken:
             raise ValueError(f"queue {self.name!r}: task_done() called more times than get()")
-        self._taken[0].done()
+        return self._taken[0].done()
 
     def qsize(self) -> int:
         """Items waiting to be taken (not those in flight)."""

@@ -67,8 +67,8 @@ class RemotePrimitives:
         return cast("tuple[str, bytes] | None",
                     self._call("queue_get", name, token, session, lease, wait))
 
-    def queue_done(self, name: str, item_id: str, requeue: bool) -> bool:
-        return cast(bool, self._call("queue_done", name, item_id, requeue))
+    def queue_done(self, name: str, item_id: str, token: str, requeue: bool) -> bool:
+        return cast(bool, self._call("queue_done", name, item_id, token, requeue))
 
     def queue_size(self, name: str) -> tuple[int, int]:
         return cast("tuple[int, int]", self._call("queue_size", name))

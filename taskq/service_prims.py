@@ -193,9 +193,10 @@ class PrimitiveCalls:
         self._durable(job)
         return got
 
-    def queue_done(self, name: str, item_id: str, requeue: bool) -> bool:
-        """Acknowledge an item in flight, or with ``requeue`` hand it back."""
-        return self._changed(lambda: self.prims.queue_done(name, item_id, requeue))
+    def queue_done(self, name: str, item_id: str, token: str, requeue: bool) -> bool:
+        """Acknowledge an item in flight with ``token``, or with ``requeue`` hand it back;
+        False if its lease ran out (it is back in the queue, or with another consumer)."""
+        return self._changed(lambda: self.prims.queue_done(name, item_id, token, requeue))
 
     def queue_size(self, name: str) -> tuple[int, int]:
         """(items ready, items not yet acknowledged)."""

@@ -32,9 +32,10 @@ def hold_forever(address: str, key: str, ready: str, lease: float) -> None:
         time.sleep(60)
 
 
-def consume(address: str, key: str, hang_on: int | None, flag: str) -> None:
+def consume(address: str, key: str, hang: bool, flag: str) -> None:
     """Take items until the queue stays empty for 3 s; record each as done in a dict.
-    With ``hang_on``, stop on that item before acknowledging it (and write ``flag``)."""
+    With ``hang``, stop on the first item before acknowledging it, and write the item
+    to ``flag``."""
     client = taskq.Client(address, key)
     queue, done = client.queue("jobs", lease=2), client.dict("done")
     seen = client.counter("processed")
@@ -44,8 +45,8 @@ def consume(address: str, key: str, hang_on: int | None, flag: str) -> None:
         except Exception:
             break
         with item as value:
-            if value == hang_on:
-                Path(flag).write_text(str(os.getpid()))
+            if hang:
+                Path(flag).write_text(str(value))
                 while True:
                     time.sleep(60)
             seen.add(1)
@@ -59,5 +60,5 @@ if __name__ == "__main__":  # python prim_tasks.py FUNC ARGS...: run a helper pr
     if sys.argv[1] == "hold_forever":
         args[3] = float(sys.argv[5])
     else:
-        args[2] = int(sys.argv[4]) if sys.argv[4] != "-" else None
+        args[2] = sys.argv[4] == "hang"
     fn(*args)  # type: ignore[operator]

@@ -92,20 +92,23 @@ def test_a_consumer_killed_mid_item_loses_no_item(cluster: Cluster, tmp_path: Pa
         jobs = client.queue("jobs", lease=2)
         for i in range(40):
             jobs.put(i)
-        a = helper(cluster, "consume", cluster.address, cluster.authkey, "7", str(flag))
-        b = helper(cluster, "consume", cluster.address, cluster.authkey, "-", str(flag))
+        a = helper(cluster, "consume", cluster.address, cluster.authkey, "hang", str(flag))
+        b = None
         try:
-            wait_for(flag.exists, 30, "a consumer to stop mid-item")
+            hung = int(wait_for(lambda: flag.exists() and flag.read_text(), 30,
+                                "a consumer to stop mid-item"))  # type: ignore[arg-type]
+            b = helper(cluster, "consume", cluster.address, cluster.authkey, "-", str(flag))
             kill(a)
             assert jobs.join(timeout=60), "every item acknowledged"
             done = client.dict("done")
             assert sorted(int(k) for k in done) == list(range(40))
             assert 40 <= client.counter("processed").value <= 41
-            assert done["7"] == b.pid
+            assert hung == 0 and done[str(hung)] == b.pid
             assert b.wait(30) == 0
         finally:
             kill(a)
-            kill(b)
+            if b is not None:
+                kill(b)
 
 
 @pytest.mark.timeout(90)

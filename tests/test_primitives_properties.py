@@ -120,7 +120,8 @@ class PrimitivesMachine(RuleBasedStateMachine):
     def finish_item(self, data: st.DataObject, requeue: bool) -> None:
         token = data.draw(st.sampled_from(sorted(self.in_flight)))
         item_id = self.in_flight.pop(token)
-        assert self.state.queue_done("q", item_id, requeue)
+        assert not self.state.queue_done("q", item_id, "someone-else", requeue)
+        assert self.state.queue_done("q", item_id, token, requeue)
         if not requeue:
             assert item_id not in self.acked
             self.acked.add(item_id)

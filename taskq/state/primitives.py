@@ -327,11 +327,12 @@ class PrimitiveState:
         self._put_item(prim, item)
         return item.item_id, item.body
 
-    def queue_done(self, name: str, item_id: str, requeue: bool) -> bool:
-        """Acknowledge an item in flight (gone), or hand it back (ready again)."""
+    def queue_done(self, name: str, item_id: str, token: str, requeue: bool) -> bool:
+        """Acknowledge an item in flight with ``token`` (gone), or hand it back (ready
+        again); False if it is not (its lease ran out: it went back to the queue)."""
         prim = self.prims.get(("queue", name))
         item = None if prim is None else prim.items.get(item_id)
-        if prim is None or item is None or item.taker is None:
+        if prim is None or item is None or item.taker is None or item.taker.token != token:
             return False
         if requeue:
             self._requeue(prim, item)
