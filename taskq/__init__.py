@@ -31,7 +31,7 @@ from taskq.errors import (
     WorkerLost,
 )
 from taskq.options import TaskFunction, task
-from taskq.primitives import current_client
+from taskq.shared_state import current_client
 
 __all__ = [
     "AuthError", "Client", "ConnectError", "PayloadTooLarge", "RemoteError",

@@ -37,8 +37,8 @@ from taskq import defaults, logs, wire
 from taskq.auth import resolve_authkey
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskqError
 from taskq.options import TaskFunction
-from taskq.primitives import SharedState
 from taskq.remote import Remote
+from taskq.shared_state import SharedState
 from taskq.transport import Link, parse_address
 from taskq.wire import DEFAULT_OPTIONS, Fetched, MasterInfo, ResultMsg, Status, TaskMsg, TaskOptions
 

@@ -3,10 +3,7 @@
 
     client.lock("db") ── acquire ── prim_acquire(token, wait ≤ LONG_POLL_S) ──► master
          │   (re-issued until held or timed out; the place in line is kept between calls)
-         ▼ held: token joins the session's leases
-    Session renewer thread ── prim_renew(session, tokens) every lease / RENEW_DIVISOR ──►
-         (a process that dies stops renewing: the master frees its slots and takes back
-          its queue items in flight when their leases run out)
+         ▼ held: token joins the leases its taskq.session.Session renews
 
 Values (dict values, queue items) are pickled here and stay opaque bytes on the master.
 A name is a non-empty str of at most ``MAX_NAME`` characters; names are per kind.
@@ -14,9 +11,7 @@ A name is a non-empty str of at most ``MAX_NAME`` characters; names are per kind
 
 from __future__ import annotations
 
-import os
 import queue as stdlib_queue
-import threading
 import time
 import uuid
 from collections import deque
@@ -25,86 +20,12 @@ from types import TracebackType
 from typing import Any
 
 from taskq import defaults, logs, wire
-from taskq.errors import ConnectError
-from taskq.remote import Remote
-from taskq.state.primitives import PrimRow, check_name
-from taskq.transport import Link, parse_address
+from taskq.session import Session
+from taskq.state.primitives import check_name
 
 log = logs.get_logger("taskq.primitives")
 
-RENEW_DIVISOR = 3  # leases are renewed this many times per lease: two renewals may fail
-RENEWER_IDLE_S = 10.0  # the renewer thread lingers this long with nothing to renew, so a
-# lock taken and released in a loop does not start a thread per acquire
 _MISSING: Any = object()
-
-
-class Session:
-    """One process's (or client's) holdings, their leases renewed by a background thread."""
-
-    def __init__(self, remote: Remote) -> None:
-        self.remote = remote
-        self.session_id = uuid.uuid4().hex
-        self._leases: dict[str, float] = {}  # token -> lease
-        self.lost: set[str] = set()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def hold(self, token: str, lease: float) -> None:
-        with self._cond:
-            if not self._leases or lease < min(self._leases.values()):
-                self._cond.notify_all()  # the renewer's next round must come sooner
-            self._leases[token] = lease
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._renew_loop, daemon=True,
-                                                name="taskq-renew")
-                self._thread.start()
-
-    def drop(self, token: str) -> bool:
-        """Stop renewing ``token``; False if its lease had already run out."""
-        with self._cond:
-            self._leases.pop(token, None)
-            if token in self.lost:
-                self.lost.discard(token)
-                return False
-            return True
-
-    def _renew_loop(self) -> None:
-        """Renew every lease each ``lease / RENEW_DIVISOR`` (the shortest held), counted
-        from the last renewal, or from when something was first held again."""
-        last = time.monotonic()
-        while (tokens := self._next_round(last)) is not None:
-            self._renew(tokens)
-            last = time.monotonic()
-
-    def _next_round(self, last: float) -> list[str] | None:
-        """Wait until a renewal is due; None (the thread ends) after RENEWER_IDLE_S idle."""
-        with self._cond:
-            while True:
-                if not self._leases:
-                    if not self._cond.wait_for(lambda: self._leases, RENEWER_IDLE_S):
-                        self._thread = None
-                        return None
-                    last = time.monotonic()  # just granted: good for a whole lease
-                every = max(min(self._leases.values()) / RENEW_DIVISOR, 0.05)
-                left = last + every - time.monotonic()
-                if left <= 0:
-                    return list(self._leases)
-                self._cond.wait(left)
-
-    def _renew(self, tokens: list[str]) -> None:
-        try:
-            lost = self.remote.prim_renew(self.session_id, tokens)
-        except ConnectError:  # the link is closed, or the master stayed away: all is lost
-            lost = tokens
-        except Exception as exc:  # the link retries by itself; try again next round
-            log.warning("lease_renew_failed", error=type(exc).__name__)
-            return
-        with self._cond:
-            for token in lost:
-                if token in self._leases:
-                    self.lost.add(token)
-                    del self._leases[token]
-                    log.warning("lease_lost", token=token)
 
 
 def _deadline(blocking: bool, timeout: float | None) -> float | None:
@@ -416,77 +337,3 @@ class Queue:
                 return False
         return True
 
-
-class SharedState:
-    """The factories of shared primitives; ``Client`` and ``current_client()`` have them."""
-
-    _remote: Remote
-    _shared_session: Session | None = None
-
-    def _session(self) -> Session:
-        if self._shared_session is None:
-            self._shared_session = Session(self._remote)
-        return self._shared_session
-
-    def lock(self, name: str, lease: float = 30.0) -> Lock:
-        """A cluster-wide lock; a holder that dies loses it ``lease`` s later."""
-        return Lock(self._session(), name, lease)
-
-    def semaphore(self, name: str, value: int = 1, lease: float = 30.0) -> Semaphore:
-        """A cluster-wide semaphore of ``value`` slots."""
-        return Semaphore(self._session(), name, value, lease)
-
-    def dict(self, name: str) -> SharedDict:
-        return SharedDict(self._session(), name)
-
-    def counter(self, name: str) -> Counter:
-        return Counter(self._session(), name)
-
-    def queue(self, name: str, maxsize: int = 0, lease: float = 30.0) -> Queue:
-        """A FIFO of picklable items; one taken and never acknowledged comes back
-        ``lease`` s after its consumer died."""
-        return Queue(self._session(), name, maxsize, lease)
-
-    def event(self, name: str) -> Event:
-        return Event(self._session(), name)
-
-    def delete_primitive(self, name: str, kind: str | None = None) -> list[str]:
-        """Delete the primitives called ``name`` (of ``kind``, or of every kind); returns
-        the kinds deleted."""
-        return self._remote.delete_primitive(check_name(name), kind)
-
-    def primitives(self) -> list[PrimRow]:
-        return self._remote.primitives()
-
-
-class TaskClient(SharedState):
-    """What ``taskq.current_client()`` gives a task: the shared primitives, over a
-    connection of its own to the master its worker serves."""
-
-    def __init__(self, address: tuple[str, int], authkey: bytes) -> None:
-        self._link = Link(address, authkey)
-        self._link.open(defaults.CONNECT_TIMEOUT_S * 2)
-        self._remote = self._link.remote
-
-    def close(self) -> None:
-        self._link.close()
-
-
-_current: tuple[int, TaskClient] | None = None
-_current_lock = threading.Lock()
-
-
-def current_client() -> TaskClient:
-    """Inside a task: a client of the master that runs it (one per pool process). The
-    worker hands the address and key to its pool processes in the environment."""
-    global _current
-    with _current_lock:
-        if _current is None or _current[0] != os.getpid():
-            address = os.environ.get(defaults.ENV_TASK_MASTER)
-            key = os.environ.get(defaults.ENV_TASK_AUTHKEY)
-            if not address or not key:
-                raise RuntimeError("taskq.current_client() works only inside a task that a "
-                                   "taskq worker runs")
-            authkey = key.encode("utf-8", "surrogateescape")
-            _current = (os.getpid(), TaskClient(parse_address(address), authkey))
-        return _current[1]
