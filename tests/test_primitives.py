@@ -218,3 +218,42 @@ def test_waiters_are_served_first_come_first_served(cluster: Cluster) -> None:
         for thread in threads:
             thread.join(25)
         assert order == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_waiters_keep_their_places_across_a_master_kill(cluster: Cluster,
+                                                        tmp_path: Path) -> None:
+    journal = tmp_path / "master.db"
+    master = cluster.start_master("--state", str(journal))
+    port = int(cluster.address.rsplit(":", 1)[1])
+    client = cluster.client(reconnect_for=30)
+    try:
+        holder = client.lock("line")
+        assert holder.acquire()
+        order: list[str] = []
+
+        def line_up(who: str) -> None:
+            lock = client.lock("line")
+            if lock.acquire(timeout=40):
+                order.append(who)
+                lock.release()
+
+        def waiters() -> int:
+            return next((r.waiters for r in client.primitives() if r.name == "line"), -1)
+
+        threads = []
+        for n, who in enumerate(("first", "second", "third"), 1):
+            threads.append(threading.Thread(target=line_up, args=(who,)))
+            threads[-1].start()
+            wait_for(lambda n=n: waiters() == n, 10, f"{who} in line")
+        master.signal_group(signal.SIGKILL)
+        master.wait(10)
+        cluster.start_master("--state", str(journal), port=port)
+        assert waiters() == 3
+        holder.release()
+        for thread in threads:
+            thread.join(45)
+        assert order == ["first", "second", "third"]
+    finally:
+        client.shutdown()
