@@ -111,12 +111,13 @@ class PrimitiveCalls:
         with self._lock:
             now = self._prim_now()
             held = prims.acquire(kind, name, capacity, token, session, lease, now)
+            place: tuple[int, Journal | None] = (0, None)
             if not held:
-                self._prim_commit()  # a new place in line is journaled before the wait
+                place = self._prim_commit()  # a new place in line is journaled before the wait
                 self._prim_wait(lambda: prims.is_free(kind, name, token), wait)
                 held = prims.acquire(kind, name, capacity, token, session, lease, self._clock())
             job = self._prim_commit()
-        self._durable(job)
+        self._durable(job if job[0] else place)
         return held
 
     def prim_release(self, kind: str, name: str, token: str) -> str:
