@@ -30,9 +30,10 @@ import typer
 from taskq import defaults, jobs, logs
 from taskq.auth import AuthkeyMissing, master_authkey, resolve_authkey
 from taskq.errors import TaskqError
-from taskq.options import make_options
+from taskq.options import make_options, parse_duration, parse_when, start_time
 from taskq.remote import Remote
 from taskq.transport import Link, parse_address
+from taskq.wire import TaskOptions
 
 # typer raises click's exceptions (recent versions carry their own copy of click): the
 # module that defines its BadParameter defines them all.
@@ -203,6 +204,13 @@ def submit(
     retries: Annotated[int, typer.Option(min=0, help="Re-runs if the task raises.")] = 0,
     priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
     queue: Annotated[str, typer.Option(help="Queue to put the task on.")] = "default",
+    backoff: Annotated[float, typer.Option(
+        min=0, help="Seconds before the first retry, doubling for each next one.")] = 0.0,
+    start_in: Annotated[str | None, typer.Option(
+        "--in", help="Start no sooner than this from now: 30s, 10m, 1h30m, 2d.")] = None,
+    start_at: Annotated[str | None, typer.Option(
+        "--at", help="Start no sooner than this ISO 8601 time with its offset, e.g. "
+                     "2026-12-01T02:00+01:00.")] = None,
     address: AddressOpt = None,
     authkey_file: KeyFileOpt = None,
 ) -> None:
@@ -212,15 +220,31 @@ def submit(
         jobs.parse_target(target)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="TARGET") from None
+    options = _submit_options(timeout, retries, priority, queue, backoff, start_in, start_at)
     with user_errors():
         name = job or jobs.new_job_name()
         link = _open_link(where, authkey_file)
         try:
-            task_id = jobs.submit(link.remote, name, target, args or [],
-                                  make_options(timeout, retries, priority, queue))
+            task_id = jobs.submit(link.remote, name, target, args or [], options)
         finally:
             link.close()
         typer.echo(f"job {name} task {task_id}")
+
+
+def _submit_options(timeout: float | None, retries: int, priority: int, queue: str,
+                    backoff: float, start_in: str | None, start_at: str | None) -> TaskOptions:
+    """The options of `taskq submit`; a bad --in or --at is a usage error."""
+    if start_in is not None and start_at is not None:
+        raise typer.BadParameter("give --in or --at, not both", param_hint="--in/--at")
+    options = make_options(timeout, retries, priority, queue, backoff=backoff)
+    try:
+        if start_in is not None:
+            options.run_at = start_time(delay=parse_duration(start_in))
+        if start_at is not None:
+            options.run_at = parse_when(start_at)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--in" if start_in else "--at") from None
+    return options
 
 
 @app.command()
@@ -398,6 +422,15 @@ def demo(
 
     with user_errors():
         raise typer.Exit(demo_mod.run(tasks, procs))
+
+
+def _add_subcommands() -> None:
+    from taskq import cli_schedule  # it uses the helpers above
+
+    app.add_typer(cli_schedule.app, name="schedule")
+
+
+_add_subcommands()
 
 
 def main(argv: list[str] | None = None) -> None:

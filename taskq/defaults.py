@@ -95,6 +95,14 @@ CLIENT_OUTBOX_PREFIX = "client-"
 JOB_OUTBOX_PREFIX = "job:"
 KNOWN_JOBS_KEPT = 10_000
 
+# A schedule's tick found this much later than its time was missed (the master was down): its
+# catch_up policy decides ("once": one run, not one per missed tick; "skip": none). Well above
+# any delay of the master's timer, well below the shortest sensible interval's worth of outage.
+SCHEDULE_MISSED_AFTER_S = 60.0
+# Results a schedule's job keeps when no one fetches them (the oldest go first): a schedule
+# that runs every 30 s for a year must not fill the master.
+SCHEDULE_RESULTS_KEPT = 100
+
 # After a restart, journaled tasks wait this long before any worker may lease them, so that a
 # worker still running one (it reconnects within a second or two) claims it back instead of it
 # running twice; a task no one claims starts this much later than it could.

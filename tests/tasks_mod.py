@@ -132,3 +132,25 @@ def mark_run(directory: str, name: str, seconds: float = 0.0) -> str:
 def runs_of(directory: str, name: str) -> int:
     """How many times ``mark_run`` ran for ``name``."""
     return sum(1 for entry in os.listdir(directory) if entry.split(".")[0] == name)
+
+
+def fail_first(directory: str, name: str, failures: int, kind: str = "OSError",
+               seconds: float = 0.0) -> str:
+    """Record the run (as ``mark_run``); raise ``kind`` (a builtin exception's name) on the
+    first ``failures`` runs, or sleep ``seconds`` (past a timeout) when ``kind`` is "sleep"."""
+    mark_run(directory, name)
+    if runs_of(directory, name) <= failures:
+        if kind == "sleep":
+            time.sleep(seconds)
+        else:
+            import builtins
+
+            raise getattr(builtins, kind)(f"run {runs_of(directory, name)}")
+    return name
+
+
+def run_times(directory: str, name: str) -> list[float]:
+    """When each run of ``name`` began (CLOCK_MONOTONIC seconds, comparable across
+    processes on one host), in order."""
+    return sorted(int(e.split(".")[2]) / 1e9 for e in os.listdir(directory)
+                  if e.split(".")[0] == name)

@@ -110,7 +110,11 @@ class BrokerMachine(RuleBasedStateMachine):
                          b"x" * data.draw(st.sampled_from([1, 1, 2, 5, 9])),
                          TaskOptions(retries=data.draw(st.integers(0, 2)),
                                      priority=data.draw(st.integers(0, 2)),
-                                     queue=data.draw(st.sampled_from(QUEUES))))
+                                     queue=data.draw(st.sampled_from(QUEUES)),
+                                     backoff=data.draw(st.sampled_from([0.0, 0.0, 1.0])),
+                                     jitter=False,
+                                     run_at=data.draw(st.sampled_from(
+                                         [0.0, 0.0, self.now + 2.0]))))
                  for _ in range(n)]
         open_ids = [t for t in self.submitted if t not in self.acked]
         again = [self.submitted[t] for t in self.pick(data, open_ids)]
@@ -127,7 +131,9 @@ class BrokerMachine(RuleBasedStateMachine):
                 refused = self.result_of(msg.task_id)
                 assert refused is not None and refused.status is Status.REFUSED
             else:
-                assert self.state.tasks[msg.task_id].state is TaskState.PENDING
+                delayed = msg.options.run_at > self.now
+                assert self.state.tasks[msg.task_id].state is (
+                    TaskState.WAITING if delayed else TaskState.PENDING)
         after = self.view()
         for tid, rec_view in before.items():
             assert after[tid] == rec_view
@@ -314,8 +320,11 @@ class BrokerMachine(RuleBasedStateMachine):
         for tid, count in errors.items():
             rec = self.state.tasks[tid]
             assert rec.errors == count
-            if count > before[tid][4]:
-                assert rec.state is TaskState.PENDING
+            if count > before[tid][4]:  # retried: queued, or waiting for its backoff
+                backoff = self.submitted[tid].options.backoff
+                assert rec.state is (TaskState.WAITING if backoff else TaskState.PENDING)
+                if backoff:
+                    assert rec.not_before == self.now + backoff * 2 ** (count - 1)
         for tid, result in results_before.items():
             if tid not in ended:
                 assert self.result_of(tid) is result

@@ -21,13 +21,32 @@ changed is collected in ``changes`` so the journal can persist it after each cal
 
 from __future__ import annotations
 
+import random
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from taskq.defaults import BATCH_BYTES, JOB_OUTBOX_PREFIX, KNOWN_JOBS_KEPT
+from taskq.defaults import (
+    BATCH_BYTES,
+    JOB_OUTBOX_PREFIX,
+    KNOWN_JOBS_KEPT,
+    SCHEDULE_RESULTS_KEPT,
+)
+from taskq.state.limits import Limits
 from taskq.state.queues import TaskQueues
 from taskq.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
-from taskq.wire import Fetched, ResultMsg, Status, TaskMsg, TaskState
+from taskq.state.schedules import Schedules
+from taskq.wire import (
+    SCHEDULE_PREFIX,
+    Fetched,
+    ResultMsg,
+    Schedule,
+    Status,
+    TaskMsg,
+    TaskOptions,
+    TaskState,
+)
+
+SCHEDULES_OUTBOX = f"{JOB_OUTBOX_PREFIX}{SCHEDULE_PREFIX}"
 
 __all__ = ["BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord", "WorkerInfo"]
 
@@ -49,6 +68,10 @@ class BrokerState:
         self.finished_ok = 0
         self.finished_failed = 0
         self.restore_hold_until = 0.0  # restored tasks wait until then for their holders
+        self.wall_offset = 0.0  # wall-clock time minus this state's clock (for run_at)
+        self.random = random.Random()  # backoff jitter; tests seed it
+        self.schedules = Schedules()
+        self.limits = Limits()
         self.changes = Changes()
         self._seq = 0
 
@@ -69,20 +92,27 @@ class BrokerState:
             self._seq += 1
             rec = TaskRecord(msg=msg, seq=self._seq)
             self.tasks[msg.task_id] = rec
-            self.queues.push(rec)
+            start = msg.options.run_at - self.wall_offset  # on this state's clock
+            if msg.options.run_at and start > now:
+                self.queues.hold(rec, start)
+            else:
+                self.queues.push(rec)
             self.changes.added.append(rec)
             accepted += 1
         return accepted
 
-    def restore_task(self, msg: TaskMsg, seq: int, lost: int, errors: int) -> None:
+    def restore_task(self, msg: TaskMsg, seq: int, lost: int, errors: int,
+                     not_before: float = 0.0) -> None:
         """Put back a journaled task (master restart). It waits until ``restore_hold_until``
-        so that a worker still running it can claim it back before another leases it."""
+        so that a worker still running it can claim it back before another leases it, and
+        a task that was waiting (delayed, or for a retry) waits until its time."""
         rec = TaskRecord(msg=msg, seq=seq, lost=lost, errors=errors)
         self.tasks[msg.task_id] = rec
         self._outbox(msg.outbox).open += 1
         self._seq = max(self._seq, seq)
-        if self.restore_hold_until > 0:
-            self.queues.hold(rec, self.restore_hold_until)
+        until = max(self.restore_hold_until, not_before)
+        if until > 0:
+            self.queues.hold(rec, until)
         else:
             self.queues.push(rec)
 
@@ -250,8 +280,9 @@ class BrokerState:
         worker.last_seen = now
         out: list[TaskMsg] = []
         size = 0
+        self.limits.now = now
         while len(out) < n and (max_bytes is None or size < max_bytes):
-            rec = self.queues.pop_best(worker.queues)
+            rec = self.queues.pop_best(worker.queues, self.limits)
             if rec is None:
                 break
             self._lease_to(rec, worker, now)
@@ -300,12 +331,24 @@ class BrokerState:
             if worker is not None:
                 worker.done += result.status is Status.OK
                 worker.failed += result.status is not Status.OK
-            if result.status is Status.ERROR and rec.errors < rec.msg.options.retries:
+            if result.retryable and rec.errors < rec.msg.options.retries:
                 rec.errors += 1
+                delay = self.backoff(rec.msg.options, rec.errors)
+                if delay > 0:
+                    self.queues.hold(rec, now + delay)  # holds no worker slot meanwhile
+                else:
+                    self.queues.push(rec)
                 self.changes.updated.append(rec)
-                self.queues.push(rec)
                 continue
             self._finish(rec, result)
+
+    def backoff(self, options: TaskOptions, retry: int) -> float:
+        """Seconds before the ``retry``-th retry: ``backoff * 2**(retry-1)``, at most
+        ``max_backoff``, drawn uniformly from [0, that] with jitter."""
+        if options.backoff <= 0:
+            return 0.0
+        delay = min(options.backoff * 2 ** (retry - 1), options.max_backoff)
+        return self.random.uniform(0, delay) if options.jitter else delay
 
     def release(self, worker_id: str, task_ids: list[str]) -> None:
         """A stopping worker hands back tasks it never started: queued again, no attempt used."""
@@ -344,8 +387,34 @@ class BrokerState:
         return lost
 
     def promote(self, now: float) -> int:
-        """Queue the waiting tasks whose time has come; returns how many."""
-        return len(self.queues.due(now))
+        """Queue the waiting tasks whose time has come, and the tasks of schedules' ticks
+        that are due; returns how many."""
+        ticks = self.schedules.due(now + self.wall_offset)
+        return len(self.queues.due(now)) + (self.submit(ticks, now) if ticks else 0)
+
+    def can_lease(self, queues: tuple[str, ...], now: float) -> bool:
+        """Would a lease from ``queues`` at ``now`` find a task (limits respected)?"""
+        self.limits.now = now
+        return self.queues.peek_best(queues, self.limits) is not None
+
+    def next_due(self) -> float | None:
+        """When a waiting task or a schedule's tick is next due (on this state's clock)."""
+        tick = self.schedules.next_due()
+        times = [t for t in (self.queues.next_due(),
+                             None if tick is None else tick - self.wall_offset) if t is not None]
+        return min(times) if times else None
+
+    # ------------------------------------------------------------------ schedules
+
+    def schedule_add(self, spec: Schedule, now: float) -> bool:
+        """Add a schedule, or replace one of the same name (True); ValueError if bad."""
+        return self.schedules.add(spec, now + self.wall_offset)
+
+    def schedule_remove(self, name: str) -> bool:
+        return self.schedules.remove(name)
+
+    def schedule_pause(self, name: str, paused: bool, now: float) -> bool:
+        return self.schedules.pause(name, paused, now + self.wall_offset)
 
     # ------------------------------------------------------------------ views
 
@@ -354,6 +423,8 @@ class BrokerState:
 
     def drain_changes(self) -> Changes:
         changes, self.changes = self.changes, Changes()
+        changes.schedules, changes.schedules_removed = self.schedules.drain()
+        changes.limits = self.limits.drain()
         return changes
 
     # ------------------------------------------------------------------ internals
@@ -384,6 +455,7 @@ class BrokerState:
         rec.msg.attempt = rec.lost + rec.errors
         self.leased[rec.msg.task_id] = rec
         worker.held.add(rec.msg.task_id)
+        self.limits.taken(rec)
 
     def _mark_started(self, rec: TaskRecord) -> None:
         rec.started = True
@@ -396,6 +468,7 @@ class BrokerState:
         """Take a task out of whichever place it is in (lease or queue); it is then DONE."""
         if rec.state is TaskState.LEASED:
             self.leased.pop(rec.msg.task_id, None)
+            self.limits.released(rec)
             holder = self.workers.get(rec.worker or "")
             if holder is not None:
                 holder.held.discard(rec.msg.task_id)
@@ -417,6 +490,10 @@ class BrokerState:
         box.to_tell.discard(rec.msg.task_id)
         box.results[rec.msg.task_id] = result
         self.changes.finished.append((rec.msg.outbox, result))
+        if rec.msg.outbox.startswith(SCHEDULES_OUTBOX):
+            self.schedules.ended(rec.msg.outbox, rec.msg.task_id, result.status.value)
+            while len(box.results) > SCHEDULE_RESULTS_KEPT:  # the oldest go first
+                self.changes.acked.append(box.results.pop(next(iter(box.results))).task_id)
         if result.status is Status.OK:
             self.finished_ok += 1
         else:
