@@ -356,8 +356,9 @@ def status(
         render(snapshot, f"{where[0]}:{where[1]}")
 
 
-prims_app = typer.Typer(help="Shared primitives (locks, semaphores, dicts, counters, "
-                        "queues, events) the master hosts.")
+prims_app = typer.Typer(help="List the shared primitives the master hosts (locks, "
+                        "semaphores, dicts, counters, queues, events): name, kind, holders, "
+                        "waiters, size; or delete one.")
 app.add_typer(prims_app, name="primitives")
 
 
