@@ -31,12 +31,13 @@ from taskq.errors import (
     WorkerLost,
 )
 from taskq.options import TaskFunction, task
+from taskq.shared_state import current_client
 
 __all__ = [
     "AuthError", "Client", "ConnectError", "PayloadTooLarge", "RemoteError",
     "SerializationError", "TaskCrashed", "TaskFunction", "TaskFuture", "TaskLoadError",
-    "TaskRefused", "TaskTimeout", "TaskqError", "WorkerLost", "default_client", "map",
-    "submit", "task",
+    "TaskRefused", "TaskTimeout", "TaskqError", "WorkerLost", "current_client",
+    "default_client", "map", "submit", "task",
 ]
 __version__ = "0.1.0"
 

@@ -39,6 +39,7 @@ from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskqError
 from taskq.future import TaskFuture
 from taskq.options import TaskFunction, start_time
 from taskq.remote import Remote
+from taskq.shared_state import SharedState
 from taskq.state.schedules import check, interval
 from taskq.transport import Link, parse_address
 from taskq.wire import (
@@ -77,8 +78,9 @@ def _chunks(iterables: tuple[Iterable[Any], ...], size: int) -> Iterator[list[tu
         yield chunk
 
 
-class Client(Executor):
-    """Submit work to a taskq cluster; with no address, to a local one started for you."""
+class Client(SharedState, Executor):
+    """Submit work to a taskq cluster; with no address, to a local one started for you.
+    Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``."""
 
     def __init__(self, address: str | tuple[str, int] | None = None,
                  authkey: bytes | str | None = None, *, procs: int | None = None,

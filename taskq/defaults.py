@@ -11,6 +11,10 @@ PORT = 5000
 ENV_ADDRESS = "TASKQ_ADDRESS"
 ENV_AUTHKEY = "TASKQ_AUTHKEY"
 ENV_STATE_DIR = "TASKQ_STATE_DIR"
+# Where a worker tells its pool processes the master is, and its key, for current_client()
+# (set only in the worker's own environment; never printed).
+ENV_TASK_MASTER = "TASKQ_TASK_MASTER"
+ENV_TASK_AUTHKEY = "TASKQ_TASK_AUTHKEY"
 
 # Workers heartbeat this often; cheap (one small call), and it bounds how fast a loss is seen.
 HEARTBEAT_S = 1.0

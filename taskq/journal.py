@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from taskq import logs
+from taskq import journal_prims, logs
 from taskq.defaults import (
     JOURNAL_IDLE_S,
     JOURNAL_SLACK_BYTES,
@@ -45,6 +45,7 @@ from taskq.defaults import (
 )
 from taskq.state import BrokerState, Changes, TaskRecord
 from taskq.state.limits import QueueLimit
+from taskq.state.primitives import PrimitiveState
 from taskq.wire import ResultMsg, Schedule, TaskMsg, TaskOptions, TaskState
 
 log = logs.get_logger("taskq.journal")
@@ -95,6 +96,7 @@ class Journal:
         self._db.execute(f"PRAGMA synchronous={JOURNAL_SYNCHRONOUS}")
         self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SLACK_BYTES}")
         self._db.executescript(_SCHEMA)
+        self._db.executescript(journal_prims.SCHEMA)
         _add_columns(self._db)
         self._page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._dblock = threading.Lock()  # the writer and direct write() callers share _db
@@ -104,6 +106,7 @@ class Journal:
         self._durable = 0
         self._error: BaseException | None = None
         self._closing = False
+        self._urgent = False  # something queued is waited on: commit without gathering
         # writer thread only: when the journal first changed since its last upkeep (a
         # previous run may have left free pages), and how long to be idle before a round
         self._upkeep_due: float | None = time.monotonic()
@@ -113,9 +116,11 @@ class Journal:
                                         daemon=True)
         self._writer.start()
 
-    def append(self, changes: Changes) -> int:
-        """Queue changes for the writer; returns the ticket to wait() on."""
+    def append(self, changes: Changes, urgent: bool = False) -> int:
+        """Queue changes for the writer; returns the ticket to wait() on. ``urgent`` ends
+        the writer's gathering window at once (a caller waits on it, and one at a time)."""
         with self._cond:
+            self._urgent = self._urgent or urgent
             self._queue.append(changes)
             self._appended += 1
             self._cond.notify_all()
@@ -139,8 +144,8 @@ class Journal:
                 return None
             # gather what the next calls append: one transaction instead of several,
             # and a task that starts and ends in the window is never written
-            self._cond.wait_for(lambda: self._closing, JOURNAL_WINDOW_S)
-            batch, self._queue = self._queue, []
+            self._cond.wait_for(lambda: self._closing or self._urgent, JOURNAL_WINDOW_S)
+            batch, self._queue, self._urgent = self._queue, [], False
             return batch, self._appended
 
     def _write_loop(self) -> None:
@@ -248,6 +253,11 @@ class Journal:
         for alias, outbox, target in aliases:
             state.restore_alias(alias, outbox, target)
         return len(tasks), len(results)
+
+    def load_primitives(self, prims: PrimitiveState, now: float) -> int:
+        """Restore every journaled shared primitive; returns how many there are."""
+        with self._dblock:
+            return journal_prims.load(self._db, prims, now)
 
     def write(self, changes: Changes) -> None:
         """Persist one batch of changes in a single transaction."""
@@ -370,6 +380,8 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
         _write_settings(db, changes)
         if changes.acked:
             db.executemany("DELETE FROM results WHERE task_id=?", [(t,) for t in changes.acked])
+        if changes.prims:
+            journal_prims.write(db, changes.prims)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -392,6 +404,7 @@ def merge(batch: list[Changes]) -> Changes:
         out.finished += changes.finished
         out.removed += changes.removed
         out.acked += changes.acked
+        out.prims += changes.prims
         final.update((s.name, s) for s in changes.schedules)
         final.update(dict.fromkeys(changes.schedules_removed))
         out.limits += changes.limits

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
+from taskq.remote_prims import RemotePrimitives
 from taskq.state import CancelOutcome
 from taskq.wire import (
     ClusterStatus,
@@ -31,8 +32,9 @@ from taskq.wire import (
 Call = Callable[..., Any]  # call(method_name, *args) -> the method's return value
 
 
-class Remote:
-    """The master's broker, as seen from another process; see the module docstring."""
+class Remote(RemotePrimitives):
+    """The master's broker, as seen from another process; see the module docstring (its
+    calls on shared primitives come from ``RemotePrimitives``)."""
 
     __slots__ = ("_call",)
 
@@ -108,4 +110,5 @@ class Remote:
         return cast(MasterInfo, self._call("info"))
 
 
-EXPOSED = tuple(name for name in Remote.__dict__ if not name.startswith("_"))
+EXPOSED = tuple(name for cls in (Remote, RemotePrimitives) for name in cls.__dict__
+                if not name.startswith("_"))

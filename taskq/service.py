@@ -33,6 +33,7 @@ from taskq.defaults import (
     RESULT_TTL_S,
 )
 from taskq.journal import Journal
+from taskq.service_prims import PrimitiveCalls
 from taskq.state import BrokerState, CancelOutcome, WorkerInfo
 from taskq.state.limits import QueueLimit
 from taskq.wire import (
@@ -51,8 +52,9 @@ log = logs.get_logger("taskq.master")
 T = TypeVar("T")
 
 
-class Broker:
-    """Thread-safe facade over the broker state; the object the master exposes."""
+class Broker(PrimitiveCalls):
+    """Thread-safe facade over the broker state; the object the master exposes (its calls
+    on shared primitives come from ``PrimitiveCalls``)."""
 
     def __init__(self, state: BrokerState, journal: Journal | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -74,6 +76,7 @@ class Broker:
         self._next_due: float | None = None  # when the reaper is next due to promote
         self._stopping = threading.Event()
         self._reaper: threading.Thread | None = None
+        self._init_primitives()
 
     # ------------------------------------------------------------------ plumbing
 

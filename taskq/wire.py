@@ -389,6 +389,19 @@ def encode_value(value: Any) -> bytes:
             f"the task's result ({type(value).__name__}) could not be pickled: {exc}") from exc
 
 
+def encode_shared(value: Any, what: str) -> bytes:
+    """Pickle a value bound for a shared primitive (``what`` names it in the error)."""
+    try:
+        return _dumps_data(value)
+    except Exception as exc:
+        raise SerializationError(
+            f"{what}: a {type(value).__name__} value could not be pickled: {exc}") from exc
+
+
+def decode_shared(body: bytes) -> Any:
+    return pickle.loads(body)
+
+
 def encode_error(exc: BaseException) -> bytes:
     """Pickle a task's exception with its traceback text; never fails.
 

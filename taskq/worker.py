@@ -78,6 +78,9 @@ class Worker:
         self.worker_id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.hello = WorkerHello(self.worker_id, host, os.getpid(), config.procs,
                                  tuple(config.queues))
+        # for taskq.current_client() in tasks: the pool's processes inherit these
+        os.environ[defaults.ENV_TASK_MASTER] = f"{config.address[0]}:{config.address[1]}"
+        os.environ[defaults.ENV_TASK_AUTHKEY] = config.authkey.decode("utf-8", "surrogateescape")
         self.pool = ProcessPool(config.procs, execute.run,
                                 max_tasks_per_child=config.max_tasks_per_child,
                                 max_memory_mb=config.max_memory_mb)

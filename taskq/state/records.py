@@ -69,11 +69,12 @@ class Changes:
     limits: list[tuple[str, Any]] = field(default_factory=list)  # (queue, QueueLimit | None)
     joined: list[tuple[str, str, str]] = field(default_factory=list)  # (alias, outbox, target)
     unjoined: list[str] = field(default_factory=list)  # aliases settled or cancelled
+    prims: list[tuple[Any, ...]] = field(default_factory=list)  # see taskq.journal_prims
 
     def __bool__(self) -> bool:
         return bool(self.added or self.updated or self.finished or self.removed or self.acked
                     or self.schedules or self.schedules_removed or self.limits or self.joined
-                    or self.unjoined)
+                    or self.unjoined or self.prims)
 
 
 @dataclass(slots=True)
