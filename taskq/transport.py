@@ -287,6 +287,11 @@ class Server(managers.Server):
             msg: tuple[str, Any] = ("#RETURN", getattr(self, funcname)(c, *args, **kwds))
         except Exception:
             msg = ("#TRACEBACK", format_exc())
+        if funcname == "accept_connection":
+            # it answered and then served the connection until the master began to stop; a
+            # second answer now would be read by the peer as the reply to its next request
+            c.close()
+            return
         try:
             c.send(msg)
         except Exception:
