@@ -14,14 +14,17 @@ process pool, and the pool process goes on::
 
 from __future__ import annotations
 
+import inspect
 import socket
 import traceback
 from collections import OrderedDict
+from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any
 
 from taskq import wire
 from taskq.errors import RemoteError, TaskLoadError
-from taskq.options import retry_applies
+from taskq.options import TaskFunction, retry_applies
 from taskq.wire import Status
 
 _FN_CACHE: OrderedDict[bytes, Any] = OrderedDict()
@@ -46,10 +49,18 @@ def _load_error(exc: BaseException) -> TaskLoadError:
 Outcome = tuple[Status, bytes, str, bool]  # status, body, detail, may it be retried
 
 
-def run(payload: tuple[Any, ...]) -> Outcome:
-    """Run one encoded task, ``(fn, args[, retry_on])``; returns (status, body, detail,
-    retry) and never raises. ``retry`` says whether what the task raised is one of the
-    failures ``retry_on`` names (any exception when it names none)."""
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A decoded task, ready to be called."""
+
+    fn: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    retry_on: tuple[str, ...]
+
+
+def load(payload: tuple[Any, ...]) -> Call | Outcome:
+    """Decode one task, ``(fn, args[, retry_on])``; an ERROR outcome if it cannot be."""
     fn_bytes, args_bytes = payload[0], payload[1]
     retry_on: tuple[str, ...] = payload[2] if len(payload) > 2 else ()
     try:
@@ -57,15 +68,57 @@ def run(payload: tuple[Any, ...]) -> Outcome:
         args, kwargs = wire.decode_args(args_bytes)
     except BaseException as exc:  # a module may even exit as it is imported
         return Status.ERROR, _error_body(_load_error(exc)), "", False
+    return Call(fn, args, kwargs, retry_on)
+
+
+def run(payload: tuple[Any, ...]) -> Outcome:
+    """Run one encoded task, ``(fn, args[, retry_on])``; returns (status, body, detail,
+    retry) and never raises. ``retry`` says whether what the task raised is one of the
+    failures ``retry_on`` names (any exception when it names none). An ``async def`` task
+    runs to its end on an event loop of its own."""
+    loaded = load(payload)
+    if not isinstance(loaded, Call):
+        return loaded
+    return call(loaded.fn, loaded.args, loaded.kwargs, loaded.retry_on)
+
+
+def call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+         retry_on: tuple[str, ...]) -> Outcome:
+    """Call a loaded task and encode how it ended (a coroutine is run on a new loop)."""
     try:
         value = fn(*args, **kwargs)
+        if type(value) is CoroutineType:
+            value = _run_coroutine(value)
     except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt is its outcome
-        retry = not retry_on or retry_applies(retry_on, type(exc))
-        return Status.ERROR, _error_body(exc), "", retry
+        return failed(exc, retry_on)
+    return encode(value)
+
+
+def failed(exc: BaseException, retry_on: tuple[str, ...]) -> Outcome:
+    """The outcome of a task that raised ``exc``."""
+    retry = not retry_on or retry_applies(retry_on, type(exc))
+    return Status.ERROR, _error_body(exc), "", retry
+
+
+def encode(value: Any) -> Outcome:
+    """The outcome of a task that returned ``value``."""
     try:
         return Status.OK, wire.encode_value(value), "", False
     except BaseException as exc:  # SerializationError, or what pickling raised past it
         return Status.ERROR, _error_body(exc), "", False
+
+
+def is_async(fn: Any) -> bool:
+    """Is ``fn`` an ``async def`` (also when wrapped by ``taskq.task``)?"""
+    if isinstance(fn, TaskFunction):
+        fn = fn.fn
+    return inspect.iscoroutinefunction(fn)
+
+
+def _run_coroutine(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coro)
 
 
 def _error_body(exc: BaseException) -> bytes:

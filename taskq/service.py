@@ -251,7 +251,7 @@ class Broker(PrimitiveCalls):
 
     def register(self, hello: WorkerHello) -> MasterInfo:
         info = WorkerInfo(hello.worker_id, hello.host, hello.pid, hello.procs,
-                          tuple(hello.queues))
+                          tuple(hello.queues), pool=getattr(hello, "pool", "processes"))
         with self._lock:
             self._state.register(info, self._clock())
         log.info("worker_joined", worker_id=hello.worker_id, host=hello.host,
@@ -346,7 +346,7 @@ class Broker(PrimitiveCalls):
         with self._lock:
             s, now = self._state, self._clock()
             rows = [WorkerRow(w.worker_id, w.host, w.pid, w.procs, w.running, len(w.held),
-                              w.done, w.failed, round(now - w.last_seen, 3))
+                              w.done, w.failed, round(now - w.last_seen, 3), w.pool)
                     for w in s.workers.values()]
             pending = {q: n for q, n in s.pending_by_queue.items() if n > 0}
             waiting = sum(len(b.results) for b in s.outboxes.values())

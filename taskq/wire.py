@@ -230,6 +230,7 @@ class WorkerHello:
     pid: int
     procs: int
     queues: tuple[str, ...] = ("default",)
+    pool: str = "processes"  # processes, threads or asyncio; procs is its concurrency
 
 
 @dataclass(slots=True)
@@ -253,6 +254,7 @@ class WorkerRow:
     done: int
     failed: int
     seen_ago: float
+    pool: str = "processes"
 
 
 @dataclass(slots=True)

@@ -34,6 +34,9 @@ from taskq import defaults, execute, logs, wire
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed, TaskTimeout
 from taskq.options import retry_applies
 from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
+from taskq.pool_async import AsyncioPool
+from taskq.pool_local import LocalPool
+from taskq.pool_threads import ThreadPool
 from taskq.remote import Remote
 from taskq.transport import Link
 from taskq.wire import ResultMsg, Status, WorkerHello
@@ -52,6 +55,23 @@ class WorkerConfig:
     max_memory_mb: float | None = None
     heartbeat: float = defaults.HEARTBEAT_S
     connect_for: float = defaults.RECONNECT_FOR_S
+    pool: str = "processes"  # one of POOLS; procs is then its concurrency
+
+
+POOLS = ("processes", "threads", "asyncio")
+
+
+def make_pool(config: WorkerConfig) -> ProcessPool | LocalPool:
+    """The pool that runs this worker's tasks; ValueError for an unknown kind."""
+    if config.pool == "processes":
+        return ProcessPool(config.procs, execute.run,
+                           max_tasks_per_child=config.max_tasks_per_child,
+                           max_memory_mb=config.max_memory_mb)
+    if config.pool == "threads":
+        return ThreadPool(config.procs, execute.run)
+    if config.pool == "asyncio":
+        return AsyncioPool(config.procs)
+    raise ValueError(f"unknown pool {config.pool!r}: expected one of {', '.join(POOLS)}")
 
 
 def _by_size(results: list[ResultMsg]) -> list[list[ResultMsg]]:
@@ -77,13 +97,11 @@ class Worker:
         self.name = f"{host}:{os.getpid()}"
         self.worker_id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.hello = WorkerHello(self.worker_id, host, os.getpid(), config.procs,
-                                 tuple(config.queues))
+                                 tuple(config.queues), config.pool)
         # for taskq.current_client() in tasks: the pool's processes inherit these
         os.environ[defaults.ENV_TASK_MASTER] = f"{config.address[0]}:{config.address[1]}"
         os.environ[defaults.ENV_TASK_AUTHKEY] = config.authkey.decode("utf-8", "surrogateescape")
-        self.pool = ProcessPool(config.procs, execute.run,
-                                max_tasks_per_child=config.max_tasks_per_child,
-                                max_memory_mb=config.max_memory_mb)
+        self.pool = make_pool(config)
         self.link = Link(config.address, config.authkey, reconnect_for=config.connect_for,
                          on_connect=self._on_connect)
         self._held: set[str] = set()
@@ -136,7 +154,8 @@ class Worker:
             self.pool.kill()
             return 1
         self.log.info("worker_started", master=f"{self.config.address[0]}:"
-                      f"{self.config.address[1]}", procs=self.config.procs)
+                      f"{self.config.address[1]}", procs=self.config.procs,
+                      pool=self.config.pool)
         threads = [threading.Thread(target=self._guard(loop), name=name, daemon=True)
                    for loop, name in ((self._take_loop, "taskq-take"),
                                       (self._heartbeat_loop, "taskq-heartbeat"),

@@ -43,6 +43,7 @@ class WorkerInfo:
     failed: int = 0
     to_ask: list[str] = field(default_factory=list)  # cancel requests not yet delivered
     asked: set[str] = field(default_factory=set)  # delivered, not answered yet
+    pool: str = "processes"  # what runs its tasks: processes, threads or asyncio
 
 
 @dataclass(slots=True)
