@@ -14,7 +14,7 @@ from __future__ import annotations
 import atexit
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskq.client import Client, TaskFuture
 from taskq.errors import (
@@ -34,12 +34,24 @@ from taskq.options import TaskFunction, task
 from taskq.shared_state import current_client
 
 __all__ = [
-    "AuthError", "Client", "ConnectError", "PayloadTooLarge", "RemoteError",
+    "AsyncClient", "AuthError", "Client", "ConnectError", "PayloadTooLarge", "RemoteError",
     "SerializationError", "TaskCrashed", "TaskFunction", "TaskFuture", "TaskLoadError",
     "TaskRefused", "TaskTimeout", "TaskqError", "WorkerLost", "current_client",
     "default_client", "map", "submit", "task",
 ]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from taskq.aclient import AsyncClient
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AsyncClient":  # imported on first use: asyncio is not loaded otherwise
+        from taskq.aclient import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module 'taskq' has no attribute {name!r}")
+
 
 _default: Client | None = None
 _default_lock = threading.Lock()

@@ -1,6 +1,8 @@
 """What a pool process does with one task: load it, run it, encode how it ended.
 
-Runs inside the worker's pool processes (``taskq.pool`` calls ``run``). It never raises:
+Runs inside the worker's pool processes (``taskq.pool`` calls ``run``), and on the threads
+of its thread and asyncio pools (with ``load``, ``call``, ``failed``, ``encode``).
+``run`` never raises:
 a function that cannot be loaded, an exception, and a result that cannot be pickled all
 become an ERROR outcome whose body is the pickled exception. A BaseException (SystemExit,
 KeyboardInterrupt) is an outcome like any other, whether the task raised it or the
