@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from taskq.client import Client, TaskFuture
+from taskq.context import TaskContext, current_task
 from taskq.errors import (
     AuthError,
     ConnectError,
@@ -34,10 +35,28 @@ from taskq.options import TaskFunction, task
 from taskq.shared_state import current_client
 
 __all__ = [
-    "AsyncClient", "AuthError", "Client", "ConnectError", "PayloadTooLarge", "RemoteError",
-    "SerializationError", "TaskCrashed", "TaskFunction", "TaskFuture", "TaskLoadError",
-    "TaskRefused", "TaskTimeout", "TaskqError", "WorkerLost", "current_client",
-    "default_client", "map", "submit", "task",
+    "AsyncClient",
+    "AuthError",
+    "Client",
+    "ConnectError",
+    "PayloadTooLarge",
+    "RemoteError",
+    "SerializationError",
+    "TaskContext",
+    "TaskCrashed",
+    "TaskFunction",
+    "TaskFuture",
+    "TaskLoadError",
+    "TaskRefused",
+    "TaskTimeout",
+    "TaskqError",
+    "WorkerLost",
+    "current_client",
+    "current_task",
+    "default_client",
+    "map",
+    "submit",
+    "task",
 ]
 __version__ = "0.1.0"
 

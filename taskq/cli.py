@@ -177,6 +177,15 @@ def _pool_size(pool: str, procs: int | None, concurrency: int | None) -> int:
     return size
 
 
+def _resources(text: str | None) -> tuple[tuple[str, float], ...]:
+    from taskq.options import parse_resources
+
+    try:
+        return () if text is None else parse_resources(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--resources") from None
+
+
 @app.command()
 def worker(
     connect: Annotated[str, typer.Option(help="The master as HOST:PORT.")],
@@ -200,6 +209,9 @@ def worker(
         min=1, show_default=False, help="Tasks run at once: the pool's size (default: CPU "
         f"count for processes and threads, {defaults.ASYNC_CONCURRENCY} for asyncio).")]
     = None,
+    resources: Annotated[str | None, typer.Option(
+        help="What this worker has, for tasks that need it: NAME=AMOUNT[,...], e.g. "
+        "gpu=2,ram_gb=64.")] = None,
     log_json: LogJsonOpt = False,
     log_level: LogLevelOpt = "info",
 ) -> None:
@@ -209,13 +221,14 @@ def worker(
 
     address = _address(connect, "--connect")
     size = _pool_size(pool, procs, concurrency)
+    have = _resources(resources)
     logs.configure(json=log_json or None, level=log_level)
     with user_errors():
         config = WorkerConfig(address, resolve_authkey(None, authkey_file),
                               size,
                               tuple(q.strip() for q in queues.split(",") if q.strip()),
                               grace, max_tasks_per_child, max_memory_per_child,
-                              connect_for=connect_timeout, pool=pool)
+                              connect_for=connect_timeout, pool=pool, resources=have)
         runner = Worker(config)
         _on_signals(runner.stop)
         raise typer.Exit(runner.run())

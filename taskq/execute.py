@@ -16,19 +16,24 @@ process pool, and the pool process goes on::
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import os
 import socket
 import traceback
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import CoroutineType
 from typing import Any
 
 from taskq import wire
+from taskq.context import TaskContext, bind, unbind
 from taskq.errors import RemoteError, TaskLoadError
 from taskq.options import TaskFunction, retry_applies
 from taskq.wire import Status
 
+CUDA_ENV = "CUDA_VISIBLE_DEVICES"
 _FN_CACHE: OrderedDict[bytes, Any] = OrderedDict()
 _FN_CACHE_SIZE = 128  # distinct functions kept loaded per process; a miss costs one unpickle
 
@@ -59,10 +64,12 @@ class Call:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     retry_on: tuple[str, ...]
+    context: tuple[Any, ...] | None = None  # (task id, units, set CUDA_VISIBLE_DEVICES)
 
 
 def load(payload: tuple[Any, ...]) -> Call | Outcome:
-    """Decode one task, ``(fn, args[, retry_on])``; an ERROR outcome if it cannot be."""
+    """Decode one task, ``(fn, args[, retry_on[, context]])``; an ERROR outcome if it
+    cannot be."""
     fn_bytes, args_bytes = payload[0], payload[1]
     retry_on: tuple[str, ...] = payload[2] if len(payload) > 2 else ()
     try:
@@ -70,7 +77,7 @@ def load(payload: tuple[Any, ...]) -> Call | Outcome:
         args, kwargs = wire.decode_args(args_bytes)
     except BaseException as exc:  # a module may even exit as it is imported
         return Status.ERROR, _error_body(_load_error(exc)), "", False
-    return Call(fn, args, kwargs, retry_on)
+    return Call(fn, args, kwargs, retry_on, payload[3] if len(payload) > 3 else None)
 
 
 def run(payload: tuple[Any, ...]) -> Outcome:
@@ -81,7 +88,34 @@ def run(payload: tuple[Any, ...]) -> Outcome:
     loaded = load(payload)
     if not isinstance(loaded, Call):
         return loaded
-    return call(loaded.fn, loaded.args, loaded.kwargs, loaded.retry_on)
+    if loaded.context is None:
+        return call(loaded.fn, loaded.args, loaded.kwargs, loaded.retry_on)
+    with task_context(loaded.context):
+        return call(loaded.fn, loaded.args, loaded.kwargs, loaded.retry_on)
+
+
+@contextlib.contextmanager
+def task_context(context: tuple[Any, ...] | None) -> Iterator[None]:
+    """Tell the task who it is and which units it holds (``taskq.current_task()``); in a
+    process of its own, ``CUDA_VISIBLE_DEVICES`` names its GPUs while it runs."""
+    if context is None:
+        yield
+        return
+    task_id, units, set_env = context
+    token = bind(TaskContext(task_id, units))
+    gpus = units.get("gpu") if set_env else None
+    before = os.environ.get(CUDA_ENV)
+    if isinstance(gpus, list):
+        os.environ[CUDA_ENV] = ",".join(map(str, gpus))
+    try:
+        yield
+    finally:
+        unbind(token)
+        if isinstance(gpus, list):
+            if before is None:
+                os.environ.pop(CUDA_ENV, None)
+            else:
+                os.environ[CUDA_ENV] = before
 
 
 def call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],

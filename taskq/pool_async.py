@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -96,10 +97,11 @@ class AsyncioPool(LocalPool):
         loaded = execute.load(job.payload)
         value: Any = loaded
         if isinstance(loaded, execute.Call):
-            if execute.is_async(loaded.fn):
-                value = await self._await(job, loaded)
-            else:
-                value = await self._in_thread(job, loaded)
+            with execute.task_context(loaded.context):  # this coroutine's context only
+                if execute.is_async(loaded.fn):
+                    value = await self._await(job, loaded)
+                else:
+                    value = await self._in_thread(job, loaded)
         if value is not None:
             self._finish(job, value)
         self._fill()
@@ -126,8 +128,8 @@ class AsyncioPool(LocalPool):
 
     async def _in_thread(self, job: Job, task: execute.Call) -> Any:
         """Run a plain function in the loop's executor; its slot is held until it returns."""
-        future = self._loop.run_in_executor(None, execute.call, task.fn, task.args, task.kwargs,
-                                             task.retry_on)
+        future = self._loop.run_in_executor(None, contextvars.copy_context().run, execute.call,
+                                            task.fn, task.args, task.kwargs, task.retry_on)
         done, _ = await asyncio.wait({future}, timeout=job.timeout)
         if not done and job.timeout is not None:
             self._expire(job, THREAD_TIMEOUT_DETAIL.format(job.timeout))

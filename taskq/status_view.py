@@ -26,6 +26,12 @@ def render(status: ClusterStatus, address: str, console: Console | None = None) 
     console.print(table)
     if any(w.pool != "processes" for w in status.workers):
         console.print(THREAD_NOTE)
+    for w in sorted(status.workers, key=lambda w: w.worker_id):
+        if w.resources:
+            console.print(f"resources of {w.worker_id}: {w.resources}")
+    for needs, count in sorted(status.unfit.items()):
+        console.print(f"[bold red]{count} queued task(s) need {needs}: no connected worker "
+                      f"has that much; start one with --resources {needs}[/]")
     queues = ", ".join(f"{q}={n}" for q, n in sorted(status.pending.items())) or "empty"
     console.print(f"workers: {len(status.workers)}  queued: {sum(status.pending.values())} "
                   f"({queues})  waiting: {status.waiting}  running: {status.leased}  "

@@ -40,6 +40,7 @@ from taskq.pool_threads import ThreadPool
 from taskq.remote import Remote
 from taskq.transport import Link
 from taskq.wire import ResultMsg, Status, WorkerHello
+from taskq.worker_units import Units
 
 log = logs.get_logger("taskq.worker")
 
@@ -56,6 +57,7 @@ class WorkerConfig:
     heartbeat: float = defaults.HEARTBEAT_S
     connect_for: float = defaults.RECONNECT_FOR_S
     pool: str = "processes"  # one of POOLS; procs is then its concurrency
+    resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources gpu=2)
 
 
 POOLS = ("processes", "threads", "asyncio")
@@ -97,7 +99,8 @@ class Worker:
         self.name = f"{host}:{os.getpid()}"
         self.worker_id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.hello = WorkerHello(self.worker_id, host, os.getpid(), config.procs,
-                                 tuple(config.queues), config.pool)
+                                 tuple(config.queues), config.pool, config.resources)
+        self.units = Units(config.resources)
         # for taskq.current_client() in tasks: the pool's processes inherit these
         os.environ[defaults.ENV_TASK_MASTER] = f"{config.address[0]}:{config.address[1]}"
         os.environ[defaults.ENV_TASK_AUTHKEY] = config.authkey.decode("utf-8", "surrogateescape")
@@ -256,6 +259,8 @@ class Worker:
         if not outcomes and not started:
             return
         results = [self._result(o) for o in outcomes]
+        if outcomes:  # before the master hears of it: it may lease the units again at once
+            self.units.free([o.task_id for o in outcomes])
         if started and results:
             ended = {r.task_id for r in results}
             started = [t for t in started if t not in ended]
@@ -293,7 +298,13 @@ class Worker:
         return ResultMsg(outcome.task_id, status, None, detail, self.name, outcome.duration,
                          retry)
 
+    def _context(self, task_id: str, needs: tuple[tuple[str, float], ...]) -> tuple[Any, ...]:
+        """What a task with resources is told: its id, its units, and whether to set
+        CUDA_VISIBLE_DEVICES (only where it has a process of its own)."""
+        return task_id, self.units.assign(task_id, needs), self.config.pool == "processes"
+
     def _forget(self, task_ids: list[str]) -> None:
+        self.units.free(task_ids)
         with self._held_lock:
             self._held.difference_update(task_ids)
             if self._retry_on:
@@ -326,8 +337,11 @@ class Worker:
                 # the arguments go to the pool process uncopied (out of band) when large
                 payload: tuple[Any, ...] = (task.fn, pickle.PickleBuffer(task.args))
                 if task.options.retry_on:
-                    payload += (task.options.retry_on,)
                     self._retry_on[task.task_id] = task.options.retry_on
+                if task.options.retry_on or task.options.resources:
+                    payload += (task.options.retry_on,)
+                if task.options.resources:
+                    payload += (self._context(task.task_id, task.options.resources),)
                 self.pool.submit(Job(task.task_id, payload, task.options.timeout))
             if self._draining.is_set():
                 self.pool.wake()

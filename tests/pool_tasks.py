@@ -52,3 +52,15 @@ def sleep_then_mark(seconds: float, marker: str) -> str:
     time.sleep(seconds)
     Path(marker).write_text("returned")
     return "late"
+
+
+def gpu_span(directory: str, name: str, seconds: float) -> tuple[str | None, object, int]:
+    """Records its run like tasks_mod.span; returns (CUDA_VISIBLE_DEVICES, its units, its
+    process group: the worker's, which leads its own)."""
+    import tasks_mod
+
+    import taskq
+
+    seen = os.environ.get("CUDA_VISIBLE_DEVICES")
+    tasks_mod.span(directory, name, seconds)
+    return seen, taskq.current_task().resources.get("gpu"), os.getpgrp()

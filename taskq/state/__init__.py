@@ -36,6 +36,7 @@ from taskq.state.cancels import CancelsMixin
 from taskq.state.limits import Limits
 from taskq.state.queues import TaskQueues
 from taskq.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
+from taskq.state.resources import FitGate, Resources
 from taskq.state.schedules import Schedules
 from taskq.state.uniques import Uniques
 from taskq.wire import (
@@ -75,6 +76,7 @@ class BrokerState(CancelsMixin):
         self.random = random.Random()  # backoff jitter; tests seed it
         self.schedules = Schedules()
         self.limits = Limits()
+        self.resources = Resources()
         self.uniques = Uniques()
         self.now = 0.0  # the latest time a call gave (for unique_for windows)
         self.changes = Changes()
@@ -249,6 +251,7 @@ class BrokerState(CancelsMixin):
             info.to_ask = [*old.to_ask, *old.asked]  # answers may have been lost: ask again
         info.last_seen = now
         self.workers[info.worker_id] = info
+        self.resources.register(info.worker_id, info.resources)
 
     def heartbeat(self, worker_id: str, held: list[str], running: int, now: float) -> bool:
         """Renew the worker and the leases it still holds; False if it must register again.
@@ -283,8 +286,9 @@ class BrokerState(CancelsMixin):
         out: list[TaskMsg] = []
         size = 0
         self.limits.now = now
+        gate = FitGate(self.limits, self.resources, worker_id)
         while len(out) < n and (max_bytes is None or size < max_bytes):
-            rec = self.queues.pop_best(worker.queues, self.limits)
+            rec = self.queues.pop_best(worker.queues, gate)
             if rec is None:
                 break
             self._lease_to(rec, worker, now)
@@ -343,6 +347,7 @@ class BrokerState(CancelsMixin):
     def forget_worker(self, worker_id: str) -> None:
         """A worker said goodbye: it holds nothing any more (release first)."""
         self.workers.pop(worker_id, None)
+        self.resources.forget(worker_id)
 
     def expire(self, now: float) -> list[str]:
         """Declare silent workers lost and requeue (or fail) leases past their deadline."""
@@ -350,6 +355,7 @@ class BrokerState(CancelsMixin):
         lost = [w for w, info in self.workers.items() if now - info.last_seen > self.lost_after]
         for worker_id in lost:
             del self.workers[worker_id]
+            self.resources.forget(worker_id)
         for rec in [r for r in self.leased.values()
                     if r.deadline < now or r.worker not in self.workers]:
             lost_worker = rec.worker or "?"
@@ -440,6 +446,7 @@ class BrokerState(CancelsMixin):
         self.leased[rec.msg.task_id] = rec
         worker.held.add(rec.msg.task_id)
         self.limits.taken(rec)
+        self.resources.taken(rec, worker.worker_id)
 
     def _mark_started(self, rec: TaskRecord) -> None:
         rec.started = True
@@ -453,6 +460,7 @@ class BrokerState(CancelsMixin):
         if rec.state is TaskState.LEASED:
             self.leased.pop(rec.msg.task_id, None)
             self.limits.released(rec)
+            self.resources.released(rec)
             holder = self.workers.get(rec.worker or "")
             if holder is not None:
                 holder.held.discard(rec.msg.task_id)

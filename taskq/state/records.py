@@ -44,6 +44,7 @@ class WorkerInfo:
     to_ask: list[str] = field(default_factory=list)  # cancel requests not yet delivered
     asked: set[str] = field(default_factory=set)  # delivered, not answered yet
     pool: str = "processes"  # what runs its tasks: processes, threads or asyncio
+    resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources)
 
 
 @dataclass(slots=True)
