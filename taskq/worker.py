@@ -317,6 +317,8 @@ class Worker:
         """How many more tasks to hold: about PREFETCH_TARGET_S of work per process."""
         per_proc = math.ceil(defaults.PREFETCH_TARGET_S / max(self._mean_s, 1e-6))
         per_proc = max(defaults.PREFETCH_MIN, min(defaults.PREFETCH_MAX, per_proc))
+        if self.config.pool != "processes":
+            per_proc = defaults.PREFETCH_PER_SLOT
         return per_proc * self.config.procs - self.pool.in_flight()
 
     def _take_loop(self) -> None:
