@@ -10,7 +10,7 @@
     and the latency of 300 sequential submit(noop).result() on each taskq pool against a
     ProcessPoolExecutor(2): p50 in µs and its ratio to ProcessPoolExecutor's.
 
-Figures are printed and written to ``bench/io_results.json``; compare ratios from one run.
+Figures are printed and written to ``bench/results-io.json``; compare ratios from one run.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=0.05)
     parser.add_argument("--pings", type=int, default=300)
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "io_results.json")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results-io.json")
     args = parser.parse_args()
     figures = run(args.tasks, args.seconds, args.pings)
     ideal = args.tasks * args.seconds
