@@ -23,7 +23,6 @@ import itertools
 import os
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from taskq import defaults, logs, wire
+from taskq import defaults, logs, owners, wire
 from taskq.auth import resolve_authkey
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskqError
 from taskq.options import TaskFunction
@@ -124,7 +123,8 @@ class Client(Executor):
         else:
             key = resolve_authkey(authkey)
         self.address = parse_address(address) if isinstance(address, str) else address
-        self.outbox = f"{defaults.CLIENT_OUTBOX_PREFIX}{uuid.uuid4().hex}"
+        self.outbox = owners.new_client_claim()  # a secret: whoever holds it reaches the results
+        self.public_outbox = owners.outbox_name(self.outbox)  # what logs and task ids show
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
@@ -229,7 +229,7 @@ class Client(Executor):
     def _submit(self, fn: bytes, args: tuple[Any, ...], kwargs: dict[str, Any],
                 options: TaskOptions | None) -> TaskFuture:
         self._check_open()
-        msg = TaskMsg(f"{self.outbox}-{next(self._ids)}", self.outbox, fn,
+        msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, fn,
                       wire.encode_args(args, kwargs), options or DEFAULT_OPTIONS)
         limit = self.info.max_payload if self.info else None
         if limit is not None and msg.size > limit:
@@ -275,7 +275,7 @@ class Client(Executor):
         deadline = time.monotonic() + defaults.LOST_AFTER_S * 2
         cancelled: set[str] = set()
         while task_ids:
-            out = self._remote.cancel(task_ids, defaults.LONG_POLL_S)
+            out = self._remote.cancel(task_ids, defaults.LONG_POLL_S, self.outbox)
             cancelled.update(out.cancelled)
             task_ids = out.asked if time.monotonic() < deadline else []
         with self._lock:
@@ -314,7 +314,7 @@ class Client(Executor):
             except TaskqError as exc:  # the master is gone, or failed: told to every future
                 self._fail_all(exc)
             except BaseException as exc:
-                log.exception("client_thread_failed", outbox=self.outbox)
+                log.exception("client_thread_failed", outbox=self.public_outbox)
                 self._fail_all(TaskqError(f"the client's link to the master failed: {exc!r}"))
         return run
 
@@ -328,7 +328,7 @@ class Client(Executor):
         with self._lock:
             resend = [e.msg for e in self._entries.values() if e.sent]
         if resend:
-            log.info("resubmitting", count=len(resend), outbox=self.outbox)
+            log.info("resubmitting", count=len(resend), outbox=self.public_outbox)
         for start in range(0, len(resend), defaults.SUBMIT_BATCH):
             batch = resend[start:start + defaults.SUBMIT_BATCH]
             while batch:
@@ -368,7 +368,7 @@ class Client(Executor):
                 # so the master need not journal a batch before it answers
                 rest = rest[self._remote.submit([e.msg for e in rest], False):]
         except MasterError as exc:
-            log.warning("submit_failed", outbox=self.outbox, error=str(exc))
+            log.warning("submit_failed", outbox=self.public_outbox, error=str(exc))
             self._fail([(e, exc) for e in batch])
         finally:
             with self._lock:
@@ -393,7 +393,7 @@ class Client(Executor):
                 fetched = self._remote.fetch(self.outbox, ack, defaults.RESULT_BATCH, wait)
             except MasterError as exc:
                 failures += 1
-                log.warning("fetch_failed", outbox=self.outbox, error=str(exc))
+                log.warning("fetch_failed", outbox=self.public_outbox, error=str(exc))
                 if failures >= FETCH_RETRIES:
                     raise
                 self._stopped.wait(0.1 * 2 ** failures)

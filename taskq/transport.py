@@ -32,8 +32,8 @@ from multiprocessing import AuthenticationError, connection, managers, util
 from traceback import format_exc
 from typing import Any, NoReturn, TypeVar
 
-from taskq import defaults, fdio, logs
-from taskq.errors import AuthError, ConnectError, MasterError
+from taskq import codec, defaults, fdio, handshake, logs, owners
+from taskq.errors import AuthError, ConnectError, MasterError, VersionMismatch
 from taskq.remote import EXPOSED, Remote
 from taskq.wire import MasterInfo
 
@@ -150,6 +150,7 @@ class Connection(connection.Connection):
     max_frame: int | None = None
     frame_timeout: float = defaults.FRAME_TIMEOUT_S
     idle = False
+    restricted = False  # the master's side: requests are loaded by taskq.codec
 
     def send(self, obj: Any) -> None:
         """Pickle and send ``obj``; its large buffers are written from where they lie."""
@@ -163,10 +164,22 @@ class Connection(connection.Connection):
         self._check_readable()  # type: ignore[attr-defined]
         message = self._read_frame()
         blob, buffers, _ = fdio.split(memoryview(message))
+        if self.restricted:
+            return self._load_request(blob, buffers)
         obj = pickle.loads(blob, buffers=buffers)
         if self.max_frame is None:
             _learn(obj)
         return obj
+
+    def _load_request(self, blob: memoryview, buffers: list[memoryview]) -> Any:
+        """A peer's request, loaded by the restricted unpickler: one naming anything else
+        is refused, logged, and its connection closed."""
+        try:
+            return codec.loads(blob, buffers)
+        except codec.Forbidden as exc:
+            log.warning("request_refused", peer=_peer(self), reason=str(exc))
+            self.close()
+            raise FrameDropped(str(exc)) from None
 
     def _read_frame(self) -> bytearray:
         limit = self.max_frame or _reply_limit
@@ -222,6 +235,7 @@ class Listener(connection.Listener):
     def accept(self) -> connection.Connection:
         conn = _adopt(super().accept())
         conn.max_frame, conn.frame_timeout = self.max_frame, self.frame_timeout
+        conn.restricted = True
         _tune(conn.fileno(), defaults.HANDSHAKE_TIMEOUT_S, server=True)
         return conn
 
@@ -241,15 +255,43 @@ def client(address: tuple[str, int], authkey: bytes | None = None,
             conn.close()
             raise AuthError(f"authkey rejected by the master at {address[0]}:{address[1]}; "
                             f"{AUTH_HINT}") from None
+    try:
+        _exchange_versions(conn, f"{address[0]}:{address[1]}")
+    except BaseException:
+        conn.close()
+        raise
     _tune(conn.fileno(), defaults.CALL_TIMEOUT_S, server=False)
     return conn
+
+
+def _exchange_versions(conn: connection.Connection, where: str) -> None:
+    """Tell the master this side's versions and hear its own; VersionMismatch if either
+    side finds them incompatible (see ``taskq.handshake``)."""
+    conn.send_bytes(handshake.encode(handshake.HELLO, handshake.local()))
+    answer = conn.recv_bytes(handshake.MAX_HELLO)
+    if answer.startswith(handshake.REFUSED):
+        said = answer[len(handshake.REFUSED):].decode("utf-8", "replace")
+        raise VersionMismatch(f"the master at {where} refused this peer: {said}")
+    theirs = handshake.decode(handshake.OK, answer)
+    if theirs is None:
+        raise VersionMismatch(f"the master at {where} answered no version: it runs a taskq "
+                              f"older than protocol {handshake.PROTOCOL}; {handshake.ALIGN}")
+    reason = handshake.refusal(handshake.local(), theirs, "this peer", f"the master at {where}")
+    if reason is not None:
+        raise VersionMismatch(reason)
+    handshake.warn_once("master", theirs, address=where)
 
 
 managers.listener_client[SERIALIZER] = (Listener, client)  # type: ignore[attr-defined]
 
 
 class Server(managers.Server):
-    """The standard manager server, with bounded handshakes and a stoppable accept loop."""
+    """The standard manager server, with bounded handshakes and a stoppable accept loop.
+    A peer may only reach the broker: the standard server's other calls (shutdown,
+    debug_info, ...) and its fallbacks (#GETVALUE, ...) are not served."""
+
+    public = ["create", "accept_connection", "dummy", "incref", "decref"]
+    fallback_mapping: dict[str, Any] = {}
 
     # set by managers.Server.__init__, and stop_event by serve()
     listener: connection.Listener
@@ -271,16 +313,22 @@ class Server(managers.Server):
         try:
             connection.deliver_challenge(c, self.authkey)
             connection.answer_challenge(c, self.authkey)
+            _check_versions(c, peer)
             request = c.recv()
             _, funcname, args, kwds = request
-            assert funcname in self.public, f"{funcname!r} unrecognized"
+            if funcname not in self.public:
+                raise PermissionError(f"{str(funcname)[:80]!r} is not served")
         except AuthenticationError:
             log.warning("connection_rejected", peer=peer, reason="authkey did not match")
+            return
+        except VersionMismatch as exc:
+            log.warning("peer_refused", peer=peer, reason=str(exc))
             return
         except FrameDropped:
             return  # logged as it was dropped
         except Exception as exc:
-            log.warning("connection_dropped", peer=peer, reason=type(exc).__name__)
+            log.warning("connection_dropped", peer=peer, reason=f"{type(exc).__name__}: "
+                                                                  f"{str(exc)[:200]}")
             return
         _between_requests(c)
         try:
@@ -291,6 +339,20 @@ class Server(managers.Server):
             c.send(msg)
         except Exception:
             log.debug("reply_failed", peer=peer)
+
+
+def _check_versions(c: connection.Connection, peer: str) -> None:
+    """Read a peer's versions and answer with the master's, or refuse it (VersionMismatch,
+    after telling the peer why)."""
+    theirs = handshake.decode(handshake.HELLO, c.recv_bytes(handshake.MAX_HELLO))
+    reason = (f"the peer sent no version hello: it runs a taskq older than protocol "
+              f"{handshake.PROTOCOL}; {handshake.ALIGN}") if theirs is None else \
+        handshake.refusal(handshake.local(), theirs, "the master", f"the peer at {peer}")
+    if theirs is None or reason is not None:
+        c.send_bytes(handshake.REFUSED + str(reason).encode())
+        raise VersionMismatch(str(reason))
+    c.send_bytes(handshake.encode(handshake.OK, handshake.local()))
+    handshake.warn_once("peer", theirs, peer=peer)
 
 
 def _between_requests(c: connection.Connection) -> None:
@@ -377,6 +439,9 @@ class _Guarded:
         def call(*args: Any) -> Any:
             try:
                 return method(*args)
+            except owners.NotYours as exc:
+                log.warning("call_refused", method=name, reason=str(exc))
+                raise managers.RemoteError(f"{type(exc).__name__}: {exc}") from None
             except Exception as exc:
                 log.error("broker_call_failed", method=name, error=repr(exc), exc_info=True)
                 raise managers.RemoteError(f"{type(exc).__name__}: {exc}") from None
@@ -392,7 +457,7 @@ def serve(broker: Any, host: str, port: int, authkey: bytes,
     class _Manager(Manager):
         pass
 
-    guarded = _Guarded(broker)
+    guarded = _Guarded(owners.Owned(broker))
     _Manager.register("broker", callable=lambda: guarded, proxytype=BrokerProxy,
                       exposed=BrokerProxy._exposed_)
     server = Server(_Manager._registry, (host, port), authkey,  # type: ignore[attr-defined]
@@ -437,7 +502,7 @@ def connect(address: tuple[str, int], authkey: bytes, within: float,
     while True:
         try:
             return open_proxy(address, authkey)
-        except AuthError:
+        except AuthError:  # a wrong key or version: trying again will not help
             raise
         except LINK_ERRORS as exc:
             # the wait is the backoff between attempts, cut short by cancel

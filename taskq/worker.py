@@ -24,12 +24,11 @@ import pickle
 import socket
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from taskq import defaults, execute, logs, wire
+from taskq import defaults, execute, logs, owners, wire
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge
 from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
 from taskq.remote import Remote
@@ -73,7 +72,7 @@ class Worker:
         self.config = config
         host = socket.gethostname()
         self.name = f"{host}:{os.getpid()}"
-        self.worker_id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.worker_id = owners.new_worker_claim(host, os.getpid())  # a secret, see owners
         self.hello = WorkerHello(self.worker_id, host, os.getpid(), config.procs,
                                  tuple(config.queues))
         self.pool = ProcessPool(config.procs, execute.run,
@@ -94,7 +93,7 @@ class Worker:
         self._lost_master = threading.Event()
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
-        self.log = log.bind(worker_id=self.worker_id)
+        self.log = log.bind(worker_id=owners.worker_name(self.worker_id))
 
     # ------------------------------------------------------------------ control
 
