@@ -37,6 +37,7 @@ from taskq.auth import resolve_authkey
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskqError
 from taskq.options import TaskFunction
 from taskq.remote import Remote
+from taskq.tls import TLS
 from taskq.transport import Link, parse_address
 from taskq.wire import DEFAULT_OPTIONS, Fetched, MasterInfo, ResultMsg, Status, TaskMsg, TaskOptions
 
@@ -112,7 +113,9 @@ class Client(Executor):
     def __init__(self, address: str | tuple[str, int] | None = None,
                  authkey: bytes | str | None = None, *, procs: int | None = None,
                  connect_for: float = defaults.CONNECT_TIMEOUT_S * 2,
-                 reconnect_for: float = defaults.RECONNECT_FOR_S) -> None:
+                 reconnect_for: float = defaults.RECONNECT_FOR_S,
+                 tls: TLS | None = None) -> None:
+        """``tls``: how to reach a master that speaks TLS (default: from TASKQ_TLS_*)."""
         self._cluster = None
         address = address or os.environ.get(defaults.ENV_ADDRESS)
         if address is None:
@@ -141,7 +144,8 @@ class Client(Executor):
         self._stopped = threading.Event()
         self.info: MasterInfo | None = None
         self._link = Link(self.address, key, reconnect_for=reconnect_for,
-                          on_connect=self._on_connect)
+                          on_connect=self._on_connect,
+                          tls_settings=tls if tls is not None or self._cluster else TLS.from_env())
         self._remote = self._link.remote
         try:
             self._link.open(connect_for)

@@ -24,15 +24,16 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import ssl
 import struct
 import threading
 import time
 from collections.abc import Callable
 from multiprocessing import AuthenticationError, connection, managers, util
 from traceback import format_exc
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
-from taskq import codec, defaults, fdio, handshake, logs, owners
+from taskq import codec, defaults, fdio, handshake, logs, owners, tls
 from taskq.errors import AuthError, ConnectError, MasterError, VersionMismatch
 from taskq.remote import EXPOSED, Remote
 from taskq.wire import MasterInfo
@@ -151,6 +152,14 @@ class Connection(connection.Connection):
     frame_timeout: float = defaults.FRAME_TIMEOUT_S
     idle = False
     restricted = False  # the master's side: requests are loaded by taskq.codec
+    tls_context: ssl.SSLContext | None = None  # the master's side: TLS still to set up
+    _unread: bytes | None = None  # a handshake message read ahead (see client)
+
+    def recv_bytes(self, maxlength: int | None = None) -> bytes:
+        if self._unread is not None:
+            data, self._unread = self._unread, None
+            return data
+        return super().recv_bytes(maxlength)
 
     def send(self, obj: Any) -> None:
         """Pickle and send ``obj``; its large buffers are written from where they lie."""
@@ -214,6 +223,60 @@ class Connection(connection.Connection):
         return _Received(buf)
 
 
+class TLSConnection(Connection):
+    """A ``Connection`` whose frames go through a TLS socket (which owns the descriptor);
+    see ``taskq.tls``. ``read_timeout`` bounds the wait for a message's first byte."""
+
+    tls_socket: ssl.SSLSocket
+    read_timeout: float | None = defaults.CALL_TIMEOUT_S
+
+    def send(self, obj: Any) -> None:
+        self._check_closed()  # type: ignore[attr-defined]
+        parts = fdio.pack(obj)
+        head = fdio.frame(fdio.packed_size(parts))
+        small = b"".join([head, *(p for p in parts if len(p) < fdio.OUT_OF_BAND_MIN)])
+        if len(small) == len(head) + fdio.packed_size(parts):
+            self.tls_socket.sendall(small)
+            return
+        self.tls_socket.sendall(head)
+        for part in parts:
+            self.tls_socket.sendall(part)
+
+    def _send(self, buf: Any, write: Any = None) -> None:
+        self.tls_socket.sendall(buf)
+
+    def _read_frame(self) -> bytearray:
+        limit = self.max_frame or _reply_limit
+        try:
+            return tls.read_frame(self.tls_socket, limit, self.frame_timeout,
+                                  None if self.idle else self.read_timeout)
+        except fdio.FrameError as exc:
+            self._drop(exc)
+
+    def _recv(self, size: int, read: Any = None) -> _Received:
+        limit = self.max_frame or _reply_limit
+        if not 0 <= size <= limit:
+            raise fdio.FrameTooLarge(f"a frame claims {size} bytes; at most {limit} are "
+                                     f"accepted", size)
+        buf = bytearray(size)
+        self.tls_socket.settimeout(self.read_timeout)
+        tls.read_exact(self.tls_socket, memoryview(buf))
+        return _Received(buf)
+
+    def _close(self, _close: Any = None) -> None:
+        self.tls_socket.close()
+
+
+def _secure(conn: Connection, sock: ssl.SSLSocket, read_timeout: float | None) -> None:
+    """Turn a connection into a TLSConnection over ``sock`` (same object, so whoever holds
+    it, and closes it, keeps doing so)."""
+    conn.__class__ = TLSConnection
+    secured = cast(TLSConnection, conn)
+    secured._handle = sock.fileno()  # type: ignore[attr-defined]
+    secured.tls_socket = sock
+    secured.read_timeout = read_timeout
+
+
 def _adopt(conn: connection.Connection) -> Connection:
     """Move a standard connection's descriptor into a ``Connection``."""
     handle = conn._handle  # type: ignore[attr-defined]
@@ -227,6 +290,7 @@ class Listener(connection.Listener):
 
     max_frame = frame_limit(int(defaults.MAX_PAYLOAD_MB * 1024 * 1024))
     frame_timeout = defaults.FRAME_TIMEOUT_S
+    tls_context: ssl.SSLContext | None = None
 
     def __init__(self, address: Any = None, family: Any = None, backlog: int = 1,
                  authkey: bytes | None = None) -> None:
@@ -236,17 +300,78 @@ class Listener(connection.Listener):
         conn = _adopt(super().accept())
         conn.max_frame, conn.frame_timeout = self.max_frame, self.frame_timeout
         conn.restricted = True
+        conn.tls_context = self.tls_context
         _tune(conn.fileno(), defaults.HANDSHAKE_TIMEOUT_S, server=True)
         return conn
 
 
+# The TLS settings of each master this process talks to (the manager's connect calls
+# ``client`` with the address and key only).
+_client_tls: dict[tuple[str, int], ssl.SSLContext] = {}
+
+
+def use_tls(address: tuple[str, int], settings: tls.TLS | None) -> None:
+    """Connections from this process to the master at ``address`` use these TLS settings."""
+    if settings is None:
+        _client_tls.pop(address, None)
+    else:
+        _client_tls[address] = settings.client_context()
+
+
+def _client_tls_handshake(conn: Connection, address: tuple[str, int], timeout: float) -> None:
+    context = _client_tls.get(address)
+    if context is None:
+        return
+    where = f"{address[0]}:{address[1]}"
+    try:
+        sock = tls.client_handshake(_give_up_fd(conn), context, address[0], timeout)
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+        raise ConnectionResetError(f"the master at {where} closed the TLS handshake") from None
+    except ssl.SSLError as exc:
+        raise tls.TLSError(f"TLS handshake with the master at {where} failed: "
+                           f"{tls.reason(exc)}; {tls.HINT}") from None
+    _secure(conn, sock, timeout)
+
+
+def _give_up_fd(conn: Connection) -> int:
+    """The connection's descriptor, now owned by the TLS socket made of it (which closes it
+    if its handshake fails); ``_secure`` gives the connection the socket."""
+    fd = conn.fileno()
+    conn._handle = None  # type: ignore[attr-defined]
+    return fd
+
+
+def _first_message(conn: Connection, address: tuple[str, int]) -> None:
+    """Read the master's first message ahead: a TLS master tells a plain peer so (and with
+    TLS 1.3 a master refuses this peer's certificate only now)."""
+    try:
+        first = conn.recv_bytes(256)
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+        raise ConnectionResetError("the master closed the connection") from None
+    except ssl.SSLError as exc:
+        raise tls.TLSError(f"the master at {address[0]}:{address[1]} refused this peer's "
+                           f"TLS: {tls.reason(exc)}; {tls.HINT}") from None
+    if first.startswith(tls.REQUIRED):
+        said = first[len(tls.REQUIRED):].decode("utf-8", "replace").strip()
+        raise tls.TLSError(f"the master at {address[0]}:{address[1]} refused this peer: "
+                           f"{said}")
+    conn._unread = first
+
+
 def client(address: tuple[str, int], authkey: bytes | None = None,
            timeout: float = defaults.CONNECT_TIMEOUT_S) -> connection.Connection:
-    """Connect, tune, and answer the master's challenge; AuthError if the key is wrong."""
+    """Connect, tune, set up TLS if this master uses it, and answer the master's challenge;
+    AuthError if the key is wrong (TLSError, VersionMismatch: other refusals)."""
     sock = socket.create_connection(address, timeout=timeout)
     sock.setblocking(True)
     conn = Connection(sock.detach())
     _tune(conn.fileno(), timeout, server=False)
+    try:
+        _client_tls_handshake(conn, address, timeout)
+        _first_message(conn, address)
+    except BaseException:
+        conn.close()
+        raise
     if authkey is not None:
         try:
             connection.answer_challenge(conn, authkey)
@@ -261,6 +386,8 @@ def client(address: tuple[str, int], authkey: bytes | None = None,
         conn.close()
         raise
     _tune(conn.fileno(), defaults.CALL_TIMEOUT_S, server=False)
+    if isinstance(conn, TLSConnection):
+        conn.read_timeout = defaults.CALL_TIMEOUT_S
     return conn
 
 
@@ -311,6 +438,8 @@ class Server(managers.Server):
     def _handle_request(self, c: connection.Connection) -> None:
         peer = _peer(c)
         try:
+            if isinstance(c, Connection) and c.tls_context is not None:
+                _server_tls(c, c.tls_context)
             connection.deliver_challenge(c, self.authkey)
             connection.answer_challenge(c, self.authkey)
             _check_versions(c, peer)
@@ -324,11 +453,13 @@ class Server(managers.Server):
         except VersionMismatch as exc:
             log.warning("peer_refused", peer=peer, reason=str(exc))
             return
+        except tls.TLSError as exc:
+            log.warning("peer_refused", peer=peer, reason=str(exc))
+            return
         except FrameDropped:
             return  # logged as it was dropped
         except Exception as exc:
-            log.warning("connection_dropped", peer=peer, reason=f"{type(exc).__name__}: "
-                                                                  f"{str(exc)[:200]}")
+            log.warning("connection_dropped", peer=peer, reason=_dropped_reason(c, exc))
             return
         _between_requests(c)
         try:
@@ -339,6 +470,27 @@ class Server(managers.Server):
             c.send(msg)
         except Exception:
             log.debug("reply_failed", peer=peer)
+
+
+def _dropped_reason(c: connection.Connection, exc: Exception) -> str:
+    reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+    if "bad message length" in reason and not isinstance(c, TLSConnection):
+        reason += " (a TLS peer? this master runs without --tls-cert)"
+    return reason
+
+
+def _server_tls(c: Connection, context: ssl.SSLContext) -> None:
+    """The master's side of TLS on a new connection, in its own thread; TLSError says why
+    it failed (a plain-text peer is told in a frame it can read)."""
+    if not tls.spoke_first(c.fileno(), tls.PLAIN_PEER_WAIT_S):
+        tls.tell_plain_peer(c.fileno())
+        raise tls.TLSError("the peer spoke no TLS: a plain-text peer (start it with "
+                           "--tls-ca, or TASKQ_TLS_CA)")
+    try:
+        sock = tls.server_handshake(_give_up_fd(c), context)
+    except (OSError, ValueError) as exc:
+        raise tls.TLSError(f"TLS handshake failed: {tls.reason(exc)}") from None
+    _secure(c, sock, defaults.HANDSHAKE_TIMEOUT_S)
 
 
 def _check_versions(c: connection.Connection, peer: str) -> None:
@@ -361,6 +513,8 @@ def _between_requests(c: connection.Connection) -> None:
     if isinstance(c, Connection):
         _tune(c.fileno(), c.frame_timeout, server=True)
         c.idle = True
+        if isinstance(c, TLSConnection):
+            c.read_timeout = c.frame_timeout
     else:
         _tune(c.fileno(), None, server=True)
 
@@ -450,9 +604,12 @@ class _Guarded:
 
 
 def serve(broker: Any, host: str, port: int, authkey: bytes,
-          max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024)) -> Server:
+          max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024),
+          tls_settings: tls.TLS | None = None) -> Server:
     """Bind the master's server (not yet accepting); ``server.address`` is the bound one.
-    Its connections read frames of at most ``frame_limit(max_payload)`` bytes."""
+    Its connections read frames of at most ``frame_limit(max_payload)`` bytes, and with
+    ``tls_settings`` speak TLS (with their ``ca``: only to peers with a certificate)."""
+    context = None if tls_settings is None else tls_settings.server_context()
 
     class _Manager(Manager):
         pass
@@ -467,6 +624,7 @@ def serve(broker: Any, host: str, port: int, authkey: bytes,
     if isinstance(listener, Listener):
         listener.max_frame = frame_limit(max_payload)
         listener.frame_timeout = frame_timeout_setting()
+        listener.tls_context = context
     return server
 
 
@@ -526,7 +684,9 @@ class Link:
 
     def __init__(self, address: tuple[str, int], authkey: bytes, *,
                  reconnect_for: float = defaults.RECONNECT_FOR_S,
-                 on_connect: Callable[[Remote], None] | None = None) -> None:
+                 on_connect: Callable[[Remote], None] | None = None,
+                 tls_settings: tls.TLS | None = None) -> None:
+        use_tls(address, tls_settings)
         self.address = address
         self._authkey = authkey
         self.reconnect_for = reconnect_for

@@ -32,6 +32,7 @@ from taskq import defaults, execute, logs, owners, wire
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge
 from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
 from taskq.remote import Remote
+from taskq.tls import TLS
 from taskq.transport import Link
 from taskq.wire import ResultMsg, Status, WorkerHello
 
@@ -49,6 +50,7 @@ class WorkerConfig:
     max_memory_mb: float | None = None
     heartbeat: float = defaults.HEARTBEAT_S
     connect_for: float = defaults.RECONNECT_FOR_S
+    tls: TLS | None = None
 
 
 def _by_size(results: list[ResultMsg]) -> list[list[ResultMsg]]:
@@ -79,6 +81,7 @@ class Worker:
                                 max_tasks_per_child=config.max_tasks_per_child,
                                 max_memory_mb=config.max_memory_mb)
         self.link = Link(config.address, config.authkey, reconnect_for=config.connect_for,
+                         tls_settings=config.tls,
                          on_connect=self._on_connect)
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
