@@ -27,7 +27,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from taskq import defaults, jobs, logs, tls
-from taskq.auth import AuthkeyMissing, master_authkey, resolve_authkey
+from taskq.auth import AuthkeyMissing, master_authkeys, resolve_authkey
 from taskq.errors import TaskqError
 from taskq.options import make_options
 from taskq.remote import Remote
@@ -123,10 +123,13 @@ def _on_signals(handler: Callable[[], None]) -> None:
 
 @app.command()
 def master(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",  # noqa: S104 -- a master serves a cluster: every interface by default; --host narrows it
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")]
     = defaults.PORT,
-    authkey_file: KeyFileOpt = None,
+    authkey_file: Annotated[list[Path] | None, typer.Option(
+        "--authkey-file", help=f"File of authkeys, one per line (else ${defaults.ENV_AUTHKEY}); "
+                               f"give it twice, or give several lines, to accept old and new "
+                               f"keys while rotating (the first is the master's own).")] = None,
     state: Annotated[Path | None, typer.Option(
         help="Journal file (default: ~/.local/state/taskq/journal.db).")] = None,
     in_memory: Annotated[bool, typer.Option(
@@ -158,11 +161,12 @@ def master(
         raise typer.BadParameter("--state and --in-memory exclude each other")
     logs.configure(json=log_json or None, level=log_level)
     with user_errors():
-        key, key_path = master_authkey(authkey_file)
+        keys, key_path = master_authkeys(authkey_file or [])
         journal = None if in_memory else (state or defaults.state_dir() / "journal.db")
-        config = master_mod.MasterConfig(host, port, key, journal, lost_after, max_attempts,
+        config = master_mod.MasterConfig(host, port, keys[0], journal, lost_after, max_attempts,
                                          int(max_payload * 1024 * 1024), max_pending,
-                                         result_ttl, _master_tls(tls_ca, tls_cert, tls_key))
+                                         result_ttl, _master_tls(tls_ca, tls_cert, tls_key),
+                                         tuple(keys[1:]))
         if key_path is not None:
             typer.echo(f"taskq master authkey file: {key_path} (copy it to workers; use "
                        f"--authkey-file or {defaults.ENV_AUTHKEY})")

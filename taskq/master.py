@@ -35,6 +35,7 @@ class MasterConfig:
     max_pending: int = defaults.MAX_PENDING
     result_ttl: float = defaults.RESULT_TTL_S
     tls: TLS | None = None  # with it, every connection speaks TLS
+    more_keys: tuple[bytes, ...] = ()  # also accepted from peers (a key being rotated out)
 
 
 def build_broker(config: MasterConfig) -> Broker:
@@ -55,7 +56,7 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
     broker = build_broker(config)
     try:
         server = transport.serve(broker, config.host, config.port, config.authkey,
-                                 config.max_payload, config.tls)
+                                 config.max_payload, config.tls, list(config.more_keys))
     except BaseException:
         broker.close()
         raise

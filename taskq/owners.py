@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from taskq import logs
@@ -85,8 +86,10 @@ class Owned:
     """The broker as peers reach it: each claim turned into its public name, each task id
     and report checked against its owner. Mirrors ``taskq.remote.Remote``."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker,
+                 keys_in_use: Callable[[], dict[str, int]] | None = None) -> None:
         self._broker = broker
+        self._keys_in_use = keys_in_use
 
     def _box(self, claim: Any) -> str:
         return outbox_name(_checked(claim, "an outbox"))
@@ -153,7 +156,10 @@ class Owned:
     # ------------------------------------------------------------------ admin
 
     def status(self) -> ClusterStatus:
-        return self._broker.status()
+        status = self._broker.status()
+        if self._keys_in_use is not None:
+            status.keys = self._keys_in_use()
+        return status
 
     def info(self) -> MasterInfo:
         return self._broker.info()

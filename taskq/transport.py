@@ -34,6 +34,7 @@ from traceback import format_exc
 from typing import Any, NoReturn, TypeVar, cast
 
 from taskq import codec, defaults, fdio, handshake, logs, owners, tls
+from taskq.auth import KeyRing
 from taskq.errors import AuthError, ConnectError, MasterError, VersionMismatch
 from taskq.remote import EXPOSED, Remote
 from taskq.wire import MasterInfo
@@ -175,7 +176,7 @@ class Connection(connection.Connection):
         blob, buffers, _ = fdio.split(memoryview(message))
         if self.restricted:
             return self._load_request(blob, buffers)
-        obj = pickle.loads(blob, buffers=buffers)
+        obj = pickle.loads(blob, buffers=buffers)  # noqa: S301 -- a reply of the master this peer authenticated (and verified)
         if self.max_frame is None:
             _learn(obj)
         return obj
@@ -424,6 +425,15 @@ class Server(managers.Server):
     listener: connection.Listener
     authkey: bytes
     stop_event: threading.Event
+    keyring: KeyRing  # set by serve()
+
+    def handle_request(self, conn: connection.Connection) -> None:
+        try:
+            super().handle_request(conn)
+        finally:
+            key = getattr(conn, "authkey_used", None)
+            if key is not None:
+                self.keyring.closed(key)
 
     def accepter(self) -> None:
         while not self.stop_event.is_set():
@@ -440,9 +450,11 @@ class Server(managers.Server):
         try:
             if isinstance(c, Connection) and c.tls_context is not None:
                 _server_tls(c, c.tls_context)
-            connection.deliver_challenge(c, self.authkey)
-            connection.answer_challenge(c, self.authkey)
+            key = self.keyring.challenge(c)
+            connection.answer_challenge(c, key)
             _check_versions(c, peer)
+            c.authkey_used = key  # type: ignore[attr-defined]
+            log.info("peer_authenticated", peer=peer, key=self.keyring.opened(key))
             request = c.recv()
             _, funcname, args, kwds = request
             if funcname not in self.public:
@@ -605,21 +617,24 @@ class _Guarded:
 
 def serve(broker: Any, host: str, port: int, authkey: bytes,
           max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024),
-          tls_settings: tls.TLS | None = None) -> Server:
+          tls_settings: tls.TLS | None = None, more_keys: list[bytes] | None = None) -> Server:
     """Bind the master's server (not yet accepting); ``server.address`` is the bound one.
     Its connections read frames of at most ``frame_limit(max_payload)`` bytes, and with
-    ``tls_settings`` speak TLS (with their ``ca``: only to peers with a certificate)."""
+    ``tls_settings`` speak TLS (with their ``ca``: only to peers with a certificate).
+    Peers may answer the challenge with ``authkey`` or any of ``more_keys``."""
     context = None if tls_settings is None else tls_settings.server_context()
 
     class _Manager(Manager):
         pass
 
-    guarded = _Guarded(owners.Owned(broker))
+    keyring = KeyRing([authkey, *(more_keys or [])])
+    guarded = _Guarded(owners.Owned(broker, keyring.in_use))
     _Manager.register("broker", callable=lambda: guarded, proxytype=BrokerProxy,
                       exposed=BrokerProxy._exposed_)
     server = Server(_Manager._registry, (host, port), authkey,  # type: ignore[attr-defined]
                     SERIALIZER)
     server.stop_event = threading.Event()
+    server.keyring = keyring
     listener = server.listener
     if isinstance(listener, Listener):
         listener.max_frame = frame_limit(max_payload)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import tasks_mod
-from certs import CA, Pair
 from cluster import Cluster, Proc, wait_for
 
 import taskq
+from bench.certs import CA, Pair
 from taskq import transport
 from taskq.transport import parse_address
 

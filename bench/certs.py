@@ -1,4 +1,5 @@
-"""Certificates made on the fly for TLS tests: a CA, and leaf certificates it signs."""
+"""Certificates made on the fly (for TLS tests and the TLS benchmark): a CA, and leaf
+certificates it signs. Needs ``cryptography`` (in the dev and bench extras)."""
 
 from __future__ import annotations
 
