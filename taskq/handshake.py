@@ -19,10 +19,12 @@ import json
 import sys
 import threading
 from dataclasses import asdict, dataclass
+from multiprocessing import connection
 
 import cloudpickle
 
 from taskq import logs
+from taskq.errors import VersionMismatch
 
 log = logs.get_logger("taskq.handshake")
 
@@ -103,3 +105,36 @@ def warn_once(side: str, there: Versions, **where: str) -> None:
         _warned.add((side, there))
     log.warning("version_differs", side=side, here=str(local()), there=str(there),
                 differs="; ".join(diffs), **where)
+
+
+def exchange(conn: connection.Connection, where: str) -> None:
+    """Tell the master this side's versions and hear its own; VersionMismatch if either
+    side finds them incompatible (see ``taskq.handshake``)."""
+    conn.send_bytes(encode(HELLO, local()))
+    answer = conn.recv_bytes(MAX_HELLO)
+    if answer.startswith(REFUSED):
+        said = answer[len(REFUSED):].decode("utf-8", "replace")
+        raise VersionMismatch(f"the master at {where} refused this peer: {said}")
+    theirs = decode(OK, answer)
+    if theirs is None:
+        raise VersionMismatch(f"the master at {where} answered no version: it runs a taskq "
+                              f"older than protocol {PROTOCOL}; {ALIGN}")
+    reason = refusal(local(), theirs, "this peer", f"the master at {where}")
+    if reason is not None:
+        raise VersionMismatch(reason)
+    warn_once("master", theirs, address=where)
+
+
+
+def check(c: connection.Connection, peer: str) -> None:
+    """Read a peer's versions and answer with the master's, or refuse it (VersionMismatch,
+    after telling the peer why)."""
+    theirs = decode(HELLO, c.recv_bytes(MAX_HELLO))
+    reason = (f"the peer sent no version hello: it runs a taskq older than protocol "
+              f"{PROTOCOL}; {ALIGN}") if theirs is None else \
+        refusal(local(), theirs, "the master", f"the peer at {peer}")
+    if theirs is None or reason is not None:
+        c.send_bytes(REFUSED + str(reason).encode())
+        raise VersionMismatch(str(reason))
+    c.send_bytes(encode(OK, local()))
+    warn_once("peer", theirs, peer=peer)

@@ -16,7 +16,16 @@ The manager protocol is the standard library's; this module only sets it up well
   started must arrive in time (FRAME_TIMEOUT_S), however long a connection waits between
   requests. A frame over either bound closes its connection, logged as ``frame_rejected``
   or ``frame_stalled`` with the peer and the size it claimed;
-- proxies keep their own thread-local connections, so a reconnect never reuses a dead one.
+- proxies keep their own thread-local connections, so a reconnect never reuses a dead one;
+- a connection is, in order: TLS when the master has a certificate (``taskq.secure``), the
+  authkey challenge (any key of the master's ``KeyRing``, logged by fingerprint), the
+  version hello (``taskq.handshake``), then the manager protocol, whose requests the master
+  loads with ``taskq.codec`` (only taskq's messages) and serves to ``taskq.owners.Owned``
+  (each peer reaches only what it owns); only the broker is served, none of the manager's
+  own calls (shutdown, debug_info, ...).
+
+The peer's side (``connect`` with retry, ``Link``) is ``taskq.link``; both are importable
+from here.
 """
 
 from __future__ import annotations
@@ -27,15 +36,14 @@ import socket
 import ssl
 import struct
 import threading
-import time
 from collections.abc import Callable
 from multiprocessing import AuthenticationError, connection, managers, util
 from traceback import format_exc
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, NoReturn, TypeVar
 
 from taskq import codec, defaults, fdio, handshake, logs, owners, tls
 from taskq.auth import KeyRing
-from taskq.errors import AuthError, ConnectError, MasterError, VersionMismatch
+from taskq.errors import AuthError, MasterError, VersionMismatch
 from taskq.remote import EXPOSED, Remote
 from taskq.wire import MasterInfo
 
@@ -224,60 +232,6 @@ class Connection(connection.Connection):
         return _Received(buf)
 
 
-class TLSConnection(Connection):
-    """A ``Connection`` whose frames go through a TLS socket (which owns the descriptor);
-    see ``taskq.tls``. ``read_timeout`` bounds the wait for a message's first byte."""
-
-    tls_socket: ssl.SSLSocket
-    read_timeout: float | None = defaults.CALL_TIMEOUT_S
-
-    def send(self, obj: Any) -> None:
-        self._check_closed()  # type: ignore[attr-defined]
-        parts = fdio.pack(obj)
-        head = fdio.frame(fdio.packed_size(parts))
-        small = b"".join([head, *(p for p in parts if len(p) < fdio.OUT_OF_BAND_MIN)])
-        if len(small) == len(head) + fdio.packed_size(parts):
-            self.tls_socket.sendall(small)
-            return
-        self.tls_socket.sendall(head)
-        for part in parts:
-            self.tls_socket.sendall(part)
-
-    def _send(self, buf: Any, write: Any = None) -> None:
-        self.tls_socket.sendall(buf)
-
-    def _read_frame(self) -> bytearray:
-        limit = self.max_frame or _reply_limit
-        try:
-            return tls.read_frame(self.tls_socket, limit, self.frame_timeout,
-                                  None if self.idle else self.read_timeout)
-        except fdio.FrameError as exc:
-            self._drop(exc)
-
-    def _recv(self, size: int, read: Any = None) -> _Received:
-        limit = self.max_frame or _reply_limit
-        if not 0 <= size <= limit:
-            raise fdio.FrameTooLarge(f"a frame claims {size} bytes; at most {limit} are "
-                                     f"accepted", size)
-        buf = bytearray(size)
-        self.tls_socket.settimeout(self.read_timeout)
-        tls.read_exact(self.tls_socket, memoryview(buf))
-        return _Received(buf)
-
-    def _close(self, _close: Any = None) -> None:
-        self.tls_socket.close()
-
-
-def _secure(conn: Connection, sock: ssl.SSLSocket, read_timeout: float | None) -> None:
-    """Turn a connection into a TLSConnection over ``sock`` (same object, so whoever holds
-    it, and closes it, keeps doing so)."""
-    conn.__class__ = TLSConnection
-    secured = cast(TLSConnection, conn)
-    secured._handle = sock.fileno()  # type: ignore[attr-defined]
-    secured.tls_socket = sock
-    secured.read_timeout = read_timeout
-
-
 def _adopt(conn: connection.Connection) -> Connection:
     """Move a standard connection's descriptor into a ``Connection``."""
     handle = conn._handle  # type: ignore[attr-defined]
@@ -306,59 +260,6 @@ class Listener(connection.Listener):
         return conn
 
 
-# The TLS settings of each master this process talks to (the manager's connect calls
-# ``client`` with the address and key only).
-_client_tls: dict[tuple[str, int], ssl.SSLContext] = {}
-
-
-def use_tls(address: tuple[str, int], settings: tls.TLS | None) -> None:
-    """Connections from this process to the master at ``address`` use these TLS settings."""
-    if settings is None:
-        _client_tls.pop(address, None)
-    else:
-        _client_tls[address] = settings.client_context()
-
-
-def _client_tls_handshake(conn: Connection, address: tuple[str, int], timeout: float) -> None:
-    context = _client_tls.get(address)
-    if context is None:
-        return
-    where = f"{address[0]}:{address[1]}"
-    try:
-        sock = tls.client_handshake(_give_up_fd(conn), context, address[0], timeout)
-    except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-        raise ConnectionResetError(f"the master at {where} closed the TLS handshake") from None
-    except ssl.SSLError as exc:
-        raise tls.TLSError(f"TLS handshake with the master at {where} failed: "
-                           f"{tls.reason(exc)}; {tls.HINT}") from None
-    _secure(conn, sock, timeout)
-
-
-def _give_up_fd(conn: Connection) -> int:
-    """The connection's descriptor, now owned by the TLS socket made of it (which closes it
-    if its handshake fails); ``_secure`` gives the connection the socket."""
-    fd = conn.fileno()
-    conn._handle = None  # type: ignore[attr-defined]
-    return fd
-
-
-def _first_message(conn: Connection, address: tuple[str, int]) -> None:
-    """Read the master's first message ahead: a TLS master tells a plain peer so (and with
-    TLS 1.3 a master refuses this peer's certificate only now)."""
-    try:
-        first = conn.recv_bytes(256)
-    except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
-        raise ConnectionResetError("the master closed the connection") from None
-    except ssl.SSLError as exc:
-        raise tls.TLSError(f"the master at {address[0]}:{address[1]} refused this peer's "
-                           f"TLS: {tls.reason(exc)}; {tls.HINT}") from None
-    if first.startswith(tls.REQUIRED):
-        said = first[len(tls.REQUIRED):].decode("utf-8", "replace").strip()
-        raise tls.TLSError(f"the master at {address[0]}:{address[1]} refused this peer: "
-                           f"{said}")
-    conn._unread = first
-
-
 def client(address: tuple[str, int], authkey: bytes | None = None,
            timeout: float = defaults.CONNECT_TIMEOUT_S) -> connection.Connection:
     """Connect, tune, set up TLS if this master uses it, and answer the master's challenge;
@@ -382,7 +283,7 @@ def client(address: tuple[str, int], authkey: bytes | None = None,
             raise AuthError(f"authkey rejected by the master at {address[0]}:{address[1]}; "
                             f"{AUTH_HINT}") from None
     try:
-        _exchange_versions(conn, f"{address[0]}:{address[1]}")
+        handshake.exchange(conn, f"{address[0]}:{address[1]}")
     except BaseException:
         conn.close()
         raise
@@ -390,24 +291,6 @@ def client(address: tuple[str, int], authkey: bytes | None = None,
     if isinstance(conn, TLSConnection):
         conn.read_timeout = defaults.CALL_TIMEOUT_S
     return conn
-
-
-def _exchange_versions(conn: connection.Connection, where: str) -> None:
-    """Tell the master this side's versions and hear its own; VersionMismatch if either
-    side finds them incompatible (see ``taskq.handshake``)."""
-    conn.send_bytes(handshake.encode(handshake.HELLO, handshake.local()))
-    answer = conn.recv_bytes(handshake.MAX_HELLO)
-    if answer.startswith(handshake.REFUSED):
-        said = answer[len(handshake.REFUSED):].decode("utf-8", "replace")
-        raise VersionMismatch(f"the master at {where} refused this peer: {said}")
-    theirs = handshake.decode(handshake.OK, answer)
-    if theirs is None:
-        raise VersionMismatch(f"the master at {where} answered no version: it runs a taskq "
-                              f"older than protocol {handshake.PROTOCOL}; {handshake.ALIGN}")
-    reason = handshake.refusal(handshake.local(), theirs, "this peer", f"the master at {where}")
-    if reason is not None:
-        raise VersionMismatch(reason)
-    handshake.warn_once("master", theirs, address=where)
 
 
 managers.listener_client[SERIALIZER] = (Listener, client)  # type: ignore[attr-defined]
@@ -452,7 +335,7 @@ class Server(managers.Server):
                 _server_tls(c, c.tls_context)
             key = self.keyring.challenge(c)
             connection.answer_challenge(c, key)
-            _check_versions(c, peer)
+            handshake.check(c, peer)
             c.authkey_used = key  # type: ignore[attr-defined]
             log.info("peer_authenticated", peer=peer, key=self.keyring.opened(key))
             request = c.recv()
@@ -482,41 +365,6 @@ class Server(managers.Server):
             c.send(msg)
         except Exception:
             log.debug("reply_failed", peer=peer)
-
-
-def _dropped_reason(c: connection.Connection, exc: Exception) -> str:
-    reason = f"{type(exc).__name__}: {str(exc)[:200]}"
-    if "bad message length" in reason and not isinstance(c, TLSConnection):
-        reason += " (a TLS peer? this master runs without --tls-cert)"
-    return reason
-
-
-def _server_tls(c: Connection, context: ssl.SSLContext) -> None:
-    """The master's side of TLS on a new connection, in its own thread; TLSError says why
-    it failed (a plain-text peer is told in a frame it can read)."""
-    if not tls.spoke_first(c.fileno(), tls.PLAIN_PEER_WAIT_S):
-        tls.tell_plain_peer(c.fileno())
-        raise tls.TLSError("the peer spoke no TLS: a plain-text peer (start it with "
-                           "--tls-ca, or TASKQ_TLS_CA)")
-    try:
-        sock = tls.server_handshake(_give_up_fd(c), context)
-    except (OSError, ValueError) as exc:
-        raise tls.TLSError(f"TLS handshake failed: {tls.reason(exc)}") from None
-    _secure(c, sock, defaults.HANDSHAKE_TIMEOUT_S)
-
-
-def _check_versions(c: connection.Connection, peer: str) -> None:
-    """Read a peer's versions and answer with the master's, or refuse it (VersionMismatch,
-    after telling the peer why)."""
-    theirs = handshake.decode(handshake.HELLO, c.recv_bytes(handshake.MAX_HELLO))
-    reason = (f"the peer sent no version hello: it runs a taskq older than protocol "
-              f"{handshake.PROTOCOL}; {handshake.ALIGN}") if theirs is None else \
-        handshake.refusal(handshake.local(), theirs, "the master", f"the peer at {peer}")
-    if theirs is None or reason is not None:
-        c.send_bytes(handshake.REFUSED + str(reason).encode())
-        raise VersionMismatch(str(reason))
-    c.send_bytes(handshake.encode(handshake.OK, handshake.local()))
-    handshake.warn_once("peer", theirs, peer=peer)
 
 
 def _between_requests(c: connection.Connection) -> None:
@@ -655,132 +503,15 @@ def stop_server(server: Server) -> None:
     server.listener.close()
 
 
-def open_proxy(address: tuple[str, int], authkey: bytes) -> BrokerProxy:
-    """One connection attempt: a fresh proxy to the master's broker."""
-    manager = Manager(address=address, authkey=authkey, serializer=SERIALIZER)
-    try:
-        manager.connect()
-        return manager.broker()  # type: ignore[attr-defined]
-    except managers.RemoteError as exc:
-        raise ConnectError(f"the master at {address[0]}:{address[1]} refused: {exc}") from None
+# The peer's side (proxy, connect, Link) and the TLS wiring build on what is above.
+from taskq.link import Link, connect, open_proxy  # noqa: E402
+from taskq.secure import (  # noqa: E402
+    TLSConnection,
+    _client_tls_handshake,
+    _dropped_reason,
+    _first_message,
+    _server_tls,
+    use_tls,
+)
 
-
-def connect(address: tuple[str, int], authkey: bytes, within: float,
-            cancel: threading.Event | None = None) -> BrokerProxy:
-    """Open a proxy, retrying with backoff for ``within`` seconds while the master is down
-    (or until ``cancel`` is set)."""
-    deadline = time.monotonic() + within
-    delay = 0.05
-    cancel = cancel or threading.Event()
-    while True:
-        try:
-            return open_proxy(address, authkey)
-        except AuthError:  # a wrong key or version: trying again will not help
-            raise
-        except LINK_ERRORS as exc:
-            # the wait is the backoff between attempts, cut short by cancel
-            if cancel.wait(min(delay, max(0.0, deadline - time.monotonic()))):
-                raise ConnectError(f"stopped trying to reach the master at "
-                                   f"{address[0]}:{address[1]}") from None
-            if time.monotonic() >= deadline:
-                raise ConnectError(
-                    f"could not connect to the master at {address[0]}:{address[1]} "
-                    f"within {within:g} s ({exc.__class__.__name__}: {exc}); is "
-                    f"`taskq master` running there and the port reachable?") from None
-            delay = min(delay * 2, 1.0)
-
-
-class Link:
-    """A bounded, self-healing link to the master shared by a process's threads.
-
-    ``call`` runs a broker method; when the link breaks it reconnects (for at most
-    ``reconnect_for`` seconds), runs ``on_connect`` with the new proxy, and tries once more.
-    """
-
-    def __init__(self, address: tuple[str, int], authkey: bytes, *,
-                 reconnect_for: float = defaults.RECONNECT_FOR_S,
-                 on_connect: Callable[[Remote], None] | None = None,
-                 tls_settings: tls.TLS | None = None) -> None:
-        use_tls(address, tls_settings)
-        self.address = address
-        self._authkey = authkey
-        self.reconnect_for = reconnect_for
-        self._on_connect = on_connect
-        self._lock = threading.Lock()
-        self._proxy: BrokerProxy | None = None
-        self._generation = 0
-        self._closed = False
-        self._failed: ConnectError | None = None
-        self._cancel = threading.Event()
-        self.remote = Remote(self.call)
-
-    def open(self, within: float) -> None:
-        with self._lock:
-            self._establish(within)
-
-    def _establish(self, within: float) -> None:
-        """Connect and run on_connect (lock held), retrying both until ``within`` runs out."""
-        deadline = time.monotonic() + within
-        while True:
-            proxy = connect(self.address, self._authkey,
-                            max(0.0, deadline - time.monotonic()), self._cancel)
-            try:
-                if self._on_connect is not None:
-                    self._on_connect(proxy.remote)
-            except LINK_ERRORS as exc:
-                proxy.discard()
-                if time.monotonic() >= deadline or self._cancel.is_set():
-                    raise ConnectError(f"lost the master at {self.address[0]}:"
-                                       f"{self.address[1]} while joining it: {exc!r}") from None
-                continue
-            self._proxy = proxy
-            self._generation += 1
-            return
-
-    def call(self, name: str, *args: Any) -> Any:
-        while True:
-            proxy, generation = self._proxy, self._generation
-            if self._failed is not None:
-                raise self._failed
-            if self._closed or generation == 0:
-                raise ConnectError("the link to the master is closed")
-            if proxy is None:  # another thread is reconnecting: wait for it, then retry
-                with self._lock:
-                    continue
-            try:
-                return proxy.call(name, *args)
-            except MasterError:
-                raise
-            except LINK_ERRORS as exc:
-                proxy.discard()
-                self._reconnect(generation, exc)
-
-    def _reconnect(self, generation: int, exc: BaseException) -> None:
-        with self._lock:
-            if self._closed:
-                raise ConnectError("the link to the master is closed")
-            if generation != self._generation or self._failed is not None:
-                return  # another thread already reconnected (or gave up)
-            log.warning("master_link_lost", address=f"{self.address[0]}:{self.address[1]}",
-                        error=type(exc).__name__)
-            old, self._proxy = self._proxy, None
-            if old is not None:
-                old.discard()
-            try:
-                self._establish(self.reconnect_for)
-            except ConnectError as failure:
-                self._failed = failure
-                raise
-            log.info("master_link_restored", address=f"{self.address[0]}:{self.address[1]}")
-
-    def give_up_reconnecting(self) -> None:
-        """From now on a broken link fails at once (a reconnect under way stops too)."""
-        self._cancel.set()
-
-    def close(self) -> None:
-        self._cancel.set()
-        with self._lock:
-            self._closed = True
-            if self._proxy is not None:
-                self._proxy.discard()
-                self._proxy = None
+__all__ = ["Link", "TLSConnection", "connect", "open_proxy", "use_tls"]
