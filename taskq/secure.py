@@ -139,7 +139,7 @@ def _dropped_reason(c: connection.Connection, exc: Exception) -> str:
 def _server_tls(c: Connection, context: ssl.SSLContext) -> None:
     """The master's side of TLS on a new connection, in its own thread; TLSError says why
     it failed (a plain-text peer is told in a frame it can read)."""
-    if not tls.spoke_first(c.fileno(), tls.PLAIN_PEER_WAIT_S):
+    if not tls.spoke_first(c.fileno(), defaults.PLAIN_PEER_WAIT_S):
         tls.tell_plain_peer(c.fileno())
         raise tls.TLSError("the peer spoke no TLS: a plain-text peer (start it with "
                            "--tls-ca, or TASKQ_TLS_CA)")

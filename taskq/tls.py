@@ -11,7 +11,7 @@ path keeps its vectored I/O). The master runs the TLS handshake in the connectio
 thread, bounded by HANDSHAKE_TIMEOUT_S, never in the accept loop.
 
 A plain-text peer waits for the master's challenge and never speaks first: a TLS master
-that hears nothing within PLAIN_PEER_WAIT_S sends it ``REQUIRED`` (a frame a plain peer
+that hears nothing within defaults.PLAIN_PEER_WAIT_S sends it ``REQUIRED`` (a frame a plain peer
 reads where it expects the challenge) and closes, so each side says why in one line.
 """
 
@@ -32,9 +32,6 @@ ENV_CA = "TASKQ_TLS_CA"
 ENV_CERT = "TASKQ_TLS_CERT"
 ENV_KEY = "TASKQ_TLS_KEY"
 REQUIRED = b"#TASKQ-TLS-REQUIRED#"
-# A TLS peer sends its hello at once; a peer silent this long is a plain-text one waiting
-# for the challenge. Longer tolerates slower links; shorter tells a plain peer sooner.
-PLAIN_PEER_WAIT_S = 2.0
 HINT = "check --tls-ca/--tls-cert/--tls-key (or TASKQ_TLS_*) on both sides"
 
 

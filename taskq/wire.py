@@ -233,15 +233,24 @@ def _dumps_data(obj: Any) -> bytes:
         return _dumps(obj)
 
 
+# Marks a function pickled by value (its code inside): the Python major and minor version
+# that pickled it follow, since code objects load only where that version runs.
+_BY_VALUE = b"TQBV"
+
+
 def encode_function(fn: Any) -> bytes:
-    """Pickle a callable (lambdas, closures and ``__main__`` functions by value)."""
+    """Pickle a callable (lambdas, closures and ``__main__`` functions by value, marked with
+    this Python's version: see ``decode_function``)."""
     if not callable(fn):
         raise TypeError(f"taskq can only run callables, not {type(fn).__name__}")
     try:
-        return _dumps(fn)
+        data = _dumps(fn)
     except Exception as exc:
         raise SerializationError(
             f"function {_describe(fn)} could not be pickled: {exc}") from exc
+    if b"cloudpickle" in data:  # rebuilt by cloudpickle's own functions: code by value
+        return _BY_VALUE + bytes(sys.version_info[:2]) + data
+    return data
 
 
 def reference_key(fn: Any) -> tuple[str, str] | None:
@@ -293,11 +302,21 @@ def _describe(fn: Any) -> str:
 
 def decode_call(fn: bytes, args: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     """Inverse of encode_function/encode_args; lets the loader's own exception through."""
-    return pickle.loads(fn), *pickle.loads(args)  # noqa: S301 -- a worker runs what its submitters sent: that is its job
+    return decode_function(fn), *decode_args(args)
 
 
 def decode_function(fn: bytes) -> Any:
-    return pickle.loads(fn)  # noqa: S301 -- as decode_call: in a worker's pool process, never the master
+    """Load a function; one pickled by value on another Python minor version is refused
+    with a SerializationError saying both versions (its code would not load, or misbehave)."""
+    if fn[:len(_BY_VALUE)] != _BY_VALUE:
+        return pickle.loads(fn)  # noqa: S301 -- a worker runs what its submitters sent: that is its job
+    made = tuple(fn[len(_BY_VALUE):len(_BY_VALUE) + 2])
+    if made != tuple(sys.version_info[:2]):
+        raise SerializationError(
+            f"the function was shipped by value from Python {made[0]}.{made[1]} and this "
+            f"worker runs Python {sys.version_info[0]}.{sys.version_info[1]}: functions "
+            f"shipped by value need the same Python minor version on submitter and worker")
+    return pickle.loads(memoryview(fn)[len(_BY_VALUE) + 2:])  # noqa: S301 -- as above
 
 
 def decode_args(args: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:

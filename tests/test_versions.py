@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from multiprocessing import connection
 
 import pytest
+import tasks_mod
 from cluster import Cluster, Proc, wait_for
 
 from taskq import fdio, handshake, transport
@@ -115,3 +116,28 @@ def test_a_compatible_but_different_peer_is_logged_once(cluster: Cluster,
     assert master.stderr().count("version_differs") == 1
     assert "cloudpickle 0.0.1" in master.stderr()
     _still_serves(cluster)
+
+
+def test_a_function_shipped_by_value_loads_only_on_the_same_python_minor() -> None:
+    import sys
+
+    from taskq import execute, wire
+    from taskq.errors import SerializationError
+    from taskq.wire import Status
+
+    offset = 3
+
+    def by_value(x: int) -> int:  # a closure: its code travels in the task
+        return x + offset
+
+    data = wire.encode_function(by_value)
+    assert data.startswith(b"TQBV" + bytes(sys.version_info[:2]))
+    assert wire.decode_function(data)(1) == 4
+    assert not wire.encode_function(tasks_mod.add).startswith(b"TQBV")  # by reference
+    other = b"TQBV" + bytes([sys.version_info[0], sys.version_info[1] + 1]) + data[6:]
+    with pytest.raises(SerializationError, match="same Python minor version"):
+        wire.decode_function(other)
+    status, body, _ = execute.run((other, wire.encode_args((1,), {})))  # in a pool process
+    assert status is Status.ERROR
+    assert f"from Python {sys.version_info[0]}.{sys.version_info[1] + 1}" in str(
+        wire.decode_error(body))
