@@ -151,3 +151,23 @@ def test_ids_seen_in_status_do_not_act_as_the_worker(cluster: Cluster, master: P
     assert evil.take(row.worker_id, 5, 0) == []
     with cluster.client() as client:
         assert client.submit(tasks_mod.add, 1, 1).result(timeout=60) == 2
+
+
+def test_the_state_lets_a_worker_report_only_what_it_was_leased() -> None:
+    from taskq.state import BrokerState, WorkerInfo
+
+    state = BrokerState(lost_after=5, max_lost=3, max_payload=1 << 20)
+    state.submit([TaskMsg(f"box-{i}", "box", b"f", b"a") for i in range(2)], 0)
+    for worker in ("w1", "w2"):
+        state.register(WorkerInfo(worker, "h", 1, 1), 0)
+    (msg,) = state.lease("w1", 1, 0)
+    result = ResultMsg(msg.task_id, Status.OK, b"v")
+    other = ResultMsg("box-1" if msg.task_id == "box-0" else "box-0", Status.OK, b"v")
+    assert state.reportable("w2", [result, other]) == ([], [result, other])
+    assert state.reportable("w1", [result, other]) == ([result], [other])
+    assert state.reportable("w1", [ResultMsg("ended", Status.OK)])[1] == []  # ignored later
+    state.heartbeat("w2", [], 0, 4)  # w1 falls silent: lost, its lease requeued
+    state.expire(6)
+    assert state.reportable("w1", [result]) == ([result], [])  # a late result still counts
+    assert state.owned_by("box", [msg.task_id, "unknown"]) == [msg.task_id, "unknown"]
+    assert state.owned_by("another", [msg.task_id]) == []
