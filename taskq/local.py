@@ -86,6 +86,8 @@ class LocalCluster:
         self.authkey = secrets.token_urlsafe(32).encode()
         env = {**os.environ, ENV_AUTHKEY: self.authkey.decode()}
         env.pop("TASKQ_ADDRESS", None)
+        for name in ("TASKQ_TLS_CA", "TASKQ_TLS_CERT", "TASKQ_TLS_KEY"):  # on loopback: plain
+            env.pop(name, None)
         common = ["--log-level", log_level]
         self.master = spawn(["master", "--host", "127.0.0.1", "--port", "0", "--in-memory",
                              *common], env, stdout=subprocess.PIPE)

@@ -1,9 +1,9 @@
 """TLS on taskq's connections: ``TLSConnection``, and each side's handshake around it.
 
-    peer:   client() ── TCP ── _client_tls_handshake (verify the master as its host name)
-                     ── _first_message (a TLS master's word to a plain peer, or its refusal
+    peer:   client() ── TCP ── tls_to_master (verify the master as its host name)
+                     ── read_first_message (a TLS master's word to a plain peer, or its refusal
                         of this peer's certificate, arrives here) ── authkey challenge ...
-    master: Server._handle_request ── _server_tls (in the connection's own thread) ── ...
+    master: Server._handle_request ── tls_from_peer (in the connection's own thread) ── ...
 
 The settings and the socket-level parts are ``taskq.tls``; this module joins them to
 ``taskq.transport``'s connections (the same object becomes a ``TLSConnection``, so whoever
@@ -75,7 +75,6 @@ def _secure(conn: Connection, sock: ssl.SSLSocket, read_timeout: float | None) -
     secured.read_timeout = read_timeout
 
 
-
 # The TLS settings of each master this process talks to (the manager's connect calls
 # ``client`` with the address and key only).
 _client_tls: dict[tuple[str, int], ssl.SSLContext] = {}
@@ -89,7 +88,7 @@ def use_tls(address: tuple[str, int], settings: tls.TLS | None) -> None:
         _client_tls[address] = settings.client_context()
 
 
-def _client_tls_handshake(conn: Connection, address: tuple[str, int], timeout: float) -> None:
+def tls_to_master(conn: Connection, address: tuple[str, int], timeout: float) -> None:
     context = _client_tls.get(address)
     if context is None:
         return
@@ -112,7 +111,7 @@ def _give_up_fd(conn: Connection) -> int:
     return fd
 
 
-def _first_message(conn: Connection, address: tuple[str, int]) -> None:
+def read_first_message(conn: Connection, address: tuple[str, int]) -> None:
     """Read the master's first message ahead: a TLS master tells a plain peer so (and with
     TLS 1.3 a master refuses this peer's certificate only now)."""
     try:
@@ -129,14 +128,14 @@ def _first_message(conn: Connection, address: tuple[str, int]) -> None:
     conn._unread = first
 
 
-def _dropped_reason(c: connection.Connection, exc: Exception) -> str:
+def dropped_reason(c: connection.Connection, exc: Exception) -> str:
     reason = f"{type(exc).__name__}: {str(exc)[:200]}"
     if "bad message length" in reason and not isinstance(c, TLSConnection):
         reason += " (a TLS peer? this master runs without --tls-cert)"
     return reason
 
 
-def _server_tls(c: Connection, context: ssl.SSLContext) -> None:
+def tls_from_peer(c: Connection, context: ssl.SSLContext) -> None:
     """The master's side of TLS on a new connection, in its own thread; TLSError says why
     it failed (a plain-text peer is told in a frame it can read)."""
     if not tls.spoke_first(c.fileno(), defaults.PLAIN_PEER_WAIT_S):

@@ -269,8 +269,8 @@ def client(address: tuple[str, int], authkey: bytes | None = None,
     conn = Connection(sock.detach())
     _tune(conn.fileno(), timeout, server=False)
     try:
-        _client_tls_handshake(conn, address, timeout)
-        _first_message(conn, address)
+        tls_to_master(conn, address, timeout)
+        read_first_message(conn, address)
     except BaseException:
         conn.close()
         raise
@@ -332,7 +332,7 @@ class Server(managers.Server):
         peer = _peer(c)
         try:
             if isinstance(c, Connection) and c.tls_context is not None:
-                _server_tls(c, c.tls_context)
+                tls_from_peer(c, c.tls_context)
             key = self.keyring.challenge(c)
             connection.answer_challenge(c, key)
             handshake.check(c, peer)
@@ -354,7 +354,7 @@ class Server(managers.Server):
         except FrameDropped:
             return  # logged as it was dropped
         except Exception as exc:
-            log.warning("connection_dropped", peer=peer, reason=_dropped_reason(c, exc))
+            log.warning("connection_dropped", peer=peer, reason=dropped_reason(c, exc))
             return
         _between_requests(c)
         try:
@@ -507,10 +507,10 @@ def stop_server(server: Server) -> None:
 from taskq.link import Link, connect, open_proxy  # noqa: E402
 from taskq.secure import (  # noqa: E402
     TLSConnection,
-    _client_tls_handshake,
-    _dropped_reason,
-    _first_message,
-    _server_tls,
+    dropped_reason,
+    read_first_message,
+    tls_from_peer,
+    tls_to_master,
     use_tls,
 )
 
