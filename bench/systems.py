@@ -119,6 +119,15 @@ class TaskqSystem:
     def submit(self, fn: Callable[..., Any], *args: Any) -> FutureLike:
         return self.client.submit(fn, *args)  # type: ignore[no-any-return]
 
+    def set_rate(self, queue: str, per_s: float) -> None:
+        """``taskq queue set QUEUE --rate`` (0: ``taskq queue clear``)."""
+        args = ["set", queue, "--rate", f"{per_s:g}/s"] if per_s else ["clear", queue]
+        out = subprocess.run([sys.executable, "-m", "taskq", "queue", *args, "--address",
+                              self.address], env=self.env, capture_output=True, text=True,
+                             timeout=CALL_TIMEOUT_S, check=False)
+        if out.returncode != 0:
+            raise BenchError(f"taskq queue {args[0]} failed: {out.stderr.strip()[-500:]}")
+
     def map(self, fn: Callable[..., Any], items: Iterable[Any], chunksize: int) -> Iterator[Any]:
         return self.client.map(fn, items, chunksize=chunksize,  # type: ignore[no-any-return]
                                timeout=LIMIT_S)

@@ -35,3 +35,8 @@ def size_of(data: bytes) -> int:
 def run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
     """Apply ``fn`` to every argument tuple of a chunk (how peers without chunking map)."""
     return [fn(*args) for args in chunk]
+
+
+def started() -> float:
+    """The wall-clock time the task began (for lateness and rate measurements)."""
+    return time.time()

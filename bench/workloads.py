@@ -7,6 +7,8 @@
     payload     P tasks each given a 1 MiB bytes argument, returning its len   MiB/s
     scale       the efficiency test with 32 workers connected at once          ratio
     memory      RSS growth of the queue's server holding K pending tasks       bytes/task
+    delayed     D tasks due over one second (taskq only): how late they start  p50/p99 ms
+    rate        R tasks through a queue limited to L/s (taskq only)            measured/L
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench import tasks
+from bench import tasks, workloads_time
 from bench.systems import LIMIT_S, System
 
 Metrics = dict[str, float]
@@ -41,11 +43,15 @@ class Sizes:
     scale_sleep_s: float = 0.05
     pending_tasks: int = 100_000
     workers: int = 2
+    delayed_tasks: int = 10_000
+    rate_tasks: int = 1000
+    rate_per_s: float = 200.0
 
 
 FULL = Sizes()
 QUICK = Sizes(throughput_tasks=300, map_items=10_000, latency_rounds=60, sleep_tasks=100,
-              payload_tasks=20, scale_workers=4, scale_tasks=80, pending_tasks=10_000)
+              payload_tasks=20, scale_workers=4, scale_tasks=80, pending_tasks=10_000,
+              delayed_tasks=300, rate_tasks=150, rate_per_s=100.0)
 
 
 def _deadline() -> float:
@@ -141,6 +147,14 @@ def memory(system: System, sizes: Sizes) -> Metrics:
     return measure(tasks.noop, sizes.pending_tasks)  # type: ignore[no-any-return]
 
 
+def delayed(system: System, sizes: Sizes) -> Metrics:
+    return workloads_time.delayed(system, sizes.delayed_tasks)
+
+
+def rate(system: System, sizes: Sizes) -> Metrics:
+    return workloads_time.rate(system, sizes.rate_tasks, sizes.rate_per_s)
+
+
 @dataclass(frozen=True)
 class Workload:
     """A workload and how the runner treats it."""
@@ -171,5 +185,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("scale", scale, "efficiency", True, "scale"),
     Workload("memory", memory, "bytes_per_task", False, "server",
              ("taskq-durable", "taskq-memory", "seed")),
+    Workload("delayed", delayed, "late_p99_ms", False, "pair", ("taskq-durable", "taskq-memory")),
+    Workload("rate", rate, "ratio", False, "pair", ("taskq-durable", "taskq-memory")),
 )
 WORKLOAD_NAMES = tuple(w.name for w in WORKLOADS)

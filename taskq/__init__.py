@@ -32,30 +32,14 @@ from taskq.errors import (
     WorkerLost,
 )
 from taskq.options import TaskFunction, task
+from taskq.shared_state import current_client
 from taskq.tls import TLS, TLSError
 
 __all__ = [
-    "TLS",
-    "AuthError",
-    "Client",
-    "ConnectError",
-    "PayloadTooLarge",
-    "RemoteError",
-    "SerializationError",
-    "TLSError",
-    "TaskCrashed",
-    "TaskFunction",
-    "TaskFuture",
-    "TaskLoadError",
-    "TaskRefused",
-    "TaskTimeout",
-    "TaskqError",
-    "VersionMismatch",
-    "WorkerLost",
-    "default_client",
-    "map",
-    "submit",
-    "task",
+    "TLS", "AuthError", "Client", "ConnectError", "PayloadTooLarge", "RemoteError",
+    "SerializationError", "TLSError", "TaskCrashed", "TaskFunction", "TaskFuture",
+    "TaskLoadError", "TaskRefused", "TaskTimeout", "TaskqError", "VersionMismatch",
+    "WorkerLost", "current_client", "default_client", "map", "submit", "task",
 ]
 __version__ = "0.1.0"
 

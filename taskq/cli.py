@@ -3,6 +3,7 @@
     taskq master   -> taskq.master.run        taskq submit  -> taskq.jobs.submit
     taskq worker   -> taskq.worker.Worker     taskq results -> taskq.jobs.collect
     taskq demo     -> taskq.demo.run          taskq status  -> Remote.status
+    taskq primitives [delete NAME]            -> Remote.primitives / delete_primitive
 
 Errors a user can fix are one line on stderr, never a traceback: a usage error (a bad
 flag, a missing argument, a bad value) exits 2, any other error (the master unreachable
@@ -29,9 +30,10 @@ import typer
 from taskq import defaults, jobs, logs, tls
 from taskq.auth import AuthkeyMissing, master_authkeys, resolve_authkey
 from taskq.errors import TaskqError
-from taskq.options import make_options
+from taskq.options import make_options, parse_duration, parse_when, start_time
 from taskq.remote import Remote
 from taskq.transport import Link, parse_address
+from taskq.wire import TaskOptions
 
 # typer raises click's exceptions (recent versions carry their own copy of click): the
 # module that defines its BadParameter defines them all.
@@ -239,6 +241,13 @@ def submit(
     retries: Annotated[int, typer.Option(min=0, help="Re-runs if the task raises.")] = 0,
     priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
     queue: Annotated[str, typer.Option(help="Queue to put the task on.")] = "default",
+    backoff: Annotated[float, typer.Option(
+        min=0, help="Seconds before the first retry, doubling for each next one.")] = 0.0,
+    start_in: Annotated[str | None, typer.Option(
+        "--in", help="Start no sooner than this from now: 30s, 10m, 1h30m, 2d.")] = None,
+    start_at: Annotated[str | None, typer.Option(
+        "--at", help="Start no sooner than this ISO 8601 time with its offset, e.g. "
+                     "2026-12-01T02:00+01:00.")] = None,
     address: AddressOpt = None,
     authkey_file: KeyFileOpt = None,
     tls_ca: TlsCaOpt = None,
@@ -251,15 +260,31 @@ def submit(
         jobs.parse_target(target)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="TARGET") from None
+    options = _submit_options(timeout, retries, priority, queue, backoff, start_in, start_at)
     with user_errors():
         name = job or jobs.new_job_name()
         link = _open_link(where, authkey_file, None, _tls(tls_ca, tls_cert, tls_key))
         try:
-            task_id = jobs.submit(link.remote, name, target, args or [],
-                                  make_options(timeout, retries, priority, queue))
+            task_id = jobs.submit(link.remote, name, target, args or [], options)
         finally:
             link.close()
         typer.echo(f"job {name} task {task_id}")
+
+
+def _submit_options(timeout: float | None, retries: int, priority: int, queue: str,
+                    backoff: float, start_in: str | None, start_at: str | None) -> TaskOptions:
+    """The options of `taskq submit`; a bad --in or --at is a usage error."""
+    if start_in is not None and start_at is not None:
+        raise typer.BadParameter("give --in or --at, not both", param_hint="--in/--at")
+    options = make_options(timeout, retries, priority, queue, backoff=backoff)
+    try:
+        if start_in is not None:
+            options.run_at = start_time(delay=parse_duration(start_in))
+        if start_at is not None:
+            options.run_at = parse_when(start_at)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--in" if start_in else "--at") from None
+    return options
 
 
 @app.command()
@@ -378,6 +403,63 @@ def status(
         render(snapshot, f"{where[0]}:{where[1]}")
 
 
+prims_app = typer.Typer(help="List the shared primitives the master hosts (locks, "
+                        "semaphores, dicts, counters, queues, events): name, kind, holders, "
+                        "waiters, size; or delete one.")
+app.add_typer(prims_app, name="primitives")
+
+
+@prims_app.callback(invoke_without_command=True)
+def primitives(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+) -> None:
+    """List the shared primitives: name, kind, holders, waiters, size."""
+    from taskq.prim_view import render
+
+    if ctx.invoked_subcommand is not None:
+        return
+    where = _address(address)
+    with user_errors():
+        link = _open_link(where, authkey_file)
+        try:
+            rows = link.remote.primitives()
+        finally:
+            link.close()
+    typer.echo(render(rows, as_json))
+
+
+@prims_app.command("delete")
+def primitives_delete(
+    name: Annotated[str, typer.Argument(help="The primitive's name (every kind by that name).")],
+    kind: Annotated[str | None, typer.Option(help="Delete only this kind.")] = None,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+) -> None:
+    """Delete a shared primitive; its holders and waiters lose it. Exit 1 if none."""
+    from taskq.state.primitives import KINDS, check_name
+
+    where = _address(address)
+    try:
+        check_name(name)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="NAME") from None
+    if kind is not None and kind not in KINDS:
+        raise typer.BadParameter(f"bad kind {kind!r}: expected one of {', '.join(KINDS)}",
+                                 param_hint="--kind")
+    with user_errors():
+        link = _open_link(where, authkey_file)
+        try:
+            gone = link.remote.delete_primitive(name, kind)
+        finally:
+            link.close()
+    if not gone:
+        fail(f"no shared primitive named {name!r}")
+    typer.echo(f"deleted {', '.join(gone)} {name!r}")
+
+
 @app.command()
 def demo(
     tasks: Annotated[int, typer.Option(min=1, help="How many tasks to run.")] = 200,
@@ -388,6 +470,16 @@ def demo(
 
     with user_errors():
         raise typer.Exit(demo_mod.run(tasks, procs))
+
+
+def _add_subcommands() -> None:
+    from taskq import cli_queue, cli_schedule  # they use the helpers above
+
+    app.add_typer(cli_schedule.app, name="schedule")
+    app.add_typer(cli_queue.app, name="queue")
+
+
+_add_subcommands()
 
 
 def main(argv: list[str] | None = None) -> None:

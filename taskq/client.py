@@ -25,67 +25,38 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future
-from concurrent.futures import _base as futures_base  # the Future's states, for cancel
+from concurrent.futures import Executor
 from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from taskq import defaults, logs, owners, wire
 from taskq.auth import resolve_authkey
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskqError
-from taskq.options import TaskFunction
+from taskq.future import TaskFuture
+from taskq.options import TaskFunction, start_time
 from taskq.remote import Remote
+from taskq.shared_state import SharedState
+from taskq.state.schedules import check, interval
 from taskq.tls import TLS
 from taskq.transport import Link, parse_address
-from taskq.wire import DEFAULT_OPTIONS, Fetched, MasterInfo, ResultMsg, Status, TaskMsg, TaskOptions
+from taskq.wire import (
+    DEFAULT_OPTIONS,
+    Fetched,
+    MasterInfo,
+    ResultMsg,
+    Schedule,
+    Status,
+    TaskMsg,
+    TaskOptions,
+)
 
 log = logs.get_logger("taskq.client")
 
 FN_CACHE_SIZE = 256  # encodings of functions shipped by reference kept (bytes only)
 FETCH_RETRIES = 5  # consecutive failed fetches (an error inside the master) before giving up
-
-
-class TaskFuture(Future[Any]):
-    """A Future for one task. ``running()`` is True once a worker started it; ``cancel()``
-    succeeds for every task that has not started (queued on the master, or taken by a
-    worker but not begun) and guarantees it never runs; it returns False once it runs."""
-
-    def __init__(self, client: Client, task_id: str) -> None:
-        super().__init__()
-        self.task_id = task_id
-        self._client = client
-
-    def cancel(self) -> bool:
-        with self._condition:
-            if self.done():
-                return self.cancelled()
-        if self._client._cancel(self.task_id):
-            return self._mark_cancelled()
-        self._begin()  # it runs, or it ended and its result is on the way
-        return self.cancelled()
-
-    def _mark_cancelled(self) -> bool:
-        """The task will never run: cancel this future, also if it showed running (its
-        worker stopped and handed it back), and wake every ``wait``/``as_completed``."""
-        with self._condition:  # reentrant: cancel and its notifications run under it
-            if self._state == futures_base.FINISHED or self.cancelled():
-                return self.cancelled()
-            if self._state == futures_base.RUNNING:
-                self._state = futures_base.PENDING  # handed back: it waits again
-            Future.cancel(self)
-            self.set_running_or_notify_cancel()
-            return True
-
-    def _begin(self) -> bool:
-        """Pending -> running, so a result can be set; False if it was cancelled."""
-        with self._condition:
-            if self.running():
-                return True
-            if self.done():
-                return False
-            return self.set_running_or_notify_cancel()
 
 
 @dataclass(slots=True, eq=False)
@@ -107,8 +78,9 @@ def _chunks(iterables: tuple[Iterable[Any], ...], size: int) -> Iterator[list[tu
         yield chunk
 
 
-class Client(Executor):
-    """Submit work to a taskq cluster; with no address, to a local one started for you."""
+class Client(SharedState, Executor):
+    """Submit work to a taskq cluster; with no address, to a local one started for you.
+    Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``."""
 
     def __init__(self, address: str | tuple[str, int] | None = None,
                  authkey: bytes | str | None = None, *, procs: int | None = None,
@@ -164,6 +136,46 @@ class Client(Executor):
         """Run ``fn(*args, **kwargs)`` on the cluster; pickling errors raise here, at once."""
         return self._submit(self._encode_fn(fn), args, kwargs,
                             getattr(fn, "taskq_options", None))
+
+    def submit_after(self, seconds: float, fn: Callable[..., Any], /, *args: Any,
+                     **kwargs: Any) -> TaskFuture:
+        """Like ``submit``, but the task starts no sooner than ``seconds`` from now; it waits
+        on the master (journaled, holding no worker slot) and can be cancelled meanwhile."""
+        return self._submit_later(start_time(delay=seconds), fn, args, kwargs)
+
+    def submit_at(self, when: datetime, fn: Callable[..., Any], /, *args: Any,
+                  **kwargs: Any) -> TaskFuture:
+        """Like ``submit_after``, at a timezone-aware ``datetime`` (a naive one is an error)."""
+        return self._submit_later(start_time(when=when), fn, args, kwargs)
+
+    def _submit_later(self, run_at: float, fn: Callable[..., Any], args: tuple[Any, ...],
+                      kwargs: dict[str, Any]) -> TaskFuture:
+        options = replace(getattr(fn, "taskq_options", None) or DEFAULT_OPTIONS, run_at=run_at)
+        return self._submit(self._encode_fn(fn), args, kwargs, options)
+
+    def schedule(self, name: str, fn: Callable[..., Any], /, *args: Any, cron: str = "",
+                 every: float | timedelta | str = 0.0, tz: str = "UTC", catch_up: str = "once",
+                 **kwargs: Any) -> bool:
+        """Run ``fn(*args, **kwargs)`` periodically, by the master: on a cron expression (in
+        time zone ``tz``) or ``every`` interval. Its runs are the job ``schedule:NAME``. A
+        schedule of the same name is replaced (returns True, and logs it). Ticks missed while
+        the master was down: ``catch_up="once"`` runs one, ``"skip"`` none."""
+        spec = Schedule(name, self._encode_fn(fn), wire.encode_args(args, kwargs),
+                        getattr(fn, "taskq_options", None) or DEFAULT_OPTIONS, cron,
+                        interval(every), tz, catch_up)
+        check(spec)  # a bad definition fails here, before anything reaches the master
+        replaced = self._remote.schedule_add(spec)
+        if replaced:
+            log.info("schedule_replaced", schedule=name)
+        return replaced
+
+    def unschedule(self, name: str) -> bool:
+        """Remove a schedule (its runs already made still run); False if there is none."""
+        return self._remote.schedule_remove(name)
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule on the master: next run, last run and its outcome."""
+        return self._remote.schedules()
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
             timeout: float | None = None, chunksize: int = 1) -> Iterator[Any]:

@@ -29,6 +29,7 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset({
     ("taskq.wire", "ResultMsg"),
     ("taskq.wire", "Status"),
     ("taskq.wire", "WorkerHello"),
+    ("taskq.wire", "Schedule"),
     ("builtins", "set"),
     ("builtins", "frozenset"),
     ("builtins", "bytearray"),

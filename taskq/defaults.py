@@ -11,6 +11,10 @@ PORT = 5000
 ENV_ADDRESS = "TASKQ_ADDRESS"
 ENV_AUTHKEY = "TASKQ_AUTHKEY"
 ENV_STATE_DIR = "TASKQ_STATE_DIR"
+# Where a worker tells its pool processes the master is, and its key, for current_client()
+# (set only in the worker's own environment; never printed).
+ENV_TASK_MASTER = "TASKQ_TASK_MASTER"
+ENV_TASK_AUTHKEY = "TASKQ_TASK_AUTHKEY"
 
 # Workers heartbeat this often; cheap (one small call), and it bounds how fast a loss is seen.
 HEARTBEAT_S = 1.0
@@ -65,6 +69,10 @@ PREFETCH_TARGET_S = 0.02
 # While more tasks are queued than processes run (throughput, not latency, is at stake) a
 # worker gathers outcomes this long before reporting them in one call: fewer, larger reports.
 REPORT_LINGER_S = 0.002
+# A worker tells the master a task began (for Future.running) in the report of its outcome when
+# that comes within this long, else on its own: a short task costs no extra call, and a long
+# one shows running this much after it began.
+START_LINGER_S = 0.05
 # Tasks written ahead into one pool process's pipe: the process runs them back to back
 # without waiting for the worker between tasks (no-op tasks go about twice as fast at 8 as at
 # 2). The worker's prefetch, not this, bounds how much work it holds, so long tasks are not
@@ -94,6 +102,14 @@ CLIENT_OUTBOX_PREFIX = "client-"
 # done rather than that no such job exists (bounded: names cost memory).
 JOB_OUTBOX_PREFIX = "job:"
 KNOWN_JOBS_KEPT = 10_000
+
+# A schedule's tick found this much later than its time was missed (the master was down): its
+# catch_up policy decides ("once": one run, not one per missed tick; "skip": none). Well above
+# any delay of the master's timer, well below the shortest sensible interval's worth of outage.
+SCHEDULE_MISSED_AFTER_S = 60.0
+# Results a schedule's job keeps when no one fetches them (the oldest go first): a schedule
+# that runs every 30 s for a year must not fill the master.
+SCHEDULE_RESULTS_KEPT = 100
 
 # After a restart, journaled tasks wait this long before any worker may lease them, so that a
 # worker still running one (it reconnects within a second or two) claims it back instead of it

@@ -21,6 +21,7 @@ from typing import Any
 
 from taskq import wire
 from taskq.errors import RemoteError, TaskLoadError
+from taskq.options import retry_applies
 from taskq.wire import Status
 
 _FN_CACHE: OrderedDict[bytes, Any] = OrderedDict()
@@ -42,22 +43,29 @@ def _load_error(exc: BaseException) -> TaskLoadError:
     return TaskLoadError(f"the worker on {socket.gethostname()} could not load the task: {what}")
 
 
-def run(payload: tuple[bytes, bytes | memoryview]) -> tuple[Status, bytes, str]:
-    """Run one encoded task; returns (status, body, detail) and never raises."""
-    fn_bytes, args_bytes = payload
+Outcome = tuple[Status, bytes, str, bool]  # status, body, detail, may it be retried
+
+
+def run(payload: tuple[Any, ...]) -> Outcome:
+    """Run one encoded task, ``(fn, args[, retry_on])``; returns (status, body, detail,
+    retry) and never raises. ``retry`` says whether what the task raised is one of the
+    failures ``retry_on`` names (any exception when it names none)."""
+    fn_bytes, args_bytes = payload[0], payload[1]
+    retry_on: tuple[str, ...] = payload[2] if len(payload) > 2 else ()
     try:
         fn = _load_function(fn_bytes)
-        args, kwargs = wire.decode_args(args_bytes)  # type: ignore[arg-type]
+        args, kwargs = wire.decode_args(args_bytes)
     except BaseException as exc:  # a module may even exit as it is imported
-        return Status.ERROR, _error_body(_load_error(exc)), ""
+        return Status.ERROR, _error_body(_load_error(exc)), "", False
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt is its outcome
-        return Status.ERROR, _error_body(exc), ""
+        retry = not retry_on or retry_applies(retry_on, type(exc))
+        return Status.ERROR, _error_body(exc), "", retry
     try:
-        return Status.OK, wire.encode_value(value), ""
+        return Status.OK, wire.encode_value(value), "", False
     except BaseException as exc:  # SerializationError, or what pickling raised past it
-        return Status.ERROR, _error_body(exc), ""
+        return Status.ERROR, _error_body(exc), "", False
 
 
 def _error_body(exc: BaseException) -> bytes:

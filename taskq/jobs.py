@@ -29,8 +29,10 @@ from typing import Any, TextIO
 
 from taskq import defaults, owners, wire
 from taskq.errors import TaskLoadError, TaskqError
+from taskq.options import parse_duration
 from taskq.remote import Remote
-from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions
+from taskq.state.schedules import check
+from taskq.wire import ResultMsg, Schedule, Status, TaskMsg, TaskOptions
 
 
 class NoSuchJob(TaskqError):
@@ -96,6 +98,17 @@ def submit(remote: Remote, job: str, target: str, args: list[str],
     while remote.submit([msg], True) != 1:  # each call waits on the master a bounded time
         pass
     return msg.task_id
+
+
+def schedule_spec(name: str, target: str, args: list[str], options: TaskOptions, cron: str,
+                  every: str, tz: str, catch_up: str) -> Schedule:
+    """A schedule of ``MODULE:FUNC ARGS`` for ``taskq schedule add``; ValueError if bad."""
+    fn = parse_target(target)
+    spec = Schedule(name, wire.encode_function(fn),
+                    wire.encode_args(tuple(parse_arg(a) for a in args), {}), options, cron,
+                    parse_duration(every) if every else 0.0, tz, catch_up)
+    check(spec)
+    return spec
 
 
 @dataclass(slots=True)

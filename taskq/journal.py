@@ -26,12 +26,14 @@ worker that reconnects still holding one claims it back with its first heartbeat
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
-from taskq import logs
+from taskq import journal_prims, logs
 from taskq.defaults import (
     JOURNAL_IDLE_S,
     JOURNAL_SLACK_BYTES,
@@ -41,8 +43,10 @@ from taskq.defaults import (
     JOURNAL_VACUUM_PAGES,
     JOURNAL_WINDOW_S,
 )
-from taskq.state import BrokerState, Changes
-from taskq.wire import ResultMsg, TaskMsg, TaskOptions
+from taskq.state import BrokerState, Changes, TaskRecord
+from taskq.state.limits import QueueLimit
+from taskq.state.primitives import PrimitiveState
+from taskq.wire import ResultMsg, Schedule, TaskMsg, TaskOptions, TaskState
 
 log = logs.get_logger("taskq.journal")
 
@@ -57,7 +61,23 @@ CREATE TABLE IF NOT EXISTS results (
     task_id TEXT PRIMARY KEY, outbox TEXT NOT NULL, status TEXT NOT NULL, body BLOB,
     detail TEXT NOT NULL, worker TEXT NOT NULL, duration REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS schedules (
+    name TEXT PRIMARY KEY, spec TEXT NOT NULL, fn BLOB NOT NULL, args BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    alias TEXT PRIMARY KEY, outbox TEXT NOT NULL, target TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue_limits (
+    queue TEXT PRIMARY KEY, rate REAL NOT NULL, concurrency INTEGER NOT NULL
+);
 """
+# Columns added to the tasks table since its first version (added to an older journal on open):
+# when a waiting task may start (wall-clock epoch seconds; 0: at once), and the options beyond
+# the first four, as JSON.
+_ADDED_TASK_COLUMNS = (("not_before", "REAL NOT NULL DEFAULT 0"),
+                       ("extra", "TEXT NOT NULL DEFAULT '{}'"))
+_TASK_COLUMNS = ("task_id, outbox, seq, fn, args, timeout, retries, priority, queue, lost, "
+                 "errors, not_before, extra")
 _INCREMENTAL = 2  # what PRAGMA auto_vacuum reads when incremental vacuum is on
 _BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another connection's lock
 
@@ -76,6 +96,8 @@ class Journal:
         self._db.execute(f"PRAGMA synchronous={JOURNAL_SYNCHRONOUS}")
         self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SLACK_BYTES}")
         self._db.executescript(_SCHEMA)
+        self._db.executescript(journal_prims.SCHEMA)
+        _add_columns(self._db)
         self._page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._dblock = threading.Lock()  # the writer and direct write() callers share _db
         self._cond = threading.Condition()
@@ -84,6 +106,7 @@ class Journal:
         self._durable = 0
         self._error: BaseException | None = None
         self._closing = False
+        self._urgent = False  # something queued is waited on: commit without gathering
         # writer thread only: when the journal first changed since its last upkeep (a
         # previous run may have left free pages), and how long to be idle before a round
         self._upkeep_due: float | None = time.monotonic()
@@ -93,9 +116,11 @@ class Journal:
                                         daemon=True)
         self._writer.start()
 
-    def append(self, changes: Changes) -> int:
-        """Queue changes for the writer; returns the ticket to wait() on."""
+    def append(self, changes: Changes, urgent: bool = False) -> int:
+        """Queue changes for the writer; returns the ticket to wait() on. ``urgent`` ends
+        the writer's gathering window at once (a caller waits on it, and one at a time)."""
         with self._cond:
+            self._urgent = self._urgent or urgent
             self._queue.append(changes)
             self._appended += 1
             self._cond.notify_all()
@@ -119,8 +144,8 @@ class Journal:
                 return None
             # gather what the next calls append: one transaction instead of several,
             # and a task that starts and ends in the window is never written
-            self._cond.wait_for(lambda: self._closing, JOURNAL_WINDOW_S)
-            batch, self._queue = self._queue, []
+            self._cond.wait_for(lambda: self._closing or self._urgent, JOURNAL_WINDOW_S)
+            batch, self._queue, self._urgent = self._queue, [], False
             return batch, self._appended
 
     def _write_loop(self) -> None:
@@ -205,17 +230,34 @@ class Journal:
         """Restore every journaled task and result into ``state``; returns their counts."""
         with self._dblock:
             tasks = self._db.execute(
-                "SELECT task_id, outbox, seq, fn, args, timeout, retries, priority, queue, "
-                "lost, errors FROM tasks ORDER BY seq").fetchall()
+                f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY seq").fetchall()  # noqa: S608 -- a constant list of column names, no input
             results = self._db.execute(
                 "SELECT task_id, outbox, status, body, detail, worker, duration FROM results"
             ).fetchall()
-        for tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors in tasks:
-            msg = TaskMsg(tid, outbox, fn, args, TaskOptions(timeout, retries, prio, queue))
-            state.restore_task(msg, seq, lost, errors)
+            schedules = self._db.execute("SELECT name, spec, fn, args FROM schedules").fetchall()
+            limits = self._db.execute("SELECT queue, rate, concurrency FROM queue_limits"
+                                      ).fetchall()
+            aliases = self._db.execute("SELECT alias, outbox, target FROM aliases").fetchall()
+        to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
+        for (tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors,
+             not_before, extra) in tasks:
+            options = TaskOptions.with_extra(timeout, retries, prio, queue, json.loads(extra))
+            state.restore_task(TaskMsg(tid, outbox, fn, args, options), seq, lost, errors,
+                               not_before + to_state if not_before else 0.0)
         for tid, outbox, status, body, detail, worker, duration in results:
             state.restore_result(outbox, ResultMsg(tid, status, body, detail, worker, duration))
+        for row in schedules:
+            state.schedules.restore(_schedule(*row))
+        for queue, rate, concurrency in limits:
+            state.limits.restore(queue, QueueLimit(rate, concurrency))
+        for alias, outbox, target in aliases:
+            state.restore_alias(alias, outbox, target)
         return len(tasks), len(results)
+
+    def load_primitives(self, prims: PrimitiveState, now: float) -> int:
+        """Restore every journaled shared primitive; returns how many there are."""
+        with self._dblock:
+            return journal_prims.load(self._db, prims, now)
 
     def write(self, changes: Changes) -> None:
         """Persist one batch of changes in a single transaction."""
@@ -258,19 +300,75 @@ def _use_incremental_vacuum(db: sqlite3.Connection, path: Path) -> None:
              bytes=path.stat().st_size)
 
 
+_SCHEDULE_FIELDS = ("cron", "every", "tz", "catch_up", "paused", "next_run", "last_run",
+                    "last_task", "last_outcome")
+
+
+def _schedule_fields(spec: Schedule) -> dict[str, Any]:
+    fields: dict[str, Any] = {name: getattr(spec, name) for name in _SCHEDULE_FIELDS}
+    o = spec.options
+    fields["options"] = [o.timeout, o.retries, o.priority, o.queue, o.extra()]
+    return fields
+
+
+def _schedule(name: str, spec: str, fn: bytes, args: bytes) -> Schedule:
+    fields = json.loads(spec)
+    timeout, retries, priority, queue, extra = fields.pop("options")
+    options = TaskOptions.with_extra(timeout, retries, priority, queue, extra)
+    return Schedule(name, fn, args, options, **fields)
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Bring a journal written by an older taskq up to the current tasks table."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    for name, kind in _ADDED_TASK_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+
+
+def _wall(rec: TaskRecord, to_wall: float) -> float:
+    """When a waiting task may start, as wall-clock time (0: it does not wait)."""
+    return rec.not_before + to_wall if rec.state is TaskState.WAITING else 0.0
+
+
+def _write_settings(db: sqlite3.Connection, changes: Changes) -> None:
+    """Schedules and queue limits (inside ``_write``'s transaction)."""
+    if changes.schedules:
+        db.executemany("INSERT OR REPLACE INTO schedules VALUES (?,?,?,?)",
+                       [(s.name, json.dumps(_schedule_fields(s)), s.fn, s.args)
+                        for s in changes.schedules])
+    if changes.schedules_removed:
+        db.executemany("DELETE FROM schedules WHERE name=?",
+                       [(n,) for n in changes.schedules_removed])
+    if changes.joined:
+        db.executemany("INSERT OR REPLACE INTO aliases VALUES (?,?,?)", changes.joined)
+    if changes.unjoined:
+        db.executemany("DELETE FROM aliases WHERE alias=?", [(a,) for a in changes.unjoined])
+    for queue, limit in changes.limits:  # in order: a later one wins
+        if limit is None:
+            db.execute("DELETE FROM queue_limits WHERE queue=?", (queue,))
+        else:
+            db.execute("INSERT OR REPLACE INTO queue_limits VALUES (?,?,?)",
+                       (queue, limit.rate, limit.concurrency))
+
+
 def _write(db: sqlite3.Connection, changes: Changes) -> None:
     """Apply ``changes`` in one transaction (rolled back if any statement fails)."""
     db.execute("BEGIN")
     try:
+        to_wall = time.time() - time.monotonic()  # the broker's clock -> wall clock
         if changes.added:
             db.executemany(
-                "INSERT OR REPLACE INTO tasks VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO tasks ({_TASK_COLUMNS}) VALUES "  # noqa: S608 -- a constant list of column names, no input
+                f"(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(r.msg.task_id, r.msg.outbox, r.seq, r.msg.fn, r.msg.args,
                   r.msg.options.timeout, r.msg.options.retries, r.msg.options.priority,
-                  r.msg.options.queue, r.lost, r.errors) for r in changes.added])
+                  r.msg.options.queue, r.lost, r.errors, _wall(r, to_wall),
+                  json.dumps(r.msg.options.extra())) for r in changes.added])
         if changes.updated:
-            db.executemany("UPDATE tasks SET lost=?, errors=? WHERE task_id=?",
-                           [(r.lost, r.errors, r.msg.task_id) for r in changes.updated])
+            db.executemany("UPDATE tasks SET lost=?, errors=?, not_before=? WHERE task_id=?",
+                           [(r.lost, r.errors, _wall(r, to_wall), r.msg.task_id)
+                            for r in changes.updated])
         gone = changes.removed + [res.task_id for _, res in changes.finished]
         if gone:
             db.executemany("DELETE FROM tasks WHERE task_id=?", [(t,) for t in gone])
@@ -279,8 +377,11 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
                 "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)",
                 [(res.task_id, outbox, res.status.value, res.body, res.detail, res.worker,
                   res.duration) for outbox, res in changes.finished])
+        _write_settings(db, changes)
         if changes.acked:
             db.executemany("DELETE FROM results WHERE task_id=?", [(t,) for t in changes.acked])
+        if changes.prims:
+            journal_prims.write(db, changes.prims)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
@@ -296,12 +397,21 @@ def merge(batch: list[Changes]) -> Changes:
     if len(batch) == 1:
         return batch[0]
     out = Changes()
+    final: dict[str, Schedule | None] = {}  # each schedule as the batch leaves it
     for changes in batch:
         out.added += changes.added
         out.updated += changes.updated
         out.finished += changes.finished
         out.removed += changes.removed
         out.acked += changes.acked
+        out.prims += changes.prims
+        final.update((s.name, s) for s in changes.schedules)
+        final.update(dict.fromkeys(changes.schedules_removed))
+        out.limits += changes.limits
+        out.joined += changes.joined
+        out.unjoined += changes.unjoined
+    out.schedules = [s for s in final.values() if s is not None]
+    out.schedules_removed = [name for name, s in final.items() if s is None]
     added = {r.msg.task_id for r in out.added}
     ended = set(out.removed) | {res.task_id for _, res in out.finished}
     transient = added & ended

@@ -47,8 +47,12 @@ def build_broker(config: MasterConfig) -> Broker:
         journal = Journal(config.state)
         tasks, results = journal.load(state)
         log.info("journal_loaded", path=str(config.state), tasks=tasks, results=results)
-    return Broker(state, journal, max_pending=config.max_pending,
-                  result_ttl=config.result_ttl)
+    broker = Broker(state, journal, max_pending=config.max_pending,
+                    result_ttl=config.result_ttl)
+    if journal is not None:
+        count = journal.load_primitives(broker.prims, time.monotonic())
+        log.info("primitives_loaded", count=count)
+    return broker
 
 
 def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], None]) -> int:

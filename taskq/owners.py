@@ -2,12 +2,13 @@
 
 Every peer of a master holds the same authkey, so the key alone cannot tell one client or
 worker from another. What does is a name only its owner knows: a client's outbox is
-``client-`` and 128 random bits, a worker's id ends in 128 random bits, and a named job is
-the name the user gives it. Peers send that name (the *claim*) with every call; the master
+``client-`` and 128 random bits, a worker's id ends in 128 random bits (a named job is the
+name the user gives it, its own public name: whoever names a job reaches it, as ``taskq
+results`` and schedules do). Peers send that name (the *claim*) with every call; the master
 keys the outbox or worker by a digest of it (its *public name*), and only the public name
 ever leaves the master or its owner (task messages handed to workers, task ids, status)::
 
-    client  claim "client-9f…"  ── hello / submit / fetch / cancel ──► Owned ── public_name ──►
+    client  claim "client-9f…"  ── hello / submit / fetch / cancel ──► Owned ── outbox_name ──►
     worker  claim "h-12-3a…"    ── register / take / report …    ──►        "client-5be…"
                                                                      Broker (state keyed by
                                                                      public names)
@@ -57,9 +58,12 @@ def _checked(claim: Any, what: str) -> str:
 
 
 def outbox_name(claim: str) -> str:
-    """The public name of the outbox whose owner holds ``claim`` (its kind kept in front)."""
-    kind = next((p for p in (CLIENT_OUTBOX_PREFIX, JOB_OUTBOX_PREFIX) if claim.startswith(p)),
-                "box-")
+    """The public name of the outbox whose owner holds ``claim`` (its kind kept in front).
+    A named job's outbox is its name: whoever names a job reaches it (``taskq results``,
+    a schedule's runs), so there is no secret to keep."""
+    if claim.startswith(JOB_OUTBOX_PREFIX):
+        return claim
+    kind = CLIENT_OUTBOX_PREFIX if claim.startswith(CLIENT_OUTBOX_PREFIX) else "box-"
     return kind + _digest(claim, DIGEST_HEX)
 
 
@@ -154,6 +158,11 @@ class Owned:
         return self._broker.control(self._worker(worker_id), answers, wait)
 
     # ------------------------------------------------------------------ admin
+
+    def __getattr__(self, name: str) -> Any:
+        """Calls on what peers share by name (schedules, queues, primitives) pass through.
+        Their arguments are still loaded by ``taskq.codec``."""
+        return getattr(self._broker, name)
 
     def status(self) -> ClusterStatus:
         status = self._broker.status()

@@ -179,12 +179,16 @@ class ProcessPool:
         finally:
             self._io.release()
 
-    def get_outcomes(self, timeout: float) -> list[Outcome]:
-        """Every outcome available, waiting up to ``timeout`` s for one; [] on timeout/wake."""
+    def get_outcomes(self, timeout: float, starts_wake: bool = True) -> list[Outcome]:
+        """Every outcome available, waiting up to ``timeout`` s for one (or, with
+        ``starts_wake``, for a job to begin: see take_started); [] on timeout/wake."""
+        def ready() -> object:
+            return self._outcomes or self._woken or self._error or (
+                starts_wake and self._started_out)
+
         with self._cond:
-            if not (self._outcomes or self._woken or self._error or self._started_out):
-                self._cond.wait_for(lambda: self._outcomes or self._woken or self._error
-                                    or self._started_out, timeout)
+            if not ready():
+                self._cond.wait_for(ready, timeout)
             self._woken = False
             if self._error is not None and not self._outcomes:
                 raise RuntimeError("pool driver failed") from self._error

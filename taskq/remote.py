@@ -16,14 +16,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
+from taskq.remote_prims import RemotePrimitives
 from taskq.state import CancelOutcome
-from taskq.wire import ClusterStatus, Fetched, MasterInfo, ResultMsg, TaskMsg, WorkerHello
+from taskq.wire import (
+    ClusterStatus,
+    Fetched,
+    MasterInfo,
+    QueueRow,
+    ResultMsg,
+    Schedule,
+    TaskMsg,
+    WorkerHello,
+)
 
 Call = Callable[..., Any]  # call(method_name, *args) -> the method's return value
 
 
-class Remote:
-    """The master's broker, as seen from another process; see the module docstring."""
+class Remote(RemotePrimitives):
+    """The master's broker, as seen from another process; see the module docstring (its
+    calls on shared primitives come from ``RemotePrimitives``)."""
 
     __slots__ = ("_call",)
 
@@ -46,6 +57,28 @@ class Remote:
 
     def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "") -> CancelOutcome:
         return cast(CancelOutcome, self._call("cancel", task_ids, wait, outbox))
+
+    # ------------------------------------------------------------------ schedules
+
+    def schedule_add(self, spec: Schedule) -> bool:
+        return cast(bool, self._call("schedule_add", spec))
+
+    def schedule_remove(self, name: str) -> bool:
+        return cast(bool, self._call("schedule_remove", name))
+
+    def schedule_pause(self, name: str, paused: bool) -> bool:
+        return cast(bool, self._call("schedule_pause", name, paused))
+
+    def schedules(self) -> list[Schedule]:
+        return cast("list[Schedule]", self._call("schedules"))
+
+    # ------------------------------------------------------------------ queues
+
+    def queue_set(self, name: str, rate: float, concurrency: int) -> None:
+        self._call("queue_set", name, rate, concurrency)
+
+    def queues(self) -> list[QueueRow]:
+        return cast("list[QueueRow]", self._call("queues"))
 
     # ------------------------------------------------------------------ workers
 
@@ -77,4 +110,5 @@ class Remote:
         return cast(MasterInfo, self._call("info"))
 
 
-EXPOSED = tuple(name for name in Remote.__dict__ if not name.startswith("_"))
+EXPOSED = tuple(name for cls in (Remote, RemotePrimitives) for name in cls.__dict__
+                if not name.startswith("_"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 from taskq import logs
@@ -32,12 +33,16 @@ from taskq.defaults import (
     RESULT_TTL_S,
 )
 from taskq.journal import Journal
+from taskq.service_prims import PrimitiveCalls
 from taskq.state import BrokerState, CancelOutcome, WorkerInfo
+from taskq.state.limits import QueueLimit
 from taskq.wire import (
     ClusterStatus,
     Fetched,
     MasterInfo,
+    QueueRow,
     ResultMsg,
+    Schedule,
     TaskMsg,
     WorkerHello,
     WorkerRow,
@@ -47,8 +52,9 @@ log = logs.get_logger("taskq.master")
 T = TypeVar("T")
 
 
-class Broker:
-    """Thread-safe facade over the broker state; the object the master exposes."""
+class Broker(PrimitiveCalls):
+    """Thread-safe facade over the broker state; the object the master exposes (its calls
+    on shared primitives come from ``PrimitiveCalls``)."""
 
     def __init__(self, state: BrokerState, journal: Journal | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -65,8 +71,12 @@ class Broker:
         self._asks = threading.Condition(self._lock)  # cancel requests for workers
         self._answers = threading.Condition(self._lock)  # workers' answers to them
         self._started = clock()
+        state.wall_offset = time.time() - clock()
+        self._timer = threading.Condition(self._lock)  # wakes the reaper for a waiting task
+        self._next_due: float | None = None  # when the reaper is next due to promote
         self._stopping = threading.Event()
         self._reaper: threading.Thread | None = None
+        self._init_primitives()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -127,6 +137,7 @@ class Broker:
             batch = tasks[:self._wait(self._space, room, LONG_POLL_S)]
             now = self._clock()
             accepted = state.submit(batch, now)
+            self._wake_timer()
             for outbox in {msg.outbox for msg in batch}:
                 state.touch(outbox, now)
             ticket = self._commit()
@@ -176,6 +187,69 @@ class Broker:
                 self._space.notify_all()
             return out
 
+    # ------------------------------------------------------------------ schedules
+
+    def schedule_add(self, spec: Schedule) -> bool:
+        """Add a schedule, or replace the one of that name (True). Journaled before it
+        answers; ValueError (as MasterError) for a bad definition."""
+        with self._lock:
+            replaced = self._state.schedule_add(spec, self._clock())
+            ticket = self._commit()
+            self._wake_timer()
+            journal = self._journal
+        if ticket and journal is not None:
+            journal.wait(ticket)
+        log.info("schedule_added", schedule=spec.name, replaced=replaced)
+        return replaced
+
+    def schedule_remove(self, name: str) -> bool:
+        with self._lock:
+            removed = self._state.schedule_remove(name)
+            self._commit()
+            return removed
+
+    def schedule_pause(self, name: str, paused: bool) -> bool:
+        with self._lock:
+            found = self._state.schedule_pause(name, paused, self._clock())
+            self._commit()
+            self._wake_timer()
+            return found
+
+    def schedules(self) -> list[Schedule]:
+        """Every schedule, without its function and arguments."""
+        with self._lock:
+            return [replace(s, fn=b"", args=b"")
+                    for s in sorted(self._state.schedules.by_name.values(),
+                                    key=lambda s: s.name)]
+
+    # ------------------------------------------------------------------ queues
+
+    def queue_set(self, name: str, rate: float, concurrency: int) -> None:
+        """Set a queue's limits (0: none); journaled before it answers."""
+        limit = QueueLimit(rate, concurrency)
+        limit.check()
+        with self._lock:
+            self._state.limits.set(name, limit)
+            ticket = self._commit()
+            self._work.notify_all()
+            journal = self._journal
+        if ticket and journal is not None:
+            journal.wait(ticket)
+
+    def queues(self) -> list[QueueRow]:
+        """Every queue with tasks, running tasks or limits."""
+        with self._lock:
+            s = self._state
+            names = {q for q, n in s.pending_by_queue.items() if n} | set(s.limits.by_queue) \
+                | {q for q, n in s.limits.running_by_queue.items() if n}
+            rows = []
+            for name in sorted(names):
+                limit = s.limits.by_queue.get(name, QueueLimit())
+                rows.append(QueueRow(name, s.pending_by_queue[name],
+                                     s.limits.running_by_queue[name], limit.rate,
+                                     limit.concurrency))
+            return rows
+
     # ------------------------------------------------------------------ workers
 
     def register(self, hello: WorkerHello) -> MasterInfo:
@@ -199,11 +273,15 @@ class Broker:
             queues = worker.queues if worker else ()
 
             def available() -> bool:
-                return any(state.pending_by_queue[q] > 0 for q in queues)
+                return any(state.pending_by_queue[q] > 0 for q in queues) and \
+                    state.can_lease(queues, self._clock())
 
             now = self._clock()
             if state.promote(now):
                 self._work.notify_all()
+            token = state.limits.next_token(queues, now) if state.limits.by_queue else None
+            if token is not None:  # a rate-limited queue: wake when its next token is there
+                wait = min(wait, max(0.0, token - now) + 0.001)
             self._wait(self._work, available, wait)
             tasks = state.lease(worker_id, self._fair_share(worker_id, n), self._clock(),
                                 BATCH_BYTES)
@@ -234,11 +312,14 @@ class Broker:
             pending_before = self._state.pending_count()
             self._state.start(worker_id, started or ())
             self._state.complete(worker_id, results, self._clock())
+            self._wake_timer()  # a retry may wait for its backoff
             requeued = self._state.pending_count() - pending_before
             self._commit()
             if started:
                 self._results.notify_all()
-            if requeued > 0:
+            if self._state.limits.by_queue or self._state.limits.running_by_key:
+                self._work.notify_all()  # a limit may have room again
+            elif requeued > 0:
                 self._work.notify(requeued)
 
     def control(self, worker_id: str, answers: dict[str, bool], wait: float) -> list[str]:
@@ -304,12 +385,41 @@ class Broker:
                         detail=res.detail)
 
     def start_reaper(self) -> None:
+        """Reap every REAP_EVERY_S, and queue each waiting task (delayed, or waiting for a
+        retry) the moment its time comes."""
         def loop() -> None:
-            while not self._stopping.wait(REAP_EVERY_S):
-                self.reap()
+            next_reap = self._clock() + REAP_EVERY_S
+            while not self._stopping.is_set():
+                if self._clock() >= next_reap:
+                    self.reap()
+                    next_reap = self._clock() + REAP_EVERY_S
+                self._promote_until(next_reap)
 
         self._reaper = threading.Thread(target=loop, name="taskq-reaper", daemon=True)
         self._reaper.start()
+
+    def _promote_until(self, deadline: float) -> None:
+        """Until ``deadline``, queue waiting tasks as they fall due."""
+        with self._lock:
+            while not self._stopping.is_set():
+                now = self._clock()
+                if self._state.promote(now):
+                    self._work.notify_all()
+                due = self._state.next_due()
+                self._next_due = due
+                until = deadline if due is None else min(deadline, due)
+                if until <= now:
+                    return
+                self._timer.wait(until - now)
+                if self._clock() >= deadline:
+                    return
+
+    def _wake_timer(self) -> None:
+        """A task began to wait (lock held): wake the reaper if it is due before it."""
+        due = self._state.next_due()
+        if due is not None and (self._next_due is None or due < self._next_due):
+            self._next_due = due
+            self._timer.notify_all()
 
     def close(self) -> None:
         """Stop waits and the reaper; flush and close the journal."""
@@ -320,6 +430,7 @@ class Broker:
             self._space.notify_all()
             self._asks.notify_all()
             self._answers.notify_all()
+            self._timer.notify_all()
         if self._reaper is not None:
             self._reaper.join(timeout=2)
         with self._lock:

@@ -328,27 +328,29 @@ class Server(managers.Server):
                 continue
             threading.Thread(target=self.handle_request, args=(conn,), daemon=True).start()
 
+    def _admit(self, c: connection.Connection, peer: str) -> Any:
+        """TLS, the challenge, the version hello, then the first request (returned); each
+        refusal is logged and raised."""
+        if isinstance(c, Connection) and c.tls_context is not None:
+            tls_from_peer(c, c.tls_context)
+        key = self.keyring.challenge(c)
+        connection.answer_challenge(c, key)
+        handshake.check(c, peer)
+        c.authkey_used = key  # type: ignore[attr-defined]
+        log.info("peer_authenticated", peer=peer, key=self.keyring.opened(key))
+        _, funcname, args, kwds = c.recv()
+        if funcname not in self.public:
+            raise PermissionError(f"{str(funcname)[:80]!r} is not served")
+        return funcname, args, kwds
+
     def _handle_request(self, c: connection.Connection) -> None:
         peer = _peer(c)
         try:
-            if isinstance(c, Connection) and c.tls_context is not None:
-                tls_from_peer(c, c.tls_context)
-            key = self.keyring.challenge(c)
-            connection.answer_challenge(c, key)
-            handshake.check(c, peer)
-            c.authkey_used = key  # type: ignore[attr-defined]
-            log.info("peer_authenticated", peer=peer, key=self.keyring.opened(key))
-            request = c.recv()
-            _, funcname, args, kwds = request
-            if funcname not in self.public:
-                raise PermissionError(f"{str(funcname)[:80]!r} is not served")
+            funcname, args, kwds = self._admit(c, peer)
         except AuthenticationError:
             log.warning("connection_rejected", peer=peer, reason="authkey did not match")
             return
-        except VersionMismatch as exc:
-            log.warning("peer_refused", peer=peer, reason=str(exc))
-            return
-        except tls.TLSError as exc:
+        except (VersionMismatch, tls.TLSError) as exc:
             log.warning("peer_refused", peer=peer, reason=str(exc))
             return
         except FrameDropped:
@@ -361,6 +363,11 @@ class Server(managers.Server):
             msg: tuple[str, Any] = ("#RETURN", getattr(self, funcname)(c, *args, **kwds))
         except Exception:
             msg = ("#TRACEBACK", format_exc())
+        if funcname == "accept_connection":
+            # it answered and then served the connection until the master began to stop; a
+            # second answer now would be read by the peer as the reply to its next request
+            c.close()
+            return
         try:
             c.send(msg)
         except Exception:

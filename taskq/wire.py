@@ -83,9 +83,40 @@ class TaskOptions:
     retries: int = 0
     priority: int = 0
     queue: str = "default"
+    # failures that are retried, as "module:qualname" of exception types; () = any exception
+    # the task raised (a pool process checks isinstance; the master never loads them)
+    retry_on: tuple[str, ...] = ()
+    backoff: float = 0.0  # seconds before the first retry, doubling for each next one
+    max_backoff: float = 60.0
+    jitter: bool = True  # full jitter: each delay drawn uniformly from [0, the delay]
+    run_at: float = 0.0  # wall-clock time (epoch seconds) before which it does not start
+    limit_key: str = ""  # at most ``limit`` tasks with this key run at once, cluster-wide
+    limit: int = 0
+    unique: str = ""  # while a task with this key lives, a submit with it joins that task
+    unique_for: float = 0.0  # ... and for this long after it ended
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (TaskOptions, (self.timeout, self.retries, self.priority, self.queue))
+        return (TaskOptions, (self.timeout, self.retries, self.priority, self.queue,
+                              self.retry_on, self.backoff, self.max_backoff, self.jitter,
+                              self.run_at, self.limit_key, self.limit, self.unique,
+                              self.unique_for))
+
+    def extra(self) -> dict[str, Any]:
+        """The options beyond the first four that differ from their defaults (journal)."""
+        out: dict[str, Any] = {}
+        for name in ("retry_on", "backoff", "max_backoff", "jitter", "run_at", "limit_key",
+                     "limit", "unique", "unique_for"):
+            value = getattr(self, name)
+            if value != getattr(DEFAULT_OPTIONS, name):
+                out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def with_extra(cls, timeout: float | None, retries: int, priority: int, queue: str,
+                   extra: dict[str, Any]) -> TaskOptions:
+        if "retry_on" in extra:
+            extra = {**extra, "retry_on": tuple(extra["retry_on"])}
+        return cls(timeout, retries, priority, queue, **extra)
 
 
 DEFAULT_OPTIONS = TaskOptions()
@@ -121,11 +152,12 @@ class ResultMsg:
     detail: str = ""
     worker: str = ""  # "host:pid" of the worker that produced it, if any
     duration: float = 0.0
+    retry: bool | None = None  # may it be retried (retry_on)? None: only if it raised
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         body = None if self.body is None else _body(self.body, protocol)
         return (ResultMsg, (self.task_id, self.status.value, body, self.detail,
-                            self.worker, self.duration))
+                            self.worker, self.duration, self.retry))
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):
@@ -135,6 +167,10 @@ class ResultMsg:
     def failed(self) -> bool:
         return self.status is not Status.OK
 
+    @property
+    def retryable(self) -> bool:
+        return self.status is Status.ERROR if self.retry is None else self.retry
+
 
 @dataclass(slots=True)
 class Fetched:
@@ -142,6 +178,47 @@ class Fetched:
 
     results: list[ResultMsg] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
+
+
+SCHEDULE_PREFIX = "schedule:"  # a schedule's runs are the job "schedule:NAME"
+
+
+@dataclass(slots=True)
+class Schedule:
+    """A schedule as the master keeps (and journals) it."""
+
+    name: str
+    fn: bytes
+    args: bytes
+    options: TaskOptions = field(default_factory=TaskOptions)
+    cron: str = ""  # a cron expression, or "" with ``every``
+    every: float = 0.0  # seconds between runs, or 0 with ``cron``
+    tz: str = "UTC"
+    catch_up: str = "once"
+    paused: bool = False
+    next_run: float = 0.0  # wall-clock epoch seconds
+    last_run: float = 0.0
+    last_task: str = ""
+    last_outcome: str = ""  # the Status of its last run that ended ("" none yet)
+
+    @property
+    def job(self) -> str:
+        return f"{SCHEDULE_PREFIX}{self.name}"
+
+    @property
+    def outbox(self) -> str:
+        return f"job:{self.job}"
+
+
+@dataclass(slots=True)
+class QueueRow:
+    """A queue for ``taskq queue list``: depth, running, and its limits (0: none)."""
+
+    name: str
+    depth: int
+    running: int
+    rate: float = 0.0
+    concurrency: int = 0
 
 
 @dataclass(slots=True)
@@ -330,6 +407,19 @@ def encode_value(value: Any) -> bytes:
     except Exception as exc:
         raise SerializationError(
             f"the task's result ({type(value).__name__}) could not be pickled: {exc}") from exc
+
+
+def encode_shared(value: Any, what: str) -> bytes:
+    """Pickle a value bound for a shared primitive (``what`` names it in the error)."""
+    try:
+        return _dumps_data(value)
+    except Exception as exc:
+        raise SerializationError(
+            f"{what}: a {type(value).__name__} value could not be pickled: {exc}") from exc
+
+
+def decode_shared(body: bytes) -> Any:
+    return pickle.loads(body)  # noqa: S301 -- a shared value, loaded by the client that asked for it
 
 
 def encode_error(exc: BaseException) -> bytes:

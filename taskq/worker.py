@@ -27,9 +27,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from taskq import defaults, execute, logs, owners, wire
-from taskq.errors import ConnectError, MasterError, PayloadTooLarge
+from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed, TaskTimeout
+from taskq.options import retry_applies
 from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
 from taskq.remote import Remote
 from taskq.tls import TLS
@@ -56,10 +58,10 @@ class WorkerConfig:
 def _by_size(results: list[ResultMsg]) -> list[list[ResultMsg]]:
     """Results in reports of about BATCH_BYTES of bodies each (each under the frame cap)."""
     chunks: list[list[ResultMsg]] = []
-    size = defaults.BATCH_BYTES
+    size = 0
     for result in results:
         body = len(result.body or b"")
-        if size + body > defaults.BATCH_BYTES and (not chunks or chunks[-1]):
+        if not chunks or (size + body > defaults.BATCH_BYTES and chunks[-1]):
             chunks.append([])
             size = 0
         chunks[-1].append(result)
@@ -77,6 +79,9 @@ class Worker:
         self.worker_id = owners.new_worker_claim(host, os.getpid())  # a secret, see owners
         self.hello = WorkerHello(self.worker_id, host, os.getpid(), config.procs,
                                  tuple(config.queues))
+        # for taskq.current_client() in tasks: the pool's processes inherit these
+        os.environ[defaults.ENV_TASK_MASTER] = f"{config.address[0]}:{config.address[1]}"
+        os.environ[defaults.ENV_TASK_AUTHKEY] = config.authkey.decode("utf-8", "surrogateescape")
         self.pool = ProcessPool(config.procs, execute.run,
                                 max_tasks_per_child=config.max_tasks_per_child,
                                 max_memory_mb=config.max_memory_mb)
@@ -94,6 +99,7 @@ class Worker:
         self._halt = threading.Event()
         self._mean_s = defaults.PREFETCH_TARGET_S / defaults.PREFETCH_MIN
         self._lost_master = threading.Event()
+        self._retry_on: dict[str, tuple[str, ...]] = {}  # held tasks that name retry_on
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
         self.log = log.bind(worker_id=owners.worker_name(self.worker_id))
@@ -187,6 +193,8 @@ class Worker:
         """Report outcomes as they come; on a stop, drain within the grace period."""
         while not self._draining.is_set():
             outcomes = self.pool.get_outcomes(timeout=defaults.LONG_POLL_S)
+            if not outcomes:  # a task began: tell it with its outcome if that comes soon
+                outcomes = self.pool.get_outcomes(defaults.START_LINGER_S, starts_wake=False)
             if outcomes and self.pool.in_flight() > self.config.procs:
                 time.sleep(defaults.REPORT_LINGER_S)  # a batching window, see defaults
                 outcomes += self.pool.get_outcomes(timeout=0)
@@ -248,25 +256,32 @@ class Worker:
 
     def _result(self, outcome: Outcome) -> ResultMsg:
         if outcome.kind is OutcomeKind.DONE:
-            status, body, detail = outcome.value
+            status, body, detail, retry = outcome.value
             if body is not None and len(body) > self._max_payload:
                 status, detail = Status.ERROR, ""
                 body = wire.encode_error(PayloadTooLarge(
                     f"the task's result is {len(body)} bytes, over the master's --max-payload "
                     f"of {self._max_payload} bytes; return a path or URL instead of the data"))
-            return ResultMsg(outcome.task_id, status, body, detail, self.name, outcome.duration)
+            return ResultMsg(outcome.task_id, status, body, detail, self.name, outcome.duration,
+                             retry)
+        failure: type[Exception] = TaskTimeout
         if outcome.kind is OutcomeKind.TIMED_OUT:
             status, detail = Status.TIMEOUT, f"on worker {self.name}: {outcome.detail}"
         else:
-            status = Status.CRASHED
+            status, failure = Status.CRASHED, TaskCrashed
             detail = f"the process running the task on worker {self.name} died: {outcome.detail}"
         self.log.warning("task_failed", task_id=outcome.task_id, status=status.value,
                          detail=outcome.detail)
-        return ResultMsg(outcome.task_id, status, None, detail, self.name, outcome.duration)
+        retry = retry_applies(self._retry_on.get(outcome.task_id, ()), failure)
+        return ResultMsg(outcome.task_id, status, None, detail, self.name, outcome.duration,
+                         retry)
 
     def _forget(self, task_ids: list[str]) -> None:
         with self._held_lock:
             self._held.difference_update(task_ids)
+            if self._retry_on:
+                for task_id in task_ids:
+                    self._retry_on.pop(task_id, None)
 
     # ------------------------------------------------------------------ threads
 
@@ -292,7 +307,10 @@ class Worker:
             self.log.debug("tasks_leased", count=len(tasks), task_ids=[t.task_id for t in tasks])
             for task in tasks:
                 # the arguments go to the pool process uncopied (out of band) when large
-                payload = (task.fn, pickle.PickleBuffer(task.args))
+                payload: tuple[Any, ...] = (task.fn, pickle.PickleBuffer(task.args))
+                if task.options.retry_on:
+                    payload += (task.options.retry_on,)
+                    self._retry_on[task.task_id] = task.options.retry_on
                 self.pool.submit(Job(task.task_id, payload, task.options.timeout))
             if self._draining.is_set():
                 self.pool.wake()

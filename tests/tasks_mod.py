@@ -132,3 +132,55 @@ def mark_run(directory: str, name: str, seconds: float = 0.0) -> str:
 def runs_of(directory: str, name: str) -> int:
     """How many times ``mark_run`` ran for ``name``."""
     return sum(1 for entry in os.listdir(directory) if entry.split(".")[0] == name)
+
+
+def fail_first(directory: str, name: str, failures: int, kind: str = "OSError",
+               seconds: float = 0.0) -> str:
+    """Record the run (as ``mark_run``); raise ``kind`` (a builtin exception's name) on the
+    first ``failures`` runs, or sleep ``seconds`` (past a timeout) when ``kind`` is "sleep"."""
+    mark_run(directory, name)
+    if runs_of(directory, name) <= failures:
+        if kind == "sleep":
+            time.sleep(seconds)
+        else:
+            import builtins
+
+            raise getattr(builtins, kind)(f"run {runs_of(directory, name)}")
+    return name
+
+
+def run_times(directory: str, name: str) -> list[float]:
+    """When each run of ``name`` began (CLOCK_MONOTONIC seconds, comparable across
+    processes on one host), in order."""
+    return sorted(int(e.split(".")[2]) / 1e9 for e in os.listdir(directory)
+                  if e.split(".")[0] == name)
+
+
+def span(directory: str, name: str, seconds: float) -> str:
+    """Sleep, then record when this run began and ended (CLOCK_MONOTONIC ns) in a file."""
+    began = time.monotonic_ns()
+    time.sleep(seconds)
+    with open(os.path.join(directory, f"{name}.{os.getpid()}.{began}.{time.monotonic_ns()}"),
+              "w"):
+        pass
+    return name
+
+
+def spans(directory: str, prefix: str) -> list[tuple[float, float]]:
+    """(began, ended) in seconds of every ``span`` run whose name starts with ``prefix``."""
+    out = []
+    for entry in os.listdir(directory):
+        parts = entry.split(".")
+        if parts[0].startswith(prefix) and len(parts) == 4:
+            out.append((int(parts[2]) / 1e9, int(parts[3]) / 1e9))
+    return sorted(out)
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The most intervals that overlap at any moment."""
+    events = sorted([(b, 1) for b, _ in intervals] + [(e, -1) for _, e in intervals])
+    best = current = 0
+    for _, step in events:
+        current += step
+        best = max(best, current)
+    return best

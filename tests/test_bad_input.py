@@ -98,6 +98,11 @@ def test_worker_with_wrong_key_or_no_master(cluster: Cluster) -> None:
     out = cluster.cli("worker", "--connect", f"127.0.0.1:{port}", "--connect-timeout", "1")
     assert out.returncode == 1
     assert "could not connect" in out.stderr and "Traceback" not in out.stderr
+    # a worker that must wait says so once, and for how long
+    out = cluster.cli("worker", "--connect", f"127.0.0.1:{port}", "--connect-timeout", "3")
+    assert out.returncode == 1
+    waiting = [ln for ln in out.stderr.splitlines() if "waiting_for_master" in ln]
+    assert len(waiting) == 1 and '"for_s": 2' in waiting[0], out.stderr
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -245,3 +245,19 @@ def test_nothing_runs_again_once_its_result_reached_the_client(
         if int(started) > arrived[name]:
             late.append(name)
     assert late == [], f"ran again after the client had the result: {late}"
+
+
+def test_a_master_stopping_mid_call_gives_its_clients_no_stray_answer(cluster: Cluster) -> None:
+    """A connection the master stops serving is closed, never answered twice (the second
+    answer would be read as the reply to the client's next call)."""
+    master = cluster.start_master()
+    client = cluster.client(reconnect_for=1.0)
+    try:
+        future = client.submit(tasks_mod.add, 1, 1)  # no worker: it stays queued
+        wait_for(lambda: sum(cluster.status()["pending"].values()) == 1, 30, "the task queued")
+        master.signal_group(signal.SIGTERM)
+        assert master.wait(30) == 0
+        with pytest.raises(taskq.ConnectError):
+            future.result(60)
+    finally:
+        client.shutdown(wait=False)

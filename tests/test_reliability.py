@@ -173,7 +173,8 @@ def test_master_sigterm_flushes_and_exits_zero(cluster: Cluster, tmp_path: Path)
     master.signal_group(signal.SIGTERM)
     assert master.wait(30) == 0
     cluster.start_master("--state", str(journal), port=port)
-    assert cluster.status()["pending"] == {"default": 5}
+    status = cluster.status()  # queued, or held back a moment for their holders to claim
+    assert sum(status["pending"].values()) + status["waiting"] == 5
     cluster.start_worker()
     out = cluster.cli("results", "later", "--wait", "--json", "--timeout", "60")
     assert out.returncode == 0, out.stderr

@@ -15,7 +15,8 @@ from taskq.transport import BrokerProxy, Server, _last_line
 
 
 def public_methods(cls: type) -> set[str]:
-    return {n for n, v in vars(cls).items() if callable(v) and not n.startswith("_")}
+    return {n for klass in cls.__mro__[:-1] for n, v in vars(klass).items()
+            if callable(v) and not n.startswith("_")}
 
 
 def test_every_remote_method_is_a_broker_method_with_the_same_parameters() -> None:

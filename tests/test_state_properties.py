@@ -24,6 +24,7 @@ from hypothesis.stateful import (
 )
 
 from taskq.state import BrokerState, TaskRecord, WorkerInfo
+from taskq.state.limits import QueueLimit
 from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
 
 LOST_AFTER = 5.0
@@ -35,6 +36,9 @@ WORKERS: dict[str, tuple[str, ...]] = {"w0": ("default",), "w1": ("gpu",),
                                        "w2": ("default", "gpu")}
 KINDS = st.sampled_from(sorted(WORKERS))
 GHOST = "ghost"  # an id the master never saw
+# Limit keys a task may carry (each key always with the same limit).
+LIMIT_KEYS: list[dict[str, object]] = [{}, {}, {"limit_key": "k1", "limit": 1},
+                                       {"limit_key": "k2", "limit": 2}]
 EMPTY = WorkerInfo("nobody", "host", 0, 0)
 
 RecView = tuple[TaskState, str | None, float, int, int]
@@ -57,6 +61,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.delivered: dict[str, ResultMsg] = {}  # first delivery of each id, any session
         self.session: dict[str, set[str]] = {box: set() for box in OUTBOXES}
         self.began: set[str] = set()  # tasks a worker began running under their lease
+        self.rates: dict[str, tuple[float, float, int]] = {}  # queue -> (since, rate, leased)
         self.told_started: set[str] = set()
         self.settled = True  # False while a step runs; teardown only drains a clean run
 
@@ -110,7 +115,12 @@ class BrokerMachine(RuleBasedStateMachine):
                          b"x" * data.draw(st.sampled_from([1, 1, 2, 5, 9])),
                          TaskOptions(retries=data.draw(st.integers(0, 2)),
                                      priority=data.draw(st.integers(0, 2)),
-                                     queue=data.draw(st.sampled_from(QUEUES))))
+                                     queue=data.draw(st.sampled_from(QUEUES)),
+                                     backoff=data.draw(st.sampled_from([0.0, 0.0, 1.0])),
+                                     jitter=False,
+                                     run_at=data.draw(st.sampled_from(
+                                         [0.0, 0.0, self.now + 2.0])),
+                                     **data.draw(st.sampled_from(LIMIT_KEYS))))
                  for _ in range(n)]
         open_ids = [t for t in self.submitted if t not in self.acked]
         again = [self.submitted[t] for t in self.pick(data, open_ids)]
@@ -127,7 +137,9 @@ class BrokerMachine(RuleBasedStateMachine):
                 refused = self.result_of(msg.task_id)
                 assert refused is not None and refused.status is Status.REFUSED
             else:
-                assert self.state.tasks[msg.task_id].state is TaskState.PENDING
+                delayed = msg.options.run_at > self.now
+                assert self.state.tasks[msg.task_id].state is (
+                    TaskState.WAITING if delayed else TaskState.PENDING)
         after = self.view()
         for tid, rec_view in before.items():
             assert after[tid] == rec_view
@@ -246,16 +258,65 @@ class BrokerMachine(RuleBasedStateMachine):
             pending = [r for r in self.state.tasks.values()
                        if r.state is TaskState.PENDING and r.msg.options.queue in info.queues]
             pending.sort(key=lambda r: (-r.msg.options.priority, r.seq))
-            expected = [r.msg.task_id for r in pending[:n]]
+            expected = self.within_limits(pending, n)
+
+        rated = info is not None and any(q in self.rates for q in info.queues)
 
         got = self.state.lease(worker, n, self.now)
 
-        assert [m.task_id for m in got] == expected
+        if rated:  # the exact choice depends on the buckets: check the budgets instead
+            assert {m.task_id for m in got} <= {r.msg.task_id for r in pending}
+            self.spend_budgets(got)
+        else:
+            assert [m.task_id for m in got] == expected
         for msg in got:
             rec = self.state.tasks[msg.task_id]
             assert (rec.state, rec.worker) == (TaskState.LEASED, worker)
             assert rec.deadline == self.now + LOST_AFTER
             assert msg.attempt == rec.lost + rec.errors
+
+    def within_limits(self, pending: list[TaskRecord], n: int) -> list[str]:
+        """The tasks a lease of n should take: best first, skipping any whose queue or key
+        is at its limit (and never blocking the ones behind it)."""
+        limits = self.state.limits
+        by_queue = Counter(limits.running_by_queue)
+        by_key = Counter(limits.running_by_key)
+        out: list[str] = []
+        for rec in pending:
+            options = rec.msg.options
+            cap = limits.by_queue.get(options.queue)
+            if len(out) == n or (cap is not None and by_queue[options.queue] >= cap.concurrency):
+                continue
+            if options.limit_key and by_key[options.limit_key] >= options.limit:
+                continue
+            out.append(rec.msg.task_id)
+            by_queue[options.queue] += 1
+            by_key[options.limit_key] += 1
+        return out
+
+    @rule(queue=st.sampled_from(QUEUES), concurrency=st.sampled_from([0, 1, 2]))
+    def set_concurrency(self, queue: str, concurrency: int) -> None:
+        self.settled = False
+        self.state.limits.set(queue, QueueLimit(concurrency=concurrency))
+        self.rates.pop(queue, None)
+        assert (queue in self.state.limits.by_queue) == bool(concurrency)
+
+    @rule(queue=st.sampled_from(QUEUES), rate=st.sampled_from([0.5, 2.0]))
+    def set_rate(self, queue: str, rate: float) -> None:
+        """A rate limit: from now on, at most a second's worth of tasks at once and then
+        ``rate`` a second may be leased from the queue."""
+        self.settled = False
+        self.state.limits.set(queue, QueueLimit(rate=rate))
+        self.rates[queue] = (self.now, rate, 0)
+
+    def spend_budgets(self, got: list[TaskMsg]) -> None:
+        for msg in got:
+            queue = msg.options.queue
+            if queue in self.rates:
+                since, rate, used = self.rates[queue]
+                self.rates[queue] = (since, rate, used + 1)
+        for queue, (since, rate, used) in self.rates.items():
+            assert used <= max(rate, 1.0) + rate * (self.now - since) + 1e-9, queue
 
     @rule(data=st.data(), kind=KINDS, dt=st.sampled_from([0.0, 1.0]))
     def heartbeat(self, data: st.DataObject, kind: str, dt: float) -> None:
@@ -314,8 +375,11 @@ class BrokerMachine(RuleBasedStateMachine):
         for tid, count in errors.items():
             rec = self.state.tasks[tid]
             assert rec.errors == count
-            if count > before[tid][4]:
-                assert rec.state is TaskState.PENDING
+            if count > before[tid][4]:  # retried: queued, or waiting for its backoff
+                backoff = self.submitted[tid].options.backoff
+                assert rec.state is (TaskState.WAITING if backoff else TaskState.PENDING)
+                if backoff:
+                    assert rec.not_before == self.now + backoff * 2 ** (count - 1)
         for tid, result in results_before.items():
             if tid not in ended:
                 assert self.result_of(tid) is result
@@ -370,6 +434,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.settled = False
         old = self.state
         self.state = self.new_state()
+        self.rates.clear()  # limits are journaled, but this restart models tasks only
         self.state.restore_hold_until = self.now + hold if hold else 0.0
         for rec in sorted(old.tasks.values(), key=lambda r: r.seq):
             self.state.restore_task(rec.msg, rec.seq, rec.lost, rec.errors)
@@ -446,6 +511,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.each_task_is_in_exactly_one_place()
         self.outboxes_are_consistent()
         self.no_started_task_is_cancelled()
+        self.limits_count_the_leases()
         self.settled = True
 
     def records_are_consistent(self) -> None:
@@ -502,6 +568,14 @@ class BrokerMachine(RuleBasedStateMachine):
             else:
                 assert not open_by_box[name]
 
+    def limits_count_the_leases(self) -> None:
+        leased = self.state.leased.values()
+        by_queue = Counter(r.msg.options.queue for r in leased)
+        by_key = Counter(r.msg.options.limit_key for r in leased if r.msg.options.limit_key)
+        limits = self.state.limits
+        assert +limits.running_by_queue == by_queue
+        assert +limits.running_by_key == by_key
+
     def no_started_task_is_cancelled(self) -> None:
         """No task is cancelled while a worker runs it (it may be once it is queued again)."""
         for tid in self.cancelled:
@@ -528,8 +602,9 @@ class BrokerMachine(RuleBasedStateMachine):
                 assert final[tid].status is Status.CANCELLED
 
     def drain(self) -> None:
-        """Expire every lease, then lease all that is left to one worker and complete it."""
-        for _ in range(2):
+        """Expire every lease, then lease all that is left to one worker and complete it
+        (in rounds: limits let only so many run at once)."""
+        for _ in range(2 + len(self.state.tasks)):
             if not self.state.tasks:
                 break
             self.now += LOST_AFTER + 1

@@ -230,7 +230,24 @@ def test_encode_value_refuses_unpicklable_results() -> None:
 
 
 def run(fn: Any, *args: Any, **kwargs: Any) -> tuple[Status, bytes, str]:
-    return execute.run((wire.encode_function(fn), wire.encode_args(args, kwargs)))
+    status, body, detail, _ = execute.run((wire.encode_function(fn), wire.encode_args(args,
+                                                                                      kwargs)))
+    return status, body, detail
+
+
+def test_run_says_whether_the_failure_is_one_retry_on_names() -> None:
+    def fail(exc: BaseException) -> None:
+        raise exc
+
+    def retry(exc: BaseException, names: tuple[str, ...]) -> bool:
+        payload = (wire.encode_function(fail), wire.encode_args((exc,), {}), names)
+        return execute.run(payload)[3]
+
+    assert retry(ValueError("x"), ())  # none named: any exception the task raised
+    assert retry(FileNotFoundError("x"), ("builtins:OSError",))  # a subclass matches
+    assert not retry(ValueError("x"), ("builtins:OSError", "no.such.module:Error"))
+    ok = execute.run((wire.encode_function(len), wire.encode_args(("ab",), {}), ()))
+    assert ok[0] is Status.OK and not ok[3]
 
 
 def test_run_returns_the_encoded_value() -> None:
@@ -281,7 +298,8 @@ def test_run_with_a_function_from_a_missing_module_is_a_load_error(tmp_path: Pat
         importlib.invalidate_caches()
     assert name.encode() in fn_bytes
 
-    status, body, _ = execute.run((fn_bytes, wire.encode_args((1,), {})))
+    status, body, _, retry = execute.run((fn_bytes, wire.encode_args((1,), {})))
+    assert not retry  # a task that cannot be loaded is not retried
     assert status is Status.ERROR
     decoded = wire.decode_error(body)
     assert isinstance(decoded, TaskLoadError)
@@ -291,7 +309,7 @@ def test_run_with_a_function_from_a_missing_module_is_a_load_error(tmp_path: Pat
 
 
 def test_run_with_corrupt_arguments_is_a_load_error() -> None:
-    status, body, _ = execute.run((wire.encode_function(len), b"garbage"))
+    status, body, _, _ = execute.run((wire.encode_function(len), b"garbage"))
     assert status is Status.ERROR
     decoded = wire.decode_error(body)
     assert isinstance(decoded, TaskLoadError)

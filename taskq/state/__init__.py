@@ -21,18 +21,40 @@ changed is collected in ``changes`` so the journal can persist it after each cal
 
 from __future__ import annotations
 
+import random
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import replace
 
-from taskq.defaults import BATCH_BYTES, JOB_OUTBOX_PREFIX, KNOWN_JOBS_KEPT
+from taskq.defaults import (
+    BATCH_BYTES,
+    JOB_OUTBOX_PREFIX,
+    KNOWN_JOBS_KEPT,
+    SCHEDULE_RESULTS_KEPT,
+)
+from taskq.state.cancels import CancelsMixin
+from taskq.state.limits import Limits
 from taskq.state.queues import TaskQueues
 from taskq.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
-from taskq.wire import Fetched, ResultMsg, Status, TaskMsg, TaskState
+from taskq.state.schedules import Schedules
+from taskq.state.uniques import Uniques
+from taskq.wire import (
+    SCHEDULE_PREFIX,
+    Fetched,
+    ResultMsg,
+    Schedule,
+    Status,
+    TaskMsg,
+    TaskOptions,
+    TaskState,
+)
+
+SCHEDULES_OUTBOX = f"{JOB_OUTBOX_PREFIX}{SCHEDULE_PREFIX}"
 
 __all__ = ["BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord", "WorkerInfo"]
 
 
-class BrokerState:
+class BrokerState(CancelsMixin):
     """All of the master's bookkeeping; see the module docstring."""
 
     def __init__(self, *, lost_after: float, max_lost: int, max_payload: int) -> None:
@@ -49,6 +71,12 @@ class BrokerState:
         self.finished_ok = 0
         self.finished_failed = 0
         self.restore_hold_until = 0.0  # restored tasks wait until then for their holders
+        self.wall_offset = 0.0  # wall-clock time minus this state's clock (for run_at)
+        self.random = random.Random()  # backoff jitter; tests seed it  # noqa: S311 -- backoff jitter, not a secret
+        self.schedules = Schedules()
+        self.limits = Limits()
+        self.uniques = Uniques()
+        self.now = 0.0  # the latest time a call gave (for unique_for windows)
         self.changes = Changes()
         self._seq = 0
 
@@ -57,8 +85,12 @@ class BrokerState:
     def submit(self, tasks: list[TaskMsg], now: float) -> int:
         """Accept new tasks; ids already known are ignored (resubmits are idempotent)."""
         accepted = 0
+        self.now = now
         for msg in tasks:
-            if msg.task_id in self.tasks or self._has_result(msg.outbox, msg.task_id):
+            if msg.task_id in self.tasks or self._has_result(msg.outbox, msg.task_id) \
+                    or msg.task_id in self.uniques.aliases:
+                continue
+            if msg.options.unique and self._join(msg, now):
                 continue
             box = self._outbox(msg.outbox)
             box.open += 1
@@ -69,22 +101,64 @@ class BrokerState:
             self._seq += 1
             rec = TaskRecord(msg=msg, seq=self._seq)
             self.tasks[msg.task_id] = rec
-            self.queues.push(rec)
+            if msg.options.unique:
+                self.uniques.live[msg.options.unique] = msg.task_id
+            start = msg.options.run_at - self.wall_offset  # on this state's clock
+            if msg.options.run_at and start > now:
+                self.queues.hold(rec, start)
+            else:
+                self.queues.push(rec)
             self.changes.added.append(rec)
             accepted += 1
         return accepted
 
-    def restore_task(self, msg: TaskMsg, seq: int, lost: int, errors: int) -> None:
+    def restore_task(self, msg: TaskMsg, seq: int, lost: int, errors: int,
+                     not_before: float = 0.0) -> None:
         """Put back a journaled task (master restart). It waits until ``restore_hold_until``
-        so that a worker still running it can claim it back before another leases it."""
+        so that a worker still running it can claim it back before another leases it, and
+        a task that was waiting (delayed, or for a retry) waits until its time."""
         rec = TaskRecord(msg=msg, seq=seq, lost=lost, errors=errors)
         self.tasks[msg.task_id] = rec
+        if msg.options.unique:
+            self.uniques.live[msg.options.unique] = msg.task_id
         self._outbox(msg.outbox).open += 1
         self._seq = max(self._seq, seq)
-        if self.restore_hold_until > 0:
-            self.queues.hold(rec, self.restore_hold_until)
+        until = max(self.restore_hold_until, not_before)
+        if until > 0:
+            self.queues.hold(rec, until)
         else:
             self.queues.push(rec)
+
+    def restore_alias(self, alias: str, outbox: str, target: str) -> None:
+        """Put back a submit that joined a unique task (master restart)."""
+        if target in self.tasks:
+            self.uniques.join(target, outbox, alias)
+            self._outbox(outbox).open += 1
+        self.uniques.drain()  # restored, not new: nothing to journal
+
+    def _join(self, msg: TaskMsg, now: float) -> bool:
+        """A submit with a unique key that is taken joins that task (True)."""
+        target = self.uniques.target(msg.options.unique, now)
+        if target is None:
+            return False
+        box = self._outbox(msg.outbox)
+        if isinstance(target, ResultMsg):  # it ended within its unique_for: that result
+            copy = replace(target, task_id=msg.task_id)
+            box.results[msg.task_id] = copy
+            self.changes.finished.append((msg.outbox, copy))
+        else:
+            box.open += 1
+            self.uniques.join(target, msg.outbox, msg.task_id)
+        return True
+
+    def _cancel_alias(self, task_id: str) -> None:
+        outbox = self.uniques.leave(task_id)
+        if outbox is not None:
+            box = self._outbox(outbox)
+            box.open -= 1
+            result = ResultMsg(task_id, Status.CANCELLED, detail="cancelled before it started")
+            box.results[task_id] = result
+            self.changes.finished.append((outbox, result))
 
     def restore_result(self, outbox: str, result: ResultMsg) -> None:
         self._outbox(outbox).results[result.task_id] = result
@@ -166,48 +240,6 @@ class BrokerState:
             return box.open
         return 0 if outbox in self.emptied_jobs else None
 
-    def cancel(self, task_ids: list[str]) -> CancelOutcome:
-        """Cancel tasks that have not started: queued ones at once; for a leased one whose
-        start is not known, its worker is asked (``control``) and the caller asks again."""
-        out = CancelOutcome()
-        for task_id in task_ids:
-            rec = self.tasks.get(task_id)
-            if rec is None:
-                out.unknown.append(task_id)
-            elif rec.state is not TaskState.LEASED:
-                self._finish(rec, ResultMsg(task_id, Status.CANCELLED,
-                                            detail="cancelled before it started"))
-                out.cancelled.append(task_id)
-            elif rec.started:
-                out.running.append(task_id)
-            else:
-                self._ask_to_cancel(rec)
-                out.asked.append(task_id)
-        return out
-
-    def cancel_progress(self, recs: list[TaskRecord]) -> CancelOutcome:
-        """Where cancels asked of workers stand (``cancel`` again for those still live)."""
-        ended = [r for r in recs if r.ended is not None]
-        out = self.cancel([r.msg.task_id for r in recs if self.tasks.get(r.msg.task_id) is r])
-        for rec in ended:
-            if rec.ended is Status.CANCELLED:
-                out.cancelled.append(rec.msg.task_id)
-            elif rec.ended is not None:
-                out.unknown.append(rec.msg.task_id)
-        return out
-
-    def has_asks(self, worker_id: str) -> bool:
-        worker = self.workers.get(worker_id)
-        return worker is not None and bool(worker.to_ask)
-
-    def _ask_to_cancel(self, rec: TaskRecord) -> None:
-        if rec.cancel_asked:
-            return
-        rec.cancel_asked = True
-        holder = self.workers.get(rec.worker or "")
-        if holder is not None:  # else its lease expires: it is then queued, or lost
-            holder.to_ask.append(rec.msg.task_id)
-
     # ------------------------------------------------------------------ workers
 
     def register(self, info: WorkerInfo, now: float) -> None:
@@ -250,8 +282,9 @@ class BrokerState:
         worker.last_seen = now
         out: list[TaskMsg] = []
         size = 0
+        self.limits.now = now
         while len(out) < n and (max_bytes is None or size < max_bytes):
-            rec = self.queues.pop_best(worker.queues)
+            rec = self.queues.pop_best(worker.queues, self.limits)
             if rec is None:
                 break
             self._lease_to(rec, worker, now)
@@ -266,29 +299,9 @@ class BrokerState:
             if rec is not None and rec.worker == worker_id and not rec.started:
                 self._mark_started(rec)
 
-    def control(self, worker_id: str, answers: dict[str, bool]) -> list[str]:
-        """Take a worker's answers to cancel requests (True: dropped, it never runs);
-        return the requests it has not been given yet."""
-        worker = self.workers.get(worker_id)
-        if worker is None:
-            return []
-        for task_id, dropped in answers.items():
-            worker.asked.discard(task_id)
-            rec = self.leased.get(task_id)
-            if rec is None or rec.worker != worker_id or not rec.cancel_asked:
-                continue
-            rec.cancel_asked = False
-            if dropped:
-                self._finish(rec, ResultMsg(task_id, Status.CANCELLED,
-                                            detail="cancelled before it started"))
-            elif not rec.started:
-                self._mark_started(rec)
-        asks, worker.to_ask = worker.to_ask, []
-        worker.asked.update(asks)
-        return asks
-
     def complete(self, worker_id: str, results: list[ResultMsg], now: float) -> None:
         """Record outcomes; the first for a task wins, later ones are dropped."""
+        self.now = now
         worker = self.workers.get(worker_id)
         if worker is not None:
             worker.last_seen = now
@@ -300,12 +313,24 @@ class BrokerState:
             if worker is not None:
                 worker.done += result.status is Status.OK
                 worker.failed += result.status is not Status.OK
-            if result.status is Status.ERROR and rec.errors < rec.msg.options.retries:
+            if result.retryable and rec.errors < rec.msg.options.retries:
                 rec.errors += 1
+                delay = self.backoff(rec.msg.options, rec.errors)
+                if delay > 0:
+                    self.queues.hold(rec, now + delay)  # holds no worker slot meanwhile
+                else:
+                    self.queues.push(rec)
                 self.changes.updated.append(rec)
-                self.queues.push(rec)
                 continue
             self._finish(rec, result)
+
+    def backoff(self, options: TaskOptions, retry: int) -> float:
+        """Seconds before the ``retry``-th retry: ``backoff * 2**(retry-1)``, at most
+        ``max_backoff``, drawn uniformly from [0, that] with jitter."""
+        if options.backoff <= 0:
+            return 0.0
+        delay = min(options.backoff * 2 ** (retry - 1), options.max_backoff)
+        return self.random.uniform(0, delay) if options.jitter else delay
 
     def reportable(self, worker_id: str, results: list[ResultMsg],
                    ) -> tuple[list[ResultMsg], list[ResultMsg]]:
@@ -340,6 +365,7 @@ class BrokerState:
 
     def expire(self, now: float) -> list[str]:
         """Declare silent workers lost and requeue (or fail) leases past their deadline."""
+        self.now = now
         lost = [w for w, info in self.workers.items() if now - info.last_seen > self.lost_after]
         for worker_id in lost:
             del self.workers[worker_id]
@@ -363,8 +389,34 @@ class BrokerState:
         return lost
 
     def promote(self, now: float) -> int:
-        """Queue the waiting tasks whose time has come; returns how many."""
-        return len(self.queues.due(now))
+        """Queue the waiting tasks whose time has come, and the tasks of schedules' ticks
+        that are due; returns how many."""
+        ticks = self.schedules.due(now + self.wall_offset)
+        return len(self.queues.due(now)) + (self.submit(ticks, now) if ticks else 0)
+
+    def can_lease(self, queues: tuple[str, ...], now: float) -> bool:
+        """Would a lease from ``queues`` at ``now`` find a task (limits respected)?"""
+        self.limits.now = now
+        return self.queues.peek_best(queues, self.limits) is not None
+
+    def next_due(self) -> float | None:
+        """When a waiting task or a schedule's tick is next due (on this state's clock)."""
+        tick = self.schedules.next_due()
+        times = [t for t in (self.queues.next_due(),
+                             None if tick is None else tick - self.wall_offset) if t is not None]
+        return min(times) if times else None
+
+    # ------------------------------------------------------------------ schedules
+
+    def schedule_add(self, spec: Schedule, now: float) -> bool:
+        """Add a schedule, or replace one of the same name (True); ValueError if bad."""
+        return self.schedules.add(spec, now + self.wall_offset)
+
+    def schedule_remove(self, name: str) -> bool:
+        return self.schedules.remove(name)
+
+    def schedule_pause(self, name: str, paused: bool, now: float) -> bool:
+        return self.schedules.pause(name, paused, now + self.wall_offset)
 
     # ------------------------------------------------------------------ views
 
@@ -373,6 +425,9 @@ class BrokerState:
 
     def drain_changes(self) -> Changes:
         changes, self.changes = self.changes, Changes()
+        changes.schedules, changes.schedules_removed = self.schedules.drain()
+        changes.limits = self.limits.drain()
+        changes.joined, changes.unjoined = self.uniques.drain()
         return changes
 
     # ------------------------------------------------------------------ internals
@@ -403,6 +458,7 @@ class BrokerState:
         rec.msg.attempt = rec.lost + rec.errors
         self.leased[rec.msg.task_id] = rec
         worker.held.add(rec.msg.task_id)
+        self.limits.taken(rec)
 
     def _mark_started(self, rec: TaskRecord) -> None:
         rec.started = True
@@ -415,6 +471,7 @@ class BrokerState:
         """Take a task out of whichever place it is in (lease or queue); it is then DONE."""
         if rec.state is TaskState.LEASED:
             self.leased.pop(rec.msg.task_id, None)
+            self.limits.released(rec)
             holder = self.workers.get(rec.worker or "")
             if holder is not None:
                 holder.held.discard(rec.msg.task_id)
@@ -436,6 +493,19 @@ class BrokerState:
         box.to_tell.discard(rec.msg.task_id)
         box.results[rec.msg.task_id] = result
         self.changes.finished.append((rec.msg.outbox, result))
+        options = rec.msg.options
+        if options.unique:
+            ended = self.uniques.ended(options.unique, rec.msg.task_id, result,
+                                       self.now + options.unique_for, self.now)
+            for outbox, copy in ended:
+                alias_box = self._outbox(outbox)
+                alias_box.open -= 1
+                alias_box.results[copy.task_id] = copy
+                self.changes.finished.append((outbox, copy))
+        if rec.msg.outbox.startswith(SCHEDULES_OUTBOX):
+            self.schedules.ended(rec.msg.outbox, rec.msg.task_id, result.status.value)
+            while len(box.results) > SCHEDULE_RESULTS_KEPT:  # the oldest go first
+                self.changes.acked.append(box.results.pop(next(iter(box.results))).task_id)
         if result.status is Status.OK:
             self.finished_ok += 1
         else:

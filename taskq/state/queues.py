@@ -1,16 +1,21 @@
-"""Where tasks wait to be leased: one heap per named queue, and one heap of waiting tasks.
+"""Where tasks wait to be leased: a heap per named queue and limit key, and one heap of
+waiting tasks.
 
-    push(rec) ──► heaps[queue]: (-priority, seq) ──► pop_best(queues) ──► leased
-    hold(rec, t) ──► waiting: (t, seq) ──► due(now) ──► push
+    push(rec) ──► heaps[queue][limit_key]: (-priority, seq) ──► pop_best(queues, gate) ──►
+    hold(rec, t) ──► waiting: (t, seq) ──► due(now) ──► push              leased
 
-Entries are deleted lazily: an entry is valid while its record is still in the state it was
-pushed in, with the same ticket (``remove`` bumps the ticket). Counts are kept exact.
+Tasks of one queue with different limit keys wait in heaps of their own, so a key (or a
+queue) at its limit never blocks the others: ``pop_best`` takes the best task among the
+heaps the gate lets through (no head-of-line blocking). Entries are deleted lazily: an entry
+is valid while its record is still in the state it was pushed in, with the same ticket
+(``remove`` bumps the ticket). Counts are kept exact.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import Counter
+from typing import Protocol
 
 from taskq.state.records import TaskRecord
 from taskq.wire import TaskState
@@ -18,11 +23,18 @@ from taskq.wire import TaskState
 _Entry = tuple[float, int, int, TaskRecord]  # (key, seq, ticket, record); seq is unique
 
 
+class Gate(Protocol):
+    """Which queues and limit keys may lease now (``taskq.state.limits``)."""
+
+    def queue_open(self, queue: str) -> bool: ...
+    def key_open(self, key: str, limit: int) -> bool: ...
+
+
 class TaskQueues:
     """The pending heaps, per queue, and the waiting heap; see the module docstring."""
 
     def __init__(self) -> None:
-        self.heaps: dict[str, list[_Entry]] = {}
+        self.heaps: dict[str, dict[str, list[_Entry]]] = {}  # queue -> limit key -> heap
         self.pending_by_queue: Counter[str] = Counter()
         self.waiting: list[_Entry] = []
         self.waiting_count = 0
@@ -34,11 +46,10 @@ class TaskQueues:
         """Queue a task to be leased: higher priority first, then first come."""
         rec.state = TaskState.PENDING
         rec.ticket += 1
-        queue = rec.msg.options.queue
-        heap = self.heaps.get(queue)
-        if heap is None:
-            heap = self.heaps[queue] = []
-        heapq.heappush(heap, (-rec.msg.options.priority, rec.seq, rec.ticket, rec))
+        options = rec.msg.options
+        queue = options.queue
+        heap = self.heaps.setdefault(queue, {}).setdefault(options.limit_key, [])
+        heapq.heappush(heap, (-options.priority, rec.seq, rec.ticket, rec))
         self.pending_by_queue[queue] += 1
 
     def hold(self, rec: TaskRecord, not_before: float) -> None:
@@ -59,23 +70,45 @@ class TaskQueues:
             return
         rec.ticket += 1
 
-    def pop_best(self, queues: tuple[str, ...]) -> TaskRecord | None:
-        """Remove and return the next task to lease from any of ``queues``."""
-        best: _Entry | None = None
-        best_queue = ""
-        for queue in queues:
-            heap = self.heaps.get(queue)
-            while heap and not _valid(heap[0], TaskState.PENDING):
-                heapq.heappop(heap)
-            if heap and (best is None or heap[0][:3] < best[:3]):
-                best, best_queue = heap[0], queue
-        if best is None:
+    def pop_best(self, queues: tuple[str, ...], gate: Gate | None = None) -> TaskRecord | None:
+        """Remove and return the next task to lease from any of ``queues`` that the gate
+        (when there is one) lets through."""
+        found = self.peek_best(queues, gate)
+        if found is None:
             return None
-        heapq.heappop(self.heaps[best_queue])
-        self.pending_by_queue[best_queue] -= 1
-        rec = best[3]
+        queue, key = found
+        heap = self.heaps[queue][key]
+        rec = heapq.heappop(heap)[3]
+        if not heap:
+            del self.heaps[queue][key]
+        self.pending_by_queue[queue] -= 1
         rec.ticket += 1
         return rec
+
+    def peek_best(self, queues: tuple[str, ...],
+                  gate: Gate | None = None) -> tuple[str, str] | None:
+        """(queue, limit key) of the heap holding the next task to lease, or None."""
+        best: _Entry | None = None
+        where: tuple[str, str] | None = None
+        empty: list[tuple[str, str]] = []
+        for queue in queues:
+            keyed = self.heaps.get(queue)
+            if not keyed or (gate is not None and not gate.queue_open(queue)):
+                continue
+            for key, heap in keyed.items():
+                while heap and not _valid(heap[0], TaskState.PENDING):
+                    heapq.heappop(heap)
+                if not heap:
+                    empty.append((queue, key))
+                    continue
+                top = heap[0]
+                if key and gate is not None and not gate.key_open(key, top[3].msg.options.limit):
+                    continue
+                if best is None or top[:3] < best[:3]:
+                    best, where = top, (queue, key)
+        for queue, key in empty:
+            del self.heaps[queue][key]
+        return where
 
     def due(self, now: float) -> list[TaskRecord]:
         """Move every waiting task whose time has come to its queue; returns them."""
@@ -101,7 +134,8 @@ class TaskQueues:
 
     def valid_pending(self, queue: str) -> list[TaskRecord]:
         """The tasks pending in a queue (for checks and views, not the hot path)."""
-        return [e[3] for e in self.heaps.get(queue, []) if _valid(e, TaskState.PENDING)]
+        return [e[3] for heap in self.heaps.get(queue, {}).values() for e in heap
+                if _valid(e, TaskState.PENDING)]
 
 
 def _valid(entry: _Entry, state: TaskState) -> bool:

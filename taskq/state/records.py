@@ -7,8 +7,9 @@ change to them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from taskq.wire import ResultMsg, Status, TaskMsg, TaskState
+from taskq.wire import ResultMsg, Schedule, Status, TaskMsg, TaskState
 
 
 @dataclass(slots=True)
@@ -63,9 +64,17 @@ class Changes:
     finished: list[tuple[str, ResultMsg]] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     acked: list[str] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)  # added or changed
+    schedules_removed: list[str] = field(default_factory=list)
+    limits: list[tuple[str, Any]] = field(default_factory=list)  # (queue, QueueLimit | None)
+    joined: list[tuple[str, str, str]] = field(default_factory=list)  # (alias, outbox, target)
+    unjoined: list[str] = field(default_factory=list)  # aliases settled or cancelled
+    prims: list[tuple[Any, ...]] = field(default_factory=list)  # see taskq.journal_prims
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.updated or self.finished or self.removed or self.acked)
+        return bool(self.added or self.updated or self.finished or self.removed or self.acked
+                    or self.schedules or self.schedules_removed or self.limits or self.joined
+                    or self.unjoined or self.prims)
 
 
 @dataclass(slots=True)
