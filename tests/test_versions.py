@@ -137,7 +137,7 @@ def test_a_function_shipped_by_value_loads_only_on_the_same_python_minor() -> No
     other = b"TQBV" + bytes([sys.version_info[0], sys.version_info[1] + 1]) + data[6:]
     with pytest.raises(SerializationError, match="same Python minor version"):
         wire.decode_function(other)
-    status, body, _ = execute.run((other, wire.encode_args((1,), {})))  # in a pool process
+    status, body, *_ = execute.run((other, wire.encode_args((1,), {})))  # in a pool process
     assert status is Status.ERROR
     assert f"from Python {sys.version_info[0]}.{sys.version_info[1] + 1}" in str(
         wire.decode_error(body))
