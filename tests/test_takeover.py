@@ -171,3 +171,21 @@ def test_the_state_lets_a_worker_report_only_what_it_was_leased() -> None:
     assert state.reportable("w1", [result]) == ([result], [])  # a late result still counts
     assert state.owned_by("box", [msg.task_id, "unknown"]) == [msg.task_id, "unknown"]
     assert state.owned_by("another", [msg.task_id]) == []
+
+
+def test_the_owners_layer_takes_what_the_broker_takes() -> None:
+    """Every call the owners' layer checks has the broker's parameters; the others (shared
+    by name: schedules, queues, primitives) pass through to the broker unchanged."""
+    import inspect
+
+    from taskq.remote import EXPOSED
+    from taskq.service import Broker
+
+    checked = [n for n, f in vars(owners.Owned).items() if callable(f) and not n.startswith("_")]
+    assert {"submit", "fetch", "cancel", "report", "take", "hello"} <= set(checked)
+    for name in checked:
+        assert name in EXPOSED
+        assert (list(inspect.signature(getattr(owners.Owned, name)).parameters)
+                == list(inspect.signature(getattr(Broker, name)).parameters)), name
+    passed = owners.Owned(object.__new__(Broker))
+    assert passed.queues.__func__ is Broker.queues  # type: ignore[attr-defined]
