@@ -28,16 +28,18 @@ from taskq.errors import (
     TaskqError,
     TaskRefused,
     TaskTimeout,
+    VersionMismatch,
     WorkerLost,
 )
 from taskq.options import TaskFunction, task
 from taskq.shared_state import current_client
+from taskq.tls import TLS, TLSError
 
 __all__ = [
-    "AuthError", "Client", "ConnectError", "PayloadTooLarge", "RemoteError",
-    "SerializationError", "TaskCrashed", "TaskFunction", "TaskFuture", "TaskLoadError",
-    "TaskRefused", "TaskTimeout", "TaskqError", "WorkerLost", "current_client",
-    "default_client", "map", "submit", "task",
+    "TLS", "AuthError", "Client", "ConnectError", "PayloadTooLarge", "RemoteError",
+    "SerializationError", "TLSError", "TaskCrashed", "TaskFunction", "TaskFuture",
+    "TaskLoadError", "TaskRefused", "TaskTimeout", "TaskqError", "VersionMismatch",
+    "WorkerLost", "current_client", "default_client", "map", "submit", "task",
 ]
 __version__ = "0.1.0"
 

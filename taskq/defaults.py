@@ -43,6 +43,10 @@ RECONNECT_FOR_S = 60.0
 # A new connection that has not finished the handshake and first request in this time is
 # dropped: a silent peer holds a server thread no longer than this.
 HANDSHAKE_TIMEOUT_S = 5.0
+# A TLS peer sends its hello at once; one silent this long on a TLS master is a plain-text
+# peer waiting for the challenge, and is told so. Longer tolerates slower links; shorter
+# tells a plain peer sooner. Well under HANDSHAKE_TIMEOUT_S.
+PLAIN_PEER_WAIT_S = 2.0
 # Keepalive on every master socket: a peer that vanished (power loss, partition) is noticed
 # after about IDLE + INTERVAL * COUNT seconds and its server thread is freed.
 KEEPALIVE_IDLE_S = 10

@@ -230,7 +230,7 @@ class Journal:
         """Restore every journaled task and result into ``state``; returns their counts."""
         with self._dblock:
             tasks = self._db.execute(
-                f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY seq").fetchall()
+                f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY seq").fetchall()  # noqa: S608 -- a constant list of column names, no input
             results = self._db.execute(
                 "SELECT task_id, outbox, status, body, detail, worker, duration FROM results"
             ).fetchall()
@@ -359,7 +359,7 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
         to_wall = time.time() - time.monotonic()  # the broker's clock -> wall clock
         if changes.added:
             db.executemany(
-                f"INSERT OR REPLACE INTO tasks ({_TASK_COLUMNS}) VALUES "
+                f"INSERT OR REPLACE INTO tasks ({_TASK_COLUMNS}) VALUES "  # noqa: S608 -- a constant list of column names, no input
                 f"(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(r.msg.task_id, r.msg.outbox, r.seq, r.msg.fn, r.msg.args,
                   r.msg.options.timeout, r.msg.options.retries, r.msg.options.priority,

@@ -18,6 +18,7 @@ from taskq import defaults, logs, transport
 from taskq.journal import Journal
 from taskq.service import Broker
 from taskq.state import BrokerState
+from taskq.tls import TLS
 
 log = logs.get_logger("taskq.master")
 
@@ -33,6 +34,8 @@ class MasterConfig:
     max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024)
     max_pending: int = defaults.MAX_PENDING
     result_ttl: float = defaults.RESULT_TTL_S
+    tls: TLS | None = None  # with it, every connection speaks TLS
+    more_keys: tuple[bytes, ...] = ()  # also accepted from peers (a key being rotated out)
 
 
 def build_broker(config: MasterConfig) -> Broker:
@@ -57,14 +60,15 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
     broker = build_broker(config)
     try:
         server = transport.serve(broker, config.host, config.port, config.authkey,
-                                 config.max_payload)
+                                 config.max_payload, config.tls, list(config.more_keys))
     except BaseException:
         broker.close()
         raise
     host, port = cast("tuple[str, int]", server.address)[:2]
     broker.start_reaper()
     transport.run_server(server)
-    log.info("master_started", address=f"{host}:{port}", durable=config.state is not None)
+    log.info("master_started", address=f"{host}:{port}", durable=config.state is not None,
+             tls="mutual" if config.tls and config.tls.ca else "on" if config.tls else "off")
     announce(f"{host}:{port}")
     stop.wait()
     log.info("master_stopping")

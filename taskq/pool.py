@@ -414,7 +414,7 @@ class ProcessPool:
         if child.fifo and child.fifo[0][0].task_id not in self._dropped:
             self._begun.append(child.fifo[0][0].task_id)
         try:
-            status, value, rss = pickle.loads(data)
+            status, value, rss = pickle.loads(data)  # noqa: S301 -- a reply of this worker's own pool process, over a private pipe
         except Exception as exc:
             status, rss = RAISED, 0
             value = f"result could not be unpickled: {type(exc).__name__}: {exc}"

@@ -55,8 +55,8 @@ class Remote(RemotePrimitives):
     def open_count(self, outbox: str) -> int | None:
         return cast("int | None", self._call("open_count", outbox))
 
-    def cancel(self, task_ids: list[str], wait: float = 0.0) -> CancelOutcome:
-        return cast(CancelOutcome, self._call("cancel", task_ids, wait))
+    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "") -> CancelOutcome:
+        return cast(CancelOutcome, self._call("cancel", task_ids, wait, outbox))
 
     # ------------------------------------------------------------------ schedules
 

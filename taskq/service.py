@@ -165,11 +165,14 @@ class Broker(PrimitiveCalls):
         with self._lock:
             return self._state.open_count(outbox)
 
-    def cancel(self, task_ids: list[str], wait: float = 0.0) -> CancelOutcome:
+    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "") -> CancelOutcome:
         """Cancel tasks that have not started; a leased one's worker is asked, and the answer
-        awaited up to ``wait`` s (those still unanswered are in ``asked``: call again)."""
+        awaited up to ``wait`` s (those still unanswered are in ``asked``: call again).
+        With ``outbox``, only that outbox's tasks (the others are told as unknown)."""
         with self._lock:
             state = self._state
+            if outbox:
+                task_ids = state.owned_by(outbox, task_ids)
             out = state.cancel(task_ids)
             if out.asked:
                 self._asks.notify_all()
@@ -302,6 +305,10 @@ class Broker(PrimitiveCalls):
                started: list[str] | None = None) -> None:
         """A worker's outcomes, and the tasks it began running since its last report."""
         with self._lock:
+            results, refused = self._state.reportable(worker_id, results)
+            if refused:
+                log.warning("report_refused", worker_id=worker_id, tasks=len(refused),
+                            reason="not leased to this worker")
             pending_before = self._state.pending_count()
             self._state.start(worker_id, started or ())
             self._state.complete(worker_id, results, self._clock())

@@ -24,17 +24,17 @@ import pickle
 import socket
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from taskq import defaults, execute, logs, wire
+from taskq import defaults, execute, logs, owners, wire
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed, TaskTimeout
 from taskq.options import retry_applies
 from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
 from taskq.remote import Remote
+from taskq.tls import TLS
 from taskq.transport import Link
 from taskq.wire import ResultMsg, Status, WorkerHello
 
@@ -52,6 +52,7 @@ class WorkerConfig:
     max_memory_mb: float | None = None
     heartbeat: float = defaults.HEARTBEAT_S
     connect_for: float = defaults.RECONNECT_FOR_S
+    tls: TLS | None = None
 
 
 def _by_size(results: list[ResultMsg]) -> list[list[ResultMsg]]:
@@ -75,7 +76,7 @@ class Worker:
         self.config = config
         host = socket.gethostname()
         self.name = f"{host}:{os.getpid()}"
-        self.worker_id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.worker_id = owners.new_worker_claim(host, os.getpid())  # a secret, see owners
         self.hello = WorkerHello(self.worker_id, host, os.getpid(), config.procs,
                                  tuple(config.queues))
         # for taskq.current_client() in tasks: the pool's processes inherit these
@@ -85,6 +86,7 @@ class Worker:
                                 max_tasks_per_child=config.max_tasks_per_child,
                                 max_memory_mb=config.max_memory_mb)
         self.link = Link(config.address, config.authkey, reconnect_for=config.connect_for,
+                         tls_settings=config.tls,
                          on_connect=self._on_connect)
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
@@ -100,7 +102,7 @@ class Worker:
         self._retry_on: dict[str, tuple[str, ...]] = {}  # held tasks that name retry_on
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
-        self.log = log.bind(worker_id=self.worker_id)
+        self.log = log.bind(worker_id=owners.worker_name(self.worker_id))
 
     # ------------------------------------------------------------------ control
 

@@ -72,7 +72,7 @@ class BrokerState(CancelsMixin):
         self.finished_failed = 0
         self.restore_hold_until = 0.0  # restored tasks wait until then for their holders
         self.wall_offset = 0.0  # wall-clock time minus this state's clock (for run_at)
-        self.random = random.Random()  # backoff jitter; tests seed it
+        self.random = random.Random()  # backoff jitter; tests seed it  # noqa: S311 -- backoff jitter, not a secret
         self.schedules = Schedules()
         self.limits = Limits()
         self.uniques = Uniques()
@@ -331,6 +331,25 @@ class BrokerState(CancelsMixin):
             return 0.0
         delay = min(options.backoff * 2 ** (retry - 1), options.max_backoff)
         return self.random.uniform(0, delay) if options.jitter else delay
+
+    def reportable(self, worker_id: str, results: list[ResultMsg],
+                   ) -> tuple[list[ResultMsg], list[ResultMsg]]:
+        """Split a worker's results into those it may report (for tasks leased to it now or
+        before, restored ones whose holder is not known yet, and ended ones, which
+        ``complete`` ignores) and those it may not."""
+        mine: list[ResultMsg] = []
+        refused: list[ResultMsg] = []
+        for result in results:
+            rec = self.tasks.get(result.task_id)
+            ok = (rec is None or rec.worker == worker_id or worker_id in rec.lost_workers
+                  or (rec.worker is None and rec.state is TaskState.WAITING))
+            (mine if ok else refused).append(result)
+        return mine, refused
+
+    def owned_by(self, outbox: str, task_ids: list[str]) -> list[str]:
+        """The task ids among these that are not known as another outbox's."""
+        return [t for t in task_ids
+                if (rec := self.tasks.get(t)) is None or rec.msg.outbox == outbox]
 
     def release(self, worker_id: str, task_ids: list[str]) -> None:
         """A stopping worker hands back tasks it never started: queued again, no attempt used."""
