@@ -127,6 +127,16 @@ def master(
     result_ttl: Annotated[float, typer.Option(
         min=1, help="Seconds a gone Client's results are kept (named jobs: until fetched).")]
     = defaults.RESULT_TTL_S,
+    http: Annotated[str, typer.Option(
+        "--http", help="Serve the dashboard, JSON API and /metrics on HOST:PORT (:0 picks a "
+        "free port), or off.")] = defaults.HTTP_DEFAULT,
+    http_token_file: Annotated[Path | None, typer.Option(
+        help=f"File holding the web token (else ${defaults.ENV_HTTP_TOKEN}); required "
+        f"when --http is not loopback.")] = None,
+    metrics_public: Annotated[bool, typer.Option(
+        "--metrics-public", help="Serve /metrics without the token.")] = False,
+    history: Annotated[str, typer.Option(
+        help="How long task history is kept, e.g. 7d, 12h, 30m.")] = "7d",
     log_json: LogJsonOpt = False,
     log_level: LogLevelOpt = "info",
 ) -> None:
@@ -135,19 +145,62 @@ def master(
 
     if state is not None and in_memory:
         raise typer.BadParameter("--state and --in-memory exclude each other")
+    web = _http_config(http, http_token_file, metrics_public)
+    keep = _duration(history, "--history")
     logs.configure(json=log_json or None, level=log_level)
     with user_errors():
         key, key_path = master_authkey(authkey_file)
         journal = None if in_memory else (state or defaults.state_dir() / "journal.db")
         config = master_mod.MasterConfig(host, port, key, journal, lost_after, max_attempts,
                                          int(max_payload * 1024 * 1024), max_pending,
-                                         result_ttl)
+                                         result_ttl, web, http == defaults.HTTP_DEFAULT, keep)
         if key_path is not None:
             typer.echo(f"taskq master authkey file: {key_path} (copy it to workers; use "
                        f"--authkey-file or {defaults.ENV_AUTHKEY})")
         stop = threading.Event()
         _on_signals(stop.set)
-        raise typer.Exit(master_mod.run(config, stop, _announce))
+        raise typer.Exit(master_mod.run(config, stop, _announce, _say))
+
+
+def _say(line: str) -> None:
+    typer.echo(line)
+    sys.stdout.flush()
+
+
+def _duration(text: str, flag: str) -> float:
+    from taskq.views_cli import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
+
+
+def _http_config(text: str, token_file: Path | None, metrics_public: bool) -> Any:
+    """The web server's settings from the flags (usage errors exit 2)."""
+    from taskq.http import HttpConfig, is_loopback, parse_http
+
+    try:
+        where = parse_http(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--http") from None
+    if where is None:
+        return None
+    token = os.environ.get(defaults.ENV_HTTP_TOKEN, "").strip() or None
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip() or None
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {token_file}: {exc.strerror}",
+                                     param_hint="--http-token-file") from None
+        if token is None:
+            raise typer.BadParameter(f"{token_file} is empty", param_hint="--http-token-file")
+    if token is None and not is_loopback(where[0]):
+        raise typer.BadParameter(
+            f"the web page would listen on {where[0]}, which is not loopback: give a token "
+            f"with --http-token-file PATH or {defaults.ENV_HTTP_TOKEN}, or pass --http off",
+            param_hint="--http")
+    return HttpConfig(where[0], where[1], token, metrics_public)
 
 
 def _announce(address: str) -> None:
@@ -329,6 +382,85 @@ def status(
         typer.echo(json.dumps(asdict(snapshot), indent=2))
     else:
         render(snapshot, f"{where[0]}:{where[1]}")
+
+
+@app.command()
+def inspect(
+    task_id: Annotated[str, typer.Argument(help="The task's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+) -> None:
+    """Show every attempt of a task: worker, times, outcome, traceback."""
+    from rich.console import Console
+
+    from taskq.views_cli import print_inspect
+
+    task = _ask(address, authkey_file, lambda remote: remote.inspect(task_id))
+    if task is None:
+        fail(f"no task {task_id} in the master's history")
+    if as_json:
+        typer.echo(json.dumps(task, indent=2))
+    else:
+        print_inspect(task, Console())
+
+
+@app.command()
+def history(
+    job: Annotated[str | None, typer.Option(help="Only this job's tasks.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only tasks that failed.")] = False,
+    since: Annotated[str | None, typer.Option(help="Only tasks ended this recently, "
+                                                   "e.g. 1h.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many tasks.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+) -> None:
+    """List tasks from the master's history, newest first."""
+    import time as time_mod
+
+    from rich.console import Console
+
+    from taskq.views_cli import json_lines, print_history
+
+    since_at = None if since is None else time_mod.time() - _duration(since, "--since")
+    rows = _ask(address, authkey_file,
+                lambda remote: remote.history(job, failed, since_at, limit))
+    if as_json:
+        sys.stdout.write(json_lines(rows))
+    else:
+        print_history(rows, Console())
+
+
+@app.command()
+def top(
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+) -> None:
+    """A live full-screen view of workers, queues and jobs (Ctrl-C ends it)."""
+    from rich.console import Console
+
+    from taskq.views_cli import run_top
+
+    where = _address(address)
+    with user_errors(), contextlib.suppress(KeyboardInterrupt):
+        link = _open_link(where, authkey_file)
+        try:
+            run_top(link.remote.monitor, f"{where[0]}:{where[1]}", Console(), once)
+        finally:
+            link.close()
+
+
+def _ask(address: str | None, key_file: Path | None, call: Callable[[Remote], Any]) -> Any:
+    """One call to the master over a fresh link."""
+    where = _address(address)
+    with user_errors():
+        link = _open_link(where, key_file)
+        try:
+            return call(link.remote)
+        finally:
+            link.close()
 
 
 @app.command()

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from typing import Any
 
 from taskq import wire
+from taskq.defaults import TRACEBACK_MAX_CHARS
 from taskq.errors import RemoteError, TaskLoadError
 from taskq.wire import Status
 
@@ -49,15 +50,26 @@ def run(payload: tuple[bytes, bytes | memoryview]) -> tuple[Status, bytes, str]:
         fn = _load_function(fn_bytes)
         args, kwargs = wire.decode_args(args_bytes)  # type: ignore[arg-type]
     except BaseException as exc:  # a module may even exit as it is imported
-        return Status.ERROR, _error_body(_load_error(exc)), ""
+        err = _load_error(exc)
+        return Status.ERROR, _error_body(err), _trace(err)
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt is its outcome
-        return Status.ERROR, _error_body(exc), ""
+        return Status.ERROR, _error_body(exc), _trace(exc)
     try:
         return Status.OK, wire.encode_value(value), ""
     except BaseException as exc:  # SerializationError, or what pickling raised past it
-        return Status.ERROR, _error_body(exc), ""
+        return Status.ERROR, _error_body(exc), _trace(exc)
+
+
+def _trace(exc: BaseException) -> str:
+    """The traceback as text, for the master's task history (which never unpickles the
+    exception); its last TRACEBACK_MAX_CHARS characters, ending with the exception line."""
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except BaseException:  # a __str__ that raises
+        text = f"{type(exc).__qualname__}: <unprintable>"
+    return text[-TRACEBACK_MAX_CHARS:]
 
 
 def _error_body(exc: BaseException) -> bytes:

@@ -42,6 +42,8 @@ from taskq.defaults import (
     JOURNAL_WINDOW_S,
 )
 from taskq.state import BrokerState, Changes
+from taskq.state.history import Attempt
+from taskq.state.stats import Histogram
 from taskq.wire import ResultMsg, TaskMsg, TaskOptions
 
 log = logs.get_logger("taskq.journal")
@@ -56,6 +58,17 @@ CREATE TABLE IF NOT EXISTS tasks (
 CREATE TABLE IF NOT EXISTS results (
     task_id TEXT PRIMARY KEY, outbox TEXT NOT NULL, status TEXT NOT NULL, body BLOB,
     detail TEXT NOT NULL, worker TEXT NOT NULL, duration REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    task_id TEXT NOT NULL, n INTEGER NOT NULL, job TEXT NOT NULL, queue TEXT NOT NULL,
+    worker TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, queued REAL NOT NULL,
+    leased REAL NOT NULL, started REAL NOT NULL, ended REAL NOT NULL, outcome TEXT NOT NULL,
+    error_type TEXT NOT NULL, detail TEXT NOT NULL, final INTEGER NOT NULL,
+    PRIMARY KEY (task_id, n)
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT NOT NULL, queue TEXT NOT NULL, outcome TEXT NOT NULL, value INTEGER NOT NULL,
+    PRIMARY KEY (name, queue, outcome)
 );
 """
 _INCREMENTAL = 2  # what PRAGMA auto_vacuum reads when incremental vacuum is on
@@ -78,6 +91,7 @@ class Journal:
         self._db.executescript(_SCHEMA)
         self._page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._dblock = threading.Lock()  # the writer and direct write() callers share _db
+        self.commit_seconds = Histogram()  # how long each transaction took (for /metrics)
         self._cond = threading.Condition()
         self._queue: list[Changes] = []
         self._appended = 0
@@ -215,14 +229,30 @@ class Journal:
             state.restore_task(msg, seq, lost, errors)
         for tid, outbox, status, body, detail, worker, duration in results:
             state.restore_result(outbox, ResultMsg(tid, status, body, detail, worker, duration))
+        self._load_history(state)
         return len(tasks), len(results)
+
+    def _load_history(self, state: BrokerState) -> None:
+        """Restore the counters and the attempts journaled for the history, oldest first."""
+        with self._dblock:
+            counters = self._db.execute("SELECT name, queue, outcome, value FROM counters")
+            for name, queue, outcome, value in counters.fetchall():
+                state.history.stats.restore((name, queue, outcome), value)
+            rows = self._db.execute(
+                "SELECT * FROM history ORDER BY final, ended, task_id, n").fetchall()
+        for row in rows:
+            attempt = Attempt(*row)
+            attempt.final = bool(attempt.final)
+            state.history.restore(attempt)
 
     def write(self, changes: Changes) -> None:
         """Persist one batch of changes in a single transaction."""
         if not changes:
             return
         with self._dblock:
+            began = time.perf_counter()
             _write(self._db, changes)
+            self.commit_seconds.observe(time.perf_counter() - began)
 
     def close(self) -> None:
         """Write what is queued, checkpoint the WAL into the database file, and close."""
@@ -281,10 +311,27 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
                   res.duration) for outbox, res in changes.finished])
         if changes.acked:
             db.executemany("DELETE FROM results WHERE task_id=?", [(t,) for t in changes.acked])
+        _write_history(db, changes)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _write_history(db: sqlite3.Connection, changes: Changes) -> None:
+    if changes.attempts:
+        db.executemany("INSERT OR REPLACE INTO history VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                       [(a.task_id, a.n, a.job, a.queue, a.worker, a.host, a.pid, a.queued,
+                         a.leased, a.started, a.ended, a.outcome, a.error_type, a.detail,
+                         int(a.final)) for a in changes.attempts])
+    if changes.history_gone:
+        db.executemany("DELETE FROM history WHERE task_id=?",
+                       [(t,) for t in changes.history_gone])
+    if changes.counts:
+        db.executemany(
+            "INSERT INTO counters VALUES (?,?,?,?) ON CONFLICT (name, queue, outcome) "
+            "DO UPDATE SET value = value + excluded.value",
+            [(*key, n) for key, n in changes.counts.items()])
 
 
 def merge(batch: list[Changes]) -> Changes:
@@ -302,6 +349,9 @@ def merge(batch: list[Changes]) -> Changes:
         out.finished += changes.finished
         out.removed += changes.removed
         out.acked += changes.acked
+        out.attempts += changes.attempts
+        out.history_gone += changes.history_gone
+        out.counts.update(changes.counts)
     added = {r.msg.task_id for r in out.added}
     ended = set(out.removed) | {res.task_id for _, res in out.finished}
     transient = added & ended
