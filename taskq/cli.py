@@ -376,12 +376,13 @@ def status(
         link = _open_link(where, authkey_file)
         try:
             snapshot = link.remote.status()
+            jobs = link.remote.monitor()["jobs"]
         finally:
             link.close()
     if as_json:
-        typer.echo(json.dumps(asdict(snapshot), indent=2))
+        typer.echo(json.dumps({**asdict(snapshot), "jobs": jobs}, indent=2))
     else:
-        render(snapshot, f"{where[0]}:{where[1]}")
+        render(snapshot, f"{where[0]}:{where[1]}", jobs=jobs)
 
 
 @app.command()

@@ -1,14 +1,19 @@
-"""How ``taskq status`` shows a cluster: a rich table of workers and a summary line."""
+"""How ``taskq status`` shows a cluster: a rich table of workers, a summary line, and
+the progress of each job."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from taskq.views_cli import jobs_table
 from taskq.wire import ClusterStatus
 
 
-def render(status: ClusterStatus, address: str, console: Console | None = None) -> None:
+def render(status: ClusterStatus, address: str, console: Console | None = None,
+           jobs: list[dict[str, Any]] | None = None) -> None:
     console = console or Console()
     table = Table(title=f"taskq master {address}  (up {status.uptime:.0f} s, "
                         f"{'durable' if status.durable else 'in-memory'})")
@@ -23,3 +28,5 @@ def render(status: ClusterStatus, address: str, console: Console | None = None) 
                   f"({queues})  waiting: {status.waiting}  running: {status.leased}  "
                   f"done: {status.done}  failed: {status.failed}  "
                   f"results waiting: {status.results_waiting}")
+    if jobs:
+        console.print(jobs_table(jobs))

@@ -58,7 +58,7 @@ def _by_size(results: list[ResultMsg]) -> list[list[ResultMsg]]:
     size = defaults.BATCH_BYTES
     for result in results:
         body = len(result.body or b"")
-        if size + body > defaults.BATCH_BYTES and (not chunks or chunks[-1]):
+        if not chunks or (size + body > defaults.BATCH_BYTES and chunks[-1]):
             chunks.append([])
             size = 0
         chunks[-1].append(result)
