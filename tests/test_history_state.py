@@ -97,7 +97,7 @@ def test_history_is_pruned_by_age_then_by_size_in_bounded_rounds() -> None:
         state.complete("w1", [ResultMsg(f"t{n}", Status.OK, b"", "", "", 0.1)], float(now))
     state.drain_changes()
     assert hist.prune(50.0, batch=3) == 3  # over the size bound: oldest first, 3 per round
-    assert list(hist.tasks)[0] == "t3"
+    assert next(iter(hist.tasks)) == "t3"
     while hist.prune(50.0, batch=3):
         pass
     assert list(hist.tasks) == [f"t{n}" for n in range(7, 12)]

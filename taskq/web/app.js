@@ -95,9 +95,10 @@ function drawLatency(s) {
                             ["run_p50", "run"], ["run_p95", "run dash"]]) {
     const pts = s.series.filter(x => x[key] !== null).map(x => {
       const i = 14 - Math.round((now - x.start) / 60);
-      return `${i * 20 + 10},${100 - 90 * x[key] / max}`;
+      return [i * 20 + 10, 100 - 90 * x[key] / max];
     });
-    if (pts.length) kids.push(el("svg:polyline", { class: cls, points: pts.join(" ") }));
+    if (pts.length) kids.push(el("svg:polyline", { class: cls, points: pts.map(p => p.join(",")).join(" ") }));
+    for (const [x, y] of pts) kids.push(el("svg:circle", { class: `${cls} dot`, cx: x, cy: y, r: 2 }));
   }
   svg.replaceChildren(...kids);
 }
