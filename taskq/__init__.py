@@ -31,12 +31,28 @@ from taskq.errors import (
     WorkerLost,
 )
 from taskq.options import TaskFunction, task
+from taskq.progress import track
 
 __all__ = [
-    "AuthError", "Client", "ConnectError", "PayloadTooLarge", "RemoteError",
-    "SerializationError", "TaskCrashed", "TaskFunction", "TaskFuture", "TaskLoadError",
-    "TaskRefused", "TaskTimeout", "TaskqError", "WorkerLost", "default_client", "map",
-    "submit", "task",
+    "AuthError",
+    "Client",
+    "ConnectError",
+    "PayloadTooLarge",
+    "RemoteError",
+    "SerializationError",
+    "TaskCrashed",
+    "TaskFunction",
+    "TaskFuture",
+    "TaskLoadError",
+    "TaskRefused",
+    "TaskTimeout",
+    "TaskqError",
+    "WorkerLost",
+    "default_client",
+    "map",
+    "submit",
+    "task",
+    "track",
 ]
 __version__ = "0.1.0"
 

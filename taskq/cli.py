@@ -288,12 +288,20 @@ def results(
 ) -> None:
     """Print a job's results as they arrive; each leaves the master once printed.
     Exit 1 if any task failed."""
+    from taskq.progress import ResultsBar, stderr_is_terminal
+
     where = _address(address)
     printer = jobs.Printer(sys.stdout, as_json)
     with user_errors(), _stoppable(printer, job):
         link = _open_link(where, authkey_file, _say_hello(jobs.outbox_of(job)))
         try:
-            still_open = jobs.collect(link.remote, job, wait, timeout, printer)
+            if wait and stderr_is_terminal():  # a bar on stderr; results still go to stdout
+                bar = ResultsBar(printer, lambda: link.remote.open_count(
+                    jobs.outbox_of(job)), job)
+                with bar.bar:
+                    still_open = jobs.collect(link.remote, job, wait, timeout, bar)
+            else:
+                still_open = jobs.collect(link.remote, job, wait, timeout, printer)
         finally:
             link.close()
     typer.echo(printer.summary(still_open), err=True)

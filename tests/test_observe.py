@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import io
 import json
+import os
+import pty
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -17,6 +22,7 @@ import pytest
 import tasks_mod
 from cluster import Cluster, wait_for
 from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
 from web_helpers import get, get_json, start_web_master
 
 import taskq
@@ -215,3 +221,47 @@ def test_status_and_top_show_jobs_and_workers(running_web: tuple[Cluster, str]) 
     top = cluster.cli("top", "--once")
     assert top.returncode == 0, top.stderr
     assert "prog" in top.stdout and top.stdout.count("active") == 2
+
+
+def test_results_wait_draws_a_bar_on_a_terminal_stderr(running_web: tuple[Cluster, str]) -> None:
+    cluster, _ = running_web
+    for i in range(3):
+        cluster.cli("submit", "tasks_mod:add", str(i), "--job", "bar")
+    cluster.cli("submit", "tasks_mod:fail", "x", "--job", "bar")
+    leader, follower = pty.openpty()
+    env = {**cluster.env, "TASKQ_ADDRESS": cluster.address, "COLUMNS": "120"}
+    proc = subprocess.Popen([sys.executable, "-m", "taskq", "results", "bar", "--wait"],
+                            env=env, stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    seen = b""
+    try:
+        while True:  # read the terminal until the command closes it
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        os.close(leader)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 1  # one task failed
+    assert len(out.splitlines()) == 4  # the results still go to stdout, one per line
+    text = seen.decode(errors="replace")
+    assert "job bar" in text and "4/4" in text and "1 failed" in text
+
+
+def test_track_yields_futures_as_they_complete_with_a_bar() -> None:
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    futures: list[cf.Future[int]] = [cf.Future() for _ in range(3)]
+    futures[1].set_result(1)
+    futures[0].set_exception(KeyError("k"))
+    futures[2].set_result(2)
+    got = list(taskq.track(futures, "work", console=console))
+    assert sorted(map(id, got)) == sorted(map(id, futures))
+    drawn = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "work" in drawn and "3/3" in drawn and "1 failed" in drawn
