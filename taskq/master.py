@@ -55,8 +55,8 @@ def build_broker(config: MasterConfig) -> Broker:
 
 def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], None],
         notice: Callable[[str], None] | None = None) -> int:
-    """Serve until ``stop`` is set; ``announce`` gets "host:port" once it accepts, after
-    ``notice`` got the web page's URL."""
+    """Serve until ``stop`` is set; ``announce`` gets "host:port" once it accepts, then
+    ``notice`` gets the web page's URL."""
     broker = build_broker(config)
     web = None
     try:
@@ -68,13 +68,13 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
             http.stop(web)
         broker.close()
         raise
-    if web is not None and notice is not None:
-        notice(f"taskq master dashboard on {web.url}")
     host, port = cast("tuple[str, int]", server.address)[:2]
     broker.start_reaper()
     transport.run_server(server)
     log.info("master_started", address=f"{host}:{port}", durable=config.state is not None)
     announce(f"{host}:{port}")
+    if web is not None and notice is not None:  # after: readers of the first line go on
+        notice(f"taskq master dashboard on {web.url}")
     stop.wait()
     log.info("master_stopping")
     transport.stop_server(server)

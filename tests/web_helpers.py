@@ -24,14 +24,14 @@ def start_web_master(cluster: Cluster, *extra: str, http: str = "127.0.0.1:0",
     proc = cluster.spawn(args, stdout=subprocess.PIPE, env=env)
     assert proc.popen.stdout is not None
     url = address = ""
-    while not address:  # bounded by the test's timeout; EOF if the master exits
+    while not url:  # bounded by the test's timeout; EOF if the master exits
         line = proc.popen.stdout.readline()
         assert line, f"master did not start: {proc.stderr()[-2000:]}"
         if line.startswith(DASHBOARD):
             url = line[len(DASHBOARD):].strip()
         elif line.startswith(READY_PREFIX):
             address = line[len(READY_PREFIX):].strip()
-    assert url, "no dashboard line before the listening line"
+    assert address, "no listening line before the dashboard line"
     cluster.address = address
     return proc, url
 
