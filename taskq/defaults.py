@@ -167,8 +167,9 @@ HISTORY_MAX_TASKS = 100_000
 # and one round never holds the broker's lock for long.
 HISTORY_PRUNE_EVERY_S = 5.0
 HISTORY_PRUNE_BATCH = 5_000
-# A failed attempt's traceback is kept up to this many characters (its last ones).
-TRACEBACK_MAX_CHARS = 8_000
+# A failed attempt's traceback is kept up to this many characters (its last ones): with
+# HISTORY_MAX_TASKS, bounds the history's memory even when every task fails.
+TRACEBACK_MAX_CHARS = 4_000
 # The dashboard's charts cover this many one-minute windows.
 STATS_WINDOWS = 15
 # Bucket bounds (seconds) of the wait and run time histograms in /metrics.
