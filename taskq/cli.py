@@ -178,29 +178,13 @@ def _duration(text: str, flag: str) -> float:
 
 def _http_config(text: str, token_file: Path | None, metrics_public: bool) -> Any:
     """The web server's settings from the flags (usage errors exit 2)."""
-    from taskq.http import HttpConfig, is_loopback, parse_http
+    from taskq.http import make_config
 
     try:
-        where = parse_http(text)
+        return make_config(text, token_file, os.environ.get(defaults.ENV_HTTP_TOKEN, ""),
+                           metrics_public)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--http") from None
-    if where is None:
-        return None
-    token = os.environ.get(defaults.ENV_HTTP_TOKEN, "").strip() or None
-    if token_file is not None:
-        try:
-            token = token_file.read_text().strip() or None
-        except OSError as exc:
-            raise typer.BadParameter(f"cannot read {token_file}: {exc.strerror}",
-                                     param_hint="--http-token-file") from None
-        if token is None:
-            raise typer.BadParameter(f"{token_file} is empty", param_hint="--http-token-file")
-    if token is None and not is_loopback(where[0]):
-        raise typer.BadParameter(
-            f"the web page would listen on {where[0]}, which is not loopback: give a token "
-            f"with --http-token-file PATH or {defaults.ENV_HTTP_TOKEN}, or pass --http off",
-            param_hint="--http")
-    return HttpConfig(where[0], where[1], token, metrics_public)
 
 
 def _announce(address: str) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from taskq import logs, metrics
@@ -75,6 +76,29 @@ def parse_http(text: str) -> tuple[str, int] | None:
         raise ValueError(f"bad --http {text!r}: expected HOST:PORT (e.g. 127.0.0.1:8265, "
                          f"0.0.0.0:8265, 127.0.0.1:0 for a free port) or off")
     return host.strip("[]") or "127.0.0.1", int(port_text)
+
+
+def make_config(text: str, token_file: Path | None, env_token: str,
+                metrics_public: bool) -> HttpConfig | None:
+    """Settings from ``--http``, ``--http-token-file`` (else the env's token) and
+    ``--metrics-public``; ValueError naming what is wrong."""
+    where = parse_http(text)
+    if where is None:
+        return None
+    token = env_token.strip() or None
+    if token_file is not None:
+        try:
+            token = token_file.read_text().strip() or None
+        except OSError as exc:
+            raise ValueError(f"cannot read --http-token-file {token_file}: "
+                             f"{exc.strerror}") from None
+        if token is None:
+            raise ValueError(f"--http-token-file {token_file} is empty")
+    if token is None and not is_loopback(where[0]):
+        raise ValueError(f"the web page would listen on {where[0]}, which is not loopback: "
+                         f"give a token with --http-token-file PATH or TASKQ_HTTP_TOKEN, "
+                         f"or pass --http off")
+    return HttpConfig(where[0], where[1], token, metrics_public)
 
 
 class Server(ThreadingHTTPServer):
