@@ -36,15 +36,19 @@ function drawWorkers(s) {
       `${w.seen_ago.toFixed(1)} s ago`, el("span", { class: `state-${w.state}`, text: w.state })]));
 }
 
-function rate(series, key) {
-  const last = series[series.length - 1];
-  return last ? last[key] : 0;
+let previous = null;  // the last snapshot: rates are counter deltas between two polls
+
+function perSecond(s, q, key) {
+  const before = previous && previous.queues.find(p => p.name === q.name);
+  const dt = previous ? s.now - previous.now : 0;
+  return before && dt > 0 ? ((q[key] - before[key]) / dt).toFixed(1) : "–";
 }
 
 function drawQueues(s) {
-  table("queues", ["queue", "depth", "running", "in /min", "out /min", "submitted", "finished"],
-    s.queues.map(q => [q.name, q.depth, q.running, rate(s.series, "submitted"),
-      rate(s.series, "done") + rate(s.series, "failed"), q.submitted, q.finished]));
+  table("queues", ["queue", "depth", "running", "in /s", "out /s", "submitted", "finished"],
+    s.queues.map(q => [q.name, q.depth, q.running, perSecond(s, q, "submitted"),
+      perSecond(s, q, "finished"), q.submitted, q.finished]));
+  previous = s;
 }
 
 function drawJobs(s) {
