@@ -32,6 +32,7 @@ from taskq.errors import (
     WorkerLost,
 )
 from taskq.options import TaskFunction, task
+from taskq.progress import track
 from taskq.shared_state import current_client
 from taskq.tls import TLS, TLSError
 
@@ -39,7 +40,7 @@ __all__ = [
     "TLS", "AuthError", "Client", "ConnectError", "PayloadTooLarge", "RemoteError",
     "SerializationError", "TLSError", "TaskCrashed", "TaskFunction", "TaskFuture",
     "TaskLoadError", "TaskRefused", "TaskTimeout", "TaskqError", "VersionMismatch",
-    "WorkerLost", "current_client", "default_client", "map", "submit", "task",
+    "WorkerLost", "current_client", "default_client", "map", "submit", "task", "track",
 ]
 __version__ = "0.1.0"
 

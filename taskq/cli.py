@@ -153,6 +153,16 @@ def master(
     tls_ca: TlsCaOpt = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
+    http: Annotated[str, typer.Option(
+        "--http", help="Serve the dashboard, JSON API and /metrics on HOST:PORT (:0 picks a "
+        "free port), or off.")] = defaults.HTTP_DEFAULT,
+    http_token_file: Annotated[Path | None, typer.Option(
+        help=f"File holding the web token (else ${defaults.ENV_HTTP_TOKEN}); required "
+        f"when --http is not loopback.")] = None,
+    metrics_public: Annotated[bool, typer.Option(
+        "--metrics-public", help="Serve /metrics without the token.")] = False,
+    history: Annotated[str, typer.Option(
+        help="How long task history is kept, e.g. 7d, 12h, 30m.")] = "7d",
     log_json: LogJsonOpt = False,
     log_level: LogLevelOpt = "info",
 ) -> None:
@@ -161,6 +171,8 @@ def master(
 
     if state is not None and in_memory:
         raise typer.BadParameter("--state and --in-memory exclude each other")
+    web = _http_config(http, http_token_file, metrics_public)
+    keep = _duration(history, "--history")
     logs.configure(json=log_json or None, level=log_level)
     with user_errors():
         keys, key_path = master_authkeys(authkey_file or [])
@@ -168,13 +180,39 @@ def master(
         config = master_mod.MasterConfig(host, port, keys[0], journal, lost_after, max_attempts,
                                          int(max_payload * 1024 * 1024), max_pending,
                                          result_ttl, _master_tls(tls_ca, tls_cert, tls_key),
-                                         tuple(keys[1:]))
+                                         tuple(keys[1:]), web, http == defaults.HTTP_DEFAULT,
+                                         keep)
         if key_path is not None:
             typer.echo(f"taskq master authkey file: {key_path} (copy it to workers; use "
                        f"--authkey-file or {defaults.ENV_AUTHKEY})")
         stop = threading.Event()
         _on_signals(stop.set)
-        raise typer.Exit(master_mod.run(config, stop, _announce))
+        raise typer.Exit(master_mod.run(config, stop, _announce, _say))
+
+
+def _say(line: str) -> None:
+    typer.echo(line)
+    sys.stdout.flush()
+
+
+def _duration(text: str, flag: str) -> float:
+    from taskq.views_cli import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
+
+
+def _http_config(text: str, token_file: Path | None, metrics_public: bool) -> Any:
+    """The web server's settings from the flags (usage errors exit 2)."""
+    from taskq.http import make_config
+
+    try:
+        return make_config(text, token_file, os.environ.get(defaults.ENV_HTTP_TOKEN, ""),
+                           metrics_public)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--http") from None
 
 
 def _master_tls(ca: Path | None, cert: Path | None, key: Path | None) -> tls.TLS | None:
@@ -303,13 +341,21 @@ def results(
 ) -> None:
     """Print a job's results as they arrive; each leaves the master once printed.
     Exit 1 if any task failed."""
+    from taskq.progress import ResultsBar, stderr_is_terminal
+
     where = _address(address)
     printer = jobs.Printer(sys.stdout, as_json)
     with user_errors(), _stoppable(printer, job):
         link = _open_link(where, authkey_file, _say_hello(jobs.outbox_of(job)),
                           _tls(tls_ca, tls_cert, tls_key))
         try:
-            still_open = jobs.collect(link.remote, job, wait, timeout, printer)
+            if wait and stderr_is_terminal():  # a bar on stderr; results still go to stdout
+                bar = ResultsBar(printer, lambda: link.remote.open_count(
+                    jobs.outbox_of(job)), job)
+                with bar.bar:
+                    still_open = jobs.collect(link.remote, job, wait, timeout, bar)
+            else:
+                still_open = jobs.collect(link.remote, job, wait, timeout, printer)
         finally:
             link.close()
     typer.echo(printer.summary(still_open), err=True)
@@ -395,12 +441,92 @@ def status(
         link = _open_link(where, authkey_file, None, _tls(tls_ca, tls_cert, tls_key))
         try:
             snapshot = link.remote.status()
+            jobs = link.remote.monitor()["jobs"]
         finally:
             link.close()
     if as_json:
-        typer.echo(json.dumps(asdict(snapshot), indent=2))
+        typer.echo(json.dumps({**asdict(snapshot), "jobs": jobs}, indent=2))
     else:
-        render(snapshot, f"{where[0]}:{where[1]}")
+        render(snapshot, f"{where[0]}:{where[1]}", jobs=jobs)
+
+
+@app.command()
+def inspect(
+    task_id: Annotated[str, typer.Argument(help="The task's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+) -> None:
+    """Show every attempt of a task: worker, times, outcome, traceback."""
+    from rich.console import Console
+
+    from taskq.views_cli import print_inspect
+
+    task = _ask(address, authkey_file, lambda remote: remote.inspect(task_id))
+    if task is None:
+        fail(f"no task {task_id} in the master's history")
+    if as_json:
+        typer.echo(json.dumps(task, indent=2))
+    else:
+        print_inspect(task, Console())
+
+
+@app.command()
+def history(
+    job: Annotated[str | None, typer.Option(help="Only this job's tasks.")] = None,
+    failed: Annotated[bool, typer.Option("--failed", help="Only tasks that failed.")] = False,
+    since: Annotated[str | None, typer.Option(help="Only tasks ended this recently, "
+                                                   "e.g. 1h.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many tasks.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+) -> None:
+    """List tasks from the master's history, newest first."""
+    import time as time_mod
+
+    from rich.console import Console
+
+    from taskq.views_cli import json_lines, print_history
+
+    since_at = None if since is None else time_mod.time() - _duration(since, "--since")
+    rows = _ask(address, authkey_file,
+                lambda remote: remote.history(job, failed, since_at, limit))
+    if as_json:
+        sys.stdout.write(json_lines(rows))
+    else:
+        print_history(rows, Console())
+
+
+@app.command()
+def top(
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+) -> None:
+    """A live full-screen view of workers, queues and jobs (Ctrl-C ends it)."""
+    from rich.console import Console
+
+    from taskq.views_cli import run_top
+
+    where = _address(address)
+    with user_errors(), contextlib.suppress(KeyboardInterrupt):
+        link = _open_link(where, authkey_file)
+        try:
+            run_top(link.remote.monitor, f"{where[0]}:{where[1]}", Console(), once)
+        finally:
+            link.close()
+
+
+def _ask(address: str | None, key_file: Path | None, call: Callable[[Remote], Any]) -> Any:
+    """One call to the master over a fresh link."""
+    where = _address(address)
+    with user_errors():
+        link = _open_link(where, key_file)
+        try:
+            return call(link.remote)
+        finally:
+            link.close()
 
 
 prims_app = typer.Typer(help="List the shared primitives the master hosts (locks, "

@@ -172,3 +172,28 @@ FRAME_TIMEOUT_S = 15.0
 FRAME_MIN_BYTES_PER_S = 256 * 1024
 # The master takes FRAME_TIMEOUT_S from this environment variable (seconds) when it is set.
 ENV_FRAME_TIMEOUT = "TASKQ_FRAME_TIMEOUT_S"
+
+# --------------------------------------------------------------------------- seeing in
+# The master's web page and /metrics listen here by default: loopback only, so no token is
+# needed; any other address requires one. "off" serves nothing.
+HTTP_DEFAULT = "127.0.0.1:8265"
+ENV_HTTP_TOKEN = "TASKQ_HTTP_TOKEN"  # noqa: S105 (the name of a variable, not a secret)
+# Task history (every attempt) is kept this long by default (`--history`), and for at most
+# this many tasks: the bound keeps the master's memory and the journal's size in check
+# (about 1 KiB per task with a short traceback) whatever the task rate.
+HISTORY_KEEP_S = 7 * 24 * 3600.0
+HISTORY_MAX_TASKS = 100_000
+# The reaper prunes history this often, at most this many tasks per round: off the hot path,
+# and one round never holds the broker's lock for long.
+HISTORY_PRUNE_EVERY_S = 5.0
+HISTORY_PRUNE_BATCH = 5_000
+# A failed attempt's traceback is kept up to this many characters (its last ones): with
+# HISTORY_MAX_TASKS, bounds the history's memory even when every task fails.
+TRACEBACK_MAX_CHARS = 4_000
+# The dashboard's charts cover this many one-minute windows.
+STATS_WINDOWS = 15
+# Bucket bounds (seconds) of the wait and run time histograms in /metrics.
+HIST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0, 1800.0)
+# Workers declared lost stay listed (as lost) this long on the page and in /metrics.
+LOST_WORKERS_SHOWN_S = 900.0

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from typing import Any
 
 from taskq import wire
+from taskq.defaults import TRACEBACK_MAX_CHARS
 from taskq.errors import RemoteError, TaskLoadError
 from taskq.options import retry_applies
 from taskq.wire import Status
@@ -56,16 +57,27 @@ def run(payload: tuple[Any, ...]) -> Outcome:
         fn = _load_function(fn_bytes)
         args, kwargs = wire.decode_args(args_bytes)
     except BaseException as exc:  # a module may even exit as it is imported
-        return Status.ERROR, _error_body(_load_error(exc)), "", False
+        err = _load_error(exc)
+        return Status.ERROR, _error_body(err), _trace(err), False
     try:
         value = fn(*args, **kwargs)
     except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt is its outcome
         retry = not retry_on or retry_applies(retry_on, type(exc))
-        return Status.ERROR, _error_body(exc), "", retry
+        return Status.ERROR, _error_body(exc), _trace(exc), retry
     try:
         return Status.OK, wire.encode_value(value), "", False
     except BaseException as exc:  # SerializationError, or what pickling raised past it
-        return Status.ERROR, _error_body(exc), "", False
+        return Status.ERROR, _error_body(exc), _trace(exc), False
+
+
+def _trace(exc: BaseException) -> str:
+    """The traceback as text, for the master's task history (which never unpickles the
+    exception); its last TRACEBACK_MAX_CHARS characters, ending with the exception line."""
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except BaseException:  # a __str__ that raises
+        text = f"{type(exc).__qualname__}: <unprintable>"
+    return text[-TRACEBACK_MAX_CHARS:]
 
 
 def _error_body(exc: BaseException) -> bytes:

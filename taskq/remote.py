@@ -109,6 +109,19 @@ class Remote(RemotePrimitives):
     def info(self) -> MasterInfo:
         return cast(MasterInfo, self._call("info"))
 
+    def monitor(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", self._call("monitor"))
+
+    def metrics(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", self._call("metrics"))
+
+    def history(self, job: str | None = None, failed: bool = False,
+                since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        return cast("list[dict[str, Any]]", self._call("history", job, failed, since, limit))
+
+    def inspect(self, task_id: str) -> dict[str, Any] | None:
+        return cast("dict[str, Any] | None", self._call("inspect", task_id))
+
 
 EXPOSED = tuple(name for cls in (Remote, RemotePrimitives) for name in cls.__dict__
                 if not name.startswith("_"))

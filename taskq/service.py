@@ -19,13 +19,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from taskq import logs
 from taskq.defaults import (
     BATCH_BYTES,
     CLIENT_OUTBOX_PREFIX,
     HEARTBEAT_S,
+    HISTORY_PRUNE_BATCH,
+    HISTORY_PRUNE_EVERY_S,
     LONG_POLL_S,
     MAX_PENDING,
     PREFETCH_MIN,
@@ -34,7 +36,8 @@ from taskq.defaults import (
 )
 from taskq.journal import Journal
 from taskq.service_prims import PrimitiveCalls
-from taskq.state import BrokerState, CancelOutcome, WorkerInfo
+from taskq.state import BrokerState, CancelOutcome, WorkerInfo, views
+from taskq.state.history import job_name
 from taskq.state.limits import QueueLimit
 from taskq.wire import (
     ClusterStatus,
@@ -74,6 +77,8 @@ class Broker(PrimitiveCalls):
         state.wall_offset = time.time() - clock()
         self._timer = threading.Condition(self._lock)  # wakes the reaper for a waiting task
         self._next_due: float | None = None  # when the reaper is next due to promote
+        self._prune_at = 0.0
+        state.history.wall_offset = time.time() - clock()
         self._stopping = threading.Event()
         self._reaper: threading.Thread | None = None
         self._init_primitives()
@@ -361,6 +366,46 @@ class Broker(PrimitiveCalls):
                                  waiting, round(now - self._started, 3), self._journal is not None,
                                  s.queues.waiting_count)
 
+    def monitor(self) -> dict[str, Any]:
+        """What the dashboard and ``taskq top`` show: workers, queues, jobs, recent failures
+        and one-minute figures; copied under the lock, shaped outside it."""
+        with self._lock:
+            copy = views.monitor_copy(self._state, self._clock())
+        copy["uptime"] = round(self._clock() - self._started, 3)
+        copy["durable"] = self._journal is not None
+        return views.render_monitor(copy)
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters, gauges and histograms for /metrics."""
+        with self._lock:
+            out = views.metrics_copy(self._state)
+            journal = self._journal
+        out["commit"] = journal.commit_seconds.copy() if journal is not None else None
+        return out
+
+    def history(self, job: str | None = None, failed: bool = False,
+                since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Tasks' histories, newest first: of one job, failed ones only, ended since a wall
+        time (seconds since the epoch)."""
+        with self._lock:
+            refs = views.history_refs(self._state)
+        return views.select(refs, job, failed, since, limit)
+
+    def inspect(self, task_id: str) -> dict[str, Any] | None:
+        """One task's attempts and where it is now; None if the master knows nothing of it."""
+        with self._lock:
+            task = self._state.history.tasks.get(task_id)
+            where = views.task_state(self._state, task_id)
+            out = task.as_dict() if task is not None else None
+            if out is None and where != "ended":
+                rec = self._state.tasks[task_id]
+                out = {"task_id": task_id, "job": job_name(rec.msg.outbox),
+                       "queue": rec.msg.options.queue, "ended": 0.0, "outcome": "",
+                       "attempts": []}
+        if out is not None:
+            out["state"] = where
+        return out
+
     def reap(self) -> None:
         """Declare silent workers lost and requeue their expired leases."""
         with self._lock:
@@ -369,6 +414,9 @@ class Broker(PrimitiveCalls):
             lost = self._state.expire(now)
             self._state.promote(now)
             dropped = self._state.drop_abandoned(now, self._result_ttl, CLIENT_OUTBOX_PREFIX)
+            if now >= self._prune_at:
+                self._prune_at = now + HISTORY_PRUNE_EVERY_S
+                self._state.history.prune(now, HISTORY_PRUNE_BATCH)
             requeued = self._state.pending_count() - pending_before
             failed = [res for _, res in self._state.changes.finished]
             self._commit()

@@ -1,14 +1,19 @@
-"""How ``taskq status`` shows a cluster: a rich table of workers and a summary line."""
+"""How ``taskq status`` shows a cluster: a rich table of workers, a summary line, and
+the progress of each job."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from taskq.views_cli import jobs_table
 from taskq.wire import ClusterStatus
 
 
-def render(status: ClusterStatus, address: str, console: Console | None = None) -> None:
+def render(status: ClusterStatus, address: str, console: Console | None = None,
+           jobs: list[dict[str, Any]] | None = None) -> None:
     console = console or Console()
     table = Table(title=f"taskq master {address}  (up {status.uptime:.0f} s, "
                         f"{'durable' if status.durable else 'in-memory'})")
@@ -26,3 +31,5 @@ def render(status: ClusterStatus, address: str, console: Console | None = None) 
     if len(status.keys) > 1:  # a key rotation under way: who still uses which key
         console.print("connections by authkey (first: the master's own): " + ", ".join(
             f"{fp}={n}" for fp, n in status.keys.items()))
+    if jobs:
+        console.print(jobs_table(jobs))

@@ -24,6 +24,7 @@ from hypothesis.stateful import (
 )
 
 from taskq.state import BrokerState, TaskRecord, WorkerInfo
+from taskq.state.history import OUTCOMES
 from taskq.state.limits import QueueLimit
 from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
 
@@ -512,7 +513,24 @@ class BrokerMachine(RuleBasedStateMachine):
         self.outboxes_are_consistent()
         self.no_started_task_is_cancelled()
         self.limits_count_the_leases()
+        self.history_follows_the_tasks()
         self.settled = True
+
+    def history_follows_the_tasks(self) -> None:
+        """Each leased task has exactly one live attempt, on its holder; a task whose
+        history ended is no longer in the state, with the outcome its result carries."""
+        hist = self.state.history
+        assert set(hist.live) == set(self.state.leased)
+        for tid, attempt in hist.live.items():
+            assert attempt.worker == self.state.leased[tid].worker and not attempt.outcome
+        for tid, task in hist.tasks.items():
+            assert [a.n for a in task.attempts] == list(range(1, len(task.attempts) + 1))
+            if task.outcome:
+                assert tid not in self.state.tasks
+                assert task.attempts[-1].final and task.attempts[-1].outcome == task.outcome
+                result = self.result_of(tid)
+                if result is not None:
+                    assert OUTCOMES[result.status] == task.outcome
 
     def records_are_consistent(self) -> None:
         state = self.state
