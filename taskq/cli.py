@@ -450,74 +450,6 @@ def status(
         render(snapshot, f"{where[0]}:{where[1]}", jobs=jobs)
 
 
-@app.command()
-def inspect(
-    task_id: Annotated[str, typer.Argument(help="The task's id.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
-) -> None:
-    """Show every attempt of a task: worker, times, outcome, traceback."""
-    from rich.console import Console
-
-    from taskq.views_cli import print_inspect
-
-    task = _ask(address, authkey_file, lambda remote: remote.inspect(task_id))
-    if task is None:
-        fail(f"no task {task_id} in the master's history")
-    if as_json:
-        typer.echo(json.dumps(task, indent=2))
-    else:
-        print_inspect(task, Console())
-
-
-@app.command()
-def history(
-    job: Annotated[str | None, typer.Option(help="Only this job's tasks.")] = None,
-    failed: Annotated[bool, typer.Option("--failed", help="Only tasks that failed.")] = False,
-    since: Annotated[str | None, typer.Option(help="Only tasks ended this recently, "
-                                                   "e.g. 1h.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many tasks.")] = 1000,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
-) -> None:
-    """List tasks from the master's history, newest first."""
-    import time as time_mod
-
-    from rich.console import Console
-
-    from taskq.views_cli import json_lines, print_history
-
-    since_at = None if since is None else time_mod.time() - _duration(since, "--since")
-    rows = _ask(address, authkey_file,
-                lambda remote: remote.history(job, failed, since_at, limit))
-    if as_json:
-        sys.stdout.write(json_lines(rows))
-    else:
-        print_history(rows, Console())
-
-
-@app.command()
-def top(
-    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
-) -> None:
-    """A live full-screen view of workers, queues and jobs (Ctrl-C ends it)."""
-    from rich.console import Console
-
-    from taskq.views_cli import run_top
-
-    where = _address(address)
-    with user_errors(), contextlib.suppress(KeyboardInterrupt):
-        link = _open_link(where, authkey_file)
-        try:
-            run_top(link.remote.monitor, f"{where[0]}:{where[1]}", Console(), once)
-        finally:
-            link.close()
-
-
 def _ask(address: str | None, key_file: Path | None, call: Callable[[Remote], Any]) -> Any:
     """One call to the master over a fresh link."""
     where = _address(address)
@@ -527,63 +459,6 @@ def _ask(address: str | None, key_file: Path | None, call: Callable[[Remote], An
             return call(link.remote)
         finally:
             link.close()
-
-
-prims_app = typer.Typer(help="List the shared primitives the master hosts (locks, "
-                        "semaphores, dicts, counters, queues, events): name, kind, holders, "
-                        "waiters, size; or delete one.")
-app.add_typer(prims_app, name="primitives")
-
-
-@prims_app.callback(invoke_without_command=True)
-def primitives(
-    ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
-) -> None:
-    """List the shared primitives: name, kind, holders, waiters, size."""
-    from taskq.prim_view import render
-
-    if ctx.invoked_subcommand is not None:
-        return
-    where = _address(address)
-    with user_errors():
-        link = _open_link(where, authkey_file)
-        try:
-            rows = link.remote.primitives()
-        finally:
-            link.close()
-    typer.echo(render(rows, as_json))
-
-
-@prims_app.command("delete")
-def primitives_delete(
-    name: Annotated[str, typer.Argument(help="The primitive's name (every kind by that name).")],
-    kind: Annotated[str | None, typer.Option(help="Delete only this kind.")] = None,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
-) -> None:
-    """Delete a shared primitive; its holders and waiters lose it. Exit 1 if none."""
-    from taskq.state.primitives import KINDS, check_name
-
-    where = _address(address)
-    try:
-        check_name(name)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="NAME") from None
-    if kind is not None and kind not in KINDS:
-        raise typer.BadParameter(f"bad kind {kind!r}: expected one of {', '.join(KINDS)}",
-                                 param_hint="--kind")
-    with user_errors():
-        link = _open_link(where, authkey_file)
-        try:
-            gone = link.remote.delete_primitive(name, kind)
-        finally:
-            link.close()
-    if not gone:
-        fail(f"no shared primitive named {name!r}")
-    typer.echo(f"deleted {', '.join(gone)} {name!r}")
 
 
 @app.command()
@@ -599,10 +474,12 @@ def demo(
 
 
 def _add_subcommands() -> None:
-    from taskq import cli_queue, cli_schedule  # they use the helpers above
+    from taskq import cli_observe, cli_prims, cli_queue, cli_schedule  # they use the above
 
     app.add_typer(cli_schedule.app, name="schedule")
     app.add_typer(cli_queue.app, name="queue")
+    app.add_typer(cli_prims.app, name="primitives")
+    del cli_observe  # its commands joined ``app`` as it was imported
 
 
 _add_subcommands()
