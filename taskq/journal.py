@@ -42,6 +42,7 @@ from taskq.defaults import (
     JOURNAL_UPKEEP_MAX_S,
     JOURNAL_VACUUM_PAGES,
     JOURNAL_WINDOW_S,
+    STATS_WINDOWS,
 )
 from taskq.state import BrokerState, Changes, TaskRecord
 from taskq.state.history import Attempt
@@ -286,6 +287,7 @@ class Journal:
             attempt = Attempt(*row)
             attempt.final = bool(attempt.final)
             state.history.restore(attempt)
+        state.history.replay_windows(time.time() - STATS_WINDOWS * 60.0)
 
     def write(self, changes: Changes) -> None:
         """Persist one batch of changes in a single transaction."""

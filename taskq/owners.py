@@ -141,8 +141,9 @@ class Owned:
         hello.worker_id = self._worker(hello.worker_id)
         return self._broker.register(hello)
 
-    def heartbeat(self, worker_id: str, held: list[str], running: int) -> bool:
-        return self._broker.heartbeat(self._worker(worker_id), held, running)
+    def heartbeat(self, worker_id: str, held: list[str], running: int,
+                  memory: int = 0) -> bool:
+        return self._broker.heartbeat(self._worker(worker_id), held, running, memory)
 
     def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
         return self._broker.take(self._worker(worker_id), n, wait)

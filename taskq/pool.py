@@ -239,6 +239,10 @@ class ProcessPool:
         """Jobs being run by a child right now."""
         return sum(1 for child in self._children if child.fifo)
 
+    def pids(self) -> list[int]:
+        """The process ids of the pool's live children (read only)."""
+        return [pid for child in self._children if (pid := child.proc.pid) is not None]
+
     def take_back(self) -> list[Job]:
         """Remove and return the jobs not written to any child."""
         with self._cond:

@@ -85,8 +85,9 @@ class Remote(RemotePrimitives):
     def register(self, hello: WorkerHello) -> MasterInfo:
         return cast(MasterInfo, self._call("register", hello))
 
-    def heartbeat(self, worker_id: str, held: list[str], running: int) -> bool:
-        return cast(bool, self._call("heartbeat", worker_id, held, running))
+    def heartbeat(self, worker_id: str, held: list[str], running: int,
+                  memory: int = 0) -> bool:
+        return cast(bool, self._call("heartbeat", worker_id, held, running, memory))
 
     def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
         return cast("list[TaskMsg]", self._call("take", worker_id, n, wait))

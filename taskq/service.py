@@ -266,9 +266,13 @@ class Broker(PrimitiveCalls):
                  pid=hello.pid, procs=hello.procs)
         return self.info()
 
-    def heartbeat(self, worker_id: str, held: list[str], running: int) -> bool:
+    def heartbeat(self, worker_id: str, held: list[str], running: int,
+                  memory: int = 0) -> bool:
+        """``memory``: the worker's resident bytes, its pool processes included (0: unknown)."""
+        if type(memory) is not int or memory < 0:
+            raise ValueError(f"bad memory {memory!r}: expected resident bytes, an int >= 0")
         with self._lock:
-            return self._state.heartbeat(worker_id, held, running, self._clock())
+            return self._state.heartbeat(worker_id, held, running, self._clock(), memory)
 
     def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
         """Lease up to n tasks to a worker, waiting (bounded) when there are none."""
@@ -358,7 +362,7 @@ class Broker(PrimitiveCalls):
         with self._lock:
             s, now = self._state, self._clock()
             rows = [WorkerRow(w.worker_id, w.host, w.pid, w.procs, w.running, len(w.held),
-                              w.done, w.failed, round(now - w.last_seen, 3))
+                              w.done, w.failed, round(now - w.last_seen, 3), w.memory)
                     for w in s.workers.values()]
             pending = {q: n for q, n in s.pending_by_queue.items() if n > 0}
             waiting = sum(len(b.results) for b in s.outboxes.values())

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from taskq.views_cli import jobs_table
+from taskq.views_cli import jobs_table, size
 from taskq.wire import ClusterStatus
 
 
@@ -17,11 +17,12 @@ def render(status: ClusterStatus, address: str, console: Console | None = None,
     console = console or Console()
     table = Table(title=f"taskq master {address}  (up {status.uptime:.0f} s, "
                         f"{'durable' if status.durable else 'in-memory'})")
-    for column in ("worker", "host", "pid", "procs", "busy", "held", "done", "failed", "seen"):
+    for column in ("worker", "host", "pid", "procs", "busy", "held", "done", "failed", "memory",
+                   "seen"):
         table.add_column(column, justify="left" if column in ("worker", "host") else "right")
     for w in sorted(status.workers, key=lambda w: w.worker_id):
         table.add_row(w.worker_id, w.host, str(w.pid), str(w.procs), str(w.busy), str(w.held),
-                      str(w.done), str(w.failed), f"{w.seen_ago:.1f}s ago")
+                      str(w.done), str(w.failed), size(w.memory), f"{w.seen_ago:.1f}s ago")
     console.print(table)
     queues = ", ".join(f"{q}={n}" for q, n in sorted(status.pending.items())) or "empty"
     console.print(f"workers: {len(status.workers)}  queued: {sum(status.pending.values())} "

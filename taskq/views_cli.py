@@ -42,6 +42,18 @@ def seconds(value: float | None) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
+def size(n: int) -> str:
+    """Bytes in binary units (``-`` for 0: unknown)."""
+    if not n:
+        return "-"
+    value, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+
+
 def print_inspect(task: dict[str, Any], console: Console) -> None:
     outcome = task["outcome"] or task.get("state", "")
     console.print(f"task {task['task_id']}  job {task['job']}  queue {task['queue']}  "
@@ -102,19 +114,21 @@ def _bar(done: int, total: int, width: int = 20) -> str:
 def top_view(snap: dict[str, Any], address: str) -> Group:
     """One frame of ``taskq top``: workers, queues, jobs and the last 15 minutes."""
     workers = Table(title=f"taskq master {address}  (up {snap['uptime']:.0f} s)")
-    for column in ("worker", "host", "pid", "procs", "busy", "done", "failed", "seen",
-                   "state"):
+    for column in ("worker", "host", "pid", "procs", "busy", "done", "failed", "memory",
+                   "seen", "state"):
         workers.add_column(column)
     for w in snap["workers"]:
         workers.add_row(w["worker_id"], w["host"], str(w["pid"]), str(w["procs"]),
                         str(w["busy"]), str(w["done"]), str(w["failed"]),
-                        f"{w['seen_ago']:.1f}s", w["state"])
+                        size(w.get("memory", 0)), f"{w['seen_ago']:.1f}s", w["state"])
     queues = Table(title="queues")
-    for column in ("queue", "depth", "running", "submitted", "finished"):
+    for column in ("queue", "depth", "running", "submitted", "finished", "rate limit",
+                   "concurrency limit"):
         queues.add_column(column)
     for q in snap["queues"]:
         queues.add_row(q["name"], str(q["depth"]), str(q["running"]), str(q["submitted"]),
-                       str(q["finished"]))
+                       str(q["finished"]), f"{q['rate']:g}/s" if q.get("rate") else "no limit",
+                       str(q["concurrency"]) if q.get("concurrency") else "no limit")
     p = snap["percentiles"]
     figures = (f"last 15 min: {snap['totals']['done']} done, {snap['totals']['failed']} "
                f"failed; wait p50 {seconds(p['wait_p50'])} p99 {seconds(p['wait_p99'])}; "

@@ -253,6 +253,7 @@ class WorkerRow:
     done: int
     failed: int
     seen_ago: float
+    memory: int = 0  # resident bytes of the worker and its pool processes (0: unknown)
 
 
 @dataclass(slots=True)

@@ -6,7 +6,7 @@ Only this (main) process talks to the master, over one ``Link`` shared by four t
       │ Job                                                     ▲
       ▼                                                         │ report(results, started)
     ProcessPool (N processes) ── outcomes, starts ──► pump (main thread)
-    heartbeat ── heartbeat(held, running) every second; re-registers after a master restart
+    heartbeat ── heartbeat(held, running, memory) every second; re-registers after a master restart
     control ─── control(answers) ◄── cancel requests: pool.cancel(task) drops a task that has
                                      not begun (True) or says it runs (False)
 
@@ -33,6 +33,7 @@ from taskq import defaults, execute, logs, owners, wire
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed, TaskTimeout
 from taskq.options import retry_applies
 from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
+from taskq.pool_proc import resident_bytes
 from taskq.remote import Remote
 from taskq.tls import TLS
 from taskq.transport import Link
@@ -323,9 +324,14 @@ class Worker:
                 with self._held_lock:
                     held = list(self._held)
                 remote = self.link.remote
-                if not remote.heartbeat(self.worker_id, held, self.pool.running()):
+                if not remote.heartbeat(self.worker_id, held, self.pool.running(),
+                                        self._memory()):
                     self.log.warning("worker_rejoined", held=len(held))
                     self._join(remote, held)
+
+    def _memory(self) -> int:
+        """Resident bytes of this worker and its pool processes (0 where unknown)."""
+        return sum(map(resident_bytes, [os.getpid(), *self.pool.pids()]))
 
     def _control_loop(self) -> None:
         """Answer the master's cancel requests: drop each task that has not begun."""

@@ -254,7 +254,8 @@ class BrokerState(CancelsMixin):
         info.last_seen = now
         self.workers[info.worker_id] = info
 
-    def heartbeat(self, worker_id: str, held: list[str], running: int, now: float) -> bool:
+    def heartbeat(self, worker_id: str, held: list[str], running: int, now: float,
+                  memory: int = 0) -> bool:
         """Renew the worker and the leases it still holds; False if it must register again.
 
         A held task the master thinks is queued (it restarted, or the lease expired while
@@ -265,6 +266,7 @@ class BrokerState(CancelsMixin):
             return False
         worker.last_seen = now
         worker.running = running
+        worker.memory = memory
         deadline = now + self.lost_after
         for task_id in held:
             rec = self.tasks.get(task_id)

@@ -218,6 +218,19 @@ class History:
             if attempt.outcome != "ok":
                 self.recent_failed.append(attempt.task_id)
 
+    def replay_windows(self, since: float) -> int:
+        """Rebuild the one-minute windows from the restored attempts that ended at or after
+        the wall time ``since``; returns how many were counted. What was submitted per
+        minute is not in the history: those bars start from zero."""
+        recent = sorted((a for t in self.tasks.values() for a in t.attempts
+                         if a.outcome and a.ended >= since), key=lambda a: a.ended)
+        for a in recent:
+            ran = a.started > 0
+            wait = max(0.0, a.started - a.queued) if ran and a.queued else None
+            self.stats.replay(a.ended, wait, a.ended - a.started if ran else None,
+                              a.outcome if a.final else None)
+        return len(recent)
+
     def drain(self) -> tuple[list[Attempt], list[str], Counter[CounterKey]]:
         written, gone = self._written, self._gone
         self._written, self._gone = [], []

@@ -46,6 +46,7 @@ class WorkerInfo:
     to_ask: list[str] = field(default_factory=list)  # cancel requests not yet delivered
     asked: set[str] = field(default_factory=set)  # delivered, not answered yet
     draining: bool = False  # it handed back its unstarted tasks: it is stopping
+    memory: int = 0  # resident bytes of the worker and its pool, from its last heartbeat
 
 
 @dataclass(slots=True)

@@ -8,7 +8,9 @@ queue, and one-minute windows for the dashboard's charts.
 
 Pure bookkeeping with no clock: callers pass wall times. Copies for readers are cheap (a
 few lists of ints), so a scrape holds the broker's lock only for the copy; percentiles are
-computed from the copies, outside it.
+computed from the copies, outside it. After a restart the histograms come back from the
+journal (their buckets are journaled as counters), and the windows are rebuilt from the
+attempts of the journaled history (``History.replay_windows``; not the submissions).
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ from taskq.defaults import HIST_BUCKETS, STATS_WINDOWS
 FINE = tuple(0.0005 * 1.25 ** k for k in range(69))
 
 CounterKey = tuple[str, str, str]  # (name, queue, outcome); outcome is "" for "submitted"
+
+# The histograms are journaled beside the counters, as increments keyed (name, queue, bucket):
+# a bucket is named by its upper bound ("0.005" ... "+Inf"), and "sum_us" holds the sum in
+# microseconds (an integer, as every counter is). ``restore`` puts them back.
+HIST_NAMES = ("wait_seconds", "run_seconds")
+BUCKET_LABELS = (*map(str, HIST_BUCKETS), "+Inf")
+SUM_LABEL = "sum_us"
 
 
 @dataclass(slots=True)
@@ -79,16 +88,46 @@ class Stats:
             window.failed += n
 
     def restore(self, key: CounterKey, value: int) -> None:
-        self.counters[key] = value
+        """Put back a journaled counter, or one bucket (or the sum) of a histogram."""
+        name, queue, label = key
+        if name not in HIST_NAMES:
+            self.counters[key] = value
+            return
+        hist = _hist(self.wait if name == HIST_NAMES[0] else self.run, queue)
+        if label == SUM_LABEL:
+            hist.total = value / 1e6
+        elif label in BUCKET_LABELS:  # a bucket bound since removed is dropped
+            hist.counts[BUCKET_LABELS.index(label)] = value
 
     def observe(self, queue: str, wait: float | None, run: float | None, wall: float) -> None:
         window = self._window(wall)
         if wait is not None:
-            _hist(self.wait, queue).observe(wait)
+            self._observe(HIST_NAMES[0], self.wait, queue, wait)
             window.wait[bisect.bisect_left(FINE, wait)] += 1
         if run is not None:
-            _hist(self.run, queue).observe(run)
+            self._observe(HIST_NAMES[1], self.run, queue, run)
             window.run[bisect.bisect_left(FINE, run)] += 1
+
+    def replay(self, wall: float, wait: float | None, run: float | None,
+               outcome: str | None) -> None:
+        """Count a journaled attempt in its minute's window again (after a restart; walls
+        in order): its wait and run time, and ``outcome`` if it was the task's last."""
+        window = self._window(wall)
+        if wait is not None:
+            window.wait[bisect.bisect_left(FINE, wait)] += 1
+        if run is not None:
+            window.run[bisect.bisect_left(FINE, run)] += 1
+        if outcome == "ok":
+            window.done += 1
+        elif outcome is not None:
+            window.failed += 1
+
+    def _observe(self, name: str, table: dict[str, Histogram], queue: str,
+                 value: float) -> None:
+        _hist(table, queue).observe(value)
+        bucket = BUCKET_LABELS[bisect.bisect_left(HIST_BUCKETS, value)]
+        self.unjournaled[(name, queue, bucket)] += 1
+        self.unjournaled[(name, queue, SUM_LABEL)] += round(value * 1e6)
 
     def drain(self) -> Counter[CounterKey]:
         out, self.unjournaled = self.unjournaled, Counter()

@@ -40,6 +40,7 @@ def monitor_copy(state: BrokerState, now: float) -> dict[str, Any]:
         "now": hist.wall(now), "workers": workers, "jobs": jobs,
         "pending": dict(state.pending_by_queue), "running": dict(running),
         "waiting": state.queues.waiting_count,
+        "limits": {q: (lim.rate, lim.concurrency) for q, lim in state.limits.by_queue.items()},
         "counters": dict(hist.stats.counters), "windows": hist.stats.copy_windows(),
         "failed": [t.as_dict() for t in failed[:20]],
     }
@@ -49,18 +50,21 @@ def _worker_row(w: Any, now: float, state: str, ago: float | None = None) -> dic
     return {"worker_id": w.worker_id, "host": w.host, "pid": w.pid, "procs": w.procs,
             "busy": w.running, "held": len(w.held), "done": w.done, "failed": w.failed,
             "seen_ago": round(now - w.last_seen if ago is None else ago, 3), "state": state,
-            "queues": list(w.queues)}
+            "queues": list(w.queues), "memory": w.memory}
 
 
 def render_monitor(copy: dict[str, Any]) -> dict[str, Any]:
     """The dashboard's JSON from a ``monitor_copy`` (no lock needed)."""
     windows: list[Window] = copy.pop("windows")
     counters = copy.pop("counters")
-    queues = sorted({*copy["pending"], *copy["running"], *(k[1] for k in counters)})
+    limits = copy.pop("limits")
+    queues = sorted({*copy["pending"], *copy["running"], *(k[1] for k in counters), *limits})
     copy["queues"] = [{
         "name": q, "depth": copy["pending"].get(q, 0), "running": copy["running"].get(q, 0),
         "submitted": counters.get(("submitted", q, ""), 0),
         "finished": sum(n for k, n in counters.items() if k[0] == "finished" and k[1] == q),
+        # limits: tasks a second and tasks leased at once; 0 is no limit
+        "rate": limits.get(q, (0.0, 0))[0], "concurrency": limits.get(q, (0.0, 0))[1],
     } for q in queues]
     copy["series"] = [{
         "start": w.start, "submitted": w.submitted, "done": w.done, "failed": w.failed,

@@ -21,6 +21,16 @@ function secs(v) {
   return v < 1 ? `${(v * 1000).toFixed(v < 0.01 ? 1 : 0)} ms` : `${v.toFixed(2)} s`;
 }
 
+function bytes(n) {
+  if (!n) return "–";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+function limit(v, unit) { return v ? `${Number(v.toFixed(3))}${unit}` : "no limit"; }
+
 function when(t) { return t ? new Date(t * 1000).toLocaleTimeString() : "–"; }
 
 function table(id, head, rows) {
@@ -31,8 +41,8 @@ function table(id, head, rows) {
 }
 
 function drawWorkers(s) {
-  table("workers", ["worker", "host", "pid", "pool", "busy", "done", "failed", "heartbeat", "state"],
-    s.workers.map(w => [w.worker_id, w.host, w.pid, w.procs, w.busy, w.done, w.failed,
+  table("workers", ["worker", "host", "pid", "pool", "busy", "done", "failed", "memory", "heartbeat", "state"],
+    s.workers.map(w => [w.worker_id, w.host, w.pid, w.procs, w.busy, w.done, w.failed, bytes(w.memory),
       `${w.seen_ago.toFixed(1)} s ago`, el("span", { class: `state-${w.state}`, text: w.state })]));
 }
 
@@ -45,9 +55,11 @@ function perSecond(s, q, key) {
 }
 
 function drawQueues(s) {
-  table("queues", ["queue", "depth", "running", "in /s", "out /s", "submitted", "finished"],
+  table("queues", ["queue", "depth", "running", "in /s", "out /s", "submitted", "finished",
+                   "rate limit", "concurrency limit"],
     s.queues.map(q => [q.name, q.depth, q.running, perSecond(s, q, "submitted"),
-      perSecond(s, q, "finished"), q.submitted, q.finished]));
+      perSecond(s, q, "finished"), q.submitted, q.finished, limit(q.rate, " /s"),
+      limit(q.concurrency, "")]));
   previous = s;
 }
 
