@@ -49,7 +49,8 @@ class System(Protocol):
 class TaskqSystem:
     """A real taskq cluster on loopback: one master, N one-process workers, one Client."""
 
-    def __init__(self, name: str, durable: bool, workers: int, workdir: Path) -> None:
+    def __init__(self, name: str, durable: bool, workers: int, workdir: Path,
+                 tls: bool = False) -> None:
         self.name = name
         self.procs = workers
         self.durable = durable
@@ -57,6 +58,16 @@ class TaskqSystem:
         self.authkey = secrets.token_hex(16)
         self.env = child_env({"TASKQ_AUTHKEY": self.authkey,
                               "TASKQ_STATE_DIR": str(workdir / "state")})
+        self.tls_args: list[str] = []
+        self.tls_ca: Path | None = None
+        if tls:  # a CA and a master certificate made here; workers and the CLI trust the CA
+            from bench.certs import CA
+
+            ca = CA(workdir / "pki")
+            server = ca.issue("master")
+            self.tls_args = ["--tls-cert", str(server.cert), "--tls-key", str(server.key)]
+            self.tls_ca = ca.cert
+            self.env["TASKQ_TLS_CA"] = str(ca.cert)
         self.client: Any = None
         try:
             self.master = self._start_master(workdir)
@@ -74,14 +85,17 @@ class TaskqSystem:
 
     def _start_master(self, workdir: Path) -> Helper:
         mode = ["--state", str(workdir / "journal.db")] if self.durable else ["--in-memory"]
+        # on a master TASKQ_TLS_CA would ask for client certificates (mutual TLS)
+        env = {k: v for k, v in self.env.items() if k != "TASKQ_TLS_CA"}
         return self.helpers.spawn(["-m", "taskq", "master", "--host", "127.0.0.1", "--port",
-                                   "0", "--log-level", "warning", *mode],
-                                  self.env, "master", stdout=subprocess.PIPE)
+                                   "0", "--log-level", "warning", *mode, *self.tls_args],
+                                  env, "master", stdout=subprocess.PIPE)
 
     def _connect(self) -> Any:
         import taskq
 
-        return taskq.Client(self.address, authkey=self.authkey.encode())
+        tls = taskq.TLS(ca=self.tls_ca) if self.tls_ca else None
+        return taskq.Client(self.address, authkey=self.authkey.encode(), tls=tls)
 
     def status(self) -> dict[str, Any]:
         """``taskq status --json`` against this cluster's master."""
@@ -148,6 +162,8 @@ def start_system(name: str, workers: int, workdir: Path) -> System:
         return TaskqSystem(name, True, workers, workdir)
     if name == "taskq-memory":
         return TaskqSystem(name, False, workers, workdir)
+    if name == "taskq-tls":
+        return TaskqSystem(name, False, workers, workdir, tls=True)
     if name == "processpool":
         return peers.ProcessPoolSystem(workers)
     if name == "seed":
@@ -157,11 +173,16 @@ def start_system(name: str, workers: int, workdir: Path) -> System:
     raise ValueError(f"unknown system {name!r}")
 
 
-SYSTEM_NAMES = ("taskq-durable", "taskq-memory", "processpool", "seed", "dask")
+SYSTEM_NAMES = ("taskq-durable", "taskq-memory", "taskq-tls", "processpool", "seed", "dask")
 
 
 def available(name: str) -> str | None:
     """Why ``name`` cannot run here (None when it can)."""
+    if name == "taskq-tls":
+        try:
+            import cryptography  # noqa: F401
+        except ImportError:
+            return "needs cryptography to make certificates (pip install 'taskq[bench]')"
     if name == "dask":
         try:
             import distributed  # noqa: F401

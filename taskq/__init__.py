@@ -29,12 +29,16 @@ from taskq.errors import (
     TaskqError,
     TaskRefused,
     TaskTimeout,
+    VersionMismatch,
     WorkerLost,
 )
 from taskq.options import TaskFunction, task
+from taskq.progress import track
 from taskq.shared_state import current_client
+from taskq.tls import TLS, TLSError
 
 __all__ = [
+    "TLS",
     "AsyncClient",
     "AuthError",
     "Client",
@@ -42,6 +46,7 @@ __all__ = [
     "PayloadTooLarge",
     "RemoteError",
     "SerializationError",
+    "TLSError",
     "TaskContext",
     "TaskCrashed",
     "TaskFunction",
@@ -50,6 +55,7 @@ __all__ = [
     "TaskRefused",
     "TaskTimeout",
     "TaskqError",
+    "VersionMismatch",
     "WorkerLost",
     "current_client",
     "current_task",
@@ -57,6 +63,7 @@ __all__ = [
     "map",
     "submit",
     "task",
+    "track",
 ]
 __version__ = "0.1.0"
 

@@ -27,8 +27,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from taskq import defaults, jobs, logs
-from taskq.auth import AuthkeyMissing, master_authkey, resolve_authkey
+from taskq import defaults, jobs, logs, tls
+from taskq.auth import AuthkeyMissing, master_authkeys, resolve_authkey
 from taskq.errors import TaskqError
 from taskq.options import make_options, parse_duration, parse_when, start_time
 from taskq.remote import Remote
@@ -49,6 +49,15 @@ AddressOpt = Annotated[str | None, typer.Option(
     help="The master as HOST:PORT.")]
 KeyFileOpt = Annotated[Path | None, typer.Option(
     "--authkey-file", help=f"File holding the authkey (else ${defaults.ENV_AUTHKEY}).")]
+TlsCaOpt = Annotated[Path | None, typer.Option(
+    "--tls-ca", envvar=tls.ENV_CA, show_envvar=True,
+    help="CA certificate(s): verify the master (on the master: require client certificates "
+         "signed by it).")]
+TlsCertOpt = Annotated[Path | None, typer.Option(
+    "--tls-cert", envvar=tls.ENV_CERT, show_envvar=True,
+    help="This side's certificate (the master's; a peer's for mutual TLS).")]
+TlsKeyOpt = Annotated[Path | None, typer.Option(
+    "--tls-key", envvar=tls.ENV_KEY, show_envvar=True, help="The private key of --tls-cert.")]
 LogJsonOpt = Annotated[bool, typer.Option("--log-json", help="Log JSON lines even on a terminal.")]
 
 
@@ -92,10 +101,19 @@ def _address(text: str | None, flag: str = "--address") -> tuple[str, int]:
         raise typer.BadParameter(str(exc), param_hint=flag) from None
 
 
+def _tls(ca: Path | None, cert: Path | None, key: Path | None) -> tls.TLS | None:
+    """TLS settings from --tls-ca/--tls-cert/--tls-key (or TASKQ_TLS_*); None: plain TCP."""
+    try:
+        return tls.TLS.from_env(ca, cert, key)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--tls-ca/--tls-cert/--tls-key") from None
+
+
 def _open_link(address: tuple[str, int], key_file: Path | None,
-               on_connect: Callable[[Remote], None] | None = None) -> Link:
+               on_connect: Callable[[Remote], None] | None = None,
+               tls_settings: tls.TLS | None = None) -> Link:
     link = Link(address, resolve_authkey(None, key_file), reconnect_for=defaults.CONNECT_TIMEOUT_S,
-                on_connect=on_connect)
+                on_connect=on_connect, tls_settings=tls_settings)
     link.open(defaults.CONNECT_TIMEOUT_S)
     return link
 
@@ -107,10 +125,13 @@ def _on_signals(handler: Callable[[], None]) -> None:
 
 @app.command()
 def master(
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",  # noqa: S104 -- a master serves a cluster: every interface by default; --host narrows it
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")]
     = defaults.PORT,
-    authkey_file: KeyFileOpt = None,
+    authkey_file: Annotated[list[Path] | None, typer.Option(
+        "--authkey-file", help=f"File of authkeys, one per line (else ${defaults.ENV_AUTHKEY}); "
+                               f"give it twice, or give several lines, to accept old and new "
+                               f"keys while rotating (the first is the master's own).")] = None,
     state: Annotated[Path | None, typer.Option(
         help="Journal file (default: ~/.local/state/taskq/journal.db).")] = None,
     in_memory: Annotated[bool, typer.Option(
@@ -129,6 +150,19 @@ def master(
     result_ttl: Annotated[float, typer.Option(
         min=1, help="Seconds a gone Client's results are kept (named jobs: until fetched).")]
     = defaults.RESULT_TTL_S,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    http: Annotated[str, typer.Option(
+        "--http", help="Serve the dashboard, JSON API and /metrics on HOST:PORT (:0 picks a "
+        "free port), or off.")] = defaults.HTTP_DEFAULT,
+    http_token_file: Annotated[Path | None, typer.Option(
+        help=f"File holding the web token (else ${defaults.ENV_HTTP_TOKEN}); required "
+        f"when --http is not loopback.")] = None,
+    metrics_public: Annotated[bool, typer.Option(
+        "--metrics-public", help="Serve /metrics without the token.")] = False,
+    history: Annotated[str, typer.Option(
+        help="How long task history is kept, e.g. 7d, 12h, 30m.")] = "7d",
     log_json: LogJsonOpt = False,
     log_level: LogLevelOpt = "info",
 ) -> None:
@@ -137,19 +171,56 @@ def master(
 
     if state is not None and in_memory:
         raise typer.BadParameter("--state and --in-memory exclude each other")
+    web = _http_config(http, http_token_file, metrics_public)
+    keep = _duration(history, "--history")
     logs.configure(json=log_json or None, level=log_level)
     with user_errors():
-        key, key_path = master_authkey(authkey_file)
+        keys, key_path = master_authkeys(authkey_file or [])
         journal = None if in_memory else (state or defaults.state_dir() / "journal.db")
-        config = master_mod.MasterConfig(host, port, key, journal, lost_after, max_attempts,
+        config = master_mod.MasterConfig(host, port, keys[0], journal, lost_after, max_attempts,
                                          int(max_payload * 1024 * 1024), max_pending,
-                                         result_ttl)
+                                         result_ttl, _master_tls(tls_ca, tls_cert, tls_key),
+                                         tuple(keys[1:]), web, http == defaults.HTTP_DEFAULT,
+                                         keep)
         if key_path is not None:
             typer.echo(f"taskq master authkey file: {key_path} (copy it to workers; use "
                        f"--authkey-file or {defaults.ENV_AUTHKEY})")
         stop = threading.Event()
         _on_signals(stop.set)
-        raise typer.Exit(master_mod.run(config, stop, _announce))
+        raise typer.Exit(master_mod.run(config, stop, _announce, _say))
+
+
+def _say(line: str) -> None:
+    typer.echo(line)
+    sys.stdout.flush()
+
+
+def _duration(text: str, flag: str) -> float:
+    from taskq.views_cli import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag) from None
+
+
+def _http_config(text: str, token_file: Path | None, metrics_public: bool) -> Any:
+    """The web server's settings from the flags (usage errors exit 2)."""
+    from taskq.http import make_config
+
+    try:
+        return make_config(text, token_file, os.environ.get(defaults.ENV_HTTP_TOKEN, ""),
+                           metrics_public)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--http") from None
+
+
+def _master_tls(ca: Path | None, cert: Path | None, key: Path | None) -> tls.TLS | None:
+    settings = _tls(ca, cert, key)
+    if settings is not None and settings.cert is None:
+        raise typer.BadParameter("a TLS master needs --tls-cert and --tls-key (with --tls-ca "
+                                 "alone it could not prove who it is)", param_hint="--tls-cert")
+    return settings
 
 
 def _announce(address: str) -> None:
@@ -212,6 +283,9 @@ def worker(
     resources: Annotated[str | None, typer.Option(
         help="What this worker has, for tasks that need it: NAME=AMOUNT[,...], e.g. "
         "gpu=2,ram_gb=64.")] = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
     log_json: LogJsonOpt = False,
     log_level: LogLevelOpt = "info",
 ) -> None:
@@ -228,7 +302,8 @@ def worker(
                               size,
                               tuple(q.strip() for q in queues.split(",") if q.strip()),
                               grace, max_tasks_per_child, max_memory_per_child,
-                              connect_for=connect_timeout, pool=pool, resources=have)
+                              connect_for=connect_timeout, pool=pool, resources=have,
+                              tls=_tls(tls_ca, tls_cert, tls_key))
         runner = Worker(config)
         _on_signals(runner.stop)
         raise typer.Exit(runner.run())
@@ -254,6 +329,9 @@ def submit(
                      "2026-12-01T02:00+01:00.")] = None,
     address: AddressOpt = None,
     authkey_file: KeyFileOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Submit one task; its result waits on the master for `taskq results JOB`."""
     where = _address(address)
@@ -264,7 +342,7 @@ def submit(
     options = _submit_options(timeout, retries, priority, queue, backoff, start_in, start_at)
     with user_errors():
         name = job or jobs.new_job_name()
-        link = _open_link(where, authkey_file)
+        link = _open_link(where, authkey_file, None, _tls(tls_ca, tls_cert, tls_key))
         try:
             task_id = jobs.submit(link.remote, name, target, args or [], options)
         finally:
@@ -298,15 +376,27 @@ def results(
         "--json", help="One JSON object per result and line.")] = False,
     address: AddressOpt = None,
     authkey_file: KeyFileOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Print a job's results as they arrive; each leaves the master once printed.
     Exit 1 if any task failed."""
+    from taskq.progress import ResultsBar, stderr_is_terminal
+
     where = _address(address)
     printer = jobs.Printer(sys.stdout, as_json)
     with user_errors(), _stoppable(printer, job):
-        link = _open_link(where, authkey_file, _say_hello(jobs.outbox_of(job)))
+        link = _open_link(where, authkey_file, _say_hello(jobs.outbox_of(job)),
+                          _tls(tls_ca, tls_cert, tls_key))
         try:
-            still_open = jobs.collect(link.remote, job, wait, timeout, printer)
+            if wait and stderr_is_terminal():  # a bar on stderr; results still go to stdout
+                bar = ResultsBar(printer, lambda: link.remote.open_count(
+                    jobs.outbox_of(job)), job)
+                with bar.bar:
+                    still_open = jobs.collect(link.remote, job, wait, timeout, bar)
+            else:
+                still_open = jobs.collect(link.remote, job, wait, timeout, printer)
         finally:
             link.close()
     typer.echo(printer.summary(still_open), err=True)
@@ -380,78 +470,36 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     address: AddressOpt = None,
     authkey_file: KeyFileOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Show the workers, the queue depth and counts of finished tasks."""
     from taskq.status_view import render
 
     where = _address(address)
     with user_errors():
-        link = _open_link(where, authkey_file)
+        link = _open_link(where, authkey_file, None, _tls(tls_ca, tls_cert, tls_key))
         try:
             snapshot = link.remote.status()
+            jobs = link.remote.monitor()["jobs"]
         finally:
             link.close()
     if as_json:
-        typer.echo(json.dumps(asdict(snapshot), indent=2))
+        typer.echo(json.dumps({**asdict(snapshot), "jobs": jobs}, indent=2))
     else:
-        render(snapshot, f"{where[0]}:{where[1]}")
+        render(snapshot, f"{where[0]}:{where[1]}", jobs=jobs)
 
 
-prims_app = typer.Typer(help="List the shared primitives the master hosts (locks, "
-                        "semaphores, dicts, counters, queues, events): name, kind, holders, "
-                        "waiters, size; or delete one.")
-app.add_typer(prims_app, name="primitives")
-
-
-@prims_app.callback(invoke_without_command=True)
-def primitives(
-    ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
-) -> None:
-    """List the shared primitives: name, kind, holders, waiters, size."""
-    from taskq.prim_view import render
-
-    if ctx.invoked_subcommand is not None:
-        return
+def _ask(address: str | None, key_file: Path | None, call: Callable[[Remote], Any]) -> Any:
+    """One call to the master over a fresh link."""
     where = _address(address)
     with user_errors():
-        link = _open_link(where, authkey_file)
+        link = _open_link(where, key_file)
         try:
-            rows = link.remote.primitives()
+            return call(link.remote)
         finally:
             link.close()
-    typer.echo(render(rows, as_json))
-
-
-@prims_app.command("delete")
-def primitives_delete(
-    name: Annotated[str, typer.Argument(help="The primitive's name (every kind by that name).")],
-    kind: Annotated[str | None, typer.Option(help="Delete only this kind.")] = None,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
-) -> None:
-    """Delete a shared primitive; its holders and waiters lose it. Exit 1 if none."""
-    from taskq.state.primitives import KINDS, check_name
-
-    where = _address(address)
-    try:
-        check_name(name)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="NAME") from None
-    if kind is not None and kind not in KINDS:
-        raise typer.BadParameter(f"bad kind {kind!r}: expected one of {', '.join(KINDS)}",
-                                 param_hint="--kind")
-    with user_errors():
-        link = _open_link(where, authkey_file)
-        try:
-            gone = link.remote.delete_primitive(name, kind)
-        finally:
-            link.close()
-    if not gone:
-        fail(f"no shared primitive named {name!r}")
-    typer.echo(f"deleted {', '.join(gone)} {name!r}")
 
 
 @app.command()
@@ -467,10 +515,12 @@ def demo(
 
 
 def _add_subcommands() -> None:
-    from taskq import cli_queue, cli_schedule  # they use the helpers above
+    from taskq import cli_observe, cli_prims, cli_queue, cli_schedule  # they use the above
 
     app.add_typer(cli_schedule.app, name="schedule")
     app.add_typer(cli_queue.app, name="queue")
+    app.add_typer(cli_prims.app, name="primitives")
+    del cli_observe  # its commands joined ``app`` as it was imported
 
 
 _add_subcommands()

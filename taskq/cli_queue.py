@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from taskq.cli import AddressOpt, KeyFileOpt, _address, _open_link, user_errors
+from taskq.cli import AddressOpt, KeyFileOpt, _ask
+from taskq.remote import Remote
 from taskq.state.limits import parse_rate
 from taskq.wire import QueueRow
 
@@ -24,15 +25,13 @@ app = typer.Typer(no_args_is_help=True, help="Queues and their rate and concurre
 def _rows(address: str | None, key_file: Path | None, name: str = "", rate: float = 0.0,
           concurrency: int | None = None) -> list[QueueRow]:
     """Set a queue's limits first when ``concurrency`` is given; return every queue."""
-    where = _address(address)
-    with user_errors():
-        link = _open_link(where, key_file)
-        try:
-            if concurrency is not None:
-                link.remote.queue_set(name, rate, concurrency)
-            return link.remote.queues()
-        finally:
-            link.close()
+    def call(remote: Remote) -> list[QueueRow]:
+        if concurrency is not None:
+            remote.queue_set(name, rate, concurrency)
+        return remote.queues()
+
+    rows: list[QueueRow] = _ask(address, key_file, call)
+    return rows
 
 
 @app.command("set")

@@ -15,28 +15,17 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from taskq import jobs
-from taskq.cli import AddressOpt, KeyFileOpt, _address, _open_link, fail, user_errors
+from taskq.cli import AddressOpt, KeyFileOpt, _ask, fail
 from taskq.options import make_options
 from taskq.remote import Remote
 from taskq.wire import Schedule
 
 app = typer.Typer(no_args_is_help=True, help="Periodic schedules, run by the master.")
-
-
-def _call(address: str | None, key_file: Path | None, use: Callable[[Remote], Any]) -> Any:
-    """Open a link, run ``use(remote)``, close it; errors a user can fix are one line."""
-    where = _address(address)
-    with user_errors():
-        link = _open_link(where, key_file)
-        try:
-            return use(link.remote)
-        finally:
-            link.close()
 
 
 @app.command("add")
@@ -62,7 +51,7 @@ def add(
             timeout, retries, 0, queue), cron, every, tz, catch_up)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    replaced = _call(address, authkey_file, lambda r: r.schedule_add(spec))
+    replaced = _ask(address, authkey_file, lambda r: r.schedule_add(spec))
     typer.echo(f"schedule {name} {'replaced' if replaced else 'added'}; its runs are the job "
                f"{spec.job}")
 
@@ -71,7 +60,7 @@ def add(
 def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
           address: AddressOpt = None, authkey_file: KeyFileOpt = None) -> None:
     """Show every schedule: when it runs next, and its last run and outcome."""
-    specs: list[Schedule] = _call(address, authkey_file, lambda r: r.schedules())
+    specs: list[Schedule] = _ask(address, authkey_file, lambda r: r.schedules())
     if as_json:
         rows = [{k: v for k, v in asdict(s).items() if k not in ("fn", "args", "options")}
                 | {"queue": s.options.queue} for s in specs]
@@ -89,7 +78,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
 
 def _change(name: str, address: str | None, key_file: Path | None,
             use: Callable[[Remote], bool], done: str) -> None:
-    found = _call(address, key_file, use)
+    found = _ask(address, key_file, use)
     if not found:
         fail(f"no schedule named {name}")
     typer.echo(f"schedule {name} {done}")

@@ -24,7 +24,6 @@ import itertools
 import os
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
@@ -34,7 +33,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from taskq import defaults, logs, wire
+from taskq import defaults, logs, owners, wire
 from taskq.auth import resolve_authkey
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskqError
 from taskq.future import TaskFuture
@@ -42,6 +41,7 @@ from taskq.options import TaskFunction, start_time
 from taskq.remote import Remote
 from taskq.shared_state import SharedState
 from taskq.state.schedules import check, interval
+from taskq.tls import TLS
 from taskq.transport import Link, parse_address
 from taskq.wire import (
     DEFAULT_OPTIONS,
@@ -97,7 +97,9 @@ class Client(SharedState, Executor):
     def __init__(self, address: str | tuple[str, int] | None = None,
                  authkey: bytes | str | None = None, *, procs: int | None = None,
                  connect_for: float = defaults.CONNECT_TIMEOUT_S * 2,
-                 reconnect_for: float = defaults.RECONNECT_FOR_S) -> None:
+                 reconnect_for: float = defaults.RECONNECT_FOR_S,
+                 tls: TLS | None = None) -> None:
+        """``tls``: how to reach a master that speaks TLS (default: from TASKQ_TLS_*)."""
         self._cluster = None
         address = address or os.environ.get(defaults.ENV_ADDRESS)
         if address is None:
@@ -108,7 +110,8 @@ class Client(SharedState, Executor):
         else:
             key = resolve_authkey(authkey)
         self.address = parse_address(address) if isinstance(address, str) else address
-        self.outbox = f"{defaults.CLIENT_OUTBOX_PREFIX}{uuid.uuid4().hex}"
+        self.outbox = owners.new_client_claim()  # a secret: whoever holds it reaches the results
+        self.public_outbox = owners.outbox_name(self.outbox)  # what logs and task ids show
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
@@ -125,7 +128,8 @@ class Client(SharedState, Executor):
         self._stopped = threading.Event()
         self.info: MasterInfo | None = None
         self._link = Link(self.address, key, reconnect_for=reconnect_for,
-                          on_connect=self._on_connect)
+                          on_connect=self._on_connect,
+                          tls_settings=tls if tls is not None or self._cluster else TLS.from_env())
         self._remote = self._link.remote
         try:
             self._link.open(connect_for)
@@ -259,7 +263,7 @@ class Client(SharedState, Executor):
                  options: TaskOptions | None) -> _Entry:
         """A task encoded and checked, with its future; not queued yet."""
         self._check_open()
-        msg = TaskMsg(f"{self.outbox}-{next(self._ids)}", self.outbox, fn,
+        msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, fn,
                       wire.encode_args(args, kwargs), options or DEFAULT_OPTIONS)
         limit = self.info.max_payload if self.info else None
         if limit is not None and msg.size > limit:
@@ -311,7 +315,7 @@ class Client(SharedState, Executor):
         deadline = time.monotonic() + defaults.LOST_AFTER_S * 2
         cancelled: set[str] = set()
         while task_ids:
-            out = self._remote.cancel(task_ids, defaults.LONG_POLL_S)
+            out = self._remote.cancel(task_ids, defaults.LONG_POLL_S, self.outbox)
             cancelled.update(out.cancelled)
             task_ids = out.asked if time.monotonic() < deadline else []
         with self._lock:
@@ -350,7 +354,7 @@ class Client(SharedState, Executor):
             except TaskqError as exc:  # the master is gone, or failed: told to every future
                 self._fail_all(exc)
             except BaseException as exc:
-                log.exception("client_thread_failed", outbox=self.outbox)
+                log.exception("client_thread_failed", outbox=self.public_outbox)
                 self._fail_all(TaskqError(f"the client's link to the master failed: {exc!r}"))
         return run
 
@@ -364,7 +368,7 @@ class Client(SharedState, Executor):
         with self._lock:
             resend = [e.msg for e in self._entries.values() if e.sent]
         if resend:
-            log.info("resubmitting", count=len(resend), outbox=self.outbox)
+            log.info("resubmitting", count=len(resend), outbox=self.public_outbox)
         for start in range(0, len(resend), defaults.SUBMIT_BATCH):
             batch = resend[start:start + defaults.SUBMIT_BATCH]
             while batch:
@@ -404,7 +408,7 @@ class Client(SharedState, Executor):
                 # so the master need not journal a batch before it answers
                 rest = rest[self._remote.submit([e.msg for e in rest], False):]
         except MasterError as exc:
-            log.warning("submit_failed", outbox=self.outbox, error=str(exc))
+            log.warning("submit_failed", outbox=self.public_outbox, error=str(exc))
             self._fail([(e, exc) for e in batch])
         finally:
             with self._lock:
@@ -429,7 +433,7 @@ class Client(SharedState, Executor):
                 fetched = self._remote.fetch(self.outbox, ack, defaults.RESULT_BATCH, wait)
             except MasterError as exc:
                 failures += 1
-                log.warning("fetch_failed", outbox=self.outbox, error=str(exc))
+                log.warning("fetch_failed", outbox=self.public_outbox, error=str(exc))
                 if failures >= FETCH_RETRIES:
                     raise
                 self._stopped.wait(0.1 * 2 ** failures)

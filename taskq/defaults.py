@@ -43,6 +43,10 @@ RECONNECT_FOR_S = 60.0
 # A new connection that has not finished the handshake and first request in this time is
 # dropped: a silent peer holds a server thread no longer than this.
 HANDSHAKE_TIMEOUT_S = 5.0
+# A TLS peer sends its hello at once; one silent this long on a TLS master is a plain-text
+# peer waiting for the challenge, and is told so. Longer tolerates slower links; shorter
+# tells a plain peer sooner. Well under HANDSHAKE_TIMEOUT_S.
+PLAIN_PEER_WAIT_S = 2.0
 # Keepalive on every master socket: a peer that vanished (power loss, partition) is noticed
 # after about IDLE + INTERVAL * COUNT seconds and its server thread is freed.
 KEEPALIVE_IDLE_S = 10
@@ -186,3 +190,27 @@ LOOP_TICK_S = 0.05
 LOOP_SLOW_S = 0.1
 # How long a stopping asyncio pool waits for its cancelled coroutines before leaving them.
 LOOP_STOP_S = 5.0
+# --------------------------------------------------------------------------- seeing in
+# The master's web page and /metrics listen here by default: loopback only, so no token is
+# needed; any other address requires one. "off" serves nothing.
+HTTP_DEFAULT = "127.0.0.1:8265"
+ENV_HTTP_TOKEN = "TASKQ_HTTP_TOKEN"  # noqa: S105 (the name of a variable, not a secret)
+# Task history (every attempt) is kept this long by default (`--history`), and for at most
+# this many tasks: the bound keeps the master's memory and the journal's size in check
+# (about 1 KiB per task with a short traceback) whatever the task rate.
+HISTORY_KEEP_S = 7 * 24 * 3600.0
+HISTORY_MAX_TASKS = 100_000
+# The reaper prunes history this often, at most this many tasks per round: off the hot path,
+# and one round never holds the broker's lock for long.
+HISTORY_PRUNE_EVERY_S = 5.0
+HISTORY_PRUNE_BATCH = 5_000
+# A failed attempt's traceback is kept up to this many characters (its last ones): with
+# HISTORY_MAX_TASKS, bounds the history's memory even when every task fails.
+TRACEBACK_MAX_CHARS = 4_000
+# The dashboard's charts cover this many one-minute windows.
+STATS_WINDOWS = 15
+# Bucket bounds (seconds) of the wait and run time histograms in /metrics.
+HIST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                60.0, 300.0, 1800.0)
+# Workers declared lost stay listed (as lost) this long on the page and in /metrics.
+LOST_WORKERS_SHOWN_S = 900.0

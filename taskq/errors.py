@@ -32,6 +32,11 @@ class AuthError(TaskqError):
     """The master rejected the authkey."""
 
 
+class VersionMismatch(AuthError):
+    """The master and this peer run versions that cannot work together (the message names
+    both and what to align); it is refused, like a wrong key."""
+
+
 class ConnectError(TaskqError, ConnectionError):
     """The master could not be reached (or reached again) within the allowed time."""
 

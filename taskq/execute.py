@@ -29,6 +29,7 @@ from typing import Any
 
 from taskq import wire
 from taskq.context import TaskContext, bind, unbind
+from taskq.defaults import TRACEBACK_MAX_CHARS
 from taskq.errors import RemoteError, TaskLoadError
 from taskq.options import TaskFunction, retry_applies
 from taskq.wire import Status
@@ -76,7 +77,8 @@ def load(payload: tuple[Any, ...]) -> Call | Outcome:
         fn = _load_function(fn_bytes)
         args, kwargs = wire.decode_args(args_bytes)
     except BaseException as exc:  # a module may even exit as it is imported
-        return Status.ERROR, _error_body(_load_error(exc)), "", False
+        err = _load_error(exc)
+        return Status.ERROR, _error_body(err), _trace(err), False
     return Call(fn, args, kwargs, retry_on, payload[3] if len(payload) > 3 else None)
 
 
@@ -133,7 +135,7 @@ def call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
 def failed(exc: BaseException, retry_on: tuple[str, ...]) -> Outcome:
     """The outcome of a task that raised ``exc``."""
     retry = not retry_on or retry_applies(retry_on, type(exc))
-    return Status.ERROR, _error_body(exc), "", retry
+    return Status.ERROR, _error_body(exc), _trace(exc), retry
 
 
 def encode(value: Any) -> Outcome:
@@ -141,7 +143,17 @@ def encode(value: Any) -> Outcome:
     try:
         return Status.OK, wire.encode_value(value), "", False
     except BaseException as exc:  # SerializationError, or what pickling raised past it
-        return Status.ERROR, _error_body(exc), "", False
+        return Status.ERROR, _error_body(exc), _trace(exc), False
+
+
+def _trace(exc: BaseException) -> str:
+    """The traceback as text, for the master's task history (which never unpickles the
+    exception); its last TRACEBACK_MAX_CHARS characters, ending with the exception line."""
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except BaseException:  # a __str__ that raises
+        text = f"{type(exc).__qualname__}: <unprintable>"
+    return text[-TRACEBACK_MAX_CHARS:]
 
 
 def is_async(fn: Any) -> bool:

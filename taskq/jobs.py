@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from taskq import defaults, wire
+from taskq import defaults, owners, wire
 from taskq.errors import TaskLoadError, TaskqError
 from taskq.options import parse_duration
 from taskq.remote import Remote
@@ -91,7 +91,9 @@ def submit(remote: Remote, job: str, target: str, args: list[str],
     """Submit one task to a job; returns its task id once the master has journaled it
     (while the master's queue is full, this waits for room as every submitter does)."""
     fn = parse_target(target)
-    msg = TaskMsg(f"{job}-{uuid.uuid4().hex[:12]}", outbox_of(job), wire.encode_function(fn),
+    prefix = owners.task_prefix(outbox_of(job))
+    msg = TaskMsg(f"{prefix}{uuid.uuid4().hex[:12]}", outbox_of(job),
+                  wire.encode_function(fn),
                   wire.encode_args(tuple(parse_arg(a) for a in args), {}), options)
     while remote.submit([msg], True) != 1:  # each call waits on the master a bounded time
         pass

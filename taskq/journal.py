@@ -42,10 +42,13 @@ from taskq.defaults import (
     JOURNAL_UPKEEP_MAX_S,
     JOURNAL_VACUUM_PAGES,
     JOURNAL_WINDOW_S,
+    STATS_WINDOWS,
 )
 from taskq.state import BrokerState, Changes, TaskRecord
+from taskq.state.history import Attempt
 from taskq.state.limits import QueueLimit
 from taskq.state.primitives import PrimitiveState
+from taskq.state.stats import Histogram
 from taskq.wire import ResultMsg, Schedule, TaskMsg, TaskOptions, TaskState
 
 log = logs.get_logger("taskq.journal")
@@ -69,6 +72,17 @@ CREATE TABLE IF NOT EXISTS aliases (
 );
 CREATE TABLE IF NOT EXISTS queue_limits (
     queue TEXT PRIMARY KEY, rate REAL NOT NULL, concurrency INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    task_id TEXT NOT NULL, n INTEGER NOT NULL, job TEXT NOT NULL, queue TEXT NOT NULL,
+    worker TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, queued REAL NOT NULL,
+    leased REAL NOT NULL, started REAL NOT NULL, ended REAL NOT NULL, outcome TEXT NOT NULL,
+    error_type TEXT NOT NULL, detail TEXT NOT NULL, final INTEGER NOT NULL,
+    PRIMARY KEY (task_id, n)
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT NOT NULL, queue TEXT NOT NULL, outcome TEXT NOT NULL, value INTEGER NOT NULL,
+    PRIMARY KEY (name, queue, outcome)
 );
 """
 # Columns added to the tasks table since its first version (added to an older journal on open):
@@ -100,6 +114,7 @@ class Journal:
         _add_columns(self._db)
         self._page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._dblock = threading.Lock()  # the writer and direct write() callers share _db
+        self.commit_seconds = Histogram()  # how long each transaction took (for /metrics)
         self._cond = threading.Condition()
         self._queue: list[Changes] = []
         self._appended = 0
@@ -230,7 +245,7 @@ class Journal:
         """Restore every journaled task and result into ``state``; returns their counts."""
         with self._dblock:
             tasks = self._db.execute(
-                f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY seq").fetchall()
+                f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY seq").fetchall()  # noqa: S608 -- a constant list of column names, no input
             results = self._db.execute(
                 "SELECT task_id, outbox, status, body, detail, worker, duration FROM results"
             ).fetchall()
@@ -252,6 +267,7 @@ class Journal:
             state.limits.restore(queue, QueueLimit(rate, concurrency))
         for alias, outbox, target in aliases:
             state.restore_alias(alias, outbox, target)
+        self._load_history(state)
         return len(tasks), len(results)
 
     def load_primitives(self, prims: PrimitiveState, now: float) -> int:
@@ -259,12 +275,28 @@ class Journal:
         with self._dblock:
             return journal_prims.load(self._db, prims, now)
 
+    def _load_history(self, state: BrokerState) -> None:
+        """Restore the counters and the attempts journaled for the history, oldest first."""
+        with self._dblock:
+            counters = self._db.execute("SELECT name, queue, outcome, value FROM counters")
+            for name, queue, outcome, value in counters.fetchall():
+                state.history.stats.restore((name, queue, outcome), value)
+            rows = self._db.execute(
+                "SELECT * FROM history ORDER BY final, ended, task_id, n").fetchall()
+        for row in rows:
+            attempt = Attempt(*row)
+            attempt.final = bool(attempt.final)
+            state.history.restore(attempt)
+        state.history.replay_windows(time.time() - STATS_WINDOWS * 60.0)
+
     def write(self, changes: Changes) -> None:
         """Persist one batch of changes in a single transaction."""
         if not changes:
             return
         with self._dblock:
+            began = time.perf_counter()
             _write(self._db, changes)
+            self.commit_seconds.observe(time.perf_counter() - began)
 
     def close(self) -> None:
         """Write what is queued, checkpoint the WAL into the database file, and close."""
@@ -359,7 +391,7 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
         to_wall = time.time() - time.monotonic()  # the broker's clock -> wall clock
         if changes.added:
             db.executemany(
-                f"INSERT OR REPLACE INTO tasks ({_TASK_COLUMNS}) VALUES "
+                f"INSERT OR REPLACE INTO tasks ({_TASK_COLUMNS}) VALUES "  # noqa: S608 -- a constant list of column names, no input
                 f"(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 [(r.msg.task_id, r.msg.outbox, r.seq, r.msg.fn, r.msg.args,
                   r.msg.options.timeout, r.msg.options.retries, r.msg.options.priority,
@@ -382,10 +414,27 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
             db.executemany("DELETE FROM results WHERE task_id=?", [(t,) for t in changes.acked])
         if changes.prims:
             journal_prims.write(db, changes.prims)
+        _write_history(db, changes)
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _write_history(db: sqlite3.Connection, changes: Changes) -> None:
+    if changes.attempts:
+        db.executemany("INSERT OR REPLACE INTO history VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                       [(a.task_id, a.n, a.job, a.queue, a.worker, a.host, a.pid, a.queued,
+                         a.leased, a.started, a.ended, a.outcome, a.error_type, a.detail,
+                         int(a.final)) for a in changes.attempts])
+    if changes.history_gone:
+        db.executemany("DELETE FROM history WHERE task_id=?",
+                       [(t,) for t in changes.history_gone])
+    if changes.counts:
+        db.executemany(
+            "INSERT INTO counters VALUES (?,?,?,?) ON CONFLICT (name, queue, outcome) "
+            "DO UPDATE SET value = value + excluded.value",
+            [(*key, n) for key, n in changes.counts.items()])
 
 
 def merge(batch: list[Changes]) -> Changes:
@@ -410,6 +459,9 @@ def merge(batch: list[Changes]) -> Changes:
         out.limits += changes.limits
         out.joined += changes.joined
         out.unjoined += changes.unjoined
+        out.attempts += changes.attempts
+        out.history_gone += changes.history_gone
+        out.counts.update(changes.counts)
     out.schedules = [s for s in final.values() if s is not None]
     out.schedules_removed = [name for name, s in final.items() if s is None]
     added = {r.msg.task_id for r in out.added}

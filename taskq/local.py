@@ -36,7 +36,7 @@ def _die_with_parent() -> None:
 
 def spawn(args: list[str], env: dict[str, str], **kwargs: object) -> subprocess.Popen[str]:
     """Start ``python -m taskq ARGS`` tied to this process's life."""
-    return subprocess.Popen([sys.executable, "-m", "taskq", *args], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "taskq", *args], env=env, text=True,  # noqa: S603 -- runs this interpreter on taskq's own fixed arguments
                             preexec_fn=_die_with_parent, **kwargs)  # type: ignore[call-overload]
 
 
@@ -57,7 +57,7 @@ def read_line_with(stream: IO[str], prefix: str, timeout: float) -> str | None:
 
 def read_address(proc: subprocess.Popen[str], timeout: float) -> str:
     """Wait (bounded) for the master's "listening on" line and return HOST:PORT."""
-    assert proc.stdout is not None
+    assert proc.stdout is not None  # noqa: S101 -- narrows a type: the pipe was asked for just above
     address = read_line_with(proc.stdout, READY_PREFIX, timeout)
     if address is None:
         raise ConnectError(f"the local master did not start within {timeout:g} s "
@@ -86,6 +86,8 @@ class LocalCluster:
         self.authkey = secrets.token_urlsafe(32).encode()
         env = {**os.environ, ENV_AUTHKEY: self.authkey.decode()}
         env.pop("TASKQ_ADDRESS", None)
+        for name in ("TASKQ_TLS_CA", "TASKQ_TLS_CERT", "TASKQ_TLS_KEY"):  # on loopback: plain
+            env.pop(name, None)
         common = ["--log-level", log_level]
         self.master = spawn(["master", "--host", "127.0.0.1", "--port", "0", "--in-memory",
                              *common], env, stdout=subprocess.PIPE)

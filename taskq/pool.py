@@ -239,6 +239,10 @@ class ProcessPool:
         """Jobs being run by a child right now."""
         return sum(1 for child in self._children if child.fifo)
 
+    def pids(self) -> list[int]:
+        """The process ids of the pool's live children (read only)."""
+        return [pid for child in self._children if (pid := child.proc.pid) is not None]
+
     def take_back(self) -> list[Job]:
         """Remove and return the jobs not written to any child."""
         with self._cond:
@@ -414,7 +418,7 @@ class ProcessPool:
         if child.fifo and child.fifo[0][0].task_id not in self._dropped:
             self._begun.append(child.fifo[0][0].task_id)
         try:
-            status, value, rss = pickle.loads(data)
+            status, value, rss = pickle.loads(data)  # noqa: S301 -- a reply of this worker's own pool process, over a private pipe
         except Exception as exc:
             status, rss = RAISED, 0
             value = f"result could not be unpickled: {type(exc).__name__}: {exc}"

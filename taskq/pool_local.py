@@ -101,6 +101,10 @@ class LocalPool:
         """Slots taken: jobs running, and timed-out ones whose code has not returned."""
         return self._busy
 
+    def pids(self) -> list[int]:
+        """No process of its own: the tasks run in the worker's."""
+        return []
+
     def take_back(self) -> list[Job]:
         """Remove and return the jobs not begun."""
         with self._lock:

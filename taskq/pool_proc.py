@@ -79,6 +79,18 @@ def oom_kill_count(events: str | None = None) -> int | None:
     return None
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes(pid: int, proc: str = "/proc") -> int:
+    """A process's resident memory in bytes (``/proc/PID/statm``); 0 where unknown."""
+    try:
+        with open(f"{proc}/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 @dataclass(eq=False, slots=True)
 class Child:
     """One pool process as its owner sees it (only the owner's driver thread changes it)."""

@@ -63,9 +63,9 @@ class ThreadPool(LocalPool):
 
     def _watch(self, job: Job) -> None:
         """Under the lock: time the job out at its deadline."""
-        assert job.timeout is not None
         self._seq += 1
-        heapq.heappush(self._deadlines, (time.monotonic() + job.timeout, self._seq, job))
+        heapq.heappush(self._deadlines, (time.monotonic() + (job.timeout or 0.0), self._seq,
+                                         job))
         self._timers.notify()
         if self._timer_thread is None:
             self._timer_thread = threading.Thread(target=self._time_out, name="taskq-timers",
@@ -84,8 +84,7 @@ class ThreadPool(LocalPool):
                 if self._closed:
                     return
                 _, _, job = heapq.heappop(self._deadlines)
-            assert job.timeout is not None
-            self._expire(job, THREAD_TIMEOUT_DETAIL.format(job.timeout))
+            self._expire(job, THREAD_TIMEOUT_DETAIL.format(job.timeout or 0.0))
 
     def _shutdown(self) -> None:
         with self._lock:

@@ -55,8 +55,8 @@ class Remote(RemotePrimitives):
     def open_count(self, outbox: str) -> int | None:
         return cast("int | None", self._call("open_count", outbox))
 
-    def cancel(self, task_ids: list[str], wait: float = 0.0) -> CancelOutcome:
-        return cast(CancelOutcome, self._call("cancel", task_ids, wait))
+    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "") -> CancelOutcome:
+        return cast(CancelOutcome, self._call("cancel", task_ids, wait, outbox))
 
     # ------------------------------------------------------------------ schedules
 
@@ -85,8 +85,9 @@ class Remote(RemotePrimitives):
     def register(self, hello: WorkerHello) -> MasterInfo:
         return cast(MasterInfo, self._call("register", hello))
 
-    def heartbeat(self, worker_id: str, held: list[str], running: int) -> bool:
-        return cast(bool, self._call("heartbeat", worker_id, held, running))
+    def heartbeat(self, worker_id: str, held: list[str], running: int,
+                  memory: int = 0) -> bool:
+        return cast(bool, self._call("heartbeat", worker_id, held, running, memory))
 
     def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
         return cast("list[TaskMsg]", self._call("take", worker_id, n, wait))
@@ -108,6 +109,19 @@ class Remote(RemotePrimitives):
 
     def info(self) -> MasterInfo:
         return cast(MasterInfo, self._call("info"))
+
+    def monitor(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", self._call("monitor"))
+
+    def metrics(self) -> dict[str, Any]:
+        return cast("dict[str, Any]", self._call("metrics"))
+
+    def history(self, job: str | None = None, failed: bool = False,
+                since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        return cast("list[dict[str, Any]]", self._call("history", job, failed, since, limit))
+
+    def inspect(self, task_id: str) -> dict[str, Any] | None:
+        return cast("dict[str, Any] | None", self._call("inspect", task_id))
 
 
 EXPOSED = tuple(name for cls in (Remote, RemotePrimitives) for name in cls.__dict__

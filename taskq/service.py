@@ -19,13 +19,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from taskq import logs
 from taskq.defaults import (
     BATCH_BYTES,
     CLIENT_OUTBOX_PREFIX,
     HEARTBEAT_S,
+    HISTORY_PRUNE_BATCH,
+    HISTORY_PRUNE_EVERY_S,
     LONG_POLL_S,
     MAX_PENDING,
     PREFETCH_MIN,
@@ -34,7 +36,8 @@ from taskq.defaults import (
 )
 from taskq.journal import Journal
 from taskq.service_prims import PrimitiveCalls
-from taskq.state import BrokerState, CancelOutcome, WorkerInfo
+from taskq.state import BrokerState, CancelOutcome, WorkerInfo, views
+from taskq.state.history import job_name
 from taskq.state.limits import QueueLimit
 from taskq.state.resources import describe, unfit
 from taskq.wire import (
@@ -75,6 +78,8 @@ class Broker(PrimitiveCalls):
         state.wall_offset = time.time() - clock()
         self._timer = threading.Condition(self._lock)  # wakes the reaper for a waiting task
         self._next_due: float | None = None  # when the reaper is next due to promote
+        self._prune_at = 0.0
+        state.history.wall_offset = time.time() - clock()
         self._stopping = threading.Event()
         self._reaper: threading.Thread | None = None
         self._init_primitives()
@@ -166,11 +171,14 @@ class Broker(PrimitiveCalls):
         with self._lock:
             return self._state.open_count(outbox)
 
-    def cancel(self, task_ids: list[str], wait: float = 0.0) -> CancelOutcome:
+    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "") -> CancelOutcome:
         """Cancel tasks that have not started; a leased one's worker is asked, and the answer
-        awaited up to ``wait`` s (those still unanswered are in ``asked``: call again)."""
+        awaited up to ``wait`` s (those still unanswered are in ``asked``: call again).
+        With ``outbox``, only that outbox's tasks (the others are told as unknown)."""
         with self._lock:
             state = self._state
+            if outbox:
+                task_ids = state.owned_by(outbox, task_ids)
             out = state.cancel(task_ids)
             if out.asked:
                 self._asks.notify_all()
@@ -260,9 +268,13 @@ class Broker(PrimitiveCalls):
                  pid=hello.pid, procs=hello.procs)
         return self.info()
 
-    def heartbeat(self, worker_id: str, held: list[str], running: int) -> bool:
+    def heartbeat(self, worker_id: str, held: list[str], running: int,
+                  memory: int = 0) -> bool:
+        """``memory``: the worker's resident bytes, its pool processes included (0: unknown)."""
+        if type(memory) is not int or memory < 0:
+            raise ValueError(f"bad memory {memory!r}: expected resident bytes, an int >= 0")
         with self._lock:
-            return self._state.heartbeat(worker_id, held, running, self._clock())
+            return self._state.heartbeat(worker_id, held, running, self._clock(), memory)
 
     def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
         """Lease up to n tasks to a worker, waiting (bounded) when there are none."""
@@ -304,6 +316,10 @@ class Broker(PrimitiveCalls):
                started: list[str] | None = None) -> None:
         """A worker's outcomes, and the tasks it began running since its last report."""
         with self._lock:
+            results, refused = self._state.reportable(worker_id, results)
+            if refused:
+                log.warning("report_refused", worker_id=worker_id, tasks=len(refused),
+                            reason="not leased to this worker")
             pending_before = self._state.pending_count()
             self._state.start(worker_id, started or ())
             self._state.complete(worker_id, results, self._clock())
@@ -348,14 +364,54 @@ class Broker(PrimitiveCalls):
         with self._lock:
             s, now = self._state, self._clock()
             rows = [WorkerRow(w.worker_id, w.host, w.pid, w.procs, w.running, len(w.held),
-                              w.done, w.failed, round(now - w.last_seen, 3), w.pool,
-                              describe(w.resources))
+                              w.done, w.failed, round(now - w.last_seen, 3), pool=w.pool,
+                              resources=describe(w.resources), memory=w.memory)
                     for w in s.workers.values()]
             pending = {q: n for q, n in s.pending_by_queue.items() if n > 0}
             waiting = sum(len(b.results) for b in s.outboxes.values())
             return ClusterStatus(rows, pending, len(s.leased), s.finished_ok, s.finished_failed,
                                  waiting, round(now - self._started, 3), self._journal is not None,
                                  s.queues.waiting_count, unfit(s.queues.heaps, s.resources))
+
+    def monitor(self) -> dict[str, Any]:
+        """What the dashboard and ``taskq top`` show: workers, queues, jobs, recent failures
+        and one-minute figures; copied under the lock, shaped outside it."""
+        with self._lock:
+            copy = views.monitor_copy(self._state, self._clock())
+        copy["uptime"] = round(self._clock() - self._started, 3)
+        copy["durable"] = self._journal is not None
+        return views.render_monitor(copy)
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters, gauges and histograms for /metrics."""
+        with self._lock:
+            out = views.metrics_copy(self._state)
+            journal = self._journal
+        out["commit"] = journal.commit_seconds.copy() if journal is not None else None
+        return out
+
+    def history(self, job: str | None = None, failed: bool = False,
+                since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Tasks' histories, newest first: of one job, failed ones only, ended since a wall
+        time (seconds since the epoch)."""
+        with self._lock:
+            refs = views.history_refs(self._state)
+        return views.select(refs, job, failed, since, limit)
+
+    def inspect(self, task_id: str) -> dict[str, Any] | None:
+        """One task's attempts and where it is now; None if the master knows nothing of it."""
+        with self._lock:
+            task = self._state.history.tasks.get(task_id)
+            where = views.task_state(self._state, task_id)
+            out = task.as_dict() if task is not None else None
+            if out is None and where != "ended":
+                rec = self._state.tasks[task_id]
+                out = {"task_id": task_id, "job": job_name(rec.msg.outbox),
+                       "queue": rec.msg.options.queue, "ended": 0.0, "outcome": "",
+                       "attempts": []}
+        if out is not None:
+            out["state"] = where
+        return out
 
     def reap(self) -> None:
         """Declare silent workers lost and requeue their expired leases."""
@@ -365,6 +421,9 @@ class Broker(PrimitiveCalls):
             lost = self._state.expire(now)
             self._state.promote(now)
             dropped = self._state.drop_abandoned(now, self._result_ttl, CLIENT_OUTBOX_PREFIX)
+            if now >= self._prune_at:
+                self._prune_at = now + HISTORY_PRUNE_EVERY_S
+                self._state.history.prune(now, HISTORY_PRUNE_BATCH)
             requeued = self._state.pending_count() - pending_before
             failed = [res for _, res in self._state.changes.finished]
             self._commit()

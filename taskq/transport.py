@@ -16,7 +16,16 @@ The manager protocol is the standard library's; this module only sets it up well
   started must arrive in time (FRAME_TIMEOUT_S), however long a connection waits between
   requests. A frame over either bound closes its connection, logged as ``frame_rejected``
   or ``frame_stalled`` with the peer and the size it claimed;
-- proxies keep their own thread-local connections, so a reconnect never reuses a dead one.
+- proxies keep their own thread-local connections, so a reconnect never reuses a dead one;
+- a connection is, in order: TLS when the master has a certificate (``taskq.secure``), the
+  authkey challenge (any key of the master's ``KeyRing``, logged by fingerprint), the
+  version hello (``taskq.handshake``), then the manager protocol, whose requests the master
+  loads with ``taskq.codec`` (only taskq's messages) and serves to ``taskq.owners.Owned``
+  (each peer reaches only what it owns); only the broker is served, none of the manager's
+  own calls (shutdown, debug_info, ...).
+
+The peer's side (``connect`` with retry, ``Link``) is ``taskq.link``; both are importable
+from here.
 """
 
 from __future__ import annotations
@@ -24,16 +33,17 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import ssl
 import struct
 import threading
-import time
 from collections.abc import Callable
 from multiprocessing import AuthenticationError, connection, managers, util
 from traceback import format_exc
 from typing import Any, NoReturn, TypeVar
 
-from taskq import defaults, fdio, logs
-from taskq.errors import AuthError, ConnectError, MasterError
+from taskq import codec, defaults, fdio, handshake, logs, owners, tls
+from taskq.auth import KeyRing
+from taskq.errors import AuthError, MasterError, VersionMismatch
 from taskq.remote import EXPOSED, Remote
 from taskq.wire import MasterInfo
 
@@ -150,6 +160,15 @@ class Connection(connection.Connection):
     max_frame: int | None = None
     frame_timeout: float = defaults.FRAME_TIMEOUT_S
     idle = False
+    restricted = False  # the master's side: requests are loaded by taskq.codec
+    tls_context: ssl.SSLContext | None = None  # the master's side: TLS still to set up
+    _unread: bytes | None = None  # a handshake message read ahead (see client)
+
+    def recv_bytes(self, maxlength: int | None = None) -> bytes:
+        if self._unread is not None:
+            data, self._unread = self._unread, None
+            return data
+        return super().recv_bytes(maxlength)
 
     def send(self, obj: Any) -> None:
         """Pickle and send ``obj``; its large buffers are written from where they lie."""
@@ -163,10 +182,22 @@ class Connection(connection.Connection):
         self._check_readable()  # type: ignore[attr-defined]
         message = self._read_frame()
         blob, buffers, _ = fdio.split(memoryview(message))
-        obj = pickle.loads(blob, buffers=buffers)
+        if self.restricted:
+            return self._load_request(blob, buffers)
+        obj = pickle.loads(blob, buffers=buffers)  # noqa: S301 -- a reply of the master this peer authenticated (and verified)
         if self.max_frame is None:
             _learn(obj)
         return obj
+
+    def _load_request(self, blob: memoryview, buffers: list[memoryview]) -> Any:
+        """A peer's request, loaded by the restricted unpickler: one naming anything else
+        is refused, logged, and its connection closed."""
+        try:
+            return codec.loads(blob, buffers)
+        except codec.Forbidden as exc:
+            log.warning("request_refused", peer=_peer(self), reason=str(exc))
+            self.close()
+            raise FrameDropped(str(exc)) from None
 
     def _read_frame(self) -> bytearray:
         limit = self.max_frame or _reply_limit
@@ -214,6 +245,7 @@ class Listener(connection.Listener):
 
     max_frame = frame_limit(int(defaults.MAX_PAYLOAD_MB * 1024 * 1024))
     frame_timeout = defaults.FRAME_TIMEOUT_S
+    tls_context: ssl.SSLContext | None = None
 
     def __init__(self, address: Any = None, family: Any = None, backlog: int = 1,
                  authkey: bytes | None = None) -> None:
@@ -222,17 +254,26 @@ class Listener(connection.Listener):
     def accept(self) -> connection.Connection:
         conn = _adopt(super().accept())
         conn.max_frame, conn.frame_timeout = self.max_frame, self.frame_timeout
+        conn.restricted = True
+        conn.tls_context = self.tls_context
         _tune(conn.fileno(), defaults.HANDSHAKE_TIMEOUT_S, server=True)
         return conn
 
 
 def client(address: tuple[str, int], authkey: bytes | None = None,
            timeout: float = defaults.CONNECT_TIMEOUT_S) -> connection.Connection:
-    """Connect, tune, and answer the master's challenge; AuthError if the key is wrong."""
+    """Connect, tune, set up TLS if this master uses it, and answer the master's challenge;
+    AuthError if the key is wrong (TLSError, VersionMismatch: other refusals)."""
     sock = socket.create_connection(address, timeout=timeout)
     sock.setblocking(True)
     conn = Connection(sock.detach())
     _tune(conn.fileno(), timeout, server=False)
+    try:
+        tls_to_master(conn, address, timeout)
+        read_first_message(conn, address)
+    except BaseException:
+        conn.close()
+        raise
     if authkey is not None:
         try:
             connection.answer_challenge(conn, authkey)
@@ -241,7 +282,14 @@ def client(address: tuple[str, int], authkey: bytes | None = None,
             conn.close()
             raise AuthError(f"authkey rejected by the master at {address[0]}:{address[1]}; "
                             f"{AUTH_HINT}") from None
+    try:
+        handshake.exchange(conn, f"{address[0]}:{address[1]}")
+    except BaseException:
+        conn.close()
+        raise
     _tune(conn.fileno(), defaults.CALL_TIMEOUT_S, server=False)
+    if isinstance(conn, TLSConnection):
+        conn.read_timeout = defaults.CALL_TIMEOUT_S
     return conn
 
 
@@ -249,12 +297,26 @@ managers.listener_client[SERIALIZER] = (Listener, client)  # type: ignore[attr-d
 
 
 class Server(managers.Server):
-    """The standard manager server, with bounded handshakes and a stoppable accept loop."""
+    """The standard manager server, with bounded handshakes and a stoppable accept loop.
+    A peer may only reach the broker: the standard server's other calls (shutdown,
+    debug_info, ...) and its fallbacks (#GETVALUE, ...) are not served."""
+
+    public = ["create", "accept_connection", "dummy", "incref", "decref"]
+    fallback_mapping: dict[str, Any] = {}
 
     # set by managers.Server.__init__, and stop_event by serve()
     listener: connection.Listener
     authkey: bytes
     stop_event: threading.Event
+    keyring: KeyRing  # set by serve()
+
+    def handle_request(self, conn: connection.Connection) -> None:
+        try:
+            super().handle_request(conn)
+        finally:
+            key = getattr(conn, "authkey_used", None)
+            if key is not None:
+                self.keyring.closed(key)
 
     def accepter(self) -> None:
         while not self.stop_event.is_set():
@@ -266,21 +328,35 @@ class Server(managers.Server):
                 continue
             threading.Thread(target=self.handle_request, args=(conn,), daemon=True).start()
 
+    def _admit(self, c: connection.Connection, peer: str) -> Any:
+        """TLS, the challenge, the version hello, then the first request (returned); each
+        refusal is logged and raised."""
+        if isinstance(c, Connection) and c.tls_context is not None:
+            tls_from_peer(c, c.tls_context)
+        key = self.keyring.challenge(c)
+        connection.answer_challenge(c, key)
+        handshake.check(c, peer)
+        c.authkey_used = key  # type: ignore[attr-defined]
+        log.info("peer_authenticated", peer=peer, key=self.keyring.opened(key))
+        _, funcname, args, kwds = c.recv()
+        if funcname not in self.public:
+            raise PermissionError(f"{str(funcname)[:80]!r} is not served")
+        return funcname, args, kwds
+
     def _handle_request(self, c: connection.Connection) -> None:
         peer = _peer(c)
         try:
-            connection.deliver_challenge(c, self.authkey)
-            connection.answer_challenge(c, self.authkey)
-            request = c.recv()
-            _, funcname, args, kwds = request
-            assert funcname in self.public, f"{funcname!r} unrecognized"
+            funcname, args, kwds = self._admit(c, peer)
         except AuthenticationError:
             log.warning("connection_rejected", peer=peer, reason="authkey did not match")
+            return
+        except (VersionMismatch, tls.TLSError) as exc:
+            log.warning("peer_refused", peer=peer, reason=str(exc))
             return
         except FrameDropped:
             return  # logged as it was dropped
         except Exception as exc:
-            log.warning("connection_dropped", peer=peer, reason=type(exc).__name__)
+            log.warning("connection_dropped", peer=peer, reason=dropped_reason(c, exc))
             return
         _between_requests(c)
         try:
@@ -304,6 +380,8 @@ def _between_requests(c: connection.Connection) -> None:
     if isinstance(c, Connection):
         _tune(c.fileno(), c.frame_timeout, server=True)
         c.idle = True
+        if isinstance(c, TLSConnection):
+            c.read_timeout = c.frame_timeout
     else:
         _tune(c.fileno(), None, server=True)
 
@@ -382,6 +460,9 @@ class _Guarded:
         def call(*args: Any) -> Any:
             try:
                 return method(*args)
+            except owners.NotYours as exc:
+                log.warning("call_refused", method=name, reason=str(exc))
+                raise managers.RemoteError(f"{type(exc).__name__}: {exc}") from None
             except Exception as exc:
                 log.error("broker_call_failed", method=name, error=repr(exc), exc_info=True)
                 raise managers.RemoteError(f"{type(exc).__name__}: {exc}") from None
@@ -390,23 +471,30 @@ class _Guarded:
 
 
 def serve(broker: Any, host: str, port: int, authkey: bytes,
-          max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024)) -> Server:
+          max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024),
+          tls_settings: tls.TLS | None = None, more_keys: list[bytes] | None = None) -> Server:
     """Bind the master's server (not yet accepting); ``server.address`` is the bound one.
-    Its connections read frames of at most ``frame_limit(max_payload)`` bytes."""
+    Its connections read frames of at most ``frame_limit(max_payload)`` bytes, and with
+    ``tls_settings`` speak TLS (with their ``ca``: only to peers with a certificate).
+    Peers may answer the challenge with ``authkey`` or any of ``more_keys``."""
+    context = None if tls_settings is None else tls_settings.server_context()
 
     class _Manager(Manager):
         pass
 
-    guarded = _Guarded(broker)
+    keyring = KeyRing([authkey, *(more_keys or [])])
+    guarded = _Guarded(owners.Owned(broker, keyring.in_use))
     _Manager.register("broker", callable=lambda: guarded, proxytype=BrokerProxy,
                       exposed=BrokerProxy._exposed_)
     server = Server(_Manager._registry, (host, port), authkey,  # type: ignore[attr-defined]
                     SERIALIZER)
     server.stop_event = threading.Event()
+    server.keyring = keyring
     listener = server.listener
     if isinstance(listener, Listener):
         listener.max_frame = frame_limit(max_payload)
         listener.frame_timeout = frame_timeout_setting()
+        listener.tls_context = context
     return server
 
 
@@ -422,130 +510,15 @@ def stop_server(server: Server) -> None:
     server.listener.close()
 
 
-def open_proxy(address: tuple[str, int], authkey: bytes) -> BrokerProxy:
-    """One connection attempt: a fresh proxy to the master's broker."""
-    manager = Manager(address=address, authkey=authkey, serializer=SERIALIZER)
-    try:
-        manager.connect()
-        return manager.broker()  # type: ignore[attr-defined]
-    except managers.RemoteError as exc:
-        raise ConnectError(f"the master at {address[0]}:{address[1]} refused: {exc}") from None
+# The peer's side (proxy, connect, Link) and the TLS wiring build on what is above.
+from taskq.link import Link, connect, open_proxy  # noqa: E402
+from taskq.secure import (  # noqa: E402
+    TLSConnection,
+    dropped_reason,
+    read_first_message,
+    tls_from_peer,
+    tls_to_master,
+    use_tls,
+)
 
-
-def connect(address: tuple[str, int], authkey: bytes, within: float,
-            cancel: threading.Event | None = None) -> BrokerProxy:
-    """Open a proxy, retrying with backoff for ``within`` seconds while the master is down
-    (or until ``cancel`` is set)."""
-    deadline = time.monotonic() + within
-    delay = 0.05
-    cancel = cancel or threading.Event()
-    while True:
-        try:
-            return open_proxy(address, authkey)
-        except AuthError:
-            raise
-        except LINK_ERRORS as exc:
-            # the wait is the backoff between attempts, cut short by cancel
-            if cancel.wait(min(delay, max(0.0, deadline - time.monotonic()))):
-                raise ConnectError(f"stopped trying to reach the master at "
-                                   f"{address[0]}:{address[1]}") from None
-            if time.monotonic() >= deadline:
-                raise ConnectError(
-                    f"could not connect to the master at {address[0]}:{address[1]} "
-                    f"within {within:g} s ({exc.__class__.__name__}: {exc}); is "
-                    f"`taskq master` running there and the port reachable?") from None
-            delay = min(delay * 2, 1.0)
-
-
-class Link:
-    """A bounded, self-healing link to the master shared by a process's threads.
-
-    ``call`` runs a broker method; when the link breaks it reconnects (for at most
-    ``reconnect_for`` seconds), runs ``on_connect`` with the new proxy, and tries once more.
-    """
-
-    def __init__(self, address: tuple[str, int], authkey: bytes, *,
-                 reconnect_for: float = defaults.RECONNECT_FOR_S,
-                 on_connect: Callable[[Remote], None] | None = None) -> None:
-        self.address = address
-        self._authkey = authkey
-        self.reconnect_for = reconnect_for
-        self._on_connect = on_connect
-        self._lock = threading.Lock()
-        self._proxy: BrokerProxy | None = None
-        self._generation = 0
-        self._closed = False
-        self._failed: ConnectError | None = None
-        self._cancel = threading.Event()
-        self.remote = Remote(self.call)
-
-    def open(self, within: float) -> None:
-        with self._lock:
-            self._establish(within)
-
-    def _establish(self, within: float) -> None:
-        """Connect and run on_connect (lock held), retrying both until ``within`` runs out."""
-        deadline = time.monotonic() + within
-        while True:
-            proxy = connect(self.address, self._authkey,
-                            max(0.0, deadline - time.monotonic()), self._cancel)
-            try:
-                if self._on_connect is not None:
-                    self._on_connect(proxy.remote)
-            except LINK_ERRORS as exc:
-                proxy.discard()
-                if time.monotonic() >= deadline or self._cancel.is_set():
-                    raise ConnectError(f"lost the master at {self.address[0]}:"
-                                       f"{self.address[1]} while joining it: {exc!r}") from None
-                continue
-            self._proxy = proxy
-            self._generation += 1
-            return
-
-    def call(self, name: str, *args: Any) -> Any:
-        while True:
-            proxy, generation = self._proxy, self._generation
-            if self._failed is not None:
-                raise self._failed
-            if self._closed or generation == 0:
-                raise ConnectError("the link to the master is closed")
-            if proxy is None:  # another thread is reconnecting: wait for it, then retry
-                with self._lock:
-                    continue
-            try:
-                return proxy.call(name, *args)
-            except MasterError:
-                raise
-            except LINK_ERRORS as exc:
-                proxy.discard()
-                self._reconnect(generation, exc)
-
-    def _reconnect(self, generation: int, exc: BaseException) -> None:
-        with self._lock:
-            if self._closed:
-                raise ConnectError("the link to the master is closed")
-            if generation != self._generation or self._failed is not None:
-                return  # another thread already reconnected (or gave up)
-            log.warning("master_link_lost", address=f"{self.address[0]}:{self.address[1]}",
-                        error=type(exc).__name__)
-            old, self._proxy = self._proxy, None
-            if old is not None:
-                old.discard()
-            try:
-                self._establish(self.reconnect_for)
-            except ConnectError as failure:
-                self._failed = failure
-                raise
-            log.info("master_link_restored", address=f"{self.address[0]}:{self.address[1]}")
-
-    def give_up_reconnecting(self) -> None:
-        """From now on a broken link fails at once (a reconnect under way stops too)."""
-        self._cancel.set()
-
-    def close(self) -> None:
-        self._cancel.set()
-        with self._lock:
-            self._closed = True
-            if self._proxy is not None:
-                self._proxy.discard()
-                self._proxy = None
+__all__ = ["Link", "TLSConnection", "connect", "open_proxy", "use_tls"]

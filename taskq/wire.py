@@ -262,6 +262,7 @@ class WorkerRow:
     seen_ago: float
     pool: str = "processes"
     resources: str = ""  # what it declared, e.g. "gpu=2,ram_gb=64"
+    memory: int = 0  # resident bytes of the worker and its pool processes (0: unknown)
 
 
 @dataclass(slots=True)
@@ -279,6 +280,7 @@ class ClusterStatus:
     waiting: int = 0  # tasks held back until a time (restored for their holders to claim)
     # queued tasks no connected worker could ever fit: "gpu=4" -> how many
     unfit: dict[str, int] = field(default_factory=dict)
+    keys: dict[str, int] = field(default_factory=dict)  # open connections per key fingerprint
 
 
 # --------------------------------------------------------------------------- encoding
@@ -320,15 +322,24 @@ def _dumps_data(obj: Any) -> bytes:
         return _dumps(obj)
 
 
+# Marks a function pickled by value (its code inside): the Python major and minor version
+# that pickled it follow, since code objects load only where that version runs.
+_BY_VALUE = b"TQBV"
+
+
 def encode_function(fn: Any) -> bytes:
-    """Pickle a callable (lambdas, closures and ``__main__`` functions by value)."""
+    """Pickle a callable (lambdas, closures and ``__main__`` functions by value, marked with
+    this Python's version: see ``decode_function``)."""
     if not callable(fn):
         raise TypeError(f"taskq can only run callables, not {type(fn).__name__}")
     try:
-        return _dumps(fn)
+        data = _dumps(fn)
     except Exception as exc:
         raise SerializationError(
             f"function {_describe(fn)} could not be pickled: {exc}") from exc
+    if b"cloudpickle" in data:  # rebuilt by cloudpickle's own functions: code by value
+        return _BY_VALUE + bytes(sys.version_info[:2]) + data
+    return data
 
 
 def reference_key(fn: Any) -> tuple[str, str] | None:
@@ -380,15 +391,25 @@ def _describe(fn: Any) -> str:
 
 def decode_call(fn: bytes, args: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     """Inverse of encode_function/encode_args; lets the loader's own exception through."""
-    return pickle.loads(fn), *pickle.loads(args)
+    return decode_function(fn), *decode_args(args)
 
 
 def decode_function(fn: bytes) -> Any:
-    return pickle.loads(fn)
+    """Load a function; one pickled by value on another Python minor version is refused
+    with a SerializationError saying both versions (its code would not load, or misbehave)."""
+    if fn[:len(_BY_VALUE)] != _BY_VALUE:
+        return pickle.loads(fn)  # noqa: S301 -- a worker runs what its submitters sent: that is its job
+    made = tuple(fn[len(_BY_VALUE):len(_BY_VALUE) + 2])
+    if made != tuple(sys.version_info[:2]):
+        raise SerializationError(
+            f"the function was shipped by value from Python {made[0]}.{made[1]} and this "
+            f"worker runs Python {sys.version_info[0]}.{sys.version_info[1]}: functions "
+            f"shipped by value need the same Python minor version on submitter and worker")
+    return pickle.loads(memoryview(fn)[len(_BY_VALUE) + 2:])  # noqa: S301 -- as above
 
 
 def decode_args(args: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    return pickle.loads(args)
+    return pickle.loads(args)  # noqa: S301 -- as decode_call: in a worker's pool process, never the master
 
 
 def encode_value(value: Any) -> bytes:
@@ -410,7 +431,7 @@ def encode_shared(value: Any, what: str) -> bytes:
 
 
 def decode_shared(body: bytes) -> Any:
-    return pickle.loads(body)
+    return pickle.loads(body)  # noqa: S301 -- a shared value, loaded by the client that asked for it
 
 
 def encode_error(exc: BaseException) -> bytes:
@@ -422,7 +443,7 @@ def encode_error(exc: BaseException) -> bytes:
     tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         blob: bytes | None = _dumps(exc)
-        pickle.loads(_dumps(exc) if blob is None else blob)
+        pickle.loads(_dumps(exc) if blob is None else blob)  # noqa: S301 -- checks that an exception pickled here loads back, in-process
     except Exception:
         blob = None
     return pickle.dumps((blob, type(exc).__qualname__, str(exc), tb_text), protocol=PROTOCOL)
@@ -430,10 +451,10 @@ def encode_error(exc: BaseException) -> bytes:
 
 def decode_error(body: Body) -> BaseException:
     """The exception a failed task raised, with the remote traceback as its ``__cause__``."""
-    blob, type_name, message, tb_text = pickle.loads(body)
+    blob, type_name, message, tb_text = pickle.loads(body)  # noqa: S301 -- a result, loaded by the submitter that asked for it
     if blob is not None:
         try:
-            exc = pickle.loads(blob)
+            exc = pickle.loads(blob)  # noqa: S301 -- a result, loaded by the submitter that asked for it
         except Exception:
             exc = RemoteError(type_name, message, tb_text)
     else:
@@ -454,9 +475,9 @@ _FAILURES: dict[Status, type[Exception]] = {
 def decode_result(result: ResultMsg) -> Any:
     """The task's value, or raise what the task raised (or how it failed)."""
     if result.status is Status.OK:
-        assert result.body is not None
+        assert result.body is not None  # noqa: S101 -- narrows a type: an OK or ERROR result always has a body
         try:
-            return pickle.loads(result.body)
+            return pickle.loads(result.body)  # noqa: S301 -- a result, loaded by the submitter that asked for it
         except Exception as exc:
             raise SerializationError(f"the task's result could not be unpickled here: "
                                      f"{exc}") from exc

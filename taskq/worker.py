@@ -6,7 +6,7 @@ Only this (main) process talks to the master, over one ``Link`` shared by four t
       │ Job                                                     ▲
       ▼                                                         │ report(results, started)
     ProcessPool (N processes) ── outcomes, starts ──► pump (main thread)
-    heartbeat ── heartbeat(held, running) every second; re-registers after a master restart
+    heartbeat ── heartbeat(held, running, memory) every second; re-registers after a master restart
     control ─── control(answers) ◄── cancel requests: pool.cancel(task) drops a task that has
                                      not begun (True) or says it runs (False)
 
@@ -24,20 +24,21 @@ import pickle
 import socket
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from taskq import defaults, execute, logs, wire
+from taskq import defaults, execute, logs, owners, wire
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed, TaskTimeout
 from taskq.options import retry_applies
 from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
 from taskq.pool_async import AsyncioPool
 from taskq.pool_local import LocalPool
+from taskq.pool_proc import resident_bytes
 from taskq.pool_threads import ThreadPool
 from taskq.remote import Remote
+from taskq.tls import TLS
 from taskq.transport import Link
 from taskq.wire import ResultMsg, Status, WorkerHello
 from taskq.worker_units import Units
@@ -56,6 +57,7 @@ class WorkerConfig:
     max_memory_mb: float | None = None
     heartbeat: float = defaults.HEARTBEAT_S
     connect_for: float = defaults.RECONNECT_FOR_S
+    tls: TLS | None = None
     pool: str = "processes"  # one of POOLS; procs is then its concurrency
     resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources gpu=2)
 
@@ -97,7 +99,7 @@ class Worker:
         self.config = config
         host = socket.gethostname()
         self.name = f"{host}:{os.getpid()}"
-        self.worker_id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.worker_id = owners.new_worker_claim(host, os.getpid())  # a secret, see owners
         self.hello = WorkerHello(self.worker_id, host, os.getpid(), config.procs,
                                  tuple(config.queues), config.pool, config.resources)
         self.units = Units(config.resources)
@@ -106,6 +108,7 @@ class Worker:
         os.environ[defaults.ENV_TASK_AUTHKEY] = config.authkey.decode("utf-8", "surrogateescape")
         self.pool = make_pool(config)
         self.link = Link(config.address, config.authkey, reconnect_for=config.connect_for,
+                         tls_settings=config.tls,
                          on_connect=self._on_connect)
         self._held: set[str] = set()
         self._held_lock = threading.Lock()
@@ -121,7 +124,7 @@ class Worker:
         self._retry_on: dict[str, tuple[str, ...]] = {}  # held tasks that name retry_on
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
-        self.log = log.bind(worker_id=self.worker_id)
+        self.log = log.bind(worker_id=owners.worker_name(self.worker_id))
 
     # ------------------------------------------------------------------ control
 
@@ -356,9 +359,14 @@ class Worker:
                 with self._held_lock:
                     held = list(self._held)
                 remote = self.link.remote
-                if not remote.heartbeat(self.worker_id, held, self.pool.running()):
+                if not remote.heartbeat(self.worker_id, held, self.pool.running(),
+                                        self._memory()):
                     self.log.warning("worker_rejoined", held=len(held))
                     self._join(remote, held)
+
+    def _memory(self) -> int:
+        """Resident bytes of this worker and its pool processes (0 where unknown)."""
+        return sum(map(resident_bytes, [os.getpid(), *self.pool.pids()]))
 
     def _control_loop(self) -> None:
         """Answer the master's cancel requests: drop each task that has not begun."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pool_tasks
 import pytest
 import tasks_mod
-from cluster import Cluster
+from cluster import Cluster, wait_for
 
 import taskq
 
@@ -106,6 +106,10 @@ def test_cancel_a_task_not_begun(cluster: Cluster, tmp_path: Path) -> None:
         async with taskq.AsyncClient(cluster.address, cluster.authkey) as client:
             first = await client.submit(pool_tasks.blocking_sleep, 1.5, "first")
             queued = await client.submit(pool_tasks.sleep_then_mark, 0, str(marker))
+            # cancel once the worker holds both (a cancel that crosses the lease on the
+            # wire is answered "running" by a worker that has not seen the task yet)
+            await asyncio.to_thread(wait_for, lambda: cluster.status()["workers"][0]["held"]
+                                    == 2, 30, "the worker to hold both tasks")
             assert queued.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await queued

@@ -190,3 +190,19 @@ def test_no_literal_key_under_deploy() -> None:
         for token in LONG_TOKEN.findall(text):
             assert not looks_like_key(token), (
                 f"{path.relative_to(ROOT)}: {token[:6]}... looks like a key")
+
+
+def test_compose_speaks_tls_with_certificates_mounted_as_secrets(compose: dict) -> None:
+    services = compose["services"]
+    declared = compose.get("secrets", {})
+    for name, flags in (("master", ("--tls-cert", "--tls-key")), ("worker", ("--tls-ca",))):
+        argv = [str(w) for w in services[name]["command"]]
+        for flag in flags:
+            path = option(argv, flag)
+            assert path and path.startswith("/run/secrets/"), (name, flag)
+            secret = path.removeprefix("/run/secrets/")
+            assert secret in declared and secret in services[name]["secrets"], (name, secret)
+            assert declared[secret]["file"].startswith("./tls/")
+    assert "/tls/" in (DEPLOY / ".gitignore").read_text().split()
+    assert "deploy/tls" in (DEPLOY / "Dockerfile.dockerignore").read_text().split()
+

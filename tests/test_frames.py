@@ -21,7 +21,7 @@ import pytest
 import tasks_mod
 from cluster import Cluster, Proc, wait_for, wait_ready
 
-from taskq import defaults, fdio, transport
+from taskq import defaults, fdio, handshake, transport
 from taskq.transport import parse_address
 from taskq.wire import MasterInfo
 
@@ -49,11 +49,13 @@ def _open(cluster: Cluster) -> socket.socket:
 
 
 def _authenticated(cluster: Cluster) -> tuple[socket.socket, connection.Connection]:
-    """A raw connection that has passed the master's authkey handshake."""
+    """A raw connection that has passed the master's authkey and version handshakes."""
     sock = _open(cluster)
     conn = connection.Connection(os.dup(sock.fileno()))
     connection.answer_challenge(conn, cluster.authkey.encode())
     connection.deliver_challenge(conn, cluster.authkey.encode())
+    conn.send_bytes(handshake.encode(handshake.HELLO, handshake.local()))
+    assert conn.recv_bytes().startswith(handshake.OK)
     return sock, conn
 
 
@@ -146,6 +148,8 @@ def test_a_peer_that_stops_mid_frame_frees_its_server_thread(cluster: Cluster) -
     conn = transport.Connection(os.dup(sock.fileno()))
     connection.answer_challenge(conn, cluster.authkey.encode())
     connection.deliver_challenge(conn, cluster.authkey.encode())
+    conn.send_bytes(handshake.encode(handshake.HELLO, handshake.local()))
+    assert conn.recv_bytes().startswith(handshake.OK)
     conn.send((None, "accept_connection", ("test",), {}))  # a long-lived connection, served
     assert conn.recv() == ("#RETURN", None)
     sock.sendall(struct.pack("!i", 1000) + b"x" * 10)  # a tenth of a frame, then silence

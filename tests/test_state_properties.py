@@ -24,8 +24,10 @@ from hypothesis.stateful import (
 )
 
 from taskq.state import BrokerState, TaskRecord, WorkerInfo
+from taskq.state.history import OUTCOMES
 from taskq.state.limits import QueueLimit
 from taskq.state.resources import unfit as unfit_counts
+from taskq.state.stats import Stats
 from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
 
 LOST_AFTER = 5.0
@@ -343,9 +345,12 @@ class BrokerMachine(RuleBasedStateMachine):
         before = self.view()
         registered = worker in self.state.workers
 
-        answer = self.state.heartbeat(worker, held, len(held), self.now)
+        memory = data.draw(st.integers(0, 2**40), label="memory")
+        answer = self.state.heartbeat(worker, held, len(held), self.now, memory)
 
         assert answer is registered
+        if registered:
+            assert self.state.workers[worker].memory == memory
         if not registered:
             assert self.view() == before
             return
@@ -523,13 +528,31 @@ class BrokerMachine(RuleBasedStateMachine):
     def check_all(self) -> None:
         self.records_are_consistent()
         self.pending_counts_match()
+        self.histograms_come_back_from_their_increments()
         self.held_sets_match_leases()
         self.each_task_is_in_exactly_one_place()
         self.outboxes_are_consistent()
         self.no_started_task_is_cancelled()
         self.limits_count_the_leases()
         self.resources_count_the_leases()
+        self.history_follows_the_tasks()
         self.settled = True
+
+    def history_follows_the_tasks(self) -> None:
+        """Each leased task has exactly one live attempt, on its holder; a task whose
+        history ended is no longer in the state, with the outcome its result carries."""
+        hist = self.state.history
+        assert set(hist.live) == set(self.state.leased)
+        for tid, attempt in hist.live.items():
+            assert attempt.worker == self.state.leased[tid].worker and not attempt.outcome
+        for tid, task in hist.tasks.items():
+            assert [a.n for a in task.attempts] == list(range(1, len(task.attempts) + 1))
+            if task.outcome:
+                assert tid not in self.state.tasks
+                assert task.attempts[-1].final and task.attempts[-1].outcome == task.outcome
+                result = self.result_of(tid)
+                if result is not None:
+                    assert OUTCOMES[result.status] == task.outcome
 
     def records_are_consistent(self) -> None:
         state = self.state
@@ -543,6 +566,19 @@ class BrokerMachine(RuleBasedStateMachine):
             assert rec.errors <= rec.msg.options.retries
         for tid, rec in state.leased.items():
             assert state.tasks.get(tid) is rec
+
+    def histograms_come_back_from_their_increments(self) -> None:
+        """What the journal would hold of the wait and run histograms (their increments,
+        none drained here) restores them: every bucket, and the sum to the microsecond."""
+        stats = self.state.history.stats
+        again = Stats()
+        for key, n in stats.unjournaled.items():
+            again.restore(key, n)
+        for live, back in ((stats.wait, again.wait), (stats.run, again.run)):
+            assert {q: h.counts for q, h in live.items()} == {q: h.counts for q, h in back.items()}
+            for q, h in live.items():
+                assert abs(back[q].total - h.total) <= 1e-6 * (sum(h.counts) + 1), q
+        assert again.counters == stats.counters
 
     def pending_counts_match(self) -> None:
         real = Counter(r.msg.options.queue for r in self.state.tasks.values()

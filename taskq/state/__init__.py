@@ -33,6 +33,7 @@ from taskq.defaults import (
     SCHEDULE_RESULTS_KEPT,
 )
 from taskq.state.cancels import CancelsMixin
+from taskq.state.history import History
 from taskq.state.limits import Limits
 from taskq.state.queues import TaskQueues
 from taskq.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
@@ -73,13 +74,14 @@ class BrokerState(CancelsMixin):
         self.finished_failed = 0
         self.restore_hold_until = 0.0  # restored tasks wait until then for their holders
         self.wall_offset = 0.0  # wall-clock time minus this state's clock (for run_at)
-        self.random = random.Random()  # backoff jitter; tests seed it
+        self.random = random.Random()  # backoff jitter; tests seed it  # noqa: S311 -- backoff jitter, not a secret
         self.schedules = Schedules()
         self.limits = Limits()
         self.resources = Resources()
         self.uniques = Uniques()
         self.now = 0.0  # the latest time a call gave (for unique_for windows)
         self.changes = Changes()
+        self.history = History()
         self._seq = 0
 
     # ------------------------------------------------------------------ submitters
@@ -96,12 +98,13 @@ class BrokerState(CancelsMixin):
                 continue
             box = self._outbox(msg.outbox)
             box.open += 1
+            self.history.submitted(msg, now)
             if msg.size > self.max_payload:
                 self._finish_new(msg, f"task is {msg.size} bytes, over the master's "
                                       f"--max-payload of {self.max_payload} bytes")
                 continue
             self._seq += 1
-            rec = TaskRecord(msg=msg, seq=self._seq)
+            rec = TaskRecord(msg=msg, seq=self._seq, queued_at=now)
             self.tasks[msg.task_id] = rec
             if msg.options.unique:
                 self.uniques.live[msg.options.unique] = msg.task_id
@@ -210,6 +213,7 @@ class BrokerState(CancelsMixin):
             if rec is None or rec.msg.outbox != outbox:
                 continue
             self._unlease(rec)
+            self.history.withdraw(task_id)
             del self.tasks[task_id]
             self._outbox(outbox).open -= 1
             self.changes.removed.append(task_id)
@@ -253,7 +257,8 @@ class BrokerState(CancelsMixin):
         self.workers[info.worker_id] = info
         self.resources.register(info.worker_id, info.resources)
 
-    def heartbeat(self, worker_id: str, held: list[str], running: int, now: float) -> bool:
+    def heartbeat(self, worker_id: str, held: list[str], running: int, now: float,
+                  memory: int = 0) -> bool:
         """Renew the worker and the leases it still holds; False if it must register again.
 
         A held task the master thinks is queued (it restarted, or the lease expired while
@@ -264,6 +269,7 @@ class BrokerState(CancelsMixin):
             return False
         worker.last_seen = now
         worker.running = running
+        worker.memory = memory
         deadline = now + self.lost_after
         for task_id in held:
             rec = self.tasks.get(task_id)
@@ -306,6 +312,7 @@ class BrokerState(CancelsMixin):
     def complete(self, worker_id: str, results: list[ResultMsg], now: float) -> None:
         """Record outcomes; the first for a task wins, later ones are dropped."""
         self.now = now
+        self.history.now = now
         worker = self.workers.get(worker_id)
         if worker is not None:
             worker.last_seen = now
@@ -318,6 +325,7 @@ class BrokerState(CancelsMixin):
                 worker.done += result.status is Status.OK
                 worker.failed += result.status is not Status.OK
             if result.retryable and rec.errors < rec.msg.options.retries:
+                self.history.attempt_ended(rec, result, now)
                 rec.errors += 1
                 delay = self.backoff(rec.msg.options, rec.errors)
                 if delay > 0:
@@ -336,12 +344,35 @@ class BrokerState(CancelsMixin):
         delay = min(options.backoff * 2 ** (retry - 1), options.max_backoff)
         return self.random.uniform(0, delay) if options.jitter else delay
 
+    def reportable(self, worker_id: str, results: list[ResultMsg],
+                   ) -> tuple[list[ResultMsg], list[ResultMsg]]:
+        """Split a worker's results into those it may report (for tasks leased to it now or
+        before, restored ones whose holder is not known yet, and ended ones, which
+        ``complete`` ignores) and those it may not."""
+        mine: list[ResultMsg] = []
+        refused: list[ResultMsg] = []
+        for result in results:
+            rec = self.tasks.get(result.task_id)
+            ok = (rec is None or rec.worker == worker_id or worker_id in rec.lost_workers
+                  or (rec.worker is None and rec.state is TaskState.WAITING))
+            (mine if ok else refused).append(result)
+        return mine, refused
+
+    def owned_by(self, outbox: str, task_ids: list[str]) -> list[str]:
+        """The task ids among these that are not known as another outbox's."""
+        return [t for t in task_ids
+                if (rec := self.tasks.get(t)) is None or rec.msg.outbox == outbox]
+
     def release(self, worker_id: str, task_ids: list[str]) -> None:
         """A stopping worker hands back tasks it never started: queued again, no attempt used."""
+        worker = self.workers.get(worker_id)
+        if worker is not None:
+            worker.draining = True
         for task_id in task_ids:
             rec = self.tasks.get(task_id)
             if rec is not None and rec.state is TaskState.LEASED and rec.worker == worker_id:
                 self._unlease(rec)
+                self.history.withdraw(task_id)
                 self.queues.push(rec)
 
     def forget_worker(self, worker_id: str) -> None:
@@ -353,8 +384,9 @@ class BrokerState(CancelsMixin):
         """Declare silent workers lost and requeue (or fail) leases past their deadline."""
         self.now = now
         lost = [w for w, info in self.workers.items() if now - info.last_seen > self.lost_after]
+        self.history.now = now
         for worker_id in lost:
-            del self.workers[worker_id]
+            self.history.worker_lost(self.workers.pop(worker_id))
             self.resources.forget(worker_id)
         for rec in [r for r in self.leased.values()
                     if r.deadline < now or r.worker not in self.workers]:
@@ -371,6 +403,8 @@ class BrokerState(CancelsMixin):
                     f"task was handed to a worker {rec.lost} times and each was lost before "
                     f"it finished (workers: {', '.join(rec.lost_workers)})")))
             else:
+                self.history.attempt_ended(rec, ResultMsg(
+                    rec.msg.task_id, Status.LOST, detail=f"worker {lost_worker} was lost"))
                 self.changes.updated.append(rec)
                 self.queues.push(rec)
         return lost
@@ -415,6 +449,7 @@ class BrokerState(CancelsMixin):
         changes.schedules, changes.schedules_removed = self.schedules.drain()
         changes.limits = self.limits.drain()
         changes.joined, changes.unjoined = self.uniques.drain()
+        changes.attempts, changes.history_gone, changes.counts = self.history.drain()
         return changes
 
     # ------------------------------------------------------------------ internals
@@ -447,6 +482,7 @@ class BrokerState(CancelsMixin):
         worker.held.add(rec.msg.task_id)
         self.limits.taken(rec)
         self.resources.taken(rec, worker.worker_id)
+        self.history.leased(rec, worker, now)
 
     def _mark_started(self, rec: TaskRecord) -> None:
         rec.started = True
@@ -475,6 +511,7 @@ class BrokerState(CancelsMixin):
 
     def _finish(self, rec: TaskRecord, result: ResultMsg) -> None:
         self._unlease(rec)
+        self.history.task_ended(rec, rec.msg, result)
         rec.ended = result.status
         del self.tasks[rec.msg.task_id]
         box = self._outbox(rec.msg.outbox)
@@ -497,13 +534,17 @@ class BrokerState(CancelsMixin):
                 self.changes.acked.append(box.results.pop(next(iter(box.results))).task_id)
         if result.status is Status.OK:
             self.finished_ok += 1
+            box.done += 1
         else:
             self.finished_failed += 1
+            box.failed += 1
 
     def _finish_new(self, msg: TaskMsg, detail: str) -> None:
         result = ResultMsg(msg.task_id, Status.REFUSED, detail=detail)
+        self.history.task_ended(None, msg, result)
         box = self._outbox(msg.outbox)
         box.open -= 1
+        box.failed += 1
         box.results[msg.task_id] = result
         self.changes.finished.append((msg.outbox, result))
         self.finished_failed += 1

@@ -6,6 +6,7 @@ change to them.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ class TaskRecord:
     cancel_asked: bool = False  # LEASED, not started: its worker was asked to drop it
     ended: Status | None = None  # DONE: how it ended
     lost_workers: list[str] = field(default_factory=list)
+    queued_at: float = 0.0  # when it was (last) queued, on the broker's clock (0: unknown)
 
 
 @dataclass(slots=True)
@@ -45,6 +47,8 @@ class WorkerInfo:
     asked: set[str] = field(default_factory=set)  # delivered, not answered yet
     pool: str = "processes"  # what runs its tasks: processes, threads or asyncio
     resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources)
+    draining: bool = False  # it handed back its unstarted tasks: it is stopping
+    memory: int = 0  # resident bytes of the worker and its pool, from its last heartbeat
 
 
 @dataclass(slots=True)
@@ -55,6 +59,8 @@ class Outbox:
     last_seen: float = 0.0  # when its submitter was last in touch (0: not since a restart)
     running: set[str] = field(default_factory=set)  # its tasks that started and run now
     to_tell: set[str] = field(default_factory=set)  # started tasks the submitter has not heard of
+    done: int = 0  # its tasks that ended OK since the master started (for progress views)
+    failed: int = 0  # ... and those that ended otherwise
 
 
 @dataclass(slots=True)
@@ -72,11 +78,15 @@ class Changes:
     joined: list[tuple[str, str, str]] = field(default_factory=list)  # (alias, outbox, target)
     unjoined: list[str] = field(default_factory=list)  # aliases settled or cancelled
     prims: list[tuple[Any, ...]] = field(default_factory=list)  # see taskq.journal_prims
+    attempts: list[Any] = field(default_factory=list)  # ended history.Attempt records
+    history_gone: list[str] = field(default_factory=list)  # tasks pruned from history
+    counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # increments
 
     def __bool__(self) -> bool:
         return bool(self.added or self.updated or self.finished or self.removed or self.acked
                     or self.schedules or self.schedules_removed or self.limits or self.joined
-                    or self.unjoined or self.prims)
+                    or self.unjoined or self.prims or self.attempts or self.history_gone
+                    or self.counts)
 
 
 @dataclass(slots=True)

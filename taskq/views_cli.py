@@ -1,0 +1,148 @@
+"""How the terminal shows history and progress: ``taskq inspect``, ``taskq history``,
+``taskq top``, per-job progress in ``taskq status``, and the bar of ``results --wait``.
+
+    Remote.inspect / history / monitor ──► plain dicts ──► rich tables (or JSON lines)
+
+Only text: no task's arguments or result appear, and nothing here talks to the master
+beyond the calls the CLI passes in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_duration(text: str) -> float:
+    """``30s``, ``15m``, ``1h``, ``7d``, ``2w`` or plain seconds -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    if not match or float(match[1]) <= 0:
+        raise ValueError(f"bad duration {text!r}: expected a positive number with s, m, h, "
+                         f"d or w, e.g. 1h or 7d")
+    return float(match[1]) * _UNITS.get(match[2] or "s", 1.0)
+
+
+def when(wall: float) -> str:
+    return datetime.fromtimestamp(wall).strftime("%Y-%m-%d %H:%M:%S") if wall else "-"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def size(n: int) -> str:
+    """Bytes in binary units (``-`` for 0: unknown)."""
+    if not n:
+        return "-"
+    value, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def print_inspect(task: dict[str, Any], console: Console) -> None:
+    outcome = task["outcome"] or task.get("state", "")
+    console.print(f"task {task['task_id']}  job {task['job']}  queue {task['queue']}  "
+                  f"outcome [bold]{outcome}[/]  ({task.get('state', '')})")
+    table = Table(show_lines=False)
+    for column in ("#", "worker", "host", "pid", "queued", "started", "ended", "wait",
+                   "ran", "outcome"):
+        table.add_column(column)
+    for a in task["attempts"]:
+        wait = a["started"] - a["queued"] if a["started"] and a["queued"] else None
+        ran = a["ended"] - a["started"] if a["started"] and a["ended"] else None
+        table.add_row(str(a["n"]), a["worker"] or "-", a["host"] or "-", str(a["pid"] or "-"),
+                      when(a["queued"]), when(a["started"]), when(a["ended"]), seconds(wait),
+                      seconds(ran), a["outcome"] + (f" ({a['error_type']})"
+                                                    if a["error_type"] else ""))
+    console.print(table)
+    for a in task["attempts"]:
+        if a["detail"] and a["outcome"] != "ok":
+            console.print(f"attempt {a['n']}: {a['outcome']}", style="bold")
+            console.print(a["detail"].rstrip(), markup=False, highlight=False)
+
+
+def print_history(tasks: list[dict[str, Any]], console: Console) -> None:
+    table = Table()
+    for column in ("task", "job", "queue", "attempts", "ended", "outcome", "error"):
+        table.add_column(column, no_wrap=column in ("task", "ended"))
+    for t in tasks:
+        last = t["attempts"][-1] if t["attempts"] else {}
+        table.add_row(t["task_id"], t["job"], t["queue"], str(len(t["attempts"])),
+                      when(t["ended"]), t["outcome"] or "running",
+                      last.get("error_type") or (last.get("detail", "")[:60]
+                                                 if t["outcome"] not in ("", "ok") else ""))
+    console.print(table)
+    console.print(f"{len(tasks)} task(s)")
+
+
+def json_lines(rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def jobs_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table(title="jobs")
+    for column in ("job", "progress", "done", "failed", "open", "results waiting"):
+        table.add_column(column, justify="left" if column in ("job", "progress") else "right")
+    for j in jobs:
+        total = j["done"] + j["failed"] + j["open"]
+        table.add_row(j["name"], _bar(j["done"] + j["failed"], total), str(j["done"]),
+                      str(j["failed"]), str(j["open"]), str(j["waiting"]))
+    return table
+
+
+def _bar(done: int, total: int, width: int = 20) -> str:
+    frac = done / total if total else 1.0
+    filled = round(frac * width)
+    return f"{'█' * filled}{'░' * (width - filled)} {frac * 100:3.0f}%"
+
+
+def top_view(snap: dict[str, Any], address: str) -> Group:
+    """One frame of ``taskq top``: workers, queues, jobs and the last 15 minutes."""
+    workers = Table(title=f"taskq master {address}  (up {snap['uptime']:.0f} s)")
+    for column in ("worker", "host", "pid", "procs", "busy", "done", "failed", "memory",
+                   "seen", "state"):
+        workers.add_column(column)
+    for w in snap["workers"]:
+        workers.add_row(w["worker_id"], w["host"], str(w["pid"]), str(w["procs"]),
+                        str(w["busy"]), str(w["done"]), str(w["failed"]),
+                        size(w.get("memory", 0)), f"{w['seen_ago']:.1f}s", w["state"])
+    queues = Table(title="queues")
+    for column in ("queue", "depth", "running", "submitted", "finished", "rate limit",
+                   "concurrency limit"):
+        queues.add_column(column)
+    for q in snap["queues"]:
+        queues.add_row(q["name"], str(q["depth"]), str(q["running"]), str(q["submitted"]),
+                       str(q["finished"]), f"{q['rate']:g}/s" if q.get("rate") else "no limit",
+                       str(q["concurrency"]) if q.get("concurrency") else "no limit")
+    p = snap["percentiles"]
+    figures = (f"last 15 min: {snap['totals']['done']} done, {snap['totals']['failed']} "
+               f"failed; wait p50 {seconds(p['wait_p50'])} p99 {seconds(p['wait_p99'])}; "
+               f"run p50 {seconds(p['run_p50'])} p99 {seconds(p['run_p99'])}")
+    return Group(workers, queues, jobs_table(snap["jobs"]), figures)
+
+
+def run_top(monitor: Callable[[], dict[str, Any]], address: str, console: Console,
+            once: bool, every: float = 1.0) -> None:
+    if once:
+        console.print(top_view(monitor(), address))
+        return
+    with Live(top_view(monitor(), address), console=console, screen=True,
+              auto_refresh=False) as live:
+        while True:
+            time.sleep(every)  # the refresh period of the view, not a synchronisation
+            live.update(top_view(monitor(), address), refresh=True)

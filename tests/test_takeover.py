@@ -1,0 +1,191 @@
+"""No peer holding the key can take the master over, nor reach another peer's work.
+
+Against a real master, a hand-crafted malicious peer that holds the key: a request whose
+pickle names ``os.system`` (first on a connection, and as an argument later) is refused,
+logged and its connection closed, and nothing ran; the standard manager's other calls
+(shutdown, debug_info) are not served; a client's results, cancels and task ids are out of
+reach of a peer that does not hold its outbox's name, even one that ran its task; a worker
+reports only tasks leased to it; and a real client and worker go on as if nothing happened.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import tasks_mod
+from cluster import Cluster, Proc, wait_for
+
+from taskq import codec, fdio, owners, transport
+from taskq.errors import MasterError
+from taskq.remote import Remote
+from taskq.transport import parse_address
+from taskq.wire import ResultMsg, Status, TaskMsg, WorkerHello
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Evil:
+    """Unpickling this runs a shell command (where it is let through)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def master(cluster: Cluster) -> Iterator[Proc]:
+    yield cluster.start_master()
+
+
+def _proxy(cluster: Cluster) -> transport.BrokerProxy:
+    return transport.open_proxy(parse_address(cluster.address), cluster.authkey.encode())
+
+
+def _still_serves(cluster: Cluster) -> None:
+    assert _proxy(cluster).remote.status().leased == 0
+    with cluster.client() as client:
+        future = client.submit(tasks_mod.add, 1, 2)
+        assert future.cancel()  # no worker here: it was queued (the cancel reached it)
+
+
+def test_the_restricted_unpickler_admits_messages_and_refuses_any_other_name() -> None:
+    request = ("id", "submit", ([TaskMsg("t", "client-x", b"fn", b"args")], True), {})
+    assert codec.loads(fdio.dumps(request)) == request
+    with pytest.raises(codec.Forbidden, match=r"posix\.system"):
+        codec.loads(fdio.dumps(("id", "status", (Evil(Path("/nonexistent")),), {})))
+    with pytest.raises(codec.Forbidden, match=r"builtins\.eval"):
+        codec.loads(b"\x80\x05cbuiltins\neval\n\x8c\x041+1\x85R.")
+
+
+def test_a_first_request_carrying_code_is_refused_and_nothing_runs(
+        cluster: Cluster, master: Proc, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    conn = transport.client(parse_address(cluster.address), cluster.authkey.encode())
+    conn.send((None, "dummy", (Evil(marker),), {}))
+    with pytest.raises(EOFError):
+        conn.recv()  # the master closed the connection
+    conn.close()
+    wait_for(lambda: "request_refused" in master.stderr(), 10, "the refusal in the log")
+    line = next(ln for ln in master.stderr().splitlines() if "request_refused" in ln)
+    assert "posix.system" in line and cluster.authkey not in master.stderr()
+    assert not marker.exists()
+    _still_serves(cluster)
+
+
+def test_an_argument_carrying_code_later_on_is_refused_and_the_link_closed(
+        cluster: Cluster, master: Proc, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    proxy = _proxy(cluster)
+    assert proxy.remote.status().leased == 0
+    with pytest.raises((EOFError, OSError)):
+        proxy.call("status", Evil(marker))
+    proxy.discard()
+    wait_for(lambda: "request_refused" in master.stderr(), 10, "the refusal in the log")
+    assert not marker.exists()
+    _still_serves(cluster)
+
+
+@pytest.mark.parametrize("call", ["shutdown", "debug_info", "number_of_objects"])
+def test_the_manager_s_own_calls_are_not_served(cluster: Cluster, master: Proc,
+                                                call: str) -> None:
+    conn = transport.client(parse_address(cluster.address), cluster.authkey.encode())
+    conn.send((None, call, (), {}))
+    with pytest.raises(EOFError):
+        conn.recv()
+    conn.close()
+    wait_for(lambda: "not served" in master.stderr(), 10, "the dropped connection")
+    _still_serves(cluster)
+
+
+def test_a_peer_without_the_outbox_name_cannot_reach_a_client_s_tasks(
+        cluster: Cluster, master: Proc) -> None:
+    with cluster.client() as victim:
+        future = victim.submit(tasks_mod.add, 2, 3)
+        evil = _proxy(cluster).remote
+        wait_for(lambda: evil.status().pending, 10, "the victim's task to be queued")
+        # the attacker poses as a worker and leases the victim's task: it learns its id
+        # and the public name of its outbox, never the name that reaches the outbox
+        thief = owners.new_worker_claim("evil", 1)
+        evil.register(WorkerHello(thief, "evil", 1, 1, ("default",)))
+        (msg,) = evil.take(thief, 10, 5)
+        assert msg.outbox == owners.outbox_name(victim.outbox) != victim.outbox
+        for name in (msg.outbox, msg.task_id, msg.outbox.removeprefix("client-")):
+            assert evil.fetch(name, [], 100, 0).results == []
+            assert evil.open_count(name) in (None, 0)
+            assert evil.cancel([msg.task_id], 0, name).cancelled == []
+        assert evil.cancel([msg.task_id], 0, owners.new_client_claim()).unknown == [msg.task_id]
+        with pytest.raises(MasterError, match="does not belong to its outbox"):
+            evil.submit([TaskMsg(f"{msg.outbox}-999", owners.new_client_claim(), b"", b"")])
+        with pytest.raises(MasterError, match="does not belong to its outbox"):
+            evil.submit([TaskMsg(f"{msg.outbox}-999", msg.outbox, b"", b"")])
+        # another identity, and one posing as a worker seen in status, report a forged
+        # result for the task: it is dropped, as not leased to them
+        _forge_reports(evil, msg, [owners.new_worker_claim("evil", 2),
+                                   *(w.worker_id for w in evil.status().workers)])
+        assert not future.done()
+        wait_for(lambda: "report_refused" in master.stderr(), 10, "the refused report")
+        evil.release(thief, [msg.task_id], True)  # hands it back: a real worker runs it
+        cluster.start_worker()
+        assert future.result(timeout=60) == 5
+
+
+def _forge_reports(evil: Remote, msg: TaskMsg, identities: list[str]) -> None:
+    forged = ResultMsg(msg.task_id, Status.OK, pickle.dumps(666))
+    for identity in identities:
+        evil.report(identity, [forged], [msg.task_id])
+        assert evil.status().done == 0
+
+
+def test_ids_seen_in_status_do_not_act_as_the_worker(cluster: Cluster, master: Proc) -> None:
+    cluster.start_worker()
+    cluster.wait_workers(1)
+    evil = _proxy(cluster).remote
+    (row,) = evil.status().workers
+    assert evil.heartbeat(row.worker_id, [], 0) is False  # unknown: it must register
+    assert evil.take(row.worker_id, 5, 0) == []
+    with cluster.client() as client:
+        assert client.submit(tasks_mod.add, 1, 1).result(timeout=60) == 2
+
+
+def test_the_state_lets_a_worker_report_only_what_it_was_leased() -> None:
+    from taskq.state import BrokerState, WorkerInfo
+
+    state = BrokerState(lost_after=5, max_lost=3, max_payload=1 << 20)
+    state.submit([TaskMsg(f"box-{i}", "box", b"f", b"a") for i in range(2)], 0)
+    for worker in ("w1", "w2"):
+        state.register(WorkerInfo(worker, "h", 1, 1), 0)
+    (msg,) = state.lease("w1", 1, 0)
+    result = ResultMsg(msg.task_id, Status.OK, b"v")
+    other = ResultMsg("box-1" if msg.task_id == "box-0" else "box-0", Status.OK, b"v")
+    assert state.reportable("w2", [result, other]) == ([], [result, other])
+    assert state.reportable("w1", [result, other]) == ([result], [other])
+    assert state.reportable("w1", [ResultMsg("ended", Status.OK)])[1] == []  # ignored later
+    state.heartbeat("w2", [], 0, 4)  # w1 falls silent: lost, its lease requeued
+    state.expire(6)
+    assert state.reportable("w1", [result]) == ([result], [])  # a late result still counts
+    assert state.owned_by("box", [msg.task_id, "unknown"]) == [msg.task_id, "unknown"]
+    assert state.owned_by("another", [msg.task_id]) == []
+
+
+def test_the_owners_layer_takes_what_the_broker_takes() -> None:
+    """Every call the owners' layer checks has the broker's parameters; the others (shared
+    by name: schedules, queues, primitives) pass through to the broker unchanged."""
+    import inspect
+
+    from taskq.remote import EXPOSED
+    from taskq.service import Broker
+
+    checked = [n for n, f in vars(owners.Owned).items() if callable(f) and not n.startswith("_")]
+    assert {"submit", "fetch", "cancel", "report", "take", "hello"} <= set(checked)
+    for name in checked:
+        assert name in EXPOSED
+        assert (list(inspect.signature(getattr(owners.Owned, name)).parameters)
+                == list(inspect.signature(getattr(Broker, name)).parameters)), name
+    passed = owners.Owned(object.__new__(Broker))
+    assert passed.queues.__func__ is Broker.queues  # type: ignore[attr-defined]
