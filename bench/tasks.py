@@ -40,3 +40,11 @@ def run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]
 def started() -> float:
     """The wall-clock time the task began (for lateness and rate measurements)."""
     return time.time()
+
+
+async def anap(seconds: float) -> float:
+    """``nap`` for event loops: waits without a thread."""
+    import asyncio
+
+    await asyncio.sleep(seconds)
+    return seconds

@@ -14,9 +14,10 @@ from __future__ import annotations
 import atexit
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskq.client import Client, TaskFuture
+from taskq.context import TaskContext, current_task
 from taskq.errors import (
     AuthError,
     ConnectError,
@@ -37,12 +38,46 @@ from taskq.shared_state import current_client
 from taskq.tls import TLS, TLSError
 
 __all__ = [
-    "TLS", "AuthError", "Client", "ConnectError", "PayloadTooLarge", "RemoteError",
-    "SerializationError", "TLSError", "TaskCrashed", "TaskFunction", "TaskFuture",
-    "TaskLoadError", "TaskRefused", "TaskTimeout", "TaskqError", "VersionMismatch",
-    "WorkerLost", "current_client", "default_client", "map", "submit", "task", "track",
+    "TLS",
+    "AsyncClient",
+    "AuthError",
+    "Client",
+    "ConnectError",
+    "PayloadTooLarge",
+    "RemoteError",
+    "SerializationError",
+    "TLSError",
+    "TaskContext",
+    "TaskCrashed",
+    "TaskFunction",
+    "TaskFuture",
+    "TaskLoadError",
+    "TaskRefused",
+    "TaskTimeout",
+    "TaskqError",
+    "VersionMismatch",
+    "WorkerLost",
+    "current_client",
+    "current_task",
+    "default_client",
+    "map",
+    "submit",
+    "task",
+    "track",
 ]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from taskq.aclient import AsyncClient
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AsyncClient":  # imported on first use: asyncio is not loaded otherwise
+        from taskq.aclient import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module 'taskq' has no attribute {name!r}")
+
 
 _default: Client | None = None
 _default_lock = threading.Lock()

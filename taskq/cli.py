@@ -229,6 +229,34 @@ def _announce(address: str) -> None:
     sys.stdout.flush()
 
 
+def _pool_kind(value: str) -> str:
+    from taskq.worker import POOLS
+
+    if value not in POOLS:
+        raise typer.BadParameter(f"unknown pool {value!r}: expected one of {', '.join(POOLS)}")
+    return value
+
+
+def _pool_size(pool: str, procs: int | None, concurrency: int | None) -> int:
+    """The pool's size: --concurrency, else --procs, else the pool's default."""
+    if procs is not None and concurrency is not None and procs != concurrency:
+        raise typer.BadParameter(f"--procs {procs} and --concurrency {concurrency} disagree: "
+                                 "give one", param_hint="--concurrency")
+    size = concurrency or procs
+    if size is None:
+        size = defaults.ASYNC_CONCURRENCY if pool == "asyncio" else os.cpu_count() or 1
+    return size
+
+
+def _resources(text: str | None) -> tuple[tuple[str, float], ...]:
+    from taskq.options import parse_resources
+
+    try:
+        return () if text is None else parse_resources(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--resources") from None
+
+
 @app.command()
 def worker(
     connect: Annotated[str, typer.Option(help="The master as HOST:PORT.")],
@@ -245,23 +273,36 @@ def worker(
         min=1, help="Replace a pool process whose resident size passes this (MiB).")] = None,
     connect_timeout: Annotated[float, typer.Option(
         min=0, help="Seconds to keep trying to reach the master.")] = defaults.RECONNECT_FOR_S,
+    pool: Annotated[str, typer.Option(
+        callback=_pool_kind, help="What runs the tasks: processes (CPU work), threads "
+        "(blocking I/O) or asyncio (async def tasks on one event loop).")] = "processes",
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, show_default=False, help="Tasks run at once: the pool's size (default: CPU "
+        f"count for processes and threads, {defaults.ASYNC_CONCURRENCY} for asyncio).")]
+    = None,
+    resources: Annotated[str | None, typer.Option(
+        help="What this worker has, for tasks that need it: NAME=AMOUNT[,...], e.g. "
+        "gpu=2,ram_gb=64.")] = None,
     tls_ca: TlsCaOpt = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
     log_json: LogJsonOpt = False,
     log_level: LogLevelOpt = "info",
 ) -> None:
-    """Run a worker: take tasks from the master and run them in local processes."""
+    """Run a worker: take tasks from the master and run them in its pool (processes,
+    threads or an asyncio loop)."""
     from taskq.worker import Worker, WorkerConfig
 
     address = _address(connect, "--connect")
+    size = _pool_size(pool, procs, concurrency)
+    have = _resources(resources)
     logs.configure(json=log_json or None, level=log_level)
     with user_errors():
         config = WorkerConfig(address, resolve_authkey(None, authkey_file),
-                              procs or os.cpu_count() or 1,
+                              size,
                               tuple(q.strip() for q in queues.split(",") if q.strip()),
                               grace, max_tasks_per_child, max_memory_per_child,
-                              connect_for=connect_timeout,
+                              connect_for=connect_timeout, pool=pool, resources=have,
                               tls=_tls(tls_ca, tls_cert, tls_key))
         runner = Worker(config)
         _on_signals(runner.stop)

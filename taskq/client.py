@@ -19,6 +19,7 @@ loses no future; a master that stays away for longer than ``reconnect_for`` fail
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 import threading
@@ -70,6 +71,17 @@ class _Entry:
 
 def _run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
     return [fn(*args) for args in chunk]
+
+
+async def _run_chunk_async(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
+    return [await fn(*args) for args in chunk]
+
+
+def chunk_runner(fn: Callable[..., Any]) -> bytes:
+    """The encoded task that runs ``fn`` over a chunk of items (awaiting an async def)."""
+    inner = fn.fn if isinstance(fn, TaskFunction) else fn
+    run = _run_chunk_async if inspect.iscoroutinefunction(inner) else _run_chunk
+    return wire.encode_function(partial(run, inner))
 
 
 def _chunks(iterables: tuple[Iterable[Any], ...], size: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -186,8 +198,7 @@ class Client(SharedState, Executor):
             calls = zip(*iterables, strict=False)
             return self._ordered([self.submit(fn, *args) for args in calls], timeout)
         options = getattr(fn, "taskq_options", None)
-        runner = wire.encode_function(
-            partial(_run_chunk, fn.fn if isinstance(fn, TaskFunction) else fn))
+        runner = chunk_runner(fn)
         fs = [self._submit(runner, (chunk,), {}, options)
               for chunk in _chunks(iterables, chunksize)]
         return itertools.chain.from_iterable(self._ordered(fs, timeout))
@@ -244,6 +255,13 @@ class Client(SharedState, Executor):
 
     def _submit(self, fn: bytes, args: tuple[Any, ...], kwargs: dict[str, Any],
                 options: TaskOptions | None) -> TaskFuture:
+        entry = self._prepare(fn, args, kwargs, options)
+        self._enqueue(entry, block=True)
+        return entry.future
+
+    def _prepare(self, fn: bytes, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 options: TaskOptions | None) -> _Entry:
+        """A task encoded and checked, with its future; not queued yet."""
         self._check_open()
         msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, fn,
                       wire.encode_args(args, kwargs), options or DEFAULT_OPTIONS)
@@ -251,10 +269,16 @@ class Client(SharedState, Executor):
         if limit is not None and msg.size > limit:
             raise PayloadTooLarge(f"task is {msg.size} bytes, over the master's --max-payload "
                                   f"of {limit} bytes; send a path or URL instead of the data")
-        future = TaskFuture(self, msg.task_id)
-        entry = _Entry(future, msg)
+        return _Entry(TaskFuture(self, msg.task_id), msg)
+
+    def _enqueue(self, entry: _Entry, block: bool) -> bool:
+        """Queue a prepared task for sending; without ``block``, False when the queue is
+        full (the caller waits elsewhere, then calls again with ``block``)."""
+        msg = entry.msg
         with self._lock:
             if len(self._outgoing) >= defaults.CLIENT_MAX_UNSENT:  # backpressure
+                if not block:
+                    return False
                 self._room.wait_for(lambda: len(self._outgoing) < defaults.CLIENT_MAX_UNSENT
                                     or self._closed or self._failure is not None)
             self._check_open()
@@ -262,7 +286,7 @@ class Client(SharedState, Executor):
             self._outgoing.append(entry)
             if len(self._outgoing) == 1 or len(self._entries) == 1:
                 self._wakeup.notify_all()
-        return future
+        return True
 
     def _check_open(self) -> None:
         if self._failure is not None:

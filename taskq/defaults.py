@@ -173,6 +173,23 @@ FRAME_MIN_BYTES_PER_S = 256 * 1024
 # The master takes FRAME_TIMEOUT_S from this environment variable (seconds) when it is set.
 ENV_FRAME_TIMEOUT = "TASKQ_FRAME_TIMEOUT_S"
 
+
+# Worker pools. An asyncio worker runs this many tasks at once by default: coroutines that
+# wait cost little, and more would only hoard tasks other workers could run.
+ASYNC_CONCURRENCY = 1000
+# Tasks a thread or asyncio worker holds per slot: its slots are many and cheap, so a few
+# tasks each keep them busy; more would hoard the queue (1,000 coroutines x 256).
+PREFETCH_PER_SLOT = 2
+# Threads of an asyncio worker's executor, where plain functions sent to it run: as asyncio's
+# own default, enough for blocking calls without a thread per task.
+ASYNC_EXECUTOR_THREADS = 32
+# The asyncio pool's loop ticks this often; a watchdog thread logs the task running when a
+# tick is LOOP_SLOW_S late (asyncio's debug-mode slow-callback threshold): a task blocking the
+# loop is named while it blocks, at the cost of a timer call per tick.
+LOOP_TICK_S = 0.05
+LOOP_SLOW_S = 0.1
+# How long a stopping asyncio pool waits for its cancelled coroutines before leaving them.
+LOOP_STOP_S = 5.0
 # --------------------------------------------------------------------------- seeing in
 # The master's web page and /metrics listen here by default: loopback only, so no token is
 # needed; any other address requires one. "off" serves nothing.

@@ -1,6 +1,8 @@
 """What a pool process does with one task: load it, run it, encode how it ended.
 
-Runs inside the worker's pool processes (``taskq.pool`` calls ``run``). It never raises:
+Runs inside the worker's pool processes (``taskq.pool`` calls ``run``), and on the threads
+of its thread and asyncio pools (with ``load``, ``call``, ``failed``, ``encode``).
+``run`` never raises:
 a function that cannot be loaded, an exception, and a result that cannot be pickled all
 become an ERROR outcome whose body is the pickled exception. A BaseException (SystemExit,
 KeyboardInterrupt) is an outcome like any other, whether the task raised it or the
@@ -14,17 +16,25 @@ process pool, and the pool process goes on::
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import os
 import socket
 import traceback
 from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any
 
 from taskq import wire
+from taskq.context import TaskContext, bind, unbind
 from taskq.defaults import TRACEBACK_MAX_CHARS
 from taskq.errors import RemoteError, TaskLoadError
-from taskq.options import retry_applies
+from taskq.options import TaskFunction, retry_applies
 from taskq.wire import Status
 
+CUDA_ENV = "CUDA_VISIBLE_DEVICES"
 _FN_CACHE: OrderedDict[bytes, Any] = OrderedDict()
 _FN_CACHE_SIZE = 128  # distinct functions kept loaded per process; a miss costs one unpickle
 
@@ -47,10 +57,20 @@ def _load_error(exc: BaseException) -> TaskLoadError:
 Outcome = tuple[Status, bytes, str, bool]  # status, body, detail, may it be retried
 
 
-def run(payload: tuple[Any, ...]) -> Outcome:
-    """Run one encoded task, ``(fn, args[, retry_on])``; returns (status, body, detail,
-    retry) and never raises. ``retry`` says whether what the task raised is one of the
-    failures ``retry_on`` names (any exception when it names none)."""
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A decoded task, ready to be called."""
+
+    fn: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    retry_on: tuple[str, ...]
+    context: tuple[Any, ...] | None = None  # (task id, units, set CUDA_VISIBLE_DEVICES)
+
+
+def load(payload: tuple[Any, ...]) -> Call | Outcome:
+    """Decode one task, ``(fn, args[, retry_on[, context]])``; an ERROR outcome if it
+    cannot be."""
     fn_bytes, args_bytes = payload[0], payload[1]
     retry_on: tuple[str, ...] = payload[2] if len(payload) > 2 else ()
     try:
@@ -59,11 +79,67 @@ def run(payload: tuple[Any, ...]) -> Outcome:
     except BaseException as exc:  # a module may even exit as it is imported
         err = _load_error(exc)
         return Status.ERROR, _error_body(err), _trace(err), False
+    return Call(fn, args, kwargs, retry_on, payload[3] if len(payload) > 3 else None)
+
+
+def run(payload: tuple[Any, ...]) -> Outcome:
+    """Run one encoded task, ``(fn, args[, retry_on])``; returns (status, body, detail,
+    retry) and never raises. ``retry`` says whether what the task raised is one of the
+    failures ``retry_on`` names (any exception when it names none). An ``async def`` task
+    runs to its end on an event loop of its own."""
+    loaded = load(payload)
+    if not isinstance(loaded, Call):
+        return loaded
+    if loaded.context is None:
+        return call(loaded.fn, loaded.args, loaded.kwargs, loaded.retry_on)
+    with task_context(loaded.context):
+        return call(loaded.fn, loaded.args, loaded.kwargs, loaded.retry_on)
+
+
+@contextlib.contextmanager
+def task_context(context: tuple[Any, ...] | None) -> Iterator[None]:
+    """Tell the task who it is and which units it holds (``taskq.current_task()``); in a
+    process of its own, ``CUDA_VISIBLE_DEVICES`` names its GPUs while it runs."""
+    if context is None:
+        yield
+        return
+    task_id, units, set_env = context
+    token = bind(TaskContext(task_id, units))
+    gpus = units.get("gpu") if set_env else None
+    before = os.environ.get(CUDA_ENV)
+    if isinstance(gpus, list):
+        os.environ[CUDA_ENV] = ",".join(map(str, gpus))
+    try:
+        yield
+    finally:
+        unbind(token)
+        if isinstance(gpus, list):
+            if before is None:
+                os.environ.pop(CUDA_ENV, None)
+            else:
+                os.environ[CUDA_ENV] = before
+
+
+def call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+         retry_on: tuple[str, ...]) -> Outcome:
+    """Call a loaded task and encode how it ended (a coroutine is run on a new loop)."""
     try:
         value = fn(*args, **kwargs)
+        if type(value) is CoroutineType:
+            value = _run_coroutine(value)
     except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt is its outcome
-        retry = not retry_on or retry_applies(retry_on, type(exc))
-        return Status.ERROR, _error_body(exc), _trace(exc), retry
+        return failed(exc, retry_on)
+    return encode(value)
+
+
+def failed(exc: BaseException, retry_on: tuple[str, ...]) -> Outcome:
+    """The outcome of a task that raised ``exc``."""
+    retry = not retry_on or retry_applies(retry_on, type(exc))
+    return Status.ERROR, _error_body(exc), _trace(exc), retry
+
+
+def encode(value: Any) -> Outcome:
+    """The outcome of a task that returned ``value``."""
     try:
         return Status.OK, wire.encode_value(value), "", False
     except BaseException as exc:  # SerializationError, or what pickling raised past it
@@ -78,6 +154,19 @@ def _trace(exc: BaseException) -> str:
     except BaseException:  # a __str__ that raises
         text = f"{type(exc).__qualname__}: <unprintable>"
     return text[-TRACEBACK_MAX_CHARS:]
+
+
+def is_async(fn: Any) -> bool:
+    """Is ``fn`` an ``async def`` (also when wrapped by ``taskq.task``)?"""
+    if isinstance(fn, TaskFunction):
+        fn = fn.fn
+    return inspect.iscoroutinefunction(fn)
+
+
+def _run_coroutine(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coro)
 
 
 def _error_body(exc: BaseException) -> bytes:

@@ -122,10 +122,47 @@ def _check_keys(limit_key: str, limit: int, unique: str, unique_for: float) -> N
                          f"{unique!r} and {unique_for!r}")
 
 
+_RESOURCE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_needs(needs: object) -> tuple[tuple[str, float], ...]:
+    """A ``{"gpu": 1}`` mapping as sorted pairs; ValueError naming what is wrong."""
+    if not isinstance(needs, dict):
+        raise ValueError(f"resources must be a dict of name to amount, not {needs!r}")
+    out = []
+    for name, amount in needs.items():
+        if not isinstance(name, str) or not _RESOURCE_NAME.match(name):
+            raise ValueError(f"bad resource name {name!r}: expected letters, digits, _ . -")
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0 \
+                or amount != amount:
+            raise ValueError(f"bad amount {amount!r} of resource {name!r}: expected a "
+                             "number >= 0")
+        if amount > 0:
+            out.append((name, float(amount)))
+    return tuple(sorted(out))
+
+
+def parse_resources(text: str) -> tuple[tuple[str, float], ...]:
+    """``'gpu=2,ram_gb=64'`` -> sorted pairs; ValueError naming what is expected."""
+    pairs: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        name, sep, amount = part.partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = -1.0
+        if not part or not sep or not name.strip() or value < 0:
+            raise ValueError(f"bad resources {text!r}: expected NAME=AMOUNT[,NAME=AMOUNT], "
+                             "amounts >= 0, e.g. gpu=2,ram_gb=64")
+        pairs[name.strip()] = value
+    return check_needs(pairs)
+
+
 def make_options(timeout: float | None = None, retries: int = 0, priority: int = 0,
                  queue: str = "default", *, retry_on: object = (), backoff: float = 0.0,
                  max_backoff: float = 60.0, jitter: bool = True, limit_key: str = "",
-                 limit: int = 0, unique: str = "", unique_for: float = 0.0) -> TaskOptions:
+                 limit: int = 0, unique: str = "", unique_for: float = 0.0,
+                 resources: object = None) -> TaskOptions:
     """Validated options; ValueError says which one is wrong."""
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
@@ -139,19 +176,22 @@ def make_options(timeout: float | None = None, retries: int = 0, priority: int =
     _check_keys(limit_key, limit, unique, unique_for)
     return TaskOptions(None if timeout is None else float(timeout), int(retries), int(priority),
                        queue, exception_names(retry_on), float(backoff), float(max_backoff),
-                       bool(jitter), 0.0, limit_key, int(limit), unique, float(unique_for))
+                       bool(jitter), 0.0, limit_key, int(limit), unique, float(unique_for),
+                       check_needs(resources or {}))
 
 
 @overload
 def task(fn: Callable[..., Any], *, timeout: float | None = ..., retries: int = ...,
          priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
          max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
-         unique: str = ..., unique_for: float = ...) -> TaskFunction: ...
+         unique: str = ..., unique_for: float = ...,
+         resources: dict[str, float] | None = ...) -> TaskFunction: ...
 @overload
 def task(fn: None = None, *, timeout: float | None = ..., retries: int = ...,
          priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
          max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
-         unique: str = ..., unique_for: float = ...
+         unique: str = ..., unique_for: float = ...,
+         resources: dict[str, float] | None = ...
          ) -> Callable[[Callable[..., Any]], TaskFunction]: ...
 
 
@@ -159,6 +199,7 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
          retries: int = 0, priority: int = 0, queue: str = "default", retry_on: object = (),
          backoff: float = 0.0, max_backoff: float = 60.0, jitter: bool = True,
          limit_key: str = "", limit: int = 0, unique: str = "", unique_for: float = 0.0,
+         resources: dict[str, float] | None = None,
          ) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
     """Attach options to a callable: ``task(fn, timeout=2)`` or ``@task(timeout=2)``.
 
@@ -169,12 +210,14 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
     that unless ``jitter=False``. ``limit_key``/``limit``: at most ``limit`` tasks with that
     key run at once across the cluster. ``unique``: while a task with that key is queued,
     waiting or running (and ``unique_for`` seconds after it ended), a submit with the key
-    returns a future of that task and runs nothing new.
+    returns a future of that task and runs nothing new. ``resources``: what the task holds
+    on its worker while it runs (``{"gpu": 1}``); only a worker started with that much free
+    (``--resources gpu=2``) takes it.
     """
     options = make_options(timeout, retries, priority, queue, retry_on=retry_on,
                            backoff=backoff, max_backoff=max_backoff, jitter=jitter,
                            limit_key=limit_key, limit=limit, unique=unique,
-                           unique_for=unique_for)
+                           unique_for=unique_for, resources=resources)
     if fn is None:
         return lambda f: TaskFunction(f, options)
     return TaskFunction(fn, options)

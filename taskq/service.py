@@ -39,6 +39,7 @@ from taskq.service_prims import PrimitiveCalls
 from taskq.state import BrokerState, CancelOutcome, WorkerInfo, views
 from taskq.state.history import job_name
 from taskq.state.limits import QueueLimit
+from taskq.state.resources import describe, unfit
 from taskq.wire import (
     ClusterStatus,
     Fetched,
@@ -259,7 +260,8 @@ class Broker(PrimitiveCalls):
 
     def register(self, hello: WorkerHello) -> MasterInfo:
         info = WorkerInfo(hello.worker_id, hello.host, hello.pid, hello.procs,
-                          tuple(hello.queues))
+                          tuple(hello.queues), pool=getattr(hello, "pool", "processes"),
+                          resources=tuple(getattr(hello, "resources", ())))
         with self._lock:
             self._state.register(info, self._clock())
         log.info("worker_joined", worker_id=hello.worker_id, host=hello.host,
@@ -362,13 +364,14 @@ class Broker(PrimitiveCalls):
         with self._lock:
             s, now = self._state, self._clock()
             rows = [WorkerRow(w.worker_id, w.host, w.pid, w.procs, w.running, len(w.held),
-                              w.done, w.failed, round(now - w.last_seen, 3), w.memory)
+                              w.done, w.failed, round(now - w.last_seen, 3), pool=w.pool,
+                              resources=describe(w.resources), memory=w.memory)
                     for w in s.workers.values()]
             pending = {q: n for q, n in s.pending_by_queue.items() if n > 0}
             waiting = sum(len(b.results) for b in s.outboxes.values())
             return ClusterStatus(rows, pending, len(s.leased), s.finished_ok, s.finished_failed,
                                  waiting, round(now - self._started, 3), self._journal is not None,
-                                 s.queues.waiting_count)
+                                 s.queues.waiting_count, unfit(s.queues.heaps, s.resources))
 
     def monitor(self) -> dict[str, Any]:
         """What the dashboard and ``taskq top`` show: workers, queues, jobs, recent failures

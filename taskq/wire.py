@@ -94,18 +94,20 @@ class TaskOptions:
     limit: int = 0
     unique: str = ""  # while a task with this key lives, a submit with it joins that task
     unique_for: float = 0.0  # ... and for this long after it ended
+    # sorted (name, amount) pairs it holds on its worker while it runs, e.g. (("gpu", 1.0),)
+    resources: tuple[tuple[str, float], ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (TaskOptions, (self.timeout, self.retries, self.priority, self.queue,
                               self.retry_on, self.backoff, self.max_backoff, self.jitter,
                               self.run_at, self.limit_key, self.limit, self.unique,
-                              self.unique_for))
+                              self.unique_for, self.resources))
 
     def extra(self) -> dict[str, Any]:
         """The options beyond the first four that differ from their defaults (journal)."""
         out: dict[str, Any] = {}
         for name in ("retry_on", "backoff", "max_backoff", "jitter", "run_at", "limit_key",
-                     "limit", "unique", "unique_for"):
+                     "limit", "unique", "unique_for", "resources"):
             value = getattr(self, name)
             if value != getattr(DEFAULT_OPTIONS, name):
                 out[name] = list(value) if isinstance(value, tuple) else value
@@ -116,6 +118,9 @@ class TaskOptions:
                    extra: dict[str, Any]) -> TaskOptions:
         if "retry_on" in extra:
             extra = {**extra, "retry_on": tuple(extra["retry_on"])}
+        if "resources" in extra:
+            extra = {**extra, "resources": tuple((str(n), float(a))
+                                                 for n, a in extra["resources"])}
         return cls(timeout, retries, priority, queue, **extra)
 
 
@@ -230,6 +235,8 @@ class WorkerHello:
     pid: int
     procs: int
     queues: tuple[str, ...] = ("default",)
+    pool: str = "processes"  # processes, threads or asyncio; procs is its concurrency
+    resources: tuple[tuple[str, float], ...] = ()  # what it has, e.g. (("gpu", 2.0),)
 
 
 @dataclass(slots=True)
@@ -253,6 +260,8 @@ class WorkerRow:
     done: int
     failed: int
     seen_ago: float
+    pool: str = "processes"
+    resources: str = ""  # what it declared, e.g. "gpu=2,ram_gb=64"
     memory: int = 0  # resident bytes of the worker and its pool processes (0: unknown)
 
 
@@ -269,6 +278,8 @@ class ClusterStatus:
     uptime: float
     durable: bool
     waiting: int = 0  # tasks held back until a time (restored for their holders to claim)
+    # queued tasks no connected worker could ever fit: "gpu=4" -> how many
+    unfit: dict[str, int] = field(default_factory=dict)
     keys: dict[str, int] = field(default_factory=dict)  # open connections per key fingerprint
 
 

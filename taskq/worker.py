@@ -33,11 +33,15 @@ from taskq import defaults, execute, logs, owners, wire
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed, TaskTimeout
 from taskq.options import retry_applies
 from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
+from taskq.pool_async import AsyncioPool
+from taskq.pool_local import LocalPool
 from taskq.pool_proc import resident_bytes
+from taskq.pool_threads import ThreadPool
 from taskq.remote import Remote
 from taskq.tls import TLS
 from taskq.transport import Link
 from taskq.wire import ResultMsg, Status, WorkerHello
+from taskq.worker_units import Units
 
 log = logs.get_logger("taskq.worker")
 
@@ -54,6 +58,24 @@ class WorkerConfig:
     heartbeat: float = defaults.HEARTBEAT_S
     connect_for: float = defaults.RECONNECT_FOR_S
     tls: TLS | None = None
+    pool: str = "processes"  # one of POOLS; procs is then its concurrency
+    resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources gpu=2)
+
+
+POOLS = ("processes", "threads", "asyncio")
+
+
+def make_pool(config: WorkerConfig) -> ProcessPool | LocalPool:
+    """The pool that runs this worker's tasks; ValueError for an unknown kind."""
+    if config.pool == "processes":
+        return ProcessPool(config.procs, execute.run,
+                           max_tasks_per_child=config.max_tasks_per_child,
+                           max_memory_mb=config.max_memory_mb)
+    if config.pool == "threads":
+        return ThreadPool(config.procs, execute.run)
+    if config.pool == "asyncio":
+        return AsyncioPool(config.procs)
+    raise ValueError(f"unknown pool {config.pool!r}: expected one of {', '.join(POOLS)}")
 
 
 def _by_size(results: list[ResultMsg]) -> list[list[ResultMsg]]:
@@ -79,13 +101,12 @@ class Worker:
         self.name = f"{host}:{os.getpid()}"
         self.worker_id = owners.new_worker_claim(host, os.getpid())  # a secret, see owners
         self.hello = WorkerHello(self.worker_id, host, os.getpid(), config.procs,
-                                 tuple(config.queues))
+                                 tuple(config.queues), config.pool, config.resources)
+        self.units = Units(config.resources)
         # for taskq.current_client() in tasks: the pool's processes inherit these
         os.environ[defaults.ENV_TASK_MASTER] = f"{config.address[0]}:{config.address[1]}"
         os.environ[defaults.ENV_TASK_AUTHKEY] = config.authkey.decode("utf-8", "surrogateescape")
-        self.pool = ProcessPool(config.procs, execute.run,
-                                max_tasks_per_child=config.max_tasks_per_child,
-                                max_memory_mb=config.max_memory_mb)
+        self.pool = make_pool(config)
         self.link = Link(config.address, config.authkey, reconnect_for=config.connect_for,
                          tls_settings=config.tls,
                          on_connect=self._on_connect)
@@ -139,7 +160,8 @@ class Worker:
             self.pool.kill()
             return 1
         self.log.info("worker_started", master=f"{self.config.address[0]}:"
-                      f"{self.config.address[1]}", procs=self.config.procs)
+                      f"{self.config.address[1]}", procs=self.config.procs,
+                      pool=self.config.pool)
         threads = [threading.Thread(target=self._guard(loop), name=name, daemon=True)
                    for loop, name in ((self._take_loop, "taskq-take"),
                                       (self._heartbeat_loop, "taskq-heartbeat"),
@@ -240,6 +262,8 @@ class Worker:
         if not outcomes and not started:
             return
         results = [self._result(o) for o in outcomes]
+        if outcomes:  # before the master hears of it: it may lease the units again at once
+            self.units.free([o.task_id for o in outcomes])
         if started and results:
             ended = {r.task_id for r in results}
             started = [t for t in started if t not in ended]
@@ -277,7 +301,13 @@ class Worker:
         return ResultMsg(outcome.task_id, status, None, detail, self.name, outcome.duration,
                          retry)
 
+    def _context(self, task_id: str, needs: tuple[tuple[str, float], ...]) -> tuple[Any, ...]:
+        """What a task with resources is told: its id, its units, and whether to set
+        CUDA_VISIBLE_DEVICES (only where it has a process of its own)."""
+        return task_id, self.units.assign(task_id, needs), self.config.pool == "processes"
+
     def _forget(self, task_ids: list[str]) -> None:
+        self.units.free(task_ids)
         with self._held_lock:
             self._held.difference_update(task_ids)
             if self._retry_on:
@@ -290,6 +320,8 @@ class Worker:
         """How many more tasks to hold: about PREFETCH_TARGET_S of work per process."""
         per_proc = math.ceil(defaults.PREFETCH_TARGET_S / max(self._mean_s, 1e-6))
         per_proc = max(defaults.PREFETCH_MIN, min(defaults.PREFETCH_MAX, per_proc))
+        if self.config.pool != "processes":
+            per_proc = defaults.PREFETCH_PER_SLOT
         return per_proc * self.config.procs - self.pool.in_flight()
 
     def _take_loop(self) -> None:
@@ -310,8 +342,11 @@ class Worker:
                 # the arguments go to the pool process uncopied (out of band) when large
                 payload: tuple[Any, ...] = (task.fn, pickle.PickleBuffer(task.args))
                 if task.options.retry_on:
-                    payload += (task.options.retry_on,)
                     self._retry_on[task.task_id] = task.options.retry_on
+                if task.options.retry_on or task.options.resources:
+                    payload += (task.options.retry_on,)
+                if task.options.resources:
+                    payload += (self._context(task.task_id, task.options.resources),)
                 self.pool.submit(Job(task.task_id, payload, task.options.timeout))
             if self._draining.is_set():
                 self.pool.wake()

@@ -26,6 +26,7 @@ from hypothesis.stateful import (
 from taskq.state import BrokerState, TaskRecord, WorkerInfo
 from taskq.state.history import OUTCOMES
 from taskq.state.limits import QueueLimit
+from taskq.state.resources import unfit as unfit_counts
 from taskq.state.stats import Stats
 from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
 
@@ -37,6 +38,11 @@ OUTBOXES = ("a", "b")
 WORKERS: dict[str, tuple[str, ...]] = {"w0": ("default",), "w1": ("gpu",),
                                        "w2": ("default", "gpu")}
 KINDS = st.sampled_from(sorted(WORKERS))
+# What each kind of worker has, and what a task may need (gpu=3: no worker ever fits it).
+CAPACITY: dict[str, tuple[tuple[str, float], ...]] = {"w0": (("gpu", 2.0),), "w1": (),
+                                                       "w2": (("gpu", 1.0),)}
+NEEDS: list[tuple[tuple[str, float], ...]] = [(), (), (("gpu", 1.0),), (("gpu", 2.0),),
+                                              (("gpu", 3.0),)]
 GHOST = "ghost"  # an id the master never saw
 # Limit keys a task may carry (each key always with the same limit).
 LIMIT_KEYS: list[dict[str, object]] = [{}, {}, {"limit_key": "k1", "limit": 1},
@@ -83,7 +89,8 @@ class BrokerMachine(RuleBasedStateMachine):
 
     def join(self, kind: str) -> str:
         worker = self.worker_id(kind)
-        self.state.register(WorkerInfo(worker, "host", 1, 1, WORKERS[kind]), self.now)
+        self.state.register(WorkerInfo(worker, "host", 1, 1, WORKERS[kind],
+                                       resources=CAPACITY[kind]), self.now)
         return worker
 
     def pick(self, data: st.DataObject, pool: list[str], focus: list[str] | None = None,
@@ -122,6 +129,7 @@ class BrokerMachine(RuleBasedStateMachine):
                                      jitter=False,
                                      run_at=data.draw(st.sampled_from(
                                          [0.0, 0.0, self.now + 2.0])),
+                                     resources=data.draw(st.sampled_from(NEEDS)),
                                      **data.draw(st.sampled_from(LIMIT_KEYS))))
                  for _ in range(n)]
         open_ids = [t for t in self.submitted if t not in self.acked]
@@ -260,7 +268,7 @@ class BrokerMachine(RuleBasedStateMachine):
             pending = [r for r in self.state.tasks.values()
                        if r.state is TaskState.PENDING and r.msg.options.queue in info.queues]
             pending.sort(key=lambda r: (-r.msg.options.priority, r.seq))
-            expected = self.within_limits(pending, n)
+            expected = self.within_limits(pending, n, worker)
 
         rated = info is not None and any(q in self.rates for q in info.queues)
 
@@ -277,12 +285,15 @@ class BrokerMachine(RuleBasedStateMachine):
             assert rec.deadline == self.now + LOST_AFTER
             assert msg.attempt == rec.lost + rec.errors
 
-    def within_limits(self, pending: list[TaskRecord], n: int) -> list[str]:
+    def within_limits(self, pending: list[TaskRecord], n: int, worker: str) -> list[str]:
         """The tasks a lease of n should take: best first, skipping any whose queue or key
-        is at its limit (and never blocking the ones behind it)."""
+        is at its limit, or whose needs the worker has not free (never blocking the ones
+        behind it)."""
         limits = self.state.limits
         by_queue = Counter(limits.running_by_queue)
         by_key = Counter(limits.running_by_key)
+        capacity = dict(self.state.workers[worker].resources)
+        used = self.resources_held_by(worker)
         out: list[str] = []
         for rec in pending:
             options = rec.msg.options
@@ -291,6 +302,11 @@ class BrokerMachine(RuleBasedStateMachine):
                 continue
             if options.limit_key and by_key[options.limit_key] >= options.limit:
                 continue
+            if any(capacity.get(name, 0.0) - used[name] < amount
+                   for name, amount in options.resources):
+                continue
+            for name, amount in options.resources:
+                used[name] += amount
             out.append(rec.msg.task_id)
             by_queue[options.queue] += 1
             by_key[options.limit_key] += 1
@@ -518,6 +534,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.outboxes_are_consistent()
         self.no_started_task_is_cancelled()
         self.limits_count_the_leases()
+        self.resources_count_the_leases()
         self.history_follows_the_tasks()
         self.settled = True
 
@@ -612,6 +629,32 @@ class BrokerMachine(RuleBasedStateMachine):
         assert +limits.running_by_queue == by_queue
         assert +limits.running_by_key == by_key
 
+    def resources_held_by(self, worker: str) -> Counter[str]:
+        """What the tasks leased to a worker need, summed."""
+        used: Counter[str] = Counter()
+        for rec in self.state.leased.values():
+            if rec.worker == worker:
+                for name, amount in rec.msg.options.resources:
+                    used[name] += amount
+        return used
+
+    def resources_count_the_leases(self) -> None:
+        """Each connected worker's resources in use are what its leased tasks need; a task
+        that needs more than any connected worker has is reported unfit."""
+        book = self.state.resources
+        assert set(book.capacity) == set(self.state.workers)
+        for worker in self.state.workers:
+            used = {k: v for k, v in book.used[worker].items() if v}
+            assert used == dict(self.resources_held_by(worker)), worker
+        unfit = unfit_counts(self.state.queues.heaps, book)
+        pending = [r for r in self.state.tasks.values() if r.state is TaskState.PENDING]
+        most = max((dict(book.capacity[w]).get("gpu", 0.0) for w in self.state.workers),
+                   default=None)
+        expected = Counter(f"gpu={dict(r.msg.options.resources)['gpu']:g}" for r in pending
+                           if r.msg.options.resources and most is not None
+                           and dict(r.msg.options.resources)["gpu"] > most)
+        assert unfit == dict(expected)
+
     def no_started_task_is_cancelled(self) -> None:
         """No task is cancelled while a worker runs it (it may be once it is queued again)."""
         for tid in self.cancelled:
@@ -647,7 +690,9 @@ class BrokerMachine(RuleBasedStateMachine):
             self.state.expire(self.now)
             self.state.promote(self.now)
             self.records_are_consistent()
-            self.state.register(WorkerInfo("drain", "host", 1, 1, QUEUES), self.now)
+            self.state.register(WorkerInfo("drain", "host", 1, 1, QUEUES,  # fits every task
+                                           resources=(("gpu", 3.0 * len(self.state.tasks)),)),
+                                self.now)
             msgs = self.state.lease("drain", len(self.state.tasks), self.now)
             self.state.complete("drain", [ResultMsg(m.task_id, Status.OK, self.new_body())
                                           for m in msgs], self.now)

@@ -37,6 +37,7 @@ from taskq.state.history import History
 from taskq.state.limits import Limits
 from taskq.state.queues import TaskQueues
 from taskq.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
+from taskq.state.resources import FitGate, Resources
 from taskq.state.schedules import Schedules
 from taskq.state.uniques import Uniques
 from taskq.wire import (
@@ -76,6 +77,7 @@ class BrokerState(CancelsMixin):
         self.random = random.Random()  # backoff jitter; tests seed it  # noqa: S311 -- backoff jitter, not a secret
         self.schedules = Schedules()
         self.limits = Limits()
+        self.resources = Resources()
         self.uniques = Uniques()
         self.now = 0.0  # the latest time a call gave (for unique_for windows)
         self.changes = Changes()
@@ -253,6 +255,7 @@ class BrokerState(CancelsMixin):
             info.to_ask = [*old.to_ask, *old.asked]  # answers may have been lost: ask again
         info.last_seen = now
         self.workers[info.worker_id] = info
+        self.resources.register(info.worker_id, info.resources)
 
     def heartbeat(self, worker_id: str, held: list[str], running: int, now: float,
                   memory: int = 0) -> bool:
@@ -289,8 +292,9 @@ class BrokerState(CancelsMixin):
         out: list[TaskMsg] = []
         size = 0
         self.limits.now = now
+        gate = FitGate(self.limits, self.resources, worker_id)
         while len(out) < n and (max_bytes is None or size < max_bytes):
-            rec = self.queues.pop_best(worker.queues, self.limits)
+            rec = self.queues.pop_best(worker.queues, gate)
             if rec is None:
                 break
             self._lease_to(rec, worker, now)
@@ -374,6 +378,7 @@ class BrokerState(CancelsMixin):
     def forget_worker(self, worker_id: str) -> None:
         """A worker said goodbye: it holds nothing any more (release first)."""
         self.workers.pop(worker_id, None)
+        self.resources.forget(worker_id)
 
     def expire(self, now: float) -> list[str]:
         """Declare silent workers lost and requeue (or fail) leases past their deadline."""
@@ -382,6 +387,7 @@ class BrokerState(CancelsMixin):
         self.history.now = now
         for worker_id in lost:
             self.history.worker_lost(self.workers.pop(worker_id))
+            self.resources.forget(worker_id)
         for rec in [r for r in self.leased.values()
                     if r.deadline < now or r.worker not in self.workers]:
             lost_worker = rec.worker or "?"
@@ -475,6 +481,7 @@ class BrokerState(CancelsMixin):
         self.leased[rec.msg.task_id] = rec
         worker.held.add(rec.msg.task_id)
         self.limits.taken(rec)
+        self.resources.taken(rec, worker.worker_id)
         self.history.leased(rec, worker, now)
 
     def _mark_started(self, rec: TaskRecord) -> None:
@@ -489,6 +496,7 @@ class BrokerState(CancelsMixin):
         if rec.state is TaskState.LEASED:
             self.leased.pop(rec.msg.task_id, None)
             self.limits.released(rec)
+            self.resources.released(rec)
             holder = self.workers.get(rec.worker or "")
             if holder is not None:
                 holder.held.discard(rec.msg.task_id)

@@ -18,6 +18,7 @@ from collections import Counter
 from typing import Protocol
 
 from taskq.state.records import TaskRecord
+from taskq.state.resources import heap_key
 from taskq.wire import TaskState
 
 _Entry = tuple[float, int, int, TaskRecord]  # (key, seq, ticket, record); seq is unique
@@ -48,7 +49,8 @@ class TaskQueues:
         rec.ticket += 1
         options = rec.msg.options
         queue = options.queue
-        heap = self.heaps.setdefault(queue, {}).setdefault(options.limit_key, [])
+        key = heap_key(options.limit_key, options.resources)
+        heap = self.heaps.setdefault(queue, {}).setdefault(key, [])
         heapq.heappush(heap, (-options.priority, rec.seq, rec.ticket, rec))
         self.pending_by_queue[queue] += 1
 
@@ -102,7 +104,12 @@ class TaskQueues:
                     empty.append((queue, key))
                     continue
                 top = heap[0]
-                if key and gate is not None and not gate.key_open(key, top[3].msg.options.limit):
+                options = top[3].msg.options
+                if gate is not None and options.limit_key and not gate.key_open(
+                        options.limit_key, options.limit):
+                    continue
+                fits = getattr(gate, "fits", None)  # only a lease's gate knows its worker
+                if options.resources and fits is not None and not fits(options.resources):
                     continue
                 if best is None or top[:3] < best[:3]:
                     best, where = top, (queue, key)

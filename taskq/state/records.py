@@ -45,6 +45,8 @@ class WorkerInfo:
     failed: int = 0
     to_ask: list[str] = field(default_factory=list)  # cancel requests not yet delivered
     asked: set[str] = field(default_factory=set)  # delivered, not answered yet
+    pool: str = "processes"  # what runs its tasks: processes, threads or asyncio
+    resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources)
     draining: bool = False  # it handed back its unstarted tasks: it is stopping
     memory: int = 0  # resident bytes of the worker and its pool, from its last heartbeat
 

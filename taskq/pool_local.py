@@ -1,0 +1,184 @@
+"""What the thread and asyncio pools share: the bookkeeping of jobs run inside the worker's
+own process, behind the interface the worker uses for ``taskq.pool.ProcessPool``.
+
+    submit() ──► pending ──► begin(): a slot taken, the job active ──► finish(outcome)
+        ▲            │                 │                                    │
+    take_back() ◄────┘ cancel()     expire() at its timeout: TIMED_OUT       ▼
+                                    now; its slot stays taken until ──► get_outcomes()
+                                    the code running it returns
+
+Every submitted job ends exactly one way: an Outcome from get_outcomes, or the Job itself
+handed back by take_back, cancel or stop. One lock guards it all; the subclasses
+(``taskq.pool_threads``, ``taskq.pool_async``) only decide where a begun job runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from taskq.pool import Job, Outcome, OutcomeKind
+
+
+class LocalPool:
+    """Up to ``size`` jobs at once, run in this process; see the module docstring."""
+
+    def __init__(self, size: int, runner: Callable[[Any], Any]) -> None:
+        if size < 1:
+            raise ValueError(f"concurrency must be at least 1, not {size}")
+        self._size, self._runner = size, runner
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # outcomes, starts, wakes
+        self._work = threading.Condition(self._lock)  # jobs to begin, slots freed
+        self._pending: deque[Job] = deque()
+        self._outcomes: deque[Outcome] = deque()
+        self._started_out: list[str] = []
+        self._active: dict[str, tuple[Job, float]] = {}  # begun, no outcome yet
+        self._in_flight = 0
+        self._busy = 0  # slots taken: active jobs and timed-out ones still running
+        self._woken = self._draining = self._closed = False
+
+    # ------------------------------------------------------------------ the worker's API
+
+    def start(self) -> None:
+        """Start whatever runs the jobs."""
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; thread-safe; RuntimeError once stopped."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("pool is stopped")
+            self._pending.append(job)
+            self._in_flight += 1
+            self._work.notify()
+        self._on_submit()
+
+    def get_outcomes(self, timeout: float, starts_wake: bool = True) -> list[Outcome]:
+        """Every outcome available, waiting up to ``timeout`` s for one (or, with
+        ``starts_wake``, for a job to begin); [] on timeout or wake."""
+        def ready() -> object:
+            return self._outcomes or self._woken or (starts_wake and self._started_out)
+
+        with self._cond:
+            if not ready():
+                self._cond.wait_for(ready, timeout)
+            self._woken = False
+            out = list(self._outcomes)
+            self._outcomes.clear()
+            self._in_flight -= len(out)
+            return out
+
+    def take_started(self) -> list[str]:
+        """Ids of the jobs that began since the last call."""
+        with self._lock:
+            started, self._started_out = self._started_out, []
+            return started
+
+    def cancel(self, task_id: str) -> bool:
+        """Make sure a job never begins: True if it had not, and now never will."""
+        with self._lock:
+            for job in self._pending:
+                if job.task_id == task_id:
+                    self._pending.remove(job)
+                    self._in_flight -= 1
+                    return True
+        return False
+
+    def wake(self) -> None:
+        """Make a blocked (or the next) get_outcomes return now."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
+
+    def in_flight(self) -> int:
+        """Jobs submitted whose outcome get_outcomes has not returned yet."""
+        return self._in_flight
+
+    def running(self) -> int:
+        """Slots taken: jobs running, and timed-out ones whose code has not returned."""
+        return self._busy
+
+    def pids(self) -> list[int]:
+        """No process of its own: the tasks run in the worker's."""
+        return []
+
+    def take_back(self) -> list[Job]:
+        """Remove and return the jobs not begun."""
+        with self._lock:
+            jobs = list(self._pending)
+            self._pending.clear()
+            self._in_flight -= len(jobs)
+            return jobs
+
+    def stop(self, grace: float) -> list[Job]:
+        """Begin nothing new, let running jobs finish for up to ``grace`` s, then give up on
+        them; return every job that did not end."""
+        with self._cond:
+            self._draining = True
+            self._cond.wait_for(lambda: not self._active or self._closed, grace)
+        return self._close()
+
+    def kill(self) -> None:
+        """Give up on every job at once; idempotent."""
+        self._close()
+
+    # ------------------------------------------------------------------ for the subclasses
+
+    def _on_submit(self) -> None:
+        """A job was queued (called outside the lock)."""
+
+    def _shutdown(self) -> None:
+        """Release what runs the jobs (called once, outside the lock)."""
+
+    def _begin(self) -> Job | None:
+        """Under the lock: the next job to run, its slot taken; None if none may begin."""
+        if not self._pending or self._draining or self._busy >= self._size:
+            return None
+        job = self._pending.popleft()
+        self._busy += 1
+        self._active[job.task_id] = (job, time.monotonic())
+        self._started_out.append(job.task_id)
+        self._cond.notify_all()
+        return job
+
+    def _finish(self, job: Job, value: Any) -> None:
+        """The code running a job returned ``value`` (the runner's): its slot is free, and
+        the job is DONE unless it timed out or the pool gave up on it meanwhile."""
+        with self._lock:
+            self._busy -= 1
+            self._work.notify()
+            begun = self._active.pop(job.task_id, None)
+            if begun is None or self._closed:
+                return
+            self._outcomes.append(Outcome(job.task_id, OutcomeKind.DONE, value, "",
+                                          time.monotonic() - begun[1]))
+            self._cond.notify_all()
+
+    def _expire(self, job: Job, detail: str) -> bool:
+        """A job ran past its timeout: TIMED_OUT now (its slot is freed by _finish)."""
+        with self._lock:
+            begun = self._active.get(job.task_id)
+            if begun is None or begun[0] is not job or self._closed:
+                return False
+            del self._active[job.task_id]
+            self._outcomes.append(Outcome(job.task_id, OutcomeKind.TIMED_OUT, None, detail,
+                                          time.monotonic() - begun[1]))
+            self._cond.notify_all()
+            return True
+
+    def _close(self) -> list[Job]:
+        with self._lock:
+            if self._closed:
+                return []
+            self._closed = self._draining = True
+            unfinished = [job for job, _ in self._active.values()] + list(self._pending)
+            self._active.clear()
+            self._pending.clear()
+            self._in_flight -= len(unfinished)
+            self._cond.notify_all()
+            self._work.notify_all()
+        self._shutdown()
+        return unfinished
