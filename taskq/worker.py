@@ -40,7 +40,7 @@ from taskq.pool_threads import ThreadPool
 from taskq.remote import Remote
 from taskq.tls import TLS
 from taskq.transport import Link
-from taskq.wire import ResultMsg, Status, WorkerHello
+from taskq.wire import ResultMsg, Status, TaskMsg, WorkerHello
 from taskq.worker_units import Units
 
 log = logs.get_logger("taskq.worker")
@@ -122,6 +122,7 @@ class Worker:
         self._mean_s = defaults.PREFETCH_TARGET_S / defaults.PREFETCH_MIN
         self._lost_master = threading.Event()
         self._retry_on: dict[str, tuple[str, ...]] = {}  # held tasks that name retry_on
+        self._intake = threading.Lock()  # leased tasks going into the pool, or a cancel
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
         self.log = log.bind(worker_id=owners.worker_name(self.worker_id))
@@ -335,21 +336,28 @@ class Worker:
             tasks = self.link.remote.take(self.worker_id, want, defaults.LONG_POLL_S)
             if not tasks:
                 continue
-            with self._held_lock:
-                self._held.update(t.task_id for t in tasks)
-            self.log.debug("tasks_leased", count=len(tasks), task_ids=[t.task_id for t in tasks])
-            for task in tasks:
-                # the arguments go to the pool process uncopied (out of band) when large
-                payload: tuple[Any, ...] = (task.fn, pickle.PickleBuffer(task.args))
-                if task.options.retry_on:
-                    self._retry_on[task.task_id] = task.options.retry_on
-                if task.options.retry_on or task.options.resources:
-                    payload += (task.options.retry_on,)
-                if task.options.resources:
-                    payload += (self._context(task.task_id, task.options.resources),)
-                self.pool.submit(Job(task.task_id, payload, task.options.timeout))
+            with self._intake:  # a cancel asked meanwhile is answered before or after this
+                self._take_in(tasks)
             if self._draining.is_set():
                 self.pool.wake()
+
+    def _take_in(self, tasks: list[TaskMsg]) -> None:
+        """Hold leased tasks and hand them to the pool, but those already dropped (a cancel
+        that reached this worker before the tasks did)."""
+        tasks = [t for t in tasks if t.task_id not in self._dropped]
+        with self._held_lock:
+            self._held.update(t.task_id for t in tasks)
+        self.log.debug("tasks_leased", count=len(tasks), task_ids=[t.task_id for t in tasks])
+        for task in tasks:
+            # the arguments go to the pool process uncopied (out of band) when large
+            payload: tuple[Any, ...] = (task.fn, pickle.PickleBuffer(task.args))
+            if task.options.retry_on:
+                self._retry_on[task.task_id] = task.options.retry_on
+            if task.options.retry_on or task.options.resources:
+                payload += (task.options.retry_on,)
+            if task.options.resources:
+                payload += (self._context(task.task_id, task.options.resources),)
+            self.pool.submit(Job(task.task_id, payload, task.options.timeout))
 
     def _heartbeat_loop(self) -> None:
         while not self._halt.wait(self.config.heartbeat):
@@ -377,12 +385,16 @@ class Worker:
 
     def _drop(self, task_id: str) -> bool:
         """Make sure a task never runs here; False if it runs (or ended, or is unknown)."""
-        if task_id in self._dropped:
-            return True  # asked again: the first answer was lost
-        if not self.pool.cancel(task_id):
-            return False
+        with self._intake:
+            if task_id in self._dropped:
+                return True  # asked again: the first answer was lost
+            with self._held_lock:
+                arrived = task_id in self._held
+            if arrived and not self.pool.cancel(task_id):
+                return False
+            # not arrived yet (its lease is on the way): it is skipped when it comes
+            self._dropped[task_id] = None
         self._forget([task_id])
-        self._dropped[task_id] = None
         if len(self._dropped) > defaults.KNOWN_JOBS_KEPT:
             self._dropped.popitem(last=False)
         self.log.info("task_dropped", task_id=task_id, reason="cancelled before it began")
