@@ -298,15 +298,20 @@ class Client(SharedState, Executor):
 
     def _cancel(self, task_id: str) -> bool:
         """Make sure a task never runs; False if it runs already (or ended)."""
+        return task_id in self._cancel_ids([task_id])
+
+    def _cancel_ids(self, task_ids: list[str]) -> set[str]:
+        """Make sure these tasks never run; returns those that will not (a task still
+        here is dropped at once, one sent is cancelled on the master, in one call)."""
         with self._lock:
-            entry = self._entries.get(task_id)
-            if entry is None:
-                return False
-            if not entry.sent:
-                entry.dropped = True
-                del self._entries[task_id]
-                return True
-        return task_id in self._cancel_sent([task_id])
+            entries = [e for e in map(self._entries.get, task_ids) if e is not None]
+            unsent = {e.msg.task_id for e in entries if not e.sent}
+            for entry in entries:
+                if not entry.sent:
+                    entry.dropped = True
+                    del self._entries[entry.msg.task_id]
+        sent = [e.msg.task_id for e in entries if e.sent]
+        return unsent | (self._cancel_sent(sent) if sent else set())
 
     def _cancel_sent(self, task_ids: list[str]) -> set[str]:
         """Cancel tasks on the master; returns those that will never run. A task a worker
@@ -331,18 +336,10 @@ class Client(SharedState, Executor):
 
     def _cancel_futures(self, futures: list[TaskFuture]) -> None:
         """Cancel the tasks of these futures that have not begun, in one call."""
-        with self._lock:
-            entries = [e for e in map(self._entries.get, (f.task_id for f in futures))
-                       if e is not None]
-            for entry in entries:
-                if not entry.sent:
-                    entry.dropped = True
-                    del self._entries[entry.msg.task_id]
-            sent = [e.msg.task_id for e in entries if e.sent]
-        cancelled = self._cancel_sent(sent) if sent else set()
-        for entry in entries:
-            if not entry.sent or entry.msg.task_id in cancelled:
-                entry.future._mark_cancelled()
+        never = self._cancel_ids([f.task_id for f in futures])
+        for future in futures:
+            if future.task_id in never:
+                future._mark_cancelled()
 
     # ------------------------------------------------------------------ threads
 

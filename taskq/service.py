@@ -79,7 +79,7 @@ class Broker(PrimitiveCalls):
         self._timer = threading.Condition(self._lock)  # wakes the reaper for a waiting task
         self._next_due: float | None = None  # when the reaper is next due to promote
         self._prune_at = 0.0
-        state.history.wall_offset = time.time() - clock()
+        state.history.wall_offset = state.wall_offset
         self._stopping = threading.Event()
         self._reaper: threading.Thread | None = None
         self._init_primitives()
@@ -142,8 +142,10 @@ class Broker(PrimitiveCalls):
 
             batch = tasks[:self._wait(self._space, room, LONG_POLL_S)]
             now = self._clock()
+            waiting = state.queues.waiting_count
             accepted = state.submit(batch, now)
-            self._wake_timer()
+            if state.queues.waiting_count > waiting:  # a delayed task
+                self._wake_timer()
             for outbox in {msg.outbox for msg in batch}:
                 state.touch(outbox, now)
             ticket = self._commit()
@@ -287,9 +289,7 @@ class Broker(PrimitiveCalls):
                 return any(state.pending_by_queue[q] > 0 for q in queues) and \
                     state.can_lease(queues, self._clock())
 
-            now = self._clock()
-            if state.promote(now):
-                self._work.notify_all()
+            now = self._clock()  # waiting tasks are queued by the reaper's timer, not here
             token = state.limits.next_token(queues, now) if state.limits.by_queue else None
             if token is not None:  # a rate-limited queue: wake when its next token is there
                 wait = min(wait, max(0.0, token - now) + 0.001)
@@ -321,9 +321,11 @@ class Broker(PrimitiveCalls):
                 log.warning("report_refused", worker_id=worker_id, tasks=len(refused),
                             reason="not leased to this worker")
             pending_before = self._state.pending_count()
+            waiting = self._state.queues.waiting_count
             self._state.start(worker_id, started or ())
             self._state.complete(worker_id, results, self._clock())
-            self._wake_timer()  # a retry may wait for its backoff
+            if self._state.queues.waiting_count > waiting:  # a retry waits for its backoff
+                self._wake_timer()
             requeued = self._state.pending_count() - pending_before
             self._commit()
             if started:

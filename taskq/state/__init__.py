@@ -159,11 +159,8 @@ class BrokerState(CancelsMixin):
     def _cancel_alias(self, task_id: str) -> None:
         outbox = self.uniques.leave(task_id)
         if outbox is not None:
-            box = self._outbox(outbox)
-            box.open -= 1
-            result = ResultMsg(task_id, Status.CANCELLED, detail="cancelled before it started")
-            box.results[task_id] = result
-            self.changes.finished.append((outbox, result))
+            self._deliver(outbox, ResultMsg(task_id, Status.CANCELLED,
+                                            detail="cancelled before it started"))
 
     def restore_result(self, outbox: str, result: ResultMsg) -> None:
         self._outbox(outbox).results[result.task_id] = result
@@ -514,20 +511,13 @@ class BrokerState(CancelsMixin):
         self.history.task_ended(rec, rec.msg, result)
         rec.ended = result.status
         del self.tasks[rec.msg.task_id]
-        box = self._outbox(rec.msg.outbox)
-        box.open -= 1
+        box = self._deliver(rec.msg.outbox, result)
         box.to_tell.discard(rec.msg.task_id)
-        box.results[rec.msg.task_id] = result
-        self.changes.finished.append((rec.msg.outbox, result))
         options = rec.msg.options
         if options.unique:
-            ended = self.uniques.ended(options.unique, rec.msg.task_id, result,
-                                       self.now + options.unique_for, self.now)
-            for outbox, copy in ended:
-                alias_box = self._outbox(outbox)
-                alias_box.open -= 1
-                alias_box.results[copy.task_id] = copy
-                self.changes.finished.append((outbox, copy))
+            for outbox, copy in self.uniques.ended(options.unique, rec.msg.task_id, result,
+                                                   self.now + options.unique_for, self.now):
+                self._deliver(outbox, copy)
         if rec.msg.outbox.startswith(SCHEDULES_OUTBOX):
             self.schedules.ended(rec.msg.outbox, rec.msg.task_id, result.status.value)
             while len(box.results) > SCHEDULE_RESULTS_KEPT:  # the oldest go first
@@ -542,9 +532,13 @@ class BrokerState(CancelsMixin):
     def _finish_new(self, msg: TaskMsg, detail: str) -> None:
         result = ResultMsg(msg.task_id, Status.REFUSED, detail=detail)
         self.history.task_ended(None, msg, result)
-        box = self._outbox(msg.outbox)
-        box.open -= 1
-        box.failed += 1
-        box.results[msg.task_id] = result
-        self.changes.finished.append((msg.outbox, result))
+        self._deliver(msg.outbox, result).failed += 1
         self.finished_failed += 1
+
+    def _deliver(self, outbox: str, result: ResultMsg) -> Outbox:
+        """Put an open task's result in its outbox (journaled); returns the outbox."""
+        box = self._outbox(outbox)
+        box.open -= 1
+        box.results[result.task_id] = result
+        self.changes.finished.append((outbox, result))
+        return box
