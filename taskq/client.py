@@ -35,7 +35,8 @@ from typing import Any
 
 from taskq import defaults, logs, owners, wire
 from taskq.auth import resolve_authkey
-from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskqError
+from taskq.client_deps import Found, Pins
+from taskq.errors import ConnectError, DependencyError, MasterError, PayloadTooLarge, TaskqError
 from taskq.future import TaskFuture
 from taskq.options import TaskFunction, start_time
 from taskq.remote import Remote
@@ -45,6 +46,7 @@ from taskq.tls import TLS
 from taskq.transport import Link, parse_address
 from taskq.wire import (
     DEFAULT_OPTIONS,
+    MIRROR_FN,
     Fetched,
     MasterInfo,
     ResultMsg,
@@ -67,6 +69,8 @@ class _Entry:
     sent: bool = False
     sending: bool = False  # in a batch the sender has not finished sending
     dropped: bool = False  # cancelled before it was sent: never send it
+    found: Found | None = None  # the futures among its arguments (its dependencies)
+    mirror: bool = False  # another submitter's task, seen through ``Client.future``
 
 
 def _run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
@@ -119,6 +123,7 @@ class Client(SharedState, Executor):
         self._wakeup = threading.Condition(self._lock)
         self._room = threading.Condition(self._lock)
         self._held_acks: set[str] = set()  # resolved while their task was being sent
+        self._pins = Pins()  # results an unsent dependent needs: not acknowledged yet
         self._ready_acks: list[str] = []  # ... and that send is over: acknowledge them
         self._fn_cache: dict[tuple[str, str], bytes] = {}
         # (when, id) of recent results: told to a restarted master, which may not have them
@@ -220,10 +225,35 @@ class Client(SharedState, Executor):
             threading.Thread(target=self._close, name="taskq-close", daemon=True).start()
 
     def future(self, task_id: str) -> TaskFuture | None:
-        """The future of a task this client submitted that has not ended yet."""
+        """The future of a task this client submitted that has not ended yet (None once it
+        ended); for another submitter's task, a new future of its outcome, which may be
+        passed as an argument (a dependency) like any other. ``DependencyError`` if the
+        master knows no such task (or its result was fetched already)."""
         with self._lock:
             entry = self._entries.get(task_id)
-        return entry.future if entry is not None else None
+        if entry is not None:
+            return entry.future
+        if task_id.startswith(f"{self.public_outbox}-"):
+            return None
+        self._check_open()
+        if not self._known(task_id):
+            raise DependencyError(f"the master knows no task {task_id!r} (never submitted, "
+                                  f"or it ended and its result was fetched)")
+        msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, MIRROR_FN, b"",
+                      DEFAULT_OPTIONS, deps=(task_id,))
+        mirror = _Entry(TaskFuture(self, msg.task_id), msg, mirror=True)
+        self._enqueue(mirror, block=True)
+        return mirror.future
+
+    def _known(self, task_id: str) -> bool:
+        """Does the master know this task? A submitter sends its tasks a few milliseconds
+        after ``submit`` returns: an id handed over at once gets that long to arrive."""
+        deadline = time.monotonic() + defaults.DEP_LOOKUP_GRACE_S
+        while not self._remote.known([task_id]):
+            if time.monotonic() >= deadline:
+                return False
+            self._stopped.wait(0.05)
+        return True
 
     # ------------------------------------------------------------------ submitting
 
@@ -263,25 +293,43 @@ class Client(SharedState, Executor):
                  options: TaskOptions | None) -> _Entry:
         """A task encoded and checked, with its future; not queued yet."""
         self._check_open()
-        msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, fn,
-                      wire.encode_args(args, kwargs), options or DEFAULT_OPTIONS)
-        limit = self.info.max_payload if self.info else None
-        if limit is not None and msg.size > limit:
-            raise PayloadTooLarge(f"task is {msg.size} bytes, over the master's --max-payload "
-                                  f"of {limit} bytes; send a path or URL instead of the data")
-        return _Entry(TaskFuture(self, msg.task_id), msg)
+        found = Found()
+        try:
+            body = wire.encode_args(args, kwargs, found.reduce)
+            msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, fn, body,
+                          options or DEFAULT_OPTIONS, deps=tuple(found.ids))
+            limit = self.info.max_payload if self.info else None
+            if limit is not None and msg.size > limit:
+                raise PayloadTooLarge(f"task is {msg.size} bytes, over the master's "
+                                      f"--max-payload of {limit} bytes; send a path or URL "
+                                      f"instead of the data")
+        except BaseException:
+            found.release()
+            raise
+        return _Entry(TaskFuture(self, msg.task_id), msg, found=found if found.ids or
+                      found.failure else None)
 
     def _enqueue(self, entry: _Entry, block: bool) -> bool:
         """Queue a prepared task for sending; without ``block``, False when the queue is
         full (the caller waits elsewhere, then calls again with ``block``)."""
         msg = entry.msg
+        if entry.found is not None and entry.found.failure is not None:
+            entry.found.release()  # a dependency failed already: it never runs, nor is sent
+            entry.future._begin()
+            entry.future.set_exception(entry.found.failure)
+            return True
         with self._lock:
             if len(self._outgoing) >= defaults.CLIENT_MAX_UNSENT:  # backpressure
                 if not block:
                     return False
                 self._room.wait_for(lambda: len(self._outgoing) < defaults.CLIENT_MAX_UNSENT
                                     or self._closed or self._failure is not None)
-            self._check_open()
+            try:
+                self._check_open()
+            except BaseException:
+                if entry.found is not None:
+                    entry.found.release()
+                raise
             self._entries[msg.task_id] = entry
             self._outgoing.append(entry)
             if len(self._outgoing) == 1 or len(self._entries) == 1:
@@ -310,6 +358,9 @@ class Client(SharedState, Executor):
                 if not entry.sent:
                     entry.dropped = True
                     del self._entries[entry.msg.task_id]
+        for entry in entries:
+            if not entry.sent and entry.found is not None:
+                entry.found.release()
         sent = [e.msg.task_id for e in entries if e.sent]
         return unsent | (self._cancel_sent(sent) if sent else set())
 
@@ -408,12 +459,15 @@ class Client(SharedState, Executor):
             log.warning("submit_failed", outbox=self.public_outbox, error=str(exc))
             self._fail([(e, exc) for e in batch])
         finally:
+            for entry in batch:
+                if entry.found is not None:
+                    entry.found.release()  # the master has them: their deps are its to keep
             with self._lock:
                 for entry in batch:
                     entry.sending = False
                 held = [e.msg.task_id for e in batch if e.msg.task_id in self._held_acks]
                 self._held_acks.difference_update(held)
-                self._ready_acks += held
+                self._ready_acks += [t for t in held if not self._pins.hold(t)]
 
     def _receive_loop(self) -> None:
         ack: list[str] = []
@@ -453,7 +507,7 @@ class Client(SharedState, Executor):
                 entry = self._entries.pop(result.task_id, None)
                 if entry is not None and entry.sending:
                     self._held_acks.add(result.task_id)
-                else:
+                elif not self._pins.hold(result.task_id):  # else a dependent needs it first
                     ack.append(result.task_id)
                 if entry is not None:
                     settled.append((result, entry))
@@ -465,11 +519,11 @@ class Client(SharedState, Executor):
         for entry in starting:
             entry.future._begin()
         for result, entry in settled:
-            self._settle(entry.future, result)
+            self._settle(entry.future, result, entry.mirror)
         return ack
 
     @staticmethod
-    def _settle(future: TaskFuture, result: ResultMsg) -> None:
+    def _settle(future: TaskFuture, result: ResultMsg, mirror: bool = False) -> None:
         if result.status is Status.CANCELLED and future._mark_cancelled():
             return
         if not future._begin():
@@ -477,9 +531,28 @@ class Client(SharedState, Executor):
         try:
             future.set_result(wire.decode_result(result))
         except BaseException as exc:
+            if mirror and result.status is Status.DEPENDENCY_FAILED and exc.__cause__:
+                exc = exc.__cause__  # a mirror's outcome is its task's own
             future.set_exception(exc)
 
+    def _pin(self, task_id: str) -> bool:
+        """A new task names this client's task as a dependency: until that task reaches the
+        master, this one's result is not acknowledged. False if it is not open here."""
+        with self._lock:
+            if task_id not in self._entries:
+                return False
+            self._pins.count[task_id] += 1
+            return True
+
+    def _unpin(self, task_id: str) -> None:
+        with self._lock:
+            if self._pins.unpin(task_id):
+                self._ready_acks.append(task_id)
+
     def _fail(self, failed: list[tuple[_Entry, BaseException]]) -> None:
+        for entry, _ in failed:
+            if entry.found is not None:
+                entry.found.release()
         with self._lock:
             for entry, _ in failed:
                 self._entries.pop(entry.msg.task_id, None)
