@@ -279,7 +279,7 @@ class BrokerState(CancelsMixin, DepsMixin):
         deadline = now + self.lost_after
         for task_id in held:
             rec = self.tasks.get(task_id)
-            if rec is None:
+            if rec is None or rec.state is TaskState.BLOCKED:  # (never handed out)
                 continue
             if rec.state is not TaskState.LEASED:
                 self._unlease(rec)
@@ -325,7 +325,7 @@ class BrokerState(CancelsMixin, DepsMixin):
             worker.last_seen = now
         for result in results:
             rec = self.tasks.get(result.task_id)
-            if rec is None:
+            if rec is None or rec.state is TaskState.BLOCKED:  # ended, or never handed out
                 continue
             self._unlease(rec)
             if worker is not None:
