@@ -36,7 +36,14 @@ from typing import Any
 from taskq import defaults, logs, owners, wire
 from taskq.auth import resolve_authkey
 from taskq.client_deps import Found, Pins
-from taskq.errors import ConnectError, DependencyError, MasterError, PayloadTooLarge, TaskqError
+from taskq.errors import (
+    ConnectError,
+    DependencyError,
+    MasterError,
+    PayloadTooLarge,
+    TaskCancelled,
+    TaskqError,
+)
 from taskq.future import TaskFuture
 from taskq.options import TaskFunction, start_time
 from taskq.remote import Remote
@@ -358,6 +365,8 @@ class Client(SharedState, Executor):
                 if not entry.sent:
                     entry.dropped = True
                     del self._entries[entry.msg.task_id]
+                    self._pins.drop(entry.msg.task_id,
+                                    TaskCancelled(f"task {entry.msg.task_id} was cancelled"))
         for entry in entries:
             if not entry.sent and entry.found is not None:
                 entry.found.release()
@@ -428,24 +437,34 @@ class Client(SharedState, Executor):
                 self._wakeup.wait_for(lambda: self._outgoing or self._done())
                 if not self._outgoing:
                     return
-                batch = self._take_batch()
+                batch, doomed = self._take_batch()
                 self._room.notify_all()
+            if doomed:
+                self._fail(doomed)
             if batch:
                 self._send(batch)
-            del batch  # hold nothing of a sent batch while idle
+            del batch, doomed  # hold nothing of a sent batch while idle
 
-    def _take_batch(self) -> list[_Entry]:
-        """Pop the next batch to send (lock held): bounded in count and in bytes."""
+    def _take_batch(self) -> tuple[list[_Entry], list[tuple[_Entry, BaseException]]]:
+        """Pop the next batch to send (lock held): bounded in count and in bytes; and the
+        tasks that fail unsent (a dependency of theirs was cancelled before it was sent)."""
         batch: list[_Entry] = []
+        doomed: list[tuple[_Entry, BaseException]] = []
         size = 0
         outgoing = self._outgoing
         while outgoing and len(batch) < defaults.SUBMIT_BATCH and size < defaults.BATCH_BYTES:
             entry = outgoing.popleft()
-            if not (entry.dropped or entry.future.done()):
-                entry.sent = entry.sending = True
-                batch.append(entry)
-                size += entry.msg.size
-        return batch
+            if entry.dropped or entry.future.done():
+                continue
+            exc = self._pins.doomed(entry.msg.task_id, entry.msg.deps)
+            if exc is not None:
+                entry.dropped = True
+                doomed.append((entry, exc))
+                continue
+            entry.sent = entry.sending = True
+            batch.append(entry)
+            size += entry.msg.size
+        return batch, doomed
 
     def _send(self, batch: list[_Entry]) -> None:
         """Send until the master has taken the whole batch (it takes less when full)."""

@@ -27,6 +27,23 @@ class Pins:
     def __init__(self) -> None:
         self.count: Counter[str] = Counter()
         self.held: set[str] = set()
+        # pinned tasks that will never reach the master (cancelled before they were sent):
+        # their unsent dependents fail here instead of naming an id the master never saw
+        self.gone: dict[str, BaseException] = {}
+
+    def drop(self, task_id: str, exc: BaseException) -> None:
+        """A task that was never sent ended with ``exc``; its unsent dependents will too."""
+        if self.count[task_id] > 0:
+            self.gone[task_id] = exc
+
+    def doomed(self, task_id: str, deps: tuple[str, ...]) -> BaseException | None:
+        """The error of an unsent task one of whose deps will never reach the master."""
+        dep = next((d for d in deps if d in self.gone), None) if self.gone else None
+        if dep is None:
+            return None
+        exc = dependency_failed(dep, self.gone[dep])
+        self.drop(task_id, exc)
+        return exc
 
     def hold(self, task_id: str) -> bool:
         """Keep this result's acknowledgement back (True) while a dependent pins it."""
@@ -41,6 +58,7 @@ class Pins:
         if self.count[task_id] > 0:
             return False
         del self.count[task_id]
+        self.gone.pop(task_id, None)
         if task_id in self.held:
             self.held.discard(task_id)
             return True

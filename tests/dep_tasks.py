@@ -50,3 +50,13 @@ def wait_for_file(path: str, value: Any, timeout: float = 60.0) -> Any:
             raise TimeoutError(path)
         time.sleep(0.02)
     return value
+
+
+def record(directory: str, name: str, *inputs: Any) -> list[Any]:
+    """Leave one file per run (a test counts the runs of each name), return name + inputs."""
+    (Path(directory) / f"{name}.{time.monotonic_ns()}").write_text("ran")
+    return [name, *inputs]
+
+
+def runs(directory: str, name: str) -> int:
+    return sum(1 for entry in Path(directory).iterdir() if entry.name.split(".")[0] == name)
