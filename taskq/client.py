@@ -35,15 +35,8 @@ from typing import Any
 
 from taskq import defaults, logs, owners, wire
 from taskq.auth import resolve_authkey
-from taskq.client_deps import Found, Pins
-from taskq.errors import (
-    ConnectError,
-    DependencyError,
-    MasterError,
-    PayloadTooLarge,
-    TaskCancelled,
-    TaskqError,
-)
+from taskq.client_deps import Dependencies, Found, Pins
+from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCancelled, TaskqError
 from taskq.future import TaskFuture
 from taskq.options import TaskFunction, start_time
 from taskq.remote import Remote
@@ -101,9 +94,10 @@ def _chunks(iterables: tuple[Iterable[Any], ...], size: int) -> Iterator[list[tu
         yield chunk
 
 
-class Client(SharedState, Executor):
+class Client(SharedState, Dependencies, Executor):
     """Submit work to a taskq cluster; with no address, to a local one started for you.
-    Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``."""
+    Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``,
+    ``future(task_id)`` and the bookkeeping of dependencies from ``Dependencies``."""
 
     def __init__(self, address: str | tuple[str, int] | None = None,
                  authkey: bytes | str | None = None, *, procs: int | None = None,
@@ -231,36 +225,14 @@ class Client(SharedState, Executor):
         elif first:
             threading.Thread(target=self._close, name="taskq-close", daemon=True).start()
 
-    def future(self, task_id: str) -> TaskFuture | None:
-        """The future of a task this client submitted that has not ended yet (None once it
-        ended); for another submitter's task, a new future of its outcome, which may be
-        passed as an argument (a dependency) like any other. ``DependencyError`` if the
-        master knows no such task (or its result was fetched already)."""
-        with self._lock:
-            entry = self._entries.get(task_id)
-        if entry is not None:
-            return entry.future
-        if task_id.startswith(f"{self.public_outbox}-"):
-            return None
-        self._check_open()
-        if not self._known(task_id):
-            raise DependencyError(f"the master knows no task {task_id!r} (never submitted, "
-                                  f"or it ended and its result was fetched)")
+    def _enqueue_mirror(self, task_id: str) -> TaskFuture:
+        """A future of another submitter's task: a task with no function that ends with a
+        copy of that task's outcome (``Dependencies.future``)."""
         msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, MIRROR_FN, b"",
                       DEFAULT_OPTIONS, deps=(task_id,))
         mirror = _Entry(TaskFuture(self, msg.task_id), msg, mirror=True)
         self._enqueue(mirror, block=True)
         return mirror.future
-
-    def _known(self, task_id: str) -> bool:
-        """Does the master know this task? A submitter sends its tasks a few milliseconds
-        after ``submit`` returns: an id handed over at once gets that long to arrive."""
-        deadline = time.monotonic() + defaults.DEP_LOOKUP_GRACE_S
-        while not self._remote.known([task_id]):
-            if time.monotonic() >= deadline:
-                return False
-            self._stopped.wait(0.05)
-        return True
 
     # ------------------------------------------------------------------ submitting
 
@@ -320,11 +292,8 @@ class Client(SharedState, Executor):
         """Queue a prepared task for sending; without ``block``, False when the queue is
         full (the caller waits elsewhere, then calls again with ``block``)."""
         msg = entry.msg
-        if entry.found is not None and entry.found.failure is not None:
-            entry.found.release()  # a dependency failed already: it never runs, nor is sent
-            entry.future._begin()
-            entry.future.set_exception(entry.found.failure)
-            return True
+        if entry.found is not None and entry.found.failed(entry.future):
+            return True  # a dependency failed already: it never runs, nor is sent
         with self._lock:
             if len(self._outgoing) >= defaults.CLIENT_MAX_UNSENT:  # backpressure
                 if not block:
@@ -553,20 +522,6 @@ class Client(SharedState, Executor):
             if mirror and result.status is Status.DEPENDENCY_FAILED and exc.__cause__:
                 exc = exc.__cause__  # a mirror's outcome is its task's own
             future.set_exception(exc)
-
-    def _pin(self, task_id: str) -> bool:
-        """A new task names this client's task as a dependency: until that task reaches the
-        master, this one's result is not acknowledged. False if it is not open here."""
-        with self._lock:
-            if task_id not in self._entries:
-                return False
-            self._pins.count[task_id] += 1
-            return True
-
-    def _unpin(self, task_id: str) -> None:
-        with self._lock:
-            if self._pins.unpin(task_id):
-                self._ready_acks.append(task_id)
 
     def _fail(self, failed: list[tuple[_Entry, BaseException]]) -> None:
         for entry, _ in failed:

@@ -13,11 +13,15 @@ and the results the master must not drop before the dependents that need them re
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from typing import Any
 
-from taskq import dependencies
+from taskq import defaults, dependencies
 from taskq.errors import DependencyError, TaskCancelled, dependency_failed
+from taskq.future import TaskFuture
+from taskq.remote import Remote
 
 
 class Pins:
@@ -96,8 +100,74 @@ class Found:
             self.failure = dependency_failed(future.task_id, cause)
         return dependencies.value(None)
 
+    def failed(self, future: TaskFuture) -> bool:
+        """If a dependency had failed already, fail the new task's future (True)."""
+        if self.failure is None:
+            return False
+        self.release()
+        future._begin()
+        future.set_exception(self.failure)
+        return True
+
     def release(self) -> None:
         """The dependent reached the master, or never will: unpin what it named."""
         pinned, self.pinned = self.pinned, []
         for owner, task_id in pinned:
             owner._unpin(task_id)
+
+
+class Dependencies:
+    """The dependency half of ``taskq.Client`` (which provides what is declared here)."""
+
+    public_outbox: str
+    _lock: threading.Lock
+    _entries: dict[str, Any]
+    _pins: Pins
+    _ready_acks: list[str]
+    _remote: Remote
+    _stopped: threading.Event
+
+    def _check_open(self) -> None: ...  # pragma: no cover
+    def _enqueue_mirror(self, task_id: str) -> TaskFuture:
+        raise NotImplementedError  # pragma: no cover
+
+    def future(self, task_id: str) -> TaskFuture | None:
+        """The future of a task this client submitted that has not ended yet (None once it
+        ended); for another submitter's task, a new future of its outcome, which may be
+        passed as an argument (a dependency) like any other. ``DependencyError`` if the
+        master knows no such task (or its result was fetched already)."""
+        with self._lock:
+            entry = self._entries.get(task_id)
+        if entry is not None:
+            return entry.future
+        if task_id.startswith(f"{self.public_outbox}-"):
+            return None
+        self._check_open()
+        if not self._known(task_id):
+            raise DependencyError(f"the master knows no task {task_id!r} (never submitted, "
+                                  f"or it ended and its result was fetched)")
+        return self._enqueue_mirror(task_id)
+
+    def _known(self, task_id: str) -> bool:
+        """Does the master know this task? A submitter sends its tasks a few milliseconds
+        after ``submit`` returns: an id handed over at once gets that long to arrive."""
+        deadline = time.monotonic() + defaults.DEP_LOOKUP_GRACE_S
+        while not self._remote.known([task_id]):
+            if time.monotonic() >= deadline:
+                return False
+            self._stopped.wait(0.05)
+        return True
+
+    def _pin(self, task_id: str) -> bool:
+        """A new task names this client's task as a dependency: until that task reaches the
+        master, this one's result is not acknowledged. False if it is not open here."""
+        with self._lock:
+            if task_id not in self._entries:
+                return False
+            self._pins.count[task_id] += 1
+            return True
+
+    def _unpin(self, task_id: str) -> None:
+        with self._lock:
+            if self._pins.unpin(task_id):
+                self._ready_acks.append(task_id)

@@ -382,7 +382,8 @@ class Broker(PrimitiveCalls):
             waiting = sum(len(b.results) for b in s.outboxes.values())
             return ClusterStatus(rows, pending, len(s.leased), s.finished_ok, s.finished_failed,
                                  waiting, round(now - self._started, 3), self._journal is not None,
-                                 s.queues.waiting_count, unfit(s.queues.heaps, s.resources))
+                                 s.queues.waiting_count, unfit(s.queues.heaps, s.resources),
+                                 blocked=s.deps.blocked_count)
 
     def monitor(self) -> dict[str, Any]:
         """What the dashboard and ``taskq top`` show: workers, queues, jobs, recent failures

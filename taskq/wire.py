@@ -296,6 +296,7 @@ class ClusterStatus:
     # queued tasks no connected worker could ever fit: "gpu=4" -> how many
     unfit: dict[str, int] = field(default_factory=dict)
     keys: dict[str, int] = field(default_factory=dict)  # open connections per key fingerprint
+    blocked: int = 0  # tasks waiting for their dependencies to end
 
 
 # --------------------------------------------------------------------------- encoding
@@ -531,12 +532,3 @@ def dependency_cause(result: ResultMsg) -> DependencyFailed:
         return dependency_failed(dep, exc)
     return dependency_failed(dep, RemoteError(status, detail, ""))  # pragma: no cover
 
-
-def dependency_failure(task_id: str, dep: str, outcome: ResultMsg) -> ResultMsg:
-    """The result of a task whose dependency ``dep`` ended with ``outcome`` (not OK); built
-    by the master from plain values."""
-    why = outcome.detail.splitlines()[-1] if outcome.detail else outcome.status.value
-    return ResultMsg(task_id, Status.DEPENDENCY_FAILED,
-                     dependencies.failure_body(dep, outcome.status.value, outcome.body,
-                                               outcome.detail),
-                     detail=f"dependency {dep} ended {outcome.status.value}: {why}"[:1000])

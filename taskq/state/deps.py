@@ -27,11 +27,12 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field, replace
 
+from taskq import dependencies
 from taskq.defaults import MAX_PENDING
 from taskq.state.queues import TaskQueues
 from taskq.state.records import TaskRecord
 from taskq.state.uniques import Uniques
-from taskq.wire import MIRROR_FN, ResultMsg, Status, TaskMsg, TaskState, dependency_failure
+from taskq.wire import MIRROR_FN, ResultMsg, Status, TaskMsg, TaskState
 
 
 @dataclass(slots=True)
@@ -257,3 +258,13 @@ class DepsMixin:
             self.queues.hold(rec, start)
         else:
             self.queues.push(rec)
+
+
+def dependency_failure(task_id: str, dep: str, outcome: ResultMsg) -> ResultMsg:
+    """The result of a task whose dependency ``dep`` ended with ``outcome`` (not OK), built
+    from plain values: the master unpickles nothing."""
+    why = outcome.detail.splitlines()[-1] if outcome.detail else outcome.status.value
+    return ResultMsg(task_id, Status.DEPENDENCY_FAILED,
+                     dependencies.failure_body(dep, outcome.status.value, outcome.body,
+                                               outcome.detail),
+                     detail=f"dependency {dep} ended {outcome.status.value}: {why}"[:1000])
