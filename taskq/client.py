@@ -425,7 +425,8 @@ class Client(SharedState, Dependencies, Executor):
             entry = outgoing.popleft()
             if entry.dropped or entry.future.done():
                 continue
-            exc = self._pins.doomed(entry.msg.task_id, entry.msg.deps)
+            exc = self._pins.doomed(entry.msg.task_id, entry.msg.deps) if self._pins.gone \
+                else None
             if exc is not None:
                 entry.dropped = True
                 doomed.append((entry, exc))
@@ -495,7 +496,8 @@ class Client(SharedState, Dependencies, Executor):
                 entry = self._entries.pop(result.task_id, None)
                 if entry is not None and entry.sending:
                     self._held_acks.add(result.task_id)
-                elif not self._pins.hold(result.task_id):  # else a dependent needs it first
+                elif not (self._pins.count and self._pins.hold(result.task_id)):
+                    # (else an unsent dependent needs it on the master first)
                     ack.append(result.task_id)
                 if entry is not None:
                     settled.append((result, entry))

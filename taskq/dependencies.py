@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from taskq.errors import SerializationError
@@ -51,14 +51,14 @@ class _Inputs:
         return self.values[task_id]
 
 
-@contextlib.contextmanager
-def encoding(hook: Callable[[Any], tuple[Any, ...]] | None) -> Iterator[None]:
-    """While pickling a task's arguments, futures go to ``hook`` (None: they are refused)."""
-    token = _HOOK.set(hook)
-    try:
-        yield
-    finally:
-        _HOOK.reset(token)
+def encoding(hook: Callable[[Any], tuple[Any, ...]] | None) -> Token[Any]:
+    """While pickling a task's arguments, futures go to ``hook`` (None: they are refused);
+    ``encoded(token)`` after. (A plain token, not a context manager: it is on every submit.)"""
+    return _HOOK.set(hook)
+
+
+def encoded(token: Token[Any]) -> None:
+    _HOOK.reset(token)
 
 
 @contextlib.contextmanager

@@ -389,14 +389,16 @@ def encode_args(args: tuple[Any, ...], kwargs: dict[str, Any],
     A ``TaskFuture`` among them (at any depth) is reduced by ``on_future``
     (``taskq.dependencies``); without it, it cannot be pickled. A ``DependencyError`` the
     hook raises comes through as itself."""
-    with dependencies.encoding(on_future):
-        try:
-            return _dumps_data((args, kwargs))
-        except DependencyError:
-            raise
-        except Exception as exc:
-            raise SerializationError(f"{_find_unpicklable(args, kwargs)} could not be "
-                                     f"pickled: {exc}") from exc
+    token = dependencies.encoding(on_future)
+    try:
+        return _dumps_data((args, kwargs))
+    except DependencyError:
+        raise
+    except Exception as exc:
+        raise SerializationError(f"{_find_unpicklable(args, kwargs)} could not be "
+                                 f"pickled: {exc}") from exc
+    finally:
+        dependencies.encoded(token)
 
 
 def _find_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:

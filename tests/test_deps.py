@@ -175,3 +175,21 @@ def test_a_lost_worker_running_a_dependency_only_delays_its_dependents(
         gate.write_text("go")
         assert [f.result(60) for f in dependents] == [10, 10, 10]
         assert dep.result(0) == 5
+
+
+def test_a_graph_beyond_max_pending_is_refused_with_the_limit(cluster: Cluster,
+                                                              tmp_path: Path) -> None:
+    cluster.start_master("--max-pending", "3")
+    cluster.start_worker()
+    cluster.wait_workers(1)
+    gate = tmp_path / "gate"
+    with cluster.client() as client:
+        try:
+            root = client.submit(dep_tasks.wait_for_file, str(gate), 1)
+            dependents = [client.submit(dep_tasks.double, root) for _ in range(4)]
+            with pytest.raises(taskq.TaskRefused, match="--max-pending is 3"):
+                dependents[3].result(60)
+            assert cluster.status()["blocked"] == 3
+        finally:
+            gate.write_text("go")
+        assert [f.result(60) for f in dependents[:3]] == [2, 2, 2]
