@@ -18,14 +18,17 @@ import sqlite3
 from taskq.state.records import Changes
 from taskq.wire import ResultMsg
 
+# One transaction, keyed by task id with no separate index: a new journal stays small.
 SCHEMA = """
+BEGIN;
 CREATE TABLE IF NOT EXISTS task_deps (
     task_id TEXT PRIMARY KEY, deps TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS dep_results (
     task_id TEXT PRIMARY KEY, status TEXT NOT NULL, body BLOB, detail TEXT NOT NULL,
     worker TEXT NOT NULL, duration REAL NOT NULL
 );
+COMMIT;
 """
 
 
