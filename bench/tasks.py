@@ -48,3 +48,13 @@ async def anap(seconds: float) -> float:
 
     await asyncio.sleep(seconds)
     return seconds
+
+
+def inc(x: int) -> int:
+    """One more (a graph's fan-out step)."""
+    return x + 1
+
+
+def total(xs: list[int]) -> int:
+    """The sum of its inputs (a graph's fan-in step)."""
+    return sum(xs)

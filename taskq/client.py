@@ -35,7 +35,8 @@ from typing import Any
 
 from taskq import defaults, logs, owners, wire
 from taskq.auth import resolve_authkey
-from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskqError
+from taskq.client_deps import Dependencies, Found, Pins
+from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCancelled, TaskqError
 from taskq.future import TaskFuture
 from taskq.options import TaskFunction, start_time
 from taskq.remote import Remote
@@ -45,6 +46,7 @@ from taskq.tls import TLS
 from taskq.transport import Link, parse_address
 from taskq.wire import (
     DEFAULT_OPTIONS,
+    MIRROR_FN,
     Fetched,
     MasterInfo,
     ResultMsg,
@@ -67,6 +69,8 @@ class _Entry:
     sent: bool = False
     sending: bool = False  # in a batch the sender has not finished sending
     dropped: bool = False  # cancelled before it was sent: never send it
+    found: Found | None = None  # the futures among its arguments (its dependencies)
+    mirror: bool = False  # another submitter's task, seen through ``Client.future``
 
 
 def _run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
@@ -90,9 +94,10 @@ def _chunks(iterables: tuple[Iterable[Any], ...], size: int) -> Iterator[list[tu
         yield chunk
 
 
-class Client(SharedState, Executor):
+class Client(SharedState, Dependencies, Executor):
     """Submit work to a taskq cluster; with no address, to a local one started for you.
-    Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``."""
+    Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``,
+    ``future(task_id)`` and the bookkeeping of dependencies from ``Dependencies``."""
 
     def __init__(self, address: str | tuple[str, int] | None = None,
                  authkey: bytes | str | None = None, *, procs: int | None = None,
@@ -119,6 +124,7 @@ class Client(SharedState, Executor):
         self._wakeup = threading.Condition(self._lock)
         self._room = threading.Condition(self._lock)
         self._held_acks: set[str] = set()  # resolved while their task was being sent
+        self._pins = Pins()  # results an unsent dependent needs: not acknowledged yet
         self._ready_acks: list[str] = []  # ... and that send is over: acknowledge them
         self._fn_cache: dict[tuple[str, str], bytes] = {}
         # (when, id) of recent results: told to a restarted master, which may not have them
@@ -219,11 +225,14 @@ class Client(SharedState, Executor):
         elif first:
             threading.Thread(target=self._close, name="taskq-close", daemon=True).start()
 
-    def future(self, task_id: str) -> TaskFuture | None:
-        """The future of a task this client submitted that has not ended yet."""
-        with self._lock:
-            entry = self._entries.get(task_id)
-        return entry.future if entry is not None else None
+    def _enqueue_mirror(self, task_id: str) -> TaskFuture:
+        """A future of another submitter's task: a task with no function that ends with a
+        copy of that task's outcome (``Dependencies.future``)."""
+        msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, MIRROR_FN, b"",
+                      DEFAULT_OPTIONS, deps=(task_id,))
+        mirror = _Entry(TaskFuture(self, msg.task_id), msg, mirror=True)
+        self._enqueue(mirror, block=True)
+        return mirror.future
 
     # ------------------------------------------------------------------ submitting
 
@@ -263,25 +272,40 @@ class Client(SharedState, Executor):
                  options: TaskOptions | None) -> _Entry:
         """A task encoded and checked, with its future; not queued yet."""
         self._check_open()
-        msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, fn,
-                      wire.encode_args(args, kwargs), options or DEFAULT_OPTIONS)
-        limit = self.info.max_payload if self.info else None
-        if limit is not None and msg.size > limit:
-            raise PayloadTooLarge(f"task is {msg.size} bytes, over the master's --max-payload "
-                                  f"of {limit} bytes; send a path or URL instead of the data")
-        return _Entry(TaskFuture(self, msg.task_id), msg)
+        found = Found()
+        try:
+            body = wire.encode_args(args, kwargs, found.reduce)
+            msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, fn, body,
+                          options or DEFAULT_OPTIONS, deps=tuple(found.ids))
+            limit = self.info.max_payload if self.info else None
+            if limit is not None and msg.size > limit:
+                raise PayloadTooLarge(f"task is {msg.size} bytes, over the master's "
+                                      f"--max-payload of {limit} bytes; send a path or URL "
+                                      f"instead of the data")
+        except BaseException:
+            found.release()
+            raise
+        return _Entry(TaskFuture(self, msg.task_id), msg, found=found if found.ids or
+                      found.failure else None)
 
     def _enqueue(self, entry: _Entry, block: bool) -> bool:
         """Queue a prepared task for sending; without ``block``, False when the queue is
         full (the caller waits elsewhere, then calls again with ``block``)."""
         msg = entry.msg
+        if entry.found is not None and entry.found.failed(entry.future):
+            return True  # a dependency failed already: it never runs, nor is sent
         with self._lock:
             if len(self._outgoing) >= defaults.CLIENT_MAX_UNSENT:  # backpressure
                 if not block:
                     return False
                 self._room.wait_for(lambda: len(self._outgoing) < defaults.CLIENT_MAX_UNSENT
                                     or self._closed or self._failure is not None)
-            self._check_open()
+            try:
+                self._check_open()
+            except BaseException:
+                if entry.found is not None:
+                    entry.found.release()
+                raise
             self._entries[msg.task_id] = entry
             self._outgoing.append(entry)
             if len(self._outgoing) == 1 or len(self._entries) == 1:
@@ -310,6 +334,11 @@ class Client(SharedState, Executor):
                 if not entry.sent:
                     entry.dropped = True
                     del self._entries[entry.msg.task_id]
+                    self._pins.drop(entry.msg.task_id,
+                                    TaskCancelled(f"task {entry.msg.task_id} was cancelled"))
+        for entry in entries:
+            if not entry.sent and entry.found is not None:
+                entry.found.release()
         sent = [e.msg.task_id for e in entries if e.sent]
         return unsent | (self._cancel_sent(sent) if sent else set())
 
@@ -377,24 +406,35 @@ class Client(SharedState, Executor):
                 self._wakeup.wait_for(lambda: self._outgoing or self._done())
                 if not self._outgoing:
                     return
-                batch = self._take_batch()
+                batch, doomed = self._take_batch()
                 self._room.notify_all()
+            if doomed:
+                self._fail(doomed)
             if batch:
                 self._send(batch)
-            del batch  # hold nothing of a sent batch while idle
+            del batch, doomed  # hold nothing of a sent batch while idle
 
-    def _take_batch(self) -> list[_Entry]:
-        """Pop the next batch to send (lock held): bounded in count and in bytes."""
+    def _take_batch(self) -> tuple[list[_Entry], list[tuple[_Entry, BaseException]]]:
+        """Pop the next batch to send (lock held): bounded in count and in bytes; and the
+        tasks that fail unsent (a dependency of theirs was cancelled before it was sent)."""
         batch: list[_Entry] = []
+        doomed: list[tuple[_Entry, BaseException]] = []
         size = 0
         outgoing = self._outgoing
         while outgoing and len(batch) < defaults.SUBMIT_BATCH and size < defaults.BATCH_BYTES:
             entry = outgoing.popleft()
-            if not (entry.dropped or entry.future.done()):
-                entry.sent = entry.sending = True
-                batch.append(entry)
-                size += entry.msg.size
-        return batch
+            if entry.dropped or entry.future.done():
+                continue
+            exc = self._pins.doomed(entry.msg.task_id, entry.msg.deps) if self._pins.gone \
+                else None
+            if exc is not None:
+                entry.dropped = True
+                doomed.append((entry, exc))
+                continue
+            entry.sent = entry.sending = True
+            batch.append(entry)
+            size += entry.msg.size
+        return batch, doomed
 
     def _send(self, batch: list[_Entry]) -> None:
         """Send until the master has taken the whole batch (it takes less when full)."""
@@ -408,12 +448,15 @@ class Client(SharedState, Executor):
             log.warning("submit_failed", outbox=self.public_outbox, error=str(exc))
             self._fail([(e, exc) for e in batch])
         finally:
+            for entry in batch:
+                if entry.found is not None:
+                    entry.found.release()  # the master has them: their deps are its to keep
             with self._lock:
                 for entry in batch:
                     entry.sending = False
                 held = [e.msg.task_id for e in batch if e.msg.task_id in self._held_acks]
                 self._held_acks.difference_update(held)
-                self._ready_acks += held
+                self._ready_acks += [t for t in held if not self._pins.hold(t)]
 
     def _receive_loop(self) -> None:
         ack: list[str] = []
@@ -453,7 +496,8 @@ class Client(SharedState, Executor):
                 entry = self._entries.pop(result.task_id, None)
                 if entry is not None and entry.sending:
                     self._held_acks.add(result.task_id)
-                else:
+                elif not (self._pins.count and self._pins.hold(result.task_id)):
+                    # (else an unsent dependent needs it on the master first)
                     ack.append(result.task_id)
                 if entry is not None:
                     settled.append((result, entry))
@@ -465,11 +509,11 @@ class Client(SharedState, Executor):
         for entry in starting:
             entry.future._begin()
         for result, entry in settled:
-            self._settle(entry.future, result)
+            self._settle(entry.future, result, entry.mirror)
         return ack
 
     @staticmethod
-    def _settle(future: TaskFuture, result: ResultMsg) -> None:
+    def _settle(future: TaskFuture, result: ResultMsg, mirror: bool = False) -> None:
         if result.status is Status.CANCELLED and future._mark_cancelled():
             return
         if not future._begin():
@@ -477,9 +521,14 @@ class Client(SharedState, Executor):
         try:
             future.set_result(wire.decode_result(result))
         except BaseException as exc:
+            if mirror and result.status is Status.DEPENDENCY_FAILED and exc.__cause__:
+                exc = exc.__cause__  # a mirror's outcome is its task's own
             future.set_exception(exc)
 
     def _fail(self, failed: list[tuple[_Entry, BaseException]]) -> None:
+        for entry, _ in failed:
+            if entry.found is not None:
+                entry.found.release()
         with self._lock:
             for entry, _ in failed:
                 self._entries.pop(entry.msg.task_id, None)

@@ -214,3 +214,7 @@ HIST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
                 60.0, 300.0, 1800.0)
 # Workers declared lost stay listed (as lost) this long on the page and in /metrics.
 LOST_WORKERS_SHOWN_S = 900.0
+
+# `Client.future(task_id)` of another submitter's task: how long the master may take to hear
+# of it (its submitter sends it milliseconds after submit) before the id counts as unknown.
+DEP_LOOKUP_GRACE_S = 1.0

@@ -87,3 +87,30 @@ class MasterError(TaskqError):
 
 class TaskCancelled(TaskqError, CancelledError):
     """The task was cancelled; it is a ``concurrent.futures.CancelledError`` too."""
+
+
+class DependencyError(TaskqError, ValueError):
+    """A future among a task's arguments cannot be its dependency (its client was shut
+    down, or the master knows no such task); raised at the call."""
+
+
+class DependencyFailed(TaskqError):
+    """A dependency of the task (a future among its arguments) did not succeed, so the task
+    never ran. ``dependency`` is that task's id; ``__cause__`` is its exception
+    (``TaskCancelled`` for a cancelled one, ``DependencyFailed`` for one whose own
+    dependency failed)."""
+
+    def __init__(self, message: str, dependency: str = "") -> None:
+        super().__init__(message)
+        self.dependency = dependency
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return (DependencyFailed, (str(self), self.dependency))
+
+
+def dependency_failed(dependency: str, cause: BaseException) -> DependencyFailed:
+    """The error of a task whose dependency ended with ``cause``."""
+    exc = DependencyFailed(f"dependency {dependency} did not succeed "
+                           f"({type(cause).__name__}: {cause}); the task never ran", dependency)
+    exc.__cause__ = cause
+    return exc

@@ -70,12 +70,16 @@ class Call:
 
 def load(payload: tuple[Any, ...]) -> Call | Outcome:
     """Decode one task, ``(fn, args[, retry_on[, context]])``; an ERROR outcome if it
-    cannot be."""
+    cannot be. ``args`` is the arguments' body, or ``(body, inputs)`` for a task with
+    dependencies: ``inputs`` are their results (``taskq.dependencies``)."""
     fn_bytes, args_bytes = payload[0], payload[1]
+    inputs = None
+    if type(args_bytes) is tuple:
+        args_bytes, inputs = args_bytes
     retry_on: tuple[str, ...] = payload[2] if len(payload) > 2 else ()
     try:
         fn = _load_function(fn_bytes)
-        args, kwargs = wire.decode_args(args_bytes)
+        args, kwargs = wire.decode_args(args_bytes, inputs)
     except BaseException as exc:  # a module may even exit as it is imported
         err = _load_error(exc)
         return Status.ERROR, _error_body(err), _trace(err), False

@@ -14,6 +14,8 @@ from concurrent.futures import Future
 from concurrent.futures import _base as futures_base  # the Future's states, for cancel
 from typing import Any
 
+from taskq import dependencies
+
 
 class TaskFuture(Future[Any]):
     """A Future for one task. ``running()`` is True once a worker started it; ``cancel()``
@@ -24,6 +26,11 @@ class TaskFuture(Future[Any]):
         super().__init__()
         self.task_id = task_id
         self._client = client
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Among the arguments of ``submit`` or ``map``, a dependency (its result, on the
+        worker); pickled anywhere else, a TypeError."""
+        return dependencies.reduce_future(self)
 
     def cancel(self) -> bool:
         with self._condition:

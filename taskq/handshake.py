@@ -30,7 +30,8 @@ log = logs.get_logger("taskq.handshake")
 
 # The wire protocol: bump it when a message, a call or the meaning of a name changes.
 # 2: outbox and worker names are secrets held by their owners (taskq.owners).
-PROTOCOL = 2
+# 3: a task carries its dependencies and, leased, their results (TaskMsg.deps, .inputs).
+PROTOCOL = 3
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from taskq import journal_prims, logs
+from taskq import journal_deps, journal_prims, logs
 from taskq.defaults import (
     JOURNAL_IDLE_S,
     JOURNAL_SLACK_BYTES,
@@ -111,6 +111,7 @@ class Journal:
         self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SLACK_BYTES}")
         self._db.executescript(_SCHEMA)
         self._db.executescript(journal_prims.SCHEMA)
+        self._db.executescript(journal_deps.SCHEMA)
         _add_columns(self._db)
         self._page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._dblock = threading.Lock()  # the writer and direct write() callers share _db
@@ -253,12 +254,17 @@ class Journal:
             limits = self._db.execute("SELECT queue, rate, concurrency FROM queue_limits"
                                       ).fetchall()
             aliases = self._db.execute("SELECT alias, outbox, target FROM aliases").fetchall()
+            deps, kept = journal_deps.load(self._db)
+        for result in kept:  # before the tasks: a restored dependent looks them up
+            state.deps.restore_kept(result)
         to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
         for (tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors,
              not_before, extra) in tasks:
             options = TaskOptions.with_extra(timeout, retries, prio, queue, json.loads(extra))
-            state.restore_task(TaskMsg(tid, outbox, fn, args, options), seq, lost, errors,
+            msg = TaskMsg(tid, outbox, fn, args, options, deps=deps.get(tid, ()))
+            state.restore_task(msg, seq, lost, errors,
                                not_before + to_state if not_before else 0.0)
+        state.deps.forget_unreferenced()
         for tid, outbox, status, body, detail, worker, duration in results:
             state.restore_result(outbox, ResultMsg(tid, status, body, detail, worker, duration))
         for row in schedules:
@@ -414,6 +420,7 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
             db.executemany("DELETE FROM results WHERE task_id=?", [(t,) for t in changes.acked])
         if changes.prims:
             journal_prims.write(db, changes.prims)
+        journal_deps.write(db, changes)
         _write_history(db, changes)
         db.execute("COMMIT")
     except BaseException:
@@ -462,6 +469,7 @@ def merge(batch: list[Changes]) -> Changes:
         out.attempts += changes.attempts
         out.history_gone += changes.history_gone
         out.counts.update(changes.counts)
+        journal_deps.merge_into(out, changes)
     out.schedules = [s for s in final.values() if s is not None]
     out.schedules_removed = [name for name, s in final.items() if s is None]
     added = {r.msg.task_id for r in out.added}

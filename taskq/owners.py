@@ -32,7 +32,15 @@ from typing import TYPE_CHECKING, Any
 from taskq import logs
 from taskq.defaults import CLIENT_OUTBOX_PREFIX, JOB_OUTBOX_PREFIX
 from taskq.state import CancelOutcome
-from taskq.wire import ClusterStatus, Fetched, MasterInfo, ResultMsg, TaskMsg, WorkerHello
+from taskq.wire import (
+    MIRROR_FN,
+    ClusterStatus,
+    Fetched,
+    MasterInfo,
+    ResultMsg,
+    TaskMsg,
+    WorkerHello,
+)
 
 if TYPE_CHECKING:
     from taskq.service import Broker
@@ -119,6 +127,7 @@ class Owned:
                 raise NotYours(f"task id {str(msg.task_id)[:80]!r} does not belong to its "
                                f"outbox (task ids start with the outbox's public name)")
             msg.outbox = box
+            _check_deps(msg)
         return self._broker.submit(tasks, durable)
 
     def fetch(self, outbox: str, ack: list[str], max_n: int, wait: float) -> Fetched:
@@ -126,6 +135,11 @@ class Owned:
 
     def open_count(self, outbox: str) -> int | None:
         return self._broker.open_count(self._box(outbox))
+
+    def known(self, task_ids: list[str]) -> list[str]:
+        if type(task_ids) is not list:
+            raise NotYours("task ids must be a list of strings")
+        return self._broker.known([t for t in task_ids if type(t) is str])
 
     def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "") -> CancelOutcome:
         box = self._box(outbox)
@@ -183,3 +197,14 @@ def _own_ids(box: str, task_ids: Any) -> list[str]:
         raise NotYours("task ids must be a list of strings")
     prefix = box + "-"
     return [t for t in task_ids if type(t) is str and t.startswith(prefix)]
+
+
+def _check_deps(msg: TaskMsg) -> None:
+    """A task's dependencies are a tuple of task ids (one for a mirror); inputs are the
+    master's to attach, never a submitter's."""
+    deps = msg.deps
+    if type(deps) is not tuple or not all(type(d) is str for d in deps):
+        raise NotYours("a task's dependencies must be a tuple of task ids")
+    if msg.fn == MIRROR_FN and len(deps) != 1:
+        raise NotYours("a task with no function mirrors exactly one dependency")
+    msg.inputs = ()

@@ -56,6 +56,9 @@ class Remote(RemotePrimitives):
     def open_count(self, outbox: str) -> int | None:
         return cast("int | None", self._call("open_count", outbox))
 
+    def known(self, task_ids: list[str]) -> list[str]:
+        return cast("list[str]", self._call("known", task_ids))
+
     def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "") -> CancelOutcome:
         return cast(CancelOutcome, self._call("cancel", task_ids, wait, outbox))
 

@@ -67,6 +67,7 @@ class Broker(PrimitiveCalls):
         self._state = state
         self._result_ttl = result_ttl
         self._max_pending = max_pending
+        state.deps.limit = max_pending  # tasks blocked on dependencies, at most
         self._journal = journal
         self._clock = clock
         self._lock = threading.Lock()
@@ -173,6 +174,14 @@ class Broker(PrimitiveCalls):
     def open_count(self, outbox: str) -> int | None:
         with self._lock:
             return self._state.open_count(outbox)
+
+    def known(self, task_ids: list[str]) -> list[str]:
+        """The ids among these of tasks a new task may depend on: not ended, or ended with
+        a result the master still holds (not fetched yet, or kept for dependents)."""
+        with self._lock:
+            state = self._state
+            return [t for t in task_ids if t in state.tasks or t in state.deps.kept
+                    or state.ended_result(t) is not None]
 
     def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "") -> CancelOutcome:
         """Cancel tasks that have not started; a leased one's worker is asked, and the answer
@@ -374,7 +383,8 @@ class Broker(PrimitiveCalls):
             waiting = sum(len(b.results) for b in s.outboxes.values())
             return ClusterStatus(rows, pending, len(s.leased), s.finished_ok, s.finished_failed,
                                  waiting, round(now - self._started, 3), self._journal is not None,
-                                 s.queues.waiting_count, unfit(s.queues.heaps, s.resources))
+                                 s.queues.waiting_count, unfit(s.queues.heaps, s.resources),
+                                 blocked=s.deps.blocked_count)
 
     def monitor(self) -> dict[str, Any]:
         """What the dashboard and ``taskq top`` show: workers, queues, jobs, recent failures

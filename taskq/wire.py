@@ -20,6 +20,7 @@ from __future__ import annotations
 import pickle
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import BuiltinFunctionType, FunctionType
@@ -27,8 +28,10 @@ from typing import Any
 
 import cloudpickle
 
-from taskq import fdio
+from taskq import dependencies, fdio
 from taskq.errors import (
+    DependencyError,
+    DependencyFailed,
     RemoteError,
     RemoteTraceback,
     SerializationError,
@@ -37,6 +40,7 @@ from taskq.errors import (
     TaskRefused,
     TaskTimeout,
     WorkerLost,
+    dependency_failed,
 )
 
 PROTOCOL = 5  # out-of-band capable; keeps large bytes/bytearray/memoryview args cheap
@@ -52,6 +56,8 @@ class Status(StrEnum):
     LOST = "lost"  # every worker it was given to was lost; detail counts them
     REFUSED = "refused"  # the master would not accept it; detail says why
     CANCELLED = "cancelled"  # removed before it started
+    # a dependency did not end OK, so it never ran; body: dependencies.failure_body
+    DEPENDENCY_FAILED = "dependency_failed"
 
 
 _STATUSES: dict[str, Status] = {s.value: s for s in Status}
@@ -61,6 +67,7 @@ class TaskState(StrEnum):
     """Where a task is inside the master."""
 
     WAITING = "waiting"  # not to be leased before its time (restored, held for its holder)
+    BLOCKED = "blocked"  # waiting for its dependencies to end (taskq.state.deps)
     PENDING = "pending"
     LEASED = "leased"
     DONE = "done"
@@ -140,14 +147,22 @@ class TaskMsg:
     args: Body
     options: TaskOptions = field(default_factory=TaskOptions)
     attempt: int = 0  # how many times it was handed out before (set by the master)
+    deps: tuple[str, ...] = ()  # ids of the tasks whose results are among its arguments
+    # set by the master in a lease: (dependency id, its result body) for each of ``deps``
+    inputs: tuple[tuple[str, Body], ...] = ()
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        inputs = tuple((d, _body(b, protocol)) for d, b in self.inputs)
         return (TaskMsg, (self.task_id, self.outbox, self.fn, _body(self.args, protocol),
-                          self.options, self.attempt))
+                          self.options, self.attempt, self.deps, inputs))
 
     @property
     def size(self) -> int:
-        return len(self.fn) + len(self.args)
+        return len(self.fn) + len(self.args) + sum(len(b) for _, b in self.inputs)
+
+
+MIRROR_FN = b""  # a TaskMsg with no function runs nowhere: it ends with a copy of its one
+# dependency's result (``Client.future`` of another submitter's task)
 
 
 @dataclass(slots=True)
@@ -285,6 +300,7 @@ class ClusterStatus:
     # queued tasks no connected worker could ever fit: "gpu=4" -> how many
     unfit: dict[str, int] = field(default_factory=dict)
     keys: dict[str, int] = field(default_factory=dict)  # open connections per key fingerprint
+    blocked: int = 0  # tasks waiting for their dependencies to end
 
 
 # --------------------------------------------------------------------------- encoding
@@ -322,6 +338,8 @@ def _dumps_data(obj: Any) -> bytes:
     """
     try:
         return fdio.dumps(obj, _DataPickler, protocol=PROTOCOL)
+    except DependencyError:
+        raise
     except Exception:
         return _dumps(obj)
 
@@ -369,13 +387,22 @@ def reference_key(fn: Any) -> tuple[str, str] | None:
     return module, name
 
 
-def encode_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-    """Pickle a call's arguments; on failure, name the argument that could not be pickled."""
+def encode_args(args: tuple[Any, ...], kwargs: dict[str, Any],
+                on_future: Callable[[Any], tuple[Any, ...]] | None = None) -> bytes:
+    """Pickle a call's arguments; on failure, name the argument that could not be pickled.
+    A ``TaskFuture`` among them (at any depth) is reduced by ``on_future``
+    (``taskq.dependencies``); without it, it cannot be pickled. A ``DependencyError`` the
+    hook raises comes through as itself."""
+    token = dependencies.encoding(on_future)
     try:
         return _dumps_data((args, kwargs))
+    except DependencyError:
+        raise
     except Exception as exc:
-        raise SerializationError(f"{_find_unpicklable(args, kwargs)} could not be pickled: "
-                                 f"{exc}") from exc
+        raise SerializationError(f"{_find_unpicklable(args, kwargs)} could not be "
+                                 f"pickled: {exc}") from exc
+    finally:
+        dependencies.encoded(token)
 
 
 def _find_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -412,8 +439,13 @@ def decode_function(fn: bytes) -> Any:
     return pickle.loads(memoryview(fn)[len(_BY_VALUE) + 2:])  # noqa: S301 -- as above
 
 
-def decode_args(args: bytes) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    return pickle.loads(args)  # noqa: S301 -- as decode_call: in a worker's pool process, never the master
+def decode_args(args: Body, inputs: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Unpickle a call's arguments; ``inputs``, ``((dependency id, result body), ...)``,
+    take the place of the futures that were among them."""
+    if not inputs:
+        return pickle.loads(args)  # noqa: S301 -- as decode_call: in a worker's pool process, never the master
+    with dependencies.decoding(inputs):
+        return pickle.loads(args)  # noqa: S301 -- as above
 
 
 def encode_value(value: Any) -> bytes:
@@ -487,7 +519,22 @@ def decode_result(result: ResultMsg) -> Any:
                                      f"{exc}") from exc
     if result.status is Status.ERROR and result.body is not None:
         raise decode_error(result.body)
+    if result.status is Status.DEPENDENCY_FAILED and result.body is not None:
+        raise dependency_cause(result)
     failure = _FAILURES.get(result.status)
     if failure is not None:
         raise failure(result.detail)
     raise RemoteError(result.status.value, result.detail, "")
+
+
+def dependency_cause(result: ResultMsg) -> DependencyFailed:
+    """The ``DependencyFailed`` of a DEPENDENCY_FAILED result, the dependency's own outcome
+    as its ``__cause__``."""
+    assert result.body is not None  # noqa: S101 -- narrows a type: such a result has a body
+    dep, status, body, detail = dependencies.read_failure(result.body)
+    try:
+        decode_result(ResultMsg(dep, Status(status), body, detail))
+    except BaseException as exc:
+        return dependency_failed(dep, exc)
+    return dependency_failed(dep, RemoteError(status, detail, ""))  # pragma: no cover
+

@@ -350,7 +350,10 @@ class Worker:
         self.log.debug("tasks_leased", count=len(tasks), task_ids=[t.task_id for t in tasks])
         for task in tasks:
             # the arguments go to the pool process uncopied (out of band) when large
-            payload: tuple[Any, ...] = (task.fn, pickle.PickleBuffer(task.args))
+            args: Any = pickle.PickleBuffer(task.args)
+            if task.inputs:  # its dependencies' results, in place of their futures
+                args = (args, tuple((d, pickle.PickleBuffer(b)) for d, b in task.inputs))
+            payload: tuple[Any, ...] = (task.fn, args)
             if task.options.retry_on:
                 self._retry_on[task.task_id] = task.options.retry_on
             if task.options.retry_on or task.options.resources:

@@ -164,8 +164,9 @@ def test_failed_master_calls_are_one_line(cluster: Cluster) -> None:
 
 
 def test_failed_journal_write_on_submit_is_one_line(cluster: Cluster) -> None:
-    # The master may write no file over a few hundred KiB: its journal soon fails to grow.
-    limit = ("sh", "-c", 'ulimit -f 400 && exec "$@"', "sh")
+    # The master may write no file over a few hundred KiB (room for a new journal's WAL,
+    # about 210 KiB): its journal soon fails to grow.
+    limit = ("sh", "-c", 'ulimit -f 600 && exec "$@"', "sh")
     master = cluster.spawn(["master", "--host", "127.0.0.1", "--port", "0", "--state",
                             str(cluster.tmp / "journal.db")], stdout=-1, prefix=limit)
     from cluster import wait_ready

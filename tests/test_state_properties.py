@@ -5,7 +5,11 @@ results delivered and acknowledged) and what workers did (tasks they began, canc
 they answered); the invariants tie the two together, and at the end every remaining task is
 run to completion so that each submitted task can be checked to have exactly one result.
 Master restarts rebuild the state as the journal would, holding restored tasks back for
-their holders to claim. A task that began running is never reported cancelled.
+their holders to claim. A task that began running is never reported cancelled. Tasks may
+depend on earlier ones (live, ended, fetched or never seen): no task is leased before all
+its dependencies ended OK, a dependent of one that did not never runs and ends exactly once
+(DEPENDENCY_FAILED), and a kept dependency result lives exactly as long as a live
+dependent needs it.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.began: set[str] = set()  # tasks a worker began running under their lease
         self.rates: dict[str, tuple[float, float, int]] = {}  # queue -> (since, rate, leased)
         self.told_started: set[str] = set()
+        self.ever_leased: set[str] = set()
         self.settled = True  # False while a step runs; teardown only drains a clean run
 
     @initialize(max_lost=st.integers(1, 3))
@@ -120,18 +125,7 @@ class BrokerMachine(RuleBasedStateMachine):
     @rule(data=st.data(), n=st.integers(0, 3), duplicate=st.booleans())
     def submit(self, data: st.DataObject, n: int, duplicate: bool) -> None:
         self.settled = False
-        fresh = [TaskMsg(f"t{next(self.ids)}", data.draw(st.sampled_from(OUTBOXES)), b"f",
-                         b"x" * data.draw(st.sampled_from([1, 1, 2, 5, 9])),
-                         TaskOptions(retries=data.draw(st.integers(0, 2)),
-                                     priority=data.draw(st.integers(0, 2)),
-                                     queue=data.draw(st.sampled_from(QUEUES)),
-                                     backoff=data.draw(st.sampled_from([0.0, 0.0, 1.0])),
-                                     jitter=False,
-                                     run_at=data.draw(st.sampled_from(
-                                         [0.0, 0.0, self.now + 2.0])),
-                                     resources=data.draw(st.sampled_from(NEEDS)),
-                                     **data.draw(st.sampled_from(LIMIT_KEYS))))
-                 for _ in range(n)]
+        fresh = [self.new_task(data) for _ in range(n)]
         open_ids = [t for t in self.submitted if t not in self.acked]
         again = [self.submitted[t] for t in self.pick(data, open_ids)]
         batch = fresh + again + (fresh[:1] if duplicate else [])
@@ -143,18 +137,57 @@ class BrokerMachine(RuleBasedStateMachine):
         assert accepted == sum(m.size <= MAX_PAYLOAD for m in fresh)
         for msg in fresh:
             self.submitted[msg.task_id] = msg
-            if msg.size > MAX_PAYLOAD:
-                refused = self.result_of(msg.task_id)
-                assert refused is not None and refused.status is Status.REFUSED
-            else:
-                delayed = msg.options.run_at > self.now
-                assert self.state.tasks[msg.task_id].state is (
-                    TaskState.WAITING if delayed else TaskState.PENDING)
+            self.check_new(msg)
         after = self.view()
         for tid, rec_view in before.items():
-            assert after[tid] == rec_view
+            if tid in after:
+                assert after[tid] == rec_view
         for tid, result in results_before.items():
-            assert self.result_of(tid) is result
+            if result is not None:
+                assert self.result_of(tid) is result
+
+    def new_task(self, data: st.DataObject) -> TaskMsg:
+        box = data.draw(st.sampled_from(OUTBOXES))
+        source = data.draw(st.sampled_from(["none", "none", "live", "live", "any"]))
+        pool = list(self.state.tasks) if source == "live" else self.known_ids()
+        deps = tuple(self.pick(data, pool, max_size=2)) if source != "none" else ()
+        return TaskMsg(f"{box}-t{next(self.ids)}", box, b"f",
+                         b"x" * data.draw(st.sampled_from([1, 1, 2, 5, 9])),
+                         TaskOptions(retries=data.draw(st.integers(0, 2)),
+                                     priority=data.draw(st.integers(0, 2)),
+                                     queue=data.draw(st.sampled_from(QUEUES)),
+                                     backoff=data.draw(st.sampled_from([0.0, 0.0, 1.0])),
+                                     jitter=False,
+                                     run_at=data.draw(st.sampled_from(
+                                         [0.0, 0.0, self.now + 2.0])),
+                                     resources=data.draw(st.sampled_from(NEEDS)),
+                                     **data.draw(st.sampled_from(LIMIT_KEYS))),
+                         deps=deps)
+
+    def dep_outcome(self, dep: str) -> Status | None:
+        """How a dependency stands for a new dependent: None while it lives, OK if its
+        result is kept or waits in its outbox, else how it ended (REFUSED: unknown)."""
+        if dep in self.state.tasks or dep in self.state.deps.kept:
+            return None if dep in self.state.tasks else Status.OK
+        result = self.result_of(dep) if dep in self.submitted else None
+        return Status.REFUSED if result is None else result.status
+
+    def check_new(self, msg: TaskMsg) -> None:
+        """A new task is refused (too large), failed by a dependency, blocked on the live
+        ones, or queued (waiting for its time)."""
+        result = self.result_of(msg.task_id)
+        if msg.size > MAX_PAYLOAD:
+            assert result is not None and result.status is Status.REFUSED
+            return
+        rec = self.state.tasks.get(msg.task_id)
+        if rec is None:
+            assert result is not None and result.status is Status.DEPENDENCY_FAILED
+            return
+        if any(d in self.state.tasks for d in msg.deps):
+            assert rec.state is TaskState.BLOCKED
+            return
+        delayed = msg.options.run_at > self.now
+        assert rec.state is (TaskState.WAITING if delayed else TaskState.PENDING)
 
     @rule(data=st.data(), box=st.sampled_from(OUTBOXES), max_n=st.integers(0, 3))
     def fetch(self, data: st.DataObject, box: str, max_n: int) -> None:
@@ -273,6 +306,12 @@ class BrokerMachine(RuleBasedStateMachine):
         rated = info is not None and any(q in self.rates for q in info.queues)
 
         got = self.state.lease(worker, n, self.now)
+        self.ever_leased.update(m.task_id for m in got)
+        for msg in got:  # every dependency ended OK, and its result goes with the task
+            assert [d for d, _ in msg.inputs] == list(dict.fromkeys(msg.deps))
+            for dep, body in msg.inputs:
+                assert self.state.deps.kept[dep].result.status is Status.OK
+                assert body == self.state.deps.kept[dep].result.body
 
         if rated:  # the exact choice depends on the buckets: check the budgets instead
             assert {m.task_id for m in got} <= {r.msg.task_id for r in pending}
@@ -373,7 +412,8 @@ class BrokerMachine(RuleBasedStateMachine):
             min_size=len(targets), max_size=len(targets)))
         results = [ResultMsg(tid, status, self.new_body())
                    for tid, status in zip(targets, statuses, strict=True)]
-        errors = {tid: rec.errors for tid, rec in self.state.tasks.items()}
+        errors = {tid: rec.errors for tid, rec in self.state.tasks.items()
+                  if rec.state is not TaskState.BLOCKED}  # never handed out: ignored
         ended: dict[str, ResultMsg] = {}
         for result in results:
             tid = result.task_id
@@ -403,7 +443,9 @@ class BrokerMachine(RuleBasedStateMachine):
                     assert rec.not_before == self.now + backoff * 2 ** (count - 1)
         for tid, result in results_before.items():
             if tid not in ended:
-                assert self.result_of(tid) is result
+                now = self.result_of(tid)
+                assert now is result or (result is None and now is not None
+                                         and now.status is Status.DEPENDENCY_FAILED)
 
     @rule(data=st.data(), kind=KINDS)
     def start(self, data: st.DataObject, kind: str) -> None:
@@ -457,15 +499,20 @@ class BrokerMachine(RuleBasedStateMachine):
         self.state = self.new_state()
         self.rates.clear()  # limits are journaled, but this restart models tasks only
         self.state.restore_hold_until = self.now + hold if hold else 0.0
+        for kept in old.deps.kept.values():
+            self.state.deps.restore_kept(kept.result)
         for rec in sorted(old.tasks.values(), key=lambda r: r.seq):
             self.state.restore_task(rec.msg, rec.seq, rec.lost, rec.errors)
+        self.state.deps.forget_unreferenced()
+        assert set(self.state.deps.kept) == set(old.deps.kept)
         for box_name, box in old.outboxes.items():
             for result in box.results.values():
                 self.state.restore_result(box_name, result)
         for box in OUTBOXES:
             self.session[box].clear()
-        for rec in self.state.tasks.values():
-            assert rec.state is (TaskState.WAITING if hold else TaskState.PENDING)
+        for tid, rec in self.state.tasks.items():
+            assert rec.state is (TaskState.BLOCKED if old.tasks[tid].state is TaskState.BLOCKED
+                                 else TaskState.WAITING if hold else TaskState.PENDING)
         assert self.state.lease("anyone", 100, self.now) == []
 
     @rule(data=st.data(), kind=KINDS)
@@ -536,7 +583,37 @@ class BrokerMachine(RuleBasedStateMachine):
         self.limits_count_the_leases()
         self.resources_count_the_leases()
         self.history_follows_the_tasks()
+        self.dependencies_hold()
         self.settled = True
+
+    def dependencies_hold(self) -> None:
+        """Blocked tasks wait exactly for their live deps; a task queued, waiting or leased
+        has every dep ended OK (kept); a dependent of a dep that did not end OK never ran and
+        ended DEPENDENCY_FAILED; a kept result is referenced by exactly its live dependents."""
+        state, deps = self.state, self.state.deps
+        refs: Counter[str] = Counter()
+        for tid, rec in state.tasks.items():
+            live = [d for d in rec.msg.deps if d in state.tasks]
+            if rec.state is TaskState.BLOCKED:
+                assert live and deps.blockers(tid) == live
+                assert deps.missing[tid] == len(live)
+            else:
+                assert not live and tid not in deps.missing
+            refs.update(d for d in rec.msg.deps if d in deps.kept)
+            assert all(d in state.tasks or d in deps.kept for d in rec.msg.deps), tid
+        assert set(deps.missing) == {t for t, r in state.tasks.items()
+                                     if r.state is TaskState.BLOCKED}
+        assert {d: k.refs for d, k in deps.kept.items()} == dict(refs)
+        for kept in deps.kept.values():
+            assert kept.result.status is Status.OK
+        for tid, rec in state.leased.items():
+            assert all(d in deps.kept for d in rec.msg.deps), tid
+        self.ever_leased.update(state.leased)
+        for tid in self.submitted:
+            mine = self.delivered.get(tid) or self.result_of(tid)
+            if mine is not None and mine.status is Status.DEPENDENCY_FAILED:
+                assert tid not in self.ever_leased, tid
+                assert self.submitted[tid].deps
 
     def history_follows_the_tasks(self) -> None:
         """Each leased task has exactly one live attempt, on its holder; a task whose
@@ -558,7 +635,8 @@ class BrokerMachine(RuleBasedStateMachine):
         state = self.state
         assert set(state.tasks) <= set(self.submitted)
         for tid, rec in state.tasks.items():
-            assert rec.state in (TaskState.WAITING, TaskState.PENDING, TaskState.LEASED)
+            assert rec.state in (TaskState.WAITING, TaskState.PENDING, TaskState.LEASED,
+                                 TaskState.BLOCKED)
             assert not (rec.started and rec.cancel_asked)
             assert not rec.started or rec.state is TaskState.LEASED
             assert (rec.state is TaskState.LEASED) == (tid in state.leased), tid
@@ -603,7 +681,8 @@ class BrokerMachine(RuleBasedStateMachine):
     def each_task_is_in_exactly_one_place(self) -> None:
         for tid in self.submitted:
             rec: TaskRecord | None = self.state.tasks.get(tid)
-            places = [rec is not None and rec.state in (TaskState.PENDING, TaskState.WAITING),
+            places = [rec is not None and rec.state in (TaskState.PENDING, TaskState.WAITING,
+                                                        TaskState.BLOCKED),
                       rec is not None and rec.state is TaskState.LEASED,
                       self.result_of(tid) is not None or tid in self.acked]
             assert sum(places) == 1, (tid, places)

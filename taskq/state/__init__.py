@@ -33,6 +33,7 @@ from taskq.defaults import (
     SCHEDULE_RESULTS_KEPT,
 )
 from taskq.state.cancels import CancelsMixin
+from taskq.state.deps import Deps, DepsMixin
 from taskq.state.history import History
 from taskq.state.limits import Limits
 from taskq.state.queues import TaskQueues
@@ -56,7 +57,7 @@ SCHEDULES_OUTBOX = f"{JOB_OUTBOX_PREFIX}{SCHEDULE_PREFIX}"
 __all__ = ["BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord", "WorkerInfo"]
 
 
-class BrokerState(CancelsMixin):
+class BrokerState(CancelsMixin, DepsMixin):
     """All of the master's bookkeeping; see the module docstring."""
 
     def __init__(self, *, lost_after: float, max_lost: int, max_payload: int) -> None:
@@ -79,6 +80,7 @@ class BrokerState(CancelsMixin):
         self.limits = Limits()
         self.resources = Resources()
         self.uniques = Uniques()
+        self.deps = Deps(self.tasks)  # dependents and the results kept for them
         self.now = 0.0  # the latest time a call gave (for unique_for windows)
         self.changes = Changes()
         self.history = History()
@@ -109,13 +111,17 @@ class BrokerState(CancelsMixin):
             self.tasks[msg.task_id] = rec
             if msg.options.unique:
                 self.uniques.live[msg.options.unique] = msg.task_id
+            accepted += 1
+            if msg.deps and not self._accept_deps(rec):  # blocked, or it ended at once
+                if rec.state is TaskState.BLOCKED:
+                    self.changes.added.append(rec)
+                continue
             start = msg.options.run_at - self.wall_offset  # on this state's clock
             if msg.options.run_at and start > now:
                 self.queues.hold(rec, start)
             else:
                 self.queues.push(rec)
             self.changes.added.append(rec)
-            accepted += 1
         for queue, n in counted.items():
             self.history.submitted(queue, n, now)
         return accepted
@@ -131,6 +137,8 @@ class BrokerState(CancelsMixin):
             self.uniques.live[msg.options.unique] = msg.task_id
         self._outbox(msg.outbox).open += 1
         self._seq = max(self._seq, seq)
+        if msg.deps and not self._restore_deps(rec):
+            return
         until = max(self.restore_hold_until, not_before)
         if until > 0:
             self.queues.hold(rec, until)
@@ -210,9 +218,10 @@ class BrokerState(CancelsMixin):
         journaled their end holds them as unfinished; they are dropped, not run again."""
         for task_id in task_ids:
             rec = self.tasks.get(task_id)
-            if rec is None or rec.msg.outbox != outbox:
-                continue
+            if rec is None or rec.msg.outbox != outbox or self.deps.dependents(task_id):
+                continue  # (one that dependents wait for runs again: they need its result)
             self._unlease(rec)
+            self._release_deps(rec)
             self.history.withdraw(task_id)
             del self.tasks[task_id]
             self._outbox(outbox).open -= 1
@@ -273,7 +282,7 @@ class BrokerState(CancelsMixin):
         deadline = now + self.lost_after
         for task_id in held:
             rec = self.tasks.get(task_id)
-            if rec is None:
+            if rec is None or rec.state is TaskState.BLOCKED:  # (never handed out)
                 continue
             if rec.state is not TaskState.LEASED:
                 self._unlease(rec)
@@ -298,8 +307,9 @@ class BrokerState(CancelsMixin):
             if rec is None:
                 break
             self._lease_to(rec, worker, now)
-            out.append(rec.msg)
-            size += rec.msg.size
+            msg = self.deps.inputs(rec.msg)  # its dependencies' results go with it
+            out.append(msg)
+            size += msg.size
         return out
 
     def start(self, worker_id: str, task_ids: Iterable[str]) -> None:
@@ -318,7 +328,7 @@ class BrokerState(CancelsMixin):
             worker.last_seen = now
         for result in results:
             rec = self.tasks.get(result.task_id)
-            if rec is None:
+            if rec is None or rec.state is TaskState.BLOCKED:  # ended, or never handed out
                 continue
             self._unlease(rec)
             if worker is not None:
@@ -450,6 +460,7 @@ class BrokerState(CancelsMixin):
         changes.limits = self.limits.drain()
         changes.joined, changes.unjoined = self.uniques.drain()
         changes.attempts, changes.history_gone, changes.counts = self.history.drain()
+        changes.kept, changes.deps_gone = self.deps.drain()
         return changes
 
     # ------------------------------------------------------------------ internals
@@ -460,6 +471,11 @@ class BrokerState(CancelsMixin):
             box = self.outboxes[name] = Outbox()
             self.emptied_jobs.pop(name, None)
         return box
+
+    def ended_result(self, task_id: str) -> ResultMsg | None:
+        """The result of an ended task still in its outbox (not fetched yet), if any."""
+        box = self.outboxes.get(task_id.rsplit("-", 1)[0])
+        return None if box is None else box.results.get(task_id)
 
     def _has_result(self, outbox: str, task_id: str) -> bool:
         box = self.outboxes.get(outbox)
@@ -531,6 +547,7 @@ class BrokerState(CancelsMixin):
         else:
             self.finished_failed += 1
             box.failed += 1
+        self._deps_ended(rec, result)
 
     def _finish_new(self, msg: TaskMsg, detail: str) -> None:
         result = ResultMsg(msg.task_id, Status.REFUSED, detail=detail)

@@ -35,7 +35,7 @@ RECENT_FAILED = 50  # failed tasks the dashboard lists, newest first
 OUTCOMES: dict[Status, str] = {
     Status.OK: "ok", Status.ERROR: "raised", Status.CRASHED: "crashed",
     Status.TIMEOUT: "timeout", Status.LOST: "lost", Status.CANCELLED: "cancelled",
-    Status.REFUSED: "refused",
+    Status.REFUSED: "refused", Status.DEPENDENCY_FAILED: "dependency_failed",
 }
 
 

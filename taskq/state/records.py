@@ -81,12 +81,16 @@ class Changes:
     attempts: list[Any] = field(default_factory=list)  # ended history.Attempt records
     history_gone: list[str] = field(default_factory=list)  # tasks pruned from history
     counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # increments
+    # dependency results kept for dependents (None: dropped), and tasks with dependencies
+    # that ended or were forgotten (see taskq.state.deps and taskq.journal_deps)
+    kept: dict[str, ResultMsg | None] = field(default_factory=dict)
+    deps_gone: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.added or self.updated or self.finished or self.removed or self.acked
                     or self.schedules or self.schedules_removed or self.limits or self.joined
                     or self.unjoined or self.prims or self.attempts or self.history_gone
-                    or self.counts)
+                    or self.counts or self.kept or self.deps_gone)
 
 
 @dataclass(slots=True)
