@@ -35,10 +35,12 @@ from typing import Any
 
 from taskq import defaults, logs, owners, wire
 from taskq.auth import resolve_authkey
+from taskq.client_cancel import CancelCalls
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskqError
 from taskq.future import TaskFuture
 from taskq.options import TaskFunction, start_time
 from taskq.remote import Remote
+from taskq.report import Progress
 from taskq.shared_state import SharedState
 from taskq.state.schedules import check, interval
 from taskq.tls import TLS
@@ -90,9 +92,10 @@ def _chunks(iterables: tuple[Iterable[Any], ...], size: int) -> Iterator[list[tu
         yield chunk
 
 
-class Client(SharedState, Executor):
+class Client(CancelCalls, SharedState, Executor):
     """Submit work to a taskq cluster; with no address, to a local one started for you.
-    Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``."""
+    Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``;
+    ``cancel`` (stopping running tasks too) from ``CancelCalls``."""
 
     def __init__(self, address: str | tuple[str, int] | None = None,
                  authkey: bytes | str | None = None, *, procs: int | None = None,
@@ -447,6 +450,10 @@ class Client(SharedState, Executor):
         """Settle futures; returns the results to acknowledge now."""
         with self._lock:
             starting = [e for e in map(self._entries.get, fetched.started) if e is not None]
+            for task_id, value in getattr(fetched, "progress", {}).items():
+                entry = self._entries.get(task_id)
+                if entry is not None:
+                    entry.future._progress = Progress(*value)
             ack: list[str] = []
             settled: list[tuple[ResultMsg, _Entry]] = []
             for result in fetched.results:
@@ -470,7 +477,7 @@ class Client(SharedState, Executor):
 
     @staticmethod
     def _settle(future: TaskFuture, result: ResultMsg) -> None:
-        if result.status is Status.CANCELLED and future._mark_cancelled():
+        if result.status is Status.CANCELLED and future._mark_cancelled(result.detail):
             return
         if not future._begin():
             return

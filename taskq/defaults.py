@@ -214,3 +214,12 @@ HIST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
                 60.0, 300.0, 1800.0)
 # Workers declared lost stay listed (as lost) this long on the page and in /metrics.
 LOST_WORKERS_SHOWN_S = 900.0
+
+# Progress from inside a task (taskq.report_progress): a message longer than this is cut, so
+# a task cannot grow the worker's heartbeats or the master's memory with it.
+PROGRESS_MESSAGE_MAX = 200
+# Progress updates carried by one heartbeat at most (the latest value per task): bounds the
+# call for a worker running thousands of reporting tasks; the rest go with the next one.
+PROGRESS_PER_HEARTBEAT = 1000
+# Task ids one `cancel` call may name: bounds the time one call holds the broker lock.
+CANCEL_MAX_IDS = 10_000

@@ -49,7 +49,7 @@ from taskq.state.history import Attempt
 from taskq.state.limits import QueueLimit
 from taskq.state.primitives import PrimitiveState
 from taskq.state.stats import Histogram
-from taskq.wire import ResultMsg, Schedule, TaskMsg, TaskOptions, TaskState
+from taskq.wire import ResultMsg, Schedule, Status, TaskMsg, TaskOptions, TaskState
 
 log = logs.get_logger("taskq.journal")
 
@@ -79,6 +79,9 @@ CREATE TABLE IF NOT EXISTS history (
     leased REAL NOT NULL, started REAL NOT NULL, ended REAL NOT NULL, outcome TEXT NOT NULL,
     error_type TEXT NOT NULL, detail TEXT NOT NULL, final INTEGER NOT NULL,
     PRIMARY KEY (task_id, n)
+);
+CREATE TABLE IF NOT EXISTS stops (
+    task_id TEXT PRIMARY KEY
 );
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT NOT NULL, queue TEXT NOT NULL, outcome TEXT NOT NULL, value INTEGER NOT NULL,
@@ -253,6 +256,7 @@ class Journal:
             limits = self._db.execute("SELECT queue, rate, concurrency FROM queue_limits"
                                       ).fetchall()
             aliases = self._db.execute("SELECT alias, outbox, target FROM aliases").fetchall()
+            stops = self._db.execute("SELECT task_id FROM stops").fetchall()
         to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
         for (tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors,
              not_before, extra) in tasks:
@@ -267,6 +271,8 @@ class Journal:
             state.limits.restore(queue, QueueLimit(rate, concurrency))
         for alias, outbox, target in aliases:
             state.restore_alias(alias, outbox, target)
+        for (tid,) in stops:  # a stop asked before the restart: the task ends CANCELLED
+            state.restore_stop(tid)
         self._load_history(state)
         return len(tasks), len(results)
 
@@ -401,9 +407,15 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
             db.executemany("UPDATE tasks SET lost=?, errors=?, not_before=? WHERE task_id=?",
                            [(r.lost, r.errors, _wall(r, to_wall), r.msg.task_id)
                             for r in changes.updated])
+        if changes.stops:
+            db.executemany("INSERT OR IGNORE INTO stops VALUES (?)", [(t,) for t in changes.stops])
         gone = changes.removed + [res.task_id for _, res in changes.finished]
         if gone:
             db.executemany("DELETE FROM tasks WHERE task_id=?", [(t,) for t in gone])
+            # a stopped task ends CANCELLED (or is forgotten): only those can hold a stop
+            stopped = changes.removed + [res.task_id for _, res in changes.finished
+                                         if res.status is Status.CANCELLED]
+            db.executemany("DELETE FROM stops WHERE task_id=?", [(t,) for t in stopped])
         if changes.finished:
             db.executemany(
                 "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)",
@@ -462,6 +474,7 @@ def merge(batch: list[Changes]) -> Changes:
         out.attempts += changes.attempts
         out.history_gone += changes.history_gone
         out.counts.update(changes.counts)
+        out.stops += changes.stops
     out.schedules = [s for s in final.values() if s is not None]
     out.schedules_removed = [name for name, s in final.items() if s is None]
     added = {r.msg.task_id for r in out.added}
