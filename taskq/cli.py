@@ -492,7 +492,7 @@ def status(
     if job is not None:
         from taskq.cli_tasks import job_status
 
-        job_status(job, address, authkey_file, _tls(tls_ca, tls_cert, tls_key))
+        job_status(job, as_json, address, authkey_file, _tls(tls_ca, tls_cert, tls_key))
         return
     where = _address(address)
     with user_errors():

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any
 
@@ -90,12 +91,15 @@ def progress_text(value: Any) -> str:
     return f"{text} {message}" if message else text
 
 
-def show_running(remote: Any, job: str) -> None:
+def show_running(remote: Any, job: str, as_json: bool) -> None:
     """``taskq status --job NAME``: the job's open count and its running tasks."""
     open_now = remote.open_count(jobs.outbox_of(job))
     if open_now is None:
         fail(f"no job named {job}")
     rows = remote.running_tasks(job)
+    if as_json:
+        typer.echo(json.dumps({"job": job, "open": open_now, "running": rows}, indent=2))
+        return
     typer.echo(f"job {job}: {open_now} open task(s), {len(rows)} running")
     now = time.time()
     for row in rows:
@@ -111,11 +115,12 @@ def progress_lines(progress: dict[str, Any]) -> list[str]:
             for task_id, value in sorted(progress.items())]
 
 
-def job_status(job: str, address: str | None, key_file: Any, tls_settings: Any) -> None:
+def job_status(job: str, as_json: bool, address: str | None, key_file: Any,
+               tls_settings: Any) -> None:
     where = _address(address)
     with user_errors():
         link = _open_link(where, key_file, None, tls_settings)
         try:
-            show_running(link.remote, job)
+            show_running(link.remote, job, as_json)
         finally:
             link.close()

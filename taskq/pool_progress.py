@@ -58,4 +58,9 @@ class ProgressSlot:
         if self._version.value != version:
             return None  # torn: read again at the next beat
         self.seen = version
-        return Progress(done, None if total == _NONE else total, message)
+        return Progress(_number(done), None if total == _NONE else _number(total), message)
+
+
+def _number(value: float) -> float:
+    """A whole number as an int again (the slot holds doubles)."""
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value

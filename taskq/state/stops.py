@@ -168,7 +168,8 @@ class StopsMixin:
         return out
 
     def running_of(self, outbox: str) -> list[dict[str, Any]]:
-        """An outbox's running tasks: where, since when (wall clock) and their progress."""
+        """An outbox's running tasks: where, since when (wall clock), their progress and
+        how many progress updates reached the master for this run."""
         box = self.outboxes.get(outbox)
         rows = []
         for task_id in sorted(box.running) if box is not None else ():
@@ -178,5 +179,6 @@ class StopsMixin:
             rows.append({"task_id": task_id, "worker": rec.worker or "",
                          "since": rec.started_at + self.wall_offset if rec.started_at else 0.0,
                          "attempt": rec.msg.attempt, "stopping": rec.stop_asked,
-                         "progress": None if rec.progress is None else list(rec.progress)})
+                         "progress": None if rec.progress is None else list(rec.progress),
+                         "updates": rec.progress_updates})
         return rows
