@@ -49,7 +49,7 @@ from taskq.state.history import Attempt
 from taskq.state.limits import QueueLimit
 from taskq.state.primitives import PrimitiveState
 from taskq.state.stats import Histogram
-from taskq.wire import ResultMsg, Schedule, Status, TaskMsg, TaskOptions, TaskState
+from taskq.wire import ResultMsg, Schedule, TaskMsg, TaskOptions, TaskState
 
 log = logs.get_logger("taskq.journal")
 
@@ -80,19 +80,18 @@ CREATE TABLE IF NOT EXISTS history (
     error_type TEXT NOT NULL, detail TEXT NOT NULL, final INTEGER NOT NULL,
     PRIMARY KEY (task_id, n)
 );
-CREATE TABLE IF NOT EXISTS stops (
-    task_id TEXT PRIMARY KEY
-);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT NOT NULL, queue TEXT NOT NULL, outcome TEXT NOT NULL, value INTEGER NOT NULL,
     PRIMARY KEY (name, queue, outcome)
 );
 """
 # Columns added to the tasks table since its first version (added to an older journal on open):
-# when a waiting task may start (wall-clock epoch seconds; 0: at once), and the options beyond
-# the first four, as JSON.
+# when a waiting task may start (wall-clock epoch seconds; 0: at once), the options beyond
+# the first four, as JSON, and whether a stop was asked (a cancel with running=True: it
+# ends CANCELLED, see taskq.state.stops).
 _ADDED_TASK_COLUMNS = (("not_before", "REAL NOT NULL DEFAULT 0"),
-                       ("extra", "TEXT NOT NULL DEFAULT '{}'"))
+                       ("extra", "TEXT NOT NULL DEFAULT '{}'"),
+                       ("stopped", "INTEGER NOT NULL DEFAULT 0"))
 _TASK_COLUMNS = ("task_id, outbox, seq, fn, args, timeout, retries, priority, queue, lost, "
                  "errors, not_before, extra")
 _INCREMENTAL = 2  # what PRAGMA auto_vacuum reads when incremental vacuum is on
@@ -256,7 +255,7 @@ class Journal:
             limits = self._db.execute("SELECT queue, rate, concurrency FROM queue_limits"
                                       ).fetchall()
             aliases = self._db.execute("SELECT alias, outbox, target FROM aliases").fetchall()
-            stops = self._db.execute("SELECT task_id FROM stops").fetchall()
+            stops = self._db.execute("SELECT task_id FROM tasks WHERE stopped").fetchall()
         to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
         for (tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors,
              not_before, extra) in tasks:
@@ -408,14 +407,11 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
                            [(r.lost, r.errors, _wall(r, to_wall), r.msg.task_id)
                             for r in changes.updated])
         if changes.stops:
-            db.executemany("INSERT OR IGNORE INTO stops VALUES (?)", [(t,) for t in changes.stops])
+            db.executemany("UPDATE tasks SET stopped=1 WHERE task_id=?",
+                           [(t,) for t in changes.stops])
         gone = changes.removed + [res.task_id for _, res in changes.finished]
         if gone:
             db.executemany("DELETE FROM tasks WHERE task_id=?", [(t,) for t in gone])
-            # a stopped task ends CANCELLED (or is forgotten): only those can hold a stop
-            stopped = changes.removed + [res.task_id for _, res in changes.finished
-                                         if res.status is Status.CANCELLED]
-            db.executemany("DELETE FROM stops WHERE task_id=?", [(t,) for t in stopped])
         if changes.finished:
             db.executemany(
                 "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)",

@@ -18,8 +18,11 @@ from cluster import Cluster, pid_alive, wait_for
 
 import taskq
 from taskq.client_cancel import CancelResult
+from taskq.journal import Journal
+from taskq.state import BrokerState, WorkerInfo
+from taskq.wire import Status, TaskMsg
 
-pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
+pytestmark = pytest.mark.timeout(180)
 
 
 def _started(marker: Path, n: int = 1, timeout: float = 60) -> list[int]:
@@ -42,6 +45,33 @@ def _worker_row(cluster: Cluster, pid: int) -> dict:  # type: ignore[type-arg]
     return next(w for w in cluster.status()["workers"] if w["pid"] == pid)
 
 
+def test_the_journal_keeps_a_stop(tmp_path: Path) -> None:
+    """A stop journaled, then a restart: the task is held for its holder and, unclaimed,
+    ends CANCELLED when the hold ends; it is never queued again."""
+    def new_state() -> BrokerState:
+        return BrokerState(lost_after=5.0, max_lost=3, max_payload=1000)
+
+    state = new_state()
+    state.submit([TaskMsg("t1", "job:J", b"f", b"a"), TaskMsg("t2", "job:J", b"f", b"a")], 1.0)
+    state.register(WorkerInfo("w", "h", 1, 1), 1.0)
+    assert [m.task_id for m in state.lease("w", 1, 1.0)] == ["t1"]
+    journal = Journal(tmp_path / "j.db")
+    journal.write(state.drain_changes())
+    assert state.stop(["t1"], 2.0).stopping == ["t1"]
+    journal.write(state.drain_changes())
+    journal.close()
+    again = new_state()
+    again.restore_hold_until = 10.0
+    journal = Journal(tmp_path / "j.db")
+    journal.load(again)
+    journal.close()
+    assert again.tasks["t1"].stop_asked and not again.tasks["t2"].stop_asked
+    again.promote(11.0)
+    assert "t1" not in again.tasks and again.tasks["t2"].state.value == "pending"
+    assert again.outboxes["job:J"].results["t1"].status is Status.CANCELLED
+
+
+@pytest.mark.slow
 def test_cancel_running_task_on_second_worker(cluster: Cluster, tmp_path: Path) -> None:
     """The task runs on the second worker (2 processes) beside another task; it is stopped,
     its process replaced, and that worker's other tasks finish with their results."""
@@ -80,6 +110,7 @@ def test_cancel_running_task_on_second_worker(cluster: Cluster, tmp_path: Path) 
     assert cancel_tasks.starts(str(victim_marker)) == [victim_pid]  # never retried
 
 
+@pytest.mark.slow
 def test_cancel_list_ended_unknown_and_queued(cluster: Cluster, tmp_path: Path) -> None:
     cluster.start_master()
     cluster.start_worker(procs=2)
@@ -109,6 +140,7 @@ def test_cancel_list_ended_unknown_and_queued(cluster: Cluster, tmp_path: Path) 
             client.cancel([3])  # type: ignore[list-item]
 
 
+@pytest.mark.slow
 def test_cli_cancel_task_and_job(running: Cluster, tmp_path: Path) -> None:
     go = tmp_path / "go"
     with _released(go):
@@ -149,6 +181,7 @@ def _cli_cancel(running: Cluster, tmp_path: Path, go: Path) -> None:
     assert out.stdout.count('"status": "cancelled"') == 3
 
 
+@pytest.mark.slow
 def test_cli_cancels_a_task_of_a_client(running: Cluster, tmp_path: Path) -> None:
     """An operator stops a task some client submitted; that client's future fails."""
     with running.client() as client, _released(tmp_path / "go"):
@@ -160,6 +193,7 @@ def test_cli_cancels_a_task_of_a_client(running: Cluster, tmp_path: Path) -> Non
             future.result(60)
 
 
+@pytest.mark.slow
 def test_cancel_on_thread_and_asyncio_pools(cluster: Cluster, tmp_path: Path) -> None:
     cluster.start_master()
     threads = cluster.start_worker("--pool", "threads", "--queues", "t", procs=2)
@@ -189,6 +223,7 @@ def test_cancel_on_thread_and_asyncio_pools(cluster: Cluster, tmp_path: Path) ->
         assert stuck.cancelled()  # its late return changed nothing
 
 
+@pytest.mark.slow
 def test_stop_of_a_partitioned_worker(cluster: Cluster, tmp_path: Path) -> None:
     """The worker is frozen: the stop takes effect when its lease expires (CANCELLED, not
     requeued); when the worker comes back it is asked, and kills the process."""
@@ -211,6 +246,7 @@ def test_stop_of_a_partitioned_worker(cluster: Cluster, tmp_path: Path) -> None:
     assert cancel_tasks.starts(str(tmp_path / "m")) == [pid]
 
 
+@pytest.mark.slow
 def test_stop_is_journaled_across_a_master_sigkill(cluster: Cluster, tmp_path: Path) -> None:
     journal = tmp_path / "journal.db"
     master = cluster.start_master("--state", str(journal))
