@@ -15,8 +15,10 @@ one ``BrokerState`` in a lock and a wire; unit and property tests drive it direc
                                                                                  (control)
 
 Every task ends exactly once, with one result in its outbox (a cancelled task's result says
-CANCELLED). Late or duplicate results for a task that already ended are dropped. What
-changed is collected in ``changes`` so the journal can persist it after each call.
+CANCELLED). A stop (a cancel that reaches running tasks too) is final and journaled: see
+``taskq.state.stops``, which also keeps running tasks' progress. Late or duplicate results
+for a task that already ended are dropped. What changed is collected in ``changes`` so the
+journal can persist it after each call.
 """
 
 from __future__ import annotations
