@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from taskq.client import Client, TaskFuture
+from taskq.client_cancel import CancelResult
 from taskq.context import TaskContext, current_task
 from taskq.errors import (
     AuthError,
@@ -37,6 +38,7 @@ from taskq.errors import (
 )
 from taskq.options import TaskFunction, task
 from taskq.progress import track
+from taskq.report import Progress, report_progress
 from taskq.shared_state import current_client
 from taskq.tls import TLS, TLSError
 
@@ -44,11 +46,13 @@ __all__ = [
     "TLS",
     "AsyncClient",
     "AuthError",
+    "CancelResult",
     "Client",
     "ConnectError",
     "DependencyError",
     "DependencyFailed",
     "PayloadTooLarge",
+    "Progress",
     "RemoteError",
     "SerializationError",
     "TLSError",
@@ -67,6 +71,7 @@ __all__ = [
     "current_task",
     "default_client",
     "map",
+    "report_progress",
     "submit",
     "task",
     "track",

@@ -3,6 +3,7 @@
     taskq master   -> taskq.master.run        taskq submit  -> taskq.jobs.submit
     taskq worker   -> taskq.worker.Worker     taskq results -> taskq.jobs.collect
     taskq demo     -> taskq.demo.run          taskq status  -> Remote.status
+    taskq cancel   -> Remote.cancel_tasks     taskq status --job -> Remote.running_tasks
     taskq primitives [delete NAME]            -> Remote.primitives / delete_primitive
 
 Errors a user can fix are one line on stderr, never a traceback: a usage error (a bad
@@ -382,10 +383,16 @@ def results(
 ) -> None:
     """Print a job's results as they arrive; each leaves the master once printed.
     Exit 1 if any task failed."""
+    from taskq.cli_tasks import progress_lines
     from taskq.progress import ResultsBar, stderr_is_terminal
 
     where = _address(address)
     printer = jobs.Printer(sys.stdout, as_json)
+
+    def on_progress(progress: dict[str, Any]) -> None:  # running tasks that reported
+        for line in progress_lines(progress):
+            typer.echo(line, err=True)
+
     with user_errors(), _stoppable(printer, job):
         link = _open_link(where, authkey_file, _say_hello(jobs.outbox_of(job)),
                           _tls(tls_ca, tls_cert, tls_key))
@@ -394,9 +401,11 @@ def results(
                 bar = ResultsBar(printer, lambda: link.remote.open_count(
                     jobs.outbox_of(job)), job)
                 with bar.bar:
-                    still_open = jobs.collect(link.remote, job, wait, timeout, bar)
+                    still_open = jobs.collect(link.remote, job, wait, timeout, bar,
+                                              bar.show_progress)
             else:
-                still_open = jobs.collect(link.remote, job, wait, timeout, printer)
+                still_open = jobs.collect(link.remote, job, wait, timeout, printer,
+                                          on_progress if wait else None)
         finally:
             link.close()
     typer.echo(printer.summary(still_open), err=True)
@@ -468,15 +477,23 @@ def _drop_stdout() -> None:
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    job: Annotated[str | None, typer.Option(
+        help="Show this job's running tasks: worker, for how long, progress.")] = None,
     address: AddressOpt = None,
     authkey_file: KeyFileOpt = None,
     tls_ca: TlsCaOpt = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
 ) -> None:
-    """Show the workers, the queue depth and counts of finished tasks."""
+    """Show the workers, the queue depth and counts of finished tasks (with --job, that
+    job's running tasks and their progress)."""
     from taskq.status_view import render
 
+    if job is not None:
+        from taskq.cli_tasks import job_status
+
+        job_status(job, as_json, address, authkey_file, _tls(tls_ca, tls_cert, tls_key))
+        return
     where = _address(address)
     with user_errors():
         link = _open_link(where, authkey_file, None, _tls(tls_ca, tls_cert, tls_key))
@@ -515,12 +532,18 @@ def demo(
 
 
 def _add_subcommands() -> None:
-    from taskq import cli_observe, cli_prims, cli_queue, cli_schedule  # they use the above
+    from taskq import (  # they use the above
+        cli_observe,
+        cli_prims,
+        cli_queue,
+        cli_schedule,
+        cli_tasks,
+    )
 
     app.add_typer(cli_schedule.app, name="schedule")
     app.add_typer(cli_queue.app, name="queue")
     app.add_typer(cli_prims.app, name="primitives")
-    del cli_observe  # its commands joined ``app`` as it was imported
+    del cli_observe, cli_tasks  # their commands joined ``app`` as they were imported
 
 
 _add_subcommands()

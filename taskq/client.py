@@ -35,11 +35,13 @@ from typing import Any
 
 from taskq import defaults, logs, owners, wire
 from taskq.auth import resolve_authkey
+from taskq.client_cancel import CancelCalls
 from taskq.client_deps import Dependencies, Found, Pins
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCancelled, TaskqError
 from taskq.future import TaskFuture
 from taskq.options import TaskFunction, start_time
 from taskq.remote import Remote
+from taskq.report import Progress
 from taskq.shared_state import SharedState
 from taskq.state.schedules import check, interval
 from taskq.tls import TLS
@@ -94,10 +96,11 @@ def _chunks(iterables: tuple[Iterable[Any], ...], size: int) -> Iterator[list[tu
         yield chunk
 
 
-class Client(SharedState, Dependencies, Executor):
+class Client(CancelCalls, SharedState, Dependencies, Executor):
     """Submit work to a taskq cluster; with no address, to a local one started for you.
-    Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``,
-    ``future(task_id)`` and the bookkeeping of dependencies from ``Dependencies``."""
+    Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``;
+    ``future(task_id)`` and the bookkeeping of dependencies from ``Dependencies``; ``cancel``
+    (stopping running tasks too) from ``CancelCalls``."""
 
     def __init__(self, address: str | tuple[str, int] | None = None,
                  authkey: bytes | str | None = None, *, procs: int | None = None,
@@ -490,6 +493,7 @@ class Client(SharedState, Dependencies, Executor):
         """Settle futures; returns the results to acknowledge now."""
         with self._lock:
             starting = [e for e in map(self._entries.get, fetched.started) if e is not None]
+            self._note_progress(fetched.progress)
             ack: list[str] = []
             settled: list[tuple[ResultMsg, _Entry]] = []
             for result in fetched.results:
@@ -512,9 +516,16 @@ class Client(SharedState, Dependencies, Executor):
             self._settle(entry.future, result, entry.mirror)
         return ack
 
+    def _note_progress(self, progress: dict[str, tuple[Any, ...]]) -> None:
+        """Running tasks' latest progress, onto their futures (lock held)."""
+        for task_id, value in progress.items():
+            entry = self._entries.get(task_id)
+            if entry is not None:
+                entry.future._progress = Progress(*value)
+
     @staticmethod
     def _settle(future: TaskFuture, result: ResultMsg, mirror: bool = False) -> None:
-        if result.status is Status.CANCELLED and future._mark_cancelled():
+        if result.status is Status.CANCELLED and future._mark_cancelled(result.detail):
             return
         if not future._begin():
             return

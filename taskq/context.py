@@ -13,11 +13,17 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class TaskContext:
-    """The running task: its id ("" where unknown), and the resources it holds: for each
-    name, the unit numbers it got (whole amounts: ``{"gpu": [1]}``) or its amount."""
+    """The running task: its id ("" outside a task), the resources it holds (for each
+    name, the unit numbers it got (whole amounts: ``{"gpu": [1]}``) or its amount), which
+    attempt this is (0 for the first run; each retry or redelivery after a lost worker
+    adds one), the queue it was taken from and the public id of the worker running it
+    (as ``taskq status`` shows it)."""
 
     task_id: str = ""
     resources: dict[str, list[int] | float] = field(default_factory=dict)
+    attempt: int = 0
+    queue: str = ""
+    worker: str = ""
 
 
 _NONE = TaskContext()
@@ -26,8 +32,8 @@ _current: contextvars.ContextVar[TaskContext] = contextvars.ContextVar("taskq_ta
 
 
 def current_task() -> TaskContext:
-    """The task running in this thread or coroutine (an empty context outside a task, or
-    for a task that holds no resources)."""
+    """The task running in this thread or coroutine (an empty context, ``task_id`` "",
+    outside a task)."""
     return _current.get()
 
 

@@ -218,3 +218,11 @@ LOST_WORKERS_SHOWN_S = 900.0
 # `Client.future(task_id)` of another submitter's task: how long the master may take to hear
 # of it (its submitter sends it milliseconds after submit) before the id counts as unknown.
 DEP_LOOKUP_GRACE_S = 1.0
+# Progress from inside a task (taskq.report_progress): a message longer than this is cut, so
+# a task cannot grow the worker's heartbeats or the master's memory with it.
+PROGRESS_MESSAGE_MAX = 200
+# Progress updates carried by one heartbeat at most (the latest value per task): bounds the
+# call for a worker running thousands of reporting tasks; the rest go with the next one.
+PROGRESS_PER_HEARTBEAT = 1000
+# Task ids one `cancel` call may name: bounds the time one call holds the broker lock.
+CANCEL_MAX_IDS = 10_000

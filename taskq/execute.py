@@ -65,7 +65,8 @@ class Call:
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     retry_on: tuple[str, ...]
-    context: tuple[Any, ...] | None = None  # (task id, units, set CUDA_VISIBLE_DEVICES)
+    # (task id, units, set CUDA_VISIBLE_DEVICES, attempt, queue, worker)
+    context: tuple[Any, ...] | None = None
 
 
 def load(payload: tuple[Any, ...]) -> Call | Outcome:
@@ -102,13 +103,14 @@ def run(payload: tuple[Any, ...]) -> Outcome:
 
 @contextlib.contextmanager
 def task_context(context: tuple[Any, ...] | None) -> Iterator[None]:
-    """Tell the task who it is and which units it holds (``taskq.current_task()``); in a
-    process of its own, ``CUDA_VISIBLE_DEVICES`` names its GPUs while it runs."""
+    """Tell the task who it is, which units it holds, its attempt, queue and worker
+    (``taskq.current_task()``); in a process of its own, ``CUDA_VISIBLE_DEVICES`` names
+    its GPUs while it runs."""
     if context is None:
         yield
         return
-    task_id, units, set_env = context
-    token = bind(TaskContext(task_id, units))
+    task_id, units, set_env = context[:3]
+    token = bind(TaskContext(task_id, units, *context[3:6]))
     gpus = units.get("gpu") if set_env else None
     before = os.environ.get(CUDA_ENV)
     if isinstance(gpus, list):

@@ -182,10 +182,12 @@ class Printer:
                 f"still open")
 
 
-def collect(remote: Remote, job: str, wait: bool, timeout: float | None, write: Write) -> int:
+def collect(remote: Remote, job: str, wait: bool, timeout: float | None, write: Write,
+            on_progress: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Hand a job's results to ``write`` batch by batch as they arrive; a batch is
     acknowledged (and so removed from the master) only after ``write`` returned. With
-    wait, go on until no task of the job is open or ``timeout`` seconds passed.
+    wait, go on until no task of the job is open or ``timeout`` seconds passed. The
+    progress of running tasks (``taskq.report_progress``) goes to ``on_progress``.
 
     Returns how many tasks of the job are still open; ``NoSuchJob`` if the master knows
     no such job. Whatever ``write`` raises stops the collecting, its batch unacknowledged.
@@ -197,8 +199,11 @@ def collect(remote: Remote, job: str, wait: bool, timeout: float | None, write: 
     still_open: int | None = None  # once set, one last fetch: tasks may have ended since
     wrote_any = False
     while True:
-        batch = remote.fetch(outbox, ack, defaults.RESULT_BATCH, poll).results
+        fetched = remote.fetch(outbox, ack, defaults.RESULT_BATCH, poll)
+        batch = fetched.results
         ack, poll = [], 0.0
+        if on_progress is not None and getattr(fetched, "progress", None):
+            on_progress(fetched.progress)
         if batch:
             write([_decode(r) for r in batch])
             ack, still_open, wrote_any = [r.task_id for r in batch], None, True

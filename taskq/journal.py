@@ -86,10 +86,12 @@ CREATE TABLE IF NOT EXISTS counters (
 );
 """
 # Columns added to the tasks table since its first version (added to an older journal on open):
-# when a waiting task may start (wall-clock epoch seconds; 0: at once), and the options beyond
-# the first four, as JSON.
+# when a waiting task may start (wall-clock epoch seconds; 0: at once), the options beyond
+# the first four, as JSON, and whether a stop was asked (a cancel with running=True: it
+# ends CANCELLED, see taskq.state.stops).
 _ADDED_TASK_COLUMNS = (("not_before", "REAL NOT NULL DEFAULT 0"),
-                       ("extra", "TEXT NOT NULL DEFAULT '{}'"))
+                       ("extra", "TEXT NOT NULL DEFAULT '{}'"),
+                       ("stopped", "INTEGER NOT NULL DEFAULT 0"))
 _TASK_COLUMNS = ("task_id, outbox, seq, fn, args, timeout, retries, priority, queue, lost, "
                  "errors, not_before, extra")
 _INCREMENTAL = 2  # what PRAGMA auto_vacuum reads when incremental vacuum is on
@@ -255,6 +257,7 @@ class Journal:
                                       ).fetchall()
             aliases = self._db.execute("SELECT alias, outbox, target FROM aliases").fetchall()
             deps, kept = journal_deps.load(self._db)
+            stops = self._db.execute("SELECT task_id FROM tasks WHERE stopped").fetchall()
         for result in kept:  # before the tasks: a restored dependent looks them up
             state.deps.restore_kept(result)
         to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
@@ -273,6 +276,8 @@ class Journal:
             state.limits.restore(queue, QueueLimit(rate, concurrency))
         for alias, outbox, target in aliases:
             state.restore_alias(alias, outbox, target)
+        for (tid,) in stops:  # a stop asked before the restart: the task ends CANCELLED
+            state.restore_stop(tid)
         self._load_history(state)
         return len(tasks), len(results)
 
@@ -407,6 +412,9 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
             db.executemany("UPDATE tasks SET lost=?, errors=?, not_before=? WHERE task_id=?",
                            [(r.lost, r.errors, _wall(r, to_wall), r.msg.task_id)
                             for r in changes.updated])
+        if changes.stops:
+            db.executemany("UPDATE tasks SET stopped=1 WHERE task_id=?",
+                           [(t,) for t in changes.stops])
         gone = changes.removed + [res.task_id for _, res in changes.finished]
         if gone:
             db.executemany("DELETE FROM tasks WHERE task_id=?", [(t,) for t in gone])
@@ -470,6 +478,7 @@ def merge(batch: list[Changes]) -> Changes:
         out.history_gone += changes.history_gone
         out.counts.update(changes.counts)
         journal_deps.merge_into(out, changes)
+        out.stops += changes.stops
     out.schedules = [s for s in final.values() if s is not None]
     out.schedules_removed = [name for name, s in final.items() if s is None]
     added = {r.msg.task_id for r in out.added}

@@ -17,6 +17,10 @@ So a peer reaches an outbox only if it holds its claim: its own futures, or a jo
 explicitly; a worker acts as a worker only if it holds that worker's claim. Task ids live
 under their owner's public name (``<public name>-…``): ``submit`` refuses any other, so
 no peer can take a task id from its owner, and ``cancel`` reaches only the caller's tasks.
+An operator's ``cancel_tasks`` (``taskq cancel``) is the exception, as ``queue set`` or
+``schedule remove`` are: any holder of the key may end any task by its id, or every open task
+of a job by its name; it never reads a result, nor acts as the task's owner otherwise, and
+the master logs each one (``tasks_cancelled_by_operator``).
 A report for a task not leased to that worker is dropped by the broker (``report``).
 The digest is deterministic, so a restarted master finds its journaled outboxes again.
 """
@@ -141,10 +145,11 @@ class Owned:
             raise NotYours("task ids must be a list of strings")
         return self._broker.known([t for t in task_ids if type(t) is str])
 
-    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "") -> CancelOutcome:
+    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "",
+               running: bool = False) -> CancelOutcome:
         box = self._box(outbox)
         mine = _own_ids(box, task_ids)
-        out = self._broker.cancel(mine, wait, box)
+        out = self._broker.cancel(mine, wait, box, running is True)
         kept = set(mine)
         out.unknown.extend(t for t in task_ids if t not in kept)
         return out
@@ -158,8 +163,9 @@ class Owned:
         return self._broker.register(hello)
 
     def heartbeat(self, worker_id: str, held: list[str], running: int,
-                  memory: int = 0) -> bool:
-        return self._broker.heartbeat(self._worker(worker_id), held, running, memory)
+                  memory: int = 0, progress: dict[str, Any] | None = None) -> bool:
+        return self._broker.heartbeat(self._worker(worker_id), held, running, memory,
+                                      progress)
 
     def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
         return self._broker.take(self._worker(worker_id), n, wait)

@@ -2,8 +2,8 @@
 
 The pool owns its child processes, the pipes to them and one driver thread. It knows nothing
 of tasks: a job's payload is handed to ``runner(payload)`` in a child, and every submitted
-job ends exactly one way: an Outcome (DONE, CRASHED, TIMED_OUT) from get_outcomes, or the
-Job itself handed back by take_back or stop.
+job ends exactly one way: an Outcome (DONE, CRASHED, TIMED_OUT, CANCELLED) from
+get_outcomes, or the Job itself handed back by take_back or stop.
 
     submit() -> pending --+                     +--> child 1: runner(payload), in order
                           |   driver thread     |      (up to `depth` jobs written ahead)
@@ -17,7 +17,9 @@ its process without first waking the driver. Each child reads messages of jobs f
 Pipe and answers every job, in order, with one pickled ``(status, value, rss)``. The pool
 keeps each child's FIFO of written jobs, so the head of the FIFO is the job the child runs:
 when the child's sentinel fires, the head crashed and the jobs behind it never started (they
-are dispatched again); when the head runs past its timeout the child is killed the same way.
+are dispatched again); when the head runs past its timeout, or ``kill_task`` names it, the
+child is killed the same way (and replaced). A child's tasks report progress into a shared
+slot of its own (``taskq.pool_progress``), read by ``progress()``.
 A head job starts when the previous result of its child arrives, or when it is written to an
 idle child. Jobs too big to sit in a busy child's pipe wait, in order, for an idle child.
 
@@ -50,6 +52,8 @@ from taskq.defaults import CHILD_DEPTH
 from taskq.pool_child import OK, RAISED, SKIPPED, child_main
 from taskq.pool_claim import RING, Claims
 from taskq.pool_proc import Child, exit_detail
+from taskq.pool_progress import ProgressSlot
+from taskq.report import Progress
 
 __all__ = ["Job", "Outcome", "OutcomeKind", "ProcessPool"]
 
@@ -72,6 +76,7 @@ class OutcomeKind(StrEnum):
     DONE = "done"
     CRASHED = "crashed"
     TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"  # stopped while it ran (kill_task)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,7 @@ class ProcessPool:
         self._requeue: list[_Entry] = []
         self._begun: list[str] = []  # jobs that began this round
         self._claims: dict[Child, Claims] = {}
+        self._slots: dict[Child, ProgressSlot] = {}
         self._dropped: set[str] = set()  # cancelled while written ahead to a child
         self._skipped = 0  # this round's answers of children for dropped jobs
         self._idle_deaths, self._respawn_at, self._closing = 0, 0.0, False
@@ -225,6 +231,37 @@ class ProcessPool:
                     return True
         return False
 
+    def kill_task(self, task_id: str) -> bool:
+        """Stop a job while it runs: its process is killed and replaced, the jobs written
+        ahead to it go to other processes, and its outcome is CANCELLED. False if it does
+        not run now (not begun: see ``cancel``; or it ended)."""
+        with self._io:
+            child = next((c for c in self._children
+                          if c.fifo and c.fifo[0][0].task_id == task_id), None)
+            now = time.monotonic()
+            if child is not None:
+                self._drain(child, now)  # it may have ended just now
+            if child is None or not child.fifo or child.fifo[0][0].task_id != task_id:
+                return False
+            child.proc.kill()
+            self._lose_head(child, OutcomeKind.CANCELLED,
+                            "cancelled while it ran; its process was killed", now)
+            self._detach(child)
+            self._publish()
+        self._poke()  # the driver starts its replacement
+        return True
+
+    def progress(self) -> dict[str, Progress]:
+        """The running jobs' progress that changed since the last call."""
+        out = {}
+        with self._io:
+            for child in self._children:
+                slot = self._slots.get(child)
+                got = slot.read(child.completed) if slot is not None and child.fifo else None
+                if got is not None:
+                    out[child.fifo[0][0].task_id] = got
+        return out
+
     def wake(self) -> None:
         """Make a blocked (or the next) get_outcomes return now."""
         with self._cond:
@@ -314,9 +351,9 @@ class ProcessPool:
 
     def _spawn(self) -> Child:
         parent, child_end = self._ctx.Pipe()
-        claims = Claims(self._ctx)
+        claims, slot = Claims(self._ctx), ProgressSlot(self._ctx)
         args = (child_end, self._dog_r, self._runner, self._initializer, self._max_rss is not None,
-                claims)
+                claims, slot)
         proc = self._ctx.Process(target=child_main, args=args, name="taskq-pool-child")
         try:
             proc.start()
@@ -327,6 +364,7 @@ class ProcessPool:
             child_end.close()
         child = Child(proc, parent, parent.fileno(), proc.sentinel)
         self._claims[child] = claims
+        self._slots[child] = slot
         self._watch[parent] = self._watch[child.sentinel] = child
         return child
 
@@ -482,6 +520,7 @@ class ProcessPool:
 
     def _release(self, child: Child) -> None:
         self._claims.pop(child, None)
+        self._slots.pop(child, None)
         self._watch.pop(child.conn, None)
         self._watch.pop(child.sentinel, None)
         child.conn.close()

@@ -2,7 +2,8 @@
 
     submit() ──► pending ──► loop thread: fill() ──► asyncio task "taskq:<task id>"
                                                        ├─ async def: awaited, cancelled at
-                                                       │  its timeout (TIMED_OUT)
+                                                       │  its timeout (TIMED_OUT), or by
+                                                       │  kill_task (CANCELLED)
                                                        └─ plain function: run in the loop's
                                                           thread executor (a thread cannot be
                                                           stopped: TIMED_OUT at the limit,
@@ -54,12 +55,14 @@ class AsyncioPool(LocalPool):
         self._fill_due = False
         self._tick = time.monotonic()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._awaiting: set[str] = set()  # jobs awaiting an async def (loop thread only)
         self._thread = threading.Thread(target=self._serve, name="taskq-loop", daemon=True)
         self._dog = threading.Thread(target=self._watch_loop, name="taskq-loop-watch",
                                      daemon=True)
         self._stopped = threading.Event()
 
     def start(self) -> None:
+        super().start()
         self._thread.start()
         self._dog.start()
 
@@ -93,6 +96,19 @@ class AsyncioPool(LocalPool):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    def _interrupt(self, job: Job) -> None:
+        """Cancel the coroutine of a cancelled job (a plain function in the executor runs
+        on: a thread cannot be stopped)."""
+        def cancel() -> None:
+            if job.task_id not in self._awaiting:
+                return
+            for task in self._tasks:
+                if task.get_name() == _PREFIX + job.task_id:
+                    task.cancel()
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the pool is stopped
+            self._loop.call_soon_threadsafe(cancel)
+
     async def _run(self, job: Job) -> None:
         loaded = execute.load(job.payload)
         value: Any = loaded
@@ -107,7 +123,9 @@ class AsyncioPool(LocalPool):
         self._fill()
 
     async def _await(self, job: Job, task: execute.Call) -> Any:
-        """Await an ``async def`` task; cancelled at its timeout (None then)."""
+        """Await an ``async def`` task; cancelled at its timeout (None then), or when the
+        job is cancelled while it runs (``kill_task``)."""
+        self._awaiting.add(job.task_id)
         try:
             async with asyncio.timeout(job.timeout) as limit:
                 value = await task.fn(*task.args, **task.kwargs)
@@ -124,6 +142,8 @@ class AsyncioPool(LocalPool):
             return execute.failed(asyncio.CancelledError(), task.retry_on)
         except BaseException as exc:  # a task's SystemExit is its outcome
             return execute.failed(exc, task.retry_on)
+        finally:
+            self._awaiting.discard(job.task_id)
         return execute.encode(value)
 
     async def _in_thread(self, job: Job, task: execute.Call) -> Any:

@@ -1,6 +1,7 @@
 """What runs inside a pool process: read payloads, run the runner on each, answer in order.
 
     owner ── [packed payload]... ──► child_main ── runner(payload) ──► (status, value, rss)
+                                        │               └─ report_progress ──► ProgressSlot
                                         └─ dropped by the owner (Claims) ──► (SKIPPED, None, 0)
     owner's watchdog pipe end closed (owner died) ──► _watch_owner ──► os._exit
 
@@ -18,8 +19,9 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from taskq import fdio
+from taskq import fdio, report
 from taskq.pool_claim import Claims
+from taskq.pool_progress import ProgressSlot
 
 OK, RAISED, SKIPPED = 0, 1, 2
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -67,10 +69,12 @@ def _run_one(runner: Callable[[Any], Any], blob: memoryview, buffers: list[memor
 
 
 def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], Any],
-               initializer: Callable[[], None] | None, measure: bool, claims: Claims) -> None:
+               initializer: Callable[[], None] | None, measure: bool, claims: Claims,
+               progress: ProgressSlot) -> None:
     """Body of a pool process: run every payload it is sent (but those its owner dropped),
-    answer each in order."""
+    answer each in order; its tasks' progress goes to its shared slot."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    report.set_sink(progress.write)
     threading.Thread(target=_watch_owner, args=(watchdog.fileno(),), daemon=True).start()
     if initializer is not None:
         initializer()
@@ -88,5 +92,6 @@ def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], A
         view, pos = memoryview(message), 0
         while pos < len(message):
             blob, buffers, pos = fdio.split(view, pos)
+            progress.current = seq
             send(_run_one(runner, blob, buffers, page) if claims.begin(seq) else skipped)
             seq += 1

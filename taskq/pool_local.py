@@ -4,8 +4,10 @@ own process, behind the interface the worker uses for ``taskq.pool.ProcessPool``
     submit() ──► pending ──► begin(): a slot taken, the job active ──► finish(outcome)
         ▲            │                 │                                    │
     take_back() ◄────┘ cancel()     expire() at its timeout: TIMED_OUT       ▼
-                                    now; its slot stays taken until ──► get_outcomes()
-                                    the code running it returns
+                                    now, kill_task(): CANCELLED now;  ──► get_outcomes()
+                                    its slot stays taken until the
+                                    code running it returns
+    report_progress in a job ──► the latest value per job ──► progress() (each heartbeat)
 
 Every submitted job ends exactly one way: an Outcome from get_outcomes, or the Job itself
 handed back by take_back, cancel or stop. One lock guards it all; the subclasses
@@ -20,7 +22,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from taskq import report
 from taskq.pool import Job, Outcome, OutcomeKind
+from taskq.report import Progress
 
 
 class LocalPool:
@@ -40,11 +44,13 @@ class LocalPool:
         self._in_flight = 0
         self._busy = 0  # slots taken: active jobs and timed-out ones still running
         self._woken = self._draining = self._closed = False
+        self._progress: dict[str, Progress] = {}  # changed since the last progress()
 
     # ------------------------------------------------------------------ the worker's API
 
     def start(self) -> None:
-        """Start whatever runs the jobs."""
+        """Start whatever runs the jobs; their progress comes to this pool."""
+        report.set_sink(self._note_progress)
 
     def submit(self, job: Job) -> None:
         """Queue a job; thread-safe; RuntimeError once stopped."""
@@ -86,6 +92,28 @@ class LocalPool:
                     self._in_flight -= 1
                     return True
         return False
+
+    def kill_task(self, task_id: str) -> bool:
+        """Stop a job while it runs: CANCELLED at once. A thread cannot be killed: its slot
+        stays busy until its code returns (the asyncio pool cancels a coroutine). False if
+        it does not run (not begun: see ``cancel``; or it ended)."""
+        with self._lock:
+            begun = self._active.get(task_id)
+        if begun is None or not self._expire(begun[0], "cancelled while it ran",
+                                             OutcomeKind.CANCELLED):
+            return False
+        self._interrupt(begun[0])
+        return True
+
+    def progress(self) -> dict[str, Progress]:
+        """The running jobs' progress that changed since the last call."""
+        with self._lock:
+            changed, self._progress = self._progress, {}
+            return {t: p for t, p in changed.items() if t in self._active}
+
+    def _note_progress(self, task_id: str, progress: Progress) -> None:
+        """A job reported (in any thread): keep only its latest value."""
+        self._progress[task_id] = progress  # one store; progress() swaps the dict
 
     def wake(self) -> None:
         """Make a blocked (or the next) get_outcomes return now."""
@@ -130,6 +158,9 @@ class LocalPool:
     def _on_submit(self) -> None:
         """A job was queued (called outside the lock)."""
 
+    def _interrupt(self, job: Job) -> None:
+        """A running job was cancelled: stop its code if that can be (outside the lock)."""
+
     def _shutdown(self) -> None:
         """Release what runs the jobs (called once, outside the lock)."""
 
@@ -157,14 +188,16 @@ class LocalPool:
                                           time.monotonic() - begun[1]))
             self._cond.notify_all()
 
-    def _expire(self, job: Job, detail: str) -> bool:
-        """A job ran past its timeout: TIMED_OUT now (its slot is freed by _finish)."""
+    def _expire(self, job: Job, detail: str,
+                kind: OutcomeKind = OutcomeKind.TIMED_OUT) -> bool:
+        """A job ran past its timeout (or was cancelled): TIMED_OUT (or ``kind``) now; its
+        slot is freed by _finish."""
         with self._lock:
             begun = self._active.get(job.task_id)
             if begun is None or begun[0] is not job or self._closed:
                 return False
             del self._active[job.task_id]
-            self._outcomes.append(Outcome(job.task_id, OutcomeKind.TIMED_OUT, None, detail,
+            self._outcomes.append(Outcome(job.task_id, kind, None, detail,
                                           time.monotonic() - begun[1]))
             self._cond.notify_all()
             return True

@@ -66,6 +66,13 @@ class ResultsBar:
         self.bar = new_bar(console)
         self._task = self.bar.add_task(f"job {job}", total=None, failed=0)
 
+    def show_progress(self, progress: dict[str, Any]) -> None:
+        """Running tasks that reported progress: a line each above the bar."""
+        from taskq.cli_tasks import progress_lines
+
+        for line in progress_lines(progress):
+            self.bar.console.print(line, markup=False, highlight=False)
+
     def __call__(self, batch: list[Any]) -> None:
         self._write(batch)
         still_open = self._open_count() or 0

@@ -59,8 +59,16 @@ class Remote(RemotePrimitives):
     def known(self, task_ids: list[str]) -> list[str]:
         return cast("list[str]", self._call("known", task_ids))
 
-    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "") -> CancelOutcome:
-        return cast(CancelOutcome, self._call("cancel", task_ids, wait, outbox))
+    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "",
+               running: bool = False) -> CancelOutcome:
+        return cast(CancelOutcome, self._call("cancel", task_ids, wait, outbox, running))
+
+    def cancel_tasks(self, task_ids: list[str], job: str = "", running: bool = True,
+                     ) -> CancelOutcome:
+        return cast(CancelOutcome, self._call("cancel_tasks", task_ids, job, running))
+
+    def running_tasks(self, job: str) -> list[dict[str, Any]]:
+        return cast("list[dict[str, Any]]", self._call("running_tasks", job))
 
     # ------------------------------------------------------------------ schedules
 
@@ -90,8 +98,8 @@ class Remote(RemotePrimitives):
         return cast(MasterInfo, self._call("register", hello))
 
     def heartbeat(self, worker_id: str, held: list[str], running: int,
-                  memory: int = 0) -> bool:
-        return cast(bool, self._call("heartbeat", worker_id, held, running, memory))
+                  memory: int = 0, progress: dict[str, Any] | None = None) -> bool:
+        return cast(bool, self._call("heartbeat", worker_id, held, running, memory, progress))
 
     def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
         return cast("list[TaskMsg]", self._call("take", worker_id, n, wait))

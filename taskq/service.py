@@ -24,10 +24,12 @@ from typing import Any, TypeVar
 from taskq import logs
 from taskq.defaults import (
     BATCH_BYTES,
+    CANCEL_MAX_IDS,
     CLIENT_OUTBOX_PREFIX,
     HEARTBEAT_S,
     HISTORY_PRUNE_BATCH,
     HISTORY_PRUNE_EVERY_S,
+    JOB_OUTBOX_PREFIX,
     LONG_POLL_S,
     MAX_PENDING,
     PREFETCH_MIN,
@@ -165,7 +167,7 @@ class Broker(PrimitiveCalls):
             state = self._state
             state.touch(outbox, self._clock())
             out = state.fetch(outbox, ack, max_n)
-            if not (out.results or out.started) and self._wait(
+            if not (out.results or out.started or out.progress) and self._wait(
                     self._results, lambda: state.has_unsent(outbox), wait):
                 out = state.fetch(outbox, [], max_n)
             self._commit()
@@ -183,10 +185,14 @@ class Broker(PrimitiveCalls):
             return [t for t in task_ids if t in state.tasks or t in state.deps.kept
                     or state.ended_result(t) is not None]
 
-    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "") -> CancelOutcome:
+    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "",
+               running: bool = False) -> CancelOutcome:
         """Cancel tasks that have not started; a leased one's worker is asked, and the answer
         awaited up to ``wait`` s (those still unanswered are in ``asked``: call again).
-        With ``outbox``, only that outbox's tasks (the others are told as unknown)."""
+        With ``outbox``, only that outbox's tasks (the others are told as unknown). With
+        ``running``, stop them even while they run (``stopping``; see ``state.stops``)."""
+        if running:
+            return self._stop(task_ids, outbox)
         with self._lock:
             state = self._state
             if outbox:
@@ -204,6 +210,48 @@ class Broker(PrimitiveCalls):
             if out.cancelled:
                 self._space.notify_all()
             return out
+
+    def cancel_tasks(self, task_ids: list[str], job: str = "", running: bool = True,
+                     ) -> CancelOutcome:
+        """An operator's cancel (``taskq cancel``): any task by its id, or every open task
+        of the job named ``job``; with ``running``, stopped even while it runs. It ends
+        tasks and never reads their results."""
+        if type(task_ids) is not list or not all(type(t) is str for t in task_ids) \
+                or type(job) is not str:
+            raise ValueError("cancel_tasks takes a list of task id strings and a job name")
+        if job:
+            with self._lock:
+                task_ids = task_ids + self._state.open_ids(JOB_OUTBOX_PREFIX + job)
+        if len(task_ids) > CANCEL_MAX_IDS:
+            raise ValueError(f"{len(task_ids)} task ids in one cancel: at most "
+                             f"{CANCEL_MAX_IDS}; cancel them in parts")
+        out = self._stop(task_ids, "") if running else self.cancel(task_ids, LONG_POLL_S)
+        log.warning("tasks_cancelled_by_operator", job=job or None, running=running,
+                    tasks=len(task_ids), cancelled=len(out.cancelled) + len(out.stopping))
+        return out
+
+    def _stop(self, task_ids: list[str], outbox: str) -> CancelOutcome:
+        """Stop tasks wherever they are; answers once the stop is journaled."""
+        with self._lock:
+            state = self._state
+            if outbox:
+                task_ids = state.owned_by(outbox, task_ids)
+            out = state.stop(task_ids, self._clock())
+            ticket = self._commit()
+            if out.stopping:
+                self._asks.notify_all()
+            if out.cancelled:
+                self._space.notify_all()
+            journal = self._journal
+        if ticket and journal is not None:
+            journal.wait(ticket)  # a stop, once told, survives a master restart
+        return out
+
+    def running_tasks(self, job: str) -> list[dict[str, Any]]:
+        """The running tasks of the job named ``job``: worker, since (wall clock), attempt,
+        whether a stop was asked, and their last progress [done, total, message]."""
+        with self._lock:
+            return self._state.running_of(JOB_OUTBOX_PREFIX + job)
 
     # ------------------------------------------------------------------ schedules
 
@@ -281,12 +329,18 @@ class Broker(PrimitiveCalls):
         return self.info()
 
     def heartbeat(self, worker_id: str, held: list[str], running: int,
-                  memory: int = 0) -> bool:
-        """``memory``: the worker's resident bytes, its pool processes included (0: unknown)."""
+                  memory: int = 0, progress: dict[str, Any] | None = None) -> bool:
+        """``memory``: the worker's resident bytes, its pool processes included (0: unknown);
+        ``progress``: task id -> (done, total, message) of its tasks that reported since the
+        last heartbeat (kept in memory only: see ``taskq.report``)."""
         if type(memory) is not int or memory < 0:
             raise ValueError(f"bad memory {memory!r}: expected resident bytes, an int >= 0")
+        if progress is not None and type(progress) is not dict:
+            raise ValueError(f"bad progress {type(progress).__name__}: expected a dict of "
+                             f"task id -> (done, total, message)")
         with self._lock:
-            return self._state.heartbeat(worker_id, held, running, self._clock(), memory)
+            return self._state.heartbeat(worker_id, held, running, self._clock(), memory,
+                                         progress)
 
     def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
         """Lease up to n tasks to a worker, waiting (bounded) when there are none."""
@@ -332,7 +386,7 @@ class Broker(PrimitiveCalls):
                             reason="not leased to this worker")
             pending_before = self._state.pending_count()
             waiting = self._state.queues.waiting_count
-            self._state.start(worker_id, started or ())
+            self._state.start(worker_id, started or (), self._clock())
             self._state.complete(worker_id, results, self._clock())
             if self._state.queues.waiting_count > waiting:  # a retry waits for its backoff
                 self._wake_timer()

@@ -55,7 +55,7 @@ class Status(StrEnum):
     TIMEOUT = "timeout"  # ran past its timeout; detail says which
     LOST = "lost"  # every worker it was given to was lost; detail counts them
     REFUSED = "refused"  # the master would not accept it; detail says why
-    CANCELLED = "cancelled"  # removed before it started
+    CANCELLED = "cancelled"  # removed before it started, or stopped while it ran
     # a dependency did not end OK, so it never ran; body: dependencies.failure_body
     DEPENDENCY_FAILED = "dependency_failed"
 
@@ -202,6 +202,26 @@ class Fetched:
 
     results: list[ResultMsg] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
+    # the last progress of running tasks that changed since the last fetch:
+    # task id -> (done, total, message), see taskq.report
+    progress: dict[str, tuple[float, float | None, str | None]] = field(default_factory=dict)
+
+
+# A cancel request the master hands a worker (``control``) is a task id: drop that task if
+# it has not begun. A request to stop it even while it runs is the id behind this mark (task
+# ids start with their outbox's public name, never with it); a worker that knows no such
+# request only fails to drop an unknown task, and the master still ends the task CANCELLED.
+STOP_MARK = "!"
+
+
+def stop_ask(task_id: str) -> str:
+    """The control request that stops a task wherever it is (running or not)."""
+    return STOP_MARK + task_id
+
+
+def parse_ask(ask: str) -> tuple[str, bool]:
+    """A control request as (task id, stop it even while it runs)."""
+    return (ask[1:], True) if ask.startswith(STOP_MARK) else (ask, False)
 
 
 SCHEDULE_PREFIX = "schedule:"  # a schedule's runs are the job "schedule:NAME"

@@ -6,9 +6,12 @@ Only this (main) process talks to the master, over one ``Link`` shared by four t
       │ Job                                                     ▲
       ▼                                                         │ report(results, started)
     ProcessPool (N processes) ── outcomes, starts ──► pump (main thread)
-    heartbeat ── heartbeat(held, running, memory) every second; re-registers after a master restart
+    heartbeat ── heartbeat(held, running, memory, progress) every second (progress: what the
+                 pool's tasks reported since the last beat); re-registers after a master restart
     control ─── control(answers) ◄── cancel requests: pool.cancel(task) drops a task that has
-                                     not begun (True) or says it runs (False)
+                                     not begun (True) or says it runs (False); a stop request
+                                     (wire.stop_ask) also kills it if it runs (pool.kill_task),
+                                     and the task is reported CANCELLED
 
 Stopping (``stop()``, wired to SIGTERM/SIGINT by the CLI): take nothing new, hand the
 unstarted tasks back, let running ones finish for ``grace`` seconds, hand back what is
@@ -100,6 +103,7 @@ class Worker:
         host = socket.gethostname()
         self.name = f"{host}:{os.getpid()}"
         self.worker_id = owners.new_worker_claim(host, os.getpid())  # a secret, see owners
+        self.public_id = owners.worker_name(self.worker_id)  # as taskq status shows it
         self.hello = WorkerHello(self.worker_id, host, os.getpid(), config.procs,
                                  tuple(config.queues), config.pool, config.resources)
         self.units = Units(config.resources)
@@ -125,7 +129,7 @@ class Worker:
         self._intake = threading.Lock()  # leased tasks going into the pool, or a cancel
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
-        self.log = log.bind(worker_id=owners.worker_name(self.worker_id))
+        self.log = log.bind(worker_id=self.public_id)
 
     # ------------------------------------------------------------------ control
 
@@ -291,6 +295,8 @@ class Worker:
             return ResultMsg(outcome.task_id, status, body, detail, self.name, outcome.duration,
                              retry)
         failure: type[Exception] = TaskTimeout
+        if outcome.kind is OutcomeKind.CANCELLED:
+            return self._cancelled(outcome.task_id, outcome.detail, outcome.duration)
         if outcome.kind is OutcomeKind.TIMED_OUT:
             status, detail = Status.TIMEOUT, f"on worker {self.name}: {outcome.detail}"
         else:
@@ -302,10 +308,18 @@ class Worker:
         return ResultMsg(outcome.task_id, status, None, detail, self.name, outcome.duration,
                          retry)
 
-    def _context(self, task_id: str, needs: tuple[tuple[str, float], ...]) -> tuple[Any, ...]:
-        """What a task with resources is told: its id, its units, and whether to set
-        CUDA_VISIBLE_DEVICES (only where it has a process of its own)."""
-        return task_id, self.units.assign(task_id, needs), self.config.pool == "processes"
+    def _cancelled(self, task_id: str, how: str, duration: float = 0.0) -> ResultMsg:
+        return ResultMsg(task_id, Status.CANCELLED, None, f"on worker {self.name}: {how}",
+                         self.name, duration, False)
+
+    def _context(self, task: TaskMsg) -> tuple[Any, ...]:
+        """What a task is told (``taskq.current_task()``): its id, its units, whether to set
+        CUDA_VISIBLE_DEVICES (only where it has a process of its own), its attempt, queue
+        and this worker's public id."""
+        needs = task.options.resources
+        units = self.units.assign(task.task_id, needs) if needs else {}
+        return (task.task_id, units, self.config.pool == "processes", task.attempt,
+                task.options.queue, self.public_id)
 
     def _forget(self, task_ids: list[str]) -> None:
         self.units.free(task_ids)
@@ -353,13 +367,9 @@ class Worker:
             args: Any = pickle.PickleBuffer(task.args)
             if task.inputs:  # its dependencies' results, in place of their futures
                 args = (args, tuple((d, pickle.PickleBuffer(b)) for d, b in task.inputs))
-            payload: tuple[Any, ...] = (task.fn, args)
+            payload = (task.fn, args, task.options.retry_on, self._context(task))
             if task.options.retry_on:
                 self._retry_on[task.task_id] = task.options.retry_on
-            if task.options.retry_on or task.options.resources:
-                payload += (task.options.retry_on,)
-            if task.options.resources:
-                payload += (self._context(task.task_id, task.options.resources),)
             self.pool.submit(Job(task.task_id, payload, task.options.timeout))
 
     def _heartbeat_loop(self) -> None:
@@ -371,9 +381,18 @@ class Worker:
                     held = list(self._held)
                 remote = self.link.remote
                 if not remote.heartbeat(self.worker_id, held, self.pool.running(),
-                                        self._memory()):
+                                        self._memory(), self._progress()):
                     self.log.warning("worker_rejoined", held=len(held))
                     self._join(remote, held)
+
+    def _progress(self) -> dict[str, tuple[Any, ...]] | None:
+        """What the pool's tasks reported since the last beat, as plain tuples (the
+        master loads nothing else); None when nothing changed (the usual case)."""
+        changed = self.pool.progress()
+        if not changed:
+            return None
+        items = list(changed.items())[:defaults.PROGRESS_PER_HEARTBEAT]
+        return {task_id: tuple(value) for task_id, value in items}
 
     def _memory(self) -> int:
         """Resident bytes of this worker and its pool processes (0 where unknown)."""
@@ -384,7 +403,25 @@ class Worker:
         answers: dict[str, bool] = {}
         while not self._halt.is_set():
             asks = self.link.remote.control(self.worker_id, answers, defaults.LONG_POLL_S)
-            answers = {task_id: self._drop(task_id) for task_id in asks}
+            answers = {ask: self._answer(ask) for ask in asks}
+
+    def _answer(self, ask: str) -> bool:
+        task_id, stop = wire.parse_ask(ask)
+        return self._stop(task_id) if stop else self._drop(task_id)
+
+    def _stop(self, task_id: str) -> bool:
+        """Stop a task wherever it is here: drop it if it has not begun (or not arrived),
+        kill it if it runs (the pool then reports it CANCELLED); False if it ended (the
+        master ends it CANCELLED when its result comes)."""
+        if self.pool.kill_task(task_id):
+            self.log.info("task_stopped", task_id=task_id, reason="cancelled while it ran")
+            return True
+        if not self._drop(task_id):
+            return self.pool.kill_task(task_id)  # it began in between
+        with self._sync:  # it never runs here: the master hears it now
+            self.link.remote.report(self.worker_id, [self._cancelled(
+                task_id, "cancelled before it began")], [])
+        return True
 
     def _drop(self, task_id: str) -> bool:
         """Make sure a task never runs here; False if it runs (or ended, or is unknown)."""

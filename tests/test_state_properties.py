@@ -5,10 +5,12 @@ results delivered and acknowledged) and what workers did (tasks they began, canc
 they answered); the invariants tie the two together, and at the end every remaining task is
 run to completion so that each submitted task can be checked to have exactly one result.
 Master restarts rebuild the state as the journal would, holding restored tasks back for
-their holders to claim. A task that began running is never reported cancelled. Tasks may
-depend on earlier ones (live, ended, fetched or never seen): no task is leased before all
-its dependencies ended OK, a dependent of one that did not never runs and ends exactly once
-(DEPENDENCY_FAILED), and a kept dependency result lives exactly as long as a live
+their holders to claim. A task that began running is never reported cancelled, but by a
+stop (a cancel with running=True): a stopped task ends exactly once, CANCELLED, and is never
+queued again (not after a lost worker, a hand-back, a retryable result or a restart). Tasks
+may depend on earlier ones (live, ended, fetched or never seen): no task is leased before
+all its dependencies ended OK, a dependent of one that did not never runs and ends exactly
+once (DEPENDENCY_FAILED), and a kept dependency result lives exactly as long as a live
 dependent needs it.
 """
 
@@ -32,7 +34,7 @@ from taskq.state.history import OUTCOMES
 from taskq.state.limits import QueueLimit
 from taskq.state.resources import unfit as unfit_counts
 from taskq.state.stats import Stats
-from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
+from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, TaskState, stop_ask
 
 LOST_AFTER = 5.0
 MAX_PAYLOAD = 6
@@ -76,6 +78,8 @@ class BrokerMachine(RuleBasedStateMachine):
         self.rates: dict[str, tuple[float, float, int]] = {}  # queue -> (since, rate, leased)
         self.told_started: set[str] = set()
         self.ever_leased: set[str] = set()
+        self.stopped: set[str] = set()  # tasks a stop was asked for (and told as stopping)
+        self.journaled_stops: set[str] = set()  # stops journaled by earlier lives of the master
         self.settled = True  # False while a step runs; teardown only drains a clean run
 
     @initialize(max_lost=st.integers(1, 3))
@@ -208,6 +212,9 @@ class BrokerMachine(RuleBasedStateMachine):
         for tid in fetched.started:
             assert self.submitted[tid].outbox == box and tid in self.began
         self.told_started.update(fetched.started)
+        for tid, value in fetched.progress.items():
+            rec = self.state.leased[tid]
+            assert rec.msg.outbox == box and tuple(rec.progress) == value
         assert [r.task_id for r in got] == unsent[:max_n]
         for result in got:
             assert result.task_id not in self.session[box], "delivered twice in one session"
@@ -255,6 +262,45 @@ class BrokerMachine(RuleBasedStateMachine):
             rec = self.state.tasks[tid]
             assert rec.cancel_asked and rec.state is TaskState.LEASED
 
+    @rule(data=st.data())
+    def stop(self, data: st.DataObject) -> None:
+        """A cancel with running=True: queued tasks end at once, leased or running ones
+        (and restored ones their holder may still run) are asked of their worker."""
+        self.settled = False
+        focus = list(self.state.leased) or list(self.state.tasks)
+        wanted = self.pick(data, self.known_ids(), focus)
+        expected: dict[str, list[str]] = {"cancelled": [], "stopping": [], "other": []}
+        gone: set[str] = set()
+        for tid in wanted:
+            rec = self.state.tasks.get(tid)
+            if rec is None or tid in gone:
+                expected["other"].append(tid)
+            elif rec.state is TaskState.LEASED or rec.stop_asked or (
+                    rec.state is TaskState.WAITING and rec.queued_at == 0.0
+                    and self.now < self.state.restore_hold_until):
+                expected["stopping"].append(tid)
+            else:
+                expected["cancelled"].append(tid)
+                gone.add(tid)
+
+        out = self.state.stop(wanted, self.now)
+
+        assert out.cancelled == expected["cancelled"]
+        assert out.stopping == expected["stopping"]
+        assert set(out.unknown) | set(out.ended) == set(expected["other"])
+        assert not set(out.unknown) & set(out.ended)
+        for tid in out.ended:
+            assert self.result_of(tid) is not None or tid in self.acked
+        self.cancelled.update(out.cancelled)
+        self.stopped.update(out.stopping)
+        for tid in out.stopping:
+            rec = self.state.tasks[tid]
+            assert rec.stop_asked  # and journaled:
+            assert tid in self.state.changes.stops or tid in self.journaled_stops
+            if rec.state is TaskState.LEASED and rec.worker in self.state.workers:
+                info = self.state.workers[rec.worker]
+                assert stop_ask(tid) in info.to_ask or stop_ask(tid) in info.asked
+
     # ------------------------------------------------------------------ workers
 
     @rule(kind=KINDS)
@@ -286,7 +332,10 @@ class BrokerMachine(RuleBasedStateMachine):
 
         assert worker not in self.state.workers
         for tid in back:
-            assert self.state.tasks[tid].state is TaskState.PENDING
+            if tid in self.stopped:  # a stopped task handed back ends there
+                assert tid not in self.state.tasks
+            else:
+                assert self.state.tasks[tid].state is TaskState.PENDING
         for tid in kept:
             assert self.state.leased[tid].worker == worker
 
@@ -385,7 +434,9 @@ class BrokerMachine(RuleBasedStateMachine):
         registered = worker in self.state.workers
 
         memory = data.draw(st.integers(0, 2**40), label="memory")
-        answer = self.state.heartbeat(worker, held, len(held), self.now, memory)
+        progress = {t: (float(i), data.draw(st.sampled_from([None, 10.0, 1.0])), "m")
+                    for i, t in enumerate(self.pick(data, self.known_ids(), held))}
+        answer = self.state.heartbeat(worker, held, len(held), self.now, memory, progress)
 
         assert answer is registered
         if registered:
@@ -398,8 +449,17 @@ class BrokerMachine(RuleBasedStateMachine):
             state, holder, *_ = before[tid]
             if state in (TaskState.PENDING, TaskState.WAITING) or holder == worker:
                 assert after[tid][:3] == (TaskState.LEASED, worker, self.now + LOST_AFTER)
+                if self.state.tasks[tid].stop_asked:  # claimed back: its holder is asked
+                    info = self.state.workers[worker]
+                    assert stop_ask(tid) in info.to_ask or stop_ask(tid) in info.asked
             else:
                 assert after[tid] == before[tid]
+        for tid, value in progress.items():
+            rec = self.state.leased.get(tid)
+            total = value[1]
+            valid = total is None or total >= value[0]
+            if rec is not None and rec.worker == worker and valid:
+                assert tuple(rec.progress) == value
 
     @rule(data=st.data(), kind=KINDS, old=st.booleans())
     def complete(self, data: st.DataObject, kind: str, old: bool) -> None:
@@ -412,19 +472,7 @@ class BrokerMachine(RuleBasedStateMachine):
             min_size=len(targets), max_size=len(targets)))
         results = [ResultMsg(tid, status, self.new_body())
                    for tid, status in zip(targets, statuses, strict=True)]
-        errors = {tid: rec.errors for tid, rec in self.state.tasks.items()
-                  if rec.state is not TaskState.BLOCKED}  # never handed out: ignored
-        ended: dict[str, ResultMsg] = {}
-        for result in results:
-            tid = result.task_id
-            if tid not in errors:
-                continue
-            if (result.status is Status.ERROR
-                    and errors[tid] < self.submitted[tid].options.retries):
-                errors[tid] += 1
-                continue
-            del errors[tid]
-            ended[tid] = result
+        errors, ended, stopped = self.expected_ends(results)
         before = self.view()
         results_before = {t: self.result_of(t) for t in self.submitted}
 
@@ -433,6 +481,10 @@ class BrokerMachine(RuleBasedStateMachine):
         for tid, result in ended.items():
             assert tid not in self.state.tasks
             assert self.result_of(tid) is result
+        for tid in stopped:
+            result = self.result_of(tid)
+            assert tid not in self.state.tasks
+            assert result is not None and result.status is Status.CANCELLED
         for tid, count in errors.items():
             rec = self.state.tasks[tid]
             assert rec.errors == count
@@ -442,10 +494,34 @@ class BrokerMachine(RuleBasedStateMachine):
                 if backoff:
                     assert rec.not_before == self.now + backoff * 2 ** (count - 1)
         for tid, result in results_before.items():
-            if tid not in ended:
+            if tid not in ended and tid not in stopped:
                 now = self.result_of(tid)
                 assert now is result or (result is None and now is not None
                                          and now.status is Status.DEPENDENCY_FAILED)
+
+    def expected_ends(self, results: list[ResultMsg],
+                      ) -> tuple[dict[str, int], dict[str, ResultMsg], set[str]]:
+        """What results should do: the error counts of the tasks still open, the results
+        that end tasks, and the stopped tasks they end (CANCELLED, whatever they say)."""
+        errors = {tid: rec.errors for tid, rec in self.state.tasks.items()
+                  if rec.state is not TaskState.BLOCKED}  # never handed out: ignored
+        ended: dict[str, ResultMsg] = {}
+        stopped: set[str] = set()
+        for result in results:
+            tid = result.task_id
+            if tid not in errors:
+                continue
+            if self.state.tasks[tid].stop_asked:  # whatever it reports, it ends CANCELLED
+                del errors[tid]
+                stopped.add(tid)
+                continue
+            if (result.status is Status.ERROR
+                    and errors[tid] < self.submitted[tid].options.retries):
+                errors[tid] += 1
+                continue
+            del errors[tid]
+            ended[tid] = result
+        return errors, ended, stopped
 
     @rule(data=st.data(), kind=KINDS)
     def start(self, data: st.DataObject, kind: str) -> None:
@@ -475,7 +551,7 @@ class BrokerMachine(RuleBasedStateMachine):
         answers = {t: t not in self.began and data.draw(st.booleans()) for t in asked}
         dropped = {t for t, yes in answers.items()
                    if yes and t in self.state.leased and self.state.leased[t].worker == worker
-                   and self.state.leased[t].cancel_asked}
+                   and (self.state.leased[t].cancel_asked or self.state.leased[t].stop_asked)}
         waiting = list(info.to_ask) if info is not None else []
 
         asks = self.state.control(worker, answers)
@@ -505,6 +581,9 @@ class BrokerMachine(RuleBasedStateMachine):
             self.state.restore_task(rec.msg, rec.seq, rec.lost, rec.errors)
         self.state.deps.forget_unreferenced()
         assert set(self.state.deps.kept) == set(old.deps.kept)
+        self.journaled_stops.update(old.changes.stops)
+        for tid in self.journaled_stops:  # the journal's stops table
+            self.state.restore_stop(tid)
         for box_name, box in old.outboxes.items():
             for result in box.results.values():
                 self.state.restore_result(box_name, result)
@@ -524,9 +603,14 @@ class BrokerMachine(RuleBasedStateMachine):
 
         self.state.release(worker, sorted(wanted))
 
+        for tid in set(before) - set(self.view()):  # only stopped tasks end on a release
+            assert tid in self.stopped and tid in wanted
+            result = self.result_of(tid)
+            assert result is not None and result.status is Status.CANCELLED
         for tid, rec_view in self.view().items():
             state, holder, _, lost, errors = before[tid]
             if tid in wanted and state is TaskState.LEASED and holder == worker:
+                assert tid not in self.stopped
                 assert rec_view[0] is TaskState.PENDING
                 assert rec_view[3:] == (lost, errors)
             else:
@@ -544,18 +628,20 @@ class BrokerMachine(RuleBasedStateMachine):
 
         due = {tid for tid, rec in self.state.tasks.items()
                if rec.state is TaskState.WAITING and rec.not_before <= self.now}
-        asked = {tid for tid in overdue if self.state.leased[tid].cancel_asked}
+        asked = {tid for tid in overdue if self.state.leased[tid].cancel_asked
+                 or self.state.leased[tid].stop_asked}
+        stopped = {tid for tid in asked | due if self.state.tasks[tid].stop_asked}
 
         lost = self.state.expire(self.now)
         promoted = self.state.promote(self.now)
 
         assert promoted == len(due)
-        for tid in due:
+        for tid in due - stopped:
             assert self.state.tasks[tid].state is TaskState.PENDING
-        for tid in asked:  # asked to cancel, and lost: it runs nowhere now
+        for tid in asked | stopped:  # asked to cancel, and lost: it runs nowhere now
             result = self.result_of(tid)
             assert result is not None and result.status is Status.CANCELLED
-        self.cancelled.update(asked)
+        self.cancelled.update(asked - stopped)
         assert set(lost) == silent
         assert set(self.state.workers) == alive
         for tid, lost_before in overdue.items():
@@ -584,7 +670,21 @@ class BrokerMachine(RuleBasedStateMachine):
         self.resources_count_the_leases()
         self.history_follows_the_tasks()
         self.dependencies_hold()
+        self.stopped_tasks_end_cancelled()
         self.settled = True
+
+    def stopped_tasks_end_cancelled(self) -> None:
+        """A stopped task is never queued again: it is leased (its worker asked), or held
+        after a restart for its holder; else it ended, once, CANCELLED."""
+        for tid in self.stopped:
+            rec = self.state.tasks.get(tid)
+            if rec is not None:
+                assert rec.stop_asked and rec.state in (TaskState.LEASED, TaskState.WAITING)
+                continue
+            result = self.result_of(tid) or self.delivered.get(tid)
+            assert result is not None and result.status is Status.CANCELLED, tid
+        for tid, rec in self.state.tasks.items():
+            assert not rec.stop_asked or tid in self.stopped, tid
 
     def dependencies_hold(self) -> None:
         """Blocked tasks wait exactly for their live deps; a task queued, waiting or leased
@@ -756,7 +856,7 @@ class BrokerMachine(RuleBasedStateMachine):
         assert not final.keys() & self.acked
         for tid in self.submitted:
             assert (tid in final) != (tid in self.acked), tid
-            if tid in self.cancelled and tid in final:
+            if (tid in self.cancelled or tid in self.stopped) and tid in final:
                 assert final[tid].status is Status.CANCELLED
 
     def drain(self) -> None:

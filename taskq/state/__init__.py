@@ -15,8 +15,10 @@ one ``BrokerState`` in a lock and a wire; unit and property tests drive it direc
                                                                                  (control)
 
 Every task ends exactly once, with one result in its outbox (a cancelled task's result says
-CANCELLED). Late or duplicate results for a task that already ended are dropped. What
-changed is collected in ``changes`` so the journal can persist it after each call.
+CANCELLED). A stop (a cancel that reaches running tasks too) is final and journaled: see
+``taskq.state.stops``, which also keeps running tasks' progress. Late or duplicate results
+for a task that already ended are dropped. What changed is collected in ``changes`` so the
+journal can persist it after each call.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import random
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 from taskq.defaults import (
     BATCH_BYTES,
@@ -40,6 +43,7 @@ from taskq.state.queues import TaskQueues
 from taskq.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
 from taskq.state.resources import FitGate, Resources
 from taskq.state.schedules import Schedules
+from taskq.state.stops import StopsMixin
 from taskq.state.uniques import Uniques
 from taskq.wire import (
     SCHEDULE_PREFIX,
@@ -57,7 +61,7 @@ SCHEDULES_OUTBOX = f"{JOB_OUTBOX_PREFIX}{SCHEDULE_PREFIX}"
 __all__ = ["BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord", "WorkerInfo"]
 
 
-class BrokerState(CancelsMixin, DepsMixin):
+class BrokerState(CancelsMixin, StopsMixin, DepsMixin):
     """All of the master's bookkeeping; see the module docstring."""
 
     def __init__(self, *, lost_after: float, max_lost: int, max_payload: int) -> None:
@@ -83,6 +87,7 @@ class BrokerState(CancelsMixin, DepsMixin):
         self.deps = Deps(self.tasks)  # dependents and the results kept for them
         self.now = 0.0  # the latest time a call gave (for unique_for windows)
         self.changes = Changes()
+        self.stopped_away: OrderedDict[str, None] = OrderedDict()  # see state.stops
         self.history = History()
         self._seq = 0
 
@@ -187,6 +192,8 @@ class BrokerState(CancelsMixin, DepsMixin):
                 self.changes.acked.append(task_id)
             box.sent.discard(task_id)
         out = Fetched()
+        if box.progressed:
+            out.progress = self.progress_of(box)
         if box.to_tell:
             out.started, box.to_tell = list(box.to_tell), set()
         size = 0
@@ -212,6 +219,7 @@ class BrokerState(CancelsMixin, DepsMixin):
         if box is not None:
             box.sent.clear()
             box.to_tell = set(box.running)
+            box.progressed = set(box.running)
 
     def forget_ended(self, outbox: str, task_ids: list[str]) -> None:
         """The submitter already has these tasks' results: a master restarted before it
@@ -267,7 +275,7 @@ class BrokerState(CancelsMixin, DepsMixin):
         self.resources.register(info.worker_id, info.resources)
 
     def heartbeat(self, worker_id: str, held: list[str], running: int, now: float,
-                  memory: int = 0) -> bool:
+                  memory: int = 0, progress: dict[str, Any] | None = None) -> bool:
         """Renew the worker and the leases it still holds; False if it must register again.
 
         A held task the master thinks is queued (it restarted, or the lease expired while
@@ -282,13 +290,21 @@ class BrokerState(CancelsMixin, DepsMixin):
         deadline = now + self.lost_after
         for task_id in held:
             rec = self.tasks.get(task_id)
-            if rec is None or rec.state is TaskState.BLOCKED:  # (never handed out)
+            if rec is None:
+                if self.stopped_away:
+                    self.stop_again(worker, task_id)
+                continue
+            if rec.state is TaskState.BLOCKED:  # (never handed out)
                 continue
             if rec.state is not TaskState.LEASED:
                 self._unlease(rec)
                 self._lease_to(rec, worker, now)
+                if rec.stop_asked:  # stopped while the master was away: ask its holder now
+                    self._ask_to_stop(rec)
             elif rec.worker == worker_id:
                 rec.deadline = deadline
+        if progress:
+            self.note_progress(worker_id, progress)
         return True
 
     def lease(self, worker_id: str, n: int, now: float,
@@ -312,8 +328,10 @@ class BrokerState(CancelsMixin, DepsMixin):
             size += msg.size
         return out
 
-    def start(self, worker_id: str, task_ids: Iterable[str]) -> None:
+    def start(self, worker_id: str, task_ids: Iterable[str], now: float | None = None) -> None:
         """A worker's tasks began running: their submitters are told."""
+        if now is not None:
+            self.now = now
         for task_id in task_ids:
             rec = self.leased.get(task_id)
             if rec is not None and rec.worker == worker_id and not rec.started:
@@ -329,6 +347,10 @@ class BrokerState(CancelsMixin, DepsMixin):
         for result in results:
             rec = self.tasks.get(result.task_id)
             if rec is None or rec.state is TaskState.BLOCKED:  # ended, or never handed out
+                continue
+            if rec.stop_asked:  # whatever it reports: a result that raced the stop is dropped
+                self._finish(rec, self.stopped_result(rec, f"worker {worker_id} stopped it",
+                                                      result))
                 continue
             self._unlease(rec)
             if worker is not None:
@@ -381,6 +403,9 @@ class BrokerState(CancelsMixin, DepsMixin):
         for task_id in task_ids:
             rec = self.tasks.get(task_id)
             if rec is not None and rec.state is TaskState.LEASED and rec.worker == worker_id:
+                if rec.stop_asked:
+                    self._finish(rec, self.stopped_result(rec, f"worker {worker_id} stopped"))
+                    continue
                 self._unlease(rec)
                 self.history.withdraw(task_id)
                 self.queues.push(rec)
@@ -402,6 +427,9 @@ class BrokerState(CancelsMixin, DepsMixin):
                     if r.deadline < now or r.worker not in self.workers]:
             lost_worker = rec.worker or "?"
             asked = rec.cancel_asked
+            if rec.stop_asked:  # it runs nowhere now: a late result finds it ended
+                self.end_stopped(rec, f"worker {lost_worker} went silent; its lease expired")
+                continue
             self._unlease(rec)
             rec.lost += 1
             rec.lost_workers.append(lost_worker)
@@ -423,7 +451,11 @@ class BrokerState(CancelsMixin, DepsMixin):
         """Queue the waiting tasks whose time has come, and the tasks of schedules' ticks
         that are due; returns how many."""
         ticks = self.schedules.due(now + self.wall_offset)
-        return len(self.queues.due(now)) + (self.submit(ticks, now) if ticks else 0)
+        due = self.queues.due(now)
+        for rec in due:
+            if rec.stop_asked:  # restored and stopped; no worker claimed it back
+                self.end_stopped(rec, "no worker held it after a master restart")
+        return len(due) + (self.submit(ticks, now) if ticks else 0)
 
     def can_lease(self, queues: tuple[str, ...], now: float) -> bool:
         """Would a lease from ``queues`` at ``now`` find a task (limits respected)?"""
@@ -502,6 +534,7 @@ class BrokerState(CancelsMixin, DepsMixin):
 
     def _mark_started(self, rec: TaskRecord) -> None:
         rec.started = True
+        rec.started_at = self.now
         rec.cancel_asked = False  # too late: its worker answers that it runs
         box = self._outbox(rec.msg.outbox)
         box.running.add(rec.msg.task_id)
@@ -519,8 +552,11 @@ class BrokerState(CancelsMixin, DepsMixin):
             rec.worker = None
             if rec.started:
                 rec.started = False
-                self._outbox(rec.msg.outbox).running.discard(rec.msg.task_id)
+                box = self._outbox(rec.msg.outbox)
+                box.running.discard(rec.msg.task_id)
+                box.progressed.discard(rec.msg.task_id)
             rec.cancel_asked = False
+            rec.progress, rec.progress_updates, rec.started_at = None, 0, 0.0
         else:
             self.queues.remove(rec)
         rec.state = TaskState.DONE

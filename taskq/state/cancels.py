@@ -80,13 +80,14 @@ class CancelsMixin:
         for task_id, dropped in answers.items():
             worker.asked.discard(task_id)
             rec = self.leased.get(task_id)
-            if rec is None or rec.worker != worker_id or not rec.cancel_asked:
+            if rec is None or rec.worker != worker_id or not (rec.cancel_asked
+                                                              or rec.stop_asked):
                 continue
             rec.cancel_asked = False
             if dropped:
                 self._finish(rec, ResultMsg(task_id, Status.CANCELLED,
                                             detail="cancelled before it started"))
-            elif not rec.started:
+            elif not rec.started and not rec.stop_asked:
                 self._mark_started(rec)
         asks, worker.to_ask = worker.to_ask, []
         worker.asked.update(asks)

@@ -29,6 +29,11 @@ class TaskRecord:
     ended: Status | None = None  # DONE: how it ended
     lost_workers: list[str] = field(default_factory=list)
     queued_at: float = 0.0  # when it was (last) queued, on the broker's clock (0: unknown)
+    stop_asked: bool = False  # a cancel that stops it even while it runs (journaled): it
+    #                           ends CANCELLED, never retried, never queued again
+    started_at: float = 0.0  # LEASED, started: when its worker said it began (broker clock)
+    progress: Any = None  # LEASED: its last reported taskq.report.Progress (transient)
+    progress_updates: int = 0  # progress updates received for this run (transient)
 
 
 @dataclass(slots=True)
@@ -61,6 +66,8 @@ class Outbox:
     to_tell: set[str] = field(default_factory=set)  # started tasks the submitter has not heard of
     done: int = 0  # its tasks that ended OK since the master started (for progress views)
     failed: int = 0  # ... and those that ended otherwise
+    progressed: set[str] = field(default_factory=set)  # running tasks whose progress changed
+    #                                                    since the last fetch
 
 
 @dataclass(slots=True)
@@ -85,12 +92,13 @@ class Changes:
     # that ended or were forgotten (see taskq.state.deps and taskq.journal_deps)
     kept: dict[str, ResultMsg | None] = field(default_factory=dict)
     deps_gone: list[str] = field(default_factory=list)
+    stops: list[str] = field(default_factory=list)  # tasks asked to stop (stop_asked)
 
     def __bool__(self) -> bool:
         return bool(self.added or self.updated or self.finished or self.removed or self.acked
                     or self.schedules or self.schedules_removed or self.limits or self.joined
                     or self.unjoined or self.prims or self.attempts or self.history_gone
-                    or self.counts or self.kept or self.deps_gone)
+                    or self.counts or self.kept or self.deps_gone or self.stops)
 
 
 @dataclass(slots=True)
@@ -101,3 +109,7 @@ class CancelOutcome:
     running: list[str] = field(default_factory=list)  # it started: too late
     unknown: list[str] = field(default_factory=list)  # no such task, or it already ended
     asked: list[str] = field(default_factory=list)  # its worker is asked: call again
+    # stopped even while it runs (a cancel with running=True): its worker is asked to stop it
+    # and it ends CANCELLED (when the worker stopped it, or its lease expired)
+    stopping: list[str] = field(default_factory=list)
+    ended: dict[str, str] = field(default_factory=dict)  # it ended before: how (with running)
