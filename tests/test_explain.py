@@ -136,6 +136,9 @@ def test_explain_on_a_real_cluster_from_the_command_line(cluster: Cluster,
 
         shown = cluster.cli("explain", running.task_id)
         assert shown.returncode == 0 and "running on worker" in shown.stdout
+        dependent = client.submit(tasks_mod.echo, running)
+        wait_for(lambda: "waiting for 1 of its 1 dependencies" in cluster.cli(
+            "explain", dependent.task_id).stdout, 30, "the dependent to be explained")
         behind = json.loads(cluster.cli("explain", queued_id, "--json").stdout)
         if behind["kind"] == "leased":  # the worker took it ahead of a free process
             assert "waiting for a free slot in its pool" in behind["summary"]
@@ -147,6 +150,7 @@ def test_explain_on_a_real_cluster_from_the_command_line(cluster: Cluster,
 
         release.touch()
         assert running.result(timeout=30) == str(release)
+        assert dependent.result(timeout=30) == ((str(release),), {})
         wait_for(lambda: "ended ok" in cluster.cli("explain", queued_id).stdout, 30,
                  "the queued task to end")
         unknown = cluster.cli("explain", "no-such-task")
@@ -154,3 +158,26 @@ def test_explain_on_a_real_cluster_from_the_command_line(cluster: Cluster,
     finally:
         release.touch()
         client.shutdown()
+
+
+def test_waiting_for_dependencies_names_each_and_where_it_is() -> None:
+    state = make_state()
+    join(state, "w1")
+    state.submit([task("box-a"), task("box-b")], now=0)
+    state.submit([TaskMsg("box-c", "box", b"f", b"a", TaskOptions(),
+                          deps=("box-a", "box-b"))], now=0)
+    state.lease("w1", 1, now=0)
+    state.start("w1", ["box-a"])
+    answer = explain(state, "box-c", now=0)
+    assert answer.kind is ExplainKind.WAITING_DEPS
+    assert answer.facts["waiting_for"] == {"box-a": "running", "box-b": "queued"}
+    assert answer.summary.startswith("waiting for 2 of its 2 dependencies to end")
+
+    state.note_progress("w1", {"box-a": (3.0, 10.0, "parsing")})
+    running = explain(state, "box-a", now=0)
+    assert running.facts["progress"] == {"done": 3.0, "total": 10.0, "message": "parsing"}
+    assert "progress: 3 of 10 (parsing)" in running.reasons
+    state.complete("w1", [ok("box-a")], now=1)
+    after = explain(state, "box-c", now=1)
+    assert after.facts["waiting_for"] == {"box-b": "queued"}
+    assert "1 ended OK" in after.reasons[1]

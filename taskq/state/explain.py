@@ -2,10 +2,12 @@
 
 Pure and read-only (runs under the broker's lock; a scan of one queue at most)::
 
-    explain(state, id) ── a live task? ── waiting (delayed, retry, restart hold)
+    explain(state, id) ── a live task? ── blocked: each dependency not ended, and where
+                       │                 ├ waiting (delayed, retry, restart hold)
                        │                 ├ pending: blockers in order (no worker, limits,
                        │                 │          resources, busy) and tasks ahead of it
-                       │                 └ leased: on worker W, begun or not, since when
+                       │                 └ leased: on worker W, begun or not, since when,
+                       │                           its progress, a stop asked
                        ├ a unique key's alias ──► the task it joined
                        └ history / an outbox ──► ended (how, when, where), or unknown
 
@@ -38,6 +40,7 @@ class ExplainKind(StrEnum):
     DELAYED = "delayed"  # run_at / submit_after: not before its time
     RETRY_WAIT = "retry_wait"  # raised; waiting for its backoff before the next attempt
     RESTORED = "restored"  # held after a master restart for its holder to claim it
+    WAITING_DEPS = "waiting_for_dependencies"  # futures among its arguments not ended yet
     NO_WORKER = "no_worker"  # queued where no worker serves
     LIMITED = "limited"  # queued, held by a rate, concurrency, key or resource limit
     QUEUED = "queued"  # queued, behind others or waiting for a free slot
@@ -81,11 +84,29 @@ def _live(state: BrokerState, rec: TaskRecord, now: float) -> Explanation:
     facts: dict[str, Any] = {"job": job_name(rec.msg.outbox), "queue": options.queue,
                              "priority": options.priority, "attempt": rec.lost + rec.errors,
                              "retries_used": rec.errors, "workers_lost": rec.lost}
+    if rec.state is TaskState.BLOCKED:
+        return _blocked(state, rec, now, facts)
     if rec.state is TaskState.WAITING:
         return _waiting(state, rec, facts)
     if rec.state is TaskState.LEASED:
         return _leased(state, rec, facts)
     return _pending(state, rec, now, facts)
+
+
+def _blocked(state: BrokerState, rec: TaskRecord, now: float,
+             facts: dict[str, Any]) -> Explanation:
+    """Waiting for dependencies: each one not ended, and where that one is."""
+    waiting = state.deps.blockers(rec.msg.task_id)
+    ended = len(rec.msg.deps) - len(waiting)
+    facts.update(dependencies=list(rec.msg.deps), waiting_for={
+        dep: explain(state, dep, now).kind.value for dep in waiting})
+    where = ", ".join(f"{dep} ({kind})" for dep, kind in facts["waiting_for"].items())
+    why = (f"waiting for {len(waiting)} of its {len(rec.msg.deps)} dependencies to end: "
+           f"{where}")
+    reasons = [why]
+    if ended:
+        reasons.append(f"{ended} ended OK; their results are kept on the master for it")
+    return Explanation(rec.msg.task_id, ExplainKind.WAITING_DEPS, why, reasons, facts)
 
 
 def _waiting(state: BrokerState, rec: TaskRecord, facts: dict[str, Any]) -> Explanation:
@@ -183,8 +204,7 @@ def _leased(state: BrokerState, rec: TaskRecord, facts: dict[str, Any]) -> Expla
     facts.update(worker=rec.worker, leased_at=leased_at,
                  lease_expires=rec.deadline + state.wall_offset)
     if rec.started:
-        why = f"running on worker {where}" + (f" since {_at(leased_at)}" if leased_at else "")
-        return Explanation(rec.msg.task_id, ExplainKind.RUNNING, why, [why], facts)
+        return _running(state, rec, where, facts)
     why = (f"handed to worker {where}" + (f" at {_at(leased_at)}" if leased_at else "")
            + ", waiting for a free slot in its pool")
     reasons = [why]
@@ -194,6 +214,24 @@ def _leased(state: BrokerState, rec: TaskRecord, facts: dict[str, Any]) -> Expla
         reasons.append(f"its worker is silent: the lease expires at "
                        f"{_at(rec.deadline + state.wall_offset)}, then it is queued again")
     return Explanation(rec.msg.task_id, ExplainKind.LEASED, why, reasons, facts)
+
+
+def _running(state: BrokerState, rec: TaskRecord, where: str,
+             facts: dict[str, Any]) -> Explanation:
+    since = rec.started_at + state.wall_offset if rec.started_at else facts["leased_at"]
+    facts["started_at"] = since
+    why = f"running on worker {where}" + (f" since {_at(since)}" if since else "")
+    reasons = [why]
+    progress = rec.progress
+    if progress is not None:
+        facts["progress"] = {"done": progress.done, "total": progress.total,
+                             "message": progress.message}
+        of = f" of {progress.total:g}" if progress.total is not None else ""
+        reasons.append(f"progress: {progress.done:g}{of}"
+                       + (f" ({progress.message})" if progress.message else ""))
+    if rec.stop_asked:
+        reasons.append("a stop was asked: its worker kills it, or its lease expires")
+    return Explanation(rec.msg.task_id, ExplainKind.RUNNING, why, reasons, facts)
 
 
 def _gone(state: BrokerState, task_id: str) -> Explanation:
