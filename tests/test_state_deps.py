@@ -212,3 +212,17 @@ def test_a_future_pickles_only_as_an_argument() -> None:
 
     with pytest.raises(TypeError, match="only as an argument"):
         dependencies.reduce_future(Fake())
+
+
+def test_a_task_failed_at_submit_takes_nothing_from_the_kept_results() -> None:
+    state = make_state()
+    state.submit([task(1)], 0.0)
+    run(state)
+    state.submit([task(2, 1)], 2.0)  # holds box-1's result
+    state.submit([task(3, 1, 99), task(4, 1)], 2.0)  # box-3 fails at once: box-99 unknown
+    three = result_of(state, 3)
+    assert three is not None and three.status is Status.DEPENDENCY_FAILED
+    assert state.deps.kept["box-1"].refs == 2
+    got = state.lease("w", 10, 3.0)
+    assert {m.task_id: m.inputs for m in got} == {"box-2": (("box-1", b"v"),),
+                                                  "box-4": (("box-1", b"v"),)}

@@ -152,8 +152,9 @@ class BrokerMachine(RuleBasedStateMachine):
 
     def new_task(self, data: st.DataObject) -> TaskMsg:
         box = data.draw(st.sampled_from(OUTBOXES))
-        source = data.draw(st.sampled_from(["none", "none", "live", "live", "any"]))
-        pool = list(self.state.tasks) if source == "live" else self.known_ids()
+        source = data.draw(st.sampled_from(["none", "none", "live", "live", "kept", "any"]))
+        pool = {"live": list(self.state.tasks), "kept": [*self.state.deps.kept, GHOST]
+                }.get(source) or self.known_ids()
         deps = tuple(self.pick(data, pool, max_size=2)) if source != "none" else ()
         return TaskMsg(f"{box}-t{next(self.ids)}", box, b"f",
                          b"x" * data.draw(st.sampled_from([1, 1, 2, 5, 9])),

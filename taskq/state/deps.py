@@ -170,10 +170,10 @@ class DepsMixin:
             msg.deps = tuple(dict.fromkeys(msg.deps))
         missing, failed = self._dep_verdict(msg)
         if failed is not None:
-            self._finish(rec, dependency_failure(msg.task_id, failed.task_id, failed))
+            self._end_unheld(rec, dependency_failure(msg.task_id, failed.task_id, failed))
             return False
         if missing and self.deps.blocked_count >= self.deps.limit:
-            self._finish(rec, ResultMsg(msg.task_id, Status.REFUSED, detail=(
+            self._end_unheld(rec, ResultMsg(msg.task_id, Status.REFUSED, detail=(
                 f"{self.deps.blocked_count} tasks already wait for their dependencies: the "
                 f"master's --max-pending is {self.deps.limit}")))
             return False
@@ -189,12 +189,21 @@ class DepsMixin:
         rec.state = TaskState.BLOCKED
         gone = [d for d in rec.msg.deps if d not in self.deps.kept and d not in self.tasks]
         if gone:
-            self._finish(rec, dependency_failure(rec.msg.task_id, gone[0], ResultMsg(
+            self._end_unheld(rec, dependency_failure(rec.msg.task_id, gone[0], ResultMsg(
                 gone[0], Status.LOST, detail="its result was lost when the master restarted")))
             return False
         missing = [d for d in rec.msg.deps if d not in self.deps.kept]
         self._take_deps(rec, missing)
         return not missing and not self._mirror_ready(rec)
+
+    def _end_unheld(self, rec: TaskRecord, result: ResultMsg) -> None:
+        """End a task that took no reference on its deps' results (it never waited)."""
+        deps, rec.msg.deps = rec.msg.deps, ()
+        try:
+            self._finish(rec, result)
+        finally:
+            rec.msg.deps = deps
+        self.deps.gone.append(rec.msg.task_id)  # (a restored one has a journaled row)
 
     def _mirror_ready(self, rec: TaskRecord) -> bool:
         """A mirror (no function) whose dep ended ends with a copy of its result (True)."""
