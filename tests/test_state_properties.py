@@ -239,6 +239,7 @@ class BrokerMachine(RuleBasedStateMachine):
             elif rec.state is not TaskState.LEASED:
                 expected["cancelled"].append(tid)
                 gone.add(tid)
+                gone |= self.failing_with(tid)  # they end DEPENDENCY_FAILED with it
             elif rec.started:
                 expected["running"].append(tid)
             else:
@@ -255,6 +256,16 @@ class BrokerMachine(RuleBasedStateMachine):
         for tid in out.asked:
             rec = self.state.tasks[tid]
             assert rec.cancel_asked and rec.state is TaskState.LEASED
+
+    def failing_with(self, tid: str) -> set[str]:
+        """The blocked tasks that end when ``tid`` ends other than OK (transitively)."""
+        out: set[str] = set()
+        frontier = {tid}
+        while frontier:
+            frontier = {t for t, r in self.state.tasks.items() if r.state is TaskState.BLOCKED
+                        and t not in out and frontier & set(r.msg.deps)}
+            out |= frontier
+        return out
 
     # ------------------------------------------------------------------ workers
 
@@ -408,13 +419,17 @@ class BrokerMachine(RuleBasedStateMachine):
         self.settled = False
         worker = f"{kind}.{self.generation[kind] - 1}" if old else self.worker_id(kind)
         targets = self.pick(data, self.known_ids(), list(self.state.leased)) or [GHOST]
+        # a blocked task was never handed out: the master refuses reports of it (reportable)
+        targets = [t for t in targets if (r := self.state.tasks.get(t)) is None
+                   or r.state is not TaskState.BLOCKED] or [GHOST]
         statuses = data.draw(st.lists(
             st.sampled_from([Status.OK, Status.ERROR, Status.ERROR, Status.TIMEOUT]),
             min_size=len(targets), max_size=len(targets)))
         results = [ResultMsg(tid, status, self.new_body())
                    for tid, status in zip(targets, statuses, strict=True)]
         errors = {tid: rec.errors for tid, rec in self.state.tasks.items()
-                  if rec.state is not TaskState.BLOCKED}  # never handed out: ignored
+                  if rec.state is not TaskState.BLOCKED}  # (unblocked by these results: not
+        # reported here, as the master refuses reports of tasks not leased to the reporter)
         ended: dict[str, ResultMsg] = {}
         for result in results:
             tid = result.task_id
