@@ -226,3 +226,16 @@ def test_a_task_failed_at_submit_takes_nothing_from_the_kept_results() -> None:
     got = state.lease("w", 10, 3.0)
     assert {m.task_id: m.inputs for m in got} == {"box-2": (("box-1", b"v"),),
                                                   "box-4": (("box-1", b"v"),)}
+
+
+def test_explain_names_the_dependencies_a_task_waits_for_and_where_they_are() -> None:
+    from taskq.state.explain import ExplainKind, explain
+
+    state = make_state()
+    state.submit([task(1), task(2), task(3, 1, 2)], 0.0)
+    state.lease("w", 1, 1.0)
+    state.start("w", ["box-1"])
+    answer = explain(state, "box-3", 1.0)
+    assert answer.kind is ExplainKind.DEPENDENCIES
+    assert answer.facts["dependencies"] == {"box-1": "running", "box-2": "queued"}
+    assert "box-1 (running), box-2 (queued)" in answer.summary

@@ -22,7 +22,7 @@ changed is collected in ``changes`` so the journal can persist it after each cal
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -92,6 +92,7 @@ class BrokerState(CancelsMixin, DepsMixin):
         """Accept new tasks; ids already known are ignored (resubmits are idempotent)."""
         accepted = 0
         self.now = now
+        counted: Counter[str] = Counter()  # submits per queue, counted once per call
         for msg in tasks:
             if msg.task_id in self.tasks or self._has_result(msg.outbox, msg.task_id) \
                     or msg.task_id in self.uniques.aliases:
@@ -100,7 +101,7 @@ class BrokerState(CancelsMixin, DepsMixin):
                 continue
             box = self._outbox(msg.outbox)
             box.open += 1
-            self.history.submitted(msg, now)
+            counted[msg.options.queue] += 1
             if msg.size > self.max_payload:
                 self._finish_new(msg, f"task is {msg.size} bytes, over the master's "
                                       f"--max-payload of {self.max_payload} bytes")
@@ -121,6 +122,8 @@ class BrokerState(CancelsMixin, DepsMixin):
             else:
                 self.queues.push(rec)
             self.changes.added.append(rec)
+        for queue, n in counted.items():
+            self.history.submitted(queue, n, now)
         return accepted
 
     def restore_task(self, msg: TaskMsg, seq: int, lost: int, errors: int,
