@@ -246,6 +246,7 @@ class BrokerMachine(RuleBasedStateMachine):
             elif rec.state is not TaskState.LEASED:
                 expected["cancelled"].append(tid)
                 gone.add(tid)
+                gone |= self.failing_with(tid)  # they end DEPENDENCY_FAILED with it
             elif rec.started:
                 expected["running"].append(tid)
             else:
@@ -283,6 +284,7 @@ class BrokerMachine(RuleBasedStateMachine):
             else:
                 expected["cancelled"].append(tid)
                 gone.add(tid)
+                gone |= self.failing_with(tid)  # they end DEPENDENCY_FAILED with it
 
         out = self.state.stop(wanted, self.now)
 
@@ -301,6 +303,16 @@ class BrokerMachine(RuleBasedStateMachine):
             if rec.state is TaskState.LEASED and rec.worker in self.state.workers:
                 info = self.state.workers[rec.worker]
                 assert stop_ask(tid) in info.to_ask or stop_ask(tid) in info.asked
+
+    def failing_with(self, tid: str) -> set[str]:
+        """The blocked tasks that end when ``tid`` ends other than OK (transitively)."""
+        out: set[str] = set()
+        frontier = {tid}
+        while frontier:
+            frontier = {t for t, r in self.state.tasks.items() if r.state is TaskState.BLOCKED
+                        and t not in out and frontier & set(r.msg.deps)}
+            out |= frontier
+        return out
 
     # ------------------------------------------------------------------ workers
 
@@ -468,6 +480,9 @@ class BrokerMachine(RuleBasedStateMachine):
         self.settled = False
         worker = f"{kind}.{self.generation[kind] - 1}" if old else self.worker_id(kind)
         targets = self.pick(data, self.known_ids(), list(self.state.leased)) or [GHOST]
+        # a blocked task was never handed out: the master refuses reports of it (reportable)
+        targets = [t for t in targets if (r := self.state.tasks.get(t)) is None
+                   or r.state is not TaskState.BLOCKED] or [GHOST]
         statuses = data.draw(st.lists(
             st.sampled_from([Status.OK, Status.ERROR, Status.ERROR, Status.TIMEOUT]),
             min_size=len(targets), max_size=len(targets)))
