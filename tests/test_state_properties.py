@@ -543,8 +543,9 @@ class BrokerMachine(RuleBasedStateMachine):
                 self.state.restore_result(box_name, result)
         for box in OUTBOXES:
             self.session[box].clear()
-        for rec in self.state.tasks.values():
-            assert rec.state is (TaskState.WAITING if hold else TaskState.PENDING)
+        for rec in self.state.tasks.values():  # a stopped task is never queued again
+            assert rec.state is (TaskState.WAITING if hold or rec.stop_asked
+                                 else TaskState.PENDING)
         assert self.state.lease("anyone", 100, self.now) == []
 
     @rule(data=st.data(), kind=KINDS)
