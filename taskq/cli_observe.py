@@ -1,5 +1,6 @@
-"""``taskq inspect``, ``taskq history`` and ``taskq top``: the master's task history and a
-live view, from the command line (they join the ``taskq`` command as this is imported)."""
+"""``taskq inspect``, ``taskq explain``, ``taskq history`` and ``taskq top``: the master's
+task history, why a task is where it is, and a live view, from the command line (they join
+the ``taskq`` command as this is imported)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,28 @@ def inspect(
         typer.echo(json.dumps(task, indent=2))
     else:
         print_inspect(task, Console())
+
+
+@app.command()
+def explain(
+    task_id: Annotated[str, typer.Argument(help="The task's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+) -> None:
+    """Say why a task is where it is: waiting (for what), queued (behind what), running
+    (where, since when), or how it ended."""
+    from taskq.state.explain import ExplainKind
+
+    answer = _ask(address, authkey_file, lambda remote: remote.explain(task_id))
+    if as_json:
+        typer.echo(json.dumps(answer.as_dict(), indent=2))
+    else:
+        typer.echo(f"{task_id}: {answer.summary}")
+        for reason in answer.reasons[1:]:
+            typer.echo(f"  - {reason}")
+    if answer.kind is ExplainKind.UNKNOWN:
+        raise typer.Exit(1)
 
 
 @app.command()

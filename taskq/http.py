@@ -5,6 +5,7 @@
         GET /api/status       Broker.monitor()        workers, queues, jobs, failures, figures
         GET /api/tasks        Broker.history(...)     ?state=failed&job=NAME&since=SECONDS
         GET /api/tasks/ID     Broker.inspect(ID)      a task's attempts
+        GET /api/tasks/ID/explain  Broker.explain(ID) why it is where it is
         GET /metrics          prometheus_client exposition of Broker.metrics()
         GET|POST /login       a form that sets the token cookie
 
@@ -178,6 +179,9 @@ class Handler(BaseHTTPRequestHandler):
             self._json(broker.monitor())
         elif path == "/api/tasks":
             self._json(broker.history(*_task_filters(query)))
+        elif path.startswith("/api/tasks/") and path.endswith("/explain"):
+            task_id = urllib.parse.unquote(path[len("/api/tasks/"):-len("/explain")])
+            self._json(broker.explain(task_id).as_dict())
         elif path.startswith("/api/tasks/"):
             task = broker.inspect(urllib.parse.unquote(path[len("/api/tasks/"):]))
             if task is None:

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
-from structlog.typing import EventDict
+if TYPE_CHECKING:
+    from structlog.typing import EventDict
 
 LEVELS = ("debug", "info", "warning", "error")
 _FIELDS = "taskq_fields"  # the LogRecord attribute that carries an event's fields
@@ -36,12 +36,30 @@ def _to_record(_logger: Any, _method: str, event_dict: EventDict) -> Any:
     return (text,), {"extra": {_FIELDS: fields}, "exc_info": exc_info}
 
 
+class _Logger:
+    """A library logger, made on its first use: a program that never logs does not pay for
+    importing structlog (and the rich it loads), about a fifth of a second."""
+
+    __slots__ = ("_bound", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._bound: Any = None
+
+    def __getattr__(self, method: str) -> Any:
+        if self._bound is None:
+            import structlog
+
+            self._bound = structlog.wrap_logger(
+                logging.getLogger(self._name), wrapper_class=structlog.stdlib.BoundLogger,
+                processors=[structlog.stdlib.filter_by_level, _to_record],
+                context_class=dict, cache_logger_on_first_use=False)
+        return getattr(self._bound, method)
+
+
 def get_logger(name: str) -> Any:
     """A library logger: ``log.info("event", key=value)``, delivered to ``logging``."""
-    return structlog.wrap_logger(
-        logging.getLogger(name), wrapper_class=structlog.stdlib.BoundLogger,
-        processors=[structlog.stdlib.filter_by_level, _to_record],
-        context_class=dict, cache_logger_on_first_use=False)
+    return _Logger(name)
 
 
 def _lift_fields(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
@@ -62,6 +80,8 @@ def parse_level(text: str) -> int:
 
 def configure(json: bool | None = None, level: str = "info") -> None:
     """Route this process's logging to stderr, rendered by structlog (entry points only)."""
+    import structlog
+
     as_json = (not sys.stderr.isatty()) if json is None else json
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if as_json

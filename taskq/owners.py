@@ -27,6 +27,7 @@ The digest is deterministic, so a restarted master finds its journaled outboxes 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class NotYours(ValueError):
     """A call named something its caller does not own (sent back as MasterError)."""
 
 
+@functools.lru_cache(maxsize=4096)  # a few claims make every call: hash each once
 def _digest(claim: str, size: int) -> str:
     return hashlib.sha256(claim.encode("utf-8", "surrogatepass")).hexdigest()[:size]
 

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from taskq.remote_prims import RemotePrimitives
 from taskq.state import CancelOutcome
+from taskq.state.explain import Explanation
 from taskq.wire import (
     ClusterStatus,
     Fetched,
@@ -130,6 +131,9 @@ class Remote(RemotePrimitives):
 
     def inspect(self, task_id: str) -> dict[str, Any] | None:
         return cast("dict[str, Any] | None", self._call("inspect", task_id))
+
+    def explain(self, task_id: str) -> Explanation:
+        return cast(Explanation, self._call("explain", task_id))
 
 
 EXPOSED = tuple(name for cls in (Remote, RemotePrimitives) for name in cls.__dict__

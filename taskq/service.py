@@ -39,6 +39,7 @@ from taskq.defaults import (
 from taskq.journal import Journal
 from taskq.service_prims import PrimitiveCalls
 from taskq.state import BrokerState, CancelOutcome, WorkerInfo, views
+from taskq.state.explain import Explanation, explain
 from taskq.state.history import job_name
 from taskq.state.limits import QueueLimit
 from taskq.state.resources import describe, unfit
@@ -468,6 +469,11 @@ class Broker(PrimitiveCalls):
         if out is not None:
             out["state"] = where
         return out
+
+    def explain(self, task_id: str) -> Explanation:
+        """Why a task is where it is (``taskq explain``)."""
+        with self._lock:
+            return explain(self._state, task_id, self._clock())
 
     def reap(self) -> None:
         """Declare silent workers lost and requeue their expired leases."""

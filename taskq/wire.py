@@ -54,6 +54,9 @@ class Status(StrEnum):
     CANCELLED = "cancelled"  # removed before it started, or stopped while it ran
 
 
+_STATUSES: dict[str, Status] = {s.value: s for s in Status}
+
+
 class TaskState(StrEnum):
     """Where a task is inside the master."""
 
@@ -165,8 +168,9 @@ class ResultMsg:
                             self.worker, self.duration, self.retry))
 
     def __post_init__(self) -> None:
-        if not isinstance(self.status, Status):
-            self.status = Status(self.status)
+        if not isinstance(self.status, Status):  # unpickled: its value (a dict is quicker)
+            status = _STATUSES.get(self.status)
+            self.status = Status(self.status) if status is None else status
 
     @property
     def failed(self) -> bool:

@@ -184,3 +184,11 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
         current += step
         best = max(best, current)
     return best
+
+
+def hold_until(path: str, limit: float = 60.0) -> str:
+    """Run until ``path`` exists (a test's signal), at most ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return path

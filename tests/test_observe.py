@@ -92,6 +92,9 @@ def test_the_json_api_lists_and_shows_tasks(running_web: tuple[Cluster, str]) ->
     assert sorted(t["outcome"] for t in everything) == ["ok", "raised"]
     assert get_json(url + "api/tasks?job=nope") == []
     assert get(url + "api/tasks/nope")[0] == 404
+    why = get_json(url + "api/tasks/" + failed[0]["task_id"] + "/explain")
+    assert why["kind"] == "ended" and why["facts"]["error_type"] == "KeyError"
+    assert get_json(url + "api/tasks/nope/explain")["kind"] == "unknown"
     status, body = get(url + "api/tasks?state=bogus")
     assert status == 400 and b"bogus" in body
     snap = get_json(url + "api/status")

@@ -24,7 +24,7 @@ journal can persist it after each call.
 from __future__ import annotations
 
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -95,6 +95,7 @@ class BrokerState(CancelsMixin, StopsMixin):
         """Accept new tasks; ids already known are ignored (resubmits are idempotent)."""
         accepted = 0
         self.now = now
+        counted: Counter[str] = Counter()  # submits per queue, counted once per call
         for msg in tasks:
             if msg.task_id in self.tasks or self._has_result(msg.outbox, msg.task_id) \
                     or msg.task_id in self.uniques.aliases:
@@ -103,7 +104,7 @@ class BrokerState(CancelsMixin, StopsMixin):
                 continue
             box = self._outbox(msg.outbox)
             box.open += 1
-            self.history.submitted(msg, now)
+            counted[msg.options.queue] += 1
             if msg.size > self.max_payload:
                 self._finish_new(msg, f"task is {msg.size} bytes, over the master's "
                                       f"--max-payload of {self.max_payload} bytes")
@@ -120,6 +121,8 @@ class BrokerState(CancelsMixin, StopsMixin):
                 self.queues.push(rec)
             self.changes.added.append(rec)
             accepted += 1
+        for queue, n in counted.items():
+            self.history.submitted(queue, n, now)
         return accepted
 
     def restore_task(self, msg: TaskMsg, seq: int, lost: int, errors: int,

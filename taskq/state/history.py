@@ -112,9 +112,10 @@ class History:
     def wall(self, now: float | None = None) -> float:
         return (self.now if now is None else now) + self.wall_offset
 
-    def submitted(self, msg: TaskMsg, now: float) -> None:
+    def submitted(self, queue: str, n: int, now: float) -> None:
+        """``n`` tasks were submitted to ``queue``."""
         self.now = now
-        self.stats.count(("submitted", msg.options.queue, ""), self.wall(now))
+        self.stats.count(("submitted", queue, ""), self.wall(now), n)
 
     def leased(self, rec: TaskRecord, worker: WorkerInfo, now: float) -> None:
         self.now = now

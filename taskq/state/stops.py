@@ -35,6 +35,15 @@ from taskq.wire import ResultMsg, Status, TaskState, stop_ask
 STOPPED = "cancelled while it ran"
 
 
+def describe_progress(progress: Any) -> str:
+    """A progress as words: "3/10 (30%) parsing", "12"."""
+    done, total, message = progress
+    text = f"{done:g}" if total is None else f"{done:g}/{total:g}"
+    if total:
+        text += f" ({100 * done / total:.0f}%)"
+    return f"{text} {message}" if message else text
+
+
 class StopsMixin:
     """The hard-cancel and progress half of ``BrokerState`` (which provides what is
     declared here)."""
