@@ -30,6 +30,7 @@ from taskq.cli import (
     user_errors,
 )
 from taskq.state import CancelOutcome
+from taskq.state.stops import describe_progress
 
 
 @app.command()
@@ -82,13 +83,7 @@ def _report(out: CancelOutcome) -> int:
 
 def progress_text(value: Any) -> str:
     """A progress as the CLI shows it: "40/100 (40%) parsing", "12 files"."""
-    if not value:
-        return "-"
-    done, total, message = value
-    text = f"{done:g}" if total is None else f"{done:g}/{total:g}"
-    if total:
-        text += f" ({100 * done / total:.0f}%)"
-    return f"{text} {message}" if message else text
+    return describe_progress(value) if value else "-"
 
 
 def show_running(remote: Any, job: str, as_json: bool) -> None:

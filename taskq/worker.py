@@ -129,6 +129,7 @@ class Worker:
         self._intake = threading.Lock()  # leased tasks going into the pool, or a cancel
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
+        self._progress_left: dict[str, Any] = {}  # progress beyond one heartbeat's share
         self.log = log.bind(worker_id=self.public_id)
 
     # ------------------------------------------------------------------ control
@@ -388,11 +389,13 @@ class Worker:
     def _progress(self) -> dict[str, tuple[Any, ...]] | None:
         """What the pool's tasks reported since the last beat, as plain tuples (the
         master loads nothing else); None when nothing changed (the usual case)."""
-        changed = self.pool.progress()
+        changed = {**self._progress_left, **self.pool.progress()}
         if not changed:
             return None
-        items = list(changed.items())[:defaults.PROGRESS_PER_HEARTBEAT]
-        return {task_id: tuple(value) for task_id, value in items}
+        items = list(changed.items())
+        self._progress_left = dict(items[defaults.PROGRESS_PER_HEARTBEAT:])  # the next beat's
+        return {task_id: tuple(value) for task_id, value in
+                items[:defaults.PROGRESS_PER_HEARTBEAT]}
 
     def _memory(self) -> int:
         """Resident bytes of this worker and its pool processes (0 where unknown)."""

@@ -20,6 +20,7 @@ import taskq
 from taskq.client_cancel import CancelResult
 from taskq.journal import Journal
 from taskq.state import BrokerState, WorkerInfo
+from taskq.state.explain import explain
 from taskq.wire import Status, TaskMsg
 
 pytestmark = pytest.mark.timeout(180)
@@ -69,6 +70,21 @@ def test_the_journal_keeps_a_stop(tmp_path: Path) -> None:
     again.promote(11.0)
     assert "t1" not in again.tasks and again.tasks["t2"].state.value == "pending"
     assert again.outboxes["job:J"].results["t1"].status is Status.CANCELLED
+
+
+def test_explain_shows_a_running_task_s_progress_and_its_stop() -> None:
+    state = BrokerState(lost_after=5.0, max_lost=3, max_payload=1000)
+    state.submit([TaskMsg("t1", "job:J", b"f", b"a")], 1.0)
+    state.register(WorkerInfo("w", "h", 1, 1), 1.0)
+    state.lease("w", 1, 1.0)
+    state.start("w", ["t1"], 2.0)
+    state.heartbeat("w", ["t1"], 1, 3.0, 0, {"t1": (3, 10, "parsing"), "t9": (1, 2, None)})
+    state.stop(["t1"], 4.0)
+    got = explain(state, "t1", 4.0)
+    assert got.kind.value == "running" and got.summary.endswith("at 3/10 (30%) parsing")
+    assert got.facts["progress"] == [3, 10, "parsing"]
+    assert any("a stop was asked" in reason for reason in got.reasons)
+    assert state.tasks["t1"].started_at == 2.0 and state.tasks["t1"].progress_updates == 1
 
 
 @pytest.mark.slow

@@ -605,9 +605,10 @@ class BrokerMachine(RuleBasedStateMachine):
                 self.state.restore_result(box_name, result)
         for box in OUTBOXES:
             self.session[box].clear()
-        for tid, rec in self.state.tasks.items():
+        for tid, rec in self.state.tasks.items():  # a stopped task is never queued again
             assert rec.state is (TaskState.BLOCKED if old.tasks[tid].state is TaskState.BLOCKED
-                                 else TaskState.WAITING if hold else TaskState.PENDING)
+                                 else TaskState.WAITING if hold or rec.stop_asked
+                                 else TaskState.PENDING)
         assert self.state.lease("anyone", 100, self.now) == []
 
     @rule(data=st.data(), kind=KINDS)

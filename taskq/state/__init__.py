@@ -443,6 +443,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
                 rec.started = False
                 box = self._outbox(rec.msg.outbox)
                 box.running.discard(rec.msg.task_id)
+                box.to_tell.discard(rec.msg.task_id)  # requeued: it does not run now
                 box.progressed.discard(rec.msg.task_id)
             rec.cancel_asked = False
             rec.progress, rec.progress_updates, rec.started_at = None, 0, 0.0

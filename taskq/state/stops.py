@@ -27,11 +27,21 @@ from typing import Any
 from taskq.defaults import KNOWN_JOBS_KEPT
 from taskq.report import from_wire
 from taskq.state.history import History
+from taskq.state.queues import TaskQueues
 from taskq.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
 from taskq.state.uniques import Uniques
 from taskq.wire import ResultMsg, Status, TaskState, stop_ask
 
 STOPPED = "cancelled while it ran"
+
+
+def describe_progress(progress: Any) -> str:
+    """A progress as words: "3/10 (30%) parsing", "12"."""
+    done, total, message = progress
+    text = f"{done:g}" if total is None else f"{done:g}/{total:g}"
+    if total:
+        text += f" ({100 * done / total:.0f}%)"
+    return f"{text} {message}" if message else text
 
 
 class StopsMixin:
@@ -44,6 +54,7 @@ class StopsMixin:
     outboxes: dict[str, Outbox]
     uniques: Uniques
     history: History
+    queues: TaskQueues
     changes: Changes
     restore_hold_until: float
     wall_offset: float
@@ -119,10 +130,15 @@ class StopsMixin:
             worker.to_ask.append(ask)
 
     def restore_stop(self, task_id: str) -> None:
-        """A journaled stop request (master restart): its task ends CANCELLED."""
+        """A journaled stop request (master restart; after ``restore_task``): its task is
+        held for its holder to claim it back, and never queued (see the module docstring)."""
         rec = self.tasks.get(task_id)
-        if rec is not None:
-            rec.stop_asked = True
+        if rec is None:
+            return
+        rec.stop_asked = True
+        if rec.state is TaskState.PENDING:  # no hold: it ends at the next promote
+            self.queues.remove(rec)
+            self.queues.hold(rec, self.restore_hold_until)
 
     def ended_how(self, task_id: str) -> str | None:
         """How a task the master no longer holds ended ("ok", "raised", ...), if known."""
