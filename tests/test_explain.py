@@ -176,7 +176,7 @@ def test_waiting_for_dependencies_names_each_and_where_it_is() -> None:
     state.note_progress("w1", {"box-a": (3.0, 10.0, "parsing")})
     running = explain(state, "box-a", now=0)
     assert running.facts["progress"] == {"done": 3.0, "total": 10.0, "message": "parsing"}
-    assert "progress: 3 of 10 (parsing)" in running.reasons
+    assert running.summary.endswith("at 3/10 (30%) parsing")
     state.complete("w1", [ok("box-a")], now=1)
     after = explain(state, "box-c", now=1)
     assert after.facts["waiting_for"] == {"box-b": "queued"}

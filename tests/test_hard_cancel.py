@@ -82,7 +82,7 @@ def test_explain_shows_a_running_task_s_progress_and_its_stop() -> None:
     state.stop(["t1"], 4.0)
     got = explain(state, "t1", 4.0)
     assert got.kind.value == "running" and got.summary.endswith("at 3/10 (30%) parsing")
-    assert got.facts["progress"] == [3, 10, "parsing"]
+    assert got.facts["progress"] == {"done": 3, "total": 10, "message": "parsing"}
     assert any("a stop was asked" in reason for reason in got.reasons)
     assert state.tasks["t1"].started_at == 2.0 and state.tasks["t1"].progress_updates == 1
 

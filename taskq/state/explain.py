@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from taskq.state.history import TaskHistory, job_name
 from taskq.state.records import TaskRecord
 from taskq.state.resources import describe
+from taskq.state.stops import describe_progress
 from taskq.wire import TaskState
 
 if TYPE_CHECKING:
@@ -221,16 +222,14 @@ def _running(state: BrokerState, rec: TaskRecord, where: str,
     since = rec.started_at + state.wall_offset if rec.started_at else facts["leased_at"]
     facts["started_at"] = since
     why = f"running on worker {where}" + (f" since {_at(since)}" if since else "")
-    reasons = [why]
     progress = rec.progress
     if progress is not None:
         facts["progress"] = {"done": progress.done, "total": progress.total,
                              "message": progress.message}
-        of = f" of {progress.total:g}" if progress.total is not None else ""
-        reasons.append(f"progress: {progress.done:g}{of}"
-                       + (f" ({progress.message})" if progress.message else ""))
+        why += f", at {describe_progress(progress)}"
+    reasons = [why]
     if rec.stop_asked:
-        reasons.append("a stop was asked: its worker kills it, or its lease expires")
+        reasons.append("a stop was asked: its worker is stopping it, and it ends cancelled")
     return Explanation(rec.msg.task_id, ExplainKind.RUNNING, why, reasons, facts)
 
 
