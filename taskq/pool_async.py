@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from taskq import defaults, execute, logs
-from taskq.pool import Job
+from taskq.pool_job import Job
 from taskq.pool_local import LocalPool
 from taskq.pool_threads import THREAD_TIMEOUT_DETAIL
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from taskq import report
-from taskq.pool import Job, Outcome, OutcomeKind
+from taskq.pool_job import Job, Outcome, OutcomeKind
 from taskq.report import Progress
 
 

@@ -4,7 +4,7 @@ framing of the results it sends back.
     owner ── write(parts) ── [packed job]... ──► pool process
           ◄── receive() ◄── [len | result]... ◄─┘      results arrive in job order
 
-``taskq.pool`` schedules jobs over these records; everything here is about one process,
+``taskq.pool_driver`` schedules jobs over these records; everything here is about one process,
 down to how it ended (``exit_detail``): its exit code or signal, and "out of memory" only
 where the kernel's count of OOM kills in the worker's memory cgroup (v2 ``memory.events``,
 v1 ``memory.oom_control``) went up while it ran.

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from taskq.pool import Job
+from taskq.pool_job import Job
 from taskq.pool_local import LocalPool
 
 THREAD_TIMEOUT_DETAIL = ("ran past its {:g} s timeout; a thread cannot be stopped, so its "

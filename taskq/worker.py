@@ -35,8 +35,9 @@ from typing import Any
 from taskq import defaults, execute, logs, owners, wire
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed, TaskTimeout
 from taskq.options import retry_applies
-from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
+from taskq.pool import ProcessPool
 from taskq.pool_async import AsyncioPool
+from taskq.pool_job import Job, Outcome, OutcomeKind
 from taskq.pool_local import LocalPool
 from taskq.pool_proc import resident_bytes
 from taskq.pool_threads import ThreadPool
