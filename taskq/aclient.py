@@ -20,7 +20,8 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
-from taskq.client import Client, _chunks, _Entry, chunk_runner
+from taskq.client import Client, _Entry
+from taskq.client_map import chunk_runner, chunks
 from taskq.future import TaskFuture
 
 
@@ -83,7 +84,7 @@ class AsyncClient:
         else:
             runner, options = chunk_runner(fn), getattr(fn, "taskq_options", None)
             futures = [await self._enqueue(client._prepare(runner, (chunk,), {}, options))
-                       for chunk in _chunks(iterables, chunksize)]
+                       for chunk in chunks(iterables, chunksize)]
         try:
             for future in futures:
                 result = await future

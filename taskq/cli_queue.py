@@ -17,7 +17,7 @@ import typer
 from taskq.cli import AddressOpt, KeyFileOpt, _ask
 from taskq.remote import Remote
 from taskq.state.limits import parse_rate
-from taskq.wire import QueueRow
+from taskq.wire_replies import QueueRow
 
 app = typer.Typer(no_args_is_help=True, help="Queues and their rate and concurrency limits.")
 

@@ -19,44 +19,32 @@ loses no future; a master that stays away for longer than ``reconnect_for`` fail
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor
 from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
 from taskq import defaults, logs, owners, wire
 from taskq.auth import resolve_authkey
 from taskq.client_cancel import CancelCalls
 from taskq.client_deps import Dependencies, Found, Pins
+from taskq.client_map import Mapping
+from taskq.client_schedule import Scheduling
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCancelled, TaskqError
 from taskq.future import TaskFuture
-from taskq.options import TaskFunction, start_time
 from taskq.remote import Remote
 from taskq.report import Progress
 from taskq.shared_state import SharedState
-from taskq.state.schedules import check, interval
 from taskq.tls import TLS
 from taskq.transport import Link, parse_address
-from taskq.wire import (
-    DEFAULT_OPTIONS,
-    MIRROR_FN,
-    Fetched,
-    MasterInfo,
-    ResultMsg,
-    Schedule,
-    Status,
-    TaskMsg,
-    TaskOptions,
-)
+from taskq.wire import DEFAULT_OPTIONS, MIRROR_FN, ResultMsg, Status, TaskMsg, TaskOptions
+from taskq.wire_replies import Fetched, MasterInfo
 
 log = logs.get_logger("taskq.client")
 
@@ -75,32 +63,12 @@ class _Entry:
     mirror: bool = False  # another submitter's task, seen through ``Client.future``
 
 
-def _run_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
-    return [fn(*args) for args in chunk]
-
-
-async def _run_chunk_async(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> list[Any]:
-    return [await fn(*args) for args in chunk]
-
-
-def chunk_runner(fn: Callable[..., Any]) -> bytes:
-    """The encoded task that runs ``fn`` over a chunk of items (awaiting an async def)."""
-    inner = fn.fn if isinstance(fn, TaskFunction) else fn
-    run = _run_chunk_async if inspect.iscoroutinefunction(inner) else _run_chunk
-    return wire.encode_function(partial(run, inner))
-
-
-def _chunks(iterables: tuple[Iterable[Any], ...], size: int) -> Iterator[list[tuple[Any, ...]]]:
-    it = zip(*iterables, strict=False)
-    while chunk := list(itertools.islice(it, size)):
-        yield chunk
-
-
-class Client(CancelCalls, SharedState, Dependencies, Executor):
+class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Executor):
     """Submit work to a taskq cluster; with no address, to a local one started for you.
     Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``;
     ``future(task_id)`` and the bookkeeping of dependencies from ``Dependencies``; ``cancel``
-    (stopping running tasks too) from ``CancelCalls``."""
+    (stopping running tasks too) from ``CancelCalls``; ``map`` from ``Mapping``;
+    ``submit_after``, ``submit_at`` and ``schedule`` from ``Scheduling``."""
 
     def __init__(self, address: str | tuple[str, int] | None = None,
                  authkey: bytes | str | None = None, *, procs: int | None = None,
@@ -158,60 +126,6 @@ class Client(CancelCalls, SharedState, Dependencies, Executor):
         return self._submit(self._encode_fn(fn), args, kwargs,
                             getattr(fn, "taskq_options", None))
 
-    def submit_after(self, seconds: float, fn: Callable[..., Any], /, *args: Any,
-                     **kwargs: Any) -> TaskFuture:
-        """Like ``submit``, but the task starts no sooner than ``seconds`` from now; it waits
-        on the master (journaled, holding no worker slot) and can be cancelled meanwhile."""
-        return self._submit_later(start_time(delay=seconds), fn, args, kwargs)
-
-    def submit_at(self, when: datetime, fn: Callable[..., Any], /, *args: Any,
-                  **kwargs: Any) -> TaskFuture:
-        """Like ``submit_after``, at a timezone-aware ``datetime`` (a naive one is an error)."""
-        return self._submit_later(start_time(when=when), fn, args, kwargs)
-
-    def _submit_later(self, run_at: float, fn: Callable[..., Any], args: tuple[Any, ...],
-                      kwargs: dict[str, Any]) -> TaskFuture:
-        options = replace(getattr(fn, "taskq_options", None) or DEFAULT_OPTIONS, run_at=run_at)
-        return self._submit(self._encode_fn(fn), args, kwargs, options)
-
-    def schedule(self, name: str, fn: Callable[..., Any], /, *args: Any, cron: str = "",
-                 every: float | timedelta | str = 0.0, tz: str = "UTC", catch_up: str = "once",
-                 **kwargs: Any) -> bool:
-        """Run ``fn(*args, **kwargs)`` periodically, by the master: on a cron expression (in
-        time zone ``tz``) or ``every`` interval. Its runs are the job ``schedule:NAME``. A
-        schedule of the same name is replaced (returns True, and logs it). Ticks missed while
-        the master was down: ``catch_up="once"`` runs one, ``"skip"`` none."""
-        spec = Schedule(name, self._encode_fn(fn), wire.encode_args(args, kwargs),
-                        getattr(fn, "taskq_options", None) or DEFAULT_OPTIONS, cron,
-                        interval(every), tz, catch_up)
-        check(spec)  # a bad definition fails here, before anything reaches the master
-        replaced = self._remote.schedule_add(spec)
-        if replaced:
-            log.info("schedule_replaced", schedule=name)
-        return replaced
-
-    def unschedule(self, name: str) -> bool:
-        """Remove a schedule (its runs already made still run); False if there is none."""
-        return self._remote.schedule_remove(name)
-
-    def schedules(self) -> list[Schedule]:
-        """Every schedule on the master: next run, last run and its outcome."""
-        return self._remote.schedules()
-
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
-            timeout: float | None = None, chunksize: int = 1) -> Iterator[Any]:
-        """Like ``Executor.map``; ``chunksize`` items travel (and run) as one task."""
-        if chunksize < 1:
-            raise ValueError("chunksize must be >= 1")
-        if chunksize == 1:
-            calls = zip(*iterables, strict=False)
-            return self._ordered([self.submit(fn, *args) for args in calls], timeout)
-        options = getattr(fn, "taskq_options", None)
-        runner = chunk_runner(fn)
-        fs = [self._submit(runner, (chunk,), {}, options)
-              for chunk in _chunks(iterables, chunksize)]
-        return itertools.chain.from_iterable(self._ordered(fs, timeout))
-
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Take no new task. ``cancel_futures`` cancels every task that has not started;
         the others still run and their futures get their results. With ``wait``, return
@@ -238,18 +152,6 @@ class Client(CancelCalls, SharedState, Dependencies, Executor):
         return mirror.future
 
     # ------------------------------------------------------------------ submitting
-
-    def _ordered(self, fs: list[TaskFuture], timeout: float | None) -> Iterator[Any]:
-        """Results in order; on an error (or when the caller stops early) the tasks not
-        begun yet are cancelled, in one call to the master."""
-        end = None if timeout is None else time.monotonic() + timeout
-        try:
-            for future in fs:
-                yield future.result(None if end is None else end - time.monotonic())
-        finally:
-            rest = [f for f in fs if not f.done()]
-            if rest:
-                self._cancel_futures(rest)
 
     def _encode_fn(self, fn: Callable[..., Any]) -> bytes:
         """A callable's encoding, as it is now: reused only for functions that travel by

@@ -36,15 +36,8 @@ from typing import TYPE_CHECKING, Any
 from taskq import logs
 from taskq.defaults import CLIENT_OUTBOX_PREFIX, JOB_OUTBOX_PREFIX
 from taskq.state import CancelOutcome
-from taskq.wire import (
-    MIRROR_FN,
-    ClusterStatus,
-    Fetched,
-    MasterInfo,
-    ResultMsg,
-    TaskMsg,
-    WorkerHello,
-)
+from taskq.wire import MIRROR_FN, ResultMsg, TaskMsg, WorkerHello
+from taskq.wire_replies import ClusterStatus, Fetched, MasterInfo
 
 if TYPE_CHECKING:
     from taskq.service import Broker

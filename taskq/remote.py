@@ -19,16 +19,8 @@ from typing import Any, cast
 from taskq.remote_prims import RemotePrimitives
 from taskq.state import CancelOutcome
 from taskq.state.explain import Explanation
-from taskq.wire import (
-    ClusterStatus,
-    Fetched,
-    MasterInfo,
-    QueueRow,
-    ResultMsg,
-    Schedule,
-    TaskMsg,
-    WorkerHello,
-)
+from taskq.wire import ResultMsg, Schedule, TaskMsg, WorkerHello
+from taskq.wire_replies import ClusterStatus, Fetched, MasterInfo, QueueRow
 
 Call = Callable[..., Any]  # call(method_name, *args) -> the method's return value
 

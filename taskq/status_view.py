@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from taskq.views_cli import jobs_table, size
-from taskq.wire import ClusterStatus
+from taskq.wire_replies import ClusterStatus
 
 _LEFT = ("worker", "host", "pool")
 THREAD_NOTE = ("busy: slots in use. A thread cannot be killed: a task that timed out on a "

@@ -45,7 +45,7 @@ from taskq import codec, defaults, fdio, handshake, logs, owners, tls
 from taskq.auth import KeyRing
 from taskq.errors import AuthError, MasterError, VersionMismatch
 from taskq.remote import EXPOSED, Remote
-from taskq.wire import MasterInfo
+from taskq.wire_replies import MasterInfo
 
 log = logs.get_logger("taskq.transport")
 T = TypeVar("T")

@@ -12,7 +12,9 @@ results)::
                                                                                  run
     decode_result ◄── ResultMsg ◄── outbox ◄──────── ResultMsg ◄── encode_value / encode_error
 
-Every pickling failure is raised as one ``SerializationError`` saying what failed.
+Every pickling failure is raised as one ``SerializationError`` saying what failed. The
+messages only the master sends (fetched results, ``MasterInfo``, status rows) are in
+``taskq.wire_replies``.
 """
 
 from __future__ import annotations
@@ -196,17 +198,6 @@ class ResultMsg:
         return self.status is Status.ERROR if self.retry is None else self.retry
 
 
-@dataclass(slots=True)
-class Fetched:
-    """What a submitter's fetch returns: results, and the tasks that started running."""
-
-    results: list[ResultMsg] = field(default_factory=list)
-    started: list[str] = field(default_factory=list)
-    # the last progress of running tasks that changed since the last fetch:
-    # task id -> (done, total, message), see taskq.report
-    progress: dict[str, tuple[float, float | None, str | None]] = field(default_factory=dict)
-
-
 # A cancel request the master hands a worker (``control``) is a task id: drop that task if
 # it has not begun. A request to stop it even while it runs is the id behind this mark (task
 # ids start with their outbox's public name, never with it); a worker that knows no such
@@ -255,17 +246,6 @@ class Schedule:
 
 
 @dataclass(slots=True)
-class QueueRow:
-    """A queue for ``taskq queue list``: depth, running, and its limits (0: none)."""
-
-    name: str
-    depth: int
-    running: int
-    rate: float = 0.0
-    concurrency: int = 0
-
-
-@dataclass(slots=True)
 class WorkerHello:
     """What a worker tells the master when it (re)connects."""
 
@@ -276,51 +256,6 @@ class WorkerHello:
     queues: tuple[str, ...] = ("default",)
     pool: str = "processes"  # processes, threads or asyncio; procs is its concurrency
     resources: tuple[tuple[str, float], ...] = ()  # what it has, e.g. (("gpu", 2.0),)
-
-
-@dataclass(slots=True)
-class MasterInfo:
-    """What the master tells a client or worker when it (re)connects."""
-
-    max_payload: int
-    lost_after: float
-    heartbeat: float
-    durable: bool
-
-
-@dataclass(slots=True)
-class WorkerRow:
-    worker_id: str
-    host: str
-    pid: int
-    procs: int
-    busy: int
-    held: int
-    done: int
-    failed: int
-    seen_ago: float
-    pool: str = "processes"
-    resources: str = ""  # what it declared, e.g. "gpu=2,ram_gb=64"
-    memory: int = 0  # resident bytes of the worker and its pool processes (0: unknown)
-
-
-@dataclass(slots=True)
-class ClusterStatus:
-    """A snapshot for ``taskq status``."""
-
-    workers: list[WorkerRow]
-    pending: dict[str, int]
-    leased: int
-    done: int
-    failed: int
-    results_waiting: int
-    uptime: float
-    durable: bool
-    waiting: int = 0  # tasks held back until a time (restored for their holders to claim)
-    # queued tasks no connected worker could ever fit: "gpu=4" -> how many
-    unfit: dict[str, int] = field(default_factory=dict)
-    keys: dict[str, int] = field(default_factory=dict)  # open connections per key fingerprint
-    blocked: int = 0  # tasks waiting for their dependencies to end
 
 
 # --------------------------------------------------------------------------- encoding

@@ -23,7 +23,7 @@ from cluster import Cluster, Proc, wait_for, wait_ready
 
 from taskq import defaults, fdio, handshake, transport
 from taskq.transport import parse_address
-from taskq.wire import MasterInfo
+from taskq.wire_replies import MasterInfo
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,7 +17,8 @@ from taskq.defaults import BATCH_BYTES, JOB_OUTBOX_PREFIX, KNOWN_JOBS_KEPT
 from taskq.state.deps import Deps
 from taskq.state.history import History
 from taskq.state.records import Changes, Outbox, TaskRecord
-from taskq.wire import Fetched, ResultMsg
+from taskq.wire import ResultMsg
+from taskq.wire_replies import Fetched
 
 
 class OutboxesMixin:
