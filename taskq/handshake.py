@@ -30,9 +30,10 @@ log = logs.get_logger("taskq.handshake")
 
 # The wire protocol: bump it when a message, a call or the meaning of a name changes.
 # 2: outbox and worker names are secrets held by their owners (taskq.owners).
-# 3: a task carries its dependencies and, leased, their results (TaskMsg.deps, .inputs).
-# 4: the master's replies (Fetched, MasterInfo, status rows) are pickled as taskq.wire_replies.
-PROTOCOL = 4
+# 3: a task carries its dependencies and, leased, their results (TaskMsg.deps, .inputs);
+#    the master's replies (Fetched, MasterInfo, status rows) are pickled as
+#    taskq.wire_replies; stops and progress ride the control channel and heartbeats.
+PROTOCOL = 3
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "
