@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -81,8 +82,9 @@ def test_cancel_succeeds_for_tasks_a_worker_took_but_did_not_begin(
     cluster.start_worker(procs=1)
     cluster.wait_workers(1)
     runs = str(tmp_path)
+    release = tmp_path / "release"
     with cluster.client() as client:
-        first = client.submit(tasks_mod.mark_run, runs, "first", 2.0)
+        first = client.submit(tasks_mod.hold_until, str(release))  # runs until released
         wait_for(first.running, 30, "the first task to run")
         later = [client.submit(tasks_mod.mark_run, runs, f"later{i}") for i in range(3)]
         # the worker takes tasks ahead of its single process: they wait there, unstarted
@@ -93,10 +95,10 @@ def test_cancel_succeeds_for_tasks_a_worker_took_but_did_not_begin(
             later[0].result(0)
         done, _ = cf.wait(later, timeout=5)
         assert set(done) == set(later)
-        assert first.result(30) == "first"
+        release.touch()
+        assert first.result(30) == str(release)
         assert client.submit(tasks_mod.mark_run, runs, "after").result(30) == "after"
     assert [tasks_mod.runs_of(runs, f"later{i}") for i in range(3)] == [0, 0, 0]
-    assert tasks_mod.runs_of(runs, "first") == 1
 
 
 def test_shutdown_without_wait_lets_submitted_tasks_finish(running: Cluster) -> None:
@@ -114,12 +116,24 @@ def test_shutdown_cancel_futures_cancels_only_what_has_not_begun(
     cluster.start_worker(procs=1)
     cluster.wait_workers(1)
     runs = str(tmp_path)
+    release = tmp_path / "release"
     client = cluster.client()
-    first = client.submit(tasks_mod.mark_run, runs, "first", 1.0)
+    first = client.submit(tasks_mod.hold_until, str(release))  # runs until released
     wait_for(first.running, 30, "the first task to run")
     rest = [client.submit(tasks_mod.mark_run, runs, f"rest{i}") for i in range(5)]
-    client.shutdown(wait=True, cancel_futures=True)
-    assert first.result(0) == "first"
+
+    def release_once_cancelled() -> None:  # shutdown(wait=True) waits for the first task
+        wait_for(lambda: all(f.cancelled() for f in rest), 30, "the rest to be cancelled")
+        release.touch()
+
+    releaser = threading.Thread(target=release_once_cancelled)
+    releaser.start()
+    try:
+        client.shutdown(wait=True, cancel_futures=True)
+    finally:
+        release.touch()
+        releaser.join(35)
+    assert first.result(0) == str(release)
     assert all(f.cancelled() for f in rest)
     assert sum(tasks_mod.runs_of(runs, f"rest{i}") for i in range(5)) == 0
 
