@@ -192,3 +192,10 @@ def hold_until(path: str, limit: float = 60.0) -> str:
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.01)
     return path
+
+
+def mark_then_hold(directory: str, name: str, release: str) -> str:
+    """``mark_run``, then run until the file ``release`` exists (at most a minute)."""
+    mark_run(directory, name)
+    hold_until(release)
+    return name

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import tasks_mod
-from cluster import Cluster
+from cluster import Cluster, wait_for
 
 import taskq
 
@@ -65,14 +65,21 @@ def test_a_queues_rate_spaces_its_starts(wide: Cluster, tmp_path: Path) -> None:
 
 
 def test_unique_tasks_run_once_for_every_submitter(wide: Cluster, tmp_path: Path) -> None:
-    runs = str(tmp_path)
-    charge = taskq.task(tasks_mod.fail_first, unique="invoice-7")
-    with wide.client() as one, wide.client() as two:
-        first = one.submit(charge, runs, "charge", 0, "OSError")
-        second = two.submit(charge, runs, "charge", 0, "OSError")
-        assert first.result(60) == second.result(60) == "charge"
-        assert tasks_mod.runs_of(runs, "charge") == 1
-        assert one.submit(charge, runs, "charge", 0).result(60) == "charge"  # it ended: runs
+    runs, release = str(tmp_path), str(tmp_path / "release")
+    charge = taskq.task(tasks_mod.mark_then_hold, unique="invoice-7")
+    try:
+        with wide.client() as one, wide.client() as two:
+            first = one.submit(charge, runs, "charge", release)
+            wait_for(first.running, 30, "the first charge to run")
+            second = two.submit(charge, runs, "charge", release)  # joins the live task
+            wait_for(lambda: wide.cli("explain", second.task_id).stdout.count("joined"), 30,
+                     "the second submit to join the first")
+            (tmp_path / "release").touch()
+            assert first.result(60) == second.result(60) == "charge"
+            assert tasks_mod.runs_of(runs, "charge") == 1
+            assert one.submit(charge, runs, "charge", release).result(60) == "charge"  # ended: runs
+    finally:
+        (tmp_path / "release").touch()
     assert tasks_mod.runs_of(runs, "charge") == 2
 
 
