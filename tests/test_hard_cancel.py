@@ -229,8 +229,10 @@ def test_cancel_on_thread_and_asyncio_pools(cluster: Cluster, tmp_path: Path) ->
             with pytest.raises(taskq.TaskCancelled):
                 future.result(60)
         assert (tmp_path / "a.cancelled").read_text() == "yes"  # the coroutine was cancelled
-        # a thread cannot be killed: its slot stays busy until it returns; the other works
-        assert _worker_row(cluster, threads.pid)["busy"] == 1
+        # a thread cannot be killed: its slot stays busy until it returns (the status shows
+        # it from the worker's next heartbeat on); the other slot works
+        wait_for(lambda: _worker_row(cluster, threads.pid)["busy"] == 1, 30,
+                 "the cancelled thread's slot to show busy")
         assert client.submit(taskq.task(tasks_mod.add, queue="t"), 1, 1).result(60) == 2
         assert client.submit(taskq.task(tasks_mod.add, queue="a"), 2, 2).result(60) == 4
         go.touch()
