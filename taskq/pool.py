@@ -96,30 +96,6 @@ class ProcessPool(PoolDriver):
         finally:
             self._io.release()
 
-    def get_outcomes(self, timeout: float, starts_wake: bool = True) -> list[Outcome]:
-        """Every outcome available, waiting up to ``timeout`` s for one (or, with
-        ``starts_wake``, for a job to begin: see take_started); [] on timeout/wake."""
-        def ready() -> object:
-            return self._outcomes or self._woken or self._error or (
-                starts_wake and self._started_out)
-
-        with self._cond:
-            if not ready():
-                self._cond.wait_for(ready, timeout)
-            self._woken = False
-            if self._error is not None and not self._outcomes:
-                raise RuntimeError("pool driver failed") from self._error
-            out = list(self._outcomes)
-            self._outcomes.clear()
-            self._in_flight -= len(out)
-            return out
-
-    def take_started(self) -> list[str]:
-        """Jobs that began running since the last call (get_outcomes returns when there are)."""
-        with self._cond:
-            started, self._started_out = self._started_out, []
-            return started
-
     def cancel(self, task_id: str) -> bool:
         """Make sure a job never runs: True if it had not begun (no outcome will come for it,
         and it is not handed back), False if it runs, ended, or is unknown here."""
@@ -172,16 +148,6 @@ class ProcessPool(PoolDriver):
                 if got is not None:
                     out[child.fifo[0][0].task_id] = got
         return out
-
-    def wake(self) -> None:
-        """Make a blocked (or the next) get_outcomes return now."""
-        with self._cond:
-            self._woken = True
-            self._cond.notify_all()
-
-    def in_flight(self) -> int:
-        """Jobs submitted whose outcome get_outcomes has not returned yet."""
-        return self._in_flight
 
     def running(self) -> int:
         """Jobs being run by a child right now."""

@@ -31,7 +31,7 @@ from taskq import fdio
 from taskq.defaults import CHILD_DEPTH
 from taskq.pool_child import OK, RAISED, SKIPPED, child_main
 from taskq.pool_claim import RING, Claims
-from taskq.pool_job import Job, Outcome, OutcomeKind
+from taskq.pool_job import Job, Outcome, OutcomeKind, OutcomeQueue
 from taskq.pool_proc import Child, exit_detail
 from taskq.pool_progress import ProgressSlot
 
@@ -50,7 +50,7 @@ _JOIN_S = 5.0
 _Entry = tuple[Job, list[fdio.Part]]  # a job and its packed payload
 
 
-class PoolDriver:
+class PoolDriver(OutcomeQueue):
     """The state of a process pool and its driver thread; see the module docstring."""
 
     # Opened by ``start``: the children's watchdog pipe and the driver's wake-up pipe.
@@ -97,6 +97,9 @@ class PoolDriver:
         # a submitting thread that dispatches in its place.
         self._io = threading.Lock()
         self._thread = threading.Thread(target=self._drive, name="taskq-pool", daemon=True)
+
+    def _failure(self) -> BaseException | None:
+        return self._error  # the driver thread died: callers get it from get_outcomes
 
     # ------------------------------------------------------------------ driver thread
 

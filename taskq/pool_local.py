@@ -23,11 +23,11 @@ from collections.abc import Callable
 from typing import Any
 
 from taskq import report
-from taskq.pool_job import Job, Outcome, OutcomeKind
+from taskq.pool_job import Job, Outcome, OutcomeKind, OutcomeQueue
 from taskq.report import Progress
 
 
-class LocalPool:
+class LocalPool(OutcomeQueue):
     """Up to ``size`` jobs at once, run in this process; see the module docstring."""
 
     def __init__(self, size: int, runner: Callable[[Any], Any]) -> None:
@@ -62,27 +62,6 @@ class LocalPool:
             self._work.notify()
         self._on_submit()
 
-    def get_outcomes(self, timeout: float, starts_wake: bool = True) -> list[Outcome]:
-        """Every outcome available, waiting up to ``timeout`` s for one (or, with
-        ``starts_wake``, for a job to begin); [] on timeout or wake."""
-        def ready() -> object:
-            return self._outcomes or self._woken or (starts_wake and self._started_out)
-
-        with self._cond:
-            if not ready():
-                self._cond.wait_for(ready, timeout)
-            self._woken = False
-            out = list(self._outcomes)
-            self._outcomes.clear()
-            self._in_flight -= len(out)
-            return out
-
-    def take_started(self) -> list[str]:
-        """Ids of the jobs that began since the last call."""
-        with self._lock:
-            started, self._started_out = self._started_out, []
-            return started
-
     def cancel(self, task_id: str) -> bool:
         """Make sure a job never begins: True if it had not, and now never will."""
         with self._lock:
@@ -114,16 +93,6 @@ class LocalPool:
     def _note_progress(self, task_id: str, progress: Progress) -> None:
         """A job reported (in any thread): keep only its latest value."""
         self._progress[task_id] = progress  # one store; progress() swaps the dict
-
-    def wake(self) -> None:
-        """Make a blocked (or the next) get_outcomes return now."""
-        with self._cond:
-            self._woken = True
-            self._cond.notify_all()
-
-    def in_flight(self) -> int:
-        """Jobs submitted whose outcome get_outcomes has not returned yet."""
-        return self._in_flight
 
     def running(self) -> int:
         """Slots taken: jobs running, and timed-out ones whose code has not returned."""
