@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from taskq import local
+from taskq.client import local
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")

@@ -16,9 +16,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from taskq.client import Client, TaskFuture
-from taskq.client_cancel import CancelResult
-from taskq.context import TaskContext, current_task
+from taskq.client.cancel import CancelResult
+from taskq.client.client import Client, TaskFuture
+from taskq.client.shared import current_client
+from taskq.client.track import track
 from taskq.errors import (
     AuthError,
     ConnectError,
@@ -36,11 +37,10 @@ from taskq.errors import (
     VersionMismatch,
     WorkerLost,
 )
-from taskq.options import TaskFunction, task
-from taskq.progress import track
-from taskq.report import Progress, report_progress
-from taskq.shared_state import current_client
-from taskq.tls import TLS, TLSError
+from taskq.net.tls import TLS, TLSError
+from taskq.protocol.options import TaskFunction, task
+from taskq.worker.context import TaskContext, current_task
+from taskq.worker.report import Progress, report_progress
 
 __all__ = [
     "TLS",
@@ -79,12 +79,12 @@ __all__ = [
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from taskq.aclient import AsyncClient
+    from taskq.client.asyncio import AsyncClient
 
 
 def __getattr__(name: str) -> Any:
     if name == "AsyncClient":  # imported on first use: asyncio is not loaded otherwise
-        from taskq.aclient import AsyncClient
+        from taskq.client.asyncio import AsyncClient
 
         return AsyncClient
     raise AttributeError(f"module 'taskq' has no attribute {name!r}")

@@ -4,8 +4,8 @@ Library code logs with structlog's API but delivers every event to the standard 
 machinery, so a program's own logging configuration decides what is shown and where; a
 program that configures nothing sees at most warnings, on stderr (``logging``'s last resort)::
 
-    log = logs.get_logger("taskq.client")
-    log.warning("master_link_lost", address=...) ─► logging.getLogger("taskq.client")
+    log = logs.get_logger(__name__)
+    log.warning("master_link_lost", address=...) ─► logging.getLogger("taskq.client.client")
         record: message "master_link_lost address='...'", record.taskq_fields = {...}
                                                        │
     a program's handlers ◄─────────────────────────────┤

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskq.local import READY_PREFIX as READY
-from taskq.local import read_line_with
+from taskq.client.local import READY_PREFIX as READY
+from taskq.client.local import read_line_with
 
 ROOT = Path(__file__).resolve().parent.parent
 

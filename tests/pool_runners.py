@@ -64,7 +64,7 @@ def noop(payload: Any) -> Any:
 def _owner_main() -> None:
     from multiprocessing import forkserver
 
-    from taskq.pool import Job, ProcessPool
+    from taskq.worker.pools.process import Job, ProcessPool
 
     pool = ProcessPool(2, run)
     pool.submit(Job("a", ("sleep_pid", 0.2)))

@@ -24,10 +24,10 @@ import tasks_mod
 from cluster import Cluster, wait_for
 
 import taskq
-from taskq import transport
 from taskq.errors import MasterError
-from taskq.service import Broker
-from taskq.state import BrokerState
+from taskq.master.broker import Broker
+from taskq.master.state import BrokerState
+from taskq.net import managers
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -163,8 +163,8 @@ def test_the_client_keeps_nothing_of_a_task_that_ended(running: Cluster) -> None
 
 
 def serve_in_process(broker: Broker, key: bytes) -> tuple[Any, str]:
-    server = transport.serve(broker, "127.0.0.1", 0, key)
-    transport.run_server(server)
+    server = managers.serve(broker, "127.0.0.1", 0, key)
+    managers.run_server(server)
     host, port = server.address[:2]
     return server, f"{host}:{port}"
 
@@ -186,7 +186,7 @@ def test_an_error_inside_the_master_fails_the_futures_and_nothing_hangs() -> Non
             with pytest.raises(taskq.ConnectError):
                 client.submit(tasks_mod.add, 1, 1)
     finally:
-        transport.stop_server(server)
+        managers.stop_server(server)
         broker.close()
 
 

@@ -11,10 +11,10 @@ import tasks_mod
 from cluster import Cluster, wait_for
 from test_state import join, make_state, ok, task
 
-from taskq.state import WorkerInfo
-from taskq.state.explain import ExplainKind, explain
-from taskq.state.limits import QueueLimit
-from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions
+from taskq.master.state import WorkerInfo
+from taskq.master.state.explain import ExplainKind, explain
+from taskq.master.state.limits import QueueLimit
+from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -4,7 +4,7 @@ the limit, and its connection is closed) and, once started, in time.
 Against a real master: a peer that passes the authkey handshake and then claims a 2 GiB
 frame, one that sends garbage instead of the handshake, and one that stops in the middle of
 a frame; the master stays small and keeps serving a real client. Then ``fdio`` and
-``transport.Connection`` on socket pairs, for the cases a master cannot easily be made to do.
+``managers.Connection`` on socket pairs, for the cases a master cannot easily be made to do.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ import pytest
 import tasks_mod
 from cluster import Cluster, Proc, wait_for, wait_ready
 
-from taskq import defaults, fdio, handshake, transport
-from taskq.transport import parse_address
-from taskq.wire_replies import MasterInfo
+from taskq import defaults
+from taskq.net import managers
+from taskq.net.managers import parse_address
+from taskq.protocol import frames, versions
+from taskq.protocol.replies import MasterInfo
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,8 +56,8 @@ def _authenticated(cluster: Cluster) -> tuple[socket.socket, connection.Connecti
     conn = connection.Connection(os.dup(sock.fileno()))
     connection.answer_challenge(conn, cluster.authkey.encode())
     connection.deliver_challenge(conn, cluster.authkey.encode())
-    conn.send_bytes(handshake.encode(handshake.HELLO, handshake.local()))
-    assert conn.recv_bytes().startswith(handshake.OK)
+    conn.send_bytes(versions.encode(versions.HELLO, versions.local()))
+    assert conn.recv_bytes().startswith(versions.OK)
     return sock, conn
 
 
@@ -117,7 +119,7 @@ def test_a_2_gib_claim_after_the_handshake_allocates_nothing_and_is_dropped(
 def test_a_claim_just_over_the_limit_is_refused_and_one_under_it_is_read(
         cluster: Cluster) -> None:
     master = _start_master(cluster)
-    limit = transport.frame_limit(int(defaults.MAX_PAYLOAD_MB * MIB))
+    limit = managers.frame_limit(int(defaults.MAX_PAYLOAD_MB * MIB))
     sock, conn = _authenticated(cluster)
     sock.sendall(struct.pack("!i", limit + 1))
     assert _closed_by_peer(sock)
@@ -145,11 +147,11 @@ def test_a_peer_that_stops_mid_frame_frees_its_server_thread(cluster: Cluster) -
     master = _start_master(cluster, **{defaults.ENV_FRAME_TIMEOUT: "0.5"})
     cluster.start_worker()
     sock = _open(cluster)
-    conn = transport.Connection(os.dup(sock.fileno()))
+    conn = managers.Connection(os.dup(sock.fileno()))
     connection.answer_challenge(conn, cluster.authkey.encode())
     connection.deliver_challenge(conn, cluster.authkey.encode())
-    conn.send_bytes(handshake.encode(handshake.HELLO, handshake.local()))
-    assert conn.recv_bytes().startswith(handshake.OK)
+    conn.send_bytes(versions.encode(versions.HELLO, versions.local()))
+    assert conn.recv_bytes().startswith(versions.OK)
     conn.send((None, "accept_connection", ("test",), {}))  # a long-lived connection, served
     assert conn.recv() == ("#RETURN", None)
     sock.sendall(struct.pack("!i", 1000) + b"x" * 10)  # a tenth of a frame, then silence
@@ -182,10 +184,10 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 def test_a_whole_message_is_read_and_the_limit_is_inclusive(pair: tuple[socket.socket,
                                                                          socket.socket]) -> None:
     a, b = pair
-    fdio.write_message(a.fileno(), [b"abc", b"defg"])
-    assert fdio.read_message(b.fileno(), limit=7, timeout=1.0) == b"abcdefg"
-    fdio.write_message(a.fileno(), [])
-    assert fdio.read_message(b.fileno(), limit=0, timeout=1.0) == b""
+    frames.write_message(a.fileno(), [b"abc", b"defg"])
+    assert frames.read_message(b.fileno(), limit=7, timeout=1.0) == b"abcdefg"
+    frames.write_message(a.fileno(), [])
+    assert frames.read_message(b.fileno(), limit=0, timeout=1.0) == b""
 
 
 @pytest.mark.parametrize(("head", "claimed"), [
@@ -195,8 +197,8 @@ def test_an_oversized_or_negative_claim_raises_before_any_allocation(
         pair: tuple[socket.socket, socket.socket], head: bytes, claimed: int) -> None:
     a, b = pair
     a.sendall(head)
-    with pytest.raises(fdio.FrameTooLarge) as info:
-        fdio.read_message(b.fileno(), limit=1000, timeout=1.0)
+    with pytest.raises(frames.FrameTooLarge) as info:
+        frames.read_message(b.fileno(), limit=1000, timeout=1.0)
     assert info.value.size == claimed
 
 
@@ -204,9 +206,9 @@ def test_silence_before_a_frame_is_not_a_stall(pair: tuple[socket.socket,
                                                            socket.socket]) -> None:
     a, b = pair
     with pytest.raises(BlockingIOError):
-        fdio.read_message(b.fileno(), limit=100, timeout=0.1)
-    fdio.write_message(a.fileno(), [b"still in step"])
-    assert fdio.read_message(b.fileno(), limit=100, timeout=0.1) == b"still in step"
+        frames.read_message(b.fileno(), limit=100, timeout=0.1)
+    frames.write_message(a.fileno(), [b"still in step"])
+    assert frames.read_message(b.fileno(), limit=100, timeout=0.1) == b"still in step"
 
 
 @pytest.mark.parametrize("sent", [b"\x00\x00", struct.pack("!i", 100) + b"y" * 40])
@@ -214,8 +216,8 @@ def test_silence_inside_a_frame_is_a_stall(pair: tuple[socket.socket, socket.soc
                                            sent: bytes) -> None:
     a, b = pair
     a.sendall(sent)
-    with pytest.raises(fdio.FrameStalled):
-        fdio.read_message(b.fileno(), limit=1000, timeout=5.0)
+    with pytest.raises(frames.FrameStalled):
+        frames.read_message(b.fileno(), limit=1000, timeout=5.0)
 
 
 def test_a_trickled_frame_is_cut_off_at_its_deadline(pair: tuple[socket.socket,
@@ -232,24 +234,24 @@ def test_a_trickled_frame_is_cut_off_at_its_deadline(pair: tuple[socket.socket,
     thread.start()
     started = time.monotonic()
     try:
-        with pytest.raises(fdio.FrameStalled):
-            fdio.read_message(b.fileno(), limit=1000, timeout=0.3)
+        with pytest.raises(frames.FrameStalled):
+            frames.read_message(b.fileno(), limit=1000, timeout=0.3)
     finally:
         stop.set()
         thread.join(5)
     assert time.monotonic() - started < 0.3 + 1000 / defaults.FRAME_MIN_BYTES_PER_S + 1.0
 
 
-# ------------------------------------------------------------ transport.Connection (client)
+# ------------------------------------------------------------ managers.Connection (client)
 
 
 def test_a_reply_over_the_limit_closes_the_connection(
         pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = pair
-    monkeypatch.setattr(transport, "_reply_limit", 4096)
-    conn = transport.Connection(os.dup(b.fileno()))
+    monkeypatch.setattr(managers, "_reply_limit", 4096)
+    conn = managers.Connection(os.dup(b.fileno()))
     a.sendall(struct.pack("!i", 4097))
-    with pytest.raises(transport.FrameDropped):
+    with pytest.raises(managers.FrameDropped):
         conn.recv()
     assert conn.closed
 
@@ -257,14 +259,14 @@ def test_a_reply_over_the_limit_closes_the_connection(
 def test_masterinfo_in_a_reply_raises_this_process_s_limit(
         pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = pair
-    monkeypatch.setattr(transport, "_reply_limit", transport.frame_limit(MIB))
-    conn = transport.Connection(os.dup(b.fileno()))
-    sender = transport.Connection(os.dup(a.fileno()))
+    monkeypatch.setattr(managers, "_reply_limit", managers.frame_limit(MIB))
+    conn = managers.Connection(os.dup(b.fileno()))
+    sender = managers.Connection(os.dup(a.fileno()))
     sender.send(("#RETURN", MasterInfo(512 * MIB, 5.0, 1.0, False)))
     conn.recv()
-    assert transport._reply_limit == transport.frame_limit(512 * MIB)
+    assert managers._reply_limit == managers.frame_limit(512 * MIB)
     sender.send(("#RETURN", MasterInfo(MIB, 5.0, 1.0, False)))
     conn.recv()  # a smaller master does not shrink what another one may send
-    assert transport._reply_limit == transport.frame_limit(512 * MIB)
+    assert managers._reply_limit == managers.frame_limit(512 * MIB)
     conn.close()
     sender.close()

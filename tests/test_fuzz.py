@@ -18,9 +18,10 @@ from cluster import Cluster, Proc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskq import fdio, handshake, remote, transport
-from taskq.transport import parse_address
-from taskq.wire import ResultMsg, Status, TaskMsg, WorkerHello
+from taskq.net import managers
+from taskq.net.managers import parse_address
+from taskq.protocol import api, frames, versions
+from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
@@ -52,11 +53,11 @@ def _connect(cluster: Cluster, authenticate: bool) -> tuple[socket.socket, conne
     sock.settimeout(None)
     for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
         sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", 2, 0))
-    conn = transport.Connection(os.dup(sock.fileno()))  # taskq's framing of objects
+    conn = managers.Connection(os.dup(sock.fileno()))  # taskq's framing of objects
     if authenticate:
         connection.answer_challenge(conn, cluster.authkey.encode())
         connection.deliver_challenge(conn, cluster.authkey.encode())
-        conn.send_bytes(handshake.encode(handshake.HELLO, handshake.local()))
+        conn.send_bytes(versions.encode(versions.HELLO, versions.local()))
         conn.recv_bytes()
     return sock, conn
 
@@ -116,15 +117,15 @@ class Foreign:
 
 IDENT: list[str] = []  # the broker's id on the master under test
 requests = st.tuples(st.none() | st.text(max_size=10) | st.builds(lambda: IDENT[0]),
-                     st.sampled_from([*remote.EXPOSED, "create", "accept_connection", "dummy",
+                     st.sampled_from([*api.EXPOSED, "create", "accept_connection", "dummy",
                                       "incref", "decref", "shutdown", "#GETVALUE", "__repr__"]),
                      st.lists(plain | messages | st.builds(Foreign), max_size=4).map(tuple),
                      st.dictionaries(st.text(max_size=5), plain, max_size=2))
 
 
 @st.composite
-def frames(draw: st.DrawFn) -> bytes:
-    body = b"".join(bytes(p) for p in fdio.pack(draw(requests)))
+def framed(draw: st.DrawFn) -> bytes:
+    body = b"".join(bytes(p) for p in frames.pack(draw(requests)))
     how = draw(st.sampled_from(["as is", "flipped", "cut", "lying length", "random"]))
     if how == "flipped" and body:
         at = draw(st.integers(0, len(body) - 1))
@@ -134,13 +135,13 @@ def frames(draw: st.DrawFn) -> bytes:
     elif how == "random":
         body = draw(st.binary(max_size=200))
     size = len(body) if how != "lying length" else draw(st.integers(-2, 2**31 - 1))
-    return fdio.frame(size) + body
+    return frames.frame(size) + body
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(when=st.sampled_from(["before", "first", "served"]), data=st.binary(max_size=300),
-       frame=frames())
+       frame=framed())
 def _fuzz(cluster: Cluster, master: Proc, when: str, data: bytes, frame: bytes) -> None:
     """One example: random bytes before the handshake, or a frame after it (as the first
     request of a connection, or on one the master serves calls on)."""

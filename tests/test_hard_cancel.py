@@ -17,11 +17,11 @@ import tasks_mod
 from cluster import Cluster, pid_alive, wait_for
 
 import taskq
-from taskq.client_cancel import CancelResult
-from taskq.journal import Journal
-from taskq.state import BrokerState, WorkerInfo
-from taskq.state.explain import explain
-from taskq.wire import Status, TaskMsg
+from taskq.client.cancel import CancelResult
+from taskq.master.journal import Journal
+from taskq.master.state import BrokerState, WorkerInfo
+from taskq.master.state.explain import explain
+from taskq.protocol.messages import Status, TaskMsg
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from taskq.journal import Journal
-from taskq.state import BrokerState, WorkerInfo, views
-from taskq.state.stats import FINE, percentile
-from taskq.views_cli import parse_duration
-from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions
+from taskq.cli.render import parse_duration
+from taskq.master.journal import Journal
+from taskq.master.state import BrokerState, WorkerInfo, views
+from taskq.master.state.stats import FINE, percentile
+from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskq.journal import Journal, merge
-from taskq.state import BrokerState, Changes, TaskRecord, WorkerInfo
-from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
+from taskq.master.journal import Journal, merge
+from taskq.master.state import BrokerState, Changes, TaskRecord, WorkerInfo
+from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
 
 LOST_AFTER = 10.0
 

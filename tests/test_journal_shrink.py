@@ -12,9 +12,9 @@ import pytest
 import tasks_mod
 from cluster import Cluster, wait_for
 
-from taskq.journal import Journal
-from taskq.state import BrokerState, Changes, TaskRecord
-from taskq.wire import ResultMsg, Status, TaskMsg
+from taskq.master.journal import Journal
+from taskq.master.state import BrokerState, Changes, TaskRecord
+from taskq.protocol.messages import ResultMsg, Status, TaskMsg
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from taskq.journal import Journal, merge
-from taskq.state import BrokerState, Changes, WorkerInfo
-from taskq.wire import ResultMsg, Status, TaskMsg
+from taskq.master.journal import Journal, merge
+from taskq.master.state import BrokerState, Changes, WorkerInfo
+from taskq.protocol.messages import ResultMsg, Status, TaskMsg
 
 
 def _state() -> BrokerState:

@@ -20,13 +20,13 @@ from test_observe import scrape
 from web_helpers import get_json, start_web_master
 
 import taskq
-from taskq.journal import Journal
-from taskq.pool_proc import resident_bytes
-from taskq.service import Broker
-from taskq.state import BrokerState, WorkerInfo, views
-from taskq.state.limits import QueueLimit
-from taskq.views_cli import size, top_view
-from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, WorkerHello
+from taskq.cli.render import size, top_view
+from taskq.master.broker import Broker
+from taskq.master.journal import Journal
+from taskq.master.state import BrokerState, WorkerInfo, views
+from taskq.master.state.limits import QueueLimit
+from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions, WorkerHello
+from taskq.worker.pools.child_record import resident_bytes
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pool_runners import run
 
-from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
+from taskq.worker.pools.process import Job, Outcome, OutcomeKind, ProcessPool
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -96,7 +96,8 @@ def _forkserver() -> None:
     Both live as long as this test process, like any owner's; starting them up front keeps
     them out of the per-test check that no process outlives its test.
     """
-    multiprocessing.get_context("forkserver").set_forkserver_preload(["taskq.pool", "pool_runners"])
+    multiprocessing.get_context("forkserver").set_forkserver_preload(
+        ["taskq.worker.pools.process", "pool_runners"])
     multiprocessing.forkserver.ensure_running()
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from pool_runners import run
 
-from taskq import pool_proc
-from taskq.pool import Job, Outcome, OutcomeKind, ProcessPool
-from taskq.pool_proc import exit_detail, memory_events_file, oom_kill_count
+from taskq.worker.pools import child_record
+from taskq.worker.pools.child_record import exit_detail, memory_events_file, oom_kill_count
+from taskq.worker.pools.process import Job, Outcome, OutcomeKind, ProcessPool
 
 SIGKILL = -int(signal.SIGKILL)
 
@@ -24,7 +24,8 @@ SIGKILL = -int(signal.SIGKILL)
 @pytest.fixture(scope="module", autouse=True)
 def _forkserver() -> None:
     """The forkserver outlives every test (as in test_pool): start it before any runs."""
-    multiprocessing.get_context("forkserver").set_forkserver_preload(["taskq.pool", "pool_runners"])
+    multiprocessing.get_context("forkserver").set_forkserver_preload(
+        ["taskq.worker.pools.process", "pool_runners"])
     multiprocessing.forkserver.ensure_running()
 
 
@@ -33,7 +34,7 @@ def counter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fake memory.events file, used as this process's cgroup counter."""
     events = tmp_path / "memory.events"
     _count(events, 5)
-    monkeypatch.setattr(pool_proc, "_memory_events", lambda: str(events))
+    monkeypatch.setattr(child_record, "_memory_events", lambda: str(events))
     yield events
 
 
@@ -105,10 +106,10 @@ def test_sigkill_says_nothing_of_memory_where_the_count_is_unknown(
         counter: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _count(counter, 7)
     assert exit_detail(SIGKILL, None) == "process killed by signal SIGKILL"  # at start
-    monkeypatch.setattr(pool_proc, "_memory_events", lambda: None)  # now
+    monkeypatch.setattr(child_record, "_memory_events", lambda: None)  # now
     assert exit_detail(SIGKILL, 5) == "process killed by signal SIGKILL"
     counter.write_text("garbage\n")
-    monkeypatch.setattr(pool_proc, "_memory_events", lambda: str(counter))
+    monkeypatch.setattr(child_record, "_memory_events", lambda: str(counter))
     assert exit_detail(SIGKILL, 5) == "process killed by signal SIGKILL"
 
 

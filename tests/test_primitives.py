@@ -205,7 +205,7 @@ def test_waiters_are_served_first_come_first_served(cluster: Cluster) -> None:
         for i in range(4):
             lock = client.lock("fifo")
 
-            def take(i: int = i, lock: taskq.primitives.Lock = lock) -> None:
+            def take(i: int = i, lock: taskq.client.prims.Lock = lock) -> None:
                 assert lock.acquire(timeout=20)
                 order.append(i)
                 lock.release()

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from taskq import journal_prims
-from taskq.state.primitives import WAIT_GRACE_S, Prim, PrimitiveState
+from taskq.master.journal import prims
+from taskq.master.state.primitives import WAIT_GRACE_S, Prim, PrimitiveState
 
 CAPACITY = 3
 LEASE = 4.0
@@ -31,7 +31,7 @@ class PrimitivesMachine(RuleBasedStateMachine):
         super().__init__()
         self.state = PrimitiveState()
         self.db = sqlite3.connect(":memory:", isolation_level=None)
-        self.db.executescript(journal_prims.SCHEMA)
+        self.db.executescript(prims.SCHEMA)
         self.now = 0.0
         self.session_of = {t: SESSIONS[i % len(SESSIONS)] for i, t in enumerate(TOKENS)}
         self.put_ids = itertools.count()
@@ -46,7 +46,7 @@ class PrimitivesMachine(RuleBasedStateMachine):
 
     def journal(self) -> None:
         self.db.execute("BEGIN")
-        journal_prims.write(self.db, self.state.drain())
+        prims.write(self.db, self.state.drain())
         self.db.execute("COMMIT")
 
     def note_grants(self, before: set[str]) -> None:
@@ -132,7 +132,7 @@ class PrimitivesMachine(RuleBasedStateMachine):
         """The master dies and comes back from its journal; leases count from now."""
         old = self.state
         self.state = PrimitiveState()
-        journal_prims.load(self.db, self.state, self.now)
+        prims.load(self.db, self.state, self.now)
         for key, prim in old.prims.items():
             new = self.state.prims[key]
             assert list(new.waiters) == list(prim.waiters)

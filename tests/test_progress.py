@@ -18,9 +18,9 @@ import pytest
 from cluster import Cluster, wait_for
 
 import taskq
-from taskq import report
-from taskq.pool_progress import ProgressSlot
-from taskq.report import Progress
+from taskq.worker import report
+from taskq.worker.pools.progress_slot import ProgressSlot
+from taskq.worker.report import Progress
 
 pytestmark = pytest.mark.timeout(180)
 

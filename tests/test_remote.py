@@ -9,9 +9,9 @@ from multiprocessing import managers
 import pytest
 
 from taskq.errors import MasterError
-from taskq.remote import EXPOSED, Remote
-from taskq.service import Broker
-from taskq.transport import BrokerProxy, Server, _last_line
+from taskq.master.broker import Broker
+from taskq.net.managers import BrokerProxy, Server, _last_line
+from taskq.protocol.api import EXPOSED, Remote
 
 
 def public_methods(cls: type) -> set[str]:

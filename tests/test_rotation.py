@@ -12,7 +12,7 @@ import pytest
 import tasks_mod
 from cluster import Cluster, wait_for
 
-from taskq import auth
+from taskq.net import keys
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -25,12 +25,12 @@ def _key_file(path: Path, *keys: str) -> Path:
 
 def test_key_files_hold_one_key_per_line_and_fingerprints_hide_them(tmp_path: Path) -> None:
     both = _key_file(tmp_path / "both", "new-key", "", "old-key", "new-key")
-    assert auth.read_keys([both]) == [b"new-key", b"old-key"]
-    assert auth.read_key_file(both) == b"new-key"  # a peer uses the first
-    fp = auth.fingerprint(b"new-key")
-    assert len(fp) == 8 and fp == auth.fingerprint(b"new-key") != auth.fingerprint(b"old-key")
-    with pytest.raises(auth.AuthkeyMissing, match="is empty"):
-        auth.read_keys([_key_file(tmp_path / "empty")])
+    assert keys.read_keys([both]) == [b"new-key", b"old-key"]
+    assert keys.read_key_file(both) == b"new-key"  # a peer uses the first
+    fp = keys.fingerprint(b"new-key")
+    assert len(fp) == 8 and fp == keys.fingerprint(b"new-key") != keys.fingerprint(b"old-key")
+    with pytest.raises(keys.AuthkeyMissing, match="is empty"):
+        keys.read_keys([_key_file(tmp_path / "empty")])
 
 
 def test_old_and_new_keys_work_side_by_side_and_status_counts_them(
@@ -44,7 +44,7 @@ def test_old_and_new_keys_work_side_by_side_and_status_counts_them(
     with cluster.client() as client:
         assert client.submit(tasks_mod.add, 1, 2).result(timeout=60) == 3
         status = cluster.status()
-        new_fp, old_fp = auth.fingerprint(new.encode()), auth.fingerprint(old.encode())
+        new_fp, old_fp = keys.fingerprint(new.encode()), keys.fingerprint(old.encode())
         assert list(status["keys"]) == [new_fp, old_fp]
         assert status["keys"][new_fp] >= 1 and status["keys"][old_fp] >= 1
         text = cluster.cli("status").stdout

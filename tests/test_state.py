@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from taskq.state import BrokerState, WorkerInfo
-from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
+from taskq.master.state import BrokerState, WorkerInfo
+from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
 
 LOST_AFTER = 10.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from test_state import LOST_AFTER, fetch_all, join, make_state, ok, task
 
-from taskq.wire import Status, TaskState
+from taskq.protocol.messages import Status, TaskState
 
 
 def leased_to_w(*ids: str) -> object:
@@ -123,8 +123,8 @@ def test_a_job_fetched_to_the_end_is_still_known() -> None:
 
 def test_reports_are_cut_by_size_and_keep_every_result() -> None:
     from taskq import defaults
-    from taskq.wire import ResultMsg, Status
-    from taskq.worker import _by_size
+    from taskq.protocol.messages import ResultMsg, Status
+    from taskq.worker.worker import _by_size
 
     big = defaults.BATCH_BYTES
     sizes = [0, 10, big, 5, 3 * big, 1, 0]

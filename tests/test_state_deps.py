@@ -1,14 +1,14 @@
-"""Unit tests of task dependencies in the broker's pure state (``taskq.state.deps``)."""
+"""Unit tests of task dependencies in the broker's pure state (``taskq.master.state.deps``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from taskq import dependencies
 from taskq.errors import DependencyFailed, TaskCancelled
-from taskq.journal import merge
-from taskq.state import BrokerState, Changes, WorkerInfo
-from taskq.wire import (
+from taskq.master.journal import merge
+from taskq.master.state import BrokerState, Changes, WorkerInfo
+from taskq.protocol import deps
+from taskq.protocol.messages import (
     MIRROR_FN,
     ResultMsg,
     Status,
@@ -211,7 +211,7 @@ def test_a_future_pickles_only_as_an_argument() -> None:
         task_id = "box-1"
 
     with pytest.raises(TypeError, match="only as an argument"):
-        dependencies.reduce_future(Fake())
+        deps.reduce_future(Fake())
 
 
 def test_a_task_failed_at_submit_takes_nothing_from_the_kept_results() -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from test_state import fetch_all, join, make_state, ok
 
-from taskq.journal import Journal
-from taskq.state import BrokerState
-from taskq.state.limits import QueueLimit, parse_rate
-from taskq.wire import Status, TaskMsg, TaskOptions, TaskState
+from taskq.master.journal import Journal
+from taskq.master.state import BrokerState
+from taskq.master.state.limits import QueueLimit, parse_rate
+from taskq.protocol.messages import Status, TaskMsg, TaskOptions, TaskState
 
 
 def t(task_id: str, queue: str = "default", key: str = "", limit: int = 0, unique: str = "",

@@ -29,12 +29,12 @@ from hypothesis.stateful import (
     rule,
 )
 
-from taskq.state import BrokerState, TaskRecord, WorkerInfo
-from taskq.state.history import OUTCOMES
-from taskq.state.limits import QueueLimit
-from taskq.state.resources import unfit as unfit_counts
-from taskq.state.stats import Stats
-from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, TaskState, stop_ask
+from taskq.master.state import BrokerState, TaskRecord, WorkerInfo
+from taskq.master.state.history import OUTCOMES
+from taskq.master.state.limits import QueueLimit
+from taskq.master.state.resources import unfit as unfit_counts
+from taskq.master.state.stats import Stats
+from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions, TaskState, stop_ask
 
 LOST_AFTER = 5.0
 MAX_PAYLOAD = 6

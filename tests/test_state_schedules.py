@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from test_state import join, make_state, ok
 
-from taskq.journal import Journal
-from taskq.state import BrokerState
-from taskq.wire import Schedule, Status, TaskOptions
+from taskq.master.journal import Journal
+from taskq.master.state import BrokerState
+from taskq.protocol.messages import Schedule, Status, TaskOptions
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=ZoneInfo("UTC")).timestamp()
 

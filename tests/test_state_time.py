@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from test_state import join, make_state, ok
 
-from taskq.state import BrokerState
-from taskq.wire import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
+from taskq.master.state import BrokerState
+from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions, TaskState
 
 
 def retrying(task_id: str = "a", *, retries: int = 5, backoff: float = 1.0,

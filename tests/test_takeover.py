@@ -19,11 +19,12 @@ import pytest
 import tasks_mod
 from cluster import Cluster, Proc, wait_for
 
-from taskq import codec, fdio, owners, transport
 from taskq.errors import MasterError
-from taskq.remote import Remote
-from taskq.transport import parse_address
-from taskq.wire import ResultMsg, Status, TaskMsg, WorkerHello
+from taskq.net import managers
+from taskq.net.managers import parse_address
+from taskq.protocol import frames, names, restricted
+from taskq.protocol.api import Remote
+from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -43,8 +44,8 @@ def master(cluster: Cluster) -> Iterator[Proc]:
     yield cluster.start_master()
 
 
-def _proxy(cluster: Cluster) -> transport.BrokerProxy:
-    return transport.open_proxy(parse_address(cluster.address), cluster.authkey.encode())
+def _proxy(cluster: Cluster) -> managers.BrokerProxy:
+    return managers.open_proxy(parse_address(cluster.address), cluster.authkey.encode())
 
 
 def _still_serves(cluster: Cluster) -> None:
@@ -56,17 +57,17 @@ def _still_serves(cluster: Cluster) -> None:
 
 def test_the_restricted_unpickler_admits_messages_and_refuses_any_other_name() -> None:
     request = ("id", "submit", ([TaskMsg("t", "client-x", b"fn", b"args")], True), {})
-    assert codec.loads(fdio.dumps(request)) == request
-    with pytest.raises(codec.Forbidden, match=r"posix\.system"):
-        codec.loads(fdio.dumps(("id", "status", (Evil(Path("/nonexistent")),), {})))
-    with pytest.raises(codec.Forbidden, match=r"builtins\.eval"):
-        codec.loads(b"\x80\x05cbuiltins\neval\n\x8c\x041+1\x85R.")
+    assert restricted.loads(frames.dumps(request)) == request
+    with pytest.raises(restricted.Forbidden, match=r"posix\.system"):
+        restricted.loads(frames.dumps(("id", "status", (Evil(Path("/nonexistent")),), {})))
+    with pytest.raises(restricted.Forbidden, match=r"builtins\.eval"):
+        restricted.loads(b"\x80\x05cbuiltins\neval\n\x8c\x041+1\x85R.")
 
 
 def test_a_first_request_carrying_code_is_refused_and_nothing_runs(
         cluster: Cluster, master: Proc, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    conn = transport.client(parse_address(cluster.address), cluster.authkey.encode())
+    conn = managers.client(parse_address(cluster.address), cluster.authkey.encode())
     conn.send((None, "dummy", (Evil(marker),), {}))
     with pytest.raises(EOFError):
         conn.recv()  # the master closed the connection
@@ -94,7 +95,7 @@ def test_an_argument_carrying_code_later_on_is_refused_and_the_link_closed(
 @pytest.mark.parametrize("call", ["shutdown", "debug_info", "number_of_objects"])
 def test_the_manager_s_own_calls_are_not_served(cluster: Cluster, master: Proc,
                                                 call: str) -> None:
-    conn = transport.client(parse_address(cluster.address), cluster.authkey.encode())
+    conn = managers.client(parse_address(cluster.address), cluster.authkey.encode())
     conn.send((None, call, (), {}))
     with pytest.raises(EOFError):
         conn.recv()
@@ -111,22 +112,22 @@ def test_a_peer_without_the_outbox_name_cannot_reach_a_client_s_tasks(
         wait_for(lambda: evil.status().pending, 10, "the victim's task to be queued")
         # the attacker poses as a worker and leases the victim's task: it learns its id
         # and the public name of its outbox, never the name that reaches the outbox
-        thief = owners.new_worker_claim("evil", 1)
+        thief = names.new_worker_claim("evil", 1)
         evil.register(WorkerHello(thief, "evil", 1, 1, ("default",)))
         (msg,) = evil.take(thief, 10, 5)
-        assert msg.outbox == owners.outbox_name(victim.outbox) != victim.outbox
+        assert msg.outbox == names.outbox_name(victim.outbox) != victim.outbox
         for name in (msg.outbox, msg.task_id, msg.outbox.removeprefix("client-")):
             assert evil.fetch(name, [], 100, 0).results == []
             assert evil.open_count(name) in (None, 0)
             assert evil.cancel([msg.task_id], 0, name).cancelled == []
-        assert evil.cancel([msg.task_id], 0, owners.new_client_claim()).unknown == [msg.task_id]
+        assert evil.cancel([msg.task_id], 0, names.new_client_claim()).unknown == [msg.task_id]
         with pytest.raises(MasterError, match="does not belong to its outbox"):
-            evil.submit([TaskMsg(f"{msg.outbox}-999", owners.new_client_claim(), b"", b"")])
+            evil.submit([TaskMsg(f"{msg.outbox}-999", names.new_client_claim(), b"", b"")])
         with pytest.raises(MasterError, match="does not belong to its outbox"):
             evil.submit([TaskMsg(f"{msg.outbox}-999", msg.outbox, b"", b"")])
         # another identity, and one posing as a worker seen in status, report a forged
         # result for the task: it is dropped, as not leased to them
-        _forge_reports(evil, msg, [owners.new_worker_claim("evil", 2),
+        _forge_reports(evil, msg, [names.new_worker_claim("evil", 2),
                                    *(w.worker_id for w in evil.status().workers)])
         assert not future.done()
         wait_for(lambda: "report_refused" in master.stderr(), 10, "the refused report")
@@ -154,7 +155,7 @@ def test_ids_seen_in_status_do_not_act_as_the_worker(cluster: Cluster, master: P
 
 
 def test_the_state_lets_a_worker_report_only_what_it_was_leased() -> None:
-    from taskq.state import BrokerState, WorkerInfo
+    from taskq.master.state import BrokerState, WorkerInfo
 
     state = BrokerState(lost_after=5, max_lost=3, max_payload=1 << 20)
     state.submit([TaskMsg(f"box-{i}", "box", b"f", b"a") for i in range(2)], 0)
@@ -178,14 +179,14 @@ def test_the_owners_layer_takes_what_the_broker_takes() -> None:
     by name: schedules, queues, primitives) pass through to the broker unchanged."""
     import inspect
 
-    from taskq.remote import EXPOSED
-    from taskq.service import Broker
+    from taskq.master.broker import Broker
+    from taskq.protocol.api import EXPOSED
 
-    checked = [n for n, f in vars(owners.Owned).items() if callable(f) and not n.startswith("_")]
+    checked = [n for n, f in vars(names.Owned).items() if callable(f) and not n.startswith("_")]
     assert {"submit", "fetch", "cancel", "report", "take", "hello"} <= set(checked)
     for name in checked:
         assert name in EXPOSED
-        assert (list(inspect.signature(getattr(owners.Owned, name)).parameters)
+        assert (list(inspect.signature(getattr(names.Owned, name)).parameters)
                 == list(inspect.signature(getattr(Broker, name)).parameters)), name
-    passed = owners.Owned(object.__new__(Broker))
+    passed = names.Owned(object.__new__(Broker))
     assert passed.queues.__func__ is Broker.queues  # type: ignore[attr-defined]

@@ -13,10 +13,11 @@ import pytest
 import tasks_mod
 from cluster import Cluster, Proc, wait_for
 
-from taskq import fdio, handshake, transport
 from taskq.errors import AuthError, VersionMismatch
-from taskq.handshake import Versions
-from taskq.transport import parse_address
+from taskq.net import managers
+from taskq.net.managers import parse_address
+from taskq.protocol import frames, versions
+from taskq.protocol.versions import Versions
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,31 +43,31 @@ def _hello(cluster: Cluster, data: bytes) -> bytes:
 
 
 def _still_serves(cluster: Cluster) -> None:
-    proxy = transport.open_proxy(parse_address(cluster.address), cluster.authkey.encode())
+    proxy = managers.open_proxy(parse_address(cluster.address), cluster.authkey.encode())
     assert proxy.remote.status().leased == 0
     proxy.discard()
 
 
 def test_compatibility_rules() -> None:
-    here = handshake.local()
+    here = versions.local()
     older = Versions(here.protocol - 1, here.python, here.cloudpickle)
-    reason = handshake.refusal(here, older, "the master", "the peer")
+    reason = versions.refusal(here, older, "the master", "the peer")
     assert reason is not None and str(here) in reason and str(older) in reason
     assert "install the same taskq release" in reason
-    assert handshake.refusal(here, Versions(here.protocol, "4.0", "3.0"), "a", "b")
+    assert versions.refusal(here, Versions(here.protocol, "4.0", "3.0"), "a", "b")
     other_minor = Versions(here.protocol, "3.0", "0.1")
-    assert handshake.refusal(here, other_minor, "a", "b") is None
-    assert len(handshake.differences(here, other_minor)) == 2
-    assert handshake.decode(handshake.HELLO, handshake.encode(handshake.HELLO, here)) == here
-    assert handshake.decode(handshake.HELLO, b"taskq-hello {nope") is None
-    assert handshake.decode(handshake.HELLO, fdio.dumps(("id", "dummy", (), {}))) is None
+    assert versions.refusal(here, other_minor, "a", "b") is None
+    assert len(versions.differences(here, other_minor)) == 2
+    assert versions.decode(versions.HELLO, versions.encode(versions.HELLO, here)) == here
+    assert versions.decode(versions.HELLO, b"taskq-hello {nope") is None
+    assert versions.decode(versions.HELLO, frames.dumps(("id", "dummy", (), {}))) is None
 
 
 def test_an_older_protocol_is_refused_naming_both_sides(cluster: Cluster, master: Proc) -> None:
-    here = handshake.local()
+    here = versions.local()
     old = Versions(1, here.python, here.cloudpickle)
-    answer = _hello(cluster, handshake.encode(handshake.HELLO, old))
-    assert answer.startswith(handshake.REFUSED)
+    answer = _hello(cluster, versions.encode(versions.HELLO, old))
+    assert answer.startswith(versions.REFUSED)
     line = answer.decode()
     assert "taskq protocol 1" in line and f"taskq protocol {here.protocol}" in line
     assert "\n" not in line
@@ -76,17 +77,17 @@ def test_an_older_protocol_is_refused_naming_both_sides(cluster: Cluster, master
 
 
 def test_a_peer_with_no_hello_is_refused(cluster: Cluster, master: Proc) -> None:
-    answer = _hello(cluster, fdio.dumps((None, "dummy", (), {})))
-    assert answer.startswith(handshake.REFUSED) and b"no version hello" in answer
+    answer = _hello(cluster, frames.dumps((None, "dummy", (), {})))
+    assert answer.startswith(versions.REFUSED) and b"no version hello" in answer
     _still_serves(cluster)
 
 
 def test_a_master_of_another_protocol_refuses_this_client_with_one_line(
         cluster: Cluster, master: Proc, monkeypatch: pytest.MonkeyPatch) -> None:
-    masters = handshake.PROTOCOL
-    monkeypatch.setattr(handshake, "PROTOCOL", 99)
+    masters = versions.PROTOCOL
+    monkeypatch.setattr(versions, "PROTOCOL", 99)
     with pytest.raises(VersionMismatch) as caught:
-        transport.connect(parse_address(cluster.address), cluster.authkey.encode(), 5)
+        managers.connect(parse_address(cluster.address), cluster.authkey.encode(), 5)
     text = str(caught.value)
     assert "taskq protocol 99" in text and f"the master runs taskq protocol {masters}" in text
     assert "refused this peer" in text and "\n" not in text
@@ -97,7 +98,8 @@ def test_the_cli_says_a_version_refusal_in_one_line(cluster: Cluster, master: Pr
     env = {**cluster.env, "TASKQ_ADDRESS": cluster.address}
     sitecustomize = cluster.tmp / "site"
     sitecustomize.mkdir()
-    (sitecustomize / "sitecustomize.py").write_text("import taskq.handshake as h\nh.PROTOCOL = 1\n")
+    (sitecustomize / "sitecustomize.py").write_text(
+        "import taskq.protocol.versions as h\nh.PROTOCOL = 1\n")
     env["PYTHONPATH"] = f"{sitecustomize}{os.pathsep}{env['PYTHONPATH']}"
     out = cluster.cli("status", env=env)
     assert out.returncode == 1
@@ -107,11 +109,11 @@ def test_the_cli_says_a_version_refusal_in_one_line(cluster: Cluster, master: Pr
 
 def test_a_compatible_but_different_peer_is_logged_once(cluster: Cluster,
                                                         master: Proc) -> None:
-    here = handshake.local()
+    here = versions.local()
     other = Versions(here.protocol, here.python, "0.0.1")
     for _ in range(3):
-        answer = _hello(cluster, handshake.encode(handshake.HELLO, other))
-        assert handshake.decode(handshake.OK, answer) == here
+        answer = _hello(cluster, versions.encode(versions.HELLO, other))
+        assert versions.decode(versions.OK, answer) == here
     wait_for(lambda: "version_differs" in master.stderr(), 10, "the warning")
     assert master.stderr().count("version_differs") == 1
     assert "cloudpickle 0.0.1" in master.stderr()
@@ -121,23 +123,24 @@ def test_a_compatible_but_different_peer_is_logged_once(cluster: Cluster,
 def test_a_function_shipped_by_value_loads_only_on_the_same_python_minor() -> None:
     import sys
 
-    from taskq import execute, wire
     from taskq.errors import SerializationError
-    from taskq.wire import Status
+    from taskq.protocol import messages
+    from taskq.protocol.messages import Status
+    from taskq.worker import execute
 
     offset = 3
 
     def by_value(x: int) -> int:  # a closure: its code travels in the task
         return x + offset
 
-    data = wire.encode_function(by_value)
+    data = messages.encode_function(by_value)
     assert data.startswith(b"TQBV" + bytes(sys.version_info[:2]))
-    assert wire.decode_function(data)(1) == 4
-    assert not wire.encode_function(tasks_mod.add).startswith(b"TQBV")  # by reference
+    assert messages.decode_function(data)(1) == 4
+    assert not messages.encode_function(tasks_mod.add).startswith(b"TQBV")  # by reference
     other = b"TQBV" + bytes([sys.version_info[0], sys.version_info[1] + 1]) + data[6:]
     with pytest.raises(SerializationError, match="same Python minor version"):
-        wire.decode_function(other)
-    status, body, *_ = execute.run((other, wire.encode_args((1,), {})))  # in a pool process
+        messages.decode_function(other)
+    status, body, *_ = execute.run((other, messages.encode_args((1,), {})))  # in a pool process
     assert status is Status.ERROR
     assert f"from Python {sys.version_info[0]}.{sys.version_info[1] + 1}" in str(
-        wire.decode_error(body))
+        messages.decode_error(body))

@@ -9,7 +9,7 @@ from typing import Any
 
 from cluster import Cluster, Proc
 
-from taskq.local import READY_PREFIX
+from taskq.client.local import READY_PREFIX
 
 DASHBOARD = "taskq master dashboard on "
 

@@ -1,0 +1,250 @@
+"""``taskq submit``, ``taskq results``, ``taskq status`` and ``taskq demo``: the commands that
+use a cluster rather than run one (they join the ``taskq`` command as this is imported).
+
+    taskq submit MODULE:FUNC ARGS --job NAME ──► taskq.client.jobs.submit ──► "job NAME task ID"
+    taskq results NAME [--wait] ──► taskq.client.jobs.collect ──► one line per result on stdout;
+        each acknowledged once written; a signal or a closed stdout leaves the rest waiting
+    taskq status ──► Remote.status + monitor   (--job NAME: taskq.cli.tasks.job_status)
+    taskq demo ──► taskq.cli.demo.run (a job on a local cluster of its own)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+
+from taskq.cli import (
+    AddressOpt,
+    KeyFileOpt,
+    TlsCaOpt,
+    TlsCertOpt,
+    TlsKeyOpt,
+    _address,
+    _open_link,
+    _tls,
+    app,
+    user_errors,
+)
+from taskq.client import jobs
+from taskq.protocol.api import Remote
+from taskq.protocol.messages import TaskOptions
+from taskq.protocol.options import make_options, parse_duration, parse_when, start_time
+
+
+@app.command()
+def submit(
+    target: Annotated[str, typer.Argument(help="The function to run, as MODULE:FUNC.")],
+    args: Annotated[list[str] | None, typer.Argument(
+        help="Arguments; each is a JSON literal where it is one, else a string.")] = None,
+    job: Annotated[str | None, typer.Option(help="Job name to collect results by.")] = None,
+    timeout: Annotated[float | None, typer.Option(min=0.001, help="Hard limit, seconds.")]
+    = None,
+    retries: Annotated[int, typer.Option(min=0, help="Re-runs if the task raises.")] = 0,
+    priority: Annotated[int, typer.Option(help="Higher runs first.")] = 0,
+    queue: Annotated[str, typer.Option(help="Queue to put the task on.")] = "default",
+    backoff: Annotated[float, typer.Option(
+        min=0, help="Seconds before the first retry, doubling for each next one.")] = 0.0,
+    start_in: Annotated[str | None, typer.Option(
+        "--in", help="Start no sooner than this from now: 30s, 10m, 1h30m, 2d.")] = None,
+    start_at: Annotated[str | None, typer.Option(
+        "--at", help="Start no sooner than this ISO 8601 time with its offset, e.g. "
+                     "2026-12-01T02:00+01:00.")] = None,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+) -> None:
+    """Submit one task; its result waits on the master for `taskq results JOB`."""
+    where = _address(address)
+    try:
+        jobs.parse_target(target)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="TARGET") from None
+    options = _submit_options(timeout, retries, priority, queue, backoff, start_in, start_at)
+    with user_errors():
+        name = job or jobs.new_job_name()
+        link = _open_link(where, authkey_file, None, _tls(tls_ca, tls_cert, tls_key))
+        try:
+            task_id = jobs.submit(link.remote, name, target, args or [], options)
+        finally:
+            link.close()
+        typer.echo(f"job {name} task {task_id}")
+
+
+def _submit_options(timeout: float | None, retries: int, priority: int, queue: str,
+                    backoff: float, start_in: str | None, start_at: str | None) -> TaskOptions:
+    """The options of `taskq submit`; a bad --in or --at is a usage error."""
+    if start_in is not None and start_at is not None:
+        raise typer.BadParameter("give --in or --at, not both", param_hint="--in/--at")
+    options = make_options(timeout, retries, priority, queue, backoff=backoff)
+    try:
+        if start_in is not None:
+            options.run_at = start_time(delay=parse_duration(start_in))
+        if start_at is not None:
+            options.run_at = parse_when(start_at)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--in" if start_in else "--at") from None
+    return options
+
+
+@app.command()
+def results(
+    job: Annotated[str, typer.Argument(help="The job name given (or printed) at submit.")],
+    wait: Annotated[bool, typer.Option(help="Wait until every task of the job ended.")] = False,
+    timeout: Annotated[float | None, typer.Option(help="With --wait, give up after this.")]
+    = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object per result and line.")] = False,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+) -> None:
+    """Print a job's results as they arrive; each leaves the master once printed.
+    Exit 1 if any task failed."""
+    from taskq.cli.tasks import progress_lines
+    from taskq.client.track import ResultsBar, stderr_is_terminal
+
+    where = _address(address)
+    printer = jobs.Printer(sys.stdout, as_json)
+
+    def on_progress(progress: dict[str, Any]) -> None:  # running tasks that reported
+        for line in progress_lines(progress):
+            typer.echo(line, err=True)
+
+    with user_errors(), _stoppable(printer, job):
+        link = _open_link(where, authkey_file, _say_hello(jobs.outbox_of(job)),
+                          _tls(tls_ca, tls_cert, tls_key))
+        try:
+            if wait and stderr_is_terminal():  # a bar on stderr; results still go to stdout
+                bar = ResultsBar(printer, lambda: link.remote.open_count(
+                    jobs.outbox_of(job)), job)
+                with bar.bar:
+                    still_open = jobs.collect(link.remote, job, wait, timeout, bar,
+                                              bar.show_progress)
+            else:
+                still_open = jobs.collect(link.remote, job, wait, timeout, printer,
+                                          on_progress if wait else None)
+        finally:
+            link.close()
+    typer.echo(printer.summary(still_open), err=True)
+    if printer.failed:
+        raise typer.Exit(1)
+
+
+def _say_hello(outbox: str) -> Callable[[Remote], None]:
+    """On every (re)connect: the master sends again what it sent but was not acknowledged."""
+
+    def hello(remote: Remote) -> None:
+        remote.hello(outbox)
+
+    return hello
+
+
+class Stopped(BaseException):
+    """A signal that ends the command arrived (raised in the main thread, as Ctrl-C raises
+    KeyboardInterrupt; a BaseException so that no ``except Exception`` swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _stoppable(printer: jobs.Printer, job: str) -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP (a dropped terminal) stop ``taskq results`` at once and
+    exit 128 + the signal; a closed stdout is an error. Either way nothing more is
+    acknowledged: what was not written stays on the master for the next run."""
+
+    def stop(signum: int, _frame: object) -> None:
+        for sig in STOP_SIGNALS:  # a second signal ends the process at once
+            signal.signal(sig, signal.SIG_DFL)
+        raise Stopped(signum)
+
+    old = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS
+           if signal.getsignal(sig) is not signal.SIG_IGN}
+    try:
+        yield
+    except (KeyboardInterrupt, Stopped) as exc:
+        signum = exc.signum if isinstance(exc, Stopped) else signal.SIGINT
+        with contextlib.suppress(OSError):  # the terminal may be gone
+            typer.echo(f"taskq: stopped by {signal.Signals(signum).name}: {printer.written} "
+                       f"result(s) written; the rest stay on the master for the next "
+                       f"`taskq results {job}`", err=True)
+        raise typer.Exit(128 + signum) from None
+    except jobs.OutputLost:
+        _drop_stdout()
+        raise
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so what is still buffered for a closed pipe is dropped
+    at exit instead of failing again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    job: Annotated[str | None, typer.Option(
+        help="Show this job's running tasks: worker, for how long, progress.")] = None,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+) -> None:
+    """Show the workers, the queue depth and counts of finished tasks (with --job, that
+    job's running tasks and their progress)."""
+    from taskq.cli.status_view import render
+
+    if job is not None:
+        from taskq.cli.tasks import job_status
+
+        job_status(job, as_json, address, authkey_file, _tls(tls_ca, tls_cert, tls_key))
+        return
+    where = _address(address)
+    with user_errors():
+        link = _open_link(where, authkey_file, None, _tls(tls_ca, tls_cert, tls_key))
+        try:
+            snapshot = link.remote.status()
+            jobs = link.remote.monitor()["jobs"]
+        finally:
+            link.close()
+    if as_json:
+        typer.echo(json.dumps({**asdict(snapshot), "jobs": jobs}, indent=2))
+    else:
+        render(snapshot, f"{where[0]}:{where[1]}", jobs=jobs)
+
+
+@app.command()
+def demo(
+    tasks: Annotated[int, typer.Option(min=1, help="How many tasks to run.")] = 200,
+    procs: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,
+) -> None:
+    """Start a local cluster, run a small real job on it, and show what happened."""
+    from taskq.cli import demo as demo_mod
+
+    with user_errors():
+        raise typer.Exit(demo_mod.run(tasks, procs))

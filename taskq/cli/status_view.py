@@ -1,0 +1,50 @@
+"""How ``taskq status`` shows a cluster: a rich table of workers, a summary line, and
+the progress of each job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from taskq.cli.render import jobs_table, size
+from taskq.protocol.replies import ClusterStatus
+
+_LEFT = ("worker", "host", "pool")
+THREAD_NOTE = ("busy: slots in use. A thread cannot be killed: a task that timed out on a "
+               "threads pool (or a plain function on an asyncio pool) keeps its slot busy "
+               "until it returns.")
+
+
+def render(status: ClusterStatus, address: str, console: Console | None = None,
+           jobs: list[dict[str, Any]] | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"taskq master {address}  (up {status.uptime:.0f} s, "
+                        f"{'durable' if status.durable else 'in-memory'})")
+    for column in ("worker", "host", "pid", "pool", "size", "busy", "held", "done", "failed",
+                   "memory", "seen"):
+        table.add_column(column, justify="left" if column in _LEFT else "right")
+    for w in sorted(status.workers, key=lambda w: w.worker_id):
+        table.add_row(w.worker_id, w.host, str(w.pid), w.pool, str(w.procs), str(w.busy),
+                      str(w.held), str(w.done), str(w.failed), size(w.memory),
+                      f"{w.seen_ago:.1f}s ago")
+    console.print(table)
+    if any(w.pool != "processes" for w in status.workers):
+        console.print(THREAD_NOTE)
+    for w in sorted(status.workers, key=lambda w: w.worker_id):
+        if w.resources:
+            console.print(f"resources of {w.worker_id}: {w.resources}")
+    for needs, count in sorted(status.unfit.items()):
+        console.print(f"[bold red]{count} queued task(s) need {needs}: no connected worker "
+                      f"has that much; start one with --resources {needs}[/]")
+    queues = ", ".join(f"{q}={n}" for q, n in sorted(status.pending.items())) or "empty"
+    console.print(f"workers: {len(status.workers)}  queued: {sum(status.pending.values())} "
+                  f"({queues})  waiting: {status.waiting}  running: {status.leased}  "
+                  f"done: {status.done}  failed: {status.failed}  "
+                  f"results waiting: {status.results_waiting}")
+    if len(status.keys) > 1:  # a key rotation under way: who still uses which key
+        console.print("connections by authkey (first: the master's own): " + ", ".join(
+            f"{fp}={n}" for fp, n in status.keys.items()))
+    if jobs:
+        console.print(jobs_table(jobs))

@@ -1,0 +1,121 @@
+"""``taskq cancel`` and the running-task views of ``taskq status --job`` and ``taskq results
+--wait`` (``cancel`` joins the ``taskq`` command as this is imported).
+
+    taskq cancel ID... | --job NAME ──► Remote.cancel_tasks(ids, job, running=True)
+        one line per task: cancelled (never ran) / stopping (it ran: its worker kills it) /
+        already ended (how) / unknown; exit 1 if any could not be cancelled
+    taskq status --job NAME ──► Remote.running_tasks(NAME): worker, since, progress
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+
+from taskq.cli import (
+    AddressOpt,
+    KeyFileOpt,
+    TlsCaOpt,
+    TlsCertOpt,
+    TlsKeyOpt,
+    _address,
+    _open_link,
+    _tls,
+    app,
+    fail,
+    user_errors,
+)
+from taskq.client import jobs
+from taskq.master.state import CancelOutcome
+from taskq.master.state.stops import describe_progress
+
+
+@app.command()
+def cancel(
+    task_ids: Annotated[list[str] | None, typer.Argument(
+        help="Ids of the tasks to cancel (as `taskq submit` or `taskq status` print them).",
+        show_default=False)] = None,
+    job: Annotated[str | None, typer.Option(help="Cancel every open task of this job.")]
+    = None,
+    address: AddressOpt = None,
+    authkey_file: KeyFileOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+) -> None:
+    """Cancel tasks wherever they are: a queued one never runs, a running one is stopped
+    on its worker (its process killed and replaced) and ends CANCELLED, never retried.
+    Exit 1 if a task had already ended or is unknown."""
+    if not task_ids and not job:
+        raise typer.BadParameter("name task ids, or a job with --job", param_hint="TASK_IDS")
+    where = _address(address)
+    with user_errors():
+        link = _open_link(where, authkey_file, None, _tls(tls_ca, tls_cert, tls_key))
+        try:
+            if job and link.remote.open_count(jobs.outbox_of(job)) is None:
+                fail(f"no job named {job}")
+            out = link.remote.cancel_tasks(list(task_ids or []), job or "", True)
+        finally:
+            link.close()
+    if not _report(out) and job and not task_ids:
+        typer.echo(f"job {job} has no open task: nothing to cancel")
+
+
+def _report(out: CancelOutcome) -> int:
+    """Print what became of each task; exit 1 if any could not be cancelled."""
+    for task_id in out.cancelled:
+        typer.echo(f"{task_id} cancelled: it never runs")
+    for task_id in out.stopping:
+        typer.echo(f"{task_id} stopping: its worker stops it; it ends cancelled")
+    for task_id, how in out.ended.items():
+        typer.echo(f"taskq: error: task {task_id} already ended ({how}): nothing to cancel",
+                   err=True)
+    for task_id in out.unknown:
+        typer.echo(f"taskq: error: no task {task_id} on the master (check the id)", err=True)
+    shown = len(out.cancelled) + len(out.stopping) + len(out.ended) + len(out.unknown)
+    if out.ended or out.unknown:
+        raise typer.Exit(1)
+    return shown
+
+
+def progress_text(value: Any) -> str:
+    """A progress as the CLI shows it: "40/100 (40%) parsing", "12 files"."""
+    return describe_progress(value) if value else "-"
+
+
+def show_running(remote: Any, job: str, as_json: bool) -> None:
+    """``taskq status --job NAME``: the job's open count and its running tasks."""
+    open_now = remote.open_count(jobs.outbox_of(job))
+    if open_now is None:
+        fail(f"no job named {job}")
+    rows = remote.running_tasks(job)
+    if as_json:
+        typer.echo(json.dumps({"job": job, "open": open_now, "running": rows}, indent=2))
+        return
+    typer.echo(f"job {job}: {open_now} open task(s), {len(rows)} running")
+    now = time.time()
+    for row in rows:
+        since = f"{now - row['since']:.0f}s" if row["since"] else "?"
+        stopping = " (stopping)" if row["stopping"] else ""
+        typer.echo(f"  {row['task_id']}  on {row['worker']} for {since}{stopping}  "
+                   f"progress {progress_text(row['progress'])}")
+
+
+def progress_lines(progress: dict[str, Any]) -> list[str]:
+    """The lines ``taskq results --wait`` shows for running tasks that reported."""
+    return [f"progress {task_id}: {progress_text(value)}"
+            for task_id, value in sorted(progress.items())]
+
+
+def job_status(job: str, as_json: bool, address: str | None, key_file: Any,
+               tls_settings: Any) -> None:
+    where = _address(address)
+    with user_errors():
+        link = _open_link(where, key_file, None, tls_settings)
+        try:
+            show_running(link.remote, job, as_json)
+        finally:
+            link.close()

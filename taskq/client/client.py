@@ -1,0 +1,487 @@
+"""The Python API: ``Client``, a ``concurrent.futures.Executor`` backed by a taskq master.
+
+    submit(fn, *args) ── encode (caller's thread) ──► outgoing deque ──► sender thread
+          │                                                  submit([batch]) ──► master
+          ▼ TaskFuture (pending → running → done)                                 │
+    set_running / set_result ◄── receiver thread ◄── fetch(ack, wait) ◄───────────┘
+                                                      (results, and tasks that started)
+
+Every task this client submitted and has not seen end is kept here (bytes included) until
+its result arrives; when the link to the master breaks, the client reconnects, says hello
+(the master resends unacknowledged results) and resubmits every task it had sent, before
+any other call uses the new link (the master ignores ids it already has). A result that
+arrives while the batch that carried its task is still being sent is acknowledged only once
+that send is over, so a late resend can never bring a finished task back. A master restart
+loses no future; a master that stays away for longer than ``reconnect_for`` fails them with
+``ConnectError``; an error inside the master fails the futures it concerns with
+``MasterError``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from concurrent.futures import wait as futures_wait
+from dataclasses import dataclass
+from typing import Any
+
+from taskq import defaults, logs
+from taskq.client.cancel import CancelCalls
+from taskq.client.deps import Dependencies, Found, Pins
+from taskq.client.future import TaskFuture
+from taskq.client.map import Mapping
+from taskq.client.schedule import Scheduling
+from taskq.client.shared import SharedState
+from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCancelled, TaskqError
+from taskq.net.keys import resolve_authkey
+from taskq.net.managers import Link, parse_address
+from taskq.net.tls import TLS
+from taskq.protocol import messages, names
+from taskq.protocol.api import Remote
+from taskq.protocol.messages import (
+    DEFAULT_OPTIONS,
+    MIRROR_FN,
+    ResultMsg,
+    Status,
+    TaskMsg,
+    TaskOptions,
+)
+from taskq.protocol.replies import Fetched, MasterInfo
+from taskq.worker.report import Progress
+
+log = logs.get_logger(__name__)
+
+FN_CACHE_SIZE = 256  # encodings of functions shipped by reference kept (bytes only)
+FETCH_RETRIES = 5  # consecutive failed fetches (an error inside the master) before giving up
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    future: TaskFuture
+    msg: TaskMsg
+    sent: bool = False
+    sending: bool = False  # in a batch the sender has not finished sending
+    dropped: bool = False  # cancelled before it was sent: never send it
+    found: Found | None = None  # the futures among its arguments (its dependencies)
+    mirror: bool = False  # another submitter's task, seen through ``Client.future``
+
+
+class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Executor):
+    """Submit work to a taskq cluster; with no address, to a local one started for you.
+    Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``;
+    ``future(task_id)`` and the bookkeeping of dependencies from ``Dependencies``; ``cancel``
+    (stopping running tasks too) from ``CancelCalls``; ``map`` from ``Mapping``;
+    ``submit_after``, ``submit_at`` and ``schedule`` from ``Scheduling``."""
+
+    def __init__(self, address: str | tuple[str, int] | None = None,
+                 authkey: bytes | str | None = None, *, procs: int | None = None,
+                 connect_for: float = defaults.CONNECT_TIMEOUT_S * 2,
+                 reconnect_for: float = defaults.RECONNECT_FOR_S,
+                 tls: TLS | None = None) -> None:
+        """``tls``: how to reach a master that speaks TLS (default: from TASKQ_TLS_*)."""
+        self._cluster = None
+        address = address or os.environ.get(defaults.ENV_ADDRESS)
+        if address is None:
+            from taskq.client.local import LocalCluster
+
+            self._cluster = LocalCluster(procs=procs)
+            address, key = self._cluster.address, self._cluster.authkey
+        else:
+            key = resolve_authkey(authkey)
+        self.address = parse_address(address) if isinstance(address, str) else address
+        self.outbox = names.new_client_claim()  # a secret: whoever holds it reaches the results
+        self.public_outbox = names.outbox_name(self.outbox)  # what logs and task ids show
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._outgoing: deque[_Entry] = deque()
+        self._wakeup = threading.Condition(self._lock)
+        self._room = threading.Condition(self._lock)
+        self._held_acks: set[str] = set()  # resolved while their task was being sent
+        self._pins = Pins()  # results an unsent dependent needs: not acknowledged yet
+        self._ready_acks: list[str] = []  # ... and that send is over: acknowledge them
+        self._fn_cache: dict[tuple[str, str], bytes] = {}
+        # (when, id) of recent results: told to a restarted master, which may not have them
+        self._resolved: deque[tuple[float, str]] = deque(maxlen=defaults.RESOLVED_KEPT_MAX)
+        self._closed = False
+        self._failure: BaseException | None = None
+        self._stopped = threading.Event()
+        self.info: MasterInfo | None = None
+        self._link = Link(self.address, key, reconnect_for=reconnect_for,
+                          on_connect=self._on_connect,
+                          tls_settings=tls if tls is not None or self._cluster else TLS.from_env())
+        self._remote = self._link.remote
+        try:
+            self._link.open(connect_for)
+        except BaseException:
+            self._stop_cluster()
+            raise
+        self._threads = [threading.Thread(target=self._guard(loop), name=name, daemon=True)
+                         for loop, name in ((self._send_loop, "taskq-send"),
+                                            (self._receive_loop, "taskq-receive"))]
+        for thread in self._threads:
+            thread.start()
+
+    # ------------------------------------------------------------------ Executor API
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+        """Run ``fn(*args, **kwargs)`` on the cluster; pickling errors raise here, at once."""
+        return self._submit(self._encode_fn(fn), args, kwargs,
+                            getattr(fn, "taskq_options", None))
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Take no new task. ``cancel_futures`` cancels every task that has not started;
+        the others still run and their futures get their results. With ``wait``, return
+        once they all ended; without, the client lets go of the master by itself then."""
+        with self._lock:
+            first = not self._closed
+            self._closed = True
+            self._wakeup.notify_all()
+            self._room.notify_all()
+        if cancel_futures:
+            self._cancel_all()
+        if wait:
+            self._close()
+        elif first:
+            threading.Thread(target=self._close, name="taskq-close", daemon=True).start()
+
+    def _enqueue_mirror(self, task_id: str) -> TaskFuture:
+        """A future of another submitter's task: a task with no function that ends with a
+        copy of that task's outcome (``Dependencies.future``)."""
+        msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, MIRROR_FN, b"",
+                      DEFAULT_OPTIONS, deps=(task_id,))
+        mirror = _Entry(TaskFuture(self, msg.task_id), msg, mirror=True)
+        self._enqueue(mirror, block=True)
+        return mirror.future
+
+    # ------------------------------------------------------------------ submitting
+
+    def _encode_fn(self, fn: Callable[..., Any]) -> bytes:
+        """A callable's encoding, as it is now: reused only for functions that travel by
+        reference (their encoding cannot change); anything with state is encoded afresh."""
+        key = messages.reference_key(fn)
+        if key is None:
+            return messages.encode_function(fn)
+        blob = self._fn_cache.get(key)
+        if blob is None:
+            blob = messages.encode_function(fn)
+            if len(self._fn_cache) >= FN_CACHE_SIZE:
+                self._fn_cache.clear()
+            self._fn_cache[key] = blob
+        return blob
+
+    def _submit(self, fn: bytes, args: tuple[Any, ...], kwargs: dict[str, Any],
+                options: TaskOptions | None) -> TaskFuture:
+        entry = self._prepare(fn, args, kwargs, options)
+        self._enqueue(entry, block=True)
+        return entry.future
+
+    def _prepare(self, fn: bytes, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 options: TaskOptions | None) -> _Entry:
+        """A task encoded and checked, with its future; not queued yet."""
+        self._check_open()
+        found = Found()
+        try:
+            body = messages.encode_args(args, kwargs, found.reduce)
+            msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, fn, body,
+                          options or DEFAULT_OPTIONS, deps=tuple(found.ids))
+            limit = self.info.max_payload if self.info else None
+            if limit is not None and msg.size > limit:
+                raise PayloadTooLarge(f"task is {msg.size} bytes, over the master's "
+                                      f"--max-payload of {limit} bytes; send a path or URL "
+                                      f"instead of the data")
+        except BaseException:
+            found.release()
+            raise
+        return _Entry(TaskFuture(self, msg.task_id), msg, found=found if found.ids or
+                      found.failure else None)
+
+    def _enqueue(self, entry: _Entry, block: bool) -> bool:
+        """Queue a prepared task for sending; without ``block``, False when the queue is
+        full (the caller waits elsewhere, then calls again with ``block``)."""
+        msg = entry.msg
+        if entry.found is not None and entry.found.failed(entry.future):
+            return True  # a dependency failed already: it never runs, nor is sent
+        with self._lock:
+            if len(self._outgoing) >= defaults.CLIENT_MAX_UNSENT:  # backpressure
+                if not block:
+                    return False
+                self._room.wait_for(lambda: len(self._outgoing) < defaults.CLIENT_MAX_UNSENT
+                                    or self._closed or self._failure is not None)
+            try:
+                self._check_open()
+            except BaseException:
+                if entry.found is not None:
+                    entry.found.release()
+                raise
+            self._entries[msg.task_id] = entry
+            self._outgoing.append(entry)
+            if len(self._outgoing) == 1 or len(self._entries) == 1:
+                self._wakeup.notify_all()
+        return True
+
+    def _check_open(self) -> None:
+        if self._failure is not None:
+            raise ConnectError(f"this client can no longer reach the master: {self._failure}")
+        if self._closed:
+            raise RuntimeError("cannot submit after shutdown")
+
+    # ------------------------------------------------------------------ cancelling
+
+    def _cancel(self, task_id: str) -> bool:
+        """Make sure a task never runs; False if it runs already (or ended)."""
+        return task_id in self._cancel_ids([task_id])
+
+    def _cancel_ids(self, task_ids: list[str]) -> set[str]:
+        """Make sure these tasks never run; returns those that will not (a task still
+        here is dropped at once, one sent is cancelled on the master, in one call)."""
+        with self._lock:
+            entries = [e for e in map(self._entries.get, task_ids) if e is not None]
+            unsent = {e.msg.task_id for e in entries if not e.sent}
+            for entry in entries:
+                if not entry.sent:
+                    entry.dropped = True
+                    del self._entries[entry.msg.task_id]
+                    self._pins.drop(entry.msg.task_id,
+                                    TaskCancelled(f"task {entry.msg.task_id} was cancelled"))
+        for entry in entries:
+            if not entry.sent and entry.found is not None:
+                entry.found.release()
+        sent = [e.msg.task_id for e in entries if e.sent]
+        return unsent | (self._cancel_sent(sent) if sent else set())
+
+    def _cancel_sent(self, task_ids: list[str]) -> set[str]:
+        """Cancel tasks on the master; returns those that will never run. A task a worker
+        took is dropped by that worker if it has not begun (the master asks it); a worker
+        that does not answer loses the task when its lease expires, and then it is dropped."""
+        deadline = time.monotonic() + defaults.LOST_AFTER_S * 2
+        cancelled: set[str] = set()
+        while task_ids:
+            out = self._remote.cancel(task_ids, defaults.LONG_POLL_S, self.outbox)
+            cancelled.update(out.cancelled)
+            task_ids = out.asked if time.monotonic() < deadline else []
+        with self._lock:
+            for task_id in cancelled:
+                self._entries.pop(task_id, None)
+        return cancelled
+
+    def _cancel_all(self) -> None:
+        """Cancel every task of this client that has not started (``shutdown``)."""
+        with self._lock:
+            futures = [e.future for e in self._entries.values()]
+        self._cancel_futures(futures)
+
+    def _cancel_futures(self, futures: list[TaskFuture]) -> None:
+        """Cancel the tasks of these futures that have not begun, in one call."""
+        never = self._cancel_ids([f.task_id for f in futures])
+        for future in futures:
+            if future.task_id in never:
+                future._mark_cancelled()
+
+    # ------------------------------------------------------------------ threads
+
+    def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
+        """No thread of the client dies silently: its futures fail with the reason."""
+        def run() -> None:
+            try:
+                loop()
+            except TaskqError as exc:  # the master is gone, or failed: told to every future
+                self._fail_all(exc)
+            except BaseException as exc:
+                log.exception("client_thread_failed", outbox=self.public_outbox)
+                self._fail_all(TaskqError(f"the client's link to the master failed: {exc!r}"))
+        return run
+
+    def _on_connect(self, remote: Remote) -> None:
+        """(Re)connected: results come again, and every task sent before goes again now,
+        before any other call uses the new link (the master ignores the ones it has)."""
+        with self._lock:
+            horizon = time.monotonic() - defaults.RESOLVED_KEPT_S
+            ended = [task_id for when, task_id in self._resolved if when >= horizon]
+        self.info = remote.hello(self.outbox, ended)
+        with self._lock:
+            resend = [e.msg for e in self._entries.values() if e.sent]
+        if resend:
+            log.info("resubmitting", count=len(resend), outbox=self.public_outbox)
+        for start in range(0, len(resend), defaults.SUBMIT_BATCH):
+            batch = resend[start:start + defaults.SUBMIT_BATCH]
+            while batch:
+                batch = batch[remote.submit(batch, False):]
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._lock:
+                self._wakeup.wait_for(lambda: self._outgoing or self._done())
+                if not self._outgoing:
+                    return
+                batch, doomed = self._take_batch()
+                self._room.notify_all()
+            if doomed:
+                self._fail(doomed)
+            if batch:
+                self._send(batch)
+            del batch, doomed  # hold nothing of a sent batch while idle
+
+    def _take_batch(self) -> tuple[list[_Entry], list[tuple[_Entry, BaseException]]]:
+        """Pop the next batch to send (lock held): bounded in count and in bytes; and the
+        tasks that fail unsent (a dependency of theirs was cancelled before it was sent)."""
+        batch: list[_Entry] = []
+        doomed: list[tuple[_Entry, BaseException]] = []
+        size = 0
+        outgoing = self._outgoing
+        while outgoing and len(batch) < defaults.SUBMIT_BATCH and size < defaults.BATCH_BYTES:
+            entry = outgoing.popleft()
+            if entry.dropped or entry.future.done():
+                continue
+            exc = self._pins.doomed(entry.msg.task_id, entry.msg.deps) if self._pins.gone \
+                else None
+            if exc is not None:
+                entry.dropped = True
+                doomed.append((entry, exc))
+                continue
+            entry.sent = entry.sending = True
+            batch.append(entry)
+            size += entry.msg.size
+        return batch, doomed
+
+    def _send(self, batch: list[_Entry]) -> None:
+        """Send until the master has taken the whole batch (it takes less when full)."""
+        try:
+            rest = batch
+            while rest:
+                # this client holds every task until it ends and resubmits after a reconnect,
+                # so the master need not journal a batch before it answers
+                rest = rest[self._remote.submit([e.msg for e in rest], False):]
+        except MasterError as exc:
+            log.warning("submit_failed", outbox=self.public_outbox, error=str(exc))
+            self._fail([(e, exc) for e in batch])
+        finally:
+            for entry in batch:
+                if entry.found is not None:
+                    entry.found.release()  # the master has them: their deps are its to keep
+            with self._lock:
+                for entry in batch:
+                    entry.sending = False
+                held = [e.msg.task_id for e in batch if e.msg.task_id in self._held_acks]
+                self._held_acks.difference_update(held)
+                self._ready_acks += [t for t in held if not self._pins.hold(t)]
+
+    def _receive_loop(self) -> None:
+        ack: list[str] = []
+        failures = 0
+        while True:
+            with self._lock:
+                self._wakeup.wait_for(lambda: self._entries or self._closed)
+                ack += self._ready_acks
+                self._ready_acks = []
+                if self._done() and not ack:
+                    return
+                wait = defaults.LONG_POLL_S if self._entries else 0
+            try:
+                fetched = self._remote.fetch(self.outbox, ack, defaults.RESULT_BATCH, wait)
+            except MasterError as exc:
+                failures += 1
+                log.warning("fetch_failed", outbox=self.public_outbox, error=str(exc))
+                if failures >= FETCH_RETRIES:
+                    raise
+                self._stopped.wait(0.1 * 2 ** failures)
+                continue
+            failures = 0
+            ack = self._resolve(fetched)
+            del fetched  # hold no result while waiting for the next ones
+
+    def _done(self) -> bool:
+        """Closed, and every task ended (lock held)."""
+        return self._closed and not self._entries
+
+    def _resolve(self, fetched: Fetched) -> list[str]:
+        """Settle futures; returns the results to acknowledge now."""
+        with self._lock:
+            starting = [e for e in map(self._entries.get, fetched.started) if e is not None]
+            self._note_progress(fetched.progress)
+            ack: list[str] = []
+            settled: list[tuple[ResultMsg, _Entry]] = []
+            for result in fetched.results:
+                entry = self._entries.pop(result.task_id, None)
+                if entry is not None and entry.sending:
+                    self._held_acks.add(result.task_id)
+                elif not (self._pins.count and self._pins.hold(result.task_id)):
+                    # (else an unsent dependent needs it on the master first)
+                    ack.append(result.task_id)
+                if entry is not None:
+                    settled.append((result, entry))
+            if settled:
+                now = time.monotonic()
+                self._resolved.extend((now, r.task_id) for r, _ in settled)
+            if settled and self._done():
+                self._wakeup.notify_all()
+        for entry in starting:
+            entry.future._begin()
+        for result, entry in settled:
+            self._settle(entry.future, result, entry.mirror)
+        return ack
+
+    def _note_progress(self, progress: dict[str, tuple[Any, ...]]) -> None:
+        """Running tasks' latest progress, onto their futures (lock held)."""
+        for task_id, value in progress.items():
+            entry = self._entries.get(task_id)
+            if entry is not None:
+                entry.future._progress = Progress(*value)
+
+    @staticmethod
+    def _settle(future: TaskFuture, result: ResultMsg, mirror: bool = False) -> None:
+        if result.status is Status.CANCELLED and future._mark_cancelled(result.detail):
+            return
+        if not future._begin():
+            return
+        try:
+            future.set_result(messages.decode_result(result))
+        except BaseException as exc:
+            if mirror and result.status is Status.DEPENDENCY_FAILED and exc.__cause__:
+                exc = exc.__cause__  # a mirror's outcome is its task's own
+            future.set_exception(exc)
+
+    def _fail(self, failed: list[tuple[_Entry, BaseException]]) -> None:
+        for entry, _ in failed:
+            if entry.found is not None:
+                entry.found.release()
+        with self._lock:
+            for entry, _ in failed:
+                self._entries.pop(entry.msg.task_id, None)
+            self._wakeup.notify_all()
+        for entry, exc in failed:
+            if entry.future._begin():
+                entry.future.set_exception(exc)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._failure is None:
+                self._failure = exc
+            entries = list(self._entries.values())
+            self._outgoing.clear()
+            self._room.notify_all()
+        self._fail([(e, exc) for e in entries])
+
+    # ------------------------------------------------------------------ closing
+
+    def _close(self) -> None:
+        """Wait for every task to end, then let go of the master and the local cluster."""
+        with self._lock:
+            futures = [e.future for e in self._entries.values()]
+        futures_wait(futures)
+        for thread in self._threads:
+            thread.join(timeout=defaults.LONG_POLL_S + defaults.CALL_TIMEOUT_S)
+        self._stopped.set()
+        self._link.close()
+        self._fail_all(ConnectError("the client was shut down before the task ended"))
+        self._stop_cluster()
+
+    def _stop_cluster(self) -> None:
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            cluster.close()

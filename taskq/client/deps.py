@@ -1,0 +1,174 @@
+"""A client's side of task dependencies: the futures found among a new task's arguments,
+and the results the master must not drop before the dependents that need them reach it.
+
+    submit(fn, [f1, f2]) ── encode_args ── TaskFuture.__reduce__ ──► Found.reduce(future)
+        not done, its client open ──► pinned in its client; its id ──► TaskMsg.deps
+        done OK ──► its value, pickled in place (no dependency)
+        failed or cancelled ──► the new future fails at once (DependencyFailed), unsent
+        its client shut down ──► DependencyError at the call
+    the dependent's batch was taken by the master (or it was dropped) ──► Found.release ──►
+        unpin: a dependency's result is acknowledged to the master only once no unsent
+        dependent names it (until then the master could drop it before they arrive)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from taskq import defaults
+from taskq.client.future import TaskFuture
+from taskq.errors import DependencyError, TaskCancelled, dependency_failed
+from taskq.protocol import deps
+from taskq.protocol.api import Remote
+
+
+class Pins:
+    """Per client (under its lock): how many unsent dependents name each of its tasks, and
+    the results whose acknowledgement waits for them."""
+
+    def __init__(self) -> None:
+        self.count: Counter[str] = Counter()
+        self.held: set[str] = set()
+        # pinned tasks that will never reach the master (cancelled before they were sent):
+        # their unsent dependents fail here instead of naming an id the master never saw
+        self.gone: dict[str, BaseException] = {}
+
+    def drop(self, task_id: str, exc: BaseException) -> None:
+        """A task that was never sent ended with ``exc``; its unsent dependents will too."""
+        if self.count[task_id] > 0:
+            self.gone[task_id] = exc
+
+    def doomed(self, task_id: str, deps: tuple[str, ...]) -> BaseException | None:
+        """The error of an unsent task one of whose deps will never reach the master."""
+        dep = next((d for d in deps if d in self.gone), None) if self.gone else None
+        if dep is None:
+            return None
+        exc = dependency_failed(dep, self.gone[dep])
+        self.drop(task_id, exc)
+        return exc
+
+    def hold(self, task_id: str) -> bool:
+        """Keep this result's acknowledgement back (True) while a dependent pins it."""
+        if self.count[task_id] > 0:
+            self.held.add(task_id)
+            return True
+        return False
+
+    def unpin(self, task_id: str) -> bool:
+        """One dependent no longer needs it; True if its acknowledgement may go now."""
+        self.count[task_id] -= 1
+        if self.count[task_id] > 0:
+            return False
+        del self.count[task_id]
+        self.gone.pop(task_id, None)
+        if task_id in self.held:
+            self.held.discard(task_id)
+            return True
+        return False
+
+
+class Found:
+    """The futures found in one task's arguments (``encode_args``'s ``on_future``)."""
+
+    __slots__ = ("failure", "ids", "pinned")
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.pinned: list[tuple[Any, str]] = []  # (client, task id)
+        self.failure: BaseException | None = None  # a dependency that already failed
+
+    def reduce(self, future: Any) -> tuple[Any, ...]:
+        owner = future._client
+        if owner._closed:
+            raise DependencyError(f"future {future.task_id} belongs to a client that was shut "
+                                  f"down; pass its result, or a future of an open client")
+        if not future.done() and owner._pin(future.task_id):
+            if future.task_id not in self.ids:
+                self.ids.append(future.task_id)
+            self.pinned.append((owner, future.task_id))
+            return deps.dependency(future.task_id)
+        # it ended (or is being settled now, its result already acknowledged): its outcome
+        if future.cancelled():
+            cause: BaseException | None = TaskCancelled(f"task {future.task_id} was cancelled")
+        else:
+            cause = future.exception()
+        if cause is None:
+            return deps.value(future.result())
+        if self.failure is None:
+            self.failure = dependency_failed(future.task_id, cause)
+        return deps.value(None)
+
+    def failed(self, future: TaskFuture) -> bool:
+        """If a dependency had failed already, fail the new task's future (True)."""
+        if self.failure is None:
+            return False
+        self.release()
+        future._begin()
+        future.set_exception(self.failure)
+        return True
+
+    def release(self) -> None:
+        """The dependent reached the master, or never will: unpin what it named."""
+        pinned, self.pinned = self.pinned, []
+        for owner, task_id in pinned:
+            owner._unpin(task_id)
+
+
+class Dependencies:
+    """The dependency half of ``taskq.Client`` (which provides what is declared here)."""
+
+    public_outbox: str
+    _lock: threading.Lock
+    _entries: dict[str, Any]
+    _pins: Pins
+    _ready_acks: list[str]
+    _remote: Remote
+    _stopped: threading.Event
+
+    def _check_open(self) -> None: ...  # pragma: no cover
+    def _enqueue_mirror(self, task_id: str) -> TaskFuture:
+        raise NotImplementedError  # pragma: no cover
+
+    def future(self, task_id: str) -> TaskFuture | None:
+        """The future of a task this client submitted that has not ended yet (None once it
+        ended); for another submitter's task, a new future of its outcome, which may be
+        passed as an argument (a dependency) like any other. ``DependencyError`` if the
+        master knows no such task (or its result was fetched already)."""
+        with self._lock:
+            entry = self._entries.get(task_id)
+        if entry is not None:
+            return entry.future
+        if task_id.startswith(f"{self.public_outbox}-"):
+            return None
+        self._check_open()
+        if not self._known(task_id):
+            raise DependencyError(f"the master knows no task {task_id!r} (never submitted, "
+                                  f"or it ended and its result was fetched)")
+        return self._enqueue_mirror(task_id)
+
+    def _known(self, task_id: str) -> bool:
+        """Does the master know this task? A submitter sends its tasks a few milliseconds
+        after ``submit`` returns: an id handed over at once gets that long to arrive."""
+        deadline = time.monotonic() + defaults.DEP_LOOKUP_GRACE_S
+        while not self._remote.known([task_id]):
+            if time.monotonic() >= deadline:
+                return False
+            self._stopped.wait(0.05)
+        return True
+
+    def _pin(self, task_id: str) -> bool:
+        """A new task names this client's task as a dependency: until that task reaches the
+        master, this one's result is not acknowledged. False if it is not open here."""
+        with self._lock:
+            if task_id not in self._entries:
+                return False
+            self._pins.count[task_id] += 1
+            return True
+
+    def _unpin(self, task_id: str) -> None:
+        with self._lock:
+            if self._pins.unpin(task_id):
+                self._ready_acks.append(task_id)

@@ -1,0 +1,225 @@
+"""Named jobs for the command line: submit by ``MODULE:FUNC``, collect results later.
+
+A job is an outbox on the master named ``job:NAME``: results wait there (journaled) until
+``taskq results NAME`` has written them out, from any host, at any later time.
+
+    taskq submit mod:fn 1 2 --job J ──► TaskMsg(outbox="job:J", fn=CallByName("mod", "fn"))
+    taskq results J [--wait]        ──► hello("job:J"): what was sent but never acknowledged
+                                        comes again
+                                        fetch(ack=[])      ──► batch 1 ──► written, flushed
+                                        fetch(ack=batch 1) ──► batch 2 ──► written, flushed
+                                        ... fetch(ack=batch n) ──► none: open_count("job:J")
+
+A result leaves the master only after it was written out (acknowledged in the fetch after
+the one that brought it), so a collector stopped at any moment (a signal, a closed pipe, a
+lost connection) leaves every result it did not write for the next ``taskq results``; that
+one may repeat the last batch written, never skips one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from taskq import defaults
+from taskq.errors import TaskLoadError, TaskqError
+from taskq.master.state.schedules import check
+from taskq.protocol import messages, names
+from taskq.protocol.api import Remote
+from taskq.protocol.messages import ResultMsg, Schedule, Status, TaskMsg, TaskOptions
+from taskq.protocol.options import parse_duration
+
+
+class NoSuchJob(TaskqError):
+    """The master knows no job by that name (never submitted, or collected long ago)."""
+
+
+class OutputLost(TaskqError):
+    """Results could not be written out (e.g. stdout was closed); they stay on the master."""
+
+
+class CallByName:
+    """A function named by module and attribute, imported where it runs."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            target: Any = importlib.import_module(self.module)
+        except ImportError as exc:
+            raise TaskLoadError(f"the worker on {socket.gethostname()} could not import "
+                                f"module {self.module!r}: {exc}") from None
+        for part in self.name.split("."):
+            target = getattr(target, part)
+        return target(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{self.module}:{self.name}"
+
+
+def parse_target(text: str) -> CallByName:
+    module, sep, name = text.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"bad target {text!r}: expected MODULE:FUNC, e.g. mypkg.tasks:resize")
+    return CallByName(module, name)
+
+
+def parse_arg(text: str) -> Any:
+    """A JSON literal where the text is one ("3", "[1, 2]", "null"), else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def outbox_of(job: str) -> str:
+    return f"job:{job}"
+
+
+def new_job_name() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def submit(remote: Remote, job: str, target: str, args: list[str],
+           options: TaskOptions) -> str:
+    """Submit one task to a job; returns its task id once the master has journaled it
+    (while the master's queue is full, this waits for room as every submitter does)."""
+    fn = parse_target(target)
+    prefix = names.task_prefix(outbox_of(job))
+    msg = TaskMsg(f"{prefix}{uuid.uuid4().hex[:12]}", outbox_of(job),
+                  messages.encode_function(fn),
+                  messages.encode_args(tuple(parse_arg(a) for a in args), {}), options)
+    while remote.submit([msg], True) != 1:  # each call waits on the master a bounded time
+        pass
+    return msg.task_id
+
+
+def schedule_spec(name: str, target: str, args: list[str], options: TaskOptions, cron: str,
+                  every: str, tz: str, catch_up: str) -> Schedule:
+    """A schedule of ``MODULE:FUNC ARGS`` for ``taskq schedule add``; ValueError if bad."""
+    fn = parse_target(target)
+    spec = Schedule(name, messages.encode_function(fn),
+                    messages.encode_args(tuple(parse_arg(a) for a in args), {}), options, cron,
+                    parse_duration(every) if every else 0.0, tz, catch_up)
+    check(spec)
+    return spec
+
+
+@dataclass(slots=True)
+class JobResult:
+    """One task's outcome as ``taskq results`` shows it: the value, or the error as text."""
+
+    task_id: str
+    status: Status
+    value: Any = None
+    error: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status is not Status.OK or bool(self.error)
+
+    def as_json(self) -> dict[str, Any]:
+        value = self.value
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            value = repr(value)
+        return {"task_id": self.task_id, "status": self.status.value, "value": value,
+                "error": self.error}
+
+    def as_line(self) -> str:
+        """TASK_ID<tab>STATUS<tab>repr(value) or the error, on one line."""
+        shown = self.error.replace("\n", "\\n") if self.error else repr(self.value)
+        return f"{self.task_id}\t{self.status.value}\t{shown}"
+
+
+def _decode(result: ResultMsg) -> JobResult:
+    if result.status is Status.ERROR and result.body is not None:
+        return _failed(result, messages.decode_error(bytes(result.body)))  # the task's own
+    try:
+        return JobResult(result.task_id, result.status, messages.decode_result(result))
+    except Exception as exc:  # how the task failed, or a value that does not unpickle here
+        return _failed(result, exc)
+
+
+def _failed(result: ResultMsg, exc: BaseException) -> JobResult:
+    return JobResult(result.task_id, result.status, error=f"{type(exc).__name__}: {exc}")
+
+
+Write = Callable[[list[JobResult]], None]
+
+
+class Printer:
+    """A ``Write`` for ``collect``: each batch goes to a stream one line per result (text,
+    or a JSON object with ``as_json``) and is flushed before it returns; counts what it
+    wrote. ``OutputLost`` if the stream cannot be written."""
+
+    def __init__(self, stream: TextIO, as_json: bool = False) -> None:
+        self.stream = stream
+        self.as_json = as_json
+        self.written = 0
+        self.failed = 0
+
+    def __call__(self, batch: list[JobResult]) -> None:
+        lines = [json.dumps(r.as_json()) if self.as_json else r.as_line() for r in batch]
+        try:
+            self.stream.write("".join(f"{line}\n" for line in lines))
+            self.stream.flush()
+        except OSError as exc:
+            raise OutputLost(f"could not write the results ({exc.strerror or exc}); those "
+                             f"not written stay on the master") from None
+        self.written += len(batch)
+        self.failed += sum(r.failed for r in batch)
+
+    def summary(self, still_open: int) -> str:
+        return (f"{self.written} result(s), {self.failed} failed; {still_open} task(s) "
+                f"still open")
+
+
+def collect(remote: Remote, job: str, wait: bool, timeout: float | None, write: Write,
+            on_progress: Callable[[dict[str, Any]], None] | None = None) -> int:
+    """Hand a job's results to ``write`` batch by batch as they arrive; a batch is
+    acknowledged (and so removed from the master) only after ``write`` returned. With
+    wait, go on until no task of the job is open or ``timeout`` seconds passed. The
+    progress of running tasks (``taskq.report_progress``) goes to ``on_progress``.
+
+    Returns how many tasks of the job are still open; ``NoSuchJob`` if the master knows
+    no such job. Whatever ``write`` raises stops the collecting, its batch unacknowledged.
+    """
+    outbox = outbox_of(job)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    ack: list[str] = []
+    poll = 0.0
+    still_open: int | None = None  # once set, one last fetch: tasks may have ended since
+    wrote_any = False
+    while True:
+        fetched = remote.fetch(outbox, ack, defaults.RESULT_BATCH, poll)
+        batch = fetched.results
+        ack, poll = [], 0.0
+        if on_progress is not None and getattr(fetched, "progress", None):
+            on_progress(fetched.progress)
+        if batch:
+            write([_decode(r) for r in batch])
+            ack, still_open, wrote_any = [r.task_id for r in batch], None, True
+            continue
+        if still_open is not None:
+            return still_open
+        count = remote.open_count(outbox)
+        if count is None and not wrote_any:  # (after writing some: collected to the end)
+            raise NoSuchJob(f"no job named {job}")
+        left = _time_left(deadline)
+        if not wait or not count or left <= 0:
+            still_open = count or 0
+        else:
+            poll = min(defaults.LONG_POLL_S, left)
+
+
+def _time_left(deadline: float | None) -> float:
+    return float("inf") if deadline is None else deadline - time.monotonic()

@@ -1,0 +1,467 @@
+"""The broker the master serves: ``BrokerState`` behind one lock, with waits and a journal.
+
+Each method is one remote call; the manager runs each connection in its own thread, so
+blocking calls (``take``, ``fetch``) wait on a condition, never longer than they are
+asked to (and never longer than LONG_POLL_S). After a call changes the state, its changes
+are journaled before it returns, so whatever a caller was told is accepted is durable.
+
+    clients ── submit / fetch / cancel ──┐
+                                         ├─► Broker ─ lock ─► BrokerState
+    workers ── register / heartbeat /    │                     │ drain_changes()
+               take / report / release / │                     ▼
+               control (cancel asks) ────┘                  Journal.write()
+    reaper thread ── expire(), promote() every REAP_EVERY_S
+
+The read-only calls (status, queues, monitor, metrics, history, inspect, explain) are in
+``taskq.master.broker_views``; the calls on shared primitives in ``taskq.master.broker_prims``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from taskq import logs
+from taskq.defaults import (
+    BATCH_BYTES,
+    CANCEL_MAX_IDS,
+    CLIENT_OUTBOX_PREFIX,
+    HISTORY_PRUNE_BATCH,
+    HISTORY_PRUNE_EVERY_S,
+    JOB_OUTBOX_PREFIX,
+    LONG_POLL_S,
+    MAX_PENDING,
+    PREFETCH_MIN,
+    REAP_EVERY_S,
+    RESULT_TTL_S,
+)
+from taskq.master.broker_prims import PrimitiveCalls
+from taskq.master.broker_views import BrokerViews
+from taskq.master.journal import Journal
+from taskq.master.state import BrokerState, CancelOutcome, WorkerInfo
+from taskq.master.state.limits import QueueLimit
+from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, WorkerHello
+from taskq.protocol.replies import Fetched, MasterInfo
+
+log = logs.get_logger(__name__)
+T = TypeVar("T")
+
+
+class Broker(PrimitiveCalls, BrokerViews):
+    """Thread-safe facade over the broker state; the object the master exposes (its calls
+    on shared primitives come from ``PrimitiveCalls``, its read-only ones from
+    ``BrokerViews``)."""
+
+    def __init__(self, state: BrokerState, journal: Journal | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 max_pending: int = MAX_PENDING, result_ttl: float = RESULT_TTL_S) -> None:
+        self._state = state
+        self._result_ttl = result_ttl
+        self._max_pending = max_pending
+        state.deps.limit = max_pending  # tasks blocked on dependencies, at most
+        self._journal = journal
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)
+        self._results = threading.Condition(self._lock)
+        self._space = threading.Condition(self._lock)
+        self._asks = threading.Condition(self._lock)  # cancel requests for workers
+        self._answers = threading.Condition(self._lock)  # workers' answers to them
+        self._started = clock()
+        state.wall_offset = time.time() - clock()
+        self._timer = threading.Condition(self._lock)  # wakes the reaper for a waiting task
+        self._next_due: float | None = None  # when the reaper is next due to promote
+        self._prune_at = 0.0
+        state.history.wall_offset = state.wall_offset
+        self._stopping = threading.Event()
+        self._reaper: threading.Thread | None = None
+        self._init_primitives()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _commit(self) -> int:
+        """Queue what the last call changed for the journal (caller holds the lock);
+        returns the ticket to wait on for durability (0: nothing to wait for)."""
+        changes = self._state.drain_changes()
+        if changes.finished:
+            self._results.notify_all()
+        if self._journal is not None and changes:
+            return self._journal.append(changes)
+        return 0
+
+    def _wait(self, cond: threading.Condition, ready: Callable[[], T], wait: float) -> T:
+        """Wait (lock held) until ready() is truthy or the bounded wait runs out."""
+        value = ready()
+        if value or wait <= 0:
+            return value
+        deadline = time.monotonic() + min(wait, LONG_POLL_S)
+        while not value and not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            cond.wait(remaining)
+            value = ready()
+        return value
+
+    # ------------------------------------------------------------------ submitters
+
+    def hello(self, outbox: str, ended: list[str] | None = None) -> MasterInfo:
+        """A submitter (re)connected: results it was sent but did not acknowledge come again;
+        ``ended`` names tasks whose results it already has (none of them runs again)."""
+        with self._lock:
+            self._state.resend(outbox)
+            self._state.touch(outbox, self._clock())
+            if ended:
+                self._state.forget_ended(outbox, ended)
+                self._commit()
+        return self.info()
+
+    def submit(self, tasks: list[TaskMsg], durable: bool = True) -> int:
+        """Accept tasks from the front of the list while there is room; returns how many
+        were taken (accepted, already known, or refused). The caller sends the rest again.
+
+        With durable, the answer waits until the tasks are journaled; a submitter that keeps
+        its tasks until they end, and resubmits them after reconnecting, need not wait.
+        """
+        with self._lock:
+            state = self._state
+
+            def room() -> int:
+                return max(0, self._max_pending - state.pending_count())
+
+            batch = tasks[:self._wait(self._space, room, LONG_POLL_S)]
+            now = self._clock()
+            waiting = state.queues.waiting_count
+            accepted = state.submit(batch, now)
+            if state.queues.waiting_count > waiting:  # a delayed task
+                self._wake_timer()
+            for outbox in {msg.outbox for msg in batch}:
+                state.touch(outbox, now)
+            ticket = self._commit()
+            if accepted:
+                self._work.notify(accepted)
+            journal = self._journal
+        if durable and ticket and journal is not None:
+            journal.wait(ticket)  # accepted means journaled; workers may start meanwhile
+        return len(batch)
+
+    def fetch(self, outbox: str, ack: list[str], max_n: int, wait: float) -> Fetched:
+        """Acknowledge results, then return up to max_n new ones (and the tasks that started),
+        waiting a bounded time."""
+        with self._lock:
+            state = self._state
+            state.touch(outbox, self._clock())
+            out = state.fetch(outbox, ack, max_n)
+            if not (out.results or out.started or out.progress) and self._wait(
+                    self._results, lambda: state.has_unsent(outbox), wait):
+                out = state.fetch(outbox, [], max_n)
+            self._commit()
+            return out
+
+    def open_count(self, outbox: str) -> int | None:
+        with self._lock:
+            return self._state.open_count(outbox)
+
+    def known(self, task_ids: list[str]) -> list[str]:
+        """The ids among these of tasks a new task may depend on: not ended, or ended with
+        a result the master still holds (not fetched yet, or kept for dependents)."""
+        with self._lock:
+            state = self._state
+            return [t for t in task_ids if t in state.tasks or t in state.deps.kept
+                    or state.ended_result(t) is not None]
+
+    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "",
+               running: bool = False) -> CancelOutcome:
+        """Cancel tasks that have not started; a leased one's worker is asked, and the answer
+        awaited up to ``wait`` s (those still unanswered are in ``asked``: call again).
+        With ``outbox``, only that outbox's tasks (the others are told as unknown). With
+        ``running``, stop them even while they run (``stopping``; see ``state.stops``)."""
+        if running:
+            return self._stop(task_ids, outbox)
+        with self._lock:
+            state = self._state
+            if outbox:
+                task_ids = state.owned_by(outbox, task_ids)
+            out = state.cancel(task_ids)
+            if out.asked:
+                self._asks.notify_all()
+                recs = [state.tasks[t] for t in out.asked]
+                self._wait(self._answers, lambda: not any(r.cancel_asked for r in recs), wait)
+                later = state.cancel_progress(recs)
+                out.asked = later.asked
+                for name in ("cancelled", "running", "unknown"):
+                    getattr(out, name).extend(getattr(later, name))
+            self._commit()
+            if out.cancelled:
+                self._space.notify_all()
+            return out
+
+    def cancel_tasks(self, task_ids: list[str], job: str = "", running: bool = True,
+                     ) -> CancelOutcome:
+        """An operator's cancel (``taskq cancel``): any task by its id, or every open task
+        of the job named ``job``; with ``running``, stopped even while it runs. It ends
+        tasks and never reads their results."""
+        if type(task_ids) is not list or not all(type(t) is str for t in task_ids) \
+                or type(job) is not str:
+            raise ValueError("cancel_tasks takes a list of task id strings and a job name")
+        if job:
+            with self._lock:
+                task_ids = task_ids + self._state.open_ids(JOB_OUTBOX_PREFIX + job)
+        if len(task_ids) > CANCEL_MAX_IDS:
+            raise ValueError(f"{len(task_ids)} task ids in one cancel: at most "
+                             f"{CANCEL_MAX_IDS}; cancel them in parts")
+        out = self._stop(task_ids, "") if running else self.cancel(task_ids, LONG_POLL_S)
+        log.warning("tasks_cancelled_by_operator", job=job or None, running=running,
+                    tasks=len(task_ids), cancelled=len(out.cancelled) + len(out.stopping))
+        return out
+
+    def _stop(self, task_ids: list[str], outbox: str) -> CancelOutcome:
+        """Stop tasks wherever they are; answers once the stop is journaled."""
+        with self._lock:
+            state = self._state
+            if outbox:
+                task_ids = state.owned_by(outbox, task_ids)
+            out = state.stop(task_ids, self._clock())
+            ticket = self._commit()
+            if out.stopping:
+                self._asks.notify_all()
+            if out.cancelled:
+                self._space.notify_all()
+            journal = self._journal
+        if ticket and journal is not None:
+            journal.wait(ticket)  # a stop, once told, survives a master restart
+        return out
+
+    # ------------------------------------------------------------------ schedules
+
+    def schedule_add(self, spec: Schedule) -> bool:
+        """Add a schedule, or replace the one of that name (True). Journaled before it
+        answers; ValueError (as MasterError) for a bad definition."""
+        with self._lock:
+            replaced = self._state.schedule_add(spec, self._clock())
+            ticket = self._commit()
+            self._wake_timer()
+            journal = self._journal
+        if ticket and journal is not None:
+            journal.wait(ticket)
+        log.info("schedule_added", schedule=spec.name, replaced=replaced)
+        return replaced
+
+    def schedule_remove(self, name: str) -> bool:
+        with self._lock:
+            removed = self._state.schedule_remove(name)
+            self._commit()
+            return removed
+
+    def schedule_pause(self, name: str, paused: bool) -> bool:
+        with self._lock:
+            found = self._state.schedule_pause(name, paused, self._clock())
+            self._commit()
+            self._wake_timer()
+            return found
+
+    # ------------------------------------------------------------------ queues
+
+    def queue_set(self, name: str, rate: float, concurrency: int) -> None:
+        """Set a queue's limits (0: none); journaled before it answers."""
+        limit = QueueLimit(rate, concurrency)
+        limit.check()
+        with self._lock:
+            self._state.limits.set(name, limit)
+            ticket = self._commit()
+            self._work.notify_all()
+            journal = self._journal
+        if ticket and journal is not None:
+            journal.wait(ticket)
+
+    # ------------------------------------------------------------------ workers
+
+    def register(self, hello: WorkerHello) -> MasterInfo:
+        info = WorkerInfo(hello.worker_id, hello.host, hello.pid, hello.procs,
+                          tuple(hello.queues), pool=getattr(hello, "pool", "processes"),
+                          resources=tuple(getattr(hello, "resources", ())))
+        with self._lock:
+            self._state.register(info, self._clock())
+        log.info("worker_joined", worker_id=hello.worker_id, host=hello.host,
+                 pid=hello.pid, procs=hello.procs)
+        return self.info()
+
+    def heartbeat(self, worker_id: str, held: list[str], running: int,
+                  memory: int = 0, progress: dict[str, Any] | None = None) -> bool:
+        """``memory``: the worker's resident bytes, its pool processes included (0: unknown);
+        ``progress``: task id -> (done, total, message) of its tasks that reported since the
+        last heartbeat (kept in memory only: see ``taskq.worker.report``)."""
+        if type(memory) is not int or memory < 0:
+            raise ValueError(f"bad memory {memory!r}: expected resident bytes, an int >= 0")
+        if progress is not None and type(progress) is not dict:
+            raise ValueError(f"bad progress {type(progress).__name__}: expected a dict of "
+                             f"task id -> (done, total, message)")
+        with self._lock:
+            return self._state.heartbeat(worker_id, held, running, self._clock(), memory,
+                                         progress)
+
+    def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
+        """Lease up to n tasks to a worker, waiting (bounded) when there are none."""
+        with self._lock:
+            state = self._state
+            worker = state.workers.get(worker_id)
+            queues = worker.queues if worker else ()
+
+            def available() -> bool:
+                return any(state.pending_by_queue[q] > 0 for q in queues) and \
+                    state.can_lease(queues, self._clock())
+
+            now = self._clock()  # waiting tasks are queued by the reaper's timer, not here
+            token = state.limits.next_token(queues, now) if state.limits.by_queue else None
+            if token is not None:  # a rate-limited queue: wake when its next token is there
+                wait = min(wait, max(0.0, token - now) + 0.001)
+            self._wait(self._work, available, wait)
+            tasks = state.lease(worker_id, self._fair_share(worker_id, n), self._clock(),
+                                BATCH_BYTES)
+            if tasks:
+                self._space.notify_all()
+            return tasks
+
+    def _fair_share(self, worker_id: str, n: int) -> int:
+        """Cap a lease at half this worker's share of what is queued, so that no worker
+        hoards what an idle one could run (at least two tasks per process, to keep it busy);
+        halving makes the shares converge in finer steps as the queue drains."""
+        state = self._state
+        worker = state.workers.get(worker_id)
+        if worker is None or len(state.workers) < 2:
+            return n
+        procs = sum(w.procs for w in state.workers.values())
+        share = -(-state.pending_count() * worker.procs // (2 * procs))  # half, rounded up
+        return min(n, max(share, worker.procs * PREFETCH_MIN))
+
+    def report(self, worker_id: str, results: list[ResultMsg],
+               started: list[str] | None = None) -> None:
+        """A worker's outcomes, and the tasks it began running since its last report."""
+        with self._lock:
+            results, refused = self._state.reportable(worker_id, results)
+            if refused:
+                log.warning("report_refused", worker_id=worker_id, tasks=len(refused),
+                            reason="not leased to this worker")
+            pending_before = self._state.pending_count()
+            waiting = self._state.queues.waiting_count
+            self._state.start(worker_id, started or (), self._clock())
+            self._state.complete(worker_id, results, self._clock())
+            if self._state.queues.waiting_count > waiting:  # a retry waits for its backoff
+                self._wake_timer()
+            requeued = self._state.pending_count() - pending_before
+            self._commit()
+            if started:
+                self._results.notify_all()
+            if self._state.limits.by_queue or self._state.limits.running_by_key:
+                self._work.notify_all()  # a limit may have room again
+            elif requeued > 0:
+                self._work.notify(requeued)
+
+    def control(self, worker_id: str, answers: dict[str, bool], wait: float) -> list[str]:
+        """A worker's answers to cancel requests (True: dropped before it started); returns
+        new requests for it, waiting a bounded time for one."""
+        with self._lock:
+            state = self._state
+            asks = state.control(worker_id, answers)
+            if answers:
+                self._commit()
+                self._answers.notify_all()
+                self._results.notify_all()
+            if not asks and self._wait(self._asks, lambda: state.has_asks(worker_id), wait):
+                asks = state.control(worker_id, {})
+            return asks
+
+    def release(self, worker_id: str, task_ids: list[str], goodbye: bool = False) -> None:
+        """A worker hands back unstarted tasks; with goodbye it leaves the cluster."""
+        with self._lock:
+            self._state.release(worker_id, task_ids)
+            if goodbye:
+                self._state.forget_worker(worker_id)
+            self._commit()
+            self._work.notify_all()
+        if goodbye:
+            log.info("worker_left", worker_id=worker_id, released=len(task_ids))
+
+    # ------------------------------------------------------------------ reaper
+
+    def reap(self) -> None:
+        """Declare silent workers lost and requeue their expired leases."""
+        with self._lock:
+            pending_before = self._state.pending_count()
+            now = self._clock()
+            lost = self._state.expire(now)
+            self._state.promote(now)
+            dropped = self._state.drop_abandoned(now, self._result_ttl, CLIENT_OUTBOX_PREFIX)
+            if now >= self._prune_at:
+                self._prune_at = now + HISTORY_PRUNE_EVERY_S
+                self._state.history.prune(now, HISTORY_PRUNE_BATCH)
+            requeued = self._state.pending_count() - pending_before
+            failed = [res for _, res in self._state.changes.finished]
+            self._commit()
+            if requeued > 0:
+                self._work.notify(requeued)
+        for worker_id in lost:
+            log.warning("worker_lost", worker_id=worker_id)
+        for outbox in dropped:
+            log.info("results_dropped", outbox=outbox, reason="submitter gone")
+        if requeued > 0:
+            log.info("leases_requeued", count=requeued)
+        for res in failed:
+            log.warning("task_failed", task_id=res.task_id, status=res.status.value,
+                        detail=res.detail)
+
+    def start_reaper(self) -> None:
+        """Reap every REAP_EVERY_S, and queue each waiting task (delayed, or waiting for a
+        retry) the moment its time comes."""
+        def loop() -> None:
+            next_reap = self._clock() + REAP_EVERY_S
+            while not self._stopping.is_set():
+                if self._clock() >= next_reap:
+                    self.reap()
+                    next_reap = self._clock() + REAP_EVERY_S
+                self._promote_until(next_reap)
+
+        self._reaper = threading.Thread(target=loop, name="taskq-reaper", daemon=True)
+        self._reaper.start()
+
+    def _promote_until(self, deadline: float) -> None:
+        """Until ``deadline``, queue waiting tasks as they fall due."""
+        with self._lock:
+            while not self._stopping.is_set():
+                now = self._clock()
+                if self._state.promote(now):
+                    self._work.notify_all()
+                due = self._state.next_due()
+                self._next_due = due
+                until = deadline if due is None else min(deadline, due)
+                if until <= now:
+                    return
+                self._timer.wait(until - now)
+                if self._clock() >= deadline:
+                    return
+
+    def _wake_timer(self) -> None:
+        """A task began to wait (lock held): wake the reaper if it is due before it."""
+        due = self._state.next_due()
+        if due is not None and (self._next_due is None or due < self._next_due):
+            self._next_due = due
+            self._timer.notify_all()
+
+    def close(self) -> None:
+        """Stop waits and the reaper; flush and close the journal."""
+        self._stopping.set()
+        with self._lock:
+            self._work.notify_all()
+            self._results.notify_all()
+            self._space.notify_all()
+            self._asks.notify_all()
+            self._answers.notify_all()
+            self._timer.notify_all()
+        if self._reaper is not None:
+            self._reaper.join(timeout=2)
+        with self._lock:
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None

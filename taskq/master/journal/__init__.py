@@ -1,0 +1,501 @@
+"""The master's journal: accepted tasks and unfetched results in an embedded SQLite file.
+
+The broker's state is the truth while the master runs; the journal is what survives it.
+After each broker call the service appends the call's ``Changes``; a writer thread commits
+everything appended so far in one transaction (group commit: WAL mode,
+``synchronous=NORMAL``), and a call that must be durable before it answers (a submit)
+waits for its ticket. A killed master loses nothing it acknowledged; a power cut may lose
+the last transactions::
+
+    broker call ── append(changes) -> ticket ──► queue ──► writer thread: one transaction
+         └──────── wait(ticket) ◄──────────── durable ticket ◄──┘   (tasks added and ended
+                                                                      in one group cancel out)
+    Journal.load() ──► BrokerState.restore_task / restore_result        (on start)
+
+The files shrink back to what is still live: the database uses incremental auto-vacuum
+(a journal made without it is rebuilt once, on open). When the writer has had nothing to
+commit for JOURNAL_IDLE_S, or at the latest JOURNAL_UPKEEP_MAX_S after the journal first
+changed, it runs a round of upkeep bounded by JOURNAL_UPKEEP_BUDGET_S: it frees the pages
+deleted rows left (``incremental_vacuum``) and truncates the WAL (``wal_checkpoint``).
+Upkeep never runs in a broker call; free space and WAL under JOURNAL_SLACK_BYTES are
+left alone, for new rows and commits to reuse.
+
+Leases are not journaled: after a restart every unfinished task is pending again, and a
+worker that reconnects still holding one claims it back with its first heartbeat.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from taskq import logs
+from taskq.defaults import (
+    JOURNAL_IDLE_S,
+    JOURNAL_SLACK_BYTES,
+    JOURNAL_SYNCHRONOUS,
+    JOURNAL_UPKEEP_BUDGET_S,
+    JOURNAL_UPKEEP_MAX_S,
+    JOURNAL_VACUUM_PAGES,
+    JOURNAL_WINDOW_S,
+    STATS_WINDOWS,
+)
+from taskq.master.journal import deps as deps_table
+from taskq.master.journal import prims as prims_table
+from taskq.master.state import BrokerState, Changes, TaskRecord
+from taskq.master.state.history import Attempt
+from taskq.master.state.limits import QueueLimit
+from taskq.master.state.primitives import PrimitiveState
+from taskq.master.state.stats import Histogram
+from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, TaskOptions, TaskState
+
+log = logs.get_logger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY, outbox TEXT NOT NULL, seq INTEGER NOT NULL,
+    fn BLOB NOT NULL, args BLOB NOT NULL, timeout REAL, retries INTEGER NOT NULL,
+    priority INTEGER NOT NULL, queue TEXT NOT NULL, lost INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS results (
+    task_id TEXT PRIMARY KEY, outbox TEXT NOT NULL, status TEXT NOT NULL, body BLOB,
+    detail TEXT NOT NULL, worker TEXT NOT NULL, duration REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schedules (
+    name TEXT PRIMARY KEY, spec TEXT NOT NULL, fn BLOB NOT NULL, args BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    alias TEXT PRIMARY KEY, outbox TEXT NOT NULL, target TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue_limits (
+    queue TEXT PRIMARY KEY, rate REAL NOT NULL, concurrency INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    task_id TEXT NOT NULL, n INTEGER NOT NULL, job TEXT NOT NULL, queue TEXT NOT NULL,
+    worker TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, queued REAL NOT NULL,
+    leased REAL NOT NULL, started REAL NOT NULL, ended REAL NOT NULL, outcome TEXT NOT NULL,
+    error_type TEXT NOT NULL, detail TEXT NOT NULL, final INTEGER NOT NULL,
+    PRIMARY KEY (task_id, n)
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT NOT NULL, queue TEXT NOT NULL, outcome TEXT NOT NULL, value INTEGER NOT NULL,
+    PRIMARY KEY (name, queue, outcome)
+);
+"""
+# Columns added to the tasks table since its first version (added to an older journal on open):
+# when a waiting task may start (wall-clock epoch seconds; 0: at once), the options beyond
+# the first four, as JSON, and whether a stop was asked (a cancel with running=True: it
+# ends CANCELLED, see taskq.master.state.stops).
+_ADDED_TASK_COLUMNS = (("not_before", "REAL NOT NULL DEFAULT 0"),
+                       ("extra", "TEXT NOT NULL DEFAULT '{}'"),
+                       ("stopped", "INTEGER NOT NULL DEFAULT 0"))
+_TASK_COLUMNS = ("task_id, outbox, seq, fn, args, timeout, retries, priority, queue, lost, "
+                 "errors, not_before, extra")
+_INCREMENTAL = 2  # what PRAGMA auto_vacuum reads when incremental vacuum is on
+_BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another connection's lock
+
+
+class Journal:
+    """Durable copy of the broker's tasks and results; one SQLite connection, one writer."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._wal = Path(f"{path}-wal")
+        self._db = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_S, check_same_thread=False,
+                                   isolation_level=None)
+        _use_incremental_vacuum(self._db, path)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={JOURNAL_SYNCHRONOUS}")
+        self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SLACK_BYTES}")
+        self._db.executescript(_SCHEMA)
+        self._db.executescript(prims_table.SCHEMA)
+        self._db.executescript(deps_table.SCHEMA)
+        _add_columns(self._db)
+        self._page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        self._dblock = threading.Lock()  # the writer and direct write() callers share _db
+        self.commit_seconds = Histogram()  # how long each transaction took (for /metrics)
+        self._cond = threading.Condition()
+        self._queue: list[Changes] = []
+        self._appended = 0
+        self._durable = 0
+        self._error: BaseException | None = None
+        self._closing = False
+        self._urgent = False  # something queued is waited on: commit without gathering
+        # writer thread only: when the journal first changed since its last upkeep (a
+        # previous run may have left free pages), and how long to be idle before a round
+        self._upkeep_due: float | None = time.monotonic()
+        self._upkeep_pause = JOURNAL_IDLE_S
+        self._uncheckpointed = False  # pages were freed that the database file still holds
+        self._writer = threading.Thread(target=self._write_loop, name="taskq-journal",
+                                        daemon=True)
+        self._writer.start()
+
+    def append(self, changes: Changes, urgent: bool = False) -> int:
+        """Queue changes for the writer; returns the ticket to wait() on. ``urgent`` ends
+        the writer's gathering window at once (a caller waits on it, and one at a time)."""
+        with self._cond:
+            self._urgent = self._urgent or urgent
+            self._queue.append(changes)
+            self._appended += 1
+            self._cond.notify_all()
+            return self._appended
+
+    def wait(self, ticket: int) -> None:
+        """Block until every change up to ``ticket`` is committed; raise if writing failed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._durable >= ticket or self._error is not None)
+            if self._durable < ticket:
+                raise RuntimeError(f"the journal could not be written: {self._error}")
+
+    def _next_batch(self) -> tuple[list[Changes], int] | None:
+        """What to commit next and the ticket it makes durable; an empty batch once the
+        writer has been idle for the upkeep pause; None when closing with nothing queued."""
+        with self._cond:
+            pause = None if self._upkeep_due is None else self._upkeep_pause
+            if not self._cond.wait_for(lambda: self._queue or self._closing, pause):
+                return [], 0
+            if not self._queue:
+                return None
+            # gather what the next calls append: one transaction instead of several,
+            # and a task that starts and ends in the window is never written
+            self._cond.wait_for(lambda: self._closing or self._urgent, JOURNAL_WINDOW_S)
+            batch, self._queue, self._urgent = self._queue, [], False
+            return batch, self._appended
+
+    def _write_loop(self) -> None:
+        while (job := self._next_batch()) is not None:
+            batch, upto = job
+            if not batch:
+                self._upkeep(idle=True)
+                continue
+            try:
+                self.write(merge(batch))
+            except Exception as exc:
+                log.error("journal_write_failed", error=str(exc))
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._durable = upto
+                self._cond.notify_all()
+            self._upkeep_pause = JOURNAL_IDLE_S
+            now = time.monotonic()
+            if self._upkeep_due is None:
+                self._upkeep_due = now
+            elif now - self._upkeep_due >= JOURNAL_UPKEEP_MAX_S:
+                self._upkeep(idle=False)  # commits never pause: one round between two
+
+    def _upkeep(self, idle: bool) -> None:
+        """One bounded round of giving freed space back to the disk, then plan the next."""
+        try:
+            more = self._shrink(time.monotonic() + JOURNAL_UPKEEP_BUDGET_S, idle)
+        except sqlite3.Error as exc:  # the journal still works; try again after a commit
+            log.warning("journal_upkeep_failed", error=str(exc))
+            more = False
+        if not more:
+            self._upkeep_due = None
+        elif idle:
+            self._upkeep_pause = 0.0  # still idle: go on at once
+        else:
+            self._upkeep_due = time.monotonic()  # under load, one round per UPKEEP_MAX_S
+
+    def _shrink(self, deadline: float, idle: bool) -> bool:
+        """Free pages and truncate the WAL until done or ``deadline``, or (idle) until
+        something is queued; returns whether it stopped with work left."""
+        with self._dblock:
+            db = self._db
+            if self._free_pages() * self._page > JOURNAL_SLACK_BYTES:
+                while self._free_pages() > 0:
+                    # a racy peek at the queue is enough: it only ends the round early
+                    if time.monotonic() >= deadline or (idle and self._queue):
+                        return True
+                    # the pragma frees one page per step, and execute() steps once
+                    db.executescript(f"PRAGMA incremental_vacuum({JOURNAL_VACUUM_PAGES})")
+                    self._uncheckpointed = True
+            if self._uncheckpointed or self._wal_bytes() > JOURNAL_SLACK_BYTES:
+                self._checkpoint()
+            return False
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database file, which only then drops the pages a vacuum
+        freed, and truncate the WAL; skipped while another connection reads (waiting for a
+        reader that never ends would hold the writer)."""
+        db = self._db
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+        self._uncheckpointed = self._uncheckpointed and bool(busy)
+        log.debug("journal_shrunk", checkpointed=not busy, db_bytes=self.path.stat().st_size,
+                  wal_bytes=self._wal_bytes())
+
+    def _free_pages(self) -> int:
+        return int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+
+    def _wal_bytes(self) -> int:
+        try:
+            return self._wal.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def load(self, state: BrokerState) -> tuple[int, int]:
+        """Restore every journaled task and result into ``state``; returns their counts."""
+        with self._dblock:
+            tasks = self._db.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY seq").fetchall()  # noqa: S608 -- a constant list of column names, no input
+            results = self._db.execute(
+                "SELECT task_id, outbox, status, body, detail, worker, duration FROM results"
+            ).fetchall()
+            schedules = self._db.execute("SELECT name, spec, fn, args FROM schedules").fetchall()
+            limits = self._db.execute("SELECT queue, rate, concurrency FROM queue_limits"
+                                      ).fetchall()
+            aliases = self._db.execute("SELECT alias, outbox, target FROM aliases").fetchall()
+            deps, kept = deps_table.load(self._db)
+            stops = self._db.execute("SELECT task_id FROM tasks WHERE stopped").fetchall()
+        for result in kept:  # before the tasks: a restored dependent looks them up
+            state.deps.restore_kept(result)
+        to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
+        for (tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors,
+             not_before, extra) in tasks:
+            options = TaskOptions.with_extra(timeout, retries, prio, queue, json.loads(extra))
+            msg = TaskMsg(tid, outbox, fn, args, options, deps=deps.get(tid, ()))
+            state.restore_task(msg, seq, lost, errors,
+                               not_before + to_state if not_before else 0.0)
+        state.deps.forget_unreferenced()
+        for tid, outbox, status, body, detail, worker, duration in results:
+            state.restore_result(outbox, ResultMsg(tid, status, body, detail, worker, duration))
+        for row in schedules:
+            state.schedules.restore(_schedule(*row))
+        for queue, rate, concurrency in limits:
+            state.limits.restore(queue, QueueLimit(rate, concurrency))
+        for alias, outbox, target in aliases:
+            state.restore_alias(alias, outbox, target)
+        for (tid,) in stops:  # a stop asked before the restart: the task ends CANCELLED
+            state.restore_stop(tid)
+        self._load_history(state)
+        return len(tasks), len(results)
+
+    def load_primitives(self, prims: PrimitiveState, now: float) -> int:
+        """Restore every journaled shared primitive; returns how many there are."""
+        with self._dblock:
+            return prims_table.load(self._db, prims, now)
+
+    def _load_history(self, state: BrokerState) -> None:
+        """Restore the counters and the attempts journaled for the history, oldest first."""
+        with self._dblock:
+            counters = self._db.execute("SELECT name, queue, outcome, value FROM counters")
+            for name, queue, outcome, value in counters.fetchall():
+                state.history.stats.restore((name, queue, outcome), value)
+            rows = self._db.execute(
+                "SELECT * FROM history ORDER BY final, ended, task_id, n").fetchall()
+        for row in rows:
+            attempt = Attempt(*row)
+            attempt.final = bool(attempt.final)
+            state.history.restore(attempt)
+        state.history.replay_windows(time.time() - STATS_WINDOWS * 60.0)
+
+    def write(self, changes: Changes) -> None:
+        """Persist one batch of changes in a single transaction."""
+        if not changes:
+            return
+        with self._dblock:
+            began = time.perf_counter()
+            _write(self._db, changes)
+            self.commit_seconds.observe(time.perf_counter() - began)
+
+    def close(self) -> None:
+        """Write what is queued, checkpoint the WAL into the database file, and close."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._writer.join()
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._db.close()
+
+
+def _use_incremental_vacuum(db: sqlite3.Connection, path: Path) -> None:
+    """Turn incremental auto-vacuum on: at once for a new journal; an older one is rebuilt.
+
+    The rebuild (VACUUM) is done whatever the journal's size: it happens once per journal,
+    it copies only live rows (about what load() reads next anyway), and without it the file
+    could never shrink. If it fails (it needs free disk for about twice the live rows: a copy
+    and the WAL), the journal works as before and the next start tries again.
+    """
+    db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new, empty database
+    if db.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL:
+        return
+    started = time.monotonic()
+    try:
+        db.execute("VACUUM")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sqlite3.Error as exc:
+        log.warning("journal_vacuum_failed", path=str(path), error=str(exc))
+        return
+    log.info("journal_converted", path=str(path), seconds=round(time.monotonic() - started, 3),
+             bytes=path.stat().st_size)
+
+
+_SCHEDULE_FIELDS = ("cron", "every", "tz", "catch_up", "paused", "next_run", "last_run",
+                    "last_task", "last_outcome")
+
+
+def _schedule_fields(spec: Schedule) -> dict[str, Any]:
+    fields: dict[str, Any] = {name: getattr(spec, name) for name in _SCHEDULE_FIELDS}
+    o = spec.options
+    fields["options"] = [o.timeout, o.retries, o.priority, o.queue, o.extra()]
+    return fields
+
+
+def _schedule(name: str, spec: str, fn: bytes, args: bytes) -> Schedule:
+    fields = json.loads(spec)
+    timeout, retries, priority, queue, extra = fields.pop("options")
+    options = TaskOptions.with_extra(timeout, retries, priority, queue, extra)
+    return Schedule(name, fn, args, options, **fields)
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Bring a journal written by an older taskq up to the current tasks table."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    for name, kind in _ADDED_TASK_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
+
+
+def _wall(rec: TaskRecord, to_wall: float) -> float:
+    """When a waiting task may start, as wall-clock time (0: it does not wait)."""
+    return rec.not_before + to_wall if rec.state is TaskState.WAITING else 0.0
+
+
+def _write_settings(db: sqlite3.Connection, changes: Changes) -> None:
+    """Schedules and queue limits (inside ``_write``'s transaction)."""
+    if changes.schedules:
+        db.executemany("INSERT OR REPLACE INTO schedules VALUES (?,?,?,?)",
+                       [(s.name, json.dumps(_schedule_fields(s)), s.fn, s.args)
+                        for s in changes.schedules])
+    if changes.schedules_removed:
+        db.executemany("DELETE FROM schedules WHERE name=?",
+                       [(n,) for n in changes.schedules_removed])
+    if changes.joined:
+        db.executemany("INSERT OR REPLACE INTO aliases VALUES (?,?,?)", changes.joined)
+    if changes.unjoined:
+        db.executemany("DELETE FROM aliases WHERE alias=?", [(a,) for a in changes.unjoined])
+    for queue, limit in changes.limits:  # in order: a later one wins
+        if limit is None:
+            db.execute("DELETE FROM queue_limits WHERE queue=?", (queue,))
+        else:
+            db.execute("INSERT OR REPLACE INTO queue_limits VALUES (?,?,?)",
+                       (queue, limit.rate, limit.concurrency))
+
+
+def _write(db: sqlite3.Connection, changes: Changes) -> None:
+    """Apply ``changes`` in one transaction (rolled back if any statement fails)."""
+    db.execute("BEGIN")
+    try:
+        to_wall = time.time() - time.monotonic()  # the broker's clock -> wall clock
+        if changes.added:
+            db.executemany(
+                f"INSERT OR REPLACE INTO tasks ({_TASK_COLUMNS}) VALUES "  # noqa: S608 -- a constant list of column names, no input
+                f"(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(r.msg.task_id, r.msg.outbox, r.seq, r.msg.fn, r.msg.args,
+                  r.msg.options.timeout, r.msg.options.retries, r.msg.options.priority,
+                  r.msg.options.queue, r.lost, r.errors, _wall(r, to_wall),
+                  json.dumps(r.msg.options.extra())) for r in changes.added])
+        if changes.updated:
+            db.executemany("UPDATE tasks SET lost=?, errors=?, not_before=? WHERE task_id=?",
+                           [(r.lost, r.errors, _wall(r, to_wall), r.msg.task_id)
+                            for r in changes.updated])
+        if changes.stops:
+            db.executemany("UPDATE tasks SET stopped=1 WHERE task_id=?",
+                           [(t,) for t in changes.stops])
+        gone = changes.removed + [res.task_id for _, res in changes.finished]
+        if gone:
+            db.executemany("DELETE FROM tasks WHERE task_id=?", [(t,) for t in gone])
+        if changes.finished:
+            db.executemany(
+                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)",
+                [(res.task_id, outbox, res.status.value, res.body, res.detail, res.worker,
+                  res.duration) for outbox, res in changes.finished])
+        _write_settings(db, changes)
+        if changes.acked:
+            db.executemany("DELETE FROM results WHERE task_id=?", [(t,) for t in changes.acked])
+        if changes.prims:
+            prims_table.write(db, changes.prims)
+        deps_table.write(db, changes)
+        _write_history(db, changes)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _write_history(db: sqlite3.Connection, changes: Changes) -> None:
+    if changes.attempts:
+        db.executemany("INSERT OR REPLACE INTO history VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                       [(a.task_id, a.n, a.job, a.queue, a.worker, a.host, a.pid, a.queued,
+                         a.leased, a.started, a.ended, a.outcome, a.error_type, a.detail,
+                         int(a.final)) for a in changes.attempts])
+    if changes.history_gone:
+        db.executemany("DELETE FROM history WHERE task_id=?",
+                       [(t,) for t in changes.history_gone])
+    if changes.counts:
+        db.executemany(
+            "INSERT INTO counters VALUES (?,?,?,?) ON CONFLICT (name, queue, outcome) "
+            "DO UPDATE SET value = value + excluded.value",
+            [(*key, n) for key, n in changes.counts.items()])
+
+
+def merge(batch: list[Changes]) -> Changes:
+    """One set of changes equivalent to applying ``batch`` in order.
+
+    A task added and ended within the batch is never written, nor is a result written and
+    acknowledged within it.
+    """
+    if len(batch) == 1:
+        return batch[0]
+    out = Changes()
+    final: dict[str, Schedule | None] = {}  # each schedule as the batch leaves it
+    for changes in batch:
+        out.added += changes.added
+        out.updated += changes.updated
+        out.finished += changes.finished
+        out.removed += changes.removed
+        out.acked += changes.acked
+        out.prims += changes.prims
+        final.update((s.name, s) for s in changes.schedules)
+        final.update(dict.fromkeys(changes.schedules_removed))
+        out.limits += changes.limits
+        out.joined += changes.joined
+        out.unjoined += changes.unjoined
+        out.attempts += changes.attempts
+        out.history_gone += changes.history_gone
+        out.counts.update(changes.counts)
+        deps_table.merge_into(out, changes)
+        out.stops += changes.stops
+    out.schedules = [s for s in final.values() if s is not None]
+    out.schedules_removed = [name for name, s in final.items() if s is None]
+    added = {r.msg.task_id for r in out.added}
+    ended = set(out.removed) | {res.task_id for _, res in out.finished}
+    transient = added & ended
+    if transient:
+        out.added = [r for r in out.added if r.msg.task_id not in transient]
+        out.updated = [r for r in out.updated if r.msg.task_id not in transient]
+        out.removed = [t for t in out.removed if t not in transient]
+    acked = set(out.acked)
+    shown = {res.task_id for _, res in out.finished} & acked
+    if shown:
+        # Their results are never written, but tasks journaled by an earlier group still end.
+        out.removed += [r.task_id for _, r in out.finished
+                        if r.task_id in shown and r.task_id not in added]
+        out.finished = [(o, r) for o, r in out.finished if r.task_id not in shown]
+        out.acked = [t for t in out.acked if t not in shown]
+    return out

@@ -1,0 +1,110 @@
+"""Running a master: restore the journal, serve the broker, stop cleanly.
+
+    journal.load ──► BrokerState ──► Broker (+ reaper) ──► managers.serve ──► accept loop
+                                                   stop event (SIGTERM/SIGINT) ──┘
+    on stop: close the listener, wake every waiter, flush and close the journal.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
+
+from taskq import defaults, logs
+from taskq.master import http
+from taskq.master.broker import Broker
+from taskq.master.http import HttpConfig
+from taskq.master.journal import Journal
+from taskq.master.state import BrokerState
+from taskq.net import managers
+from taskq.net.tls import TLS
+
+log = logs.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class MasterConfig:
+    host: str
+    port: int
+    authkey: bytes
+    state: Path | None  # journal file; None keeps everything in memory
+    lost_after: float = defaults.LOST_AFTER_S
+    max_lost: int = defaults.MAX_LOST_ATTEMPTS
+    max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024)
+    max_pending: int = defaults.MAX_PENDING
+    result_ttl: float = defaults.RESULT_TTL_S
+    tls: TLS | None = None  # with it, every connection speaks TLS
+    more_keys: tuple[bytes, ...] = ()  # also accepted from peers (a key being rotated out)
+    http: HttpConfig | None = None  # the web page and /metrics; None serves none
+    http_is_default: bool = False  # the default address: a busy port is a warning, not fatal
+    history_s: float = defaults.HISTORY_KEEP_S
+
+
+def build_broker(config: MasterConfig) -> Broker:
+    state = BrokerState(lost_after=config.lost_after, max_lost=config.max_lost,
+                        max_payload=config.max_payload)
+    state.history.keep_s = config.history_s
+    journal = None
+    if config.state is not None:
+        state.restore_hold_until = time.monotonic() + defaults.RESTORE_CLAIM_S
+        journal = Journal(config.state)
+        tasks, results = journal.load(state)
+        log.info("journal_loaded", path=str(config.state), tasks=tasks, results=results)
+    broker = Broker(state, journal, max_pending=config.max_pending,
+                    result_ttl=config.result_ttl)
+    if journal is not None:
+        count = journal.load_primitives(broker.prims, time.monotonic())
+        log.info("primitives_loaded", count=count)
+    return broker
+
+
+def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], None],
+        notice: Callable[[str], None] | None = None) -> int:
+    """Serve until ``stop`` is set; ``announce`` gets "host:port" once it accepts, then
+    ``notice`` gets the web page's URL."""
+    broker = build_broker(config)
+    web = None
+    try:
+        web = _serve_http(config, broker)
+        server = managers.serve(broker, config.host, config.port, config.authkey,
+                                 config.max_payload, config.tls, list(config.more_keys))
+    except BaseException:
+        if web is not None:
+            http.stop(web)
+        broker.close()
+        raise
+    host, port = cast("tuple[str, int]", server.address)[:2]
+    broker.start_reaper()
+    managers.run_server(server)
+    log.info("master_started", address=f"{host}:{port}", durable=config.state is not None,
+             tls="mutual" if config.tls and config.tls.ca else "on" if config.tls else "off")
+    announce(f"{host}:{port}")
+    if web is not None and notice is not None:  # after: readers of the first line go on
+        notice(f"taskq master dashboard on {web.url}")
+    stop.wait()
+    log.info("master_stopping")
+    managers.stop_server(server)
+    if web is not None:
+        http.stop(web)
+    broker.close()
+    log.info("master_stopped")
+    return 0
+
+
+def _serve_http(config: MasterConfig, broker: Broker) -> http.Server | None:
+    """Start the web server; at the default address, a port in use only skips it."""
+    if config.http is None:
+        return None
+    try:
+        return http.serve(config.http, broker)
+    except OSError as exc:
+        if not config.http_is_default:
+            raise OSError(f"cannot serve the web page on {config.http.host}:"
+                          f"{config.http.port}: {exc.strerror or exc}") from None
+        log.warning("http_not_started", address=f"{config.http.host}:{config.http.port}",
+                    error=exc.strerror or str(exc), hint="pass --http HOST:PORT or --http off")
+        return None

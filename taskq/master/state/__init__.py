@@ -1,0 +1,482 @@
+"""The broker's state: queues, leases, workers and outboxes, as a plain object.
+
+No sockets, no threads, no clock: every method takes ``now``. The master's service wraps
+one ``BrokerState`` in a lock and a wire; unit and property tests drive it directly.
+
+    submit ──► pending heaps (per queue; priority, then arrival)     restored from the journal
+                   │ lease(worker, n)              ▲ due(now)      ──► waiting (held back for
+                   ▼                               │                   the claim window)
+               leased (deadline = now + lost_after, renewed by heartbeats) ── start ──► started
+          ┌────────┼──────────────┬─────────────────────────┬──────────────────┐
+    complete(OK)   complete(ERROR) expire: worker silent      release            cancel: pending
+          │        retries left?  lost < max? requeue        (graceful stop)    at once; leased,
+          ▼        requeue : ▼    else LOST result           requeue            not started: ask
+       outbox[task.outbox] ──► fetch(ack) ──► gone                              its worker
+                                                                                 (control)
+
+Every task ends exactly once, with one result in its outbox (a cancelled task's result says
+CANCELLED). A stop (a cancel that reaches running tasks too) is final and journaled: see
+``taskq.master.state.stops``, which also keeps running tasks' progress. Late or duplicate results
+for a task that already ended are dropped. What changed is collected in ``changes`` so the
+journal can persist it after each call.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, OrderedDict
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+from taskq.defaults import (
+    JOB_OUTBOX_PREFIX,
+    SCHEDULE_RESULTS_KEPT,
+)
+from taskq.master.state.cancels import CancelsMixin
+from taskq.master.state.deps import Deps, DepsMixin
+from taskq.master.state.history import History
+from taskq.master.state.limits import Limits
+from taskq.master.state.outboxes import OutboxesMixin
+from taskq.master.state.queues import TaskQueues
+from taskq.master.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
+from taskq.master.state.resources import FitGate, Resources
+from taskq.master.state.schedules import Schedules
+from taskq.master.state.stops import StopsMixin
+from taskq.master.state.uniques import Uniques
+from taskq.protocol.messages import (
+    SCHEDULE_PREFIX,
+    ResultMsg,
+    Schedule,
+    Status,
+    TaskMsg,
+    TaskOptions,
+    TaskState,
+)
+
+SCHEDULES_OUTBOX = f"{JOB_OUTBOX_PREFIX}{SCHEDULE_PREFIX}"
+
+__all__ = ["BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord", "WorkerInfo"]
+
+
+class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
+    """All of the master's bookkeeping; see the module docstring."""
+
+    def __init__(self, *, lost_after: float, max_lost: int, max_payload: int) -> None:
+        self.lost_after = lost_after
+        self.max_lost = max_lost
+        self.max_payload = max_payload
+        self.tasks: dict[str, TaskRecord] = {}
+        self.leased: dict[str, TaskRecord] = {}
+        self.queues = TaskQueues()
+        self.pending_by_queue = self.queues.pending_by_queue
+        self.workers: dict[str, WorkerInfo] = {}
+        self.outboxes: dict[str, Outbox] = {}
+        self.emptied_jobs: OrderedDict[str, None] = OrderedDict()  # fetched to the end
+        self.finished_ok = 0
+        self.finished_failed = 0
+        self.restore_hold_until = 0.0  # restored tasks wait until then for their holders
+        self.wall_offset = 0.0  # wall-clock time minus this state's clock (for run_at)
+        self.random = random.Random()  # backoff jitter; tests seed it  # noqa: S311 -- backoff jitter, not a secret
+        self.schedules = Schedules()
+        self.limits = Limits()
+        self.resources = Resources()
+        self.uniques = Uniques()
+        self.deps = Deps(self.tasks)  # dependents and the results kept for them
+        self.now = 0.0  # the latest time a call gave (for unique_for windows)
+        self.changes = Changes()
+        self.stopped_away: OrderedDict[str, None] = OrderedDict()  # see state.stops
+        self.history = History()
+        self._seq = 0
+
+    # ------------------------------------------------------------------ submitters
+
+    def submit(self, tasks: list[TaskMsg], now: float) -> int:
+        """Accept new tasks; ids already known are ignored (resubmits are idempotent)."""
+        accepted = 0
+        self.now = now
+        counted: Counter[str] = Counter()  # submits per queue, counted once per call
+        for msg in tasks:
+            if msg.task_id in self.tasks or self._has_result(msg.outbox, msg.task_id) \
+                    or msg.task_id in self.uniques.aliases:
+                continue
+            if msg.options.unique and self._join(msg, now):
+                continue
+            box = self._outbox(msg.outbox)
+            box.open += 1
+            counted[msg.options.queue] += 1
+            if msg.size > self.max_payload:
+                self._finish_new(msg, f"task is {msg.size} bytes, over the master's "
+                                      f"--max-payload of {self.max_payload} bytes")
+                continue
+            self._seq += 1
+            rec = TaskRecord(msg=msg, seq=self._seq, queued_at=now)
+            self.tasks[msg.task_id] = rec
+            if msg.options.unique:
+                self.uniques.live[msg.options.unique] = msg.task_id
+            accepted += 1
+            if msg.deps and not self._accept_deps(rec):  # blocked, or it ended at once
+                if rec.state is TaskState.BLOCKED:
+                    self.changes.added.append(rec)
+                continue
+            start = msg.options.run_at - self.wall_offset  # on this state's clock
+            if msg.options.run_at and start > now:
+                self.queues.hold(rec, start)
+            else:
+                self.queues.push(rec)
+            self.changes.added.append(rec)
+        for queue, n in counted.items():
+            self.history.submitted(queue, n, now)
+        return accepted
+
+    def restore_task(self, msg: TaskMsg, seq: int, lost: int, errors: int,
+                     not_before: float = 0.0) -> None:
+        """Put back a journaled task (master restart). It waits until ``restore_hold_until``
+        so that a worker still running it can claim it back before another leases it, and
+        a task that was waiting (delayed, or for a retry) waits until its time."""
+        rec = TaskRecord(msg=msg, seq=seq, lost=lost, errors=errors)
+        self.tasks[msg.task_id] = rec
+        if msg.options.unique:
+            self.uniques.live[msg.options.unique] = msg.task_id
+        self._outbox(msg.outbox).open += 1
+        self._seq = max(self._seq, seq)
+        if msg.deps and not self._restore_deps(rec):
+            return
+        until = max(self.restore_hold_until, not_before)
+        if until > 0:
+            self.queues.hold(rec, until)
+        else:
+            self.queues.push(rec)
+
+    def restore_alias(self, alias: str, outbox: str, target: str) -> None:
+        """Put back a submit that joined a unique task (master restart)."""
+        if target in self.tasks:
+            self.uniques.join(target, outbox, alias)
+            self._outbox(outbox).open += 1
+        self.uniques.drain()  # restored, not new: nothing to journal
+
+    def _join(self, msg: TaskMsg, now: float) -> bool:
+        """A submit with a unique key that is taken joins that task (True)."""
+        target = self.uniques.target(msg.options.unique, now)
+        if target is None:
+            return False
+        box = self._outbox(msg.outbox)
+        if isinstance(target, ResultMsg):  # it ended within its unique_for: that result
+            copy = replace(target, task_id=msg.task_id)
+            box.results[msg.task_id] = copy
+            self.changes.finished.append((msg.outbox, copy))
+        else:
+            box.open += 1
+            self.uniques.join(target, msg.outbox, msg.task_id)
+        return True
+
+    def _cancel_alias(self, task_id: str) -> None:
+        outbox = self.uniques.leave(task_id)
+        if outbox is not None:
+            self._deliver(outbox, ResultMsg(task_id, Status.CANCELLED,
+                                            detail="cancelled before it started"))
+
+    # ------------------------------------------------------------------ workers
+
+    def register(self, info: WorkerInfo, now: float) -> None:
+        old = self.workers.get(info.worker_id)
+        if old is not None:
+            info.held, info.done, info.failed = old.held, old.done, old.failed
+            info.to_ask = [*old.to_ask, *old.asked]  # answers may have been lost: ask again
+        info.last_seen = now
+        self.workers[info.worker_id] = info
+        self.resources.register(info.worker_id, info.resources)
+
+    def heartbeat(self, worker_id: str, held: list[str], running: int, now: float,
+                  memory: int = 0, progress: dict[str, Any] | None = None) -> bool:
+        """Renew the worker and the leases it still holds; False if it must register again.
+
+        A held task the master thinks is queued (it restarted, or the lease expired while
+        the network was cut) is leased back to this worker rather than run twice.
+        """
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            return False
+        worker.last_seen = now
+        worker.running = running
+        worker.memory = memory
+        deadline = now + self.lost_after
+        for task_id in held:
+            rec = self.tasks.get(task_id)
+            if rec is None:
+                if self.stopped_away:
+                    self.stop_again(worker, task_id)
+                continue
+            if rec.state is TaskState.BLOCKED:  # (never handed out)
+                continue
+            if rec.state is not TaskState.LEASED:
+                self._unlease(rec)
+                self._lease_to(rec, worker, now)
+                if rec.stop_asked:  # stopped while the master was away: ask its holder now
+                    self._ask_to_stop(rec)
+            elif rec.worker == worker_id:
+                rec.deadline = deadline
+        if progress:
+            self.note_progress(worker_id, progress)
+        return True
+
+    def lease(self, worker_id: str, n: int, now: float,
+              max_bytes: int | None = None) -> list[TaskMsg]:
+        """Hand up to n pending tasks (and about max_bytes of bodies) to a worker."""
+        worker = self.workers.get(worker_id)
+        if worker is None or n <= 0:
+            return []
+        worker.last_seen = now
+        out: list[TaskMsg] = []
+        size = 0
+        self.limits.now = now
+        gate = FitGate(self.limits, self.resources, worker_id)
+        while len(out) < n and (max_bytes is None or size < max_bytes):
+            rec = self.queues.pop_best(worker.queues, gate)
+            if rec is None:
+                break
+            self._lease_to(rec, worker, now)
+            msg = self.deps.inputs(rec.msg)  # its dependencies' results go with it
+            out.append(msg)
+            size += msg.size
+        return out
+
+    def start(self, worker_id: str, task_ids: Iterable[str], now: float | None = None) -> None:
+        """A worker's tasks began running: their submitters are told."""
+        if now is not None:
+            self.now = now
+        for task_id in task_ids:
+            rec = self.leased.get(task_id)
+            if rec is not None and rec.worker == worker_id and not rec.started:
+                self._mark_started(rec)
+
+    def complete(self, worker_id: str, results: list[ResultMsg], now: float) -> None:
+        """Record outcomes; the first for a task wins, later ones are dropped."""
+        self.now = now
+        self.history.now = now
+        worker = self.workers.get(worker_id)
+        if worker is not None:
+            worker.last_seen = now
+        for result in results:
+            rec = self.tasks.get(result.task_id)
+            if rec is None or rec.state is TaskState.BLOCKED:  # ended, or never handed out
+                continue
+            if rec.stop_asked:  # whatever it reports: a result that raced the stop is dropped
+                self._finish(rec, self.stopped_result(rec, f"worker {worker_id} stopped it",
+                                                      result))
+                continue
+            self._unlease(rec)
+            if worker is not None:
+                worker.done += result.status is Status.OK
+                worker.failed += result.status is not Status.OK
+            if result.retryable and rec.errors < rec.msg.options.retries:
+                self.history.attempt_ended(rec, result, now)
+                rec.errors += 1
+                delay = self.backoff(rec.msg.options, rec.errors)
+                if delay > 0:
+                    self.queues.hold(rec, now + delay)  # holds no worker slot meanwhile
+                else:
+                    self.queues.push(rec)
+                self.changes.updated.append(rec)
+                continue
+            self._finish(rec, result)
+
+    def backoff(self, options: TaskOptions, retry: int) -> float:
+        """Seconds before the ``retry``-th retry: ``backoff * 2**(retry-1)``, at most
+        ``max_backoff``, drawn uniformly from [0, that] with jitter."""
+        if options.backoff <= 0:
+            return 0.0
+        delay = min(options.backoff * 2 ** (retry - 1), options.max_backoff)
+        return self.random.uniform(0, delay) if options.jitter else delay
+
+    def reportable(self, worker_id: str, results: list[ResultMsg],
+                   ) -> tuple[list[ResultMsg], list[ResultMsg]]:
+        """Split a worker's results into those it may report (for tasks leased to it now or
+        before, restored ones whose holder is not known yet, and ended ones, which
+        ``complete`` ignores) and those it may not."""
+        mine: list[ResultMsg] = []
+        refused: list[ResultMsg] = []
+        for result in results:
+            rec = self.tasks.get(result.task_id)
+            ok = (rec is None or rec.worker == worker_id or worker_id in rec.lost_workers
+                  or (rec.worker is None and rec.state is TaskState.WAITING))
+            (mine if ok else refused).append(result)
+        return mine, refused
+
+    def owned_by(self, outbox: str, task_ids: list[str]) -> list[str]:
+        """The task ids among these that are not known as another outbox's."""
+        return [t for t in task_ids
+                if (rec := self.tasks.get(t)) is None or rec.msg.outbox == outbox]
+
+    def release(self, worker_id: str, task_ids: list[str]) -> None:
+        """A stopping worker hands back tasks it never started: queued again, no attempt used."""
+        worker = self.workers.get(worker_id)
+        if worker is not None:
+            worker.draining = True
+        for task_id in task_ids:
+            rec = self.tasks.get(task_id)
+            if rec is not None and rec.state is TaskState.LEASED and rec.worker == worker_id:
+                if rec.stop_asked:
+                    self._finish(rec, self.stopped_result(rec, f"worker {worker_id} stopped"))
+                    continue
+                self._unlease(rec)
+                self.history.withdraw(task_id)
+                self.queues.push(rec)
+
+    def forget_worker(self, worker_id: str) -> None:
+        """A worker said goodbye: it holds nothing any more (release first)."""
+        self.workers.pop(worker_id, None)
+        self.resources.forget(worker_id)
+
+    def expire(self, now: float) -> list[str]:
+        """Declare silent workers lost and requeue (or fail) leases past their deadline."""
+        self.now = now
+        lost = [w for w, info in self.workers.items() if now - info.last_seen > self.lost_after]
+        self.history.now = now
+        for worker_id in lost:
+            self.history.worker_lost(self.workers.pop(worker_id))
+            self.resources.forget(worker_id)
+        for rec in [r for r in self.leased.values()
+                    if r.deadline < now or r.worker not in self.workers]:
+            lost_worker = rec.worker or "?"
+            asked = rec.cancel_asked
+            if rec.stop_asked:  # it runs nowhere now: a late result finds it ended
+                self.end_stopped(rec, f"worker {lost_worker} went silent; its lease expired")
+                continue
+            self._unlease(rec)
+            rec.lost += 1
+            rec.lost_workers.append(lost_worker)
+            if asked:  # its cancel was asked for and it is not running anywhere now
+                self._finish(rec, ResultMsg(rec.msg.task_id, Status.CANCELLED,
+                                            detail="cancelled before it started"))
+            elif rec.lost >= self.max_lost:
+                self._finish(rec, ResultMsg(rec.msg.task_id, Status.LOST, detail=(
+                    f"task was handed to a worker {rec.lost} times and each was lost before "
+                    f"it finished (workers: {', '.join(rec.lost_workers)})")))
+            else:
+                self.history.attempt_ended(rec, ResultMsg(
+                    rec.msg.task_id, Status.LOST, detail=f"worker {lost_worker} was lost"))
+                self.changes.updated.append(rec)
+                self.queues.push(rec)
+        return lost
+
+    def promote(self, now: float) -> int:
+        """Queue the waiting tasks whose time has come, and the tasks of schedules' ticks
+        that are due; returns how many."""
+        ticks = self.schedules.due(now + self.wall_offset)
+        due = self.queues.due(now)
+        for rec in due:
+            if rec.stop_asked:  # restored and stopped; no worker claimed it back
+                self.end_stopped(rec, "no worker held it after a master restart")
+        return len(due) + (self.submit(ticks, now) if ticks else 0)
+
+    def can_lease(self, queues: tuple[str, ...], now: float) -> bool:
+        """Would a lease from ``queues`` at ``now`` find a task (limits respected)?"""
+        self.limits.now = now
+        return self.queues.peek_best(queues, self.limits) is not None
+
+    def next_due(self) -> float | None:
+        """When a waiting task or a schedule's tick is next due (on this state's clock)."""
+        tick = self.schedules.next_due()
+        times = [t for t in (self.queues.next_due(),
+                             None if tick is None else tick - self.wall_offset) if t is not None]
+        return min(times) if times else None
+
+    # ------------------------------------------------------------------ schedules
+
+    def schedule_add(self, spec: Schedule, now: float) -> bool:
+        """Add a schedule, or replace one of the same name (True); ValueError if bad."""
+        return self.schedules.add(spec, now + self.wall_offset)
+
+    def schedule_remove(self, name: str) -> bool:
+        return self.schedules.remove(name)
+
+    def schedule_pause(self, name: str, paused: bool, now: float) -> bool:
+        return self.schedules.pause(name, paused, now + self.wall_offset)
+
+    # ------------------------------------------------------------------ views
+
+    def pending_count(self) -> int:
+        return self.queues.pending_count()
+
+    def drain_changes(self) -> Changes:
+        changes, self.changes = self.changes, Changes()
+        changes.schedules, changes.schedules_removed = self.schedules.drain()
+        changes.limits = self.limits.drain()
+        changes.joined, changes.unjoined = self.uniques.drain()
+        changes.attempts, changes.history_gone, changes.counts = self.history.drain()
+        changes.kept, changes.deps_gone = self.deps.drain()
+        return changes
+
+    # ------------------------------------------------------------------ internals
+
+    def _lease_to(self, rec: TaskRecord, worker: WorkerInfo, now: float) -> None:
+        rec.state = TaskState.LEASED
+        rec.worker = worker.worker_id
+        rec.deadline = now + self.lost_after
+        rec.msg.attempt = rec.lost + rec.errors
+        self.leased[rec.msg.task_id] = rec
+        worker.held.add(rec.msg.task_id)
+        self.limits.taken(rec)
+        self.resources.taken(rec, worker.worker_id)
+        self.history.leased(rec, worker, now)
+
+    def _mark_started(self, rec: TaskRecord) -> None:
+        rec.started = True
+        rec.started_at = self.now
+        rec.cancel_asked = False  # too late: its worker answers that it runs
+        box = self._outbox(rec.msg.outbox)
+        box.running.add(rec.msg.task_id)
+        box.to_tell.add(rec.msg.task_id)
+
+    def _unlease(self, rec: TaskRecord) -> None:
+        """Take a task out of whichever place it is in (lease or queue); it is then DONE."""
+        if rec.state is TaskState.LEASED:
+            self.leased.pop(rec.msg.task_id, None)
+            self.limits.released(rec)
+            self.resources.released(rec)
+            holder = self.workers.get(rec.worker or "")
+            if holder is not None:
+                holder.held.discard(rec.msg.task_id)
+            rec.worker = None
+            if rec.started:
+                rec.started = False
+                box = self._outbox(rec.msg.outbox)
+                box.running.discard(rec.msg.task_id)
+                box.to_tell.discard(rec.msg.task_id)  # requeued: it does not run now
+                box.progressed.discard(rec.msg.task_id)
+            rec.cancel_asked = False
+            rec.progress, rec.progress_updates, rec.started_at = None, 0, 0.0
+        else:
+            self.queues.remove(rec)
+        rec.state = TaskState.DONE
+
+    def _finish(self, rec: TaskRecord, result: ResultMsg) -> None:
+        self._unlease(rec)
+        self.history.task_ended(rec, rec.msg, result)
+        rec.ended = result.status
+        del self.tasks[rec.msg.task_id]
+        box = self._deliver(rec.msg.outbox, result)
+        box.to_tell.discard(rec.msg.task_id)
+        options = rec.msg.options
+        if options.unique:
+            for outbox, copy in self.uniques.ended(options.unique, rec.msg.task_id, result,
+                                                   self.now + options.unique_for, self.now):
+                self._deliver(outbox, copy)
+        if rec.msg.outbox.startswith(SCHEDULES_OUTBOX):
+            self.schedules.ended(rec.msg.outbox, rec.msg.task_id, result.status.value)
+            while len(box.results) > SCHEDULE_RESULTS_KEPT:  # the oldest go first
+                self.changes.acked.append(box.results.pop(next(iter(box.results))).task_id)
+        if result.status is Status.OK:
+            self.finished_ok += 1
+            box.done += 1
+        else:
+            self.finished_failed += 1
+            box.failed += 1
+        self._deps_ended(rec, result)
+
+    def _finish_new(self, msg: TaskMsg, detail: str) -> None:
+        result = ResultMsg(msg.task_id, Status.REFUSED, detail=detail)
+        self.history.task_ended(None, msg, result)
+        self._deliver(msg.outbox, result).failed += 1
+        self.finished_failed += 1

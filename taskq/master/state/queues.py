@@ -1,0 +1,150 @@
+"""Where tasks wait to be leased: a heap per named queue and limit key, and one heap of
+waiting tasks.
+
+    push(rec) ──► heaps[queue][limit_key]: (-priority, seq) ──► pop_best(queues, gate) ──►
+    hold(rec, t) ──► waiting: (t, seq) ──► due(now) ──► push              leased
+
+Tasks of one queue with different limit keys wait in heaps of their own, so a key (or a
+queue) at its limit never blocks the others: ``pop_best`` takes the best task among the
+heaps the gate lets through (no head-of-line blocking). Entries are deleted lazily: an entry
+is valid while its record is still in the state it was pushed in, with the same ticket
+(``remove`` bumps the ticket). Counts are kept exact.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from typing import Protocol
+
+from taskq.master.state.records import TaskRecord
+from taskq.master.state.resources import heap_key
+from taskq.protocol.messages import TaskState
+
+_Entry = tuple[float, int, int, TaskRecord]  # (key, seq, ticket, record); seq is unique
+
+
+class Gate(Protocol):
+    """Which queues and limit keys may lease now (``taskq.master.state.limits``)."""
+
+    def queue_open(self, queue: str) -> bool: ...
+    def key_open(self, key: str, limit: int) -> bool: ...
+
+
+class TaskQueues:
+    """The pending heaps, per queue, and the waiting heap; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.heaps: dict[str, dict[str, list[_Entry]]] = {}  # queue -> limit key -> heap
+        self.pending_by_queue: Counter[str] = Counter()
+        self.waiting: list[_Entry] = []
+        self.waiting_count = 0
+
+    def pending_count(self) -> int:
+        return sum(self.pending_by_queue.values())
+
+    def push(self, rec: TaskRecord) -> None:
+        """Queue a task to be leased: higher priority first, then first come."""
+        rec.state = TaskState.PENDING
+        rec.ticket += 1
+        options = rec.msg.options
+        queue = options.queue
+        key = heap_key(options.limit_key, options.resources)
+        heap = self.heaps.setdefault(queue, {}).setdefault(key, [])
+        heapq.heappush(heap, (-options.priority, rec.seq, rec.ticket, rec))
+        self.pending_by_queue[queue] += 1
+
+    def hold(self, rec: TaskRecord, not_before: float) -> None:
+        """Keep a task back until ``not_before``."""
+        rec.state = TaskState.WAITING
+        rec.ticket += 1
+        rec.not_before = not_before
+        heapq.heappush(self.waiting, (not_before, rec.seq, rec.ticket, rec))
+        self.waiting_count += 1
+
+    def remove(self, rec: TaskRecord) -> None:
+        """Take a pending or waiting task out (its entry goes stale)."""
+        if rec.state is TaskState.PENDING:
+            self.pending_by_queue[rec.msg.options.queue] -= 1
+        elif rec.state is TaskState.WAITING:
+            self.waiting_count -= 1
+        else:
+            return
+        rec.ticket += 1
+
+    def pop_best(self, queues: tuple[str, ...], gate: Gate | None = None) -> TaskRecord | None:
+        """Remove and return the next task to lease from any of ``queues`` that the gate
+        (when there is one) lets through."""
+        found = self.peek_best(queues, gate)
+        if found is None:
+            return None
+        queue, key = found
+        heap = self.heaps[queue][key]
+        rec = heapq.heappop(heap)[3]
+        if not heap:
+            del self.heaps[queue][key]
+        self.pending_by_queue[queue] -= 1
+        rec.ticket += 1
+        return rec
+
+    def peek_best(self, queues: tuple[str, ...],
+                  gate: Gate | None = None) -> tuple[str, str] | None:
+        """(queue, limit key) of the heap holding the next task to lease, or None."""
+        best: _Entry | None = None
+        where: tuple[str, str] | None = None
+        empty: list[tuple[str, str]] = []
+        for queue in queues:
+            keyed = self.heaps.get(queue)
+            if not keyed or (gate is not None and not gate.queue_open(queue)):
+                continue
+            for key, heap in keyed.items():
+                while heap and not _valid(heap[0], TaskState.PENDING):
+                    heapq.heappop(heap)
+                if not heap:
+                    empty.append((queue, key))
+                    continue
+                top = heap[0]
+                options = top[3].msg.options
+                if gate is not None and options.limit_key and not gate.key_open(
+                        options.limit_key, options.limit):
+                    continue
+                fits = getattr(gate, "fits", None)  # only a lease's gate knows its worker
+                if options.resources and fits is not None and not fits(options.resources):
+                    continue
+                if best is None or top[:3] < best[:3]:
+                    best, where = top, (queue, key)
+        for queue, key in empty:
+            del self.heaps[queue][key]
+        return where
+
+    def due(self, now: float) -> list[TaskRecord]:
+        """Move every waiting task whose time has come to its queue; returns them."""
+        out = []
+        waiting = self.waiting
+        while waiting:
+            entry = waiting[0]
+            if _valid(entry, TaskState.WAITING):
+                if entry[0] > now:
+                    break
+                self.waiting_count -= 1
+                self.push(entry[3])
+                out.append(entry[3])
+            heapq.heappop(waiting)
+        return out
+
+    def next_due(self) -> float | None:
+        """When the earliest waiting task is due (None: none waits)."""
+        waiting = self.waiting
+        while waiting and not _valid(waiting[0], TaskState.WAITING):
+            heapq.heappop(waiting)
+        return waiting[0][0] if waiting else None
+
+    def valid_pending(self, queue: str) -> list[TaskRecord]:
+        """The tasks pending in a queue (for checks and views, not the hot path)."""
+        return [e[3] for heap in self.heaps.get(queue, {}).values() for e in heap
+                if _valid(e, TaskState.PENDING)]
+
+
+def _valid(entry: _Entry, state: TaskState) -> bool:
+    rec = entry[3]
+    return rec.state is state and rec.ticket == entry[2]

@@ -1,0 +1,115 @@
+"""The records the broker's state is made of: tasks, workers, outboxes, and what changed.
+
+Plain dataclasses with no behaviour of their own; ``taskq.master.state.BrokerState`` owns every
+change to them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskq.protocol.messages import ResultMsg, Schedule, Status, TaskMsg, TaskState
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    msg: TaskMsg
+    seq: int
+    state: TaskState = TaskState.PENDING
+    worker: str | None = None
+    deadline: float = 0.0
+    lost: int = 0  # times it was leased to a worker that was then lost
+    errors: int = 0  # times it raised and was retried
+    ticket: int = 0  # validates queue entries (lazy deletion)
+    not_before: float = 0.0  # WAITING: when it may be leased
+    started: bool = False  # LEASED: its worker said the task began running
+    cancel_asked: bool = False  # LEASED, not started: its worker was asked to drop it
+    ended: Status | None = None  # DONE: how it ended
+    lost_workers: list[str] = field(default_factory=list)
+    queued_at: float = 0.0  # when it was (last) queued, on the broker's clock (0: unknown)
+    stop_asked: bool = False  # a cancel that stops it even while it runs (journaled): it
+    #                           ends CANCELLED, never retried, never queued again
+    started_at: float = 0.0  # LEASED, started: when its worker said it began (broker clock)
+    progress: Any = None  # LEASED: its last reported taskq.worker.report.Progress (transient)
+    progress_updates: int = 0  # progress updates received for this run (transient)
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    worker_id: str
+    host: str
+    pid: int
+    procs: int
+    queues: tuple[str, ...] = ("default",)
+    last_seen: float = 0.0
+    running: int = 0
+    held: set[str] = field(default_factory=set)
+    done: int = 0
+    failed: int = 0
+    to_ask: list[str] = field(default_factory=list)  # cancel requests not yet delivered
+    asked: set[str] = field(default_factory=set)  # delivered, not answered yet
+    pool: str = "processes"  # what runs its tasks: processes, threads or asyncio
+    resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources)
+    draining: bool = False  # it handed back its unstarted tasks: it is stopping
+    memory: int = 0  # resident bytes of the worker and its pool, from its last heartbeat
+
+
+@dataclass(slots=True)
+class Outbox:
+    results: dict[str, ResultMsg] = field(default_factory=dict)
+    sent: set[str] = field(default_factory=set)
+    open: int = 0  # tasks accepted for this outbox that have not ended yet
+    last_seen: float = 0.0  # when its submitter was last in touch (0: not since a restart)
+    running: set[str] = field(default_factory=set)  # its tasks that started and run now
+    to_tell: set[str] = field(default_factory=set)  # started tasks the submitter has not heard of
+    done: int = 0  # its tasks that ended OK since the master started (for progress views)
+    failed: int = 0  # ... and those that ended otherwise
+    progressed: set[str] = field(default_factory=set)  # running tasks whose progress changed
+    #                                                    since the last fetch
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one or more calls changed, for the journal."""
+
+    added: list[TaskRecord] = field(default_factory=list)
+    updated: list[TaskRecord] = field(default_factory=list)
+    finished: list[tuple[str, ResultMsg]] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    acked: list[str] = field(default_factory=list)
+    schedules: list[Schedule] = field(default_factory=list)  # added or changed
+    schedules_removed: list[str] = field(default_factory=list)
+    limits: list[tuple[str, Any]] = field(default_factory=list)  # (queue, QueueLimit | None)
+    joined: list[tuple[str, str, str]] = field(default_factory=list)  # (alias, outbox, target)
+    unjoined: list[str] = field(default_factory=list)  # aliases settled or cancelled
+    prims: list[tuple[Any, ...]] = field(default_factory=list)  # see taskq.master.journal.prims
+    attempts: list[Any] = field(default_factory=list)  # ended history.Attempt records
+    history_gone: list[str] = field(default_factory=list)  # tasks pruned from history
+    counts: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # increments
+    # dependency results kept for dependents (None: dropped), and tasks with dependencies
+    # that ended or were forgotten (see taskq.master.state.deps and taskq.master.journal.deps)
+    kept: dict[str, ResultMsg | None] = field(default_factory=dict)
+    deps_gone: list[str] = field(default_factory=list)
+    stops: list[str] = field(default_factory=list)  # tasks asked to stop (stop_asked)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.updated or self.finished or self.removed or self.acked
+                    or self.schedules or self.schedules_removed or self.limits or self.joined
+                    or self.unjoined or self.prims or self.attempts or self.history_gone
+                    or self.counts or self.kept or self.deps_gone or self.stops)
+
+
+@dataclass(slots=True)
+class CancelOutcome:
+    """What became of each task a cancel named."""
+
+    cancelled: list[str] = field(default_factory=list)  # it will never run
+    running: list[str] = field(default_factory=list)  # it started: too late
+    unknown: list[str] = field(default_factory=list)  # no such task, or it already ended
+    asked: list[str] = field(default_factory=list)  # its worker is asked: call again
+    # stopped even while it runs (a cancel with running=True): its worker is asked to stop it
+    # and it ends CANCELLED (when the worker stopped it, or its lease expired)
+    stopping: list[str] = field(default_factory=list)
+    ended: dict[str, str] = field(default_factory=dict)  # it ended before: how (with running)

@@ -1,0 +1,526 @@
+"""All ``multiprocessing.managers`` wiring: the server, its sockets, the proxy and the link.
+
+    client / worker thread ── Link.call ── BrokerProxy ══ TCP (authkey, TCP_NODELAY) ══╗
+                                 │ on a dead socket: reconnect (bounded), on_connect()  ║
+    master: Server ── accepter ── one thread per connection ── Broker method ◄═════════╝
+
+The manager protocol is the standard library's; this module only sets it up well:
+- sockets get TCP_NODELAY and keepalive; a connection must finish the handshake and its
+  first request within HANDSHAKE_TIMEOUT_S, so a silent or garbage peer holds nothing;
+- a rejected authkey is logged on the master (without key material) and raised on the
+  caller as ``AuthError``, never as a traceback;
+- every client read is bounded (SO_RCVTIMEO), every connect has a timeout;
+- every frame is bounded before anything is allocated for it, on both sides: at most the
+  master's --max-payload plus FRAME_OVER_PAYLOAD_BYTES (clients and workers learn it from
+  the MasterInfo the master replies to hello, register and info); and a frame that has
+  started must arrive in time (FRAME_TIMEOUT_S), however long a connection waits between
+  requests. A frame over either bound closes its connection, logged as ``frame_rejected``
+  or ``frame_stalled`` with the peer and the size it claimed;
+- proxies keep their own thread-local connections, so a reconnect never reuses a dead one;
+- a connection is, in order: TLS when the master has a certificate (``taskq.net.secure``), the
+  authkey challenge (any key of the master's ``KeyRing``, logged by fingerprint), the
+  version hello (``taskq.protocol.versions``), then the manager protocol, whose requests the master
+  loads with ``taskq.protocol.restricted`` (only taskq's messages) and serves to the master's
+  ``Owned`` (each peer reaches only what it owns); only the broker is served, none of the manager's
+  own calls (shutdown, debug_info, ...).
+
+The peer's side (``connect`` with retry, ``Link``) is ``taskq.net.link``; both are importable
+from here.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import ssl
+import struct
+import threading
+from collections.abc import Callable
+from multiprocessing import AuthenticationError, connection, managers, util
+from traceback import format_exc
+from typing import Any, NoReturn, TypeVar
+
+from taskq import defaults, logs
+from taskq.errors import AuthError, MasterError, VersionMismatch
+from taskq.net import tls
+from taskq.net.keys import KeyRing
+from taskq.protocol import frames, names, restricted, versions
+from taskq.protocol.api import EXPOSED, Remote
+from taskq.protocol.replies import MasterInfo
+
+log = logs.get_logger(__name__)
+T = TypeVar("T")
+SERIALIZER = "taskq"
+LINK_ERRORS = (OSError, EOFError, ConnectionError, managers.RemoteError, MasterError)
+
+AUTH_HINT = "check TASKQ_AUTHKEY or --authkey-file: it must hold the master's key"
+
+
+def parse_address(text: str, default_port: int = defaults.PORT) -> tuple[str, int]:
+    """'host:port', 'host' or ':port' -> (host, port); ValueError with a clear message."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep:
+        host, port_text = port_text, str(default_port)
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"bad address {text!r}: expected HOST:PORT, e.g. 10.0.0.5:5000") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"bad address {text!r}: port must be 0-65535")
+    return host, port
+
+
+def _timeval(seconds: float) -> bytes:
+    return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+
+
+def _tune(fd: int, read_timeout: float | None, server: bool) -> None:
+    """Set socket options on a connection's descriptor (shared by every dup of it)."""
+    sock = socket.socket(fileno=fd)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(read_timeout or 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(read_timeout or 0))
+        if server:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, defaults.KEEPALIVE_IDLE_S)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL,
+                            defaults.KEEPALIVE_INTERVAL_S)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, defaults.KEEPALIVE_COUNT)
+    finally:
+        sock.detach()
+
+
+def _peer(conn: connection.Connection) -> str:
+    sock = socket.socket(fileno=conn.fileno())
+    try:
+        name = sock.getpeername()
+    except OSError:
+        return "?"
+    else:
+        return f"{name[0]}:{name[1]}" if isinstance(name, tuple) else str(name or "?")
+    finally:
+        sock.detach()
+
+
+def frame_limit(max_payload: int) -> int:
+    """The largest frame read on a connection to or from a master with this --max-payload."""
+    return max_payload + defaults.FRAME_OVER_PAYLOAD_BYTES
+
+
+# The largest frame this process reads from a master: sized for the default --max-payload
+# until a master says more in its MasterInfo (see _learn).
+_reply_limit = frame_limit(int(defaults.MAX_PAYLOAD_MB * 1024 * 1024))
+
+
+def allow_max_payload(max_payload: int) -> None:
+    """Let this process's connections read replies from a master with this --max-payload
+    (the limit only grows: a process may talk to several masters)."""
+    global _reply_limit
+    _reply_limit = max(_reply_limit, frame_limit(max_payload))
+
+
+def _learn(reply: Any) -> None:
+    """A master's reply that carries its MasterInfo sizes this process's frames."""
+    if type(reply) is tuple and len(reply) == 2 and type(reply[1]) is MasterInfo:
+        allow_max_payload(reply[1].max_payload)
+
+
+class FrameDropped(EOFError):
+    """A frame over its size or time bound: the connection was closed (an EOFError, so a
+    server thread ends and a link reconnects as for any lost connection)."""
+
+
+class _Received:
+    """A received message, as ``multiprocessing.connection`` expects from ``_recv``."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self, buf: bytearray) -> None:
+        self._buf = buf
+
+    def getvalue(self) -> bytes:
+        return bytes(self._buf)
+
+    def getbuffer(self) -> memoryview:
+        return memoryview(self._buf)
+
+
+class Connection(connection.Connection):
+    """The standard socket connection, but messages are read straight into one buffer of
+    their final size (the standard one grows a BytesIO chunk by chunk: slow for big bodies)
+    and objects are packed by ``taskq.protocol.frames``: large buffers in them (task arguments and
+    results, see ``taskq.protocol.messages``) cross uncopied, out of band.
+
+    Every frame is bounded before it is read: in size by ``max_frame`` (None: this process's
+    limit for replies from a master, see ``allow_max_payload``) and, once started, in time
+    by ``frame_timeout`` (see ``frames.read_message``). With ``idle`` (the master's side
+    between requests) the wait for the next message's first byte is not bounded."""
+
+    max_frame: int | None = None
+    frame_timeout: float = defaults.FRAME_TIMEOUT_S
+    idle = False
+    restricted = False  # the master's side: requests are loaded by taskq.protocol.restricted
+    tls_context: ssl.SSLContext | None = None  # the master's side: TLS still to set up
+    _unread: bytes | None = None  # a handshake message read ahead (see client)
+
+    def recv_bytes(self, maxlength: int | None = None) -> bytes:
+        if self._unread is not None:
+            data, self._unread = self._unread, None
+            return data
+        return super().recv_bytes(maxlength)
+
+    def send(self, obj: Any) -> None:
+        """Pickle and send ``obj``; its large buffers are written from where they lie."""
+        self._check_closed()  # type: ignore[attr-defined]
+        self._check_writable()  # type: ignore[attr-defined]
+        frames.write_message(self._handle, frames.pack(obj))  # type: ignore[attr-defined]
+
+    def recv(self) -> Any:
+        """Receive what ``send`` sent; its large buffers are views into the one read."""
+        self._check_closed()  # type: ignore[attr-defined]
+        self._check_readable()  # type: ignore[attr-defined]
+        message = self._read_frame()
+        blob, buffers, _ = frames.split(memoryview(message))
+        if self.restricted:
+            return self._load_request(blob, buffers)
+        obj = pickle.loads(blob, buffers=buffers)  # noqa: S301 -- a reply of the master this peer authenticated (and verified)
+        if self.max_frame is None:
+            _learn(obj)
+        return obj
+
+    def _load_request(self, blob: memoryview, buffers: list[memoryview]) -> Any:
+        """A peer's request, loaded by the restricted unpickler: one naming anything else
+        is refused, logged, and its connection closed."""
+        try:
+            return restricted.loads(blob, buffers)
+        except restricted.Forbidden as exc:
+            log.warning("request_refused", peer=_peer(self), reason=str(exc))
+            self.close()
+            raise FrameDropped(str(exc)) from None
+
+    def _read_frame(self) -> bytearray:
+        limit = self.max_frame or _reply_limit
+        while True:
+            try:
+                return frames.read_message(self._handle, limit,  # type: ignore[attr-defined]
+                                         self.frame_timeout)
+            except BlockingIOError:  # the socket's timeout passed before any byte came
+                if not self.idle:
+                    raise
+            except frames.FrameError as exc:
+                self._drop(exc)
+
+    def _drop(self, exc: frames.FrameError) -> NoReturn:
+        """Close the connection (its stream is out of step) and say why."""
+        if isinstance(exc, frames.FrameTooLarge | frames.FrameStalled):
+            event = "frame_rejected" if isinstance(exc, frames.FrameTooLarge) else "frame_stalled"
+            log.warning(event, peer=_peer(self), claimed=exc.size,
+                        limit=self.max_frame or _reply_limit)
+        self.close()
+        raise FrameDropped(str(exc)) from None
+
+    def _recv(self, size: int, read: Any = None) -> _Received:
+        """A read of the standard handshake (its messages are checked against 256 bytes
+        before this is called); never more than a frame may hold."""
+        limit = self.max_frame or _reply_limit
+        if not 0 <= size <= limit:
+            raise frames.FrameTooLarge(f"a frame claims {size} bytes; at most {limit} are "
+                                     f"accepted", size)
+        buf = bytearray(size)
+        frames.read_into(self._handle, memoryview(buf))  # type: ignore[attr-defined]
+        return _Received(buf)
+
+
+def _adopt(conn: connection.Connection) -> Connection:
+    """Move a standard connection's descriptor into a ``Connection``."""
+    handle = conn._handle  # type: ignore[attr-defined]
+    conn._handle = None  # type: ignore[attr-defined]
+    return Connection(handle)
+
+
+class Listener(connection.Listener):
+    """The master's listener: a deeper backlog and tuned, time-limited new sockets whose
+    frames are bounded as ``serve`` says."""
+
+    max_frame = frame_limit(int(defaults.MAX_PAYLOAD_MB * 1024 * 1024))
+    frame_timeout = defaults.FRAME_TIMEOUT_S
+    tls_context: ssl.SSLContext | None = None
+
+    def __init__(self, address: Any = None, family: Any = None, backlog: int = 1,
+                 authkey: bytes | None = None) -> None:
+        super().__init__(address, family, max(backlog, 256), authkey)
+
+    def accept(self) -> connection.Connection:
+        conn = _adopt(super().accept())
+        conn.max_frame, conn.frame_timeout = self.max_frame, self.frame_timeout
+        conn.restricted = True
+        conn.tls_context = self.tls_context
+        _tune(conn.fileno(), defaults.HANDSHAKE_TIMEOUT_S, server=True)
+        return conn
+
+
+def client(address: tuple[str, int], authkey: bytes | None = None,
+           timeout: float = defaults.CONNECT_TIMEOUT_S) -> connection.Connection:
+    """Connect, tune, set up TLS if this master uses it, and answer the master's challenge;
+    AuthError if the key is wrong (TLSError, VersionMismatch: other refusals)."""
+    sock = socket.create_connection(address, timeout=timeout)
+    sock.setblocking(True)
+    conn = Connection(sock.detach())
+    _tune(conn.fileno(), timeout, server=False)
+    try:
+        tls_to_master(conn, address, timeout)
+        read_first_message(conn, address)
+    except BaseException:
+        conn.close()
+        raise
+    if authkey is not None:
+        try:
+            connection.answer_challenge(conn, authkey)
+            connection.deliver_challenge(conn, authkey)
+        except AuthenticationError:
+            conn.close()
+            raise AuthError(f"authkey rejected by the master at {address[0]}:{address[1]}; "
+                            f"{AUTH_HINT}") from None
+    try:
+        versions.exchange(conn, f"{address[0]}:{address[1]}")
+    except BaseException:
+        conn.close()
+        raise
+    _tune(conn.fileno(), defaults.CALL_TIMEOUT_S, server=False)
+    if isinstance(conn, TLSConnection):
+        conn.read_timeout = defaults.CALL_TIMEOUT_S
+    return conn
+
+
+managers.listener_client[SERIALIZER] = (Listener, client)  # type: ignore[attr-defined]
+
+
+class Server(managers.Server):
+    """The standard manager server, with bounded handshakes and a stoppable accept loop.
+    A peer may only reach the broker: the standard server's other calls (shutdown,
+    debug_info, ...) and its fallbacks (#GETVALUE, ...) are not served."""
+
+    public = ["create", "accept_connection", "dummy", "incref", "decref"]
+    fallback_mapping: dict[str, Any] = {}
+
+    # set by managers.Server.__init__, and stop_event by serve()
+    listener: connection.Listener
+    authkey: bytes
+    stop_event: threading.Event
+    keyring: KeyRing  # set by serve()
+
+    def handle_request(self, conn: connection.Connection) -> None:
+        try:
+            super().handle_request(conn)
+        finally:
+            key = getattr(conn, "authkey_used", None)
+            if key is not None:
+                self.keyring.closed(key)
+
+    def accepter(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                conn = self.listener.accept()
+            except OSError:
+                if self.stop_event.is_set():
+                    return
+                continue
+            threading.Thread(target=self.handle_request, args=(conn,), daemon=True).start()
+
+    def _admit(self, c: connection.Connection, peer: str) -> Any:
+        """TLS, the challenge, the version hello, then the first request (returned); each
+        refusal is logged and raised."""
+        if isinstance(c, Connection) and c.tls_context is not None:
+            tls_from_peer(c, c.tls_context)
+        key = self.keyring.challenge(c)
+        connection.answer_challenge(c, key)
+        versions.check(c, peer)
+        c.authkey_used = key  # type: ignore[attr-defined]
+        log.info("peer_authenticated", peer=peer, key=self.keyring.opened(key))
+        _, funcname, args, kwds = c.recv()
+        if funcname not in self.public:
+            raise PermissionError(f"{str(funcname)[:80]!r} is not served")
+        return funcname, args, kwds
+
+    def _handle_request(self, c: connection.Connection) -> None:
+        peer = _peer(c)
+        try:
+            funcname, args, kwds = self._admit(c, peer)
+        except AuthenticationError:
+            log.warning("connection_rejected", peer=peer, reason="authkey did not match")
+            return
+        except (VersionMismatch, tls.TLSError) as exc:
+            log.warning("peer_refused", peer=peer, reason=str(exc))
+            return
+        except FrameDropped:
+            return  # logged as it was dropped
+        except Exception as exc:
+            log.warning("connection_dropped", peer=peer, reason=dropped_reason(c, exc))
+            return
+        _between_requests(c)
+        try:
+            msg: tuple[str, Any] = ("#RETURN", getattr(self, funcname)(c, *args, **kwds))
+        except Exception:
+            msg = ("#TRACEBACK", format_exc())
+        if funcname == "accept_connection":
+            # it answered and then served the connection until the master began to stop; a
+            # second answer now would be read by the peer as the reply to its next request
+            c.close()
+            return
+        try:
+            c.send(msg)
+        except Exception:
+            log.debug("reply_failed", peer=peer)
+
+
+def _between_requests(c: connection.Connection) -> None:
+    """After its first request a connection may wait as long as it likes for the next one
+    (keepalive notices a vanished peer), but a started frame, and every send, is bounded."""
+    if isinstance(c, Connection):
+        _tune(c.fileno(), c.frame_timeout, server=True)
+        c.idle = True
+        if isinstance(c, TLSConnection):
+            c.read_timeout = c.frame_timeout
+    else:
+        _tune(c.fileno(), None, server=True)
+
+
+class BrokerProxy(managers.BaseProxy):
+    """Typed proxy of ``taskq.master.broker.Broker``; one method per exposed call."""
+
+    _exposed_ = EXPOSED
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tls = util.ForkAwareLocal()  # own connections: never share a dead one
+
+    def call(self, name: str, *args: Any) -> Any:
+        """Run a broker method; an exception raised in it arrives as ``MasterError``."""
+        try:
+            return self._callmethod(name, args)
+        except managers.RemoteError as exc:
+            raise MasterError(f"the master failed in {name}: {_last_line(exc)}") from None
+
+    @property
+    def remote(self) -> Remote:
+        return Remote(self.call)
+
+    def discard(self) -> None:
+        """Drop this proxy without telling the server (it may be gone)."""
+        closer = getattr(self, "_close", None)
+        if closer is not None:
+            closer.cancel()
+        conn = getattr(self._tls, "connection", None)
+        if conn is not None:
+            del self._tls.connection
+            conn.close()
+
+
+def _last_line(exc: managers.RemoteError) -> str:
+    """The exception line of the master's traceback that a RemoteError carries."""
+    lines = [ln.strip().rstrip("-") for ln in str(exc).splitlines() if ln.strip().strip("-")]
+    return lines[-1] if lines else "unknown error"
+
+
+class Manager(managers.BaseManager):
+    _Server = Server
+
+
+Manager.register("broker", proxytype=BrokerProxy)
+
+
+def frame_timeout_setting() -> float:
+    """FRAME_TIMEOUT_S, or the seconds the master's environment sets in ENV_FRAME_TIMEOUT."""
+    text = os.environ.get(defaults.ENV_FRAME_TIMEOUT, "").strip()
+    if not text:
+        return defaults.FRAME_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"{defaults.ENV_FRAME_TIMEOUT} must be a number of seconds above 0, "
+                         f"not {text!r}")
+    return seconds
+
+
+class _Guarded:
+    """The broker as served: an exception raised by one of its methods is logged here and
+    sent as ``managers.RemoteError`` (text only), which callers raise as ``MasterError``;
+    the manager would otherwise send the exception object itself, indistinguishable on the
+    caller's side from a failure of the link."""
+
+    def __init__(self, broker: Any) -> None:
+        self._broker = broker
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._broker, name)
+
+        def call(*args: Any) -> Any:
+            try:
+                return method(*args)
+            except names.NotYours as exc:
+                log.warning("call_refused", method=name, reason=str(exc))
+                raise managers.RemoteError(f"{type(exc).__name__}: {exc}") from None
+            except Exception as exc:
+                log.error("broker_call_failed", method=name, error=repr(exc), exc_info=True)
+                raise managers.RemoteError(f"{type(exc).__name__}: {exc}") from None
+
+        return call
+
+
+def serve(broker: Any, host: str, port: int, authkey: bytes,
+          max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024),
+          tls_settings: tls.TLS | None = None, more_keys: list[bytes] | None = None) -> Server:
+    """Bind the master's server (not yet accepting); ``server.address`` is the bound one.
+    Its connections read frames of at most ``frame_limit(max_payload)`` bytes, and with
+    ``tls_settings`` speak TLS (with their ``ca``: only to peers with a certificate).
+    Peers may answer the challenge with ``authkey`` or any of ``more_keys``."""
+    context = None if tls_settings is None else tls_settings.server_context()
+
+    class _Manager(Manager):
+        pass
+
+    keyring = KeyRing([authkey, *(more_keys or [])])
+    guarded = _Guarded(names.Owned(broker, keyring.in_use))
+    _Manager.register("broker", callable=lambda: guarded, proxytype=BrokerProxy,
+                      exposed=BrokerProxy._exposed_)
+    server = Server(_Manager._registry, (host, port), authkey,  # type: ignore[attr-defined]
+                    SERIALIZER)
+    server.stop_event = threading.Event()
+    server.keyring = keyring
+    listener = server.listener
+    if isinstance(listener, Listener):
+        listener.max_frame = frame_limit(max_payload)
+        listener.frame_timeout = frame_timeout_setting()
+        listener.tls_context = context
+    return server
+
+
+def run_server(server: Server) -> threading.Thread:
+    """Start accepting connections in a daemon thread."""
+    thread = threading.Thread(target=server.accepter, name="taskq-accept", daemon=True)
+    thread.start()
+    return thread
+
+
+def stop_server(server: Server) -> None:
+    server.stop_event.set()
+    server.listener.close()
+
+
+# The peer's side (proxy, connect, Link) and the TLS wiring build on what is above.
+from taskq.net.link import Link, connect, open_proxy  # noqa: E402
+from taskq.net.secure import (  # noqa: E402
+    TLSConnection,
+    dropped_reason,
+    read_first_message,
+    tls_from_peer,
+    tls_to_master,
+    use_tls,
+)
+
+__all__ = ["Link", "TLSConnection", "connect", "open_proxy", "use_tls"]

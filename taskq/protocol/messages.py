@@ -1,0 +1,495 @@
+"""The wire format: every message that crosses a process boundary, and how bodies are encoded.
+
+This is the only module that imports cloudpickle. The master sees messages (plain
+dataclasses of strings, numbers and ``bytes``) but never the bodies inside them: a
+task's function and arguments and a result's value are opaque ``bytes`` to it, encoded
+here on the client and decoded here in a worker's pool process (and the reverse for
+results)::
+
+    client                    master                   worker            pool process
+    encode_function ─┐
+    encode_args ─────┴ TaskMsg ──► journal/queue ──► TaskMsg ──► (fn, args) ──► decode_call
+                                                                                 run
+    decode_result ◄── ResultMsg ◄── outbox ◄──────── ResultMsg ◄── encode_value / encode_error
+
+Every pickling failure is raised as one ``SerializationError`` saying what failed. The
+messages only the master sends (fetched results, ``MasterInfo``, status rows) are in
+``taskq.protocol.replies``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import BuiltinFunctionType, FunctionType
+from typing import Any
+
+import cloudpickle
+
+from taskq.errors import (
+    DependencyError,
+    DependencyFailed,
+    RemoteError,
+    RemoteTraceback,
+    SerializationError,
+    TaskCancelled,
+    TaskCrashed,
+    TaskRefused,
+    TaskTimeout,
+    WorkerLost,
+    dependency_failed,
+)
+from taskq.protocol import deps, frames
+
+PROTOCOL = 5  # out-of-band capable; keeps large bytes/bytearray/memoryview args cheap
+
+
+class Status(StrEnum):
+    """How a task ended, as its submitter sees it."""
+
+    OK = "ok"  # returned; body is the pickled value
+    ERROR = "error"  # raised; body is the pickled exception
+    CRASHED = "crashed"  # the pool process died; detail says how
+    TIMEOUT = "timeout"  # ran past its timeout; detail says which
+    LOST = "lost"  # every worker it was given to was lost; detail counts them
+    REFUSED = "refused"  # the master would not accept it; detail says why
+    CANCELLED = "cancelled"  # removed before it started, or stopped while it ran
+    # a dependency did not end OK, so it never ran; body: deps.failure_body
+    DEPENDENCY_FAILED = "dependency_failed"
+
+
+_STATUSES: dict[str, Status] = {s.value: s for s in Status}
+
+
+class TaskState(StrEnum):
+    """Where a task is inside the master."""
+
+    WAITING = "waiting"  # not to be leased before its time (restored, held for its holder)
+    BLOCKED = "blocked"  # waiting for its dependencies to end (taskq.master.state.deps)
+    PENDING = "pending"
+    LEASED = "leased"
+    DONE = "done"
+
+
+# An encoded body: bytes, or a read-only view into the buffer it was received in.
+Body = bytes | memoryview
+
+
+def _body(data: Body, protocol: int) -> Any:
+    """A body as pickled in a message: large ones as out-of-band buffers where the protocol
+    has them, so ``taskq.protocol.frames`` sends them without a copy."""
+    if protocol >= 5 and len(data) >= frames.OUT_OF_BAND_MIN:
+        return pickle.PickleBuffer(data)
+    return data
+
+
+@dataclass(slots=True)
+class TaskOptions:
+    """Per-task options, plain values the master may read (never user code)."""
+
+    timeout: float | None = None
+    retries: int = 0
+    priority: int = 0
+    queue: str = "default"
+    # failures that are retried, as "module:qualname" of exception types; () = any exception
+    # the task raised (a pool process checks isinstance; the master never loads them)
+    retry_on: tuple[str, ...] = ()
+    backoff: float = 0.0  # seconds before the first retry, doubling for each next one
+    max_backoff: float = 60.0
+    jitter: bool = True  # full jitter: each delay drawn uniformly from [0, the delay]
+    run_at: float = 0.0  # wall-clock time (epoch seconds) before which it does not start
+    limit_key: str = ""  # at most ``limit`` tasks with this key run at once, cluster-wide
+    limit: int = 0
+    unique: str = ""  # while a task with this key lives, a submit with it joins that task
+    unique_for: float = 0.0  # ... and for this long after it ended
+    # sorted (name, amount) pairs it holds on its worker while it runs, e.g. (("gpu", 1.0),)
+    resources: tuple[tuple[str, float], ...] = ()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TaskOptions, (self.timeout, self.retries, self.priority, self.queue,
+                              self.retry_on, self.backoff, self.max_backoff, self.jitter,
+                              self.run_at, self.limit_key, self.limit, self.unique,
+                              self.unique_for, self.resources))
+
+    def extra(self) -> dict[str, Any]:
+        """The options beyond the first four that differ from their defaults (journal)."""
+        out: dict[str, Any] = {}
+        for name in ("retry_on", "backoff", "max_backoff", "jitter", "run_at", "limit_key",
+                     "limit", "unique", "unique_for", "resources"):
+            value = getattr(self, name)
+            if value != getattr(DEFAULT_OPTIONS, name):
+                out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    @classmethod
+    def with_extra(cls, timeout: float | None, retries: int, priority: int, queue: str,
+                   extra: dict[str, Any]) -> TaskOptions:
+        if "retry_on" in extra:
+            extra = {**extra, "retry_on": tuple(extra["retry_on"])}
+        if "resources" in extra:
+            extra = {**extra, "resources": tuple((str(n), float(a))
+                                                 for n, a in extra["resources"])}
+        return cls(timeout, retries, priority, queue, **extra)
+
+
+DEFAULT_OPTIONS = TaskOptions()
+
+
+@dataclass(slots=True)
+class TaskMsg:
+    """A task: who wants the result (``outbox``), and the opaque function and arguments."""
+
+    task_id: str
+    outbox: str
+    fn: bytes
+    args: Body
+    options: TaskOptions = field(default_factory=TaskOptions)
+    attempt: int = 0  # how many times it was handed out before (set by the master)
+    deps: tuple[str, ...] = ()  # ids of the tasks whose results are among its arguments
+    # set by the master in a lease: (dependency id, its result body) for each of ``deps``
+    inputs: tuple[tuple[str, Body], ...] = ()
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        inputs = tuple((d, _body(b, protocol)) for d, b in self.inputs)
+        return (TaskMsg, (self.task_id, self.outbox, self.fn, _body(self.args, protocol),
+                          self.options, self.attempt, self.deps, inputs))
+
+    @property
+    def size(self) -> int:
+        return len(self.fn) + len(self.args) + sum(len(b) for _, b in self.inputs)
+
+
+MIRROR_FN = b""  # a TaskMsg with no function runs nowhere: it ends with a copy of its one
+# dependency's result (``Client.future`` of another submitter's task)
+
+
+@dataclass(slots=True)
+class ResultMsg:
+    """A task's outcome: ``body`` is opaque bytes for OK/ERROR, ``detail`` text otherwise."""
+
+    task_id: str
+    status: Status
+    body: Body | None = None
+    detail: str = ""
+    worker: str = ""  # "host:pid" of the worker that produced it, if any
+    duration: float = 0.0
+    retry: bool | None = None  # may it be retried (retry_on)? None: only if it raised
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        body = None if self.body is None else _body(self.body, protocol)
+        return (ResultMsg, (self.task_id, self.status.value, body, self.detail,
+                            self.worker, self.duration, self.retry))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, Status):  # unpickled: its value (a dict is quicker)
+            status = _STATUSES.get(self.status)
+            self.status = Status(self.status) if status is None else status
+
+    @property
+    def failed(self) -> bool:
+        return self.status is not Status.OK
+
+    @property
+    def retryable(self) -> bool:
+        return self.status is Status.ERROR if self.retry is None else self.retry
+
+
+# A cancel request the master hands a worker (``control``) is a task id: drop that task if
+# it has not begun. A request to stop it even while it runs is the id behind this mark (task
+# ids start with their outbox's public name, never with it); a worker that knows no such
+# request only fails to drop an unknown task, and the master still ends the task CANCELLED.
+STOP_MARK = "!"
+
+
+def stop_ask(task_id: str) -> str:
+    """The control request that stops a task wherever it is (running or not)."""
+    return STOP_MARK + task_id
+
+
+def parse_ask(ask: str) -> tuple[str, bool]:
+    """A control request as (task id, stop it even while it runs)."""
+    return (ask[1:], True) if ask.startswith(STOP_MARK) else (ask, False)
+
+
+SCHEDULE_PREFIX = "schedule:"  # a schedule's runs are the job "schedule:NAME"
+
+
+@dataclass(slots=True)
+class Schedule:
+    """A schedule as the master keeps (and journals) it."""
+
+    name: str
+    fn: bytes
+    args: bytes
+    options: TaskOptions = field(default_factory=TaskOptions)
+    cron: str = ""  # a cron expression, or "" with ``every``
+    every: float = 0.0  # seconds between runs, or 0 with ``cron``
+    tz: str = "UTC"
+    catch_up: str = "once"
+    paused: bool = False
+    next_run: float = 0.0  # wall-clock epoch seconds
+    last_run: float = 0.0
+    last_task: str = ""
+    last_outcome: str = ""  # the Status of its last run that ended ("" none yet)
+
+    @property
+    def job(self) -> str:
+        return f"{SCHEDULE_PREFIX}{self.name}"
+
+    @property
+    def outbox(self) -> str:
+        return f"job:{self.job}"
+
+
+@dataclass(slots=True)
+class WorkerHello:
+    """What a worker tells the master when it (re)connects."""
+
+    worker_id: str
+    host: str
+    pid: int
+    procs: int
+    queues: tuple[str, ...] = ("default",)
+    pool: str = "processes"  # processes, threads or asyncio; procs is its concurrency
+    resources: tuple[tuple[str, float], ...] = ()  # what it has, e.g. (("gpu", 2.0),)
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _dumps(obj: Any) -> bytes:
+    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+
+
+class _ByValueNeeded(Exception):
+    """Raised by _DataPickler at an object only cloudpickle can ship."""
+
+
+class _DataPickler(pickle.Pickler):
+    """The C pickler, stopped at anything defined in ``__main__``.
+
+    Plain data never reaches ``reducer_override`` (the C pickler handles it first); the
+    functions, classes and instances of classes that do are checked, and one from
+    ``__main__``, which the C pickler would store by a name no worker can import, stops it.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        where = obj if isinstance(obj, type | FunctionType) else type(obj)
+        if where.__module__ == "__main__":
+            raise _ByValueNeeded
+        return NotImplemented
+
+
+def _dumps_data(obj: Any) -> bytes:
+    """Pickle data: the C pickler when it can do the whole job, else cloudpickle.
+
+    The C pickler is several times faster but stores functions and classes by reference;
+    that fails for lambdas and local objects (it raises) and would be wrong for anything
+    from ``__main__``, so those go to cloudpickle.
+    """
+    try:
+        return frames.dumps(obj, _DataPickler, protocol=PROTOCOL)
+    except DependencyError:
+        raise
+    except Exception:
+        return _dumps(obj)
+
+
+# Marks a function pickled by value (its code inside): the Python major and minor version
+# that pickled it follow, since code objects load only where that version runs.
+_BY_VALUE = b"TQBV"
+
+
+def encode_function(fn: Any) -> bytes:
+    """Pickle a callable (lambdas, closures and ``__main__`` functions by value, marked with
+    this Python's version: see ``decode_function``)."""
+    if not callable(fn):
+        raise TypeError(f"taskq can only run callables, not {type(fn).__name__}")
+    try:
+        data = _dumps(fn)
+    except Exception as exc:
+        raise SerializationError(
+            f"function {_describe(fn)} could not be pickled: {exc}") from exc
+    if b"cloudpickle" in data:  # rebuilt by cloudpickle's own functions: code by value
+        return _BY_VALUE + bytes(sys.version_info[:2]) + data
+    return data
+
+
+def reference_key(fn: Any) -> tuple[str, str] | None:
+    """(module, name) of a function that travels by reference, else None.
+
+    Such a function pickles to the same bytes for as long as its module keeps it (nothing in
+    the pickle can change), so its encoding may be reused; any other callable (a closure, a
+    partial, a bound method, a callable object, anything from ``__main__``) carries state that
+    may change between submits and is encoded each time.
+    """
+    if not isinstance(fn, FunctionType | BuiltinFunctionType):
+        return None
+    module, name = getattr(fn, "__module__", None), fn.__qualname__
+    if not module or module == "__main__" or "<" in name:
+        return None
+    if module in cloudpickle.list_registry_pickle_by_value():
+        return None
+    target: Any = sys.modules.get(module)
+    for part in name.split("."):
+        target = getattr(target, part, None)
+    if target is not fn or getattr(fn, "__closure__", None):
+        return None
+    return module, name
+
+
+def encode_args(args: tuple[Any, ...], kwargs: dict[str, Any],
+                on_future: Callable[[Any], tuple[Any, ...]] | None = None) -> bytes:
+    """Pickle a call's arguments; on failure, name the argument that could not be pickled.
+    A ``TaskFuture`` among them (at any depth) is reduced by ``on_future``
+    (``taskq.protocol.deps``); without it, it cannot be pickled. A ``DependencyError`` the
+    hook raises comes through as itself."""
+    token = deps.encoding(on_future)
+    try:
+        return _dumps_data((args, kwargs))
+    except DependencyError:
+        raise
+    except Exception as exc:
+        raise SerializationError(f"{_find_unpicklable(args, kwargs)} could not be "
+                                 f"pickled: {exc}") from exc
+    finally:
+        deps.encoded(token)
+
+
+def _find_unpicklable(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    named: list[tuple[str, Any]] = [(f"argument {i}", a) for i, a in enumerate(args)]
+    named += [(f"keyword argument {k!r}", v) for k, v in kwargs.items()]
+    for name, value in named:
+        try:
+            _dumps(value)
+        except Exception:
+            return f"{name} ({type(value).__name__})"
+    return "the arguments"
+
+
+def _describe(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def decode_call(fn: bytes, args: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """Inverse of encode_function/encode_args; lets the loader's own exception through."""
+    return decode_function(fn), *decode_args(args)
+
+
+def decode_function(fn: bytes) -> Any:
+    """Load a function; one pickled by value on another Python minor version is refused
+    with a SerializationError saying both versions (its code would not load, or misbehave)."""
+    if fn[:len(_BY_VALUE)] != _BY_VALUE:
+        return pickle.loads(fn)  # noqa: S301 -- a worker runs what its submitters sent: that is its job
+    made = tuple(fn[len(_BY_VALUE):len(_BY_VALUE) + 2])
+    if made != tuple(sys.version_info[:2]):
+        raise SerializationError(
+            f"the function was shipped by value from Python {made[0]}.{made[1]} and this "
+            f"worker runs Python {sys.version_info[0]}.{sys.version_info[1]}: functions "
+            f"shipped by value need the same Python minor version on submitter and worker")
+    return pickle.loads(memoryview(fn)[len(_BY_VALUE) + 2:])  # noqa: S301 -- as above
+
+
+def decode_args(args: Body, inputs: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Unpickle a call's arguments; ``inputs``, ``((dependency id, result body), ...)``,
+    take the place of the futures that were among them."""
+    if not inputs:
+        return pickle.loads(args)  # noqa: S301 -- as decode_call: in a worker's pool process, never the master
+    with deps.decoding(inputs):
+        return pickle.loads(args)  # noqa: S301 -- as above
+
+
+def encode_value(value: Any) -> bytes:
+    """Pickle a task's return value."""
+    try:
+        return _dumps_data(value)
+    except Exception as exc:
+        raise SerializationError(
+            f"the task's result ({type(value).__name__}) could not be pickled: {exc}") from exc
+
+
+def encode_shared(value: Any, what: str) -> bytes:
+    """Pickle a value bound for a shared primitive (``what`` names it in the error)."""
+    try:
+        return _dumps_data(value)
+    except Exception as exc:
+        raise SerializationError(
+            f"{what}: a {type(value).__name__} value could not be pickled: {exc}") from exc
+
+
+def decode_shared(body: bytes) -> Any:
+    return pickle.loads(body)  # noqa: S301 -- a shared value, loaded by the client that asked for it
+
+
+def encode_error(exc: BaseException) -> bytes:
+    """Pickle a task's exception with its traceback text; never fails.
+
+    Exceptions that do not pickle (or unpickle) travel as their type name, message and
+    traceback and come back as ``RemoteError``.
+    """
+    tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        blob: bytes | None = _dumps(exc)
+        pickle.loads(_dumps(exc) if blob is None else blob)  # noqa: S301 -- checks that an exception pickled here loads back, in-process
+    except Exception:
+        blob = None
+    return pickle.dumps((blob, type(exc).__qualname__, str(exc), tb_text), protocol=PROTOCOL)
+
+
+def decode_error(body: Body) -> BaseException:
+    """The exception a failed task raised, with the remote traceback as its ``__cause__``."""
+    blob, type_name, message, tb_text = pickle.loads(body)  # noqa: S301 -- a result, loaded by the submitter that asked for it
+    if blob is not None:
+        try:
+            exc = pickle.loads(blob)  # noqa: S301 -- a result, loaded by the submitter that asked for it
+        except Exception:
+            exc = RemoteError(type_name, message, tb_text)
+    else:
+        exc = RemoteError(type_name, message, tb_text)
+    exc.__cause__ = RemoteTraceback(f'\n"""\n{tb_text}"""')
+    return exc
+
+
+_FAILURES: dict[Status, type[Exception]] = {
+    Status.CRASHED: TaskCrashed,
+    Status.TIMEOUT: TaskTimeout,
+    Status.LOST: WorkerLost,
+    Status.REFUSED: TaskRefused,
+    Status.CANCELLED: TaskCancelled,
+}
+
+
+def decode_result(result: ResultMsg) -> Any:
+    """The task's value, or raise what the task raised (or how it failed)."""
+    if result.status is Status.OK:
+        assert result.body is not None  # noqa: S101 -- narrows a type: an OK or ERROR result always has a body
+        try:
+            return pickle.loads(result.body)  # noqa: S301 -- a result, loaded by the submitter that asked for it
+        except Exception as exc:
+            raise SerializationError(f"the task's result could not be unpickled here: "
+                                     f"{exc}") from exc
+    if result.status is Status.ERROR and result.body is not None:
+        raise decode_error(result.body)
+    if result.status is Status.DEPENDENCY_FAILED and result.body is not None:
+        raise dependency_cause(result)
+    failure = _FAILURES.get(result.status)
+    if failure is not None:
+        raise failure(result.detail)
+    raise RemoteError(result.status.value, result.detail, "")
+
+
+def dependency_cause(result: ResultMsg) -> DependencyFailed:
+    """The ``DependencyFailed`` of a DEPENDENCY_FAILED result, the dependency's own outcome
+    as its ``__cause__``."""
+    assert result.body is not None  # noqa: S101 -- narrows a type: such a result has a body
+    dep, status, body, detail = deps.read_failure(result.body)
+    try:
+        decode_result(ResultMsg(dep, Status(status), body, detail))
+    except BaseException as exc:
+        return dependency_failed(dep, exc)
+    return dependency_failed(dep, RemoteError(status, detail, ""))  # pragma: no cover
+

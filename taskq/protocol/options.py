@@ -1,0 +1,223 @@
+"""Per-task options carried by the callable itself, so they never collide with its kwargs.
+
+    @taskq.task(timeout=5, retries=2)        client.submit(fetch, url)
+    def fetch(url): ...                ──►   TaskMsg.options = TaskOptions(timeout=5, retries=2)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import math
+import re
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, overload
+
+from taskq.protocol.messages import TaskOptions
+
+
+class TaskFunction:
+    """A callable with taskq options; calling it calls the function."""
+
+    def __init__(self, fn: Callable[..., Any], options: TaskOptions) -> None:
+        if not callable(fn):
+            raise TypeError(f"taskq.task needs a callable, not {type(fn).__name__}")
+        self.fn = fn
+        self.taskq_options = options
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<taskq.task {getattr(self.fn, '__qualname__', self.fn)!r} {self.taskq_options}>"
+
+
+def exception_names(retry_on: object) -> tuple[str, ...]:
+    """``(IOError, taskq.TaskTimeout)`` -> ``("builtins:OSError", "taskq.errors:TaskTimeout")``;
+    ValueError unless every item is an exception type."""
+    items = retry_on if isinstance(retry_on, tuple | list) else (retry_on,)
+    names = []
+    for item in items:
+        if not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise ValueError(f"retry_on must be exception types (e.g. (IOError, "
+                             f"taskq.TaskTimeout)), not {item!r}")
+        names.append(f"{item.__module__}:{item.__qualname__}")
+    return tuple(names)
+
+
+def retry_applies(names: tuple[str, ...], failure: type[BaseException]) -> bool:
+    """Is a failure of this type retried under ``retry_on`` names? (Where it runs: the
+    names are resolved by import, so a type no one can import there matches nothing.)"""
+    for name in names:
+        module, _, qualname = name.partition(":")
+        target: Any = sys.modules.get(module)
+        if target is None:
+            try:
+                target = importlib.import_module(module)
+            except Exception:  # noqa: S112 -- a class whose module does not import here cannot match
+                continue
+        for part in qualname.split("."):
+            target = getattr(target, part, None)
+        if isinstance(target, type) and issubclass(failure, target):
+            return True
+    return False
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '10m', '1h30m', '2d', '250ms' or plain seconds ('12.5') -> seconds."""
+    text = text.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        parts = _DURATION.findall(text)
+        if not parts or _DURATION.sub("", text).strip():
+            raise ValueError(f"bad duration {text!r}: expected e.g. 30s, 10m, 1h30m, 2d "
+                             f"or a number of seconds") from None
+        seconds = sum(float(n) * _UNIT_S[unit.lower()] for n, unit in parts)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"bad duration {text!r}: must be 0 or more seconds")
+    return seconds
+
+
+def start_time(delay: float | None = None, when: datetime | None = None) -> float:
+    """Wall-clock time (epoch seconds) to start at: ``delay`` seconds from now, or ``when``
+    (a timezone-aware datetime); ValueError for a negative delay or a naive datetime."""
+    if when is not None:
+        if not isinstance(when, datetime):
+            raise ValueError(f"when must be a datetime, not {type(when).__name__}")
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ValueError(f"when must be timezone-aware (e.g. datetime.now(timezone.utc) "
+                             f"+ timedelta(minutes=10)), not the naive {when.isoformat()}")
+        return when.timestamp()
+    if delay is None or not isinstance(delay, int | float) or not math.isfinite(delay) \
+            or delay < 0:
+        raise ValueError(f"the delay must be 0 or more seconds, not {delay!r}")
+    return time.time() + float(delay)
+
+
+def parse_when(text: str) -> float:
+    """An ISO 8601 time with its offset ('2026-12-01T02:00+01:00') -> epoch seconds."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"bad time {text!r}: expected ISO 8601 with an offset, e.g. "
+                         f"2026-12-01T02:00+01:00") from None
+    return start_time(when=when)
+
+
+def _check_keys(limit_key: str, limit: int, unique: str, unique_for: float) -> None:
+    if bool(limit_key) != bool(limit) or not isinstance(limit, int) or limit < 0:
+        raise ValueError(f"limit_key and limit go together: a key and a limit of 1 or more "
+                         f"tasks at once, not {limit_key!r} and {limit!r}")
+    if (unique_for and not unique) or not unique_for >= 0:
+        raise ValueError(f"unique_for needs a unique key and must be 0 or more seconds, not "
+                         f"{unique!r} and {unique_for!r}")
+
+
+_RESOURCE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_needs(needs: object) -> tuple[tuple[str, float], ...]:
+    """A ``{"gpu": 1}`` mapping as sorted pairs; ValueError naming what is wrong."""
+    if not isinstance(needs, dict):
+        raise ValueError(f"resources must be a dict of name to amount, not {needs!r}")
+    out = []
+    for name, amount in needs.items():
+        if not isinstance(name, str) or not _RESOURCE_NAME.match(name):
+            raise ValueError(f"bad resource name {name!r}: expected letters, digits, _ . -")
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0 \
+                or amount != amount:
+            raise ValueError(f"bad amount {amount!r} of resource {name!r}: expected a "
+                             "number >= 0")
+        if amount > 0:
+            out.append((name, float(amount)))
+    return tuple(sorted(out))
+
+
+def parse_resources(text: str) -> tuple[tuple[str, float], ...]:
+    """``'gpu=2,ram_gb=64'`` -> sorted pairs; ValueError naming what is expected."""
+    pairs: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        name, sep, amount = part.partition("=")
+        try:
+            value = float(amount)
+        except ValueError:
+            value = -1.0
+        if not part or not sep or not name.strip() or value < 0:
+            raise ValueError(f"bad resources {text!r}: expected NAME=AMOUNT[,NAME=AMOUNT], "
+                             "amounts >= 0, e.g. gpu=2,ram_gb=64")
+        pairs[name.strip()] = value
+    return check_needs(pairs)
+
+
+def make_options(timeout: float | None = None, retries: int = 0, priority: int = 0,
+                 queue: str = "default", *, retry_on: object = (), backoff: float = 0.0,
+                 max_backoff: float = 60.0, jitter: bool = True, limit_key: str = "",
+                 limit: int = 0, unique: str = "", unique_for: float = 0.0,
+                 resources: object = None) -> TaskOptions:
+    """Validated options; ValueError says which one is wrong."""
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be 0 or more, not {retries!r}")
+    if not queue:
+        raise ValueError("queue must be a non-empty name")
+    if not backoff >= 0 or not max_backoff >= 0:
+        raise ValueError(f"backoff and max_backoff must be 0 or more seconds, not "
+                         f"{backoff!r} and {max_backoff!r}")
+    _check_keys(limit_key, limit, unique, unique_for)
+    return TaskOptions(None if timeout is None else float(timeout), int(retries), int(priority),
+                       queue, exception_names(retry_on), float(backoff), float(max_backoff),
+                       bool(jitter), 0.0, limit_key, int(limit), unique, float(unique_for),
+                       check_needs(resources or {}))
+
+
+@overload
+def task(fn: Callable[..., Any], *, timeout: float | None = ..., retries: int = ...,
+         priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
+         max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
+         unique: str = ..., unique_for: float = ...,
+         resources: dict[str, float] | None = ...) -> TaskFunction: ...
+@overload
+def task(fn: None = None, *, timeout: float | None = ..., retries: int = ...,
+         priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
+         max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
+         unique: str = ..., unique_for: float = ...,
+         resources: dict[str, float] | None = ...
+         ) -> Callable[[Callable[..., Any]], TaskFunction]: ...
+
+
+def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
+         retries: int = 0, priority: int = 0, queue: str = "default", retry_on: object = (),
+         backoff: float = 0.0, max_backoff: float = 60.0, jitter: bool = True,
+         limit_key: str = "", limit: int = 0, unique: str = "", unique_for: float = 0.0,
+         resources: dict[str, float] | None = None,
+         ) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
+    """Attach options to a callable: ``task(fn, timeout=2)`` or ``@task(timeout=2)``.
+
+    ``retries`` re-runs a failed task up to that many times; ``retry_on`` names the failures
+    that are retried (exception types: the task's own, ``taskq.TaskTimeout``,
+    ``taskq.TaskCrashed``; default: any exception the task raised); the n-th retry waits
+    ``backoff * 2**(n-1)`` seconds, at most ``max_backoff``, drawn uniformly from zero to
+    that unless ``jitter=False``. ``limit_key``/``limit``: at most ``limit`` tasks with that
+    key run at once across the cluster. ``unique``: while a task with that key is queued,
+    waiting or running (and ``unique_for`` seconds after it ended), a submit with the key
+    returns a future of that task and runs nothing new. ``resources``: what the task holds
+    on its worker while it runs (``{"gpu": 1}``); only a worker started with that much free
+    (``--resources gpu=2``) takes it.
+    """
+    options = make_options(timeout, retries, priority, queue, retry_on=retry_on,
+                           backoff=backoff, max_backoff=max_backoff, jitter=jitter,
+                           limit_key=limit_key, limit=limit, unique=unique,
+                           unique_for=unique_for, resources=resources)
+    if fn is None:
+        return lambda f: TaskFunction(f, options)
+    return TaskFunction(fn, options)

@@ -1,0 +1,143 @@
+"""The version handshake: what each side runs, and whether the two can work together.
+
+After the authkey challenge, and before any pickle crosses, the connecting peer sends its
+versions and the master answers with its own, or with why it refuses::
+
+    peer  ── b"taskq-hello {json}" ─────────────────────────────────► master
+    peer  ◄─ b"taskq-ok {json}"   or   b"taskq-refused <one line>" ── master
+
+Versions are taskq's wire protocol, the Python version (major.minor) and cloudpickle's.
+A different protocol (or Python major) is refused, naming both sides and what to align; a
+different Python minor or cloudpickle is allowed (the master never unpickles user code)
+and logged once per combination, because functions shipped by value need the submitter's
+and the worker's to agree (a worker checks that per task, see ``taskq.protocol.messages``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from dataclasses import asdict, dataclass
+from multiprocessing import connection
+
+import cloudpickle
+
+from taskq import logs
+from taskq.errors import VersionMismatch
+
+log = logs.get_logger(__name__)
+
+# The wire protocol: bump it when a message, a call or the meaning of a name changes.
+# 2: outbox and worker names are secrets held by their owners (taskq.protocol.names).
+# 3: a task carries its dependencies and, leased, their results (TaskMsg.deps, .inputs);
+#    the master's replies (Fetched, MasterInfo, status rows) are pickled as
+#    taskq.protocol.replies; stops and progress ride the control channel and heartbeats.
+PROTOCOL = 3
+HELLO = b"taskq-hello "
+OK = b"taskq-ok "
+REFUSED = b"taskq-refused "
+MAX_HELLO = 1024  # a hello is tens of bytes; anything longer is not one
+ALIGN = "install the same taskq release (and Python version) on the master and every peer"
+
+
+@dataclass(frozen=True, slots=True)
+class Versions:
+    protocol: int
+    python: str  # "3.11"
+    cloudpickle: str
+
+    def __str__(self) -> str:
+        return (f"taskq protocol {self.protocol}, Python {self.python}, "
+                f"cloudpickle {self.cloudpickle}")
+
+
+def local() -> Versions:
+    return Versions(PROTOCOL, f"{sys.version_info[0]}.{sys.version_info[1]}",
+                    cloudpickle.__version__)
+
+
+def encode(prefix: bytes, versions: Versions) -> bytes:
+    return prefix + json.dumps(asdict(versions), separators=(",", ":")).encode()
+
+
+def decode(prefix: bytes, data: bytes) -> Versions | None:
+    """The versions in a hello or an answer; None if ``data`` is not one."""
+    if not data.startswith(prefix) or len(data) > MAX_HELLO:
+        return None
+    try:
+        fields = json.loads(data[len(prefix):])
+        versions = Versions(int(fields["protocol"]), str(fields["python"])[:16],
+                            str(fields["cloudpickle"])[:32])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return versions
+
+
+def refusal(here: Versions, there: Versions, here_is: str, there_is: str) -> str | None:
+    """Why these two cannot work together (one line naming both sides), or None."""
+    if here.protocol == there.protocol and here.python.split(".")[0] == \
+            there.python.split(".")[0]:
+        return None
+    return f"version mismatch: {here_is} runs {here}; {there_is} runs {there}; {ALIGN}"
+
+
+def differences(here: Versions, there: Versions) -> list[str]:
+    """What differs between two compatible sides, worth a warning."""
+    out = []
+    if here.python != there.python:
+        out.append(f"Python {here.python} vs {there.python}: functions shipped by value run "
+                   f"only where the submitter's Python minor version is")
+    if here.cloudpickle != there.cloudpickle:
+        out.append(f"cloudpickle {here.cloudpickle} vs {there.cloudpickle}")
+    return out
+
+
+_warned: set[tuple[str, Versions]] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_once(side: str, there: Versions, **where: str) -> None:
+    """Log a compatible but different peer once per process for each (side, versions)."""
+    diffs = differences(local(), there)
+    if not diffs:
+        return
+    with _warned_lock:
+        if (side, there) in _warned:
+            return
+        _warned.add((side, there))
+    log.warning("version_differs", side=side, here=str(local()), there=str(there),
+                differs="; ".join(diffs), **where)
+
+
+def exchange(conn: connection.Connection, where: str) -> None:
+    """Tell the master this side's versions and hear its own; VersionMismatch if either
+    side finds them incompatible (see ``taskq.protocol.versions``)."""
+    conn.send_bytes(encode(HELLO, local()))
+    answer = conn.recv_bytes(MAX_HELLO)
+    if answer.startswith(REFUSED):
+        said = answer[len(REFUSED):].decode("utf-8", "replace")
+        raise VersionMismatch(f"the master at {where} refused this peer: {said}")
+    theirs = decode(OK, answer)
+    if theirs is None:
+        raise VersionMismatch(f"the master at {where} answered no version: it runs a taskq "
+                              f"older than protocol {PROTOCOL}; {ALIGN}")
+    reason = refusal(local(), theirs, "this peer", f"the master at {where}")
+    if reason is not None:
+        raise VersionMismatch(reason)
+    warn_once("master", theirs, address=where)
+
+
+
+def check(c: connection.Connection, peer: str) -> None:
+    """Read a peer's versions and answer with the master's, or refuse it (VersionMismatch,
+    after telling the peer why)."""
+    theirs = decode(HELLO, c.recv_bytes(MAX_HELLO))
+    reason = (f"the peer sent no version hello: it runs a taskq older than protocol "
+              f"{PROTOCOL}; {ALIGN}") if theirs is None else \
+        refusal(local(), theirs, "the master", f"the peer at {peer}")
+    if theirs is None or reason is not None:
+        c.send_bytes(REFUSED + str(reason).encode())
+        raise VersionMismatch(str(reason))
+    c.send_bytes(encode(OK, local()))
+    warn_once("peer", theirs, peer=peer)

@@ -1,0 +1,188 @@
+"""What a pool process does with one task: load it, run it, encode how it ended.
+
+Runs inside the worker's pool processes (``pools.process`` calls ``run``), and on the threads
+of its thread and asyncio pools (with ``load``, ``call``, ``failed``, ``encode``).
+``run`` never raises:
+a function that cannot be loaded, an exception, and a result that cannot be pickled all
+become an ERROR outcome whose body is the pickled exception. A BaseException (SystemExit,
+KeyboardInterrupt) is an outcome like any other, whether the task raised it or the
+pickling of its result or exception did: the submitter gets it, as from the standard
+process pool, and the pool process goes on::
+
+    (fn bytes, args bytes or view) ──► load (cached by fn bytes) ──► fn(*args, **kwargs)
+                                                             │
+                          (Status, body bytes, detail) ◄─────┘
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import os
+import socket
+import traceback
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import CoroutineType
+from typing import Any
+
+from taskq.defaults import TRACEBACK_MAX_CHARS
+from taskq.errors import RemoteError, TaskLoadError
+from taskq.protocol import messages
+from taskq.protocol.messages import Status
+from taskq.protocol.options import TaskFunction, retry_applies
+from taskq.worker.context import TaskContext, bind, unbind
+
+CUDA_ENV = "CUDA_VISIBLE_DEVICES"
+_FN_CACHE: OrderedDict[bytes, Any] = OrderedDict()
+_FN_CACHE_SIZE = 128  # distinct functions kept loaded per process; a miss costs one unpickle
+
+
+def _load_function(fn: bytes) -> Any:
+    cached = _FN_CACHE.get(fn)
+    if cached is None:
+        cached = _FN_CACHE[fn] = messages.decode_function(fn)
+        if len(_FN_CACHE) > _FN_CACHE_SIZE:
+            _FN_CACHE.popitem(last=False)
+    return cached
+
+
+def _load_error(exc: BaseException) -> TaskLoadError:
+    what = f"module {exc.name!r} is not importable there" if isinstance(
+        exc, ModuleNotFoundError) else f"{type(exc).__name__}: {exc}"
+    return TaskLoadError(f"the worker on {socket.gethostname()} could not load the task: {what}")
+
+
+Outcome = tuple[Status, bytes, str, bool]  # status, body, detail, may it be retried
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A decoded task, ready to be called."""
+
+    fn: Any
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    retry_on: tuple[str, ...]
+    # (task id, units, set CUDA_VISIBLE_DEVICES, attempt, queue, worker)
+    context: tuple[Any, ...] | None = None
+
+
+def load(payload: tuple[Any, ...]) -> Call | Outcome:
+    """Decode one task, ``(fn, args[, retry_on[, context]])``; an ERROR outcome if it
+    cannot be. ``args`` is the arguments' body, or ``(body, inputs)`` for a task with
+    dependencies: ``inputs`` are their results (``taskq.protocol.deps``)."""
+    fn_bytes, args_bytes = payload[0], payload[1]
+    inputs = None
+    if type(args_bytes) is tuple:
+        args_bytes, inputs = args_bytes
+    retry_on: tuple[str, ...] = payload[2] if len(payload) > 2 else ()
+    try:
+        fn = _load_function(fn_bytes)
+        args, kwargs = messages.decode_args(args_bytes, inputs)
+    except BaseException as exc:  # a module may even exit as it is imported
+        err = _load_error(exc)
+        return Status.ERROR, _error_body(err), _trace(err), False
+    return Call(fn, args, kwargs, retry_on, payload[3] if len(payload) > 3 else None)
+
+
+def run(payload: tuple[Any, ...]) -> Outcome:
+    """Run one encoded task, ``(fn, args[, retry_on])``; returns (status, body, detail,
+    retry) and never raises. ``retry`` says whether what the task raised is one of the
+    failures ``retry_on`` names (any exception when it names none). An ``async def`` task
+    runs to its end on an event loop of its own."""
+    loaded = load(payload)
+    if not isinstance(loaded, Call):
+        return loaded
+    if loaded.context is None:
+        return call(loaded.fn, loaded.args, loaded.kwargs, loaded.retry_on)
+    with task_context(loaded.context):
+        return call(loaded.fn, loaded.args, loaded.kwargs, loaded.retry_on)
+
+
+@contextlib.contextmanager
+def task_context(context: tuple[Any, ...] | None) -> Iterator[None]:
+    """Tell the task who it is, which units it holds, its attempt, queue and worker
+    (``taskq.current_task()``); in a process of its own, ``CUDA_VISIBLE_DEVICES`` names
+    its GPUs while it runs."""
+    if context is None:
+        yield
+        return
+    task_id, units, set_env = context[:3]
+    token = bind(TaskContext(task_id, units, *context[3:6]))
+    gpus = units.get("gpu") if set_env else None
+    before = os.environ.get(CUDA_ENV)
+    if isinstance(gpus, list):
+        os.environ[CUDA_ENV] = ",".join(map(str, gpus))
+    try:
+        yield
+    finally:
+        unbind(token)
+        if isinstance(gpus, list):
+            if before is None:
+                os.environ.pop(CUDA_ENV, None)
+            else:
+                os.environ[CUDA_ENV] = before
+
+
+def call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+         retry_on: tuple[str, ...]) -> Outcome:
+    """Call a loaded task and encode how it ended (a coroutine is run on a new loop)."""
+    try:
+        value = fn(*args, **kwargs)
+        if type(value) is CoroutineType:
+            value = _run_coroutine(value)
+    except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt is its outcome
+        return failed(exc, retry_on)
+    return encode(value)
+
+
+def failed(exc: BaseException, retry_on: tuple[str, ...]) -> Outcome:
+    """The outcome of a task that raised ``exc``."""
+    retry = not retry_on or retry_applies(retry_on, type(exc))
+    return Status.ERROR, _error_body(exc), _trace(exc), retry
+
+
+def encode(value: Any) -> Outcome:
+    """The outcome of a task that returned ``value``."""
+    try:
+        return Status.OK, messages.encode_value(value), "", False
+    except BaseException as exc:  # SerializationError, or what pickling raised past it
+        return Status.ERROR, _error_body(exc), _trace(exc), False
+
+
+def _trace(exc: BaseException) -> str:
+    """The traceback as text, for the master's task history (which never unpickles the
+    exception); its last TRACEBACK_MAX_CHARS characters, ending with the exception line."""
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except BaseException:  # a __str__ that raises
+        text = f"{type(exc).__qualname__}: <unprintable>"
+    return text[-TRACEBACK_MAX_CHARS:]
+
+
+def is_async(fn: Any) -> bool:
+    """Is ``fn`` an ``async def`` (also when wrapped by ``taskq.task``)?"""
+    if isinstance(fn, TaskFunction):
+        fn = fn.fn
+    return inspect.iscoroutinefunction(fn)
+
+
+def _run_coroutine(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def _error_body(exc: BaseException) -> bytes:
+    """``messages.encode_error``, which lets a BaseException raised while pickling ``exc``
+    through: that exception is then the outcome (as the standard process pool has it)."""
+    try:
+        return messages.encode_error(exc)
+    except BaseException as raised:
+        try:
+            return messages.encode_error(raised)
+        except BaseException:  # that one does not pickle either: send its text
+            return messages.encode_error(RemoteError(type(raised).__qualname__, repr(raised),
+                                                 "".join(traceback.format_exception(raised))))

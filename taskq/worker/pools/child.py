@@ -1,0 +1,98 @@
+"""What runs inside a pool process: read payloads, run the runner on each, answer in order.
+
+    owner ── [packed payload]... ──► child_main ── runner(payload) ──► (status, value, rss)
+                                        │               └─ report_progress ──► ProgressSlot
+                                        └─ dropped by the owner (Claims) ──► (SKIPPED, None, 0)
+    owner's watchdog pipe end closed (owner died) ──► _watch_owner ──► os._exit
+
+Kept apart from ``taskq.worker.pools.process`` (the owner's side) so a pool process loads only this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from taskq.protocol import frames
+from taskq.worker import report
+from taskq.worker.pools.claims import Claims
+from taskq.worker.pools.progress_slot import ProgressSlot
+
+OK, RAISED, SKIPPED = 0, 1, 2
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+# Results are sent with a 4-byte length: they are kept under 2 GiB.
+_MAX_RESULT = 0x7FFFFFFF
+
+
+def _watch_owner(fd: int) -> None:
+    """Exit the child as soon as the owner's end of the watchdog pipe is gone."""
+    with contextlib.suppress(OSError):
+        while os.read(fd, 1):
+            pass
+    os._exit(1)
+
+
+def resident_bytes(page: int) -> int:
+    """Resident set size in bytes (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * page
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _run_one(runner: Callable[[Any], Any], blob: memoryview, buffers: list[memoryview],
+             page: int) -> bytes:
+    try:
+        payload = pickle.loads(blob, buffers=buffers)  # noqa: S301 -- a task from this worker's parent process, over a private pipe
+    except Exception as exc:
+        status, value = RAISED, f"payload could not be unpickled: {type(exc).__name__}: {exc}"
+    else:
+        try:
+            status, value = OK, runner(payload)
+        except BaseException as exc:
+            status, value = RAISED, f"runner raised {type(exc).__name__}: {exc}"
+    rss = resident_bytes(page) if page else 0
+    try:
+        data = frames.dumps((status, value, rss))
+    except Exception as exc:
+        detail = f"result could not be pickled: {type(exc).__name__}: {exc}"
+        return pickle.dumps((RAISED, detail, rss), _PROTOCOL)
+    if len(data) > _MAX_RESULT:
+        return pickle.dumps((RAISED, f"result too large: {len(data)} bytes", rss), _PROTOCOL)
+    return data
+
+
+def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], Any],
+               initializer: Callable[[], None] | None, measure: bool, claims: Claims,
+               progress: ProgressSlot) -> None:
+    """Body of a pool process: run every payload it is sent (but those its owner dropped),
+    answer each in order; its tasks' progress goes to its shared slot."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    report.set_sink(progress.write)
+    threading.Thread(target=_watch_owner, args=(watchdog.fileno(),), daemon=True).start()
+    if initializer is not None:
+        initializer()
+    page = os.sysconf("SC_PAGE_SIZE") if measure else 0
+    fd, send = conn.fileno(), conn.send_bytes
+    skipped = pickle.dumps((SKIPPED, None, 0), _PROTOCOL)
+    seq = 0
+    while True:
+        try:
+            message = frames.read_message(fd)
+        except EOFError:
+            return
+        if not message:  # told to retire
+            return
+        view, pos = memoryview(message), 0
+        while pos < len(message):
+            blob, buffers, pos = frames.split(view, pos)
+            progress.current = seq
+            send(_run_one(runner, blob, buffers, page) if claims.begin(seq) else skipped)
+            seq += 1

@@ -1,0 +1,447 @@
+"""A worker: leases tasks from the master and runs them in a local pool of processes.
+
+Only this (main) process talks to the master, over one ``Link`` shared by four threads:
+
+    taker ──── take(n) ──────► master         n = what keeps the pool busy (adaptive)
+      │ Job                                                     ▲
+      ▼                                                         │ report(results, started)
+    ProcessPool (N processes) ── outcomes, starts ──► pump (main thread)
+    heartbeat ── heartbeat(held, running, memory, progress) every second (progress: what the
+                 pool's tasks reported since the last beat); re-registers after a master restart
+    control ─── control(answers) ◄── cancel requests: pool.cancel(task) drops a task that has
+                                     not begun (True) or says it runs (False); a stop request
+                                     (messages.stop_ask) also kills it if it runs (pool.kill_task),
+                                     and the task is reported CANCELLED
+
+Stopping (``stop()``, wired to SIGTERM/SIGINT by the CLI): take nothing new, hand the
+unstarted tasks back, let running ones finish for ``grace`` seconds, hand back what is
+still running, say goodbye. A second ``stop(now=True)`` ends it at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import pickle
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from taskq import defaults, logs
+from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed, TaskTimeout
+from taskq.net.managers import Link
+from taskq.net.tls import TLS
+from taskq.protocol import messages, names
+from taskq.protocol.api import Remote
+from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
+from taskq.protocol.options import retry_applies
+from taskq.worker import execute
+from taskq.worker.pools.asyncio import AsyncioPool
+from taskq.worker.pools.child_record import resident_bytes
+from taskq.worker.pools.job import Job, Outcome, OutcomeKind
+from taskq.worker.pools.local import LocalPool
+from taskq.worker.pools.process import ProcessPool
+from taskq.worker.pools.threads import ThreadPool
+from taskq.worker.units import Units
+
+log = logs.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class WorkerConfig:
+    address: tuple[str, int]
+    authkey: bytes
+    procs: int
+    queues: tuple[str, ...] = ("default",)
+    grace: float = defaults.GRACE_S
+    max_tasks_per_child: int | None = None
+    max_memory_mb: float | None = None
+    heartbeat: float = defaults.HEARTBEAT_S
+    connect_for: float = defaults.RECONNECT_FOR_S
+    tls: TLS | None = None
+    pool: str = "processes"  # one of POOLS; procs is then its concurrency
+    resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources gpu=2)
+
+
+POOLS = ("processes", "threads", "asyncio")
+
+
+def make_pool(config: WorkerConfig) -> ProcessPool | LocalPool:
+    """The pool that runs this worker's tasks; ValueError for an unknown kind."""
+    if config.pool == "processes":
+        return ProcessPool(config.procs, execute.run,
+                           max_tasks_per_child=config.max_tasks_per_child,
+                           max_memory_mb=config.max_memory_mb)
+    if config.pool == "threads":
+        return ThreadPool(config.procs, execute.run)
+    if config.pool == "asyncio":
+        return AsyncioPool(config.procs)
+    raise ValueError(f"unknown pool {config.pool!r}: expected one of {', '.join(POOLS)}")
+
+
+def _by_size(results: list[ResultMsg]) -> list[list[ResultMsg]]:
+    """Results in reports of about BATCH_BYTES of bodies each (each under the frame cap)."""
+    chunks: list[list[ResultMsg]] = []
+    size = 0
+    for result in results:
+        body = len(result.body or b"")
+        if not chunks or (size + body > defaults.BATCH_BYTES and chunks[-1]):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(result)
+        size += body
+    return chunks
+
+
+class Worker:
+    """One worker process's loop; ``run()`` returns the process exit code."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        host = socket.gethostname()
+        self.name = f"{host}:{os.getpid()}"
+        self.worker_id = names.new_worker_claim(host, os.getpid())  # a secret, see owners
+        self.public_id = names.worker_name(self.worker_id)  # as taskq status shows it
+        self.hello = WorkerHello(self.worker_id, host, os.getpid(), config.procs,
+                                 tuple(config.queues), config.pool, config.resources)
+        self.units = Units(config.resources)
+        # for taskq.current_client() in tasks: the pool's processes inherit these
+        os.environ[defaults.ENV_TASK_MASTER] = f"{config.address[0]}:{config.address[1]}"
+        os.environ[defaults.ENV_TASK_AUTHKEY] = config.authkey.decode("utf-8", "surrogateescape")
+        self.pool = make_pool(config)
+        self.link = Link(config.address, config.authkey, reconnect_for=config.connect_for,
+                         tls_settings=config.tls,
+                         on_connect=self._on_connect)
+        self._held: set[str] = set()
+        self._held_lock = threading.Lock()
+        # held by a heartbeat from its snapshot of held tasks until the master has it, and
+        # by a report or release until the master has it: a heartbeat never claims back a
+        # task this worker has just reported or handed back
+        self._sync = threading.Lock()
+        self._capacity = threading.Condition()
+        self._draining = threading.Event()
+        self._halt = threading.Event()
+        self._mean_s = defaults.PREFETCH_TARGET_S / defaults.PREFETCH_MIN
+        self._lost_master = threading.Event()
+        self._retry_on: dict[str, tuple[str, ...]] = {}  # held tasks that name retry_on
+        self._intake = threading.Lock()  # leased tasks going into the pool, or a cancel
+        self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
+        self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
+        self._progress_left: dict[str, Any] = {}  # progress beyond one heartbeat's share
+        self.log = log.bind(worker_id=self.public_id)
+
+    # ------------------------------------------------------------------ control
+
+    def stop(self, now: bool = False) -> None:
+        """Begin a graceful stop; with now=True (or a second call) stop at once."""
+        if self._draining.is_set() or now:
+            self._halt.set()
+        self._draining.set()
+        # a master that is gone must not hold a stopping worker for the reconnect window
+        self.link.give_up_reconnecting()
+        with self._capacity:
+            self._capacity.notify_all()
+        self.pool.wake()
+
+    def _on_connect(self, remote: Remote) -> None:
+        with self._held_lock:
+            held = list(self._held)
+        self._join(remote, held)
+
+    def _join(self, remote: Remote, held: list[str]) -> None:
+        """Register (again) and claim back the tasks this worker still holds."""
+        self._max_payload = remote.register(self.hello).max_payload
+        remote.heartbeat(self.worker_id, held, self.pool.running())
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> int:
+        self.pool.start()
+        try:
+            self._connect()
+        except ConnectError as exc:
+            self.log.error("connect_failed", error=str(exc))
+            self.pool.kill()
+            return 1
+        self.log.info("worker_started", master=f"{self.config.address[0]}:"
+                      f"{self.config.address[1]}", procs=self.config.procs,
+                      pool=self.config.pool)
+        threads = [threading.Thread(target=self._guard(loop), name=name, daemon=True)
+                   for loop, name in ((self._take_loop, "taskq-take"),
+                                      (self._heartbeat_loop, "taskq-heartbeat"),
+                                      (self._control_loop, "taskq-control"))]
+        for thread in threads:
+            thread.start()
+        try:
+            self._pump()
+            code = 0 if not self._lost_master.is_set() else 1
+        except (ConnectError, MasterError) as exc:
+            self.log.error("master_unreachable", error=str(exc))
+            code = 1
+        finally:
+            self._draining.set()
+            self._halt.set()
+            self.pool.kill()
+            self.link.close()
+        self.log.info("worker_stopped", exit_code=code)
+        return code
+
+    def _connect(self) -> None:
+        """Open the link; a master not there yet is said once, with how long we wait."""
+        first = min(defaults.CONNECT_NOTICE_S, self.config.connect_for)
+        try:
+            self.link.open(first)
+        except ConnectError as exc:
+            rest = self.config.connect_for - first
+            if rest <= 0:
+                raise
+            self.log.warning("waiting_for_master", master=f"{self.config.address[0]}:"
+                             f"{self.config.address[1]}", for_s=round(rest), error=str(exc))
+            self.link.open(rest)
+
+    def _guard(self, loop: Callable[[], None]) -> Callable[[], None]:
+        """No thread dies silently: a failure stops the worker (exit 1); its tasks go back
+        to the queue when their leases expire."""
+        def run() -> None:
+            try:
+                loop()
+            except BaseException as exc:
+                if isinstance(exc, ConnectError) and self._draining.is_set():
+                    return  # stopping anyway: a vanished master is no failure of the stop
+                if isinstance(exc, ConnectError):
+                    self.log.error("master_unreachable", error=str(exc))
+                else:
+                    self.log.exception("worker_thread_failed", error=repr(exc))
+                self._lost_master.set()
+                self.stop(now=True)
+        return run
+
+    def _pump(self) -> None:
+        """Report outcomes as they come; on a stop, drain within the grace period."""
+        while not self._draining.is_set():
+            outcomes = self.pool.get_outcomes(timeout=defaults.LONG_POLL_S)
+            if not outcomes:  # a task began: tell it with its outcome if that comes soon
+                outcomes = self.pool.get_outcomes(defaults.START_LINGER_S, starts_wake=False)
+            if outcomes and self.pool.in_flight() > self.config.procs:
+                time.sleep(defaults.REPORT_LINGER_S)  # a batching window, see defaults
+                outcomes += self.pool.get_outcomes(timeout=0)
+            self._report(outcomes)
+        if self._halt.is_set():
+            self._say_goodbye(self.pool.take_back(), killed=self.pool.stop(0))
+            return
+        unstarted = self.pool.take_back()
+        try:
+            self._drain(unstarted)
+        except ConnectError as exc:  # the master expires what could not be handed back
+            self.log.warning("master_unreachable", error=str(exc))
+        self._say_goodbye([], killed=self.pool.stop(0))
+
+    def _drain(self, unstarted: list[Job]) -> None:
+        """Hand back the unstarted tasks, then report running ones for up to ``grace`` s."""
+        with self._sync:
+            self.link.remote.release(self.worker_id, [j.task_id for j in unstarted], False)
+            self._forget([j.task_id for j in unstarted])
+        self.log.info("worker_draining", running=self.pool.in_flight(),
+                      grace_s=self.config.grace, released=len(unstarted))
+        deadline = time.monotonic() + self.config.grace
+        while self.pool.in_flight() and not self._halt.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._report(self.pool.get_outcomes(timeout=min(remaining, defaults.LONG_POLL_S)))
+
+    def _say_goodbye(self, unstarted: list[Job], killed: list[Job]) -> None:
+        with contextlib.suppress(ConnectError, MasterError):  # else the leases expire
+            self._report(self.pool.get_outcomes(timeout=0))
+        back = [j.task_id for j in unstarted + killed]
+        self._halt.set()  # no heartbeat after the goodbye
+        with self._sync, contextlib.suppress(ConnectError, MasterError):  # else they expire
+            self.link.remote.release(self.worker_id, back, True)
+        self._forget(back)
+
+    def _report(self, outcomes: list[Outcome]) -> None:
+        """Report outcomes, and the tasks that began since the last report (a task that
+        also ended in the meantime needs no start)."""
+        started = self.pool.take_started()
+        if not outcomes and not started:
+            return
+        results = [self._result(o) for o in outcomes]
+        if outcomes:  # before the master hears of it: it may lease the units again at once
+            self.units.free([o.task_id for o in outcomes])
+        if started and results:
+            ended = {r.task_id for r in results}
+            started = [t for t in started if t not in ended]
+        for chunk in _by_size(results) or [[]]:
+            with self._sync:
+                self.link.remote.report(self.worker_id, chunk, started)
+                self._forget([r.task_id for r in chunk])
+            started = []
+        durations = [o.duration for o in outcomes if o.kind is OutcomeKind.DONE]
+        if durations:  # longer tasks are believed at once, shorter ones gradually
+            recent = sum(durations) / len(durations)
+            self._mean_s = max(recent, 0.8 * self._mean_s + 0.2 * recent)
+        with self._capacity:
+            self._capacity.notify_all()
+
+    def _result(self, outcome: Outcome) -> ResultMsg:
+        if outcome.kind is OutcomeKind.DONE:
+            status, body, detail, retry = outcome.value
+            if body is not None and len(body) > self._max_payload:
+                status, detail = Status.ERROR, ""
+                body = messages.encode_error(PayloadTooLarge(
+                    f"the task's result is {len(body)} bytes, over the master's --max-payload "
+                    f"of {self._max_payload} bytes; return a path or URL instead of the data"))
+            return ResultMsg(outcome.task_id, status, body, detail, self.name, outcome.duration,
+                             retry)
+        failure: type[Exception] = TaskTimeout
+        if outcome.kind is OutcomeKind.CANCELLED:
+            return self._cancelled(outcome.task_id, outcome.detail, outcome.duration)
+        if outcome.kind is OutcomeKind.TIMED_OUT:
+            status, detail = Status.TIMEOUT, f"on worker {self.name}: {outcome.detail}"
+        else:
+            status, failure = Status.CRASHED, TaskCrashed
+            detail = f"the process running the task on worker {self.name} died: {outcome.detail}"
+        self.log.warning("task_failed", task_id=outcome.task_id, status=status.value,
+                         detail=outcome.detail)
+        retry = retry_applies(self._retry_on.get(outcome.task_id, ()), failure)
+        return ResultMsg(outcome.task_id, status, None, detail, self.name, outcome.duration,
+                         retry)
+
+    def _cancelled(self, task_id: str, how: str, duration: float = 0.0) -> ResultMsg:
+        return ResultMsg(task_id, Status.CANCELLED, None, f"on worker {self.name}: {how}",
+                         self.name, duration, False)
+
+    def _context(self, task: TaskMsg) -> tuple[Any, ...]:
+        """What a task is told (``taskq.current_task()``): its id, its units, whether to set
+        CUDA_VISIBLE_DEVICES (only where it has a process of its own), its attempt, queue
+        and this worker's public id."""
+        needs = task.options.resources
+        units = self.units.assign(task.task_id, needs) if needs else {}
+        return (task.task_id, units, self.config.pool == "processes", task.attempt,
+                task.options.queue, self.public_id)
+
+    def _forget(self, task_ids: list[str]) -> None:
+        self.units.free(task_ids)
+        with self._held_lock:
+            self._held.difference_update(task_ids)
+            if self._retry_on:
+                for task_id in task_ids:
+                    self._retry_on.pop(task_id, None)
+
+    # ------------------------------------------------------------------ threads
+
+    def _want(self) -> int:
+        """How many more tasks to hold: about PREFETCH_TARGET_S of work per process."""
+        per_proc = math.ceil(defaults.PREFETCH_TARGET_S / max(self._mean_s, 1e-6))
+        per_proc = max(defaults.PREFETCH_MIN, min(defaults.PREFETCH_MAX, per_proc))
+        if self.config.pool != "processes":
+            per_proc = defaults.PREFETCH_PER_SLOT
+        return per_proc * self.config.procs - self.pool.in_flight()
+
+    def _take_loop(self) -> None:
+        while not self._draining.is_set():
+            want = self._want()
+            if want <= 0:
+                with self._capacity:
+                    self._capacity.wait_for(lambda: self._want() > 0 or self._draining.is_set(),
+                                            timeout=defaults.LONG_POLL_S)
+                continue
+            tasks = self.link.remote.take(self.worker_id, want, defaults.LONG_POLL_S)
+            if not tasks:
+                continue
+            with self._intake:  # a cancel asked meanwhile is answered before or after this
+                self._take_in(tasks)
+            if self._draining.is_set():
+                self.pool.wake()
+
+    def _take_in(self, tasks: list[TaskMsg]) -> None:
+        """Hold leased tasks and hand them to the pool, but those already dropped (a cancel
+        that reached this worker before the tasks did)."""
+        tasks = [t for t in tasks if t.task_id not in self._dropped]
+        with self._held_lock:
+            self._held.update(t.task_id for t in tasks)
+        self.log.debug("tasks_leased", count=len(tasks), task_ids=[t.task_id for t in tasks])
+        for task in tasks:
+            # the arguments go to the pool process uncopied (out of band) when large
+            args: Any = pickle.PickleBuffer(task.args)
+            if task.inputs:  # its dependencies' results, in place of their futures
+                args = (args, tuple((d, pickle.PickleBuffer(b)) for d, b in task.inputs))
+            payload = (task.fn, args, task.options.retry_on, self._context(task))
+            if task.options.retry_on:
+                self._retry_on[task.task_id] = task.options.retry_on
+            self.pool.submit(Job(task.task_id, payload, task.options.timeout))
+
+    def _heartbeat_loop(self) -> None:
+        while not self._halt.wait(self.config.heartbeat):
+            with self._sync:
+                if self._halt.is_set():
+                    return
+                with self._held_lock:
+                    held = list(self._held)
+                remote = self.link.remote
+                if not remote.heartbeat(self.worker_id, held, self.pool.running(),
+                                        self._memory(), self._progress()):
+                    self.log.warning("worker_rejoined", held=len(held))
+                    self._join(remote, held)
+
+    def _progress(self) -> dict[str, tuple[Any, ...]] | None:
+        """What the pool's tasks reported since the last beat, as plain tuples (the
+        master loads nothing else); None when nothing changed (the usual case)."""
+        changed = {**self._progress_left, **self.pool.progress()}
+        if not changed:
+            return None
+        items = list(changed.items())
+        self._progress_left = dict(items[defaults.PROGRESS_PER_HEARTBEAT:])  # the next beat's
+        return {task_id: tuple(value) for task_id, value in
+                items[:defaults.PROGRESS_PER_HEARTBEAT]}
+
+    def _memory(self) -> int:
+        """Resident bytes of this worker and its pool processes (0 where unknown)."""
+        return sum(map(resident_bytes, [os.getpid(), *self.pool.pids()]))
+
+    def _control_loop(self) -> None:
+        """Answer the master's cancel requests: drop each task that has not begun."""
+        answers: dict[str, bool] = {}
+        while not self._halt.is_set():
+            asks = self.link.remote.control(self.worker_id, answers, defaults.LONG_POLL_S)
+            answers = {ask: self._answer(ask) for ask in asks}
+
+    def _answer(self, ask: str) -> bool:
+        task_id, stop = messages.parse_ask(ask)
+        return self._stop(task_id) if stop else self._drop(task_id)
+
+    def _stop(self, task_id: str) -> bool:
+        """Stop a task wherever it is here: drop it if it has not begun (or not arrived),
+        kill it if it runs (the pool then reports it CANCELLED); False if it ended (the
+        master ends it CANCELLED when its result comes)."""
+        if self.pool.kill_task(task_id):
+            self.log.info("task_stopped", task_id=task_id, reason="cancelled while it ran")
+            return True
+        if not self._drop(task_id):
+            return self.pool.kill_task(task_id)  # it began in between
+        with self._sync:  # it never runs here: the master hears it now
+            self.link.remote.report(self.worker_id, [self._cancelled(
+                task_id, "cancelled before it began")], [])
+        return True
+
+    def _drop(self, task_id: str) -> bool:
+        """Make sure a task never runs here; False if it runs (or ended, or is unknown)."""
+        with self._intake:
+            if task_id in self._dropped:
+                return True  # asked again: the first answer was lost
+            with self._held_lock:
+                arrived = task_id in self._held
+            if arrived and not self.pool.cancel(task_id):
+                return False
+            # not arrived yet (its lease is on the way): it is skipped when it comes
+            self._dropped[task_id] = None
+        self._forget([task_id])
+        if len(self._dropped) > defaults.KNOWN_JOBS_KEPT:
+            self._dropped.popitem(last=False)
+        self.log.info("task_dropped", task_id=task_id, reason="cancelled before it began")
+        return True
