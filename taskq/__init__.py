@@ -39,8 +39,9 @@ from taskq.errors import (
 )
 from taskq.net.tls import TLS, TLSError
 from taskq.protocol.options import TaskFunction, task
+from taskq.protocol.progress import Progress
 from taskq.worker.context import TaskContext, current_task
-from taskq.worker.report import Progress, report_progress
+from taskq.worker.report import report_progress
 
 __all__ = [
     "TLS",

@@ -26,8 +26,10 @@ from cluster import Cluster, wait_for
 import taskq
 from taskq.errors import MasterError
 from taskq.master.broker import Broker
+from taskq.master.owned import Owned
 from taskq.master.state import BrokerState
 from taskq.net import managers
+from taskq.net.keys import KeyRing
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -163,7 +165,7 @@ def test_the_client_keeps_nothing_of_a_task_that_ended(running: Cluster) -> None
 
 
 def serve_in_process(broker: Broker, key: bytes) -> tuple[Any, str]:
-    server = managers.serve(broker, "127.0.0.1", 0, key)
+    server = managers.serve(Owned(broker), "127.0.0.1", 0, KeyRing([key]))
     managers.run_server(server)
     host, port = server.address[:2]
     return server, f"{host}:{port}"

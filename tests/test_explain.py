@@ -12,9 +12,10 @@ from cluster import Cluster, wait_for
 from test_state import join, make_state, ok, task
 
 from taskq.master.state import WorkerInfo
-from taskq.master.state.explain import ExplainKind, explain
+from taskq.master.state.explain import explain
 from taskq.master.state.limits import QueueLimit
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions
+from taskq.protocol.replies import ExplainKind
 
 pytestmark = pytest.mark.timeout(90)
 

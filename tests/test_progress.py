@@ -18,9 +18,9 @@ import pytest
 from cluster import Cluster, wait_for
 
 import taskq
+from taskq.protocol.progress import Progress
 from taskq.worker import report
 from taskq.worker.pools.progress_slot import ProgressSlot
-from taskq.worker.report import Progress
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -20,6 +20,7 @@ import tasks_mod
 from cluster import Cluster, Proc, wait_for
 
 from taskq.errors import MasterError
+from taskq.master import owned
 from taskq.net import managers
 from taskq.net.managers import parse_address
 from taskq.protocol import frames, names, restricted
@@ -182,11 +183,11 @@ def test_the_owners_layer_takes_what_the_broker_takes() -> None:
     from taskq.master.broker import Broker
     from taskq.protocol.api import EXPOSED
 
-    checked = [n for n, f in vars(names.Owned).items() if callable(f) and not n.startswith("_")]
+    checked = [n for n, f in vars(owned.Owned).items() if callable(f) and not n.startswith("_")]
     assert {"submit", "fetch", "cancel", "report", "take", "hello"} <= set(checked)
     for name in checked:
         assert name in EXPOSED
-        assert (list(inspect.signature(getattr(names.Owned, name)).parameters)
+        assert (list(inspect.signature(getattr(owned.Owned, name)).parameters)
                 == list(inspect.signature(getattr(Broker, name)).parameters)), name
-    passed = names.Owned(object.__new__(Broker))
+    passed = owned.Owned(object.__new__(Broker))
     assert passed.queues.__func__ is Broker.queues  # type: ignore[attr-defined]

@@ -113,8 +113,7 @@ def results(
 ) -> None:
     """Print a job's results as they arrive; each leaves the master once printed.
     Exit 1 if any task failed."""
-    from taskq.cli.tasks import progress_lines
-    from taskq.client.track import ResultsBar, stderr_is_terminal
+    from taskq.cli.render import ResultsBar, progress_lines, stderr_is_terminal
 
     where = _address(address)
     printer = jobs.Printer(sys.stdout, as_json)

@@ -54,7 +54,7 @@ def explain(
 ) -> None:
     """Say why a task is where it is: waiting (for what), queued (behind what), running
     (where, since when), or how it ended."""
-    from taskq.master.state.explain import ExplainKind
+    from taskq.protocol.replies import ExplainKind
 
     answer = _ask(address, authkey_file, lambda remote: remote.explain(task_id))
     if as_json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from taskq.master.state.primitives import PrimRow
+from taskq.protocol.prims import PrimRow
 
 _COLUMNS = ("name", "kind", "holders", "waiters", "size", "capacity")
 

@@ -44,7 +44,7 @@ def primitives_delete(
     authkey_file: KeyFileOpt = None,
 ) -> None:
     """Delete a shared primitive; its holders and waiters lose it. Exit 1 if none."""
-    from taskq.master.state.primitives import KINDS, check_name
+    from taskq.protocol.prims import KINDS, check_name
 
     where = _address(address)
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -19,6 +20,9 @@ from typing import Any
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+
+from taskq.client.track import new_bar
+from taskq.protocol.progress import describe_progress
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
@@ -146,3 +150,42 @@ def run_top(monitor: Callable[[], dict[str, Any]], address: str, console: Consol
         while True:
             time.sleep(every)  # the refresh period of the view, not a synchronisation
             live.update(top_view(monitor(), address), refresh=True)
+
+
+class ResultsBar:
+    """Wraps the writer of ``taskq results``: after each batch, the bar shows the results
+    written (and failed) of those written plus those still open on the master."""
+
+    def __init__(self, write: Any, open_count: Callable[[], int | None], job: str,
+                 console: Console | None = None) -> None:
+        self._write = write
+        self._open_count = open_count
+        self.bar = new_bar(console)
+        self._task = self.bar.add_task(f"job {job}", total=None, failed=0)
+
+    def show_progress(self, progress: dict[str, Any]) -> None:
+        """Running tasks that reported progress: a line each above the bar."""
+        for line in progress_lines(progress):
+            self.bar.console.print(line, markup=False, highlight=False)
+
+    def __call__(self, batch: list[Any]) -> None:
+        self._write(batch)
+        still_open = self._open_count() or 0
+        done = self._write.written
+        self.bar.update(self._task, completed=done, total=done + still_open,
+                        failed=self._write.failed)
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def progress_lines(progress: dict[str, Any]) -> list[str]:
+    """The lines ``taskq results --wait`` shows for running tasks that reported."""
+    return [f"progress {task_id}: {progress_text(value)}"
+            for task_id, value in sorted(progress.items())]
+
+
+def progress_text(value: Any) -> str:
+    """A progress as the CLI shows it: "40/100 (40%) parsing", "12 files"."""
+    return describe_progress(value) if value else "-"

@@ -28,9 +28,9 @@ from taskq.cli import (
     fail,
     user_errors,
 )
+from taskq.cli.render import progress_text
 from taskq.client import jobs
-from taskq.master.state import CancelOutcome
-from taskq.master.state.stops import describe_progress
+from taskq.protocol.replies import CancelOutcome
 
 
 @app.command()
@@ -81,11 +81,6 @@ def _report(out: CancelOutcome) -> int:
     return shown
 
 
-def progress_text(value: Any) -> str:
-    """A progress as the CLI shows it: "40/100 (40%) parsing", "12 files"."""
-    return describe_progress(value) if value else "-"
-
-
 def show_running(remote: Any, job: str, as_json: bool) -> None:
     """``taskq status --job NAME``: the job's open count and its running tasks."""
     open_now = remote.open_count(jobs.outbox_of(job))
@@ -102,12 +97,6 @@ def show_running(remote: Any, job: str, as_json: bool) -> None:
         stopping = " (stopping)" if row["stopping"] else ""
         typer.echo(f"  {row['task_id']}  on {row['worker']} for {since}{stopping}  "
                    f"progress {progress_text(row['progress'])}")
-
-
-def progress_lines(progress: dict[str, Any]) -> list[str]:
-    """The lines ``taskq results --wait`` shows for running tasks that reported."""
-    return [f"progress {task_id}: {progress_text(value)}"
-            for task_id, value in sorted(progress.items())]
 
 
 def job_status(job: str, as_json: bool, address: str | None, key_file: Any,

@@ -51,8 +51,8 @@ from taskq.protocol.messages import (
     TaskMsg,
     TaskOptions,
 )
+from taskq.protocol.progress import Progress
 from taskq.protocol.replies import Fetched, MasterInfo
-from taskq.worker.report import Progress
 
 log = logs.get_logger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from taskq.errors import TaskCancelled
 from taskq.protocol import deps
-from taskq.worker.report import Progress
+from taskq.protocol.progress import Progress
 
 
 class TaskFuture(Future[Any]):

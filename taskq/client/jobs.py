@@ -29,11 +29,10 @@ from typing import Any, TextIO
 
 from taskq import defaults
 from taskq.errors import TaskLoadError, TaskqError
-from taskq.master.state.schedules import check
 from taskq.protocol import messages, names
 from taskq.protocol.api import Remote
 from taskq.protocol.messages import ResultMsg, Schedule, Status, TaskMsg, TaskOptions
-from taskq.protocol.options import parse_duration
+from taskq.protocol.options import check, parse_duration
 
 
 class NoSuchJob(TaskqError):

@@ -21,8 +21,8 @@ from typing import Any
 
 from taskq import defaults, logs
 from taskq.client.session import Session
-from taskq.master.state.primitives import check_name
 from taskq.protocol import messages
+from taskq.protocol.prims import check_name
 
 log = logs.get_logger(__name__)
 

@@ -16,11 +16,10 @@ from typing import Any
 
 from taskq import logs
 from taskq.client.future import TaskFuture
-from taskq.master.state.schedules import check, interval
 from taskq.protocol import messages
 from taskq.protocol.api import Remote
 from taskq.protocol.messages import DEFAULT_OPTIONS, Schedule, TaskOptions
-from taskq.protocol.options import start_time
+from taskq.protocol.options import check, interval, start_time
 
 log = logs.get_logger(__name__)
 

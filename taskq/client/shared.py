@@ -9,9 +9,9 @@ import threading
 from taskq import defaults
 from taskq.client.prims import Counter, Event, Lock, Queue, Semaphore, SharedDict
 from taskq.client.session import Session
-from taskq.master.state.primitives import PrimRow, check_name
 from taskq.net.managers import Link, parse_address
 from taskq.protocol.api import Remote
+from taskq.protocol.prims import PrimRow, check_name
 
 
 class SharedState:

@@ -1,17 +1,14 @@
-"""Progress bars in the terminal: ``taskq.track(futures)`` and the bar of
-``taskq results --wait``, drawn with rich on stderr.
+"""Progress bars in the terminal: ``taskq.track(futures)``, drawn with rich on stderr (the
+bar of ``taskq results --wait`` is ``taskq.cli.render.ResultsBar``, on the same ``new_bar``).
 
     track(futures) ──► as_completed ──► advance the bar (done, failed) ──► yield each future
-    ResultsBar(write) ──► each batch written ──► bar: done/failed of total (open asked once
-                                                 per batch), rate, time left
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, as_completed
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -55,31 +52,3 @@ def track(futures: Iterable[Future[T]], description: str = "tasks", *,
             yield future
 
 
-class ResultsBar:
-    """Wraps the writer of ``taskq results``: after each batch, the bar shows the results
-    written (and failed) of those written plus those still open on the master."""
-
-    def __init__(self, write: Any, open_count: Callable[[], int | None], job: str,
-                 console: Console | None = None) -> None:
-        self._write = write
-        self._open_count = open_count
-        self.bar = new_bar(console)
-        self._task = self.bar.add_task(f"job {job}", total=None, failed=0)
-
-    def show_progress(self, progress: dict[str, Any]) -> None:
-        """Running tasks that reported progress: a line each above the bar."""
-        from taskq.cli.tasks import progress_lines
-
-        for line in progress_lines(progress):
-            self.bar.console.print(line, markup=False, highlight=False)
-
-    def __call__(self, batch: list[Any]) -> None:
-        self._write(batch)
-        still_open = self._open_count() or 0
-        done = self._write.written
-        self.bar.update(self._task, completed=done, total=done + still_open,
-                        failed=self._write.failed)
-
-
-def stderr_is_terminal() -> bool:
-    return sys.stderr.isatty()

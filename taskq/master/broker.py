@@ -40,10 +40,10 @@ from taskq.defaults import (
 from taskq.master.broker_prims import PrimitiveCalls
 from taskq.master.broker_views import BrokerViews
 from taskq.master.journal import Journal
-from taskq.master.state import BrokerState, CancelOutcome, WorkerInfo
+from taskq.master.state import BrokerState, WorkerInfo
 from taskq.master.state.limits import QueueLimit
 from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, WorkerHello
-from taskq.protocol.replies import Fetched, MasterInfo
+from taskq.protocol.replies import CancelOutcome, Fetched, MasterInfo
 
 log = logs.get_logger(__name__)
 T = TypeVar("T")

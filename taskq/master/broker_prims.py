@@ -24,7 +24,8 @@ from typing import TypeVar
 from taskq.defaults import LONG_POLL_S
 from taskq.master.journal import Journal
 from taskq.master.state import Changes
-from taskq.master.state.primitives import PrimitiveState, PrimRow
+from taskq.master.state.primitives import PrimitiveState
+from taskq.protocol.prims import PrimRow
 
 T = TypeVar("T")
 _MIN_WAIT_S = 0.001  # a deadline already due is still waited on this long (no spin)

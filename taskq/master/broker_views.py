@@ -19,12 +19,12 @@ from typing import Any
 from taskq.defaults import HEARTBEAT_S, JOB_OUTBOX_PREFIX
 from taskq.master.journal import Journal
 from taskq.master.state import BrokerState, views
-from taskq.master.state.explain import Explanation, explain
+from taskq.master.state.explain import explain
 from taskq.master.state.history import job_name
 from taskq.master.state.limits import QueueLimit
 from taskq.master.state.resources import describe, unfit
 from taskq.protocol.messages import Schedule
-from taskq.protocol.replies import ClusterStatus, MasterInfo, QueueRow, WorkerRow
+from taskq.protocol.replies import ClusterStatus, Explanation, MasterInfo, QueueRow, WorkerRow
 
 
 class BrokerViews:

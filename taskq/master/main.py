@@ -19,8 +19,10 @@ from taskq.master import http
 from taskq.master.broker import Broker
 from taskq.master.http import HttpConfig
 from taskq.master.journal import Journal
+from taskq.master.owned import Owned
 from taskq.master.state import BrokerState
 from taskq.net import managers
+from taskq.net.keys import KeyRing
 from taskq.net.tls import TLS
 
 log = logs.get_logger(__name__)
@@ -70,8 +72,10 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
     web = None
     try:
         web = _serve_http(config, broker)
-        server = managers.serve(broker, config.host, config.port, config.authkey,
-                                 config.max_payload, config.tls, list(config.more_keys))
+        keyring = KeyRing([config.authkey, *config.more_keys])
+        server = managers.serve(Owned(broker, keyring.in_use), config.host, config.port,
+                                keyring, max_payload=config.max_payload,
+                                tls_settings=config.tls)
     except BaseException:
         if web is not None:
             http.stop(web)

@@ -472,23 +472,23 @@ class _Guarded:
         return call
 
 
-def serve(broker: Any, host: str, port: int, authkey: bytes,
+def serve(served: Any, host: str, port: int, keyring: KeyRing, *,
           max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024),
-          tls_settings: tls.TLS | None = None, more_keys: list[bytes] | None = None) -> Server:
+          tls_settings: tls.TLS | None = None) -> Server:
     """Bind the master's server (not yet accepting); ``server.address`` is the bound one.
+    ``served`` is what peers call (the master's broker, already checking who owns what).
     Its connections read frames of at most ``frame_limit(max_payload)`` bytes, and with
     ``tls_settings`` speak TLS (with their ``ca``: only to peers with a certificate).
-    Peers may answer the challenge with ``authkey`` or any of ``more_keys``."""
+    Peers may answer the challenge with any key of ``keyring``."""
     context = None if tls_settings is None else tls_settings.server_context()
 
     class _Manager(Manager):
         pass
 
-    keyring = KeyRing([authkey, *(more_keys or [])])
-    guarded = _Guarded(names.Owned(broker, keyring.in_use))
+    guarded = _Guarded(served)
     _Manager.register("broker", callable=lambda: guarded, proxytype=BrokerProxy,
                       exposed=BrokerProxy._exposed_)
-    server = Server(_Manager._registry, (host, port), authkey,  # type: ignore[attr-defined]
+    server = Server(_Manager._registry, (host, port), keyring.keys[0],  # type: ignore[attr-defined]
                     SERIALIZER)
     server.stop_event = threading.Event()
     server.keyring = keyring

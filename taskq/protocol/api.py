@@ -16,11 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from taskq.master.state import CancelOutcome
-from taskq.master.state.explain import Explanation
 from taskq.protocol.api_prims import RemotePrimitives
 from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, WorkerHello
-from taskq.protocol.replies import ClusterStatus, Fetched, MasterInfo, QueueRow
+from taskq.protocol.replies import (
+    CancelOutcome,
+    ClusterStatus,
+    Explanation,
+    Fetched,
+    MasterInfo,
+    QueueRow,
+)
 
 Call = Callable[..., Any]  # call(method_name, *args) -> the method's return value
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from taskq.master.state.primitives import PrimRow
+from taskq.protocol.prims import PrimRow
 
 
 class RemotePrimitives:

@@ -13,10 +13,11 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, overload
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from taskq.protocol.messages import TaskOptions
+from taskq.protocol.messages import Schedule, TaskOptions
 
 
 class TaskFunction:
@@ -221,3 +222,38 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
     if fn is None:
         return lambda f: TaskFunction(f, options)
     return TaskFunction(fn, options)
+
+
+CATCH_UP = ("once", "skip")
+
+
+def interval(every: float | timedelta | str) -> float:
+    """``every`` as seconds: a number, a ``timedelta`` or text such as '30s' or '1h'."""
+    if isinstance(every, timedelta):
+        return every.total_seconds()
+    if isinstance(every, str):
+        return parse_duration(every)
+    return float(every)
+
+
+def check(spec: Schedule) -> None:
+    """ValueError naming what is wrong with a schedule's definition."""
+    from croniter import croniter  # loaded where a schedule is checked, not by every peer
+
+    if not spec.name or len(spec.name) > 200 or ":" in spec.name:
+        raise ValueError(f"bad schedule name {spec.name!r}: 1-200 characters, no ':'")
+    if bool(spec.cron) == bool(spec.every):
+        raise ValueError("give a schedule either cron or every, not both or neither")
+    if spec.cron and not croniter.is_valid(spec.cron):
+        raise ValueError(f"bad cron expression {spec.cron!r}: expected five fields, e.g. "
+                         f"'0 2 * * *' (02:00 every day)")
+    if spec.every and not spec.every > 0:
+        raise ValueError(f"every must be a positive interval, not {spec.every!r} s")
+    try:
+        ZoneInfo(spec.tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {spec.tz!r}: expected an IANA name such as "
+                         f"Europe/Berlin or UTC") from None
+    if spec.catch_up not in CATCH_UP:
+        raise ValueError(f"catch_up must be one of {', '.join(CATCH_UP)}, not "
+                         f"{spec.catch_up!r}")

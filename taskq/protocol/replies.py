@@ -14,7 +14,9 @@ are in ``taskq.protocol.messages``::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
 
 from taskq.protocol.messages import ResultMsg
 
@@ -86,3 +88,49 @@ class ClusterStatus:
     unfit: dict[str, int] = field(default_factory=dict)
     keys: dict[str, int] = field(default_factory=dict)  # open connections per key fingerprint
     blocked: int = 0  # tasks waiting for their dependencies to end
+
+
+@dataclass(slots=True)
+class CancelOutcome:
+    """What became of each task a cancel named."""
+
+    cancelled: list[str] = field(default_factory=list)  # it will never run
+    running: list[str] = field(default_factory=list)  # it started: too late
+    unknown: list[str] = field(default_factory=list)  # no such task, or it already ended
+    asked: list[str] = field(default_factory=list)  # its worker is asked: call again
+    # stopped even while it runs (a cancel with running=True): its worker is asked to stop it
+    # and it ends CANCELLED (when the worker stopped it, or its lease expired)
+    stopping: list[str] = field(default_factory=list)
+    ended: dict[str, str] = field(default_factory=dict)  # it ended before: how (with running)
+
+
+class ExplainKind(StrEnum):
+    """Where a task is, as ``taskq explain`` names it."""
+
+    UNKNOWN = "unknown"  # never submitted here, or ended and pruned from the history
+    ENDED = "ended"
+    JOINED = "joined"  # a submit that joined a live task with the same unique key
+    DELAYED = "delayed"  # run_at / submit_after: not before its time
+    RETRY_WAIT = "retry_wait"  # raised; waiting for its backoff before the next attempt
+    RESTORED = "restored"  # held after a master restart for its holder to claim it
+    WAITING_DEPS = "waiting_for_dependencies"  # futures among its arguments not ended yet
+    NO_WORKER = "no_worker"  # queued where no worker serves
+    LIMITED = "limited"  # queued, held by a rate, concurrency, key or resource limit
+    QUEUED = "queued"  # queued, behind others or waiting for a free slot
+    LEASED = "leased"  # handed to a worker, not begun
+    RUNNING = "running"
+
+
+@dataclass(slots=True)
+class Explanation:
+    """The answer: a kind, a one-line summary, every reason that applies in order, and
+    the facts behind them."""
+
+    task_id: str
+    kind: ExplainKind
+    summary: str
+    reasons: list[str] = field(default_factory=list)
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -16,21 +16,10 @@ not journaled (after a master restart a task shows none until it reports again).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
-from taskq.defaults import PROGRESS_MESSAGE_MAX
+from taskq.protocol.progress import Progress, check
 from taskq.worker.context import current_task
-
-
-class Progress(NamedTuple):
-    """How far a running task got: ``done`` of ``total`` (None: unknown), and a message."""
-
-    done: float
-    total: float | None = None
-    message: str | None = None
-
 
 Sink = Callable[[str, Progress], None]
 _sink: Sink | None = None
@@ -40,39 +29,6 @@ def set_sink(sink: Sink | None) -> None:
     """Where this process's tasks' progress goes (set by the pool that runs them)."""
     global _sink
     _sink = sink
-
-
-def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value) \
-            or math.isinf(value):
-        raise ValueError(f"bad {name} {value!r}: expected a finite number")
-    if value < 0:
-        raise ValueError(f"bad {name} {value!r}: expected a number >= 0")
-    return value
-
-
-def check(done: Any, total: Any = None, message: Any = None) -> Progress:
-    """The progress these values make; ValueError naming a bad one."""
-    done = _number(done, "done")
-    if total is not None:
-        total = _number(total, "total")
-        if total < done:
-            raise ValueError(f"bad total {total!r}: expected a number >= done ({done!r})")
-    if message is not None and not isinstance(message, str):
-        raise ValueError(f"bad message {message!r}: expected a string or None")
-    if message is not None and len(message) > PROGRESS_MESSAGE_MAX:
-        message = message[:PROGRESS_MESSAGE_MAX]
-    return Progress(done, total, message)
-
-
-def from_wire(value: Any) -> Progress | None:
-    """A progress as peers send it (a plain tuple); None if it is not one."""
-    if not isinstance(value, tuple | list) or len(value) != 3:
-        return None
-    try:
-        return check(*value)
-    except ValueError:
-        return None
 
 
 def report_progress(done: float, total: float | None = None,

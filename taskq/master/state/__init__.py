@@ -39,7 +39,7 @@ from taskq.master.state.history import History
 from taskq.master.state.limits import Limits
 from taskq.master.state.outboxes import OutboxesMixin
 from taskq.master.state.queues import TaskQueues
-from taskq.master.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
+from taskq.master.state.records import Changes, Outbox, TaskRecord, WorkerInfo
 from taskq.master.state.resources import FitGate, Resources
 from taskq.master.state.schedules import Schedules
 from taskq.master.state.stops import StopsMixin
@@ -53,6 +53,7 @@ from taskq.protocol.messages import (
     TaskOptions,
     TaskState,
 )
+from taskq.protocol.replies import CancelOutcome
 
 SCHEDULES_OUTBOX = f"{JOB_OUTBOX_PREFIX}{SCHEDULE_PREFIX}"
 

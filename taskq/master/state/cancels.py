@@ -9,9 +9,10 @@ but has not begun, by asking that worker (``control``), which drops it and answe
 
 from __future__ import annotations
 
-from taskq.master.state.records import CancelOutcome, TaskRecord, WorkerInfo
+from taskq.master.state.records import TaskRecord, WorkerInfo
 from taskq.master.state.uniques import Uniques
 from taskq.protocol.messages import ResultMsg, Status, TaskState
+from taskq.protocol.replies import CancelOutcome
 
 
 class CancelsMixin:

@@ -17,51 +17,18 @@ the facts behind them (for ``--json``). Times are wall-clock seconds since the e
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from taskq.master.state.history import TaskHistory, job_name
 from taskq.master.state.records import TaskRecord
 from taskq.master.state.resources import describe
-from taskq.master.state.stops import describe_progress
 from taskq.protocol.messages import TaskState
+from taskq.protocol.progress import describe_progress
+from taskq.protocol.replies import ExplainKind, Explanation
 
 if TYPE_CHECKING:
     from taskq.master.state import BrokerState
-
-
-class ExplainKind(StrEnum):
-    """Where a task is, as ``taskq explain`` names it."""
-
-    UNKNOWN = "unknown"  # never submitted here, or ended and pruned from the history
-    ENDED = "ended"
-    JOINED = "joined"  # a submit that joined a live task with the same unique key
-    DELAYED = "delayed"  # run_at / submit_after: not before its time
-    RETRY_WAIT = "retry_wait"  # raised; waiting for its backoff before the next attempt
-    RESTORED = "restored"  # held after a master restart for its holder to claim it
-    WAITING_DEPS = "waiting_for_dependencies"  # futures among its arguments not ended yet
-    NO_WORKER = "no_worker"  # queued where no worker serves
-    LIMITED = "limited"  # queued, held by a rate, concurrency, key or resource limit
-    QUEUED = "queued"  # queued, behind others or waiting for a free slot
-    LEASED = "leased"  # handed to a worker, not begun
-    RUNNING = "running"
-
-
-@dataclass(slots=True)
-class Explanation:
-    """The answer: a kind, a one-line summary, every reason that applies in order, and
-    the facts behind them."""
-
-    task_id: str
-    kind: ExplainKind
-    summary: str
-    reasons: list[str] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def explain(state: BrokerState, task_id: str, now: float) -> Explanation:

@@ -25,8 +25,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("lock", "semaphore", "dict", "counter", "queue", "event")
-MAX_NAME = 200  # characters in a primitive's name (or a dict key)
+from taskq.protocol.prims import KINDS, PrimRow
+
 WAIT_GRACE_S = 10.0  # a waiter that stops polling loses its place after this long
 
 Op = tuple[Any, ...]  # (table, "put" | "del", *row): see taskq.master.journal.prims
@@ -69,27 +69,6 @@ class Prim:
         if self.kind == "queue":
             return len(self.items)
         return self.number if self.kind in ("counter", "event") else len(self.holders)
-
-
-@dataclass(slots=True)
-class PrimRow:
-    """One line of ``taskq primitives``."""
-
-    name: str
-    kind: str
-    holders: int
-    waiters: int
-    size: int  # dict keys, queue items (ready and in flight), counter value, event flag
-    capacity: int  # semaphore value, queue maxsize
-
-
-def check_name(name: object, what: str = "name") -> str:
-    """A primitive's name (or a dict key): a non-empty str of at most MAX_NAME characters."""
-    if not isinstance(name, str) or not name or len(name) > MAX_NAME:
-        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
-        raise ValueError(f"bad {what} {shown}: expected a non-empty str of at most "
-                         f"{MAX_NAME} characters")
-    return name
 
 
 class PrimitiveState:

@@ -101,15 +101,3 @@ class Changes:
                     or self.counts or self.kept or self.deps_gone or self.stops)
 
 
-@dataclass(slots=True)
-class CancelOutcome:
-    """What became of each task a cancel named."""
-
-    cancelled: list[str] = field(default_factory=list)  # it will never run
-    running: list[str] = field(default_factory=list)  # it started: too late
-    unknown: list[str] = field(default_factory=list)  # no such task, or it already ended
-    asked: list[str] = field(default_factory=list)  # its worker is asked: call again
-    # stopped even while it runs (a cancel with running=True): its worker is asked to stop it
-    # and it ends CANCELLED (when the worker stopped it, or its lease expired)
-    stopping: list[str] = field(default_factory=list)
-    ended: dict[str, str] = field(default_factory=dict)  # it ended before: how (with running)

@@ -16,46 +16,14 @@ two tasks. Cron expressions are parsed by ``croniter`` in the schedule's time zo
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
 from taskq.defaults import JOB_OUTBOX_PREFIX, SCHEDULE_MISSED_AFTER_S
 from taskq.protocol.messages import SCHEDULE_PREFIX, Schedule, TaskMsg
-from taskq.protocol.options import parse_duration
-
-CATCH_UP = ("once", "skip")
-
-
-def interval(every: float | timedelta | str) -> float:
-    """``every`` as seconds: a number, a ``timedelta`` or text such as '30s' or '1h'."""
-    if isinstance(every, timedelta):
-        return every.total_seconds()
-    if isinstance(every, str):
-        return parse_duration(every)
-    return float(every)
-
-
-def check(spec: Schedule) -> None:
-    """ValueError naming what is wrong with a schedule's definition."""
-    if not spec.name or len(spec.name) > 200 or ":" in spec.name:
-        raise ValueError(f"bad schedule name {spec.name!r}: 1-200 characters, no ':'")
-    if bool(spec.cron) == bool(spec.every):
-        raise ValueError("give a schedule either cron or every, not both or neither")
-    if spec.cron and not croniter.is_valid(spec.cron):
-        raise ValueError(f"bad cron expression {spec.cron!r}: expected five fields, e.g. "
-                         f"'0 2 * * *' (02:00 every day)")
-    if spec.every and not spec.every > 0:
-        raise ValueError(f"every must be a positive interval, not {spec.every!r} s")
-    try:
-        ZoneInfo(spec.tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {spec.tz!r}: expected an IANA name such as "
-                         f"Europe/Berlin or UTC") from None
-    if spec.catch_up not in CATCH_UP:
-        raise ValueError(f"catch_up must be one of {', '.join(CATCH_UP)}, not "
-                         f"{spec.catch_up!r}")
+from taskq.protocol.options import check
 
 
 def next_after(spec: Schedule, when: float) -> float:

@@ -27,21 +27,13 @@ from typing import Any
 from taskq.defaults import KNOWN_JOBS_KEPT
 from taskq.master.state.history import History
 from taskq.master.state.queues import TaskQueues
-from taskq.master.state.records import CancelOutcome, Changes, Outbox, TaskRecord, WorkerInfo
+from taskq.master.state.records import Changes, Outbox, TaskRecord, WorkerInfo
 from taskq.master.state.uniques import Uniques
 from taskq.protocol.messages import ResultMsg, Status, TaskState, stop_ask
-from taskq.worker.report import from_wire
+from taskq.protocol.progress import from_wire
+from taskq.protocol.replies import CancelOutcome
 
 STOPPED = "cancelled while it ran"
-
-
-def describe_progress(progress: Any) -> str:
-    """A progress as words: "3/10 (30%) parsing", "12"."""
-    done, total, message = progress
-    text = f"{done:g}" if total is None else f"{done:g}/{total:g}"
-    if total:
-        text += f" ({100 * done / total:.0f}%)"
-    return f"{text} {message}" if message else text
 
 
 class StopsMixin:

@@ -22,9 +22,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from taskq.protocol.progress import Progress
 from taskq.worker import report
 from taskq.worker.pools.job import Job, Outcome, OutcomeKind, OutcomeQueue
-from taskq.worker.report import Progress
 
 
 class LocalPool(OutcomeQueue):

@@ -40,10 +40,10 @@ import threading
 import time
 
 from taskq.protocol import frames
+from taskq.protocol.progress import Progress
 from taskq.worker.pools.child import child_main
 from taskq.worker.pools.driver import PoolDriver
 from taskq.worker.pools.job import Job, Outcome, OutcomeKind
-from taskq.worker.report import Progress
 
 __all__ = ["Job", "Outcome", "OutcomeKind", "ProcessPool"]
 

@@ -17,7 +17,7 @@ from multiprocessing.context import BaseContext
 from typing import Any
 
 from taskq.defaults import PROGRESS_MESSAGE_MAX
-from taskq.worker.report import Progress
+from taskq.protocol.progress import Progress
 
 _MESSAGE_BYTES = PROGRESS_MESSAGE_MAX  # UTF-8 bytes kept (a message of wide characters is cut)
 _NONE = -1.0  # a total or message that was not given
