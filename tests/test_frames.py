@@ -4,7 +4,7 @@ the limit, and its connection is closed) and, once started, in time.
 Against a real master: a peer that passes the authkey handshake and then claims a 2 GiB
 frame, one that sends garbage instead of the handshake, and one that stops in the middle of
 a frame; the master stays small and keeps serving a real client. Then ``fdio`` and
-``managers.Connection`` on socket pairs, for the cases a master cannot easily be made to do.
+``framed.Connection`` on socket pairs, for the cases a master cannot easily be made to do.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import tasks_mod
 from cluster import Cluster, Proc, wait_for, wait_ready
 
 from taskq import defaults
-from taskq.net import managers
-from taskq.net.managers import parse_address
+from taskq.net import connection as framed
+from taskq.net.connection import parse_address
 from taskq.protocol import frames, versions
 from taskq.protocol.replies import MasterInfo
 
@@ -119,7 +119,7 @@ def test_a_2_gib_claim_after_the_handshake_allocates_nothing_and_is_dropped(
 def test_a_claim_just_over_the_limit_is_refused_and_one_under_it_is_read(
         cluster: Cluster) -> None:
     master = _start_master(cluster)
-    limit = managers.frame_limit(int(defaults.MAX_PAYLOAD_MB * MIB))
+    limit = framed.frame_limit(int(defaults.MAX_PAYLOAD_MB * MIB))
     sock, conn = _authenticated(cluster)
     sock.sendall(struct.pack("!i", limit + 1))
     assert _closed_by_peer(sock)
@@ -147,7 +147,7 @@ def test_a_peer_that_stops_mid_frame_frees_its_server_thread(cluster: Cluster) -
     master = _start_master(cluster, **{defaults.ENV_FRAME_TIMEOUT: "0.5"})
     cluster.start_worker()
     sock = _open(cluster)
-    conn = managers.Connection(os.dup(sock.fileno()))
+    conn = framed.Connection(os.dup(sock.fileno()))
     connection.answer_challenge(conn, cluster.authkey.encode())
     connection.deliver_challenge(conn, cluster.authkey.encode())
     conn.send_bytes(versions.encode(versions.HELLO, versions.local()))
@@ -242,16 +242,16 @@ def test_a_trickled_frame_is_cut_off_at_its_deadline(pair: tuple[socket.socket,
     assert time.monotonic() - started < 0.3 + 1000 / defaults.FRAME_MIN_BYTES_PER_S + 1.0
 
 
-# ------------------------------------------------------------ managers.Connection (client)
+# ------------------------------------------------------------ framed.Connection (client)
 
 
 def test_a_reply_over_the_limit_closes_the_connection(
         pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = pair
-    monkeypatch.setattr(managers, "_reply_limit", 4096)
-    conn = managers.Connection(os.dup(b.fileno()))
+    monkeypatch.setattr(framed, "_reply_limit", 4096)
+    conn = framed.Connection(os.dup(b.fileno()))
     a.sendall(struct.pack("!i", 4097))
-    with pytest.raises(managers.FrameDropped):
+    with pytest.raises(framed.FrameDropped):
         conn.recv()
     assert conn.closed
 
@@ -259,14 +259,14 @@ def test_a_reply_over_the_limit_closes_the_connection(
 def test_masterinfo_in_a_reply_raises_this_process_s_limit(
         pair: tuple[socket.socket, socket.socket], monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = pair
-    monkeypatch.setattr(managers, "_reply_limit", managers.frame_limit(MIB))
-    conn = managers.Connection(os.dup(b.fileno()))
-    sender = managers.Connection(os.dup(a.fileno()))
+    monkeypatch.setattr(framed, "_reply_limit", framed.frame_limit(MIB))
+    conn = framed.Connection(os.dup(b.fileno()))
+    sender = framed.Connection(os.dup(a.fileno()))
     sender.send(("#RETURN", MasterInfo(512 * MIB, 5.0, 1.0, False)))
     conn.recv()
-    assert managers._reply_limit == managers.frame_limit(512 * MIB)
+    assert framed._reply_limit == framed.frame_limit(512 * MIB)
     sender.send(("#RETURN", MasterInfo(MIB, 5.0, 1.0, False)))
     conn.recv()  # a smaller master does not shrink what another one may send
-    assert managers._reply_limit == managers.frame_limit(512 * MIB)
+    assert framed._reply_limit == framed.frame_limit(512 * MIB)
     conn.close()
     sender.close()

@@ -18,8 +18,8 @@ from cluster import Cluster, Proc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskq.net import managers
-from taskq.net.managers import parse_address
+from taskq.net import connection as framed
+from taskq.net.connection import parse_address
 from taskq.protocol import api, frames, versions
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 
@@ -53,7 +53,7 @@ def _connect(cluster: Cluster, authenticate: bool) -> tuple[socket.socket, conne
     sock.settimeout(None)
     for option in (socket.SO_RCVTIMEO, socket.SO_SNDTIMEO):
         sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", 2, 0))
-    conn = managers.Connection(os.dup(sock.fileno()))  # taskq's framing of objects
+    conn = framed.Connection(os.dup(sock.fileno()))  # taskq's framing of objects
     if authenticate:
         connection.answer_challenge(conn, cluster.authkey.encode())
         connection.deliver_challenge(conn, cluster.authkey.encode())
@@ -124,7 +124,7 @@ requests = st.tuples(st.none() | st.text(max_size=10) | st.builds(lambda: IDENT[
 
 
 @st.composite
-def framed(draw: st.DrawFn) -> bytes:
+def frame_bytes(draw: st.DrawFn) -> bytes:
     body = b"".join(bytes(p) for p in frames.pack(draw(requests)))
     how = draw(st.sampled_from(["as is", "flipped", "cut", "lying length", "random"]))
     if how == "flipped" and body:
@@ -141,7 +141,7 @@ def framed(draw: st.DrawFn) -> bytes:
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(when=st.sampled_from(["before", "first", "served"]), data=st.binary(max_size=300),
-       frame=framed())
+       frame=frame_bytes())
 def _fuzz(cluster: Cluster, master: Proc, when: str, data: bytes, frame: bytes) -> None:
     """One example: random bytes before the handshake, or a frame after it (as the first
     request of a connection, or on one the master serves calls on)."""

@@ -21,8 +21,8 @@ from cluster import Cluster, Proc, wait_for
 
 from taskq.errors import MasterError
 from taskq.master import owned
-from taskq.net import managers
-from taskq.net.managers import parse_address
+from taskq.net import link, managers
+from taskq.net.connection import parse_address
 from taskq.protocol import frames, names, restricted
 from taskq.protocol.api import Remote
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
@@ -46,7 +46,7 @@ def master(cluster: Cluster) -> Iterator[Proc]:
 
 
 def _proxy(cluster: Cluster) -> managers.BrokerProxy:
-    return managers.open_proxy(parse_address(cluster.address), cluster.authkey.encode())
+    return link.open_proxy(parse_address(cluster.address), cluster.authkey.encode())
 
 
 def _still_serves(cluster: Cluster) -> None:

@@ -14,8 +14,8 @@ from cluster import Cluster, Proc, wait_for
 
 import taskq
 from bench.certs import CA, Pair
-from taskq.net import managers
-from taskq.net.managers import parse_address
+from taskq.net import link, secure
+from taskq.net.connection import parse_address
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,13 +47,13 @@ def _serves_tls(cluster: Cluster, settings: taskq.TLS) -> None:
 def _answers_tls(cluster: Cluster, settings: taskq.TLS) -> None:
     """The master answers a peer with these settings."""
     address = parse_address(cluster.address)
-    managers.use_tls(address, settings)
+    secure.use_tls(address, settings)
     try:
-        proxy = managers.open_proxy(address, cluster.authkey.encode())
+        proxy = link.open_proxy(address, cluster.authkey.encode())
         assert proxy.remote.status().leased == 0
         proxy.discard()
     finally:
-        managers.use_tls(address, None)
+        secure.use_tls(address, None)
 
 
 def test_tls_end_to_end_with_workers_clients_and_the_cli(cluster: Cluster, ca: CA) -> None:
@@ -120,8 +120,8 @@ def test_a_tls_peer_of_a_plain_master_is_refused(cluster: Cluster, ca: CA) -> No
     master = cluster.start_master()
     _refused(cluster, taskq.TLS(ca=ca.cert), "does not speak TLS")
     wait_for(lambda: "a TLS peer?" in master.stderr(), 10, "the master's reason")
-    managers.use_tls(parse_address(cluster.address), None)
-    proxy = managers.open_proxy(parse_address(cluster.address), cluster.authkey.encode())
+    secure.use_tls(parse_address(cluster.address), None)
+    proxy = link.open_proxy(parse_address(cluster.address), cluster.authkey.encode())
     assert proxy.remote.status().leased == 0
     proxy.discard()
     assert master.popen.poll() is None

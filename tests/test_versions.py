@@ -14,8 +14,8 @@ import tasks_mod
 from cluster import Cluster, Proc, wait_for
 
 from taskq.errors import AuthError, VersionMismatch
-from taskq.net import managers
-from taskq.net.managers import parse_address
+from taskq.net import link
+from taskq.net.connection import parse_address
 from taskq.protocol import frames, versions
 from taskq.protocol.versions import Versions
 
@@ -43,7 +43,7 @@ def _hello(cluster: Cluster, data: bytes) -> bytes:
 
 
 def _still_serves(cluster: Cluster) -> None:
-    proxy = managers.open_proxy(parse_address(cluster.address), cluster.authkey.encode())
+    proxy = link.open_proxy(parse_address(cluster.address), cluster.authkey.encode())
     assert proxy.remote.status().leased == 0
     proxy.discard()
 
@@ -87,7 +87,7 @@ def test_a_master_of_another_protocol_refuses_this_client_with_one_line(
     masters = versions.PROTOCOL
     monkeypatch.setattr(versions, "PROTOCOL", 99)
     with pytest.raises(VersionMismatch) as caught:
-        managers.connect(parse_address(cluster.address), cluster.authkey.encode(), 5)
+        link.connect(parse_address(cluster.address), cluster.authkey.encode(), 5)
     text = str(caught.value)
     assert "taskq protocol 99" in text and f"the master runs taskq protocol {masters}" in text
     assert "refused this peer" in text and "\n" not in text

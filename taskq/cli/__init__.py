@@ -33,8 +33,9 @@ import typer
 from taskq import defaults, logs
 from taskq.errors import TaskqError
 from taskq.net import tls
+from taskq.net.connection import parse_address
 from taskq.net.keys import AuthkeyMissing, master_authkeys, resolve_authkey
-from taskq.net.managers import Link, parse_address
+from taskq.net.link import Link
 from taskq.protocol.api import Remote
 
 # typer raises click's exceptions (recent versions carry their own copy of click): the

@@ -38,8 +38,9 @@ from taskq.client.map import Mapping
 from taskq.client.schedule import Scheduling
 from taskq.client.shared import SharedState
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCancelled, TaskqError
+from taskq.net.connection import parse_address
 from taskq.net.keys import resolve_authkey
-from taskq.net.managers import Link, parse_address
+from taskq.net.link import Link
 from taskq.net.tls import TLS
 from taskq.protocol import messages, names
 from taskq.protocol.api import Remote

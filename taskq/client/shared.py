@@ -9,7 +9,8 @@ import threading
 from taskq import defaults
 from taskq.client.prims import Counter, Event, Lock, Queue, Semaphore, SharedDict
 from taskq.client.session import Session
-from taskq.net.managers import Link, parse_address
+from taskq.net.connection import parse_address
+from taskq.net.link import Link
 from taskq.protocol.api import Remote
 from taskq.protocol.prims import PrimRow, check_name
 

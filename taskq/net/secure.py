@@ -18,8 +18,9 @@ from multiprocessing import connection
 from typing import Any, cast
 
 from taskq import defaults
-from taskq.net import managers, tls
-from taskq.net.managers import Connection, _Received
+from taskq.net import connection as framed
+from taskq.net import tls
+from taskq.net.connection import Connection, _Received
 from taskq.protocol import frames
 
 
@@ -46,7 +47,7 @@ class TLSConnection(Connection):
         self.tls_socket.sendall(buf)
 
     def _read_frame(self) -> bytearray:
-        limit = self.max_frame or managers._reply_limit
+        limit = self.max_frame or framed._reply_limit
         try:
             return tls.read_frame(self.tls_socket, limit, self.frame_timeout,
                                   None if self.idle else self.read_timeout)
@@ -54,7 +55,7 @@ class TLSConnection(Connection):
             self._drop(exc)
 
     def _recv(self, size: int, read: Any = None) -> _Received:
-        limit = self.max_frame or managers._reply_limit
+        limit = self.max_frame or framed._reply_limit
         if not 0 <= size <= limit:
             raise frames.FrameTooLarge(f"a frame claims {size} bytes; at most {limit} are "
                                      f"accepted", size)

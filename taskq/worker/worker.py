@@ -34,7 +34,7 @@ from typing import Any
 
 from taskq import defaults, logs
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed, TaskTimeout
-from taskq.net.managers import Link
+from taskq.net.link import Link
 from taskq.net.tls import TLS
 from taskq.protocol import messages, names
 from taskq.protocol.api import Remote
