@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from taskq.cli.render import parse_duration
 from taskq.master.journal import Journal
 from taskq.master.state import BrokerState, WorkerInfo, views
 from taskq.master.state.stats import FINE, percentile
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions
+from taskq.protocol.options import parse_duration
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -141,7 +141,10 @@ def test_percentiles_and_durations() -> None:
     assert percentile(bins, 0.5) == FINE[10] and percentile(bins, 0.95) == FINE[20]
     assert percentile([0] * len(bins), 0.5) is None
     assert parse_duration("7d") == 7 * 86400 and parse_duration("1.5h") == 5400
-    assert parse_duration("90") == 90
-    for bad in ("", "7x", "-1h", "0"):
+    assert parse_duration("90") == 90 and parse_duration("2w") == 14 * 86400
+    assert parse_duration("1h30m", positive=True) == 5400  # one grammar for every flag
+    for bad in ("", "7x", "-1h"):
         with pytest.raises(ValueError, match="bad duration"):
             parse_duration(bad)
+    with pytest.raises(ValueError, match="more than 0"):
+        parse_duration("0", positive=True)

@@ -22,25 +22,14 @@ from typing import Annotated, Any
 
 import typer
 
-from taskq.cli import (
-    AddressOpt,
-    KeyFileOpt,
-    TlsCaOpt,
-    TlsCertOpt,
-    TlsKeyOpt,
-    _address,
-    _open_link,
-    _tls,
-    app,
-    user_errors,
-)
+from taskq.cli.common import MasterOpts, reaches_master, user_errors
 from taskq.client import jobs
 from taskq.protocol.api import Remote
 from taskq.protocol.messages import TaskOptions
 from taskq.protocol.options import make_options, parse_duration, parse_when, start_time
 
 
-@app.command()
+@reaches_master
 def submit(
     target: Annotated[str, typer.Argument(help="The function to run, as MODULE:FUNC.")],
     args: Annotated[list[str] | None, typer.Argument(
@@ -58,14 +47,10 @@ def submit(
     start_at: Annotated[str | None, typer.Option(
         "--at", help="Start no sooner than this ISO 8601 time with its offset, e.g. "
                      "2026-12-01T02:00+01:00.")] = None,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
-    tls_ca: TlsCaOpt = None,
-    tls_cert: TlsCertOpt = None,
-    tls_key: TlsKeyOpt = None,
+    *,
+    master: MasterOpts,
 ) -> None:
     """Submit one task; its result waits on the master for `taskq results JOB`."""
-    where = _address(address)
     try:
         jobs.parse_target(target)
     except ValueError as exc:
@@ -73,7 +58,7 @@ def submit(
     options = _submit_options(timeout, retries, priority, queue, backoff, start_in, start_at)
     with user_errors():
         name = job or jobs.new_job_name()
-        link = _open_link(where, authkey_file, None, _tls(tls_ca, tls_cert, tls_key))
+        link = master.link()
         try:
             task_id = jobs.submit(link.remote, name, target, args or [], options)
         finally:
@@ -97,7 +82,7 @@ def _submit_options(timeout: float | None, retries: int, priority: int, queue: s
     return options
 
 
-@app.command()
+@reaches_master
 def results(
     job: Annotated[str, typer.Argument(help="The job name given (or printed) at submit.")],
     wait: Annotated[bool, typer.Option(help="Wait until every task of the job ended.")] = False,
@@ -105,17 +90,13 @@ def results(
     = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object per result and line.")] = False,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
-    tls_ca: TlsCaOpt = None,
-    tls_cert: TlsCertOpt = None,
-    tls_key: TlsKeyOpt = None,
+    *,
+    master: MasterOpts,
 ) -> None:
     """Print a job's results as they arrive; each leaves the master once printed.
     Exit 1 if any task failed."""
     from taskq.cli.render import ResultsBar, progress_lines, stderr_is_terminal
 
-    where = _address(address)
     printer = jobs.Printer(sys.stdout, as_json)
 
     def on_progress(progress: dict[str, Any]) -> None:  # running tasks that reported
@@ -123,8 +104,7 @@ def results(
             typer.echo(line, err=True)
 
     with user_errors(), _stoppable(printer, job):
-        link = _open_link(where, authkey_file, _say_hello(jobs.outbox_of(job)),
-                          _tls(tls_ca, tls_cert, tls_key))
+        link = master.link(_say_hello(jobs.outbox_of(job)))
         try:
             if wait and stderr_is_terminal():  # a bar on stderr; results still go to stdout
                 bar = ResultsBar(printer, lambda: link.remote.open_count(
@@ -203,16 +183,13 @@ def _drop_stdout() -> None:
         os.close(devnull)
 
 
-@app.command()
+@reaches_master
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     job: Annotated[str | None, typer.Option(
         help="Show this job's running tasks: worker, for how long, progress.")] = None,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
-    tls_ca: TlsCaOpt = None,
-    tls_cert: TlsCertOpt = None,
-    tls_key: TlsKeyOpt = None,
+    *,
+    master: MasterOpts,
 ) -> None:
     """Show the workers, the queue depth and counts of finished tasks (with --job, that
     job's running tasks and their progress)."""
@@ -221,11 +198,11 @@ def status(
     if job is not None:
         from taskq.cli.tasks import job_status
 
-        job_status(job, as_json, address, authkey_file, _tls(tls_ca, tls_cert, tls_key))
+        job_status(job, as_json, master)
         return
-    where = _address(address)
+    where = master.where()
     with user_errors():
-        link = _open_link(where, authkey_file, None, _tls(tls_ca, tls_cert, tls_key))
+        link = master.link()
         try:
             snapshot = link.remote.status()
             jobs = link.remote.monitor()["jobs"]
@@ -237,7 +214,6 @@ def status(
         render(snapshot, f"{where[0]}:{where[1]}", jobs=jobs)
 
 
-@app.command()
 def demo(
     tasks: Annotated[int, typer.Option(min=1, help="How many tasks to run.")] = 200,
     procs: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,

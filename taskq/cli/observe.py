@@ -11,32 +11,22 @@ from typing import Annotated
 
 import typer
 
-from taskq.cli import (
-    AddressOpt,
-    KeyFileOpt,
-    _address,
-    _ask,
-    _duration,
-    _open_link,
-    app,
-    fail,
-    user_errors,
-)
+from taskq.cli.common import MasterOpts, duration, fail, reaches_master, user_errors
 
 
-@app.command()
+@reaches_master
 def inspect(
     task_id: Annotated[str, typer.Argument(help="The task's id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
+    *,
+    master: MasterOpts,
 ) -> None:
     """Show every attempt of a task: worker, times, outcome, traceback."""
     from rich.console import Console
 
     from taskq.cli.render import print_inspect
 
-    task = _ask(address, authkey_file, lambda remote: remote.inspect(task_id))
+    task = master.ask(lambda remote: remote.inspect(task_id))
     if task is None:
         fail(f"no task {task_id} in the master's history")
     if as_json:
@@ -45,18 +35,18 @@ def inspect(
         print_inspect(task, Console())
 
 
-@app.command()
+@reaches_master
 def explain(
     task_id: Annotated[str, typer.Argument(help="The task's id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
+    *,
+    master: MasterOpts,
 ) -> None:
     """Say why a task is where it is: waiting (for what), queued (behind what), running
     (where, since when), or how it ended."""
     from taskq.protocol.replies import ExplainKind
 
-    answer = _ask(address, authkey_file, lambda remote: remote.explain(task_id))
+    answer = master.ask(lambda remote: remote.explain(task_id))
     if as_json:
         typer.echo(json.dumps(answer.as_dict(), indent=2))
     else:
@@ -67,7 +57,7 @@ def explain(
         raise typer.Exit(1)
 
 
-@app.command()
+@reaches_master
 def history(
     job: Annotated[str | None, typer.Option(help="Only this job's tasks.")] = None,
     failed: Annotated[bool, typer.Option("--failed", help="Only tasks that failed.")] = False,
@@ -75,8 +65,8 @@ def history(
                                                    "e.g. 1h.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many tasks.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
+    *,
+    master: MasterOpts,
 ) -> None:
     """List tasks from the master's history, newest first."""
     import time as time_mod
@@ -85,29 +75,28 @@ def history(
 
     from taskq.cli.render import json_lines, print_history
 
-    since_at = None if since is None else time_mod.time() - _duration(since, "--since")
-    rows = _ask(address, authkey_file,
-                lambda remote: remote.history(job, failed, since_at, limit))
+    since_at = None if since is None else time_mod.time() - duration(since, "--since")
+    rows = master.ask(lambda remote: remote.history(job, failed, since_at, limit))
     if as_json:
         sys.stdout.write(json_lines(rows))
     else:
         print_history(rows, Console())
 
 
-@app.command()
+@reaches_master
 def top(
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
+    *,
+    master: MasterOpts,
 ) -> None:
     """A live full-screen view of workers, queues and jobs (Ctrl-C ends it)."""
     from rich.console import Console
 
     from taskq.cli.render import run_top
 
-    where = _address(address)
+    where = master.where()
     with user_errors(), contextlib.suppress(KeyboardInterrupt):
-        link = _open_link(where, authkey_file)
+        link = master.link()
         try:
             run_top(link.remote.monitor, f"{where[0]}:{where[1]}", Console(), once)
         finally:

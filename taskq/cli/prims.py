@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from taskq.cli import AddressOpt, KeyFileOpt, _address, _open_link, fail, user_errors
+from taskq.cli.common import MasterOpts, fail, reaches_master, user_errors
 
 app = typer.Typer(help="List the shared primitives the master hosts (locks, semaphores, "
                   "dicts, counters, queues, events): name, kind, holders, waiters, size; or "
@@ -15,20 +15,20 @@ app = typer.Typer(help="List the shared primitives the master hosts (locks, sema
 
 
 @app.callback(invoke_without_command=True)
+@reaches_master
 def primitives(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
+    *,
+    master: MasterOpts,
 ) -> None:
     """List the shared primitives: name, kind, holders, waiters, size."""
     from taskq.cli.prim_view import render
 
     if ctx.invoked_subcommand is not None:
         return
-    where = _address(address)
     with user_errors():
-        link = _open_link(where, authkey_file)
+        link = master.link()
         try:
             rows = link.remote.primitives()
         finally:
@@ -37,16 +37,16 @@ def primitives(
 
 
 @app.command("delete")
+@reaches_master
 def primitives_delete(
     name: Annotated[str, typer.Argument(help="The primitive's name (every kind by that name).")],
     kind: Annotated[str | None, typer.Option(help="Delete only this kind.")] = None,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
+    *,
+    master: MasterOpts,
 ) -> None:
     """Delete a shared primitive; its holders and waiters lose it. Exit 1 if none."""
     from taskq.protocol.prims import KINDS, check_name
 
-    where = _address(address)
     try:
         check_name(name)
     except ValueError as exc:
@@ -55,7 +55,7 @@ def primitives_delete(
         raise typer.BadParameter(f"bad kind {kind!r}: expected one of {', '.join(KINDS)}",
                                  param_hint="--kind")
     with user_errors():
-        link = _open_link(where, authkey_file)
+        link = master.link()
         try:
             gone = link.remote.delete_primitive(name, kind)
         finally:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from taskq.cli import AddressOpt, KeyFileOpt, _ask
+from taskq.cli.common import JsonOpt, MasterOpts, reaches_master
 from taskq.master.state.limits import parse_rate
 from taskq.protocol.api import Remote
 from taskq.protocol.replies import QueueRow
@@ -22,7 +21,7 @@ from taskq.protocol.replies import QueueRow
 app = typer.Typer(no_args_is_help=True, help="Queues and their rate and concurrency limits.")
 
 
-def _rows(address: str | None, key_file: Path | None, name: str = "", rate: float = 0.0,
+def _rows(master: MasterOpts, name: str = "", rate: float = 0.0,
           concurrency: int | None = None) -> list[QueueRow]:
     """Set a queue's limits first when ``concurrency`` is given; return every queue."""
     def call(remote: Remote) -> list[QueueRow]:
@@ -30,19 +29,20 @@ def _rows(address: str | None, key_file: Path | None, name: str = "", rate: floa
             remote.queue_set(name, rate, concurrency)
         return remote.queues()
 
-    rows: list[QueueRow] = _ask(address, key_file, call)
+    rows: list[QueueRow] = master.ask(call)
     return rows
 
 
 @app.command("set")
+@reaches_master
 def set_(
     name: Annotated[str, typer.Argument(help="The queue.")],
     rate: Annotated[str | None, typer.Option(
         help="At most this many tasks start: 10/s, 600/m, 5/h.")] = None,
     concurrency: Annotated[int, typer.Option(
         min=0, help="At most this many run at once (0: no limit).")] = 0,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
+    *,
+    master: MasterOpts,
 ) -> None:
     """Limit how fast a queue's tasks start and how many run at once (tasks wait on the
     master, holding no worker; other queues are never held up)."""
@@ -53,22 +53,23 @@ def set_(
     if not per_s and not concurrency:
         raise typer.BadParameter("give --rate or --concurrency (taskq queue clear removes "
                                  "a queue's limits)")
-    _rows(address, authkey_file, name, per_s, concurrency)
+    _rows(master, name, per_s, concurrency)
     typer.echo(f"queue {name}: rate {_rate(per_s)}, concurrency {concurrency or 'no limit'}")
 
 
 @app.command("clear")
-def clear(name: str, address: AddressOpt = None, authkey_file: KeyFileOpt = None) -> None:
+@reaches_master
+def clear(name: str, *, master: MasterOpts) -> None:
     """Remove a queue's limits."""
-    _rows(address, authkey_file, name, 0.0, 0)
+    _rows(master, name, 0.0, 0)
     typer.echo(f"queue {name}: no limits")
 
 
 @app.command("list")
-def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-          address: AddressOpt = None, authkey_file: KeyFileOpt = None) -> None:
+@reaches_master
+def list_(as_json: JsonOpt = False, *, master: MasterOpts) -> None:
     """Every queue with tasks or limits: depth, running, limits."""
-    rows = _rows(address, authkey_file)
+    rows = _rows(master)
     if as_json:
         typer.echo(json.dumps([asdict(r) for r in rows], indent=2))
         return

@@ -10,7 +10,6 @@ beyond the calls the CLI passes in.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -23,17 +22,6 @@ from rich.table import Table
 
 from taskq.client.track import new_bar
 from taskq.protocol.progress import describe_progress
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def parse_duration(text: str) -> float:
-    """``30s``, ``15m``, ``1h``, ``7d``, ``2w`` or plain seconds -> seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
-    if not match or float(match[1]) <= 0:
-        raise ValueError(f"bad duration {text!r}: expected a positive number with s, m, h, "
-                         f"d or w, e.g. 1h or 7d")
-    return float(match[1]) * _UNITS.get(match[2] or "s", 1.0)
 
 
 def when(wall: float) -> str:

@@ -14,12 +14,11 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from taskq.cli import AddressOpt, KeyFileOpt, _ask, fail
+from taskq.cli.common import JsonOpt, MasterOpts, fail, reaches_master
 from taskq.client import jobs
 from taskq.protocol.api import Remote
 from taskq.protocol.messages import Schedule
@@ -29,6 +28,7 @@ app = typer.Typer(no_args_is_help=True, help="Periodic schedules, run by the mas
 
 
 @app.command("add")
+@reaches_master
 def add(
     name: Annotated[str, typer.Argument(help="The schedule's name (its runs: job schedule:NAME).")],
     target: Annotated[str, typer.Argument(help="The function to run, as MODULE:FUNC.")],
@@ -42,8 +42,8 @@ def add(
     queue: Annotated[str, typer.Option(help="Queue its tasks go to.")] = "default",
     timeout: Annotated[float | None, typer.Option(min=0.001, help="Hard limit, s.")] = None,
     retries: Annotated[int, typer.Option(min=0, help="Re-runs of a run that raises.")] = 0,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
+    *,
+    master: MasterOpts,
 ) -> None:
     """Add a schedule (or replace the one of that name)."""
     try:
@@ -51,16 +51,16 @@ def add(
             timeout, retries, 0, queue), cron, every, tz, catch_up)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    replaced = _ask(address, authkey_file, lambda r: r.schedule_add(spec))
+    replaced = master.ask(lambda r: r.schedule_add(spec))
     typer.echo(f"schedule {name} {'replaced' if replaced else 'added'}; its runs are the job "
                f"{spec.job}")
 
 
 @app.command("list")
-def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-          address: AddressOpt = None, authkey_file: KeyFileOpt = None) -> None:
+@reaches_master
+def list_(as_json: JsonOpt = False, *, master: MasterOpts) -> None:
     """Show every schedule: when it runs next, and its last run and outcome."""
-    specs: list[Schedule] = _ask(address, authkey_file, lambda r: r.schedules())
+    specs: list[Schedule] = master.ask(lambda r: r.schedules())
     if as_json:
         rows = [{k: v for k, v in asdict(s).items() if k not in ("fn", "args", "options")}
                 | {"queue": s.options.queue} for s in specs]
@@ -76,30 +76,33 @@ def list_(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
         typer.echo("no schedules", err=True)
 
 
-def _change(name: str, address: str | None, key_file: Path | None,
+def _change(name: str, master: MasterOpts,
             use: Callable[[Remote], bool], done: str) -> None:
-    found = _ask(address, key_file, use)
+    found = master.ask(use)
     if not found:
         fail(f"no schedule named {name}")
     typer.echo(f"schedule {name} {done}")
 
 
 @app.command("remove")
-def remove(name: str, address: AddressOpt = None, authkey_file: KeyFileOpt = None) -> None:
+@reaches_master
+def remove(name: str, *, master: MasterOpts) -> None:
     """Remove a schedule (runs already made still run)."""
-    _change(name, address, authkey_file, lambda r: r.schedule_remove(name), "removed")
+    _change(name, master, lambda r: r.schedule_remove(name), "removed")
 
 
 @app.command("pause")
-def pause(name: str, address: AddressOpt = None, authkey_file: KeyFileOpt = None) -> None:
+@reaches_master
+def pause(name: str, *, master: MasterOpts) -> None:
     """Stop making runs until resumed."""
-    _change(name, address, authkey_file, lambda r: r.schedule_pause(name, True), "paused")
+    _change(name, master, lambda r: r.schedule_pause(name, True), "paused")
 
 
 @app.command("resume")
-def resume(name: str, address: AddressOpt = None, authkey_file: KeyFileOpt = None) -> None:
+@reaches_master
+def resume(name: str, *, master: MasterOpts) -> None:
     """Make runs again, from the next tick (ticks it slept through are not made up)."""
-    _change(name, address, authkey_file, lambda r: r.schedule_pause(name, False), "resumed")
+    _change(name, master, lambda r: r.schedule_pause(name, False), "resumed")
 
 
 def _when(epoch: float) -> str:

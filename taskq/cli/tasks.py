@@ -15,45 +15,29 @@ from typing import Annotated, Any
 
 import typer
 
-from taskq.cli import (
-    AddressOpt,
-    KeyFileOpt,
-    TlsCaOpt,
-    TlsCertOpt,
-    TlsKeyOpt,
-    _address,
-    _open_link,
-    _tls,
-    app,
-    fail,
-    user_errors,
-)
+from taskq.cli.common import MasterOpts, fail, reaches_master, user_errors
 from taskq.cli.render import progress_text
 from taskq.client import jobs
 from taskq.protocol.replies import CancelOutcome
 
 
-@app.command()
+@reaches_master
 def cancel(
     task_ids: Annotated[list[str] | None, typer.Argument(
         help="Ids of the tasks to cancel (as `taskq submit` or `taskq status` print them).",
         show_default=False)] = None,
     job: Annotated[str | None, typer.Option(help="Cancel every open task of this job.")]
     = None,
-    address: AddressOpt = None,
-    authkey_file: KeyFileOpt = None,
-    tls_ca: TlsCaOpt = None,
-    tls_cert: TlsCertOpt = None,
-    tls_key: TlsKeyOpt = None,
+    *,
+    master: MasterOpts,
 ) -> None:
     """Cancel tasks wherever they are: a queued one never runs, a running one is stopped
     on its worker (its process killed and replaced) and ends CANCELLED, never retried.
     Exit 1 if a task had already ended or is unknown."""
     if not task_ids and not job:
         raise typer.BadParameter("name task ids, or a job with --job", param_hint="TASK_IDS")
-    where = _address(address)
     with user_errors():
-        link = _open_link(where, authkey_file, None, _tls(tls_ca, tls_cert, tls_key))
+        link = master.link()
         try:
             if job and link.remote.open_count(jobs.outbox_of(job)) is None:
                 fail(f"no job named {job}")
@@ -99,11 +83,9 @@ def show_running(remote: Any, job: str, as_json: bool) -> None:
                    f"progress {progress_text(row['progress'])}")
 
 
-def job_status(job: str, as_json: bool, address: str | None, key_file: Any,
-               tls_settings: Any) -> None:
-    where = _address(address)
+def job_status(job: str, as_json: bool, master: MasterOpts) -> None:
     with user_errors():
-        link = _open_link(where, key_file, None, tls_settings)
+        link = master.link()
         try:
             show_running(link.remote, job, as_json)
         finally:

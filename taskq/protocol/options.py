@@ -68,12 +68,13 @@ def retry_applies(names: tuple[str, ...], failure: type[BaseException]) -> bool:
     return False
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
-def parse_duration(text: str) -> float:
-    """'90s', '10m', '1h30m', '2d', '250ms' or plain seconds ('12.5') -> seconds."""
+def parse_duration(text: str, *, positive: bool = False) -> float:
+    """'90s', '10m', '1h30m', '2d', '2w', '250ms' or plain seconds ('12.5') -> seconds: the one
+    grammar of every duration taskq reads (flags, options, schedules). ``positive`` refuses 0."""
     text = text.strip()
     try:
         seconds = float(text)
@@ -85,6 +86,8 @@ def parse_duration(text: str) -> float:
         seconds = sum(float(n) * _UNIT_S[unit.lower()] for n, unit in parts)
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"bad duration {text!r}: must be 0 or more seconds")
+    if positive and seconds == 0:
+        raise ValueError(f"bad duration {text!r}: must be more than 0 seconds")
     return seconds
 
 

@@ -1,0 +1,205 @@
+"""``taskq master`` and ``taskq worker``: the two long-running commands, each a thin layer that
+builds its config and hands it to ``taskq.master.main.run`` or ``taskq.worker.worker.Worker``
+(imported when the command runs, so the other commands never load either)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from taskq import defaults, logs
+from taskq.cli.common import (
+    KeyFileOpt,
+    LogJsonOpt,
+    LogLevelOpt,
+    TlsCaOpt,
+    TlsCertOpt,
+    TlsKeyOpt,
+    address_of,
+    duration,
+    on_signals,
+    tls_of,
+    user_errors,
+)
+from taskq.net import tls
+from taskq.net.keys import master_authkeys, resolve_authkey
+
+
+def master(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "0.0.0.0",  # noqa: S104 -- a master serves a cluster: every interface by default; --host narrows it
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0 picks a free one).")]
+    = defaults.PORT,
+    authkey_file: Annotated[list[Path] | None, typer.Option(
+        "--authkey-file", help=f"File of authkeys, one per line (else ${defaults.ENV_AUTHKEY}); "
+                               f"give it twice, or give several lines, to accept old and new "
+                               f"keys while rotating (the first is the master's own).")] = None,
+    state: Annotated[Path | None, typer.Option(
+        help="Journal file (default: ~/.local/state/taskq/journal.db).")] = None,
+    in_memory: Annotated[bool, typer.Option(
+        "--in-memory", help="Keep no journal: a restart forgets every task.")] = False,
+    lost_after: Annotated[float, typer.Option(
+        min=0.5, help="Seconds of worker silence before its tasks are requeued.")]
+    = defaults.LOST_AFTER_S,
+    max_attempts: Annotated[int, typer.Option(
+        min=1, help="Lost workers a task may go through before it fails.")]
+    = defaults.MAX_LOST_ATTEMPTS,
+    max_payload: Annotated[float, typer.Option(
+        min=0.001, help="Largest task accepted, in MiB.")] = defaults.MAX_PAYLOAD_MB,
+    max_pending: Annotated[int, typer.Option(
+        min=1, help="Queued tasks held before submitters wait for room.")]
+    = defaults.MAX_PENDING,
+    result_ttl: Annotated[float, typer.Option(
+        min=1, help="Seconds a gone Client's results are kept (named jobs: until fetched).")]
+    = defaults.RESULT_TTL_S,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    http: Annotated[str, typer.Option(
+        "--http", help="Serve the dashboard, JSON API and /metrics on HOST:PORT (:0 picks a "
+        "free port), or off.")] = defaults.HTTP_DEFAULT,
+    http_token_file: Annotated[Path | None, typer.Option(
+        help=f"File holding the web token (else ${defaults.ENV_HTTP_TOKEN}); required "
+        f"when --http is not loopback.")] = None,
+    metrics_public: Annotated[bool, typer.Option(
+        "--metrics-public", help="Serve /metrics without the token.")] = False,
+    history: Annotated[str, typer.Option(
+        help="How long task history is kept, e.g. 7d, 12h, 30m.")] = "7d",
+    log_json: LogJsonOpt = False,
+    log_level: LogLevelOpt = "info",
+) -> None:
+    """Run the master: it holds the queue and serves workers and clients."""
+    from taskq.master import main as master_mod
+
+    if state is not None and in_memory:
+        raise typer.BadParameter("--state and --in-memory exclude each other")
+    web = _http_config(http, http_token_file, metrics_public)
+    keep = duration(history, "--history")
+    logs.configure(json=log_json or None, level=log_level)
+    with user_errors():
+        keys, key_path = master_authkeys(authkey_file or [])
+        journal = None if in_memory else (state or defaults.state_dir() / "journal.db")
+        config = master_mod.MasterConfig(host, port, keys[0], journal, lost_after, max_attempts,
+                                         int(max_payload * 1024 * 1024), max_pending,
+                                         result_ttl, _master_tls(tls_ca, tls_cert, tls_key),
+                                         tuple(keys[1:]), web, http == defaults.HTTP_DEFAULT,
+                                         keep)
+        if key_path is not None:
+            typer.echo(f"taskq master authkey file: {key_path} (copy it to workers; use "
+                       f"--authkey-file or {defaults.ENV_AUTHKEY})")
+        stop = threading.Event()
+        on_signals(stop.set)
+        raise typer.Exit(master_mod.run(config, stop, _announce, _say))
+
+
+def _say(line: str) -> None:
+    typer.echo(line)
+    sys.stdout.flush()
+
+
+def _http_config(text: str, token_file: Path | None, metrics_public: bool) -> Any:
+    """The web server's settings from the flags (usage errors exit 2)."""
+    from taskq.master.http import make_config
+
+    try:
+        return make_config(text, token_file, os.environ.get(defaults.ENV_HTTP_TOKEN, ""),
+                           metrics_public)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--http") from None
+
+
+def _master_tls(ca: Path | None, cert: Path | None, key: Path | None) -> tls.TLS | None:
+    settings = tls_of(ca, cert, key)
+    if settings is not None and settings.cert is None:
+        raise typer.BadParameter("a TLS master needs --tls-cert and --tls-key (with --tls-ca "
+                                 "alone it could not prove who it is)", param_hint="--tls-cert")
+    return settings
+
+
+def _announce(address: str) -> None:
+    """The master's one line on stdout once it accepts connections (scripts wait for it)."""
+    typer.echo(f"taskq master listening on {address}")
+    sys.stdout.flush()
+
+
+def _pool_kind(value: str) -> str:
+    from taskq.worker.worker import POOLS
+
+    if value not in POOLS:
+        raise typer.BadParameter(f"unknown pool {value!r}: expected one of {', '.join(POOLS)}")
+    return value
+
+
+def _pool_size(pool: str, procs: int | None, concurrency: int | None) -> int:
+    """The pool's size: --concurrency, else --procs, else the pool's default."""
+    if procs is not None and concurrency is not None and procs != concurrency:
+        raise typer.BadParameter(f"--procs {procs} and --concurrency {concurrency} disagree: "
+                                 "give one", param_hint="--concurrency")
+    size = concurrency or procs
+    if size is None:
+        size = defaults.ASYNC_CONCURRENCY if pool == "asyncio" else os.cpu_count() or 1
+    return size
+
+
+def _resources(text: str | None) -> tuple[tuple[str, float], ...]:
+    from taskq.protocol.options import parse_resources
+
+    try:
+        return () if text is None else parse_resources(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--resources") from None
+
+
+def worker(
+    connect: Annotated[str, typer.Option(help="The master as HOST:PORT.")],
+    procs: Annotated[int | None, typer.Option(
+        min=1, show_default=False, help="Pool processes (default: CPU count).")] = None,
+    authkey_file: KeyFileOpt = None,
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to take tasks from.")]
+    = "default",
+    grace: Annotated[float, typer.Option(
+        min=0, help="On SIGTERM, seconds running tasks get to finish.")] = defaults.GRACE_S,
+    max_tasks_per_child: Annotated[int | None, typer.Option(
+        min=1, help="Replace a pool process after this many tasks.")] = None,
+    max_memory_per_child: Annotated[float | None, typer.Option(
+        min=1, help="Replace a pool process whose resident size passes this (MiB).")] = None,
+    connect_timeout: Annotated[float, typer.Option(
+        min=0, help="Seconds to keep trying to reach the master.")] = defaults.RECONNECT_FOR_S,
+    pool: Annotated[str, typer.Option(
+        callback=_pool_kind, help="What runs the tasks: processes (CPU work), threads "
+        "(blocking I/O) or asyncio (async def tasks on one event loop).")] = "processes",
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, show_default=False, help="Tasks run at once: the pool's size (default: CPU "
+        f"count for processes and threads, {defaults.ASYNC_CONCURRENCY} for asyncio).")]
+    = None,
+    resources: Annotated[str | None, typer.Option(
+        help="What this worker has, for tasks that need it: NAME=AMOUNT[,...], e.g. "
+        "gpu=2,ram_gb=64.")] = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
+    log_json: LogJsonOpt = False,
+    log_level: LogLevelOpt = "info",
+) -> None:
+    """Run a worker: take tasks from the master and run them in its pool (processes,
+    threads or an asyncio loop)."""
+    from taskq.worker.worker import Worker, WorkerConfig
+
+    address = address_of(connect, "--connect")
+    size = _pool_size(pool, procs, concurrency)
+    have = _resources(resources)
+    logs.configure(json=log_json or None, level=log_level)
+    with user_errors():
+        config = WorkerConfig(address, resolve_authkey(None, authkey_file),
+                              size,
+                              tuple(q.strip() for q in queues.split(",") if q.strip()),
+                              grace, max_tasks_per_child, max_memory_per_child,
+                              connect_for=connect_timeout, pool=pool, resources=have,
+                              tls=tls_of(tls_ca, tls_cert, tls_key))
+        runner = Worker(config)
+        on_signals(runner.stop)
+        raise typer.Exit(runner.run())
