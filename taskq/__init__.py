@@ -12,14 +12,11 @@ Module-level ``submit`` and ``map`` use a default client configured from
 from __future__ import annotations
 
 import atexit
+import importlib
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from taskq.client.cancel import CancelResult
-from taskq.client.client import Client, TaskFuture
-from taskq.client.shared import current_client
-from taskq.client.track import track
 from taskq.errors import (
     AuthError,
     ConnectError,
@@ -37,11 +34,38 @@ from taskq.errors import (
     VersionMismatch,
     WorkerLost,
 )
-from taskq.net.tls import TLS, TLSError
-from taskq.protocol.options import TaskFunction, task
-from taskq.protocol.progress import Progress
-from taskq.worker.context import TaskContext, current_task
-from taskq.worker.report import report_progress
+
+# The public names of the roles, loaded on first use (PEP 562): ``import taskq`` loads only the
+# leaves, so a task's pool process that imports ``taskq`` for ``report_progress`` or
+# ``current_task`` loads no client, master or network code.
+_LAZY = {
+    "AsyncClient": "taskq.client.asyncio",
+    "CancelResult": "taskq.client.cancel",
+    "Client": "taskq.client.client",
+    "TaskFuture": "taskq.client.client",
+    "current_client": "taskq.client.shared",
+    "track": "taskq.client.track",
+    "TLS": "taskq.net.tls",
+    "TLSError": "taskq.net.tls",
+    "TaskFunction": "taskq.protocol.options",
+    "task": "taskq.protocol.options",
+    "Progress": "taskq.protocol.progress",
+    "TaskContext": "taskq.worker.context",
+    "current_task": "taskq.worker.context",
+    "report_progress": "taskq.worker.report",
+}
+
+if TYPE_CHECKING:
+    from taskq.client.asyncio import AsyncClient
+    from taskq.client.cancel import CancelResult
+    from taskq.client.client import Client, TaskFuture
+    from taskq.client.shared import current_client
+    from taskq.client.track import track
+    from taskq.net.tls import TLS, TLSError
+    from taskq.protocol.options import TaskFunction, task
+    from taskq.protocol.progress import Progress
+    from taskq.worker.context import TaskContext, current_task
+    from taskq.worker.report import report_progress
 
 __all__ = [
     "TLS",
@@ -79,16 +103,17 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:
-    from taskq.client.asyncio import AsyncClient
-
-
 def __getattr__(name: str) -> Any:
-    if name == "AsyncClient":  # imported on first use: asyncio is not loaded otherwise
-        from taskq.client.asyncio import AsyncClient
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'taskq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next look-up is a plain attribute
+    return value
 
-        return AsyncClient
-    raise AttributeError(f"module 'taskq' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 _default: Client | None = None
@@ -97,6 +122,8 @@ _default_lock = threading.Lock()
 
 def default_client() -> Client:
     """The process-wide client behind ``taskq.submit`` and ``taskq.map``."""
+    from taskq.client.client import Client
+
     global _default
     with _default_lock:
         if _default is None:

@@ -199,3 +199,10 @@ def mark_then_hold(directory: str, name: str, release: str) -> str:
     mark_run(directory, name)
     hold_until(release)
     return name
+
+
+def loaded_modules() -> list[str]:
+    """The taskq, ssl and typer modules the process running this task has loaded."""
+    import sys
+
+    return sorted(m for m in sys.modules if m.split(".")[0] in ("taskq", "ssl", "typer"))

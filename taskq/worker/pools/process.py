@@ -58,9 +58,9 @@ class ProcessPool(PoolDriver):
         if self._started:
             raise RuntimeError("pool already started")
         self._started = True
-        modules = ["__main__", __name__, child_main.__module__]
-        if getattr(self._runner, "__module__", "__main__") != "__main__":
-            modules.append(self._runner.__module__)
+        # what a child needs, loaded once in the forkserver: never the worker's own modules
+        # (a child loads no master, network or CLI code)
+        modules = [child_main.__module__, getattr(self._runner, "__module__", "__main__")]
         self._ctx.set_forkserver_preload(modules)  # no effect once the forkserver runs
         self._dog_r, self._dog_w = self._ctx.Pipe(duplex=False)
         self._wake_r, self._wake_w = os.pipe()
