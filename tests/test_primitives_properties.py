@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from taskq.master.journal import prims
+from taskq.master.journal import prims, schema
 from taskq.master.state.primitives import WAIT_GRACE_S, Prim, PrimitiveState
 
 CAPACITY = 3
@@ -31,7 +31,7 @@ class PrimitivesMachine(RuleBasedStateMachine):
         super().__init__()
         self.state = PrimitiveState()
         self.db = sqlite3.connect(":memory:", isolation_level=None)
-        self.db.executescript(prims.SCHEMA)
+        schema.migrate(self.db, ":memory:")
         self.now = 0.0
         self.session_of = {t: SESSIONS[i % len(SESSIONS)] for i, t in enumerate(TOKENS)}
         self.put_ids = itertools.count()

@@ -46,6 +46,7 @@ from taskq.defaults import (
 )
 from taskq.master.journal import deps as deps_table
 from taskq.master.journal import prims as prims_table
+from taskq.master.journal import schema
 from taskq.master.state import BrokerState, Changes, TaskRecord
 from taskq.master.state.history import Attempt
 from taskq.master.state.limits import QueueLimit
@@ -55,47 +56,9 @@ from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, TaskOptions, T
 
 log = logs.get_logger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY, outbox TEXT NOT NULL, seq INTEGER NOT NULL,
-    fn BLOB NOT NULL, args BLOB NOT NULL, timeout REAL, retries INTEGER NOT NULL,
-    priority INTEGER NOT NULL, queue TEXT NOT NULL, lost INTEGER NOT NULL DEFAULT 0,
-    errors INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS results (
-    task_id TEXT PRIMARY KEY, outbox TEXT NOT NULL, status TEXT NOT NULL, body BLOB,
-    detail TEXT NOT NULL, worker TEXT NOT NULL, duration REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS schedules (
-    name TEXT PRIMARY KEY, spec TEXT NOT NULL, fn BLOB NOT NULL, args BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS aliases (
-    alias TEXT PRIMARY KEY, outbox TEXT NOT NULL, target TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS queue_limits (
-    queue TEXT PRIMARY KEY, rate REAL NOT NULL, concurrency INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS history (
-    task_id TEXT NOT NULL, n INTEGER NOT NULL, job TEXT NOT NULL, queue TEXT NOT NULL,
-    worker TEXT NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL, queued REAL NOT NULL,
-    leased REAL NOT NULL, started REAL NOT NULL, ended REAL NOT NULL, outcome TEXT NOT NULL,
-    error_type TEXT NOT NULL, detail TEXT NOT NULL, final INTEGER NOT NULL,
-    PRIMARY KEY (task_id, n)
-);
-CREATE TABLE IF NOT EXISTS counters (
-    name TEXT NOT NULL, queue TEXT NOT NULL, outcome TEXT NOT NULL, value INTEGER NOT NULL,
-    PRIMARY KEY (name, queue, outcome)
-);
-"""
-# Columns added to the tasks table since its first version (added to an older journal on open):
-# when a waiting task may start (wall-clock epoch seconds; 0: at once), the options beyond
-# the first four, as JSON, and whether a stop was asked (a cancel with running=True: it
-# ends CANCELLED, see taskq.master.state.stops).
-_ADDED_TASK_COLUMNS = (("not_before", "REAL NOT NULL DEFAULT 0"),
-                       ("extra", "TEXT NOT NULL DEFAULT '{}'"),
-                       ("stopped", "INTEGER NOT NULL DEFAULT 0"))
-_TASK_COLUMNS = ("task_id, outbox, seq, fn, args, timeout, retries, priority, queue, lost, "
-                 "errors, not_before, extra")
+_UPSERT_TASK = schema.upsert("tasks")
+_UPSERT_RESULT = schema.upsert("results")
+_UPSERT_HISTORY = schema.upsert("history")
 _INCREMENTAL = 2  # what PRAGMA auto_vacuum reads when incremental vacuum is on
 _BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another connection's lock
 
@@ -113,10 +76,9 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={JOURNAL_SYNCHRONOUS}")
         self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SLACK_BYTES}")
-        self._db.executescript(_SCHEMA)
-        self._db.executescript(prims_table.SCHEMA)
-        self._db.executescript(deps_table.SCHEMA)
-        _add_columns(self._db)
+        had = schema.migrate(self._db, path)
+        if had != schema.LATEST:
+            log.info("journal_migrated", path=str(path), version=schema.LATEST, was=had)
         self._page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._dblock = threading.Lock()  # the writer and direct write() callers share _db
         self.commit_seconds = Histogram()  # how long each transaction took (for /metrics)
@@ -249,15 +211,10 @@ class Journal:
     def load(self, state: BrokerState) -> tuple[int, int]:
         """Restore every journaled task and result into ``state``; returns their counts."""
         with self._dblock:
-            tasks = self._db.execute(
-                f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY seq").fetchall()  # noqa: S608 -- a constant list of column names, no input
-            results = self._db.execute(
-                "SELECT task_id, outbox, status, body, detail, worker, duration FROM results"
-            ).fetchall()
-            schedules = self._db.execute("SELECT name, spec, fn, args FROM schedules").fetchall()
-            limits = self._db.execute("SELECT queue, rate, concurrency FROM queue_limits"
-                                      ).fetchall()
-            aliases = self._db.execute("SELECT alias, outbox, target FROM aliases").fetchall()
+            tasks, results, schedules, limits, aliases = (
+                self._db.execute(schema.select(table, order)).fetchall()
+                for table, order in (("tasks", "seq"), ("results", ""),
+                                     ("schedules", ""), ("queue_limits", ""), ("aliases", "")))
             deps, kept = deps_table.load(self._db)
             stops = self._db.execute("SELECT task_id FROM tasks WHERE stopped").fetchall()
         for result in kept:  # before the tasks: a restored dependent looks them up
@@ -291,13 +248,14 @@ class Journal:
     def _load_history(self, state: BrokerState) -> None:
         """Restore the counters and the attempts journaled for the history, oldest first."""
         with self._dblock:
-            counters = self._db.execute("SELECT name, queue, outcome, value FROM counters")
+            counters = self._db.execute(schema.select("counters"))
             for name, queue, outcome, value in counters.fetchall():
                 state.history.stats.restore((name, queue, outcome), value)
             rows = self._db.execute(
-                "SELECT * FROM history ORDER BY final, ended, task_id, n").fetchall()
+                schema.select("history", "final, ended, task_id, n")).fetchall()
+        names = schema.COLUMNS["history"]
         for row in rows:
-            attempt = Attempt(*row)
+            attempt = Attempt(**dict(zip(names, row, strict=True)))
             attempt.final = bool(attempt.final)
             state.history.restore(attempt)
         state.history.replay_windows(time.time() - STATS_WINDOWS * 60.0)
@@ -363,14 +321,6 @@ def _schedule(name: str, spec: str, fn: bytes, args: bytes) -> Schedule:
     return Schedule(name, fn, args, options, **fields)
 
 
-def _add_columns(db: sqlite3.Connection) -> None:
-    """Bring a journal written by an older taskq up to the current tasks table."""
-    have = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
-    for name, kind in _ADDED_TASK_COLUMNS:
-        if name not in have:
-            db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
-
-
 def _wall(rec: TaskRecord, to_wall: float) -> float:
     """When a waiting task may start, as wall-clock time (0: it does not wait)."""
     return rec.not_before + to_wall if rec.state is TaskState.WAITING else 0.0
@@ -379,21 +329,21 @@ def _wall(rec: TaskRecord, to_wall: float) -> float:
 def _write_settings(db: sqlite3.Connection, changes: Changes) -> None:
     """Schedules and queue limits (inside ``_write``'s transaction)."""
     if changes.schedules:
-        db.executemany("INSERT OR REPLACE INTO schedules VALUES (?,?,?,?)",
+        db.executemany(schema.upsert("schedules"),
                        [(s.name, json.dumps(_schedule_fields(s)), s.fn, s.args)
                         for s in changes.schedules])
     if changes.schedules_removed:
         db.executemany("DELETE FROM schedules WHERE name=?",
                        [(n,) for n in changes.schedules_removed])
     if changes.joined:
-        db.executemany("INSERT OR REPLACE INTO aliases VALUES (?,?,?)", changes.joined)
+        db.executemany(schema.upsert("aliases"), changes.joined)
     if changes.unjoined:
         db.executemany("DELETE FROM aliases WHERE alias=?", [(a,) for a in changes.unjoined])
     for queue, limit in changes.limits:  # in order: a later one wins
         if limit is None:
             db.execute("DELETE FROM queue_limits WHERE queue=?", (queue,))
         else:
-            db.execute("INSERT OR REPLACE INTO queue_limits VALUES (?,?,?)",
+            db.execute(schema.upsert("queue_limits"),
                        (queue, limit.rate, limit.concurrency))
 
 
@@ -404,8 +354,7 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
         to_wall = time.time() - time.monotonic()  # the broker's clock -> wall clock
         if changes.added:
             db.executemany(
-                f"INSERT OR REPLACE INTO tasks ({_TASK_COLUMNS}) VALUES "  # noqa: S608 -- a constant list of column names, no input
-                f"(?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                _UPSERT_TASK,
                 [(r.msg.task_id, r.msg.outbox, r.seq, r.msg.fn, r.msg.args,
                   r.msg.options.timeout, r.msg.options.retries, r.msg.options.priority,
                   r.msg.options.queue, r.lost, r.errors, _wall(r, to_wall),
@@ -422,7 +371,7 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
             db.executemany("DELETE FROM tasks WHERE task_id=?", [(t,) for t in gone])
         if changes.finished:
             db.executemany(
-                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?)",
+                _UPSERT_RESULT,
                 [(res.task_id, outbox, res.status.value, res.body, res.detail, res.worker,
                   res.duration) for outbox, res in changes.finished])
         _write_settings(db, changes)
@@ -440,7 +389,7 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
 
 def _write_history(db: sqlite3.Connection, changes: Changes) -> None:
     if changes.attempts:
-        db.executemany("INSERT OR REPLACE INTO history VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        db.executemany(_UPSERT_HISTORY,
                        [(a.task_id, a.n, a.job, a.queue, a.worker, a.host, a.pid, a.queued,
                          a.leased, a.started, a.ended, a.outcome, a.error_type, a.detail,
                          int(a.final)) for a in changes.attempts])
@@ -449,7 +398,8 @@ def _write_history(db: sqlite3.Connection, changes: Changes) -> None:
                        [(t,) for t in changes.history_gone])
     if changes.counts:
         db.executemany(
-            "INSERT INTO counters VALUES (?,?,?,?) ON CONFLICT (name, queue, outcome) "
+            "INSERT INTO counters (name, queue, outcome, value) VALUES (?,?,?,?) "
+            "ON CONFLICT (name, queue, outcome) "
             "DO UPDATE SET value = value + excluded.value",
             [(*key, n) for key, n in changes.counts.items()])
 

@@ -15,34 +15,24 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from taskq.master.journal import schema
 from taskq.master.state.records import Changes
 from taskq.protocol.messages import ResultMsg
 
 # One transaction, keyed by task id with no separate index: a new journal stays small.
-SCHEMA = """
-BEGIN;
-CREATE TABLE IF NOT EXISTS task_deps (
-    task_id TEXT PRIMARY KEY, deps TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS dep_results (
-    task_id TEXT PRIMARY KEY, status TEXT NOT NULL, body BLOB, detail TEXT NOT NULL,
-    worker TEXT NOT NULL, duration REAL NOT NULL
-);
-COMMIT;
-"""
 
 
 def write(db: sqlite3.Connection, changes: Changes) -> None:
     """Persist the dependency part of ``changes`` (inside the caller's transaction)."""
     rows = [(r.msg.task_id, json.dumps(r.msg.deps)) for r in changes.added if r.msg.deps]
     if rows:
-        db.executemany("INSERT OR REPLACE INTO task_deps VALUES (?,?)", rows)
+        db.executemany(schema.upsert("task_deps"), rows)
     if changes.deps_gone:
         db.executemany("DELETE FROM task_deps WHERE task_id=?",
                        [(t,) for t in changes.deps_gone])
     kept = [(t, r) for t, r in changes.kept.items() if r is not None]
     if kept:
-        db.executemany("INSERT OR REPLACE INTO dep_results VALUES (?,?,?,?,?,?)",
+        db.executemany(schema.upsert("dep_results"),
                        [(t, r.status.value, r.body, r.detail, r.worker, r.duration)
                         for t, r in kept])
     dropped = [(t,) for t, r in changes.kept.items() if r is None]
@@ -59,8 +49,8 @@ def merge_into(out: Changes, changes: Changes) -> None:
 def load(db: sqlite3.Connection) -> tuple[dict[str, tuple[str, ...]], list[ResultMsg]]:
     """Every journaled dependent's deps, and every kept result."""
     deps = {tid: tuple(json.loads(text))
-            for tid, text in db.execute("SELECT task_id, deps FROM task_deps")}
+            for tid, text in db.execute(schema.select("task_deps"))}
     kept = [ResultMsg(tid, status, body, detail, worker, duration)
             for tid, status, body, detail, worker, duration in db.execute(
-                "SELECT task_id, status, body, detail, worker, duration FROM dep_results")]
+                schema.select("dep_results"))]
     return deps, kept

@@ -15,28 +15,14 @@ from __future__ import annotations
 
 import sqlite3
 
+from taskq.master.journal import schema
 from taskq.master.state.primitives import WAIT_GRACE_S, Hold, Item, Op, PrimitiveState
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS prim (
-    kind TEXT NOT NULL, name TEXT NOT NULL, param INTEGER NOT NULL, number INTEGER NOT NULL,
-    PRIMARY KEY (kind, name));
-CREATE TABLE IF NOT EXISTS prim_hold (
-    kind TEXT NOT NULL, name TEXT NOT NULL, token TEXT NOT NULL, session TEXT NOT NULL,
-    lease REAL NOT NULL, seq INTEGER NOT NULL, waiting INTEGER NOT NULL,
-    PRIMARY KEY (kind, name, token));
-CREATE TABLE IF NOT EXISTS prim_value (
-    name TEXT NOT NULL, key TEXT NOT NULL, body BLOB NOT NULL, PRIMARY KEY (name, key));
-CREATE TABLE IF NOT EXISTS prim_item (
-    name TEXT NOT NULL, item_id TEXT NOT NULL, seq INTEGER NOT NULL, body BLOB NOT NULL,
-    token TEXT, session TEXT, lease REAL NOT NULL, PRIMARY KEY (name, item_id));
-"""
-
 _PUT = {
-    "prim": "INSERT OR REPLACE INTO prim VALUES (?,?,?,?)",
-    "hold": "INSERT OR REPLACE INTO prim_hold VALUES (?,?,?,?,?,?,?)",
-    "value": "INSERT OR REPLACE INTO prim_value VALUES (?,?,?)",
-    "item": "INSERT OR REPLACE INTO prim_item VALUES (?,?,?,?,?,?,?)",
+    "prim": schema.upsert("prim"),
+    "hold": schema.upsert("prim_hold"),
+    "value": schema.upsert("prim_value"),
+    "item": schema.upsert("prim_item"),
 }
 _DEL = {
     "hold": "DELETE FROM prim_hold WHERE kind=? AND name=? AND token=?",
@@ -65,17 +51,17 @@ def write(db: sqlite3.Connection, ops: list[Op]) -> None:
 
 def load(db: sqlite3.Connection, state: PrimitiveState, now: float) -> int:
     """Rebuild ``state`` from the tables; returns how many primitives it has."""
-    for kind, name, param, number in db.execute("SELECT * FROM prim"):
+    for kind, name, param, number in db.execute(schema.select("prim")):
         state.restore_prim(kind, name, param, number)
     for kind, name, token, session, lease, seq, waiting in db.execute(
-            "SELECT * FROM prim_hold"):
+            schema.select("prim_hold")):
         grace = WAIT_GRACE_S if waiting else lease
         state.restore_hold(kind, name, Hold(token, session, lease, now + grace, seq),
                            bool(waiting))
-    for name, key, body in db.execute("SELECT * FROM prim_value"):
+    for name, key, body in db.execute(schema.select("prim_value")):
         state.restore_value(name, key, bytes(body))
     for name, item_id, seq, body, token, session, lease in db.execute(
-            "SELECT * FROM prim_item ORDER BY seq"):
+            schema.select("prim_item", "seq")):
         taker = Hold(token, session, lease, now + lease) if token is not None else None
         state.restore_item(name, Item(item_id, seq, bytes(body), taker))
     state.sort_waiters()
