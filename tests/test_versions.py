@@ -140,7 +140,8 @@ def test_a_function_shipped_by_value_loads_only_on_the_same_python_minor() -> No
     other = b"TQBV" + bytes([sys.version_info[0], sys.version_info[1] + 1]) + data[6:]
     with pytest.raises(SerializationError, match="same Python minor version"):
         messages.decode_function(other)
-    status, body, *_ = execute.run((other, messages.encode_args((1,), {})))  # in a pool process
+    ran = execute.run(execute.Payload(fn=other, args=messages.encode_args((1,), {})))  # pool
+    status, body = ran.status, ran.body
     assert status is Status.ERROR
     assert f"from Python {sys.version_info[0]}.{sys.version_info[1] + 1}" in str(
         messages.decode_error(body))

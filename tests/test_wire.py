@@ -231,10 +231,14 @@ def test_encode_value_refuses_unpicklable_results() -> None:
 # --------------------------------------------------------------------------- execute.run
 
 
+def payload(fn: Any, args: Any, retry_on: tuple[str, ...] = ()) -> execute.Payload:
+    fn_bytes = fn if isinstance(fn, bytes) else messages.encode_function(fn)
+    return execute.Payload(fn=fn_bytes, args=args, retry_on=retry_on)
+
+
 def run(fn: Any, *args: Any, **kwargs: Any) -> tuple[Status, bytes, str]:
-    status, body, detail, _ = execute.run((messages.encode_function(fn), messages.encode_args(args,
-                                                                                      kwargs)))
-    return status, body, detail
+    ran = execute.run(payload(fn, messages.encode_args(args, kwargs)))
+    return ran.status, ran.body, ran.detail
 
 
 def test_run_says_whether_the_failure_is_one_retry_on_names() -> None:
@@ -242,14 +246,13 @@ def test_run_says_whether_the_failure_is_one_retry_on_names() -> None:
         raise exc
 
     def retry(exc: BaseException, names: tuple[str, ...]) -> bool:
-        payload = (messages.encode_function(fail), messages.encode_args((exc,), {}), names)
-        return execute.run(payload)[3]
+        return execute.run(payload(fail, messages.encode_args((exc,), {}), names)).retry
 
     assert retry(ValueError("x"), ())  # none named: any exception the task raised
     assert retry(FileNotFoundError("x"), ("builtins:OSError",))  # a subclass matches
     assert not retry(ValueError("x"), ("builtins:OSError", "no.such.module:Error"))
-    ok = execute.run((messages.encode_function(len), messages.encode_args(("ab",), {}), ()))
-    assert ok[0] is Status.OK and not ok[3]
+    ok = execute.run(payload(len, messages.encode_args(("ab",), {})))
+    assert ok.status is Status.OK and not ok.retry
 
 
 def test_run_returns_the_encoded_value() -> None:
@@ -300,7 +303,8 @@ def test_run_with_a_function_from_a_missing_module_is_a_load_error(tmp_path: Pat
         importlib.invalidate_caches()
     assert name.encode() in fn_bytes
 
-    status, body, _, retry = execute.run((fn_bytes, messages.encode_args((1,), {})))
+    ran = execute.run(payload(fn_bytes, messages.encode_args((1,), {})))
+    status, body, retry = ran.status, ran.body, ran.retry
     assert not retry  # a task that cannot be loaded is not retried
     assert status is Status.ERROR
     decoded = messages.decode_error(body)
@@ -311,7 +315,8 @@ def test_run_with_a_function_from_a_missing_module_is_a_load_error(tmp_path: Pat
 
 
 def test_run_with_corrupt_arguments_is_a_load_error() -> None:
-    status, body, _, _ = execute.run((messages.encode_function(len), b"garbage"))
+    ran = execute.run(payload(len, b"garbage"))
+    status, body = ran.status, ran.body
     assert status is Status.ERROR
     decoded = messages.decode_error(body)
     assert isinstance(decoded, TaskLoadError)

@@ -9,9 +9,8 @@ KeyboardInterrupt) is an outcome like any other, whether the task raised it or t
 pickling of its result or exception did: the submitter gets it, as from the standard
 process pool, and the pool process goes on::
 
-    (fn bytes, args bytes or view) ──► load (cached by fn bytes) ──► fn(*args, **kwargs)
-                                                             │
-                          (Status, body bytes, detail) ◄─────┘
+    Payload(fn bytes, args view, retry_on, context) ──► load (cached by fn bytes) ──► Call
+        Call ──► bind(context) ──► fn(*args, **kwargs) ──► RunResult(status, body, detail, retry)
 """
 
 from __future__ import annotations
@@ -54,7 +53,27 @@ def _load_error(exc: BaseException) -> TaskLoadError:
     return TaskLoadError(f"the worker on {socket.gethostname()} could not load the task: {what}")
 
 
-Outcome = tuple[Status, bytes, str, bool]  # status, body, detail, may it be retried
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """One task as the worker hands it to its pool: what runs, and what it is told."""
+
+    fn: bytes  # the encoded function
+    args: Any  # the arguments' body (a PickleBuffer: out of band), or (body, inputs) for a
+    # task with dependencies: ``inputs`` are their results (``taskq.protocol.deps``)
+    retry_on: tuple[str, ...] = ()  # the failures that may be retried (none named: any)
+    context: TaskContext | None = None  # ``taskq.current_task()`` while it runs
+    gpu_env: bool = False  # set CUDA_VISIBLE_DEVICES to its gpu units (a process of its own)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """How a task ended in the pool: the ``Status`` its result will carry, the body (the
+    pickled value or exception), the traceback text, and whether a retry may follow."""
+
+    status: Status
+    body: bytes
+    detail: str = ""
+    retry: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,70 +83,67 @@ class Call:
     fn: Any
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    retry_on: tuple[str, ...]
-    # (task id, units, set CUDA_VISIBLE_DEVICES, attempt, queue, worker)
-    context: tuple[Any, ...] | None = None
+    payload: Payload
 
 
-def load(payload: tuple[Any, ...]) -> Call | Outcome:
-    """Decode one task, ``(fn, args[, retry_on[, context]])``; an ERROR outcome if it
-    cannot be. ``args`` is the arguments' body, or ``(body, inputs)`` for a task with
-    dependencies: ``inputs`` are their results (``taskq.protocol.deps``)."""
-    fn_bytes, args_bytes = payload[0], payload[1]
-    inputs = None
+def load(payload: Payload) -> Call | RunResult:
+    """Decode one task; an ERROR result if it cannot be."""
+    args_bytes, inputs = payload.args, None
     if type(args_bytes) is tuple:
         args_bytes, inputs = args_bytes
-    retry_on: tuple[str, ...] = payload[2] if len(payload) > 2 else ()
     try:
-        fn = _load_function(fn_bytes)
+        fn = _load_function(payload.fn)
         args, kwargs = messages.decode_args(args_bytes, inputs)
     except BaseException as exc:  # a module may even exit as it is imported
         err = _load_error(exc)
-        return Status.ERROR, _error_body(err), _trace(err), False
-    return Call(fn, args, kwargs, retry_on, payload[3] if len(payload) > 3 else None)
+        return RunResult(Status.ERROR, _error_body(err), _trace(err))
+    return Call(fn, args, kwargs, payload)
 
 
-def run(payload: tuple[Any, ...]) -> Outcome:
-    """Run one encoded task, ``(fn, args[, retry_on])``; returns (status, body, detail,
-    retry) and never raises. ``retry`` says whether what the task raised is one of the
-    failures ``retry_on`` names (any exception when it names none). An ``async def`` task
-    runs to its end on an event loop of its own."""
+def run(payload: Payload) -> RunResult:
+    """Run one task; never raises. ``retry`` says whether what the task raised is one of
+    the failures ``retry_on`` names (any exception when it names none). An ``async def``
+    task runs to its end on an event loop of its own."""
     loaded = load(payload)
     if not isinstance(loaded, Call):
         return loaded
-    if loaded.context is None:
-        return call(loaded.fn, loaded.args, loaded.kwargs, loaded.retry_on)
-    with task_context(loaded.context):
-        return call(loaded.fn, loaded.args, loaded.kwargs, loaded.retry_on)
+    if payload.context is None:
+        return call(loaded.fn, loaded.args, loaded.kwargs, payload.retry_on)
+    with task_context(payload):
+        return call(loaded.fn, loaded.args, loaded.kwargs, payload.retry_on)
 
 
 @contextlib.contextmanager
-def task_context(context: tuple[Any, ...] | None) -> Iterator[None]:
+def task_context(payload: Payload) -> Iterator[None]:
     """Tell the task who it is, which units it holds, its attempt, queue and worker
     (``taskq.current_task()``); in a process of its own, ``CUDA_VISIBLE_DEVICES`` names
     its GPUs while it runs."""
+    context = payload.context
     if context is None:
         yield
         return
-    task_id, units, set_env = context[:3]
-    token = bind(TaskContext(task_id, units, *context[3:6]))
-    gpus = units.get("gpu") if set_env else None
+    token = bind(context)
+    gpus = context.resources.get("gpu") if payload.gpu_env else None
+    if not isinstance(gpus, list):
+        try:
+            yield
+        finally:
+            unbind(token)
+        return
     before = os.environ.get(CUDA_ENV)
-    if isinstance(gpus, list):
-        os.environ[CUDA_ENV] = ",".join(map(str, gpus))
+    os.environ[CUDA_ENV] = ",".join(map(str, gpus))
     try:
         yield
     finally:
         unbind(token)
-        if isinstance(gpus, list):
-            if before is None:
-                os.environ.pop(CUDA_ENV, None)
-            else:
-                os.environ[CUDA_ENV] = before
+        if before is None:
+            os.environ.pop(CUDA_ENV, None)
+        else:
+            os.environ[CUDA_ENV] = before
 
 
 def call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-         retry_on: tuple[str, ...]) -> Outcome:
+         retry_on: tuple[str, ...]) -> RunResult:
     """Call a loaded task and encode how it ended (a coroutine is run on a new loop)."""
     try:
         value = fn(*args, **kwargs)
@@ -138,18 +154,18 @@ def call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
     return encode(value)
 
 
-def failed(exc: BaseException, retry_on: tuple[str, ...]) -> Outcome:
-    """The outcome of a task that raised ``exc``."""
+def failed(exc: BaseException, retry_on: tuple[str, ...]) -> RunResult:
+    """How a task that raised ``exc`` ended."""
     retry = not retry_on or retry_applies(retry_on, type(exc))
-    return Status.ERROR, _error_body(exc), _trace(exc), retry
+    return RunResult(Status.ERROR, _error_body(exc), _trace(exc), retry)
 
 
-def encode(value: Any) -> Outcome:
-    """The outcome of a task that returned ``value``."""
+def encode(value: Any) -> RunResult:
+    """How a task that returned ``value`` ended."""
     try:
-        return Status.OK, messages.encode_value(value), "", False
+        return RunResult(Status.OK, messages.encode_value(value))
     except BaseException as exc:  # SerializationError, or what pickling raised past it
-        return Status.ERROR, _error_body(exc), _trace(exc), False
+        return RunResult(Status.ERROR, _error_body(exc), _trace(exc))
 
 
 def _trace(exc: BaseException) -> str:

@@ -41,6 +41,7 @@ from taskq.protocol.api import Remote
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 from taskq.protocol.options import retry_applies
 from taskq.worker import execute
+from taskq.worker.context import TaskContext
 from taskq.worker.pools.asyncio import AsyncioPool
 from taskq.worker.pools.child_record import resident_bytes
 from taskq.worker.pools.job import Job, Outcome, OutcomeKind
@@ -290,7 +291,8 @@ class Worker:
 
     def _result(self, outcome: Outcome) -> ResultMsg:
         if outcome.kind is OutcomeKind.DONE:
-            status, body, detail, retry = outcome.value
+            ran: execute.RunResult = outcome.value
+            status, body, detail, retry = ran.status, ran.body, ran.detail, ran.retry
             if body is not None and len(body) > self._max_payload:
                 status, detail = Status.ERROR, ""
                 body = messages.encode_error(PayloadTooLarge(
@@ -316,14 +318,20 @@ class Worker:
         return ResultMsg(task_id, Status.CANCELLED, None, f"on worker {self.name}: {how}",
                          self.name, duration, False)
 
-    def _context(self, task: TaskMsg) -> tuple[Any, ...]:
-        """What a task is told (``taskq.current_task()``): its id, its units, whether to set
-        CUDA_VISIBLE_DEVICES (only where it has a process of its own), its attempt, queue
-        and this worker's public id."""
+    def _payload(self, task: TaskMsg) -> execute.Payload:
+        """What the pool runs, and what the task is told (``taskq.current_task()``): its id,
+        its units, its attempt, queue and this worker's public id; CUDA_VISIBLE_DEVICES is
+        set only where the task has a process of its own."""
+        # the arguments go to the pool process uncopied (out of band) when large
+        args: Any = pickle.PickleBuffer(task.args)
+        if task.inputs:  # its dependencies' results, in place of their futures
+            args = (args, tuple((d, pickle.PickleBuffer(b)) for d, b in task.inputs))
         needs = task.options.resources
         units = self.units.assign(task.task_id, needs) if needs else {}
-        return (task.task_id, units, self.config.pool == "processes", task.attempt,
-                task.options.queue, self.public_id)
+        context = TaskContext(task_id=task.task_id, resources=units, attempt=task.attempt,
+                              queue=task.options.queue, worker=self.public_id)
+        return execute.Payload(fn=task.fn, args=args, retry_on=task.options.retry_on,
+                               context=context, gpu_env=self.config.pool == "processes")
 
     def _forget(self, task_ids: list[str]) -> None:
         self.units.free(task_ids)
@@ -367,11 +375,7 @@ class Worker:
             self._held.update(t.task_id for t in tasks)
         self.log.debug("tasks_leased", count=len(tasks), task_ids=[t.task_id for t in tasks])
         for task in tasks:
-            # the arguments go to the pool process uncopied (out of band) when large
-            args: Any = pickle.PickleBuffer(task.args)
-            if task.inputs:  # its dependencies' results, in place of their futures
-                args = (args, tuple((d, pickle.PickleBuffer(b)) for d, b in task.inputs))
-            payload = (task.fn, args, task.options.retry_on, self._context(task))
+            payload = self._payload(task)
             if task.options.retry_on:
                 self._retry_on[task.task_id] = task.options.retry_on
             self.pool.submit(Job(task.task_id, payload, task.options.timeout))

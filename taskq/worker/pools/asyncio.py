@@ -114,7 +114,7 @@ class AsyncioPool(LocalPool):
         loaded = execute.load(job.payload)
         value: Any = loaded
         if isinstance(loaded, execute.Call):
-            with execute.task_context(loaded.context):  # this coroutine's context only
+            with execute.task_context(loaded.payload):  # this coroutine's context only
                 if execute.is_async(loaded.fn):
                     value = await self._await(job, loaded)
                 else:
@@ -136,13 +136,13 @@ class AsyncioPool(LocalPool):
                                   "was cancelled")
                 self._finish(job, None)
                 return None
-            return execute.failed(exc, task.retry_on)
+            return execute.failed(exc, task.payload.retry_on)
         except asyncio.CancelledError:
             if self._closed:
                 raise  # the pool gave up on it
-            return execute.failed(asyncio.CancelledError(), task.retry_on)
+            return execute.failed(asyncio.CancelledError(), task.payload.retry_on)
         except BaseException as exc:  # a task's SystemExit is its outcome
-            return execute.failed(exc, task.retry_on)
+            return execute.failed(exc, task.payload.retry_on)
         finally:
             self._awaiting.discard(job.task_id)
         return execute.encode(value)
@@ -150,7 +150,7 @@ class AsyncioPool(LocalPool):
     async def _in_thread(self, job: Job, task: execute.Call) -> Any:
         """Run a plain function in the loop's executor; its slot is held until it returns."""
         future = self._loop.run_in_executor(None, contextvars.copy_context().run, execute.call,
-                                            task.fn, task.args, task.kwargs, task.retry_on)
+                                            task.fn, task.args, task.kwargs, task.payload.retry_on)
         done, _ = await asyncio.wait({future}, timeout=job.timeout)
         if not done and job.timeout is not None:
             self._expire(job, THREAD_TIMEOUT_DETAIL.format(job.timeout))
