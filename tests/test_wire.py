@@ -153,7 +153,7 @@ def test_plain_data_is_pickled_by_the_standard_pickler() -> None:
     # no cloudpickle needed: the bytes load with nothing but the standard library
     value = {"a": [1, 2.5, "x", b"y" * 100_000], "t": (None, True), "s": {3}}
     assert pickle.loads(messages.encode_value(value)) == value
-    assert messages.encode_value(value) == pickle.dumps(value, protocol=messages.PROTOCOL)
+    assert messages.encode_value(value) == pickle.dumps(value, protocol=messages.PICKLE_PROTOCOL)
 
 # --------------------------------------------------------------------------- errors
 

@@ -83,11 +83,12 @@ def master(
     with user_errors():
         keys, key_path = master_authkeys(authkey_file or [])
         journal = None if in_memory else (state or defaults.state_dir() / "journal.db")
-        config = master_mod.MasterConfig(host, port, keys[0], journal, lost_after, max_attempts,
-                                         int(max_payload * 1024 * 1024), max_pending,
-                                         result_ttl, _master_tls(tls_ca, tls_cert, tls_key),
-                                         tuple(keys[1:]), web, http == defaults.HTTP_DEFAULT,
-                                         keep)
+        config = master_mod.MasterConfig(
+            host=host, port=port, authkey=keys[0], state=journal, lost_after=lost_after,
+            max_lost=max_attempts, max_payload=int(max_payload * 1024 * 1024),
+            max_pending=max_pending, result_ttl=result_ttl,
+            tls=_master_tls(tls_ca, tls_cert, tls_key), more_keys=tuple(keys[1:]), http=web,
+            http_is_default=http == defaults.HTTP_DEFAULT, history_s=keep)
         if key_path is not None:
             typer.echo(f"taskq master authkey file: {key_path} (copy it to workers; use "
                        f"--authkey-file or {defaults.ENV_AUTHKEY})")
@@ -194,12 +195,12 @@ def worker(
     have = _resources(resources)
     logs.configure(json=log_json or None, level=log_level)
     with user_errors():
-        config = WorkerConfig(address, resolve_authkey(None, authkey_file),
-                              size,
-                              tuple(q.strip() for q in queues.split(",") if q.strip()),
-                              grace, max_tasks_per_child, max_memory_per_child,
-                              connect_for=connect_timeout, pool=pool, resources=have,
-                              tls=tls_of(tls_ca, tls_cert, tls_key))
+        config = WorkerConfig(
+            address=address, authkey=resolve_authkey(None, authkey_file), procs=size,
+            queues=tuple(q.strip() for q in queues.split(",") if q.strip()), grace=grace,
+            max_tasks_per_child=max_tasks_per_child, max_memory_mb=max_memory_per_child,
+            connect_for=connect_timeout, pool=pool, resources=have,
+            tls=tls_of(tls_ca, tls_cert, tls_key))
         runner = Worker(config)
         on_signals(runner.stop)
         raise typer.Exit(runner.run())

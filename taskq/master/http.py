@@ -103,7 +103,7 @@ def make_config(text: str, token_file: Path | None, env_token: str,
     return HttpConfig(where[0], where[1], token, metrics_public)
 
 
-class Server(ThreadingHTTPServer):
+class WebServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
@@ -126,7 +126,7 @@ class Server(ThreadingHTTPServer):
 
 
 class Handler(BaseHTTPRequestHandler):
-    server: Server
+    server: WebServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -277,9 +277,9 @@ def _login_page(message: str) -> bytes:
             f"</form></main></body></html>").encode()
 
 
-def serve(config: HttpConfig, broker: Any) -> Server:
+def serve(config: HttpConfig, broker: Any) -> WebServer:
     """Bind and serve in a daemon thread; ``stop(server)`` ends it."""
-    server = Server(config, broker)
+    server = WebServer(config, broker)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
                               name="taskq-http", daemon=True)
     thread.start()
@@ -287,6 +287,6 @@ def serve(config: HttpConfig, broker: Any) -> Server:
     return server
 
 
-def stop(server: Server) -> None:
+def stop(server: WebServer) -> None:
     server.shutdown()
     server.server_close()

@@ -28,7 +28,7 @@ from taskq.net.tls import TLS
 log = logs.get_logger(__name__)
 
 
-@dataclass(slots=True)
+@dataclass(kw_only=True, slots=True)
 class MasterConfig:
     host: str
     port: int
@@ -99,7 +99,7 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
     return 0
 
 
-def _serve_http(config: MasterConfig, broker: Broker) -> http.Server | None:
+def _serve_http(config: MasterConfig, broker: Broker) -> http.WebServer | None:
     """Start the web server; at the default address, a port in use only skips it."""
     if config.http is None:
         return None

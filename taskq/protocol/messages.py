@@ -23,7 +23,7 @@ import pickle
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from types import BuiltinFunctionType, FunctionType
 from typing import Any
@@ -45,7 +45,7 @@ from taskq.errors import (
 )
 from taskq.protocol import deps, frames
 
-PROTOCOL = 5  # out-of-band capable; keeps large bytes/bytearray/memoryview args cheap
+PICKLE_PROTOCOL = 5  # out-of-band capable; keeps large bytes/bytearray/memoryview args cheap
 
 
 class Status(StrEnum):
@@ -110,16 +110,13 @@ class TaskOptions:
     resources: tuple[tuple[str, float], ...] = ()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (TaskOptions, (self.timeout, self.retries, self.priority, self.queue,
-                              self.retry_on, self.backoff, self.max_backoff, self.jitter,
-                              self.run_at, self.limit_key, self.limit, self.unique,
-                              self.unique_for, self.resources))
+        # its values in field order: the smallest pickle, read back by the constructor
+        return (TaskOptions, tuple(getattr(self, name) for name in _OPTION_FIELDS))
 
     def extra(self) -> dict[str, Any]:
         """The options beyond the first four that differ from their defaults (journal)."""
         out: dict[str, Any] = {}
-        for name in ("retry_on", "backoff", "max_backoff", "jitter", "run_at", "limit_key",
-                     "limit", "unique", "unique_for", "resources"):
+        for name in _OPTION_FIELDS[4:]:
             value = getattr(self, name)
             if value != getattr(DEFAULT_OPTIONS, name):
                 out[name] = list(value) if isinstance(value, tuple) else value
@@ -133,7 +130,10 @@ class TaskOptions:
         if "resources" in extra:
             extra = {**extra, "resources": tuple((str(n), float(a))
                                                  for n, a in extra["resources"])}
-        return cls(timeout, retries, priority, queue, **extra)
+        return cls(timeout=timeout, retries=retries, priority=priority, queue=queue, **extra)
+
+
+_OPTION_FIELDS = tuple(f.name for f in fields(TaskOptions))
 
 
 DEFAULT_OPTIONS = TaskOptions()
@@ -262,7 +262,7 @@ class WorkerHello:
 
 
 def _dumps(obj: Any) -> bytes:
-    return cloudpickle.dumps(obj, protocol=PROTOCOL)
+    return cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL)
 
 
 class _ByValueNeeded(Exception):
@@ -292,7 +292,7 @@ def _dumps_data(obj: Any) -> bytes:
     from ``__main__``, so those go to cloudpickle.
     """
     try:
-        return frames.dumps(obj, _DataPickler, protocol=PROTOCOL)
+        return frames.dumps(obj, _DataPickler, protocol=PICKLE_PROTOCOL)
     except DependencyError:
         raise
     except Exception:
@@ -437,7 +437,7 @@ def encode_error(exc: BaseException) -> bytes:
         pickle.loads(_dumps(exc) if blob is None else blob)  # noqa: S301 -- checks that an exception pickled here loads back, in-process
     except Exception:
         blob = None
-    return pickle.dumps((blob, type(exc).__qualname__, str(exc), tb_text), protocol=PROTOCOL)
+    return pickle.dumps((blob, type(exc).__qualname__, str(exc), tb_text), protocol=PICKLE_PROTOCOL)
 
 
 def decode_error(body: Body) -> BaseException:

@@ -178,10 +178,12 @@ def make_options(timeout: float | None = None, retries: int = 0, priority: int =
         raise ValueError(f"backoff and max_backoff must be 0 or more seconds, not "
                          f"{backoff!r} and {max_backoff!r}")
     _check_keys(limit_key, limit, unique, unique_for)
-    return TaskOptions(None if timeout is None else float(timeout), int(retries), int(priority),
-                       queue, exception_names(retry_on), float(backoff), float(max_backoff),
-                       bool(jitter), 0.0, limit_key, int(limit), unique, float(unique_for),
-                       check_needs(resources or {}))
+    return TaskOptions(timeout=None if timeout is None else float(timeout),
+                       retries=int(retries), priority=int(priority), queue=queue,
+                       retry_on=exception_names(retry_on), backoff=float(backoff),
+                       max_backoff=float(max_backoff), jitter=bool(jitter),
+                       limit_key=limit_key, limit=int(limit), unique=unique,
+                       unique_for=float(unique_for), resources=check_needs(resources or {}))
 
 
 @overload

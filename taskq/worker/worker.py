@@ -53,7 +53,7 @@ from taskq.worker.units import Units
 log = logs.get_logger(__name__)
 
 
-@dataclass(slots=True)
+@dataclass(kw_only=True, slots=True)
 class WorkerConfig:
     address: tuple[str, int]
     authkey: bytes

@@ -21,7 +21,7 @@ from taskq.master.state.records import TaskRecord
 from taskq.master.state.resources import heap_key
 from taskq.protocol.messages import TaskState
 
-_Entry = tuple[float, int, int, TaskRecord]  # (key, seq, ticket, record); seq is unique
+_HeapEntry = tuple[float, int, int, TaskRecord]  # (key, seq, ticket, record); seq is unique
 
 
 class Gate(Protocol):
@@ -35,9 +35,9 @@ class TaskQueues:
     """The pending heaps, per queue, and the waiting heap; see the module docstring."""
 
     def __init__(self) -> None:
-        self.heaps: dict[str, dict[str, list[_Entry]]] = {}  # queue -> limit key -> heap
+        self.heaps: dict[str, dict[str, list[_HeapEntry]]] = {}  # queue -> limit key -> heap
         self.pending_by_queue: Counter[str] = Counter()
-        self.waiting: list[_Entry] = []
+        self.waiting: list[_HeapEntry] = []
         self.waiting_count = 0
 
     def pending_count(self) -> int:
@@ -90,7 +90,7 @@ class TaskQueues:
     def peek_best(self, queues: tuple[str, ...],
                   gate: Gate | None = None) -> tuple[str, str] | None:
         """(queue, limit key) of the heap holding the next task to lease, or None."""
-        best: _Entry | None = None
+        best: _HeapEntry | None = None
         where: tuple[str, str] | None = None
         empty: list[tuple[str, str]] = []
         for queue in queues:
@@ -145,6 +145,6 @@ class TaskQueues:
                 if _valid(e, TaskState.PENDING)]
 
 
-def _valid(entry: _Entry, state: TaskState) -> bool:
+def _valid(entry: _HeapEntry, state: TaskState) -> bool:
     rec = entry[3]
     return rec.state is state and rec.ticket == entry[2]

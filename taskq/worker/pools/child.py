@@ -38,7 +38,7 @@ def _watch_owner(fd: int) -> None:
     os._exit(1)
 
 
-def resident_bytes(page: int) -> int:
+def own_resident_bytes(page: int) -> int:
     """Resident set size in bytes (0 where /proc is missing)."""
     try:
         with open("/proc/self/statm", "rb") as f:
@@ -58,7 +58,7 @@ def _run_one(runner: Callable[[Any], Any], blob: memoryview, buffers: list[memor
             status, value = OK, runner(payload)
         except BaseException as exc:
             status, value = RAISED, f"runner raised {type(exc).__name__}: {exc}"
-    rss = resident_bytes(page) if page else 0
+    rss = own_resident_bytes(page) if page else 0
     try:
         data = frames.dumps((status, value, rss))
     except Exception as exc:

@@ -47,7 +47,7 @@ _RESPAWN_BASE_S, _RESPAWN_MAX_S = 0.05, 2.0
 # How long shutdown waits for the forkserver to report a SIGKILLed child.
 _JOIN_S = 5.0
 
-_Entry = tuple[Job, list[frames.Part]]  # a job and its packed payload
+_Queued = tuple[Job, list[frames.Part]]  # a job and its packed payload
 
 
 class PoolDriver(OutcomeQueue):
@@ -71,7 +71,7 @@ class PoolDriver(OutcomeQueue):
         self._ctx = multiprocessing.get_context("forkserver")
         # Shared with the callers' threads, under _cond.
         self._cond = threading.Condition(threading.Lock())
-        self._pending: deque[_Entry] = deque()
+        self._pending: deque[_Queued] = deque()
         self._outcomes: deque[Outcome] = deque()
         self._started_out: list[str] = []  # jobs that began running, not yet taken
         self._in_flight = 0
@@ -85,7 +85,7 @@ class PoolDriver(OutcomeQueue):
         self._dying: list[Child] = []  # retired or killed, sentinel not seen yet
         self._watch: dict[object, Child] = {}  # conn or sentinel -> child
         self._batch: list[Outcome] = []
-        self._requeue: list[_Entry] = []
+        self._requeue: list[_Queued] = []
         self._begun: list[str] = []  # jobs that began this round
         self._claims: dict[Child, Claims] = {}
         self._slots: dict[Child, ProgressSlot] = {}
@@ -205,7 +205,7 @@ class PoolDriver(OutcomeQueue):
             self._want_wake = False
             return
         heapq.heapify(heap)
-        batches: dict[int, list[_Entry]] = {}
+        batches: dict[int, list[_Queued]] = {}
         with self._cond:
             pending = self._pending if not self._draining else deque()
             while heap and pending:
@@ -223,7 +223,7 @@ class PoolDriver(OutcomeQueue):
         for index, batch in batches.items():
             self._write(self._children[index], batch)
 
-    def _write(self, child: Child, batch: list[_Entry]) -> None:
+    def _write(self, child: Child, batch: list[_Queued]) -> None:
         first = not child.fifo
         if first:
             child.head_start = time.monotonic()
@@ -294,7 +294,7 @@ class PoolDriver(OutcomeQueue):
         self._requeue.extend(self._undropped(child))
         child.fifo.clear()
 
-    def _undropped(self, child: Child) -> list[_Entry]:
+    def _undropped(self, child: Child) -> list[_Queued]:
         """The jobs behind a dead child's head, but those dropped (they never run)."""
         rest = [e for e in child.fifo if e[0].task_id not in self._dropped]
         self._skipped += len(child.fifo) - len(rest)
