@@ -9,7 +9,7 @@ import pytest
 from taskq.client import jobs
 from taskq.master.broker import Broker
 from taskq.master.state import BrokerState
-from taskq.protocol import messages
+from taskq.protocol import bodies
 from taskq.protocol.api import Remote
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 
@@ -32,7 +32,7 @@ class RacingBroker:
 def _job_with_leased_tasks(n: int) -> tuple[Broker, list[TaskMsg]]:
     broker = Broker(BrokerState(lost_after=60, max_lost=3, max_payload=1 << 20))
     outbox = jobs.outbox_of("later")
-    tasks = [TaskMsg(f"later-{i}", outbox, b"f", messages.encode_args((i,), {})) for i in range(n)]
+    tasks = [TaskMsg(f"later-{i}", outbox, b"f", bodies.encode_args((i,), {})) for i in range(n)]
     broker.submit(tasks, durable=False)
     broker.register(WorkerHello("w1", "host", 1, 1, ("default",)))
     assert len(broker.take("w1", n, 0)) == n
@@ -40,7 +40,7 @@ def _job_with_leased_tasks(n: int) -> tuple[Broker, list[TaskMsg]]:
 
 
 def _ok(task: TaskMsg, value: int) -> ResultMsg:
-    return ResultMsg(task.task_id, Status.OK, messages.encode_value(value), worker="host:1")
+    return ResultMsg(task.task_id, Status.OK, bodies.encode_value(value), worker="host:1")
 
 
 class Written:
@@ -107,7 +107,7 @@ def test_a_job_the_master_does_not_know() -> None:
 
 def test_a_failed_task_is_counted_and_shown_on_one_line() -> None:
     broker, tasks = _job_with_leased_tasks(2)
-    error = messages.encode_error(ValueError("bad\ninput"))
+    error = bodies.encode_error(ValueError("bad\ninput"))
     broker.report("w1", [_ok(tasks[0], 1), ResultMsg(tasks[1].task_id, Status.ERROR, error)],
                   [])
     written = Written()

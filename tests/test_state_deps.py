@@ -8,16 +8,8 @@ from taskq.errors import DependencyFailed, TaskCancelled
 from taskq.master.journal import merge
 from taskq.master.state import BrokerState, Changes, WorkerInfo
 from taskq.protocol import deps
-from taskq.protocol.messages import (
-    MIRROR_FN,
-    ResultMsg,
-    Status,
-    TaskMsg,
-    TaskOptions,
-    TaskState,
-    decode_result,
-    encode_error,
-)
+from taskq.protocol.bodies import decode_result, encode_error
+from taskq.protocol.messages import MIRROR_FN, ResultMsg, Status, TaskMsg, TaskOptions, TaskState
 
 
 def make_state(limit: int = 1000) -> BrokerState:

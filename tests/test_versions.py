@@ -16,7 +16,7 @@ from cluster import Cluster, Proc, wait_for
 from taskq.errors import AuthError, VersionMismatch
 from taskq.net import link
 from taskq.net.connection import parse_address
-from taskq.protocol import frames, versions
+from taskq.protocol import bodies, frames, versions
 from taskq.protocol.versions import Versions
 
 pytestmark = pytest.mark.timeout(120)
@@ -124,7 +124,6 @@ def test_a_function_shipped_by_value_loads_only_on_the_same_python_minor() -> No
     import sys
 
     from taskq.errors import SerializationError
-    from taskq.protocol import messages
     from taskq.protocol.messages import Status
     from taskq.worker import execute
 
@@ -133,15 +132,15 @@ def test_a_function_shipped_by_value_loads_only_on_the_same_python_minor() -> No
     def by_value(x: int) -> int:  # a closure: its code travels in the task
         return x + offset
 
-    data = messages.encode_function(by_value)
+    data = bodies.encode_function(by_value)
     assert data.startswith(b"TQBV" + bytes(sys.version_info[:2]))
-    assert messages.decode_function(data)(1) == 4
-    assert not messages.encode_function(tasks_mod.add).startswith(b"TQBV")  # by reference
+    assert bodies.decode_function(data)(1) == 4
+    assert not bodies.encode_function(tasks_mod.add).startswith(b"TQBV")  # by reference
     other = b"TQBV" + bytes([sys.version_info[0], sys.version_info[1] + 1]) + data[6:]
     with pytest.raises(SerializationError, match="same Python minor version"):
-        messages.decode_function(other)
-    ran = execute.run(execute.Payload(fn=other, args=messages.encode_args((1,), {})))  # pool
+        bodies.decode_function(other)
+    ran = execute.run(execute.Payload(fn=other, args=bodies.encode_args((1,), {})))  # pool
     status, body = ran.status, ran.body
     assert status is Status.ERROR
     assert f"from Python {sys.version_info[0]}.{sys.version_info[1] + 1}" in str(
-        messages.decode_error(body))
+        bodies.decode_error(body))

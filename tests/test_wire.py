@@ -25,7 +25,7 @@ from taskq.errors import (
     TaskTimeout,
     WorkerLost,
 )
-from taskq.protocol import messages
+from taskq.protocol import bodies, messages
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions
 from taskq.worker import execute
 
@@ -68,7 +68,7 @@ def make_adder(n: int) -> Any:
 
 
 def roundtrip_function(fn: Any) -> Any:
-    return messages.decode_function(messages.encode_function(fn))
+    return bodies.decode_function(bodies.encode_function(fn))
 
 
 # --------------------------------------------------------------------------- functions, args
@@ -84,19 +84,19 @@ def test_lambda_closure_and_partial_survive_encoding() -> None:
 
 def test_encode_function_refuses_non_callables_and_unpicklable_closures() -> None:
     with pytest.raises(TypeError, match="only run callables, not int"):
-        messages.encode_function(3)
+        bodies.encode_function(3)
     lock = threading.Lock()
 
     def holds_lock() -> bool:
         return lock.locked()
 
     with pytest.raises(SerializationError, match="holds_lock could not be pickled"):
-        messages.encode_function(holds_lock)
+        bodies.encode_function(holds_lock)
 
 
 def test_decode_call_returns_function_args_and_kwargs() -> None:
-    fn, args, kwargs = messages.decode_call(messages.encode_function(make_adder(2)),
-                                        messages.encode_args((1,), {"y": [1, 2]}))
+    fn, args, kwargs = bodies.decode_call(bodies.encode_function(make_adder(2)),
+                                        bodies.encode_args((1,), {"y": [1, 2]}))
     assert fn(*args) == 3
     assert args == (1,)
     assert kwargs == {"y": [1, 2]}
@@ -104,26 +104,26 @@ def test_decode_call_returns_function_args_and_kwargs() -> None:
 
 def test_encode_args_names_the_unpicklable_positional_argument() -> None:
     with pytest.raises(SerializationError) as info:
-        messages.encode_args((1, threading.Lock(), 3), {})
+        bodies.encode_args((1, threading.Lock(), 3), {})
     assert "argument 1 (lock) could not be pickled" in str(info.value)
     assert info.value.__cause__ is not None
 
 
 def test_encode_args_names_the_unpicklable_keyword_argument() -> None:
     with pytest.raises(SerializationError, match=r"keyword argument 'x' \(lock\)"):
-        messages.encode_args((1, 2), {"ok": "fine", "x": threading.Lock()})
+        bodies.encode_args((1, 2), {"ok": "fine", "x": threading.Lock()})
 
 
 def test_encode_args_keeps_large_buffers() -> None:
     blob = bytearray(b"z" * 100_000)
-    args, kwargs = messages.decode_args(messages.encode_args((blob,), {"view": memoryview(b"abc")}))
+    args, kwargs = bodies.decode_args(bodies.encode_args((blob,), {"view": memoryview(b"abc")}))
     assert args == (blob,)
     assert bytes(kwargs["view"]) == b"abc"
 
 
 _MAIN_SCRIPT = """
 import dataclasses, sys
-from taskq.protocol import messages
+from taskq.protocol import bodies
 
 @dataclasses.dataclass
 class Point:
@@ -133,7 +133,7 @@ def double(v):
     return 2 * v
 
 args = ([Point(3)], {"fn": double, "kind": Point, "data": b"d" * 200_000, "n": [1.5, "s"]})
-sys.stdout.write(messages.encode_args(*args).hex())
+sys.stdout.write(bodies.encode_args(*args).hex())
 """
 
 
@@ -142,7 +142,7 @@ def test_arguments_defined_in_main_travel_by_value() -> None:
     # not be loaded here (this process's __main__ is another one).
     out = subprocess.run([sys.executable, "-c", _MAIN_SCRIPT], capture_output=True,
                          text=True, check=True, timeout=60)
-    (point,), kwargs = messages.decode_args(bytes.fromhex(out.stdout))
+    (point,), kwargs = bodies.decode_args(bytes.fromhex(out.stdout))
     assert point.x == 3 and type(point).__name__ == "Point"
     assert kwargs["fn"](21) == 42
     assert kwargs["kind"](4) == type(point)(4)
@@ -152,15 +152,15 @@ def test_arguments_defined_in_main_travel_by_value() -> None:
 def test_plain_data_is_pickled_by_the_standard_pickler() -> None:
     # no cloudpickle needed: the bytes load with nothing but the standard library
     value = {"a": [1, 2.5, "x", b"y" * 100_000], "t": (None, True), "s": {3}}
-    assert pickle.loads(messages.encode_value(value)) == value
-    assert messages.encode_value(value) == pickle.dumps(value, protocol=messages.PICKLE_PROTOCOL)
+    assert pickle.loads(bodies.encode_value(value)) == value
+    assert bodies.encode_value(value) == pickle.dumps(value, protocol=messages.PICKLE_PROTOCOL)
 
 # --------------------------------------------------------------------------- errors
 
 
 def test_error_keeps_its_type_and_gets_the_remote_traceback_as_cause() -> None:
     exc = raised(CustomError("bad input", code=7))
-    decoded = messages.decode_error(messages.encode_error(exc))
+    decoded = bodies.decode_error(bodies.encode_error(exc))
     assert type(decoded) is CustomError
     assert str(decoded) == "bad input"
     assert decoded.code == 7  # type: ignore[attr-defined]
@@ -172,7 +172,7 @@ def test_error_keeps_its_type_and_gets_the_remote_traceback_as_cause() -> None:
 
 
 def test_builtin_error_round_trips() -> None:
-    decoded = messages.decode_error(messages.encode_error(raised(KeyError("k"))))
+    decoded = bodies.decode_error(bodies.encode_error(raised(KeyError("k"))))
     assert isinstance(decoded, KeyError)
     assert decoded.args == ("k",)
 
@@ -182,7 +182,7 @@ def test_builtin_error_round_trips() -> None:
     (TwoArgError("a", "b"), "TwoArgError"),
 ])
 def test_unpicklable_error_becomes_remote_error(exc: BaseException, type_name: str) -> None:
-    decoded = messages.decode_error(messages.encode_error(raised(exc)))
+    decoded = bodies.decode_error(bodies.encode_error(raised(exc)))
     assert isinstance(decoded, RemoteError)
     assert decoded.type_name == type_name
     assert decoded.message == str(exc)
@@ -195,17 +195,17 @@ def test_unpicklable_error_becomes_remote_error(exc: BaseException, type_name: s
 
 
 def test_decode_result_returns_value_or_raises_task_error() -> None:
-    ok = ResultMsg("t", Status.OK, messages.encode_value({"a": 1}))
-    assert messages.decode_result(ok) == {"a": 1}
-    body = messages.encode_error(raised(ValueError("nope")))
+    ok = ResultMsg("t", Status.OK, bodies.encode_value({"a": 1}))
+    assert bodies.decode_result(ok) == {"a": 1}
+    body = bodies.encode_error(raised(ValueError("nope")))
     with pytest.raises(ValueError, match="nope") as info:
-        messages.decode_result(ResultMsg("t", Status.ERROR, body))
+        bodies.decode_result(ResultMsg("t", Status.ERROR, body))
     assert isinstance(info.value.__cause__, RemoteTraceback)
 
 
 def test_decode_result_of_an_unloadable_value_is_a_serialization_error() -> None:
     with pytest.raises(SerializationError, match="could not be unpickled here"):
-        messages.decode_result(ResultMsg("t", Status.OK, b"not a pickle"))
+        bodies.decode_result(ResultMsg("t", Status.OK, b"not a pickle"))
 
 
 @pytest.mark.parametrize(("status", "error"), [
@@ -218,26 +218,26 @@ def test_decode_result_raises_for_failure_statuses(status: Status,
                                                    error: type[Exception]) -> None:
     result = ResultMsg("t", status, None, detail=f"because {status}")
     with pytest.raises(error) as info:
-        messages.decode_result(result)
+        bodies.decode_result(result)
     assert str(info.value) == f"because {status}"
     assert result.failed
 
 
 def test_encode_value_refuses_unpicklable_results() -> None:
     with pytest.raises(SerializationError, match=r"result \(lock\) could not be pickled"):
-        messages.encode_value(threading.Lock())
+        bodies.encode_value(threading.Lock())
 
 
 # --------------------------------------------------------------------------- execute.run
 
 
 def payload(fn: Any, args: Any, retry_on: tuple[str, ...] = ()) -> execute.Payload:
-    fn_bytes = fn if isinstance(fn, bytes) else messages.encode_function(fn)
+    fn_bytes = fn if isinstance(fn, bytes) else bodies.encode_function(fn)
     return execute.Payload(fn=fn_bytes, args=args, retry_on=retry_on)
 
 
 def run(fn: Any, *args: Any, **kwargs: Any) -> tuple[Status, bytes, str]:
-    ran = execute.run(payload(fn, messages.encode_args(args, kwargs)))
+    ran = execute.run(payload(fn, bodies.encode_args(args, kwargs)))
     return ran.status, ran.body, ran.detail
 
 
@@ -246,19 +246,19 @@ def test_run_says_whether_the_failure_is_one_retry_on_names() -> None:
         raise exc
 
     def retry(exc: BaseException, names: tuple[str, ...]) -> bool:
-        return execute.run(payload(fail, messages.encode_args((exc,), {}), names)).retry
+        return execute.run(payload(fail, bodies.encode_args((exc,), {}), names)).retry
 
     assert retry(ValueError("x"), ())  # none named: any exception the task raised
     assert retry(FileNotFoundError("x"), ("builtins:OSError",))  # a subclass matches
     assert not retry(ValueError("x"), ("builtins:OSError", "no.such.module:Error"))
-    ok = execute.run(payload(len, messages.encode_args(("ab",), {})))
+    ok = execute.run(payload(len, bodies.encode_args(("ab",), {})))
     assert ok.status is Status.OK and not ok.retry
 
 
 def test_run_returns_the_encoded_value() -> None:
     status, body, detail = run(lambda a, b=0: a + b, 2, b=3)
     assert (status, detail) == (Status.OK, "")
-    assert messages.decode_result(ResultMsg("t", status, body)) == 5
+    assert bodies.decode_result(ResultMsg("t", status, body)) == 5
 
 
 def test_run_encodes_the_raised_exception() -> None:
@@ -267,7 +267,7 @@ def test_run_encodes_the_raised_exception() -> None:
 
     status, body, _ = run(fail)
     assert status is Status.ERROR
-    decoded = messages.decode_error(body)
+    decoded = bodies.decode_error(body)
     assert isinstance(decoded, CustomError)
     assert decoded.code == 3
     assert "in fail" in str(decoded.__cause__)
@@ -276,7 +276,7 @@ def test_run_encodes_the_raised_exception() -> None:
 def test_run_treats_system_exit_as_the_tasks_outcome() -> None:
     status, body, _ = run(sys.exit, 4)
     assert status is Status.ERROR
-    decoded = messages.decode_error(body)
+    decoded = bodies.decode_error(body)
     assert isinstance(decoded, SystemExit)
     assert decoded.code == 4
 
@@ -284,7 +284,7 @@ def test_run_treats_system_exit_as_the_tasks_outcome() -> None:
 def test_run_with_an_unpicklable_result_is_a_serialization_error() -> None:
     status, body, _ = run(threading.Lock)
     assert status is Status.ERROR
-    decoded = messages.decode_error(body)
+    decoded = bodies.decode_error(body)
     assert type(decoded) is SerializationError
     assert "result (lock) could not be pickled" in str(decoded)
 
@@ -295,30 +295,30 @@ def test_run_with_a_function_from_a_missing_module_is_a_load_error(tmp_path: Pat
     sys.path.insert(0, str(tmp_path))
     try:
         module = importlib.import_module(name)
-        fn_bytes = messages.encode_function(module.job)
-        assert messages.decode_function(fn_bytes)(1) == 2  # by reference, while importable
+        fn_bytes = bodies.encode_function(module.job)
+        assert bodies.decode_function(fn_bytes)(1) == 2  # by reference, while importable
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop(name, None)
         importlib.invalidate_caches()
     assert name.encode() in fn_bytes
 
-    ran = execute.run(payload(fn_bytes, messages.encode_args((1,), {})))
+    ran = execute.run(payload(fn_bytes, bodies.encode_args((1,), {})))
     status, body, retry = ran.status, ran.body, ran.retry
     assert not retry  # a task that cannot be loaded is not retried
     assert status is Status.ERROR
-    decoded = messages.decode_error(body)
+    decoded = bodies.decode_error(body)
     assert isinstance(decoded, TaskLoadError)
     assert f"module {name!r} is not importable there" in str(decoded)
     with pytest.raises(TaskLoadError, match=name):
-        messages.decode_result(ResultMsg("t", status, body))
+        bodies.decode_result(ResultMsg("t", status, body))
 
 
 def test_run_with_corrupt_arguments_is_a_load_error() -> None:
     ran = execute.run(payload(len, b"garbage"))
     status, body = ran.status, ran.body
     assert status is Status.ERROR
-    decoded = messages.decode_error(body)
+    decoded = bodies.decode_error(body)
     assert isinstance(decoded, TaskLoadError)
     assert "could not load the task" in str(decoded)
 

@@ -42,7 +42,7 @@ from taskq.net.connection import parse_address
 from taskq.net.keys import resolve_authkey
 from taskq.net.link import Link
 from taskq.net.tls import TLS
-from taskq.protocol import messages, names
+from taskq.protocol import bodies, names
 from taskq.protocol.api import Remote
 from taskq.protocol.messages import (
     DEFAULT_OPTIONS,
@@ -165,12 +165,12 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
     def _encode_fn(self, fn: Callable[..., Any]) -> bytes:
         """A callable's encoding, as it is now: reused only for functions that travel by
         reference (their encoding cannot change); anything with state is encoded afresh."""
-        key = messages.reference_key(fn)
+        key = bodies.reference_key(fn)
         if key is None:
-            return messages.encode_function(fn)
+            return bodies.encode_function(fn)
         blob = self._fn_cache.get(key)
         if blob is None:
-            blob = messages.encode_function(fn)
+            blob = bodies.encode_function(fn)
             if len(self._fn_cache) >= FN_CACHE_SIZE:
                 self._fn_cache.clear()
             self._fn_cache[key] = blob
@@ -188,7 +188,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         self._check_open()
         found = Found()
         try:
-            body = messages.encode_args(args, kwargs, found.reduce)
+            body = bodies.encode_args(args, kwargs, found.reduce)
             msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, fn, body,
                           options or DEFAULT_OPTIONS, deps=tuple(found.ids))
             limit = self.info.max_payload if self.info else None
@@ -441,7 +441,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         if not future._begin():
             return
         try:
-            future.set_result(messages.decode_result(result))
+            future.set_result(bodies.decode_result(result))
         except BaseException as exc:
             if mirror and result.status is Status.DEPENDENCY_FAILED and exc.__cause__:
                 exc = exc.__cause__  # a mirror's outcome is its task's own

@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from taskq import defaults
 from taskq.errors import TaskLoadError, TaskqError
-from taskq.protocol import messages, names
+from taskq.protocol import bodies, names
 from taskq.protocol.api import Remote
 from taskq.protocol.messages import ResultMsg, Schedule, Status, TaskMsg, TaskOptions
 from taskq.protocol.options import check, parse_duration
@@ -93,8 +93,8 @@ def submit(remote: Remote, job: str, target: str, args: list[str],
     fn = parse_target(target)
     prefix = names.task_prefix(outbox_of(job))
     msg = TaskMsg(f"{prefix}{uuid.uuid4().hex[:12]}", outbox_of(job),
-                  messages.encode_function(fn),
-                  messages.encode_args(tuple(parse_arg(a) for a in args), {}), options)
+                  bodies.encode_function(fn),
+                  bodies.encode_args(tuple(parse_arg(a) for a in args), {}), options)
     while remote.submit([msg], True) != 1:  # each call waits on the master a bounded time
         pass
     return msg.task_id
@@ -104,8 +104,8 @@ def schedule_spec(name: str, target: str, args: list[str], options: TaskOptions,
                   every: str, tz: str, catch_up: str) -> Schedule:
     """A schedule of ``MODULE:FUNC ARGS`` for ``taskq schedule add``; ValueError if bad."""
     fn = parse_target(target)
-    spec = Schedule(name, messages.encode_function(fn),
-                    messages.encode_args(tuple(parse_arg(a) for a in args), {}), options, cron,
+    spec = Schedule(name, bodies.encode_function(fn),
+                    bodies.encode_args(tuple(parse_arg(a) for a in args), {}), options, cron,
                     parse_duration(every) if every else 0.0, tz, catch_up)
     check(spec)
     return spec
@@ -141,9 +141,9 @@ class JobResult:
 
 def _decode(result: ResultMsg) -> JobResult:
     if result.status is Status.ERROR and result.body is not None:
-        return _failed(result, messages.decode_error(bytes(result.body)))  # the task's own
+        return _failed(result, bodies.decode_error(bytes(result.body)))  # the task's own
     try:
-        return JobResult(result.task_id, result.status, messages.decode_result(result))
+        return JobResult(result.task_id, result.status, bodies.decode_result(result))
     except Exception as exc:  # how the task failed, or a value that does not unpickle here
         return _failed(result, exc)
 

@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any
 
 from taskq.client.future import TaskFuture
-from taskq.protocol import messages
+from taskq.protocol import bodies
 from taskq.protocol.messages import TaskOptions
 from taskq.protocol.options import TaskFunction
 
@@ -36,7 +36,7 @@ def chunk_runner(fn: Callable[..., Any]) -> bytes:
     """The encoded task that runs ``fn`` over a chunk of items (awaiting an async def)."""
     inner = fn.fn if isinstance(fn, TaskFunction) else fn
     run = _run_chunk_async if inspect.iscoroutinefunction(inner) else _run_chunk
-    return messages.encode_function(partial(run, inner))
+    return bodies.encode_function(partial(run, inner))
 
 
 def chunks(iterables: tuple[Iterable[Any], ...], size: int) -> Iterator[list[tuple[Any, ...]]]:

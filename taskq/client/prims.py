@@ -21,7 +21,7 @@ from typing import Any
 
 from taskq import defaults, logs
 from taskq.client.session import Session
-from taskq.protocol import messages
+from taskq.protocol import bodies
 from taskq.protocol.prims import check_name
 
 log = logs.get_logger(__name__)
@@ -137,13 +137,13 @@ class SharedDict(MutableMapping[str, Any]):
 
     def _encode(self, key: str, value: Any) -> bytes:
         check_name(key, "key")
-        return messages.encode_shared(value, f"dict {self.name!r} key {key!r}")
+        return bodies.encode_shared(value, f"dict {self.name!r} key {key!r}")
 
     def __getitem__(self, key: str) -> Any:
         body = self._remote.dict_get(self.name, check_name(key, "key"))
         if body is None:
             raise KeyError(key)
-        return messages.decode_shared(body)
+        return bodies.decode_shared(body)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._remote.dict_set(self.name, key, self._encode(key, value))
@@ -160,7 +160,7 @@ class SharedDict(MutableMapping[str, Any]):
 
     def setdefault(self, key: str, default: Any = None) -> Any:
         """Atomic: the value of ``key``, set to ``default`` first if it had none."""
-        return messages.decode_shared(
+        return bodies.decode_shared(
             self._remote.dict_setdefault(self.name, key, self._encode(key, default)))
 
     def pop(self, key: str, default: Any = _MISSING) -> Any:
@@ -170,7 +170,7 @@ class SharedDict(MutableMapping[str, Any]):
             if default is _MISSING:
                 raise KeyError(key)
             return default
-        return messages.decode_shared(body)
+        return bodies.decode_shared(body)
 
     def cas(self, key: str, old: Any, new: Any) -> bool:
         """Atomic compare-and-set: set ``key`` to ``new`` if its value == ``old``; False if
@@ -178,7 +178,7 @@ class SharedDict(MutableMapping[str, Any]):
         encoded = self._encode(key, new)
         while True:
             body = self._remote.dict_get(self.name, key)
-            if body is None or messages.decode_shared(body) != old:
+            if body is None or bodies.decode_shared(body) != old:
                 return False
             if self._remote.dict_cas(self.name, key, body, encoded):
                 return True  # else it changed in between: compare again
@@ -276,7 +276,7 @@ class Queue:
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Append ``item``; ``queue.Full`` if no room came before ``timeout``."""
-        body = messages.encode_shared(item, f"queue {self.name!r} item")
+        body = bodies.encode_shared(item, f"queue {self.name!r} item")
         item_id, deadline = uuid.uuid4().hex, _deadline(block, timeout)
         remote = self._session.remote
         while not remote.queue_put(self.name, self.maxsize, item_id, body, _slice(deadline)):
@@ -296,7 +296,7 @@ class Queue:
             if deadline is not None and time.monotonic() >= deadline:
                 raise stdlib_queue.Empty(f"queue {self.name!r} is empty")
         session.hold(token, self.lease)
-        item = QueueItem(self, got[0], token, messages.decode_shared(got[1]))
+        item = QueueItem(self, got[0], token, bodies.decode_shared(got[1]))
         self._taken.append(item)
         return item
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from taskq import logs
 from taskq.client.future import TaskFuture
-from taskq.protocol import messages
+from taskq.protocol import bodies
 from taskq.protocol.api import Remote
 from taskq.protocol.messages import DEFAULT_OPTIONS, Schedule, TaskOptions
 from taskq.protocol.options import check, interval, start_time
@@ -59,7 +59,7 @@ class Scheduling:
         time zone ``tz``) or ``every`` interval. Its runs are the job ``schedule:NAME``. A
         schedule of the same name is replaced (returns True, and logs it). Ticks missed while
         the master was down: ``catch_up="once"`` runs one, ``"skip"`` none."""
-        spec = Schedule(name, self._encode_fn(fn), messages.encode_args(args, kwargs),
+        spec = Schedule(name, self._encode_fn(fn), bodies.encode_args(args, kwargs),
                         getattr(fn, "taskq_options", None) or DEFAULT_OPTIONS, cron,
                         interval(every), tz, catch_up)
         check(spec)  # a bad definition fails here, before anything reaches the master

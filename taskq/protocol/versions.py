@@ -19,9 +19,8 @@ import json
 import sys
 import threading
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from multiprocessing import connection
-
-import cloudpickle
 
 from taskq import logs
 from taskq.errors import VersionMismatch
@@ -54,7 +53,7 @@ class Versions:
 
 def local() -> Versions:
     return Versions(PROTOCOL, f"{sys.version_info[0]}.{sys.version_info[1]}",
-                    cloudpickle.__version__)
+                    metadata.version("cloudpickle"))
 
 
 def encode(prefix: bytes, versions: Versions) -> bytes:

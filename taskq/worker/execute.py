@@ -28,7 +28,7 @@ from typing import Any
 
 from taskq.defaults import TRACEBACK_MAX_CHARS
 from taskq.errors import RemoteError, TaskLoadError
-from taskq.protocol import messages
+from taskq.protocol import bodies
 from taskq.protocol.messages import Status
 from taskq.protocol.options import TaskFunction, retry_applies
 from taskq.worker.context import TaskContext, bind, unbind
@@ -41,7 +41,7 @@ _FN_CACHE_SIZE = 128  # distinct functions kept loaded per process; a miss costs
 def _load_function(fn: bytes) -> Any:
     cached = _FN_CACHE.get(fn)
     if cached is None:
-        cached = _FN_CACHE[fn] = messages.decode_function(fn)
+        cached = _FN_CACHE[fn] = bodies.decode_function(fn)
         if len(_FN_CACHE) > _FN_CACHE_SIZE:
             _FN_CACHE.popitem(last=False)
     return cached
@@ -93,7 +93,7 @@ def load(payload: Payload) -> Call | RunResult:
         args_bytes, inputs = args_bytes
     try:
         fn = _load_function(payload.fn)
-        args, kwargs = messages.decode_args(args_bytes, inputs)
+        args, kwargs = bodies.decode_args(args_bytes, inputs)
     except BaseException as exc:  # a module may even exit as it is imported
         err = _load_error(exc)
         return RunResult(Status.ERROR, _error_body(err), _trace(err))
@@ -163,7 +163,7 @@ def failed(exc: BaseException, retry_on: tuple[str, ...]) -> RunResult:
 def encode(value: Any) -> RunResult:
     """How a task that returned ``value`` ended."""
     try:
-        return RunResult(Status.OK, messages.encode_value(value))
+        return RunResult(Status.OK, bodies.encode_value(value))
     except BaseException as exc:  # SerializationError, or what pickling raised past it
         return RunResult(Status.ERROR, _error_body(exc), _trace(exc))
 
@@ -192,13 +192,13 @@ def _run_coroutine(coro: Any) -> Any:
 
 
 def _error_body(exc: BaseException) -> bytes:
-    """``messages.encode_error``, which lets a BaseException raised while pickling ``exc``
+    """``bodies.encode_error``, which lets a BaseException raised while pickling ``exc``
     through: that exception is then the outcome (as the standard process pool has it)."""
     try:
-        return messages.encode_error(exc)
+        return bodies.encode_error(exc)
     except BaseException as raised:
         try:
-            return messages.encode_error(raised)
+            return bodies.encode_error(raised)
         except BaseException:  # that one does not pickle either: send its text
-            return messages.encode_error(RemoteError(type(raised).__qualname__, repr(raised),
+            return bodies.encode_error(RemoteError(type(raised).__qualname__, repr(raised),
                                                  "".join(traceback.format_exception(raised))))

@@ -36,7 +36,7 @@ from taskq import defaults, logs
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed, TaskTimeout
 from taskq.net.link import Link
 from taskq.net.tls import TLS
-from taskq.protocol import messages, names
+from taskq.protocol import bodies, messages, names
 from taskq.protocol.api import Remote
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 from taskq.protocol.options import retry_applies
@@ -295,7 +295,7 @@ class Worker:
             status, body, detail, retry = ran.status, ran.body, ran.detail, ran.retry
             if body is not None and len(body) > self._max_payload:
                 status, detail = Status.ERROR, ""
-                body = messages.encode_error(PayloadTooLarge(
+                body = bodies.encode_error(PayloadTooLarge(
                     f"the task's result is {len(body)} bytes, over the master's --max-payload "
                     f"of {self._max_payload} bytes; return a path or URL instead of the data"))
             return ResultMsg(outcome.task_id, status, body, detail, self.name, outcome.duration,
