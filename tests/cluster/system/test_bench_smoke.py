@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cluster import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SYSTEMS = ("taskq-memory", "processpool")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_state import fetch_all, join, make_state, ok
+from state_helpers import fetch_all, join, make_state, ok
 
 from taskq.master.journal import Journal
 from taskq.master.state import BrokerState

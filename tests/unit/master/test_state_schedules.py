@@ -8,7 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from test_state import join, make_state, ok
+from state_helpers import join, make_state, ok
 
 from taskq.master.journal import Journal
 from taskq.master.state import BrokerState

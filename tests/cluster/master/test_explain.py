@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import tasks_mod
 from cluster import Cluster, wait_for
-from test_state import join, make_state, ok, task
+from state_helpers import join, make_state, ok, task
 
 from taskq.master.state import WorkerInfo
 from taskq.master.state.explain import explain

@@ -9,11 +9,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from cluster import ROOT
 
 from taskq.master.journal import Journal, schema
 from taskq.master.state import BrokerState
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "journal-0.1.db"
+FIXTURE = ROOT / "tests" / "fixtures" / "journal-0.1.db"
 
 
 def _version(path: Path) -> int:

@@ -3,7 +3,7 @@ tasks restored and held back for their holders, and jobs known after their last 
 
 from __future__ import annotations
 
-from test_state import LOST_AFTER, fetch_all, join, make_state, ok, task
+from state_helpers import LOST_AFTER, fetch_all, join, make_state, ok, task
 
 from taskq.protocol.messages import Status, TaskState
 

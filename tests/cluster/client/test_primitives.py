@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster import Cluster, wait_for
+from cluster import ROOT, Cluster, wait_for
 
 import taskq
 from taskq.errors import SerializationError
 
-HERE = Path(__file__).resolve().parent
+HERE = ROOT / "tests"
 
 
 def helper(cluster: Cluster, *args: str) -> subprocess.Popen[bytes]:

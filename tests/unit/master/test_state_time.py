@@ -4,7 +4,7 @@ for their backoff (by failure kind), and tasks delayed until a time."""
 from __future__ import annotations
 
 import pytest
-from test_state import join, make_state, ok
+from state_helpers import join, make_state, ok
 
 from taskq.master.state import BrokerState
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions, TaskState

@@ -12,8 +12,8 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+from cluster import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 SYSTEMD = DEPLOY / "systemd"
 COMPOSE = DEPLOY / "compose.yaml"

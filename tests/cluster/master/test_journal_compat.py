@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import tasks_mod
-from cluster import Cluster, wait_for
+from cluster import ROOT, Cluster, wait_for
 
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "journal-0.1.db"
+FIXTURE = ROOT / "tests" / "fixtures" / "journal-0.1.db"
 
 
 def test_a_journal_of_the_previous_release_opens_and_its_tasks_run(cluster: Cluster) -> None:

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cluster import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pool_runners import run
 
 from taskq.worker.pools.process import Job, Outcome, OutcomeKind, ProcessPool
 
-TESTS = Path(__file__).resolve().parent
+TESTS = ROOT / "tests"
 ROOT = TESTS.parent
 
 
