@@ -34,7 +34,7 @@ from taskq.net import tls
 from taskq.net.connection import parse_address
 from taskq.net.keys import AuthkeyMissing, resolve_authkey
 from taskq.net.link import Link
-from taskq.protocol.api import Remote
+from taskq.protocol.api import BrokerAPI
 from taskq.protocol.options import parse_duration
 
 R = TypeVar("R")
@@ -135,7 +135,7 @@ class MasterOpts:
     def tls(self) -> tls.TLS | None:
         return tls_of(self.tls_ca, self.tls_cert, self.tls_key)
 
-    def link(self, on_connect: Callable[[Remote], None] | None = None) -> Link:
+    def link(self, on_connect: Callable[[BrokerAPI], None] | None = None) -> Link:
         """An open link to the master (raises what ``user_errors`` turns into one line)."""
         where, settings = self.where(), self.tls()
         link = Link(where, resolve_authkey(None, self.authkey_file),
@@ -144,7 +144,7 @@ class MasterOpts:
         link.open(defaults.CONNECT_TIMEOUT_S)
         return link
 
-    def ask(self, call: Callable[[Remote], R]) -> R:
+    def ask(self, call: Callable[[BrokerAPI], R]) -> R:
         """One call to the master over a fresh link; errors as one line, exit 1."""
         self.where()
         self.tls()

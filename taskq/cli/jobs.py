@@ -24,7 +24,7 @@ import typer
 
 from taskq.cli.common import MasterOpts, reaches_master, user_errors
 from taskq.client import jobs
-from taskq.protocol.api import Remote
+from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import TaskOptions
 from taskq.protocol.options import make_options, parse_duration, parse_when, start_time
 
@@ -122,10 +122,10 @@ def results(
         raise typer.Exit(1)
 
 
-def _say_hello(outbox: str) -> Callable[[Remote], None]:
+def _say_hello(outbox: str) -> Callable[[BrokerAPI], None]:
     """On every (re)connect: the master sends again what it sent but was not acknowledged."""
 
-    def hello(remote: Remote) -> None:
+    def hello(remote: BrokerAPI) -> None:
         remote.hello(outbox)
 
     return hello

@@ -76,7 +76,8 @@ def history(
     from taskq.cli.render import json_lines, print_history
 
     since_at = None if since is None else time_mod.time() - duration(since, "--since")
-    rows = master.ask(lambda remote: remote.history(job, failed, since_at, limit))
+    rows = master.ask(lambda remote: remote.history(job=job, failed=failed, since=since_at,
+                                                             limit=limit))
     if as_json:
         sys.stdout.write(json_lines(rows))
     else:

@@ -57,7 +57,7 @@ def primitives_delete(
     with user_errors():
         link = master.link()
         try:
-            gone = link.remote.delete_primitive(name, kind)
+            gone = link.remote.delete_primitive(name, kind=kind)
         finally:
             link.close()
     if not gone:

@@ -15,7 +15,7 @@ import typer
 
 from taskq.cli.common import JsonOpt, MasterOpts, reaches_master
 from taskq.master.state.limits import parse_rate
-from taskq.protocol.api import Remote
+from taskq.protocol.api import BrokerAPI
 from taskq.protocol.replies import QueueRow
 
 app = typer.Typer(no_args_is_help=True, help="Queues and their rate and concurrency limits.")
@@ -24,9 +24,9 @@ app = typer.Typer(no_args_is_help=True, help="Queues and their rate and concurre
 def _rows(master: MasterOpts, name: str = "", rate: float = 0.0,
           concurrency: int | None = None) -> list[QueueRow]:
     """Set a queue's limits first when ``concurrency`` is given; return every queue."""
-    def call(remote: Remote) -> list[QueueRow]:
+    def call(remote: BrokerAPI) -> list[QueueRow]:
         if concurrency is not None:
-            remote.queue_set(name, rate, concurrency)
+            remote.queue_set(name, rate=rate, concurrency=concurrency)
         return remote.queues()
 
     rows: list[QueueRow] = master.ask(call)

@@ -20,7 +20,7 @@ import typer
 
 from taskq.cli.common import JsonOpt, MasterOpts, fail, reaches_master
 from taskq.client import jobs
-from taskq.protocol.api import Remote
+from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import Schedule
 from taskq.protocol.options import make_options
 
@@ -77,7 +77,7 @@ def list_(as_json: JsonOpt = False, *, master: MasterOpts) -> None:
 
 
 def _change(name: str, master: MasterOpts,
-            use: Callable[[Remote], bool], done: str) -> None:
+            use: Callable[[BrokerAPI], bool], done: str) -> None:
     found = master.ask(use)
     if not found:
         fail(f"no schedule named {name}")
@@ -95,14 +95,14 @@ def remove(name: str, *, master: MasterOpts) -> None:
 @reaches_master
 def pause(name: str, *, master: MasterOpts) -> None:
     """Stop making runs until resumed."""
-    _change(name, master, lambda r: r.schedule_pause(name, True), "paused")
+    _change(name, master, lambda r: r.schedule_pause(name, paused=True), "paused")
 
 
 @app.command("resume")
 @reaches_master
 def resume(name: str, *, master: MasterOpts) -> None:
     """Make runs again, from the next tick (ticks it slept through are not made up)."""
-    _change(name, master, lambda r: r.schedule_pause(name, False), "resumed")
+    _change(name, master, lambda r: r.schedule_pause(name, paused=False), "resumed")
 
 
 def _when(epoch: float) -> str:

@@ -1,7 +1,7 @@
 """``taskq cancel`` and the running-task views of ``taskq status --job`` and ``taskq results
 --wait`` (``cancel`` joins the ``taskq`` command as this is imported).
 
-    taskq cancel ID... | --job NAME ──► Remote.cancel_tasks(ids, job, running=True)
+    taskq cancel ID... | --job NAME ──► Remote.cancel_tasks(ids, job=NAME, running=True)
         one line per task: cancelled (never ran) / stopping (it ran: its worker kills it) /
         already ended (how) / unknown; exit 1 if any could not be cancelled
     taskq status --job NAME ──► Remote.running_tasks(NAME): worker, since, progress
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from taskq.cli.common import MasterOpts, fail, reaches_master, user_errors
 from taskq.cli.render import progress_text
 from taskq.client import jobs
+from taskq.protocol.api import BrokerAPI
 from taskq.protocol.replies import CancelOutcome
 
 
@@ -41,7 +42,8 @@ def cancel(
         try:
             if job and link.remote.open_count(jobs.outbox_of(job)) is None:
                 fail(f"no job named {job}")
-            out = link.remote.cancel_tasks(list(task_ids or []), job or "", True)
+            out = link.remote.cancel_tasks(list(task_ids or []), job=job or "",
+                                           running=True)
         finally:
             link.close()
     if not _report(out) and job and not task_ids:
@@ -65,7 +67,7 @@ def _report(out: CancelOutcome) -> int:
     return shown
 
 
-def show_running(remote: Any, job: str, as_json: bool) -> None:
+def show_running(remote: BrokerAPI, job: str, as_json: bool) -> None:
     """``taskq status --job NAME``: the job's open count and its running tasks."""
     open_now = remote.open_count(jobs.outbox_of(job))
     if open_now is None:

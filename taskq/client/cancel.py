@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from taskq.client.future import TaskFuture
+from taskq.protocol.api import BrokerAPI
 
 
 class CancelResult(StrEnum):
@@ -59,7 +60,7 @@ class CancelCalls:
 
     _lock: Any
     _entries: dict[str, Any]
-    _remote: Any
+    _remote: BrokerAPI
     outbox: str
 
     def _cancel_ids(self, task_ids: list[str]) -> set[str]:  # pragma: no cover
@@ -120,7 +121,7 @@ class CancelCalls:
         out = {t: CancelResult.CANCELLED for t in self._cancel_ids(unsent)}
         sent = [t for t in task_ids if t not in out]
         if sent:
-            told = self._remote.cancel(sent, 0.0, self.outbox, True)
+            told = self._remote.cancel(sent, outbox=self.outbox, running=True)
             for task_id in told.cancelled:
                 out[task_id] = CancelResult.CANCELLED
             out.update(dict.fromkeys(told.stopping, CancelResult.STOPPING))

@@ -43,7 +43,7 @@ from taskq.net.keys import resolve_authkey
 from taskq.net.link import Link
 from taskq.net.tls import TLS
 from taskq.protocol import bodies, names
-from taskq.protocol.api import Remote
+from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import (
     DEFAULT_OPTIONS,
     MIRROR_FN,
@@ -263,7 +263,8 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         deadline = time.monotonic() + defaults.LOST_AFTER_S * 2
         cancelled: set[str] = set()
         while task_ids:
-            out = self._remote.cancel(task_ids, defaults.LONG_POLL_S, self.outbox)
+            out = self._remote.cancel(task_ids, wait=defaults.LONG_POLL_S,
+                                       outbox=self.outbox)
             cancelled.update(out.cancelled)
             task_ids = out.asked if time.monotonic() < deadline else []
         with self._lock:
@@ -298,13 +299,13 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
                 self._fail_all(TaskqError(f"the client's link to the master failed: {exc!r}"))
         return run
 
-    def _on_connect(self, remote: Remote) -> None:
+    def _on_connect(self, remote: BrokerAPI) -> None:
         """(Re)connected: results come again, and every task sent before goes again now,
         before any other call uses the new link (the master ignores the ones it has)."""
         with self._lock:
             horizon = time.monotonic() - defaults.RESOLVED_KEPT_S
             ended = [task_id for when, task_id in self._resolved if when >= horizon]
-        self.info = remote.hello(self.outbox, ended)
+        self.info = remote.hello(self.outbox, ended=ended)
         with self._lock:
             resend = [e.msg for e in self._entries.values() if e.sent]
         if resend:
@@ -312,7 +313,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         for start in range(0, len(resend), defaults.SUBMIT_BATCH):
             batch = resend[start:start + defaults.SUBMIT_BATCH]
             while batch:
-                batch = batch[remote.submit(batch, False):]
+                batch = batch[remote.submit(batch, durable=False):]
 
     def _send_loop(self) -> None:
         while True:
@@ -357,7 +358,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
             while rest:
                 # this client holds every task until it ends and resubmits after a reconnect,
                 # so the master need not journal a batch before it answers
-                rest = rest[self._remote.submit([e.msg for e in rest], False):]
+                rest = rest[self._remote.submit([e.msg for e in rest], durable=False):]
         except MasterError as exc:
             log.warning("submit_failed", outbox=self.public_outbox, error=str(exc))
             self._fail([(e, exc) for e in batch])
@@ -384,7 +385,8 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
                     return
                 wait = defaults.LONG_POLL_S if self._entries else 0
             try:
-                fetched = self._remote.fetch(self.outbox, ack, defaults.RESULT_BATCH, wait)
+                fetched = self._remote.fetch(self.outbox, ack, max_n=defaults.RESULT_BATCH,
+                                               wait=wait)
             except MasterError as exc:
                 failures += 1
                 log.warning("fetch_failed", outbox=self.public_outbox, error=str(exc))

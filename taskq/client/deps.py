@@ -22,7 +22,7 @@ from taskq import defaults
 from taskq.client.future import TaskFuture
 from taskq.errors import DependencyError, TaskCancelled, dependency_failed
 from taskq.protocol import deps
-from taskq.protocol.api import Remote
+from taskq.protocol.api import BrokerAPI
 
 
 class Pins:
@@ -125,7 +125,7 @@ class Dependencies:
     _entries: dict[str, Any]
     _pins: Pins
     _ready_acks: list[str]
-    _remote: Remote
+    _remote: BrokerAPI
     _stopped: threading.Event
 
     def _check_open(self) -> None: ...  # pragma: no cover

@@ -30,7 +30,7 @@ from typing import Any, TextIO
 from taskq import defaults
 from taskq.errors import TaskLoadError, TaskqError
 from taskq.protocol import bodies, names
-from taskq.protocol.api import Remote
+from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Schedule, Status, TaskMsg, TaskOptions
 from taskq.protocol.options import check, parse_duration
 
@@ -86,7 +86,7 @@ def new_job_name() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def submit(remote: Remote, job: str, target: str, args: list[str],
+def submit(remote: BrokerAPI, job: str, target: str, args: list[str],
            options: TaskOptions) -> str:
     """Submit one task to a job; returns its task id once the master has journaled it
     (while the master's queue is full, this waits for room as every submitter does)."""
@@ -95,7 +95,7 @@ def submit(remote: Remote, job: str, target: str, args: list[str],
     msg = TaskMsg(f"{prefix}{uuid.uuid4().hex[:12]}", outbox_of(job),
                   bodies.encode_function(fn),
                   bodies.encode_args(tuple(parse_arg(a) for a in args), {}), options)
-    while remote.submit([msg], True) != 1:  # each call waits on the master a bounded time
+    while remote.submit([msg], durable=True) != 1:  # each call waits on the master a bounded time
         pass
     return msg.task_id
 
@@ -182,7 +182,7 @@ class Printer:
                 f"still open")
 
 
-def collect(remote: Remote, job: str, wait: bool, timeout: float | None, write: Write,
+def collect(remote: BrokerAPI, job: str, wait: bool, timeout: float | None, write: Write,
             on_progress: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Hand a job's results to ``write`` batch by batch as they arrive; a batch is
     acknowledged (and so removed from the master) only after ``write`` returned. With
@@ -199,7 +199,7 @@ def collect(remote: Remote, job: str, wait: bool, timeout: float | None, write: 
     still_open: int | None = None  # once set, one last fetch: tasks may have ended since
     wrote_any = False
     while True:
-        fetched = remote.fetch(outbox, ack, defaults.RESULT_BATCH, poll)
+        fetched = remote.fetch(outbox, ack, max_n=defaults.RESULT_BATCH, wait=poll)
         batch = fetched.results
         ack, poll = [], 0.0
         if on_progress is not None and getattr(fetched, "progress", None):

@@ -77,7 +77,8 @@ class Semaphore:
         try:
             while True:
                 if remote.prim_acquire(self.kind, self.name, self.value, token,
-                                       session.session_id, self.lease, _slice(deadline)):
+                                       session=session.session_id, lease=self.lease,
+                                       wait=_slice(deadline)):
                     session.hold(token, self.lease)
                     self._held.append(token)
                     return True
@@ -210,19 +211,19 @@ class Event:
         self._remote = session.remote
 
     def set(self) -> None:
-        self._remote.event_set(self.name, True)
+        self._remote.event_set(self.name, flag=True)
 
     def clear(self) -> None:
-        self._remote.event_set(self.name, False)
+        self._remote.event_set(self.name, flag=False)
 
     def is_set(self) -> bool:
-        return self._remote.event_wait(self.name, 0.0)
+        return self._remote.event_wait(self.name, wait=0.0)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until set (True) or ``timeout`` passes (False)."""
         deadline = _deadline(True, timeout)
         while True:
-            if self._remote.event_wait(self.name, _slice(deadline)):
+            if self._remote.event_wait(self.name, wait=_slice(deadline)):
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
@@ -279,7 +280,8 @@ class Queue:
         body = bodies.encode_shared(item, f"queue {self.name!r} item")
         item_id, deadline = uuid.uuid4().hex, _deadline(block, timeout)
         remote = self._session.remote
-        while not remote.queue_put(self.name, self.maxsize, item_id, body, _slice(deadline)):
+        while not remote.queue_put(self.name, self.maxsize, item_id, body,
+                                    wait=_slice(deadline)):
             if deadline is not None and time.monotonic() >= deadline:
                 raise stdlib_queue.Full(f"queue {self.name!r} is full (maxsize "
                                         f"{self.maxsize}) after {timeout or 0:g} s")
@@ -289,8 +291,8 @@ class Queue:
         session = self._session
         token, deadline = uuid.uuid4().hex, _deadline(block, timeout)
         while True:
-            got = session.remote.queue_get(self.name, token, session.session_id, self.lease,
-                                           _slice(deadline))
+            got = session.remote.queue_get(self.name, token, session=session.session_id,
+                                           lease=self.lease, wait=_slice(deadline))
             if got is not None:
                 break
             if deadline is not None and time.monotonic() >= deadline:
@@ -307,7 +309,8 @@ class Queue:
         if item in self._taken:
             self._taken.remove(item)
         self._session.drop(item.token)
-        if self._session.remote.queue_done(self.name, item.item_id, item.token, requeue):
+        if self._session.remote.queue_done(self.name, item.item_id, item.token,
+                                            requeue=requeue):
             return True
         log.warning("queue_item_lease_lost", queue=self.name, item_id=item.item_id)
         return False
@@ -333,7 +336,7 @@ class Queue:
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every item put was acknowledged; False if ``timeout`` passed first."""
         deadline = _deadline(True, timeout)
-        while not self._session.remote.queue_join(self.name, _slice(deadline)):
+        while not self._session.remote.queue_join(self.name, wait=_slice(deadline)):
             if deadline is not None and time.monotonic() >= deadline:
                 return False
         return True

@@ -17,7 +17,7 @@ from typing import Any
 from taskq import logs
 from taskq.client.future import TaskFuture
 from taskq.protocol import bodies
-from taskq.protocol.api import Remote
+from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import DEFAULT_OPTIONS, Schedule, TaskOptions
 from taskq.protocol.options import check, interval, start_time
 
@@ -27,7 +27,7 @@ log = logs.get_logger(__name__)
 class Scheduling:
     """The time half of ``taskq.Client`` (which provides what is declared here)."""
 
-    _remote: Remote
+    _remote: BrokerAPI
 
     def _encode_fn(self, fn: Callable[..., Any]) -> bytes:
         raise NotImplementedError  # pragma: no cover

@@ -17,7 +17,7 @@ import uuid
 
 from taskq import logs
 from taskq.errors import ConnectError
-from taskq.protocol.api import Remote
+from taskq.protocol.api import BrokerAPI
 
 log = logs.get_logger(__name__)
 
@@ -28,7 +28,7 @@ RENEWER_IDLE_S = 10.0  # how long the renewer thread waits for something to rene
 class Session:
     """One process's (or client's) holdings, their leases renewed by a background thread."""
 
-    def __init__(self, remote: Remote) -> None:
+    def __init__(self, remote: BrokerAPI) -> None:
         self.remote = remote
         self.session_id = uuid.uuid4().hex
         self._leases: dict[str, float] = {}  # token -> lease

@@ -11,14 +11,14 @@ from taskq.client.prims import Counter, Event, Lock, Queue, Semaphore, SharedDic
 from taskq.client.session import Session
 from taskq.net.connection import parse_address
 from taskq.net.link import Link
-from taskq.protocol.api import Remote
+from taskq.protocol.api import BrokerAPI
 from taskq.protocol.prims import PrimRow, check_name
 
 
 class SharedState:
     """The factories of shared primitives; ``Client`` and ``current_client()`` have them."""
 
-    _remote: Remote
+    _remote: BrokerAPI
     _shared_session: Session | None = None
 
     def _session(self) -> Session:
@@ -51,7 +51,7 @@ class SharedState:
     def delete_primitive(self, name: str, kind: str | None = None) -> list[str]:
         """Delete the primitives called ``name`` (of ``kind``, or of every kind); returns
         the kinds deleted."""
-        return self._remote.delete_primitive(check_name(name), kind)
+        return self._remote.delete_primitive(check_name(name), kind=kind)
 
     def primitives(self) -> list[PrimRow]:
         return self._remote.primitives()

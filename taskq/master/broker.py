@@ -42,6 +42,7 @@ from taskq.master.broker_views import BrokerViews
 from taskq.master.journal import Journal
 from taskq.master.state import BrokerState, WorkerInfo
 from taskq.master.state.limits import QueueLimit
+from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, WorkerHello
 from taskq.protocol.replies import CancelOutcome, Fetched, MasterInfo
 
@@ -107,7 +108,7 @@ class Broker(PrimitiveCalls, BrokerViews):
 
     # ------------------------------------------------------------------ submitters
 
-    def hello(self, outbox: str, ended: list[str] | None = None) -> MasterInfo:
+    def hello(self, outbox: str, *, ended: list[str] | None = None) -> MasterInfo:
         """A submitter (re)connected: results it was sent but did not acknowledge come again;
         ``ended`` names tasks whose results it already has (none of them runs again)."""
         with self._lock:
@@ -118,7 +119,7 @@ class Broker(PrimitiveCalls, BrokerViews):
                 self._commit()
         return self.info()
 
-    def submit(self, tasks: list[TaskMsg], durable: bool = True) -> int:
+    def submit(self, tasks: list[TaskMsg], *, durable: bool = True) -> int:
         """Accept tasks from the front of the list while there is room; returns how many
         were taken (accepted, already known, or refused). The caller sends the rest again.
 
@@ -147,7 +148,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             journal.wait(ticket)  # accepted means journaled; workers may start meanwhile
         return len(batch)
 
-    def fetch(self, outbox: str, ack: list[str], max_n: int, wait: float) -> Fetched:
+    def fetch(self, outbox: str, ack: list[str], *, max_n: int, wait: float) -> Fetched:
         """Acknowledge results, then return up to max_n new ones (and the tasks that started),
         waiting a bounded time."""
         with self._lock:
@@ -172,7 +173,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             return [t for t in task_ids if t in state.tasks or t in state.deps.kept
                     or state.ended_result(t) is not None]
 
-    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "",
+    def cancel(self, task_ids: list[str], *, wait: float = 0.0, outbox: str = "",
                running: bool = False) -> CancelOutcome:
         """Cancel tasks that have not started; a leased one's worker is asked, and the answer
         awaited up to ``wait`` s (those still unanswered are in ``asked``: call again).
@@ -198,8 +199,8 @@ class Broker(PrimitiveCalls, BrokerViews):
                 self._space.notify_all()
             return out
 
-    def cancel_tasks(self, task_ids: list[str], job: str = "", running: bool = True,
-                     ) -> CancelOutcome:
+    def cancel_tasks(self, task_ids: list[str], *, job: str = "",
+                     running: bool = True) -> CancelOutcome:
         """An operator's cancel (``taskq cancel``): any task by its id, or every open task
         of the job named ``job``; with ``running``, stopped even while it runs. It ends
         tasks and never reads their results."""
@@ -212,7 +213,7 @@ class Broker(PrimitiveCalls, BrokerViews):
         if len(task_ids) > CANCEL_MAX_IDS:
             raise ValueError(f"{len(task_ids)} task ids in one cancel: at most "
                              f"{CANCEL_MAX_IDS}; cancel them in parts")
-        out = self._stop(task_ids, "") if running else self.cancel(task_ids, LONG_POLL_S)
+        out = self._stop(task_ids, "") if running else self.cancel(task_ids, wait=LONG_POLL_S)
         log.warning("tasks_cancelled_by_operator", job=job or None, running=running,
                     tasks=len(task_ids), cancelled=len(out.cancelled) + len(out.stopping))
         return out
@@ -255,7 +256,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             self._commit()
             return removed
 
-    def schedule_pause(self, name: str, paused: bool) -> bool:
+    def schedule_pause(self, name: str, *, paused: bool) -> bool:
         with self._lock:
             found = self._state.schedule_pause(name, paused, self._clock())
             self._commit()
@@ -264,7 +265,7 @@ class Broker(PrimitiveCalls, BrokerViews):
 
     # ------------------------------------------------------------------ queues
 
-    def queue_set(self, name: str, rate: float, concurrency: int) -> None:
+    def queue_set(self, name: str, *, rate: float, concurrency: int) -> None:
         """Set a queue's limits (0: none); journaled before it answers."""
         limit = QueueLimit(rate, concurrency)
         limit.check()
@@ -289,7 +290,7 @@ class Broker(PrimitiveCalls, BrokerViews):
         return self.info()
 
     def heartbeat(self, worker_id: str, held: list[str], running: int,
-                  memory: int = 0, progress: dict[str, Any] | None = None) -> bool:
+                  *, memory: int = 0, progress: dict[str, Any] | None = None) -> bool:
         """``memory``: the worker's resident bytes, its pool processes included (0: unknown);
         ``progress``: task id -> (done, total, message) of its tasks that reported since the
         last heartbeat (kept in memory only: see ``taskq.worker.report``)."""
@@ -302,7 +303,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             return self._state.heartbeat(worker_id, held, running, self._clock(), memory,
                                          progress)
 
-    def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
+    def take(self, worker_id: str, n: int, *, wait: float) -> list[TaskMsg]:
         """Lease up to n tasks to a worker, waiting (bounded) when there are none."""
         with self._lock:
             state = self._state
@@ -336,7 +337,7 @@ class Broker(PrimitiveCalls, BrokerViews):
         share = -(-state.pending_count() * worker.procs // (2 * procs))  # half, rounded up
         return min(n, max(share, worker.procs * PREFETCH_MIN))
 
-    def report(self, worker_id: str, results: list[ResultMsg],
+    def report(self, worker_id: str, results: list[ResultMsg], *,
                started: list[str] | None = None) -> None:
         """A worker's outcomes, and the tasks it began running since its last report."""
         with self._lock:
@@ -359,7 +360,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             elif requeued > 0:
                 self._work.notify(requeued)
 
-    def control(self, worker_id: str, answers: dict[str, bool], wait: float) -> list[str]:
+    def control(self, worker_id: str, answers: dict[str, bool], *, wait: float) -> list[str]:
         """A worker's answers to cancel requests (True: dropped before it started); returns
         new requests for it, waiting a bounded time for one."""
         with self._lock:
@@ -373,7 +374,7 @@ class Broker(PrimitiveCalls, BrokerViews):
                 asks = state.control(worker_id, {})
             return asks
 
-    def release(self, worker_id: str, task_ids: list[str], goodbye: bool = False) -> None:
+    def release(self, worker_id: str, task_ids: list[str], *, goodbye: bool = False) -> None:
         """A worker hands back unstarted tasks; with goodbye it leaves the cluster."""
         with self._lock:
             self._state.release(worker_id, task_ids)
@@ -465,3 +466,6 @@ class Broker(PrimitiveCalls, BrokerViews):
             if self._journal is not None:
                 self._journal.close()
                 self._journal = None
+
+
+_IMPLEMENTS: type[BrokerAPI] = Broker  # every remote call, as declared (checked by mypy)

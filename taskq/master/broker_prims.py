@@ -105,8 +105,8 @@ class PrimitiveCalls:
         maxsize), which a caller compares with the one it asked for."""
         return self._changed(lambda: self.prims.get(kind, name, param).param)
 
-    def prim_acquire(self, kind: str, name: str, capacity: int, token: str, session: str,
-                     lease: float, wait: float) -> bool:
+    def prim_acquire(self, kind: str, name: str, capacity: int, token: str, *,
+                     session: str, lease: float, wait: float) -> bool:
         """Hold a slot for ``token`` or keep its place in line, waiting a bounded time."""
         prims = self.prims
         with self._lock:
@@ -160,16 +160,16 @@ class PrimitiveCalls:
 
     # ------------------------------------------------------------------ events
 
-    def event_set(self, name: str, flag: bool) -> None:
+    def event_set(self, name: str, *, flag: bool) -> None:
         self._changed(lambda: self.prims.event_set(name, flag))
 
-    def event_wait(self, name: str, wait: float) -> bool:
+    def event_wait(self, name: str, *, wait: float) -> bool:
         with self._lock:
             return self._prim_wait(lambda: self.prims.event_is_set(name), wait)
 
     # ------------------------------------------------------------------ queues
 
-    def queue_put(self, name: str, maxsize: int, item_id: str, body: bytes,
+    def queue_put(self, name: str, maxsize: int, item_id: str, body: bytes, *,
                   wait: float) -> bool:
         """Append an item, waiting a bounded time for room; False if there was none."""
         prims = self.prims
@@ -182,7 +182,7 @@ class PrimitiveCalls:
         self._durable(job)
         return done
 
-    def queue_get(self, name: str, token: str, session: str, lease: float,
+    def queue_get(self, name: str, token: str, *, session: str, lease: float,
                   wait: float) -> tuple[str, bytes] | None:
         """Take the first ready item into flight with ``token`` (leased like a lock),
         waiting a bounded time; None if there was none."""
@@ -195,7 +195,7 @@ class PrimitiveCalls:
         self._durable(job)
         return got
 
-    def queue_done(self, name: str, item_id: str, token: str, requeue: bool) -> bool:
+    def queue_done(self, name: str, item_id: str, token: str, *, requeue: bool) -> bool:
         """Acknowledge an item in flight with ``token``, or with ``requeue`` hand it back;
         False if its lease ran out (it is back in the queue, or with another consumer)."""
         return self._changed(lambda: self.prims.queue_done(name, item_id, token, requeue))
@@ -206,7 +206,7 @@ class PrimitiveCalls:
             self._prim_now()
             return self.prims.queue_ready(name), self.prims.queue_unfinished(name)
 
-    def queue_join(self, name: str, wait: float) -> bool:
+    def queue_join(self, name: str, *, wait: float) -> bool:
         """Wait a bounded time until every item put was acknowledged."""
         with self._lock:
             self._prim_now()
@@ -220,6 +220,6 @@ class PrimitiveCalls:
             self._prim_commit()  # what expired
             return self.prims.rows()
 
-    def delete_primitive(self, name: str, kind: str | None = None) -> list[str]:
+    def delete_primitive(self, name: str, *, kind: str | None = None) -> list[str]:
         """Delete the primitives called ``name`` (of one kind or all); returns the kinds."""
         return self._changed(lambda: self.prims.delete(name, kind))

@@ -98,7 +98,7 @@ class BrokerViews:
         out["commit"] = journal.commit_seconds.copy() if journal is not None else None
         return out
 
-    def history(self, job: str | None = None, failed: bool = False,
+    def history(self, *, job: str | None = None, failed: bool = False,
                 since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Tasks' histories, newest first: of one job, failed ones only, ended since a wall
         time (seconds since the epoch)."""

@@ -33,6 +33,7 @@ from typing import Any
 
 from taskq import logs
 from taskq.master import metrics
+from taskq.protocol.api import BrokerAPI
 
 log = logs.get_logger(__name__)
 
@@ -107,7 +108,7 @@ class WebServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, config: HttpConfig, broker: Any) -> None:
+    def __init__(self, config: HttpConfig, broker: BrokerAPI) -> None:
         if config.token is None and not is_loopback(config.host):
             raise TokenRequired(
                 f"the web page would listen on {config.host}, which is not loopback: give a "
@@ -179,7 +180,8 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/api/status":
             self._json(broker.monitor())
         elif path == "/api/tasks":
-            self._json(broker.history(*_task_filters(query)))
+            job, failed, since, limit = _task_filters(query)
+            self._json(broker.history(job=job, failed=failed, since=since, limit=limit))
         elif path.startswith("/api/tasks/") and path.endswith("/explain"):
             task_id = urllib.parse.unquote(path[len("/api/tasks/"):-len("/explain")])
             self._json(broker.explain(task_id).as_dict())
@@ -277,7 +279,7 @@ def _login_page(message: str) -> bytes:
             f"</form></main></body></html>").encode()
 
 
-def serve(config: HttpConfig, broker: Any) -> WebServer:
+def serve(config: HttpConfig, broker: BrokerAPI) -> WebServer:
     """Bind and serve in a daemon thread; ``stop(server)`` ends it."""
     server = WebServer(config, broker)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},

@@ -1,76 +1,100 @@
-"""The broker as peers reach it: every claim turned into its public name, every task id and
-report checked against its owner (``taskq.protocol.names`` says what a claim and a public
-name are)::
+"""The broker as peers reach it: exactly the calls of ``BrokerAPI``, each one's declared claims
+turned into public names and checked against their owner (``taskq.protocol.names`` says what a
+claim and a public name are; ``taskq.protocol.calls`` how a call declares its claims)::
 
-    peer ── call(claim, …) ──► Owned ── outbox_name / worker_name ──► Broker (public names)
+    peer ── call(claim, …) ──► Owned.calls[name] ── claims → public names ──► Broker
+
+Deny by default: a call the interface declares neither ``@claims`` nor ``@shared``, or whose
+parameter is named like a claim (outbox, worker_id, ...) without declaring it, is refused.
+Outbox and worker claims are translated here for every call that declares them; the claims
+that need more (task messages, a WorkerHello, task ids under an outbox) are checked by the
+methods of ``Owned`` of the same name, which get the outbox or worker already translated.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from taskq import logs
-from taskq.protocol.messages import MIRROR_FN, ResultMsg, TaskMsg, WorkerHello
+from taskq.protocol.api import BrokerAPI
+from taskq.protocol.calls import Declared, declared
+from taskq.protocol.messages import MIRROR_FN, TaskMsg, WorkerHello
 from taskq.protocol.names import NotYours, checked_claim, outbox_name, worker_name
-from taskq.protocol.replies import CancelOutcome, ClusterStatus, Fetched, MasterInfo
+from taskq.protocol.replies import CancelOutcome, ClusterStatus, MasterInfo
 
 if TYPE_CHECKING:
     from taskq.master.broker import Broker
 
 log = logs.get_logger(__name__)
+Served = Callable[..., Any]  # served(*wire_args) -> the call's reply
+
+
+def _box(claim: Any) -> str:
+    return outbox_name(checked_claim(claim, "an outbox"))
+
+
+def _worker(claim: Any) -> str:
+    return worker_name(checked_claim(claim, "a worker id"))
+
+
+TRANSLATED: dict[str, Callable[[Any], str]] = {"outbox": _box, "worker": _worker}
+"""Claim kinds turned into public names before the call; the other kinds need a method of
+``Owned`` that checks them."""
 
 
 class Owned:
-    """The broker as peers reach it: each claim turned into its public name, each task id
-    and report checked against its owner. Mirrors ``taskq.protocol.api.Remote``."""
+    """The calls of ``api`` as peers may make them, by name in ``calls``; see the module
+    docstring. The methods below are the calls whose claims need more than a translation."""
 
     def __init__(self, broker: Broker,
-                 keys_in_use: Callable[[], dict[str, int]] | None = None) -> None:
+                 keys_in_use: Callable[[], dict[str, int]] | None = None,
+                 api: type = BrokerAPI) -> None:
         self._broker = broker
         self._keys_in_use = keys_in_use
+        self.calls: dict[str, Served] = {name: self._serve(call)
+                                         for name, call in declared(api).items()}
 
-    def _box(self, claim: Any) -> str:
-        return outbox_name(checked_claim(claim, "an outbox"))
-
-    def _worker(self, claim: Any) -> str:
-        return worker_name(checked_claim(claim, "a worker id"))
+    def _serve(self, call: Declared) -> Served:
+        """What serves ``call``: its claims checked, then the broker's (or a check's) method."""
+        reason = refusal(call, hasattr(self._broker, call.name))
+        if reason:
+            log.warning("call_not_served", method=call.name, reason=reason)
+            return partial(_refuse, f"{call.name} is not served: {reason}")
+        target = getattr(self if call.name in CHECKED else self._broker, call.name)
+        checks = [(call.params.index(param), TRANSLATED[kind])
+                  for kind, param in (call.claims or {}).items() if kind in TRANSLATED]
+        return _dispatch(call, target, checks)
 
     # ------------------------------------------------------------------ submitters
 
-    def hello(self, outbox: str, ended: list[str] | None = None) -> MasterInfo:
-        box = self._box(outbox)
-        return self._broker.hello(box, _own_ids(box, ended or []))
+    def hello(self, outbox: str, *, ended: list[str] | None = None) -> MasterInfo:
+        return self._broker.hello(outbox, ended=_own_ids(outbox, ended or []))
 
-    def submit(self, tasks: list[TaskMsg], durable: bool = True) -> int:
+    def submit(self, tasks: list[TaskMsg], *, durable: bool = True) -> int:
         for msg in tasks:
             if type(msg) is not TaskMsg:
                 raise NotYours(f"submit takes task messages, not {type(msg).__name__}")
-            box = self._box(msg.outbox)
+            box = _box(msg.outbox)
             if type(msg.task_id) is not str or not msg.task_id.startswith(box + "-"):
                 log.warning("task_refused", outbox=box, reason="task id outside its outbox")
                 raise NotYours(f"task id {str(msg.task_id)[:80]!r} does not belong to its "
                                f"outbox (task ids start with the outbox's public name)")
             msg.outbox = box
             _check_deps(msg)
-        return self._broker.submit(tasks, durable)
-
-    def fetch(self, outbox: str, ack: list[str], max_n: int, wait: float) -> Fetched:
-        return self._broker.fetch(self._box(outbox), ack, max_n, wait)
-
-    def open_count(self, outbox: str) -> int | None:
-        return self._broker.open_count(self._box(outbox))
+        return self._broker.submit(tasks, durable=durable)
 
     def known(self, task_ids: list[str]) -> list[str]:
         if type(task_ids) is not list:
             raise NotYours("task ids must be a list of strings")
         return self._broker.known([t for t in task_ids if type(t) is str])
 
-    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "",
+    def cancel(self, task_ids: list[str], *, wait: float = 0.0, outbox: str = "",
                running: bool = False) -> CancelOutcome:
-        box = self._box(outbox)
-        mine = _own_ids(box, task_ids)
-        out = self._broker.cancel(mine, wait, box, running is True)
+        mine = _own_ids(outbox, task_ids)
+        out = self._broker.cancel(mine, wait=wait, outbox=outbox, running=running is True)
         kept = set(mine)
         out.unknown.extend(t for t in task_ids if t not in kept)
         return out
@@ -80,33 +104,10 @@ class Owned:
     def register(self, hello: WorkerHello) -> MasterInfo:
         if type(hello) is not WorkerHello:
             raise NotYours(f"register takes a WorkerHello, not {type(hello).__name__}")
-        hello.worker_id = self._worker(hello.worker_id)
+        hello.worker_id = _worker(hello.worker_id)
         return self._broker.register(hello)
 
-    def heartbeat(self, worker_id: str, held: list[str], running: int,
-                  memory: int = 0, progress: dict[str, Any] | None = None) -> bool:
-        return self._broker.heartbeat(self._worker(worker_id), held, running, memory,
-                                      progress)
-
-    def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
-        return self._broker.take(self._worker(worker_id), n, wait)
-
-    def report(self, worker_id: str, results: list[ResultMsg],
-               started: list[str] | None = None) -> None:
-        self._broker.report(self._worker(worker_id), results, started)
-
-    def release(self, worker_id: str, task_ids: list[str], goodbye: bool = False) -> None:
-        self._broker.release(self._worker(worker_id), task_ids, goodbye)
-
-    def control(self, worker_id: str, answers: dict[str, bool], wait: float) -> list[str]:
-        return self._broker.control(self._worker(worker_id), answers, wait)
-
     # ------------------------------------------------------------------ admin
-
-    def __getattr__(self, name: str) -> Any:
-        """Calls on what peers share by name (schedules, queues, primitives) pass through.
-        Their arguments are still loaded by ``taskq.protocol.restricted``."""
-        return getattr(self._broker, name)
 
     def status(self) -> ClusterStatus:
         status = self._broker.status()
@@ -114,8 +115,48 @@ class Owned:
             status.keys = self._keys_in_use()
         return status
 
-    def info(self) -> MasterInfo:
-        return self._broker.info()
+
+CHECKED = frozenset(name for name, value in vars(Owned).items()
+                    if inspect.isfunction(value) and not name.startswith("_"))
+"""The calls served through a method of ``Owned`` (their checks need more than TRANSLATED)."""
+
+
+def refusal(call: Declared, implemented: bool = True) -> str:
+    """Why ``call`` may not be served ("" if it may)."""
+    if call.claims is None:
+        return "it declares neither its claims (@claims) nor that it takes none (@shared)"
+    unclaimed = call.unclaimed()
+    if unclaimed:
+        return f"{', '.join(unclaimed)} look like claims, but the call does not declare them"
+    unchecked = set(call.claims) - set(TRANSLATED)
+    if unchecked and call.name not in CHECKED:
+        return f"no check on the master for its claims of kind {', '.join(sorted(unchecked))}"
+    if not implemented:
+        return "the broker does not implement it"
+    return ""
+
+
+def _refuse(reason: str, *args: Any) -> Any:
+    raise NotYours(reason)
+
+
+def _dispatch(call: Declared, target: Served, checks: list[tuple[int, Callable[[Any], str]]],
+              ) -> Served:
+    """``target`` called with the wire's arguments, the claims at ``checks`` translated."""
+    apply = call.apply
+    if not checks:
+        return partial(apply, target)
+    arity, name = len(call.params), call.name
+
+    def served(*args: Any) -> Any:
+        if len(args) != arity:
+            raise NotYours(f"{name} takes {arity} arguments, not {len(args)}")
+        values = list(args)
+        for at, check in checks:
+            values[at] = check(values[at])
+        return apply(target, *values)
+
+    return served
 
 
 def _own_ids(box: str, task_ids: Any) -> list[str]:

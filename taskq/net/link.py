@@ -16,7 +16,7 @@ from taskq.errors import AuthError, ConnectError, MasterError
 from taskq.net import tls
 from taskq.net.managers import LINK_ERRORS, SERIALIZER, BrokerProxy, Manager, managers
 from taskq.net.secure import use_tls
-from taskq.protocol.api import Remote
+from taskq.protocol.api import BrokerAPI, Remote
 
 log = logs.get_logger(__name__)
 
@@ -64,7 +64,7 @@ class Link:
 
     def __init__(self, address: tuple[str, int], authkey: bytes, *,
                  reconnect_for: float = defaults.RECONNECT_FOR_S,
-                 on_connect: Callable[[Remote], None] | None = None,
+                 on_connect: Callable[[BrokerAPI], None] | None = None,
                  tls_settings: tls.TLS | None = None) -> None:
         use_tls(address, tls_settings)
         self.address = address

@@ -34,10 +34,10 @@ import os
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing import AuthenticationError, connection, managers, util
 from traceback import format_exc
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from taskq import defaults, logs
 from taskq.errors import AuthError, MasterError, VersionMismatch
@@ -52,7 +52,7 @@ from taskq.net.secure import (
     tls_to_master,
 )
 from taskq.protocol import names, versions
-from taskq.protocol.api import EXPOSED, Remote
+from taskq.protocol.api import EXPOSED, BrokerAPI, Remote
 
 log = logs.get_logger(__name__)
 T = TypeVar("T")
@@ -210,7 +210,8 @@ def _between_requests(c: connection.Connection) -> None:
 
 
 class BrokerProxy(managers.BaseProxy):
-    """Typed proxy of ``taskq.master.broker.Broker``; one method per exposed call."""
+    """Proxy of the master's broker: ``call(name, *args)`` for each call of ``BrokerAPI``, and
+    ``remote``, the same typed."""
 
     _exposed_ = EXPOSED
 
@@ -226,7 +227,7 @@ class BrokerProxy(managers.BaseProxy):
             raise MasterError(f"the master failed in {name}: {_last_line(exc)}") from None
 
     @property
-    def remote(self) -> Remote:
+    def remote(self) -> BrokerAPI:
         return Remote(self.call)
 
     def discard(self) -> None:
@@ -268,32 +269,39 @@ def frame_timeout_setting() -> float:
     return seconds
 
 
+class Served(Protocol):
+    """What the master serves: each remote call by name (``taskq.master.owned.Owned``)."""
+
+    @property
+    def calls(self) -> Mapping[str, Callable[..., Any]]: ...
+
+
 class _Guarded:
-    """The broker as served: an exception raised by one of its methods is logged here and
-    sent as ``managers.RemoteError`` (text only), which callers raise as ``MasterError``;
-    the manager would otherwise send the exception object itself, indistinguishable on the
-    caller's side from a failure of the link."""
+    """The broker as served: one attribute per call of ``served``, made once. An exception
+    raised by a call is logged here and sent as ``managers.RemoteError`` (text only), which
+    callers raise as ``MasterError``; the manager would otherwise send the exception object
+    itself, indistinguishable on the caller's side from a failure of the link."""
 
-    def __init__(self, broker: Any) -> None:
-        self._broker = broker
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._broker, name)
-
-        def call(*args: Any) -> Any:
-            try:
-                return method(*args)
-            except names.NotYours as exc:
-                log.warning("call_refused", method=name, reason=str(exc))
-                raise managers.RemoteError(f"{type(exc).__name__}: {exc}") from None
-            except Exception as exc:
-                log.error("broker_call_failed", method=name, error=repr(exc), exc_info=True)
-                raise managers.RemoteError(f"{type(exc).__name__}: {exc}") from None
-
-        return call
+    def __init__(self, served: Served) -> None:
+        for name, method in served.calls.items():
+            setattr(self, name, _guard(name, method))
 
 
-def serve(served: Any, host: str, port: int, keyring: KeyRing, *,
+def _guard(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        try:
+            return method(*args)
+        except names.NotYours as exc:
+            log.warning("call_refused", method=name, reason=str(exc))
+            raise managers.RemoteError(f"{type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            log.error("broker_call_failed", method=name, error=repr(exc), exc_info=True)
+            raise managers.RemoteError(f"{type(exc).__name__}: {exc}") from None
+
+    return call
+
+
+def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
           max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024),
           tls_settings: tls.TLS | None = None) -> Server:
     """Bind the master's server (not yet accepting); ``server.address`` is the bound one.
@@ -308,7 +316,7 @@ def serve(served: Any, host: str, port: int, keyring: KeyRing, *,
 
     guarded = _Guarded(served)
     _Manager.register("broker", callable=lambda: guarded, proxytype=BrokerProxy,
-                      exposed=BrokerProxy._exposed_)
+                      exposed=tuple(served.calls))
     server = Server(_Manager._registry, (host, port), keyring.keys[0],  # type: ignore[attr-defined]
                     SERIALIZER)
     server.stop_event = threading.Event()

@@ -1,12 +1,16 @@
-"""The broker's remote interface, typed: one method per ``taskq.master.broker.Broker`` method.
+"""The broker's remote interface, declared once: ``BrokerAPI``, and ``Remote`` built from it.
 
-Clients, workers and the CLI call the master only through a ``Remote``; mypy checks every
-call against the signatures here, and a test checks these against ``Broker`` itself (same
-names, same parameters), so a renamed method or a new parameter fails before any process
-starts::
+Every remote call is one method of the ``BrokerAPI`` Protocol: its full signature (flags
+and optional parameters keyword-only) and which of its arguments are claims
+(``taskq.protocol.calls``). Everything else follows from it:
 
-    client / worker / CLI ── Remote.take(worker_id, n, wait) ── call("take", ...) ──►
-        Link.call (reconnecting) or a proxy's call (while joining) ══► Broker.take
+- ``Remote(call)``: the peer's side, one generated method per call, typed as ``BrokerAPI``;
+- ``taskq.master.broker.Broker`` implements it (mypy checks it does);
+- ``taskq.master.owned.Owned`` serves exactly its calls, checking the declared claims;
+- ``EXPOSED``: the names the manager's proxy and server expose.
+
+    client / worker / CLI ── Remote.take(worker_id, n, wait=w) ── call("take", id, n, w) ──►
+        Link.call (reconnecting) or a proxy's call (while joining) ══► Owned ─► Broker.take
 
 An error raised by a Broker method on the master arrives as ``taskq.errors.MasterError``.
 """
@@ -14,9 +18,10 @@ An error raised by a Broker method on the master arrives as ``taskq.errors.Maste
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol
 
-from taskq.protocol.api_prims import RemotePrimitives
+from taskq.protocol.api_prims import PrimitivesAPI
+from taskq.protocol.calls import claims, declared, sender, shared
 from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, WorkerHello
 from taskq.protocol.replies import (
     CancelOutcome,
@@ -30,111 +35,124 @@ from taskq.protocol.replies import (
 Call = Callable[..., Any]  # call(method_name, *args) -> the method's return value
 
 
-class Remote(RemotePrimitives):
-    """The master's broker, as seen from another process; see the module docstring (its
-    calls on shared primitives come from ``RemotePrimitives``)."""
-
-    __slots__ = ("_call",)
-
-    def __init__(self, call: Call) -> None:
-        self._call = call
+class BrokerAPI(PrimitivesAPI, Protocol):
+    """Every call a peer makes on the master (its calls on shared primitives come from
+    ``PrimitivesAPI``); see the module docstring."""
 
     # ------------------------------------------------------------------ submitters
 
-    def hello(self, outbox: str, ended: list[str] | None = None) -> MasterInfo:
-        return cast(MasterInfo, self._call("hello", outbox, ended))
+    @claims(outbox="outbox", own_ids="ended")
+    def hello(self, outbox: str, *, ended: list[str] | None = None) -> MasterInfo: ...
 
-    def submit(self, tasks: list[TaskMsg], durable: bool = True) -> int:
-        return cast(int, self._call("submit", tasks, durable))
+    @claims(tasks="tasks")
+    def submit(self, tasks: list[TaskMsg], *, durable: bool = True) -> int: ...
 
-    def fetch(self, outbox: str, ack: list[str], max_n: int, wait: float) -> Fetched:
-        return cast(Fetched, self._call("fetch", outbox, ack, max_n, wait))
+    @claims(outbox="outbox")
+    def fetch(self, outbox: str, ack: list[str], *, max_n: int, wait: float) -> Fetched: ...
 
-    def open_count(self, outbox: str) -> int | None:
-        return cast("int | None", self._call("open_count", outbox))
+    @claims(outbox="outbox")
+    def open_count(self, outbox: str) -> int | None: ...
 
-    def known(self, task_ids: list[str]) -> list[str]:
-        return cast("list[str]", self._call("known", task_ids))
+    @shared
+    def known(self, task_ids: list[str]) -> list[str]: ...
 
-    def cancel(self, task_ids: list[str], wait: float = 0.0, outbox: str = "",
-               running: bool = False) -> CancelOutcome:
-        return cast(CancelOutcome, self._call("cancel", task_ids, wait, outbox, running))
+    @claims(outbox="outbox", own_ids="task_ids")
+    def cancel(self, task_ids: list[str], *, wait: float = 0.0, outbox: str = "",
+               running: bool = False) -> CancelOutcome: ...
 
-    def cancel_tasks(self, task_ids: list[str], job: str = "", running: bool = True,
-                     ) -> CancelOutcome:
-        return cast(CancelOutcome, self._call("cancel_tasks", task_ids, job, running))
+    @shared  # an operator's: any task by its id, or a job by its name
+    def cancel_tasks(self, task_ids: list[str], *, job: str = "",
+                     running: bool = True) -> CancelOutcome: ...
 
-    def running_tasks(self, job: str) -> list[dict[str, Any]]:
-        return cast("list[dict[str, Any]]", self._call("running_tasks", job))
+    @shared
+    def running_tasks(self, job: str) -> list[dict[str, Any]]: ...
 
     # ------------------------------------------------------------------ schedules
 
-    def schedule_add(self, spec: Schedule) -> bool:
-        return cast(bool, self._call("schedule_add", spec))
+    @shared
+    def schedule_add(self, spec: Schedule) -> bool: ...
 
-    def schedule_remove(self, name: str) -> bool:
-        return cast(bool, self._call("schedule_remove", name))
+    @shared
+    def schedule_remove(self, name: str) -> bool: ...
 
-    def schedule_pause(self, name: str, paused: bool) -> bool:
-        return cast(bool, self._call("schedule_pause", name, paused))
+    @shared
+    def schedule_pause(self, name: str, *, paused: bool) -> bool: ...
 
-    def schedules(self) -> list[Schedule]:
-        return cast("list[Schedule]", self._call("schedules"))
+    @shared
+    def schedules(self) -> list[Schedule]: ...
 
     # ------------------------------------------------------------------ queues
 
-    def queue_set(self, name: str, rate: float, concurrency: int) -> None:
-        self._call("queue_set", name, rate, concurrency)
+    @shared
+    def queue_set(self, name: str, *, rate: float, concurrency: int) -> None: ...
 
-    def queues(self) -> list[QueueRow]:
-        return cast("list[QueueRow]", self._call("queues"))
+    @shared
+    def queues(self) -> list[QueueRow]: ...
 
     # ------------------------------------------------------------------ workers
 
-    def register(self, hello: WorkerHello) -> MasterInfo:
-        return cast(MasterInfo, self._call("register", hello))
+    @claims(hello="hello")
+    def register(self, hello: WorkerHello) -> MasterInfo: ...
 
-    def heartbeat(self, worker_id: str, held: list[str], running: int,
-                  memory: int = 0, progress: dict[str, Any] | None = None) -> bool:
-        return cast(bool, self._call("heartbeat", worker_id, held, running, memory, progress))
+    @claims(worker="worker_id")
+    def heartbeat(self, worker_id: str, held: list[str], running: int, *, memory: int = 0,
+                  progress: dict[str, Any] | None = None) -> bool: ...
 
-    def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
-        return cast("list[TaskMsg]", self._call("take", worker_id, n, wait))
+    @claims(worker="worker_id")
+    def take(self, worker_id: str, n: int, *, wait: float) -> list[TaskMsg]: ...
 
-    def report(self, worker_id: str, results: list[ResultMsg],
-               started: list[str] | None = None) -> None:
-        self._call("report", worker_id, results, started)
+    @claims(worker="worker_id")
+    def report(self, worker_id: str, results: list[ResultMsg], *,
+               started: list[str] | None = None) -> None: ...
 
-    def release(self, worker_id: str, task_ids: list[str], goodbye: bool = False) -> None:
-        self._call("release", worker_id, task_ids, goodbye)
+    @claims(worker="worker_id")
+    def release(self, worker_id: str, task_ids: list[str], *,
+                goodbye: bool = False) -> None: ...
 
-    def control(self, worker_id: str, answers: dict[str, bool], wait: float) -> list[str]:
-        return cast("list[str]", self._call("control", worker_id, answers, wait))
+    @claims(worker="worker_id")
+    def control(self, worker_id: str, answers: dict[str, bool], *,
+                wait: float) -> list[str]: ...
 
     # ------------------------------------------------------------------ admin
 
-    def status(self) -> ClusterStatus:
-        return cast(ClusterStatus, self._call("status"))
+    @shared
+    def status(self) -> ClusterStatus: ...
 
-    def info(self) -> MasterInfo:
-        return cast(MasterInfo, self._call("info"))
+    @shared
+    def info(self) -> MasterInfo: ...
 
-    def monitor(self) -> dict[str, Any]:
-        return cast("dict[str, Any]", self._call("monitor"))
+    @shared
+    def monitor(self) -> dict[str, Any]: ...
 
-    def metrics(self) -> dict[str, Any]:
-        return cast("dict[str, Any]", self._call("metrics"))
+    @shared
+    def metrics(self) -> dict[str, Any]: ...
 
-    def history(self, job: str | None = None, failed: bool = False,
-                since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        return cast("list[dict[str, Any]]", self._call("history", job, failed, since, limit))
+    @shared
+    def history(self, *, job: str | None = None, failed: bool = False,
+                since: float | None = None, limit: int = 1000) -> list[dict[str, Any]]: ...
 
-    def inspect(self, task_id: str) -> dict[str, Any] | None:
-        return cast("dict[str, Any] | None", self._call("inspect", task_id))
+    @shared
+    def inspect(self, task_id: str) -> dict[str, Any] | None: ...
 
-    def explain(self, task_id: str) -> Explanation:
-        return cast(Explanation, self._call("explain", task_id))
+    @shared
+    def explain(self, task_id: str) -> Explanation: ...
 
 
-EXPOSED = tuple(name for cls in (Remote, RemotePrimitives) for name in cls.__dict__
-                if not name.startswith("_"))
+CALLS = declared(BrokerAPI)
+EXPOSED = tuple(CALLS)
+
+
+def remote_class(api: type) -> Any:
+    """A class whose instances ``cls(call)`` make ``api``'s calls through ``call``."""
+    def __init__(self: Any, call: Call) -> None:
+        self._call = call
+
+    namespace: dict[str, Any] = {"__slots__": ("_call",), "__init__": __init__,
+                                 "__module__": __name__,
+                                 "__doc__": f"The master's broker, as {api.__name__} says."}
+    namespace.update((c.name, sender(c)) for c in declared(api).values())
+    return type("Remote", (), namespace)
+
+
+Remote: Callable[[Call], BrokerAPI] = remote_class(BrokerAPI)
+"""``Remote(call)``: the master's broker, as seen from another process."""

@@ -1,83 +1,80 @@
-"""The remote calls on shared primitives, typed: twins of ``taskq.master.broker_prims``.
+"""The remote calls on shared primitives, declared: part of the broker's interface.
 
-Mixed into ``taskq.protocol.api.Remote``; the same test checks these against the broker's.
+Extended by ``taskq.protocol.api.BrokerAPI``; implemented by ``taskq.master.broker_prims``.
+Primitives are shared by name (whoever names one reaches it), so none of these calls takes
+a claim; a waiting call's ``wait`` and a leased one's ``session`` and ``lease`` are keywords.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
+from typing import Protocol
 
+from taskq.protocol.calls import shared
 from taskq.protocol.prims import PrimRow
 
 
-class RemotePrimitives:
-    """The master's primitives, as seen from another process."""
+class PrimitivesAPI(Protocol):
+    """The master's primitives, as every process calls them."""
 
-    __slots__ = ()
-    _call: Callable[..., Any]
+    @shared
+    def prim_open(self, kind: str, name: str, param: int) -> int: ...
 
-    def prim_open(self, kind: str, name: str, param: int) -> int:
-        return cast(int, self._call("prim_open", kind, name, param))
+    @shared
+    def prim_acquire(self, kind: str, name: str, capacity: int, token: str, *, session: str,
+                     lease: float, wait: float) -> bool: ...
 
-    def prim_acquire(self, kind: str, name: str, capacity: int, token: str, session: str,
-                     lease: float, wait: float) -> bool:
-        return cast(bool, self._call("prim_acquire", kind, name, capacity, token, session,
-                                     lease, wait))
+    @shared
+    def prim_release(self, kind: str, name: str, token: str) -> str: ...
 
-    def prim_release(self, kind: str, name: str, token: str) -> str:
-        return cast(str, self._call("prim_release", kind, name, token))
+    @shared
+    def prim_renew(self, session: str, tokens: list[str]) -> list[str]: ...
 
-    def prim_renew(self, session: str, tokens: list[str]) -> list[str]:
-        return cast("list[str]", self._call("prim_renew", session, tokens))
+    @shared
+    def dict_get(self, name: str, key: str) -> bytes | None: ...
 
-    def dict_get(self, name: str, key: str) -> bytes | None:
-        return cast("bytes | None", self._call("dict_get", name, key))
+    @shared
+    def dict_set(self, name: str, key: str, value: bytes) -> None: ...
 
-    def dict_set(self, name: str, key: str, value: bytes) -> None:
-        self._call("dict_set", name, key, value)
+    @shared
+    def dict_pop(self, name: str, key: str) -> bytes | None: ...
 
-    def dict_pop(self, name: str, key: str) -> bytes | None:
-        return cast("bytes | None", self._call("dict_pop", name, key))
+    @shared
+    def dict_setdefault(self, name: str, key: str, value: bytes) -> bytes: ...
 
-    def dict_setdefault(self, name: str, key: str, value: bytes) -> bytes:
-        return cast(bytes, self._call("dict_setdefault", name, key, value))
+    @shared
+    def dict_cas(self, name: str, key: str, expected: bytes, value: bytes) -> bool: ...
 
-    def dict_cas(self, name: str, key: str, expected: bytes, value: bytes) -> bool:
-        return cast(bool, self._call("dict_cas", name, key, expected, value))
+    @shared
+    def dict_keys(self, name: str) -> list[str]: ...
 
-    def dict_keys(self, name: str) -> list[str]:
-        return cast("list[str]", self._call("dict_keys", name))
+    @shared
+    def counter_add(self, name: str, n: int) -> int: ...
 
-    def counter_add(self, name: str, n: int) -> int:
-        return cast(int, self._call("counter_add", name, n))
+    @shared
+    def event_set(self, name: str, *, flag: bool) -> None: ...
 
-    def event_set(self, name: str, flag: bool) -> None:
-        self._call("event_set", name, flag)
+    @shared
+    def event_wait(self, name: str, *, wait: float) -> bool: ...
 
-    def event_wait(self, name: str, wait: float) -> bool:
-        return cast(bool, self._call("event_wait", name, wait))
+    @shared
+    def queue_put(self, name: str, maxsize: int, item_id: str, body: bytes, *,
+                  wait: float) -> bool: ...
 
-    def queue_put(self, name: str, maxsize: int, item_id: str, body: bytes,
-                  wait: float) -> bool:
-        return cast(bool, self._call("queue_put", name, maxsize, item_id, body, wait))
+    @shared
+    def queue_get(self, name: str, token: str, *, session: str, lease: float,
+                  wait: float) -> tuple[str, bytes] | None: ...
 
-    def queue_get(self, name: str, token: str, session: str, lease: float,
-                  wait: float) -> tuple[str, bytes] | None:
-        return cast("tuple[str, bytes] | None",
-                    self._call("queue_get", name, token, session, lease, wait))
+    @shared
+    def queue_done(self, name: str, item_id: str, token: str, *, requeue: bool) -> bool: ...
 
-    def queue_done(self, name: str, item_id: str, token: str, requeue: bool) -> bool:
-        return cast(bool, self._call("queue_done", name, item_id, token, requeue))
+    @shared
+    def queue_size(self, name: str) -> tuple[int, int]: ...
 
-    def queue_size(self, name: str) -> tuple[int, int]:
-        return cast("tuple[int, int]", self._call("queue_size", name))
+    @shared
+    def queue_join(self, name: str, *, wait: float) -> bool: ...
 
-    def queue_join(self, name: str, wait: float) -> bool:
-        return cast(bool, self._call("queue_join", name, wait))
+    @shared
+    def primitives(self) -> list[PrimRow]: ...
 
-    def primitives(self) -> list[PrimRow]:
-        return cast("list[PrimRow]", self._call("primitives"))
-
-    def delete_primitive(self, name: str, kind: str | None = None) -> list[str]:
-        return cast("list[str]", self._call("delete_primitive", name, kind))
+    @shared
+    def delete_primitive(self, name: str, *, kind: str | None = None) -> list[str]: ...

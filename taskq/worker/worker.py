@@ -37,7 +37,7 @@ from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed
 from taskq.net.link import Link
 from taskq.net.tls import TLS
 from taskq.protocol import bodies, messages, names
-from taskq.protocol.api import Remote
+from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 from taskq.protocol.options import retry_applies
 from taskq.worker import execute
@@ -149,12 +149,12 @@ class Worker:
             self._capacity.notify_all()
         self.pool.wake()
 
-    def _on_connect(self, remote: Remote) -> None:
+    def _on_connect(self, remote: BrokerAPI) -> None:
         with self._held_lock:
             held = list(self._held)
         self._join(remote, held)
 
-    def _join(self, remote: Remote, held: list[str]) -> None:
+    def _join(self, remote: BrokerAPI, held: list[str]) -> None:
         """Register (again) and claim back the tasks this worker still holds."""
         self._max_payload = remote.register(self.hello).max_payload
         remote.heartbeat(self.worker_id, held, self.pool.running())
@@ -245,7 +245,8 @@ class Worker:
     def _drain(self, unstarted: list[Job]) -> None:
         """Hand back the unstarted tasks, then report running ones for up to ``grace`` s."""
         with self._sync:
-            self.link.remote.release(self.worker_id, [j.task_id for j in unstarted], False)
+            self.link.remote.release(self.worker_id, [j.task_id for j in unstarted],
+                                     goodbye=False)
             self._forget([j.task_id for j in unstarted])
         self.log.info("worker_draining", running=self.pool.in_flight(),
                       grace_s=self.config.grace, released=len(unstarted))
@@ -262,7 +263,7 @@ class Worker:
         back = [j.task_id for j in unstarted + killed]
         self._halt.set()  # no heartbeat after the goodbye
         with self._sync, contextlib.suppress(ConnectError, MasterError):  # else they expire
-            self.link.remote.release(self.worker_id, back, True)
+            self.link.remote.release(self.worker_id, back, goodbye=True)
         self._forget(back)
 
     def _report(self, outcomes: list[Outcome]) -> None:
@@ -279,7 +280,7 @@ class Worker:
             started = [t for t in started if t not in ended]
         for chunk in _by_size(results) or [[]]:
             with self._sync:
-                self.link.remote.report(self.worker_id, chunk, started)
+                self.link.remote.report(self.worker_id, chunk, started=started)
                 self._forget([r.task_id for r in chunk])
             started = []
         durations = [o.duration for o in outcomes if o.kind is OutcomeKind.DONE]
@@ -359,7 +360,7 @@ class Worker:
                     self._capacity.wait_for(lambda: self._want() > 0 or self._draining.is_set(),
                                             timeout=defaults.LONG_POLL_S)
                 continue
-            tasks = self.link.remote.take(self.worker_id, want, defaults.LONG_POLL_S)
+            tasks = self.link.remote.take(self.worker_id, want, wait=defaults.LONG_POLL_S)
             if not tasks:
                 continue
             with self._intake:  # a cancel asked meanwhile is answered before or after this
@@ -389,7 +390,7 @@ class Worker:
                     held = list(self._held)
                 remote = self.link.remote
                 if not remote.heartbeat(self.worker_id, held, self.pool.running(),
-                                        self._memory(), self._progress()):
+                                        memory=self._memory(), progress=self._progress()):
                     self.log.warning("worker_rejoined", held=len(held))
                     self._join(remote, held)
 
@@ -412,7 +413,7 @@ class Worker:
         """Answer the master's cancel requests: drop each task that has not begun."""
         answers: dict[str, bool] = {}
         while not self._halt.is_set():
-            asks = self.link.remote.control(self.worker_id, answers, defaults.LONG_POLL_S)
+            asks = self.link.remote.control(self.worker_id, answers, wait=defaults.LONG_POLL_S)
             answers = {ask: self._answer(ask) for ask in asks}
 
     def _answer(self, ask: str) -> bool:
@@ -430,7 +431,7 @@ class Worker:
             return self.pool.kill_task(task_id)  # it began in between
         with self._sync:  # it never runs here: the master hears it now
             self.link.remote.report(self.worker_id, [self._cancelled(
-                task_id, "cancelled before it began")], [])
+                task_id, "cancelled before it began")], started=[])
         return True
 
     def _drop(self, task_id: str) -> bool:

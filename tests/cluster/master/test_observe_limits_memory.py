@@ -77,13 +77,13 @@ def test_resident_bytes_reads_statm(tmp_path: Path) -> None:
 def test_a_heartbeat_carries_memory_and_a_bad_one_is_refused() -> None:
     broker = Broker(BrokerState(lost_after=60, max_lost=3, max_payload=1 << 20))
     broker.register(WorkerHello("w1", "h", 1, 1))
-    assert broker.heartbeat("w1", [], 0, 123 << 20)
+    assert broker.heartbeat("w1", [], 0, memory=123 << 20)
     assert broker.heartbeat("w1", [], 0)  # an older worker, without it: unknown
     assert broker.status().workers[0].memory == 0
-    assert broker.heartbeat("w1", [], 0, 77)
+    assert broker.heartbeat("w1", [], 0, memory=77)
     for bad in (-1, "lots", 1.5, True):
         with pytest.raises(ValueError, match="bad memory") as err:
-            broker.heartbeat("w1", [], 0, bad)  # type: ignore[arg-type]
+            broker.heartbeat("w1", [], 0, memory=bad)  # type: ignore[arg-type]
         assert repr(bad) in str(err.value)
     assert broker.status().workers[0].memory == 77
     assert broker.monitor()["workers"][0]["memory"] == 77

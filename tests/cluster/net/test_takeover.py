@@ -14,6 +14,7 @@ import os
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 import tasks_mod
@@ -21,10 +22,12 @@ from cluster import Cluster, Proc, wait_for
 
 from taskq.errors import MasterError
 from taskq.master import owned
+from taskq.master.broker import Broker
+from taskq.master.state import BrokerState
 from taskq.net import link, managers
 from taskq.net.connection import parse_address
-from taskq.protocol import frames, names, restricted
-from taskq.protocol.api import Remote
+from taskq.protocol import api, calls, frames, names, restricted
+from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 
 pytestmark = pytest.mark.timeout(120)
@@ -115,13 +118,13 @@ def test_a_peer_without_the_outbox_name_cannot_reach_a_client_s_tasks(
         # and the public name of its outbox, never the name that reaches the outbox
         thief = names.new_worker_claim("evil", 1)
         evil.register(WorkerHello(thief, "evil", 1, 1, ("default",)))
-        (msg,) = evil.take(thief, 10, 5)
+        (msg,) = evil.take(thief, 10, wait=5)
         assert msg.outbox == names.outbox_name(victim.outbox) != victim.outbox
         for name in (msg.outbox, msg.task_id, msg.outbox.removeprefix("client-")):
-            assert evil.fetch(name, [], 100, 0).results == []
+            assert evil.fetch(name, [], max_n=100, wait=0).results == []
             assert evil.open_count(name) in (None, 0)
-            assert evil.cancel([msg.task_id], 0, name).cancelled == []
-        assert evil.cancel([msg.task_id], 0, names.new_client_claim()).unknown == [msg.task_id]
+            assert evil.cancel([msg.task_id], outbox=name).cancelled == []
+        assert evil.cancel([msg.task_id], outbox=names.new_client_claim()).unknown == [msg.task_id]
         with pytest.raises(MasterError, match="does not belong to its outbox"):
             evil.submit([TaskMsg(f"{msg.outbox}-999", names.new_client_claim(), b"", b"")])
         with pytest.raises(MasterError, match="does not belong to its outbox"):
@@ -132,15 +135,15 @@ def test_a_peer_without_the_outbox_name_cannot_reach_a_client_s_tasks(
                                    *(w.worker_id for w in evil.status().workers)])
         assert not future.done()
         wait_for(lambda: "report_refused" in master.stderr(), 10, "the refused report")
-        evil.release(thief, [msg.task_id], True)  # hands it back: a real worker runs it
+        evil.release(thief, [msg.task_id], goodbye=True)  # hands it back: a real worker runs it
         cluster.start_worker()
         assert future.result(timeout=60) == 5
 
 
-def _forge_reports(evil: Remote, msg: TaskMsg, identities: list[str]) -> None:
+def _forge_reports(evil: BrokerAPI, msg: TaskMsg, identities: list[str]) -> None:
     forged = ResultMsg(msg.task_id, Status.OK, pickle.dumps(666))
     for identity in identities:
-        evil.report(identity, [forged], [msg.task_id])
+        evil.report(identity, [forged], started=[msg.task_id])
         assert evil.status().done == 0
 
 
@@ -150,13 +153,13 @@ def test_ids_seen_in_status_do_not_act_as_the_worker(cluster: Cluster, master: P
     evil = _proxy(cluster).remote
     (row,) = evil.status().workers
     assert evil.heartbeat(row.worker_id, [], 0) is False  # unknown: it must register
-    assert evil.take(row.worker_id, 5, 0) == []
+    assert evil.take(row.worker_id, 5, wait=0) == []
     with cluster.client() as client:
         assert client.submit(tasks_mod.add, 1, 1).result(timeout=60) == 2
 
 
 def test_the_state_lets_a_worker_report_only_what_it_was_leased() -> None:
-    from taskq.master.state import BrokerState, WorkerInfo
+    from taskq.master.state import WorkerInfo
 
     state = BrokerState(lost_after=5, max_lost=3, max_payload=1 << 20)
     state.submit([TaskMsg(f"box-{i}", "box", b"f", b"a") for i in range(2)], 0)
@@ -175,19 +178,65 @@ def test_the_state_lets_a_worker_report_only_what_it_was_leased() -> None:
     assert state.owned_by("another", [msg.task_id]) == []
 
 
-def test_the_owners_layer_takes_what_the_broker_takes() -> None:
-    """Every call the owners' layer checks has the broker's parameters; the others (shared
-    by name: schedules, queues, primitives) pass through to the broker unchanged."""
-    import inspect
+def _broker() -> Broker:
+    return Broker(BrokerState(lost_after=5, max_lost=3, max_payload=1 << 20))
 
-    from taskq.master.broker import Broker
-    from taskq.protocol.api import EXPOSED
 
-    checked = [n for n, f in vars(owned.Owned).items() if callable(f) and not n.startswith("_")]
-    assert {"submit", "fetch", "cancel", "report", "take", "hello"} <= set(checked)
-    for name in checked:
-        assert name in EXPOSED
-        assert (list(inspect.signature(getattr(owned.Owned, name)).parameters)
-                == list(inspect.signature(getattr(Broker, name)).parameters)), name
-    passed = owned.Owned(object.__new__(Broker))
-    assert passed.queues.__func__ is Broker.queues  # type: ignore[attr-defined]
+def test_the_owners_layer_serves_the_declared_calls_with_their_claims_turned_public() -> None:
+    served = owned.Owned(_broker()).calls
+    assert tuple(served) == api.EXPOSED
+    claimed = {name for name, call in api.CALLS.items() if call.claims}
+    assert {"hello", "submit", "fetch", "open_count", "cancel", "register", "heartbeat",
+            "take", "report", "release", "control"} == claimed
+    claim = names.new_worker_claim("me", 1)
+    served["register"](WorkerHello(claim, "me", 1, 1, ("default",)))
+    assert served["heartbeat"](claim, [], 0, 0, None) is True
+    assert served["heartbeat"](names.worker_name(claim), [], 0, 0, None) is False
+    with pytest.raises(names.NotYours, match="takes 3 arguments"):
+        served["take"](claim, 1)
+
+
+class Extended(api.BrokerAPI, Protocol):
+    """The interface with calls added by someone who forgot (or misused) a declaration."""
+
+    def drain(self, outbox: str) -> int: ...
+
+    def ping(self) -> int: ...
+
+    @calls.shared
+    def evict(self, worker_id: str) -> int: ...
+
+    @calls.claims(tasks="tasks")
+    def resubmit(self, tasks: list[TaskMsg]) -> int: ...
+
+    @calls.claims(outbox="outbox")
+    def peek(self, outbox: str, *, n: int = 1) -> str: ...
+
+
+class ExtendedBroker(Broker):
+    def drain(self, outbox: str) -> int:
+        return 1
+
+    def ping(self) -> int:
+        return 2
+
+    def evict(self, worker_id: str) -> int:
+        return 3
+
+    def resubmit(self, tasks: list[TaskMsg]) -> int:
+        return 4
+
+    def peek(self, outbox: str, *, n: int = 1) -> str:
+        return f"{outbox} {n}"
+
+
+@pytest.mark.parametrize(("call", "reason"), [
+    ("drain", "neither its claims"), ("ping", "neither its claims"),
+    ("evict", "worker_id look like claims"), ("resubmit", "no check on the master")])
+def test_a_new_call_without_a_sound_declaration_is_refused(call: str, reason: str) -> None:
+    served = owned.Owned(ExtendedBroker(BrokerState(lost_after=5, max_lost=3,
+                                                    max_payload=1 << 20)), api=Extended)
+    with pytest.raises(names.NotYours, match=reason):
+        served.calls[call]("x")
+    claim = names.new_client_claim()
+    assert served.calls["peek"](claim, 3) == f"{names.outbox_name(claim)} 3"

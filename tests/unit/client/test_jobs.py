@@ -10,7 +10,7 @@ from taskq.client import jobs
 from taskq.master.broker import Broker
 from taskq.master.state import BrokerState
 from taskq.protocol import bodies
-from taskq.protocol.api import Remote
+from taskq.protocol.api import CALLS, Remote
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 
 
@@ -24,9 +24,9 @@ class RacingBroker:
 
     def call(self, method: str, *args: Any) -> Any:
         if method == "open_count" and self.land:
-            self.broker.report("w1", self.land, [])
+            self.broker.report("w1", self.land, started=[])
             self.land = []
-        return getattr(self.broker, method)(*args)
+        return CALLS[method].apply(getattr(self.broker, method), *args)
 
 
 def _job_with_leased_tasks(n: int) -> tuple[Broker, list[TaskMsg]]:
@@ -35,7 +35,7 @@ def _job_with_leased_tasks(n: int) -> tuple[Broker, list[TaskMsg]]:
     tasks = [TaskMsg(f"later-{i}", outbox, b"f", bodies.encode_args((i,), {})) for i in range(n)]
     broker.submit(tasks, durable=False)
     broker.register(WorkerHello("w1", "host", 1, 1, ("default",)))
-    assert len(broker.take("w1", n, 0)) == n
+    assert len(broker.take("w1", n, wait=0)) == n
     return broker, tasks
 
 
@@ -65,13 +65,13 @@ class Written:
 
 def test_results_that_land_after_the_last_fetch_are_still_collected() -> None:
     broker, tasks = _job_with_leased_tasks(5)
-    broker.report("w1", [_ok(t, 10 * i) for i, t in enumerate(tasks[:2])], [])
+    broker.report("w1", [_ok(t, 10 * i) for i, t in enumerate(tasks[:2])], started=[])
     racing = RacingBroker(broker, [_ok(t, 10 * i) for i, t in enumerate(tasks) if i >= 2])
     written = Written()
     assert jobs.collect(racing.remote, "later", True, 5, written) == 0
     assert written.values == [0, 10, 20, 30, 40]
     broker.hello(jobs.outbox_of("later"))  # a new collector: nothing is left to send it
-    assert broker.fetch(jobs.outbox_of("later"), [], 100, 0).results == []
+    assert broker.fetch(jobs.outbox_of("later"), [], max_n=100, wait=0).results == []
 
 
 def test_without_wait_the_open_tasks_are_counted_and_nothing_is_lost() -> None:
@@ -85,14 +85,14 @@ def test_without_wait_the_open_tasks_are_counted_and_nothing_is_lost() -> None:
 def test_a_batch_leaves_the_master_only_after_it_was_written() -> None:
     broker, tasks = _job_with_leased_tasks(3)
     racing = RacingBroker(broker, [])
-    broker.report("w1", [_ok(tasks[0], 0)], [])
+    broker.report("w1", [_ok(tasks[0], 0)], started=[])
     first = Written()
     assert jobs.collect(racing.remote, "later", False, None, first) == 2
-    broker.report("w1", [_ok(tasks[1], 1)], [])
+    broker.report("w1", [_ok(tasks[1], 1)], started=[])
     failing = Written(fail_on=(1,))
     with pytest.raises(jobs.OutputLost):
         jobs.collect(racing.remote, "later", False, None, failing)
-    broker.report("w1", [_ok(tasks[2], 2)], [])
+    broker.report("w1", [_ok(tasks[2], 2)], started=[])
     broker.hello(jobs.outbox_of("later"))  # the next run: what was sent comes again
     last = Written()
     assert jobs.collect(racing.remote, "later", False, None, last) == 0
@@ -109,7 +109,7 @@ def test_a_failed_task_is_counted_and_shown_on_one_line() -> None:
     broker, tasks = _job_with_leased_tasks(2)
     error = bodies.encode_error(ValueError("bad\ninput"))
     broker.report("w1", [_ok(tasks[0], 1), ResultMsg(tasks[1].task_id, Status.ERROR, error)],
-                  [])
+                  started=[])
     written = Written()
     jobs.collect(RacingBroker(broker, []).remote, "later", False, None, written)
     (batch,) = written.batches
