@@ -21,6 +21,10 @@ from taskq.client.local import READY_PREFIX as READY
 from taskq.client.local import read_line_with
 
 ROOT = Path(__file__).resolve().parent.parent
+# where a worker finds what the tests submit: the helpers here and the test modules of every
+# tier and role (a function defined in a test module is pickled by reference to it)
+TEST_PATH = os.pathsep.join(str(p) for p in [ROOT, ROOT / "tests",
+                                             *sorted((ROOT / "tests").glob("*/*/"))])
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str,
@@ -102,7 +106,7 @@ class Cluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
         env["TASKQ_AUTHKEY"] = self.authkey
         env["TASKQ_STATE_DIR"] = str(self.tmp / "state")
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])
+        env["PYTHONPATH"] = TEST_PATH
         env["COLUMNS"] = "200"  # usage errors on one line each
         return env
 
