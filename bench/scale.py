@@ -1,6 +1,6 @@
 """How the master copes with many connected workers: a real master, simulated workers.
 
-    python -m bench scale [--sizes 0,100,1000,3000,10000] [--idle-window 10] [--tasks 2000]
+    python -m bench scale [--sizes 0,100,1000,3000,10000] [--idle-window 10] [--tasks 10000]
 
 For each size N a real ``taskq master --in-memory --http off`` (a subprocess, random authkey)
 gets N idle simulated workers plus ACTIVE active ones (``bench.scale_sim``: the real protocol,
@@ -78,7 +78,7 @@ GOALS = {  # the event-driven master's targets, shown beside the figures
 class Options:
     sizes: list[int]
     idle_window: float = 10.0
-    tasks: int = 2000
+    tasks: int = 10000
     join_timeout: float = 120.0
     lost_timeout: float = 30.0
     rejoin: bool = True
@@ -359,7 +359,7 @@ def saturated(cluster: Cluster, tasks: int, sim: Sim | None) -> dict[str, Any]:
             future.result(timeout=max(0.1, deadline - time.monotonic()))
         elapsed, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
     finally:
-        client.shutdown(wait=False)
+        client.shutdown(wait=True)
     out: dict[str, Any] = {"tasks": tasks, "tasks_per_s": tasks / elapsed,
                            "cpu_ms_per_task": 1000.0 * cpu / tasks}
     if sim is not None:
@@ -387,7 +387,7 @@ def lost_worker(cluster: Cluster, sim: Sim, timeout: float) -> dict[str, Any]:
                  timeout, "the master to drop the silent worker", every=0.1)
         dropped = time.time() - frozen["t"]
     finally:
-        client.shutdown(wait=False)
+        client.shutdown(wait=True)
     return {"lost_requeue_s": requeued, "lost_unlisted_s": dropped}
 
 
@@ -537,8 +537,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="idle simulated workers per step (default: 0,100,1000,3000,10000)")
     parser.add_argument("--idle-window", type=float, default=10.0, metavar="S",
                         help="seconds the idle master's CPU is measured over (default: 10)")
-    parser.add_argument("--tasks", type=int, default=2000,
-                        help="no-op tasks in the saturated burst (default: 2000)")
+    parser.add_argument("--tasks", type=int, default=10000,
+                        help="no-op tasks in the saturated burst (default: 10000: the master "
+                             "spends tens of µs on each, and its CPU time is counted in 10 ms "
+                             "ticks)")
     parser.add_argument("--join-timeout", type=float, default=120.0, metavar="S",
                         help="a size not joined within this many seconds stops the sweep")
     parser.add_argument("--no-rejoin", action="store_true",

@@ -5,7 +5,8 @@
 Each simulated worker makes the calls a ``taskq worker --procs 1`` makes, over the same
 four connections (``taskq.worker.worker`` opens one per thread that calls the master):
 
-    pump ────── Link.open: register(hello) + heartbeat (the join), then report(results)
+    pump ────── Link.open: register(hello) + heartbeat (the join), then report(results),
+                gathering for REPORT_LINGER_S when more are in flight (as the worker's pump)
     taker ───── take(worker_id, n, LONG_POLL_S) long-polls; n as the worker's prefetch
     heartbeat ─ heartbeat(worker_id, held, running) every HEARTBEAT_S; re-registers on False
     control ─── control(worker_id, answers, LONG_POLL_S) long-polls
@@ -147,6 +148,11 @@ class SimWorker:
                 task_ids = self.outcomes.get(timeout=defaults.LONG_POLL_S)
             except queue.Empty:
                 continue
+            if len(self.held) > len(task_ids) or not self.outcomes.empty():
+                # more in flight than its one process runs: the worker's batching window
+                time.sleep(defaults.REPORT_LINGER_S)
+            while not self.outcomes.empty():
+                task_ids = task_ids + self.outcomes.get()
             results = [ResultMsg(t, Status.OK, NONE_BODY, "", self.name, 0.0, None)
                        for t in task_ids]
             self.calls.report(self.worker_id, results, [])
