@@ -65,6 +65,9 @@ READY = "taskq master listening on "
 ACTIVE = 2
 ACTIVE_QUEUE = "scale"
 CONNECTIONS_PER_WORKER = 4
+# workers per simulator process: 1,000 in one process (4,000 threads on one GIL) cannot keep
+# their heartbeats within the master's lost-after on two cores, and the master drops them all
+SIM_WORKERS_PER_PROC = 250
 VALIDATE_TOLERANCE = 0.25
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 STATUS_EVERY_S = 0.25
@@ -232,7 +235,7 @@ class Cluster:
     def start_sims(self, idle: int, active: int, join_timeout: float) -> None:
         """Simulators for ``idle`` + ``active`` workers, split so that none runs out of files."""
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # each simulator raises its own
-        per_proc = max(1, min(2500, (hard - 200) // CONNECTIONS_PER_WORKER))
+        per_proc = max(1, min(SIM_WORKERS_PER_PROC, (hard - 200) // CONNECTIONS_PER_WORKER))
         total = idle + active
         procs = max(1, math.ceil(total / per_proc))
         for i in range(procs):
