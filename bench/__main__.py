@@ -63,6 +63,10 @@ def command_line(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["scale"]:  # the master with many connected workers: bench/scale.py
+        from bench import scale
+
+        return scale.main(argv[1:])
     args = parse_args(argv)
     install_signal_exit()
     console = Console(width=max(Console().width, 190))

@@ -82,11 +82,11 @@ class Helpers:
         atexit.register(self.kill)
 
     def spawn(self, argv: list[str], env: dict[str, str], name: str,
-              stdout: int | None = None) -> Helper:
+              stdout: int | None = None, stdin: int | None = None) -> Helper:
         err = self.workdir / f"{len(self.items)}-{name}.stderr"
         with err.open("w") as err_fh:
             popen = subprocess.Popen([sys.executable, *argv], env=env, text=True,
-                                     stdin=subprocess.DEVNULL,
+                                     stdin=stdin if stdin is not None else subprocess.DEVNULL,
                                      stdout=stdout if stdout is not None else subprocess.DEVNULL,
                                      stderr=err_fh, start_new_session=True, cwd=self.workdir)
         helper = Helper(popen, name, err)
@@ -115,8 +115,10 @@ class Helpers:
         for helper in self.items:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 helper.popen.wait(10)
-            if helper.popen.stdout is not None:
-                helper.popen.stdout.close()
+            for pipe in (helper.popen.stdout, helper.popen.stdin):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
         self.items.clear()
         atexit.unregister(self.kill)
 
