@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from taskq.net.link import Link
-from taskq.protocol.api import Remote
+from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, TaskMsg, WorkerHello
 from taskq.protocol.replies import ClusterStatus, MasterInfo
 
@@ -24,26 +24,26 @@ class WorkerCalls:
 
     __slots__ = ("_remote",)
 
-    def __init__(self, remote: Remote) -> None:
+    def __init__(self, remote: BrokerAPI) -> None:
         self._remote = remote
 
     def register(self, hello: WorkerHello) -> MasterInfo:
         return self._remote.register(hello)
 
     def heartbeat(self, worker_id: str, held: list[str], running: int) -> bool:
-        return self._remote.heartbeat(worker_id, held, running, 0, None)
+        return self._remote.heartbeat(worker_id, held, running)
 
     def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
-        return self._remote.take(worker_id, n, wait)
+        return self._remote.take(worker_id, n, wait=wait)
 
     def report(self, worker_id: str, results: list[ResultMsg], started: list[str]) -> None:
-        self._remote.report(worker_id, results, started)
+        self._remote.report(worker_id, results, started=started)
 
     def control(self, worker_id: str, answers: dict[str, bool], wait: float) -> list[str]:
-        return self._remote.control(worker_id, answers, wait)
+        return self._remote.control(worker_id, answers, wait=wait)
 
     def release(self, worker_id: str, task_ids: list[str], goodbye: bool) -> None:
-        self._remote.release(worker_id, task_ids, goodbye)
+        self._remote.release(worker_id, task_ids, goodbye=goodbye)
 
     def status(self) -> ClusterStatus:
         return self._remote.status()
@@ -52,7 +52,7 @@ class WorkerCalls:
 def link(address: tuple[str, int], authkey: bytes, reconnect_for: float,
          on_connect: Callable[[WorkerCalls], None] | None = None) -> Link:
     """A reconnecting link to the master; ``on_connect`` runs on every (re)connection."""
-    def joined(remote: Remote) -> None:
+    def joined(remote: BrokerAPI) -> None:
         if on_connect is not None:
             on_connect(WorkerCalls(remote))
 

@@ -41,11 +41,11 @@ from bench import scale_api
 from taskq import defaults
 from taskq.errors import ConnectError, MasterError
 from taskq.net.connection import parse_address
-from taskq.protocol import messages, names
+from taskq.protocol import bodies, names
 from taskq.protocol.messages import ResultMsg, Status, WorkerHello
 
 STACK_KIB = 256
-NONE_BODY = messages.encode_value(None)
+NONE_BODY = bodies.encode_value(None)
 WANT = defaults.PREFETCH_MAX  # a one-process worker's prefetch for tasks that take no time
 
 

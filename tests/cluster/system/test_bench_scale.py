@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from cluster import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ACTIVE = 2
 
 
