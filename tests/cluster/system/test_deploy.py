@@ -1,5 +1,6 @@
-"""The files in deploy/: the compose file parses, every taskq command line in them uses only
-flags the CLI accepts, stop timeouts outlast the worker grace, and no key is written down."""
+"""The files in deploy/ and the deployment docs: the compose file parses, every taskq command
+line in them (and in the docs' shell examples) uses only flags the CLI accepts, stop timeouts
+outlast the worker grace, and no key is written down."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ SYSTEMD = DEPLOY / "systemd"
 COMPOSE = DEPLOY / "compose.yaml"
 UNITS = sorted(SYSTEMD.glob("*.service"))
 ENV_EXAMPLES = sorted(SYSTEMD.glob("*.env.example"))
+# Where the deployment instructions live now; the other pages show command lines too.
+DEPLOYMENT_DOC = ROOT / "docs" / "operations" / "deployment.md"
+DOC_PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 # Where the README tells users to put a real key next to compose.yaml; git-ignored (checked
 # below), so they are the only files under deploy/ allowed to hold one.
 LOCAL_SECRETS = ("authkey", ".env")
@@ -174,7 +178,8 @@ def looks_like_key(token: str) -> bool:
 
 def deploy_files() -> list[Path]:
     skip = {DEPLOY / name for name in LOCAL_SECRETS}
-    return [p for p in sorted(DEPLOY.rglob("*")) if p.is_file() and p not in skip]
+    return [*(p for p in sorted(DEPLOY.rglob("*")) if p.is_file() and p not in skip),
+            DEPLOYMENT_DOC]
 
 
 def test_no_literal_key_under_deploy() -> None:
@@ -206,3 +211,37 @@ def test_compose_speaks_tls_with_certificates_mounted_as_secrets(compose: dict) 
     assert "/tls/" in (DEPLOY / ".gitignore").read_text().split()
     assert "deploy/tls" in (DEPLOY / "Dockerfile.dockerignore").read_text().split()
 
+
+
+# `taskq master ...` / `taskq worker ...` in a docs page: in a shell block or an indented
+# command line, after a prompt, an environment assignment or `docker run ... IMAGE`.
+DOC_COMMAND = re.compile(r"(?:^|[\s(])taskq (?P<argv>(?:master|worker)(?: [^#`|\n]*)?)")
+
+
+def doc_command_lines(path: Path) -> list[list[str]]:
+    """The master and worker command lines a docs page shows (comments dropped, continuation
+    lines joined, `[--flag]` optional parts unbracketed)."""
+    text = re.sub(r"\\\n\s*", " ", path.read_text())
+    found = []
+    for m in DOC_COMMAND.finditer(text):
+        words = m["argv"].replace("[", " ").replace("]", " ").split()
+        found.append([w for w in words if w not in ("...", "…")])
+    return found
+
+
+def test_deployment_doc_is_where_deploy_readme_points() -> None:
+    assert "docs/operations/deployment.md" in (DEPLOY / "README.md").read_text()
+    assert doc_command_lines(DEPLOYMENT_DOC), "no taskq command line in the deployment page"
+
+
+@pytest.mark.parametrize("page", DOC_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_doc_command_lines_use_real_flags(page: Path) -> None:
+    for argv in doc_command_lines(page):
+        assert unknown_flags(argv) == [], f"{page.relative_to(ROOT)}: taskq {' '.join(argv)}"
+
+
+def test_doc_command_check_is_not_vacuous() -> None:
+    lines = [argv for page in DOC_PAGES for argv in doc_command_lines(page)]
+    assert len(lines) >= 10
+    assert unknown_flags(["worker", "--connect", "h:5000", "--no-such-flag"]) == [
+        "--no-such-flag"]
