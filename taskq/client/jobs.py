@@ -216,6 +216,9 @@ def collect(remote: BrokerAPI, job: str, wait: bool, timeout: float | None, writ
         left = _time_left(deadline)
         if not wait or not count or left <= 0:
             still_open = count or 0
+            # results a consumer that died was sent (its long-poll outlived it) are sent
+            # again, so the last fetch misses none of them
+            remote.hello(outbox)
         else:
             poll = min(defaults.LONG_POLL_S, left)
 

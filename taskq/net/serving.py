@@ -1,0 +1,244 @@
+"""The master's connections, served from one selector loop and a fixed pool of threads,
+however many peers are connected.
+
+A connection that passed its handshake waits in the loop's selector (epoll) and holds no
+thread. When a request arrives the loop hands the connection to the request pool, which
+reads the request, runs the call and sends the reply, then gives the connection back. A
+long-poll that finds nothing to return (a worker's ``take`` or ``control``, a client's
+``fetch``) does not keep its thread either: it *parks* on the ``Signal`` it waits for and
+the thread moves on. A state change that notifies the signal runs the call again, and so
+does its deadline; either way its reply goes out from a pool thread::
+
+    accept ──► handshake pool (TLS, key, versions) ──► loop.add(conn)
+    loop: epoll ── readable ──► request pool: recv ─ call ─ send ──► loop.add(conn)
+                                                  └─ nothing yet: park(signal, wait) ─┐
+    signal.notify(n) (a state change) ──► up to n parked calls run again ◄───────────┤
+    a parked call's deadline (the loop's timer heap) ──► it runs again, answers ◄────┘
+
+Parking is opt-in per call (``Pending.parkable``) and per wait (``park``): a call served
+anywhere else (a test calling the broker directly) waits on the condition as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import os
+import selectors
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskq import logs
+
+log = logs.get_logger(__name__)
+
+# Threads that run requests: enough for the calls that still block (a durable submit waits
+# for its journal commit, a cancel for a worker's answer), never one per connection.
+REQUEST_THREADS = 16
+# Threads that run handshakes (TLS, the key challenge, the version hello), apart from the
+# request threads so that slow or silent new peers never hold up the connected ones.
+HANDSHAKE_THREADS = 4
+
+
+class Parked(BaseException):
+    """Raised by ``park``: the call waits in the loop, holding no thread (a BaseException, so
+    that no ``except Exception`` on its way out takes it for a failure)."""
+
+
+@dataclass(eq=False)
+class Pending:
+    """A call being served: what to run, where to answer, and (once parked) until when."""
+
+    loop: Loop
+    conn: Any
+    run: Callable[[], Any]  # runs the call (again): returns its reply value
+    parkable: bool
+    retry: Callable[[], Any] | None = None  # how to run it again (default: ``run``)
+    deadline: float | None = None  # set when it first parks
+    key: int = field(default_factory=itertools.count().__next__)
+
+
+_current = threading.local()
+
+
+def parking() -> bool:
+    """Is the running call served by the loop and allowed to park?"""
+    pending = getattr(_current, "pending", None)
+    return pending is not None and pending.parkable
+
+
+def park(signal: Signal, wait: float, recheck_at: float | None = None) -> None:
+    """Park the running call on ``signal`` (its lock held) for up to ``wait`` s from when it
+    first parked, and raise ``Parked``; return instead once that time is up, so that the
+    call answers with what it has. ``recheck_at`` runs it again earlier (a lease due)."""
+    pending: Pending = _current.pending
+    now = time.monotonic()
+    if pending.deadline is None:
+        pending.deadline = now + wait
+    if now >= pending.deadline:
+        return
+    signal.parked[pending.key] = pending
+    due = pending.deadline if recheck_at is None else min(pending.deadline, recheck_at)
+    pending.loop.at(due, signal, pending)
+    raise Parked
+
+
+class Signal(threading.Condition):
+    """A condition whose notifications also wake the calls parked on it (FIFO, as many as
+    ``notify`` says)."""
+
+    def __init__(self, lock: Any) -> None:
+        super().__init__(lock)
+        self.parked: dict[int, Pending] = {}  # in the order they parked
+
+    def notify(self, n: int = 1) -> None:
+        super().notify(n)
+        if self.parked:
+            for key in list(itertools.islice(self.parked, n)):
+                pending = self.parked.pop(key)
+                pending.loop.rerun(pending)
+
+    def notify_all(self) -> None:
+        super().notify_all()
+        if self.parked:
+            woken, self.parked = list(self.parked.values()), {}
+            for pending in woken:
+                pending.loop.rerun(pending)
+
+
+class Loop:
+    """The selector loop, its timers and its request pool; see the module docstring."""
+
+    def __init__(self, serve: Callable[[Any], Pending | None],
+                 close: Callable[[Any], None]) -> None:
+        self._serve = serve  # reads one request from a connection: the call to run
+        self._close = close  # forgets a connection that ended
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._lock = threading.Lock()
+        self._incoming: list[Any] = []
+        self._timers: list[tuple[float, int, Signal, Pending]] = []
+        self._pool = ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="taskq-request")
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="taskq-loop", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake()
+        self._thread.join(5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for key in list(self._selector.get_map().values()):
+            if key.data is not None:
+                self._close(key.data)
+        self._selector.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    # ------------------------------------------------------------------ any thread
+
+    def add(self, conn: Any) -> None:
+        """Serve this connection's next request when it arrives."""
+        with self._lock:
+            self._incoming.append(conn)
+        self._wake()
+
+    def at(self, when: float, signal: Signal, pending: Pending) -> None:
+        """Run a parked call again at ``when`` (if it is still parked on ``signal``)."""
+        with self._lock:
+            heapq.heappush(self._timers, (when, pending.key, signal, pending))
+        self._wake()
+
+    def rerun(self, pending: Pending) -> None:
+        """Run a call again (it was parked and something changed, or its time came)."""
+        if not self._stopping:
+            self._pool.submit(self._answer, pending, True)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"x")
+
+    # ------------------------------------------------------------------ the loop thread
+
+    def _run(self) -> None:
+        while not self._stopping:
+            timeout = self._due()
+            for key, _ in self._selector.select(timeout):
+                if key.data is None:
+                    with contextlib.suppress(BlockingIOError):
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    continue
+                self._selector.unregister(key.fd)
+                self._pool.submit(self._request, key.data)
+            self._take_incoming()
+
+    def _take_incoming(self) -> None:
+        with self._lock:
+            incoming, self._incoming = self._incoming, []
+        for conn in incoming:
+            try:
+                self._selector.register(conn, selectors.EVENT_READ, conn)
+            except (ValueError, OSError, KeyError):  # closed meanwhile, or registered
+                self._close(conn)
+
+    def _due(self) -> float | None:
+        """Rerun the parked calls whose time came; the seconds until the next one."""
+        now = time.monotonic()
+        due = []
+        with self._lock:
+            while self._timers and self._timers[0][0] <= now:
+                due.append(heapq.heappop(self._timers))
+            after = max(0.0, self._timers[0][0] - now) if self._timers else None
+        for _, key, signal, pending in due:  # outside our lock: parking holds the signal's
+            if self._unpark(signal, key):
+                self._pool.submit(self._answer, pending, True)
+        return after
+
+    @staticmethod
+    def _unpark(signal: Signal, key: int) -> bool:
+        with signal:  # the signal's lock is the state's: notify pops under it too
+            return signal.parked.pop(key, None) is not None
+
+    # ------------------------------------------------------------------ request threads
+
+    def _request(self, conn: Any) -> None:
+        try:
+            pending = self._serve(conn)
+        except Exception as exc:  # the peer went away, or sent what cannot be read
+            log.debug("connection_ended", reason=repr(exc))
+            self._close(conn)
+            return
+        if pending is not None:
+            self._answer(pending, False)
+
+    def _answer(self, pending: Pending, again: bool) -> None:
+        _current.pending = pending
+        try:
+            run = pending.retry if again and pending.retry is not None else pending.run
+            reply = run()
+        except Parked:
+            return
+        finally:
+            _current.pending = None
+        try:
+            pending.conn.send(reply)
+        except Exception:  # the peer went away while its call waited
+            self._close(pending.conn)
+            return
+        pending_tls = getattr(getattr(pending.conn, "tls_socket", None), "pending", None)
+        if pending_tls is not None and pending_tls():  # its next request is already read
+            self._pool.submit(self._request, pending.conn)
+        else:
+            self.add(pending.conn)
