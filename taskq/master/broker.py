@@ -42,6 +42,7 @@ from taskq.master.broker_views import BrokerViews
 from taskq.master.journal import Journal
 from taskq.master.state import BrokerState, WorkerInfo
 from taskq.master.state.limits import QueueLimit
+from taskq.net import serving
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, WorkerHello
 from taskq.protocol.replies import CancelOutcome, Fetched, MasterInfo
@@ -65,14 +66,14 @@ class Broker(PrimitiveCalls, BrokerViews):
         self._journal = journal
         self._clock = clock
         self._lock = threading.Lock()
-        self._work = threading.Condition(self._lock)
-        self._results = threading.Condition(self._lock)
-        self._space = threading.Condition(self._lock)
-        self._asks = threading.Condition(self._lock)  # cancel requests for workers
-        self._answers = threading.Condition(self._lock)  # workers' answers to them
+        self._work = serving.Signal(self._lock)
+        self._results = serving.Signal(self._lock)
+        self._space = serving.Signal(self._lock)
+        self._asks = serving.Signal(self._lock)  # cancel requests for workers
+        self._answers = serving.Signal(self._lock)  # workers' answers to them
         self._started = clock()
         state.wall_offset = time.time() - clock()
-        self._timer = threading.Condition(self._lock)  # wakes the reaper for a waiting task
+        self._timer = serving.Signal(self._lock)  # wakes the reaper for a waiting task
         self._next_due: float | None = None  # when the reaper is next due to promote
         self._prune_at = 0.0
         state.history.wall_offset = state.wall_offset
@@ -92,10 +93,15 @@ class Broker(PrimitiveCalls, BrokerViews):
             return self._journal.append(changes)
         return 0
 
-    def _wait(self, cond: threading.Condition, ready: Callable[[], T], wait: float) -> T:
-        """Wait (lock held) until ready() is truthy or the bounded wait runs out."""
+    def _wait(self, cond: serving.Signal, ready: Callable[[], T], wait: float) -> T:
+        """Wait (lock held) until ready() is truthy or the bounded wait runs out. A call the
+        master's loop serves parks instead (``net.serving``): it holds no thread, and runs
+        again when ``cond`` is notified or its time is up."""
         value = ready()
         if value or wait <= 0:
+            return value
+        if serving.parking():
+            serving.park(cond, min(wait, LONG_POLL_S))  # raises Parked until its time is up
             return value
         deadline = time.monotonic() + min(wait, LONG_POLL_S)
         while not value and not self._stopping.is_set():

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -24,8 +26,18 @@ from taskq.master.state import BrokerState
 from taskq.net import managers
 from taskq.net.keys import KeyRing
 from taskq.net.tls import TLS
+from taskq.protocol.api import CALLS
 
 log = logs.get_logger(__name__)
+
+
+# The long-polls that wait in the master's loop holding no thread, each with the argument a
+# rerun clears (what the first run already applied: acknowledged results, answers).
+PARKABLE: dict[str, int | None] = {
+    "take": None,
+    "fetch": CALLS["fetch"].params.index("ack"),
+    "control": CALLS["control"].params.index("answers"),
+}
 
 
 @dataclass(kw_only=True, slots=True)
@@ -44,6 +56,18 @@ class MasterConfig:
     http: HttpConfig | None = None  # the web page and /metrics; None serves none
     http_is_default: bool = False  # the default address: a busy port is a warning, not fatal
     history_s: float = defaults.HISTORY_KEEP_S
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit of open files to its hard limit: each connected peer
+    holds descriptors, and the usual soft limit (1,024) would cap a master near 250 workers.
+    Returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
 
 
 def build_broker(config: MasterConfig) -> Broker:
@@ -68,6 +92,7 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
         notice: Callable[[str], None] | None = None) -> int:
     """Serve until ``stop`` is set; ``announce`` gets "host:port" once it accepts, then
     ``notice`` gets the web page's URL."""
+    files = raise_open_files_limit()
     broker = build_broker(config)
     web = None
     try:
@@ -75,7 +100,7 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
         keyring = KeyRing([config.authkey, *config.more_keys])
         server = managers.serve(Owned(broker, keyring.in_use), config.host, config.port,
                                 keyring, max_payload=config.max_payload,
-                                tls_settings=config.tls)
+                                tls_settings=config.tls, parkable=PARKABLE)
     except BaseException:
         if web is not None:
             http.stop(web)
@@ -85,6 +110,7 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
     broker.start_reaper()
     managers.run_server(server)
     log.info("master_started", address=f"{host}:{port}", durable=config.state is not None,
+             open_files=files,
              tls="mutual" if config.tls and config.tls.ca else "on" if config.tls else "off")
     announce(f"{host}:{port}")
     if web is not None and notice is not None:  # after: readers of the first line go on

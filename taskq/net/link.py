@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -43,8 +44,10 @@ def connect(address: tuple[str, int], authkey: bytes, within: float,
         except AuthError:  # a wrong key or version: trying again will not help
             raise
         except LINK_ERRORS as exc:
-            # the wait is the backoff between attempts, cut short by cancel
-            if cancel.wait(min(delay, max(0.0, deadline - time.monotonic()))):
+            # the wait is the backoff between attempts, cut short by cancel; full jitter, so
+            # that the peers of a restarted master do not all come back at the same instant
+            pause = random.uniform(delay / 2, delay)  # noqa: S311 -- spreading, not secrecy
+            if cancel.wait(min(pause, max(0.0, deadline - time.monotonic()))):
                 raise ConnectError(f"stopped trying to reach the master at "
                                    f"{address[0]}:{address[1]}") from None
             if time.monotonic() >= deadline:

@@ -30,18 +30,22 @@ from here.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import AuthenticationError, connection, managers, util
 from traceback import format_exc
 from typing import Any, Protocol, TypeVar
 
 from taskq import defaults, logs
 from taskq.errors import AuthError, MasterError, VersionMismatch
-from taskq.net import tls
+from taskq.net import serving, tls
 from taskq.net.connection import Connection, FrameDropped, adopt, frame_limit, peer_of, tune
 from taskq.net.keys import KeyRing
 from taskq.net.secure import (
@@ -59,6 +63,7 @@ T = TypeVar("T")
 SERIALIZER = "taskq"
 LINK_ERRORS = (OSError, EOFError, ConnectionError, managers.RemoteError, MasterError)
 
+_ACCEPT_BACKOFF_S = 0.05  # after a failed accept (EMFILE): no busy loop
 AUTH_HINT = "check TASKQ_AUTHKEY or --authkey-file: it must hold the master's key"
 
 
@@ -132,14 +137,27 @@ class Server(managers.Server):
     authkey: bytes
     stop_event: threading.Event
     keyring: KeyRing  # set by serve()
+    loop: serving.Loop  # serves every admitted connection (set by serve())
+    handshakes: ThreadPoolExecutor  # admits new ones
+    parkable: dict[str, int | None]  # calls that may park: the argument a rerun clears
 
     def handle_request(self, conn: connection.Connection) -> None:
+        """A new connection, on a handshake thread: admit it, answer its first request; a
+        proxy's connection (``accept_connection``) then lives in the loop, any other ends."""
+        kept = False
         try:
-            super().handle_request(conn)
+            kept = self._handle_request(conn)
         finally:
-            key = getattr(conn, "authkey_used", None)
-            if key is not None:
-                self.keyring.closed(key)
+            if not kept:
+                self.closed(conn)
+
+    def closed(self, conn: connection.Connection) -> None:
+        """A connection ended: close it and count its key out."""
+        with contextlib.suppress(OSError):
+            conn.close()
+        key = getattr(conn, "authkey_used", None)
+        if key is not None:
+            self.keyring.closed(key)
 
     def accepter(self) -> None:
         while not self.stop_event.is_set():
@@ -148,8 +166,37 @@ class Server(managers.Server):
             except OSError:
                 if self.stop_event.is_set():
                     return
+                time.sleep(_ACCEPT_BACKOFF_S)  # out of descriptors: let some close first
                 continue
-            threading.Thread(target=self.handle_request, args=(conn,), daemon=True).start()
+            self.handshakes.submit(self.handle_request, conn)
+
+    def accept_connection(self, c: connection.Connection, name: str) -> None:
+        """A proxy's own connection: say yes, then serve its calls from the loop."""
+        c.send(("#RETURN", None))
+        self.loop.add(c)
+
+    def read_call(self, conn: connection.Connection) -> serving.Pending:
+        """Read one request of a served connection: the call to run, and how to run it
+        again once parked (its acknowledgements cleared: they were applied)."""
+        ident, name, args, kwds = conn.recv()
+        obj, exposed, _ = self.id_to_obj[ident]
+        if name not in exposed:
+            raise PermissionError(f"{str(name)[:80]!r} is not served")
+        function = getattr(obj, name)
+
+        def run(call_args: tuple[Any, ...] = args) -> tuple[str, Any]:
+            try:
+                return "#RETURN", function(*call_args, **kwds)
+            except Exception as exc:
+                return "#ERROR", exc
+
+        retry = None
+        cleared = self.parkable.get(name, -1)
+        if cleared is not None and 0 <= cleared < len(args):
+            again = (*args[:cleared], type(args[cleared])(), *args[cleared + 1:])
+            retry = functools.partial(run, again)
+        return serving.Pending(loop=self.loop, conn=conn, run=run, retry=retry,
+                               parkable=name in self.parkable)
 
     def _admit(self, c: connection.Connection, peer: str) -> Any:
         """TLS, the challenge, the version hello, then the first request (returned); each
@@ -166,35 +213,35 @@ class Server(managers.Server):
             raise PermissionError(f"{str(funcname)[:80]!r} is not served")
         return funcname, args, kwds
 
-    def _handle_request(self, c: connection.Connection) -> None:
+    def _handle_request(self, c: connection.Connection) -> bool:
+        """Admit a connection and answer its first request; True if the loop now has it."""
         peer = peer_of(c)
         try:
             funcname, args, kwds = self._admit(c, peer)
         except AuthenticationError:
             log.warning("connection_rejected", peer=peer, reason="authkey did not match")
-            return
+            return False
         except (VersionMismatch, tls.TLSError) as exc:
             log.warning("peer_refused", peer=peer, reason=str(exc))
-            return
+            return False
         except FrameDropped:
-            return  # logged as it was dropped
+            return False  # logged as it was dropped
         except Exception as exc:
             log.warning("connection_dropped", peer=peer, reason=dropped_reason(c, exc))
-            return
+            return False
         _between_requests(c)
+        if funcname == "accept_connection":
+            self.accept_connection(c, *args, **kwds)
+            return True
         try:
             msg: tuple[str, Any] = ("#RETURN", getattr(self, funcname)(c, *args, **kwds))
         except Exception:
             msg = ("#TRACEBACK", format_exc())
-        if funcname == "accept_connection":
-            # it answered and then served the connection until the master began to stop; a
-            # second answer now would be read by the peer as the reply to its next request
-            c.close()
-            return
         try:
             c.send(msg)
         except Exception:
             log.debug("reply_failed", peer=peer)
+        return False
 
 
 def _between_requests(c: connection.Connection) -> None:
@@ -303,12 +350,15 @@ def _guard(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
 
 def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
           max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024),
-          tls_settings: tls.TLS | None = None) -> Server:
+          tls_settings: tls.TLS | None = None,
+          parkable: dict[str, int | None] | None = None) -> Server:
     """Bind the master's server (not yet accepting); ``server.address`` is the bound one.
     ``served`` is what peers call (the master's broker, already checking who owns what).
     Its connections read frames of at most ``frame_limit(max_payload)`` bytes, and with
     ``tls_settings`` speak TLS (with their ``ca``: only to peers with a certificate).
-    Peers may answer the challenge with any key of ``keyring``."""
+    Peers may answer the challenge with any key of ``keyring``. The calls in ``parkable``
+    wait in the loop without a thread (``net.serving``); each names the argument that a
+    rerun clears (its acknowledgements, applied on the first run), or None."""
     context = None if tls_settings is None else tls_settings.server_context()
 
     class _Manager(Manager):
@@ -321,6 +371,10 @@ def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
                     SERIALIZER)
     server.stop_event = threading.Event()
     server.keyring = keyring
+    server.parkable = dict(parkable or {})
+    server.loop = serving.Loop(server.read_call, server.closed)
+    server.handshakes = ThreadPoolExecutor(serving.HANDSHAKE_THREADS,
+                                           thread_name_prefix="taskq-handshake")
     listener = server.listener
     if isinstance(listener, Listener):
         listener.max_frame = frame_limit(max_payload)
@@ -330,7 +384,8 @@ def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
 
 
 def run_server(server: Server) -> threading.Thread:
-    """Start accepting connections in a daemon thread."""
+    """Start the loop, and accepting connections in a daemon thread."""
+    server.loop.start()
     thread = threading.Thread(target=server.accepter, name="taskq-accept", daemon=True)
     thread.start()
     return thread
@@ -339,3 +394,5 @@ def run_server(server: Server) -> threading.Thread:
 def stop_server(server: Server) -> None:
     server.stop_event.set()
     server.listener.close()
+    server.handshakes.shutdown(wait=False, cancel_futures=True)
+    server.loop.stop()
