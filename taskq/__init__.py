@@ -42,7 +42,7 @@ _LAZY = {
     "AsyncClient": "taskq.client.asyncio",
     "CancelResult": "taskq.client.cancel",
     "Client": "taskq.client.client",
-    "TaskFuture": "taskq.client.client",
+    "TaskFuture": "taskq.client.future",
     "current_client": "taskq.client.shared",
     "track": "taskq.client.track",
     "TLS": "taskq.net.tls",
@@ -58,7 +58,8 @@ _LAZY = {
 if TYPE_CHECKING:
     from taskq.client.asyncio import AsyncClient
     from taskq.client.cancel import CancelResult
-    from taskq.client.client import Client, TaskFuture
+    from taskq.client.client import Client
+    from taskq.client.future import TaskFuture
     from taskq.client.shared import current_client
     from taskq.client.track import track
     from taskq.net.tls import TLS, TLSError

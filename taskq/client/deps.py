@@ -140,7 +140,8 @@ class Dependencies:
         with self._lock:
             entry = self._entries.get(task_id)
         if entry is not None:
-            return entry.future
+            future: TaskFuture = entry.future
+            return future
         if task_id.startswith(f"{self.public_outbox}-"):
             return None
         self._check_open()

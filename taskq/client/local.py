@@ -36,8 +36,10 @@ def _die_with_parent() -> None:
 
 def spawn(args: list[str], env: dict[str, str], **kwargs: object) -> subprocess.Popen[str]:
     """Start ``python -m taskq ARGS`` tied to this process's life."""
-    return subprocess.Popen([sys.executable, "-m", "taskq", *args], env=env, text=True,  # noqa: S603 -- runs this interpreter on taskq's own fixed arguments
-                            preexec_fn=_die_with_parent, **kwargs)  # type: ignore[call-overload]
+    proc: subprocess.Popen[str] = subprocess.Popen(  # type: ignore[call-overload]  # noqa: S603 -- runs this interpreter on taskq's own fixed arguments
+        [sys.executable, "-m", "taskq", *args], env=env, text=True,
+        preexec_fn=_die_with_parent, **kwargs)
+    return proc
 
 
 def read_line_with(stream: IO[str], prefix: str, timeout: float) -> str | None:

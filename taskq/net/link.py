@@ -10,12 +10,13 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing import managers
 from typing import Any
 
 from taskq import defaults, logs
 from taskq.errors import AuthError, ConnectError, MasterError
 from taskq.net import tls
-from taskq.net.managers import LINK_ERRORS, SERIALIZER, BrokerProxy, Manager, managers
+from taskq.net.managers import LINK_ERRORS, SERIALIZER, BrokerProxy, Manager
 from taskq.net.secure import use_tls
 from taskq.protocol.api import BrokerAPI, Remote
 
@@ -26,7 +27,8 @@ def open_proxy(address: tuple[str, int], authkey: bytes) -> BrokerProxy:
     manager = Manager(address=address, authkey=authkey, serializer=SERIALIZER)
     try:
         manager.connect()
-        return manager.broker()  # type: ignore[attr-defined]
+        proxy: BrokerProxy = manager.broker()  # type: ignore[attr-defined]
+        return proxy
     except managers.RemoteError as exc:
         raise ConnectError(f"the master at {address[0]}:{address[1]} refused: {exc}") from None
 

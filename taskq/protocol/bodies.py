@@ -39,7 +39,8 @@ from taskq.protocol.messages import PICKLE_PROTOCOL, Body, ResultMsg, Status
 
 
 def _dumps(obj: Any) -> bytes:
-    return cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL)
+    data: bytes = cloudpickle.dumps(obj, protocol=PICKLE_PROTOCOL)
+    return data
 
 
 class _ByValueNeeded(Exception):
@@ -174,10 +175,13 @@ def decode_function(fn: bytes) -> Any:
 def decode_args(args: Body, inputs: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Unpickle a call's arguments; ``inputs``, ``((dependency id, result body), ...)``,
     take the place of the futures that were among them."""
+    call: tuple[tuple[Any, ...], dict[str, Any]]
     if not inputs:
-        return pickle.loads(args)  # noqa: S301 -- as decode_call: in a worker's pool process, never the master
+        call = pickle.loads(args)  # noqa: S301 -- as decode_call: in a worker's pool process, never the master
+        return call
     with deps.decoding(inputs):
-        return pickle.loads(args)  # noqa: S301 -- as above
+        call = pickle.loads(args)  # noqa: S301 -- as above
+    return call
 
 
 def encode_value(value: Any) -> bytes:
@@ -220,6 +224,7 @@ def encode_error(exc: BaseException) -> bytes:
 def decode_error(body: Body) -> BaseException:
     """The exception a failed task raised, with the remote traceback as its ``__cause__``."""
     blob, type_name, message, tb_text = pickle.loads(body)  # noqa: S301 -- a result, loaded by the submitter that asked for it
+    exc: BaseException
     if blob is not None:
         try:
             exc = pickle.loads(blob)  # noqa: S301 -- a result, loaded by the submitter that asked for it

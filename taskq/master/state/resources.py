@@ -89,10 +89,10 @@ class FitGate:
         self._limits, self._resources, self._worker = limits, resources, worker_id
 
     def queue_open(self, queue: str) -> bool:
-        return self._limits.queue_open(queue)  # type: ignore[attr-defined]
+        return bool(self._limits.queue_open(queue))  # type: ignore[attr-defined]
 
     def key_open(self, key: str, limit: int) -> bool:
-        return self._limits.key_open(key, limit)  # type: ignore[attr-defined]
+        return bool(self._limits.key_open(key, limit))  # type: ignore[attr-defined]
 
     def fits(self, needs: Needs) -> bool:
         return self._resources.fits(self._worker, needs)

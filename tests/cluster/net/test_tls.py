@@ -135,3 +135,24 @@ def test_tls_settings_are_checked_before_anything_starts(cluster: Cluster, ca: C
     out = cluster.cli("master", "--tls-ca", str(ca.cert), "--in-memory", "--port", "0")
     assert out.returncode == 2 and "--tls-cert" in out.stderr
     assert os.environ.get("TASKQ_TLS_CA") is None
+
+
+# every command that reaches a master, with arguments that make it call the master once
+REACHING = [
+    ["status", "--json"], ["history", "--json"], ["top", "--once"],
+    ["explain", "no-such-task"], ["inspect", "no-such-task"], ["results", "no-such-job"],
+    ["cancel", "no-such-task"], ["queue", "list"], ["schedule", "list"], ["primitives"],
+    ["primitives", "delete", "no-such-primitive"], ["schedule", "pause", "no-such-schedule"],
+]
+
+
+def test_every_command_that_reaches_a_master_speaks_tls(cluster: Cluster, ca: CA) -> None:
+    _tls_master(cluster, ca.issue("master"))
+    for argv in REACHING:
+        out = cluster.cli(*argv, "--tls-ca", str(ca.cert), timeout=30)
+        # it reached the master: exit 0, or 1 with the master's answer about the name
+        assert out.returncode in (0, 1), (argv, out.stderr)
+        assert "TLS" not in out.stderr and "no such option" not in out.stderr, (argv, out.stderr)
+        assert "Traceback" not in out.stderr, (argv, out.stderr)
+    plain = cluster.cli("queue", "list", timeout=30)  # without TLS: refused in one line
+    assert plain.returncode == 1 and plain.stderr.count("\n") == 1, plain.stderr
