@@ -93,7 +93,13 @@ class Broker(PrimitiveCalls, BrokerViews):
             return self._journal.append(changes)
         return 0
 
-    def _wait(self, cond: serving.Signal, ready: Callable[[], T], wait: float) -> T:
+    def _holders(self, task_ids: list[str]) -> set[str]:
+        """The workers holding these tasks (lock held): the ones a cancel asks."""
+        tasks = self._state.tasks
+        return {rec.worker for t in task_ids if (rec := tasks.get(t)) is not None and rec.worker}
+
+    def _wait(self, cond: serving.Signal, ready: Callable[[], T], wait: float,
+              key: str | None = None) -> T:
         """Wait (lock held) until ready() is truthy or the bounded wait runs out. A call the
         master's loop serves parks instead (``net.serving``): it holds no thread, and runs
         again when ``cond`` is notified or its time is up."""
@@ -101,7 +107,7 @@ class Broker(PrimitiveCalls, BrokerViews):
         if value or wait <= 0:
             return value
         if serving.parking():
-            serving.park(cond, min(wait, LONG_POLL_S))  # raises Parked until its time is up
+            serving.park(cond, min(wait, LONG_POLL_S), key=key)  # raises Parked until its time
             return value
         deadline = time.monotonic() + min(wait, LONG_POLL_S)
         while not value and not self._stopping.is_set():
@@ -193,7 +199,7 @@ class Broker(PrimitiveCalls, BrokerViews):
                 task_ids = state.owned_by(outbox, task_ids)
             out = state.cancel(task_ids)
             if out.asked:
-                self._asks.notify_all()
+                self._asks.notify_keys(self._holders(out.asked))
                 recs = [state.tasks[t] for t in out.asked]
                 self._wait(self._answers, lambda: not any(r.cancel_asked for r in recs), wait)
                 later = state.cancel_progress(recs)
@@ -233,7 +239,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             out = state.stop(task_ids, self._clock())
             ticket = self._commit()
             if out.stopping:
-                self._asks.notify_all()
+                self._asks.notify_keys(self._holders(out.stopping))
             if out.cancelled:
                 self._space.notify_all()
             journal = self._journal
@@ -376,7 +382,8 @@ class Broker(PrimitiveCalls, BrokerViews):
                 self._commit()
                 self._answers.notify_all()
                 self._results.notify_all()
-            if not asks and self._wait(self._asks, lambda: state.has_asks(worker_id), wait):
+            if not asks and self._wait(self._asks, lambda: state.has_asks(worker_id), wait,
+                                       key=worker_id):
                 asks = state.control(worker_id, {})
             return asks
 

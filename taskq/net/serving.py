@@ -28,7 +28,7 @@ import os
 import selectors
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,10 +72,12 @@ def parking() -> bool:
     return pending is not None and pending.parkable
 
 
-def park(signal: Signal, wait: float, recheck_at: float | None = None) -> None:
+def park(signal: Signal, wait: float, recheck_at: float | None = None,
+         key: Hashable = None) -> None:
     """Park the running call on ``signal`` (its lock held) for up to ``wait`` s from when it
     first parked, and raise ``Parked``; return instead once that time is up, so that the
-    call answers with what it has. ``recheck_at`` runs it again earlier (a lease due)."""
+    call answers with what it has. ``recheck_at`` runs it again earlier (a lease due); with
+    ``key`` (a worker's id), ``signal.notify_keys`` wakes it alone."""
     pending: Pending = _current.pending
     now = time.monotonic()
     if pending.deadline is None:
@@ -83,6 +85,8 @@ def park(signal: Signal, wait: float, recheck_at: float | None = None) -> None:
     if now >= pending.deadline:
         return
     signal.parked[pending.key] = pending
+    if key is not None:
+        signal.keyed[key] = pending.key  # one parked call per key (a worker's one poll)
     due = pending.deadline if recheck_at is None else min(pending.deadline, recheck_at)
     pending.loop.at(due, signal, pending)
     raise Parked
@@ -95,6 +99,16 @@ class Signal(threading.Condition):
     def __init__(self, lock: Any) -> None:
         super().__init__(lock)
         self.parked: dict[int, Pending] = {}  # in the order they parked
+        self.keyed: dict[Hashable, int] = {}  # the call parked under a key (may have left)
+
+    def notify_keys(self, keys: Iterable[Hashable]) -> None:
+        """Wake the threads that wait (they check for themselves) and the calls parked
+        under these keys, no other."""
+        super().notify_all()
+        for key in keys:
+            pending = self.parked.pop(self.keyed.pop(key, -1), None)
+            if pending is not None:
+                pending.loop.rerun(pending)
 
     def notify(self, n: int = 1) -> None:
         super().notify(n)
@@ -105,6 +119,7 @@ class Signal(threading.Condition):
 
     def notify_all(self) -> None:
         super().notify_all()
+        self.keyed.clear()
         if self.parked:
             woken, self.parked = list(self.parked.values()), {}
             for pending in woken:
