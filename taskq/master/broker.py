@@ -364,13 +364,18 @@ class Broker(PrimitiveCalls, BrokerViews):
             if self._state.queues.waiting_count > waiting:  # a retry waits for its backoff
                 self._wake_timer()
             requeued = self._state.pending_count() - pending_before
-            self._commit()
+            ticket = self._commit()
             if started:
                 self._results.notify_all()
             if self._state.limits.by_queue or self._state.limits.running_by_key:
                 self._work.notify_all()  # a limit may have room again
             elif requeued > 0:
                 self._work.notify(requeued)
+            journal = self._journal
+        if results and ticket and journal is not None:
+            # the worker forgets a result once this returns: it must survive a master
+            # SIGKILLed right after, or its task would run again
+            journal.wait(ticket)
 
     def control(self, worker_id: str, answers: dict[str, bool], *, wait: float) -> list[str]:
         """A worker's answers to cancel requests (True: dropped before it started); returns
