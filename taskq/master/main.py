@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import resource
 import threading
 import time
@@ -98,9 +99,15 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
     try:
         web = _serve_http(config, broker)
         keyring = KeyRing([config.authkey, *config.more_keys])
-        server = managers.serve(Owned(broker, keyring.in_use), config.host, config.port,
-                                keyring, max_payload=config.max_payload,
-                                tls_settings=config.tls, parkable=PARKABLE)
+        try:
+            server = managers.serve(Owned(broker, keyring.in_use), config.host, config.port,
+                                    keyring, max_payload=config.max_payload,
+                                    tls_settings=config.tls, parkable=PARKABLE)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise OSError(exc.errno, f"port {config.port} on {config.host} is in use (another "
+                          f"taskq master?): stop it, or give this one another --port") from None
     except BaseException:
         if web is not None:
             http.stop(web)

@@ -26,7 +26,9 @@ worker that reconnects still holding one claims it back with its first heartbeat
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -44,6 +46,7 @@ from taskq.defaults import (
     JOURNAL_WINDOW_S,
     STATS_WINDOWS,
 )
+from taskq.errors import TaskqError
 from taskq.master.journal import deps as deps_table
 from taskq.master.journal import prims as prims_table
 from taskq.master.journal import schema
@@ -69,16 +72,13 @@ class Journal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._lock_fd = _lock(path)  # one master per journal, released when it exits
         self._wal = Path(f"{path}-wal")
-        self._db = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_S, check_same_thread=False,
-                                   isolation_level=None)
-        _use_incremental_vacuum(self._db, path)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={JOURNAL_SYNCHRONOUS}")
-        self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SLACK_BYTES}")
-        had = schema.migrate(self._db, path)
-        if had != schema.LATEST:
-            log.info("journal_migrated", path=str(path), version=schema.LATEST, was=had)
+        try:
+            self._db = _open(path)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
         self._page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
         self._dblock = threading.Lock()  # the writer and direct write() callers share _db
         self.commit_seconds = Histogram()  # how long each transaction took (for /metrics)
@@ -279,6 +279,7 @@ class Journal:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             self._db.close()
+            os.close(self._lock_fd)  # the next master may open it
 
 
 def _use_incremental_vacuum(db: sqlite3.Connection, path: Path) -> None:
@@ -319,6 +320,44 @@ def _schedule(name: str, spec: str, fn: bytes, args: bytes) -> Schedule:
     timeout, retries, priority, queue, extra = fields.pop("options")
     options = TaskOptions.with_extra(timeout, retries, priority, queue, extra)
     return Schedule(name, fn, args, options, **fields)
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """The journal's connection, its schema brought to the latest version."""
+    db = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_S, check_same_thread=False,
+                         isolation_level=None)
+    try:
+        _use_incremental_vacuum(db, path)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={JOURNAL_SYNCHRONOUS}")
+        db.execute(f"PRAGMA journal_size_limit={JOURNAL_SLACK_BYTES}")
+        had = schema.migrate(db, path)
+    except BaseException:
+        db.close()
+        raise
+    if had != schema.LATEST:
+        log.info("journal_migrated", path=str(path), version=schema.LATEST, was=had)
+    return db
+
+
+class JournalInUse(TaskqError):
+    """Another process (a second master on the same --state) holds the journal."""
+
+
+def _lock(path: Path) -> int:
+    """Hold ``path``.lock (flock: the kernel releases it when this process exits, however);
+    JournalInUse, naming the holder, if another process holds it."""
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise JournalInUse(f"the journal {path} is in use by another taskq master (pid "
+                           f"{holder}): stop that one, or give this one another --state") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 def _wall(rec: TaskRecord, to_wall: float) -> float:
