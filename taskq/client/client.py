@@ -103,6 +103,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         self._outgoing: deque[_Entry] = deque()
         self._wakeup = threading.Condition(self._lock)
         self._room = threading.Condition(self._lock)
+        self._sent = threading.Condition(self._lock)  # a batch's submit call returned
         self._held_acks: set[str] = set()  # resolved while their task was being sent
         self._pins = Pins()  # results an unsent dependent needs: not acknowledged yet
         self._ready_acks: list[str] = []  # ... and that send is over: acknowledge them
@@ -243,6 +244,10 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         here is dropped at once, one sent is cancelled on the master, in one call)."""
         with self._lock:
             entries = [e for e in map(self._entries.get, task_ids) if e is not None]
+            # a task on its way to the master is cancelled there once it has arrived: asked
+            # sooner, the master would not know it yet and it would run
+            self._sent.wait_for(lambda: not any(e.sending for e in entries),
+                                defaults.CALL_TIMEOUT_S)
             unsent = {e.msg.task_id for e in entries if not e.sent}
             for entry in entries:
                 if not entry.sent:
@@ -369,6 +374,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
             with self._lock:
                 for entry in batch:
                     entry.sending = False
+                self._sent.notify_all()
                 held = [e.msg.task_id for e in batch if e.msg.task_id in self._held_acks]
                 self._held_acks.difference_update(held)
                 self._ready_acks += [t for t in held if not self._pins.hold(t)]

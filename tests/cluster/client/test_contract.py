@@ -277,3 +277,38 @@ def test_a_master_stopping_mid_call_gives_its_clients_no_stray_answer(cluster: C
             future.result(60)
     finally:
         client.shutdown(wait=False)
+
+
+class _HeldSubmits:
+    """The client's remote, with each submit held until ``go`` is set (a slow network)."""
+
+    def __init__(self, remote: Any) -> None:
+        self._remote = remote
+        self.arrived = threading.Event()
+        self.go = threading.Event()
+
+    def submit(self, tasks: Any, *, durable: bool = True) -> int:
+        self.arrived.set()
+        self.go.wait(30)
+        return int(self._remote.submit(tasks, durable=durable))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._remote, name)
+
+
+def test_a_cancel_while_its_task_is_on_the_way_cancels_it(cluster: Cluster) -> None:
+    cluster.start_master()  # no worker: a task the master has stays queued
+    client = cluster.client()
+    try:
+        held = _HeldSubmits(client._remote)
+        client._remote = held
+        future = client.submit(tasks_mod.add, 1, 2)
+        assert held.arrived.wait(30)  # the sender is inside submit: the task is on its way
+        threading.Timer(0.2, held.go.set).start()  # it arrives while the cancel waits
+        assert future.cancel() is True
+        assert future.cancelled()
+        open_count = client._remote.open_count(client.outbox)
+        assert open_count == 0, open_count  # nothing left on the master to run
+    finally:
+        held.go.set()
+        client.shutdown(wait=False, cancel_futures=True)
