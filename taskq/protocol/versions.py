@@ -32,7 +32,10 @@ log = logs.get_logger(__name__)
 # 3: a task carries its dependencies and, leased, their results (TaskMsg.deps, .inputs);
 #    the master's replies (Fetched, MasterInfo, status rows) are pickled as
 #    taskq.protocol.replies; stops and progress ride the control channel and heartbeats.
-PROTOCOL = 3
+# 4: the messages and replies live in the role packages (taskq.protocol.messages, .replies,
+#    .progress, .prims), the broker's calls take their flags in declared order, and a
+#    report is answered once journaled.
+PROTOCOL = 4
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

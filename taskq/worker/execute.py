@@ -9,8 +9,8 @@ KeyboardInterrupt) is an outcome like any other, whether the task raised it or t
 pickling of its result or exception did: the submitter gets it, as from the standard
 process pool, and the pool process goes on::
 
-    Payload(fn bytes, args view, retry_on, context) ──► load (cached by fn bytes) ──► Call
-        Call ──► bind(context) ──► fn(*args, **kwargs) ──► RunResult(status, body, detail, retry)
+    Payload(fn bytes, args view, retry_on, context) ──► load (cached by fn bytes) ──► Loaded
+        Loaded ──► bind(context) ──► fn(*args, **kwargs) ──► RunResult(status, body, detail, retry)
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class RunResult:
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class Loaded:
     """A decoded task, ready to be called."""
 
     fn: Any
@@ -86,7 +86,7 @@ class Call:
     payload: Payload
 
 
-def load(payload: Payload) -> Call | RunResult:
+def load(payload: Payload) -> Loaded | RunResult:
     """Decode one task; an ERROR result if it cannot be."""
     args_bytes, inputs = payload.args, None
     if type(args_bytes) is tuple:
@@ -97,7 +97,7 @@ def load(payload: Payload) -> Call | RunResult:
     except BaseException as exc:  # a module may even exit as it is imported
         err = _load_error(exc)
         return RunResult(Status.ERROR, _error_body(err), _trace(err))
-    return Call(fn, args, kwargs, payload)
+    return Loaded(fn, args, kwargs, payload)
 
 
 def run(payload: Payload) -> RunResult:
@@ -105,7 +105,7 @@ def run(payload: Payload) -> RunResult:
     the failures ``retry_on`` names (any exception when it names none). An ``async def``
     task runs to its end on an event loop of its own."""
     loaded = load(payload)
-    if not isinstance(loaded, Call):
+    if not isinstance(loaded, Loaded):
         return loaded
     if payload.context is None:
         return call(loaded.fn, loaded.args, loaded.kwargs, payload.retry_on)

@@ -113,7 +113,7 @@ class AsyncioPool(LocalPool):
     async def _run(self, job: Job) -> None:
         loaded = execute.load(job.payload)
         value: Any = loaded
-        if isinstance(loaded, execute.Call):
+        if isinstance(loaded, execute.Loaded):
             with execute.task_context(loaded.payload):  # this coroutine's context only
                 if execute.is_async(loaded.fn):
                     value = await self._await(job, loaded)
@@ -123,7 +123,7 @@ class AsyncioPool(LocalPool):
             self._finish(job, value)
         self._fill()
 
-    async def _await(self, job: Job, task: execute.Call) -> Any:
+    async def _await(self, job: Job, task: execute.Loaded) -> Any:
         """Await an ``async def`` task; cancelled at its timeout (None then), or when the
         job is cancelled while it runs (``kill_task``)."""
         self._awaiting.add(job.task_id)
@@ -147,7 +147,7 @@ class AsyncioPool(LocalPool):
             self._awaiting.discard(job.task_id)
         return execute.encode(value)
 
-    async def _in_thread(self, job: Job, task: execute.Call) -> Any:
+    async def _in_thread(self, job: Job, task: execute.Loaded) -> Any:
         """Run a plain function in the loop's executor; its slot is held until it returns."""
         future = self._loop.run_in_executor(None, contextvars.copy_context().run, execute.call,
                                             task.fn, task.args, task.kwargs, task.payload.retry_on)
