@@ -30,8 +30,12 @@ REAP_EVERY_S = 0.25
 # Longest a blocking call waits on the master for work or results. Short keeps every call
 # bounded and lets a caller notice stop requests; long costs nothing (the wait is a condition).
 LONG_POLL_S = 1.0
+# Longest a call parked on the master's loop may wait (it holds no thread while it waits):
+# a worker's control poll asks for this long, since a cancel for it wakes it at once, so an
+# idle worker costs the master one call less each second.
+PARKED_POLL_MAX_S = 8.0
 # A socket read from the master that takes longer than this means the link is dead.
-# Must be well above LONG_POLL_S.
+# Must be well above LONG_POLL_S and PARKED_POLL_MAX_S.
 CALL_TIMEOUT_S = 15.0
 # Time allowed for a TCP connect plus the authkey handshake.
 CONNECT_TIMEOUT_S = 5.0

@@ -33,6 +33,7 @@ from taskq.defaults import (
     JOB_OUTBOX_PREFIX,
     LONG_POLL_S,
     MAX_PENDING,
+    PARKED_POLL_MAX_S,
     PREFETCH_MIN,
     REAP_EVERY_S,
     RESULT_TTL_S,
@@ -107,7 +108,7 @@ class Broker(PrimitiveCalls, BrokerViews):
         if value or wait <= 0:
             return value
         if serving.parking():
-            serving.park(cond, min(wait, LONG_POLL_S), key=key)  # raises Parked until its time
+            serving.park(cond, min(wait, PARKED_POLL_MAX_S), key=key)  # raises until its time
             return value
         deadline = time.monotonic() + min(wait, LONG_POLL_S)
         while not value and not self._stopping.is_set():

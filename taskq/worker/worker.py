@@ -413,7 +413,8 @@ class Worker:
         """Answer the master's cancel requests: drop each task that has not begun."""
         answers: dict[str, bool] = {}
         while not self._halt.is_set():
-            asks = self.link.remote.control(self.worker_id, answers, wait=defaults.LONG_POLL_S)
+            asks = self.link.remote.control(self.worker_id, answers,
+                                            wait=defaults.PARKED_POLL_MAX_S)
             answers = {ask: self._answer(ask) for ask in asks}
 
     def _answer(self, ask: str) -> bool:
