@@ -298,6 +298,7 @@ class Broker(PrimitiveCalls, BrokerViews):
                           resources=tuple(getattr(hello, "resources", ())))
         with self._lock:
             self._state.register(info, self._clock())
+            self._tell_asks(hello.worker_id)  # asks it may not have had answered
         log.info("worker_joined", worker_id=hello.worker_id, host=hello.host,
                  pid=hello.pid, procs=hello.procs)
         return self.info()
@@ -313,8 +314,15 @@ class Broker(PrimitiveCalls, BrokerViews):
             raise ValueError(f"bad progress {type(progress).__name__}: expected a dict of "
                              f"task id -> (done, total, message)")
         with self._lock:
-            return self._state.heartbeat(worker_id, held, running, self._clock(), memory,
-                                         progress)
+            known = self._state.heartbeat(worker_id, held, running, self._clock(), memory,
+                                          progress)
+            self._tell_asks(worker_id)  # a task stopped while it was away, still held there
+            return known
+
+    def _tell_asks(self, worker_id: str) -> None:
+        """Wake the worker's parked control poll if it has asks (lock held)."""
+        if self._state.has_asks(worker_id):
+            self._asks.notify_keys([worker_id])
 
     def take(self, worker_id: str, n: int, *, wait: float) -> list[TaskMsg]:
         """Lease up to n tasks to a worker, waiting (bounded) when there are none."""
