@@ -9,7 +9,7 @@ four connections (``taskq.worker.worker`` opens one per thread that calls the ma
                 gathering for REPORT_LINGER_S when more are in flight (as the worker's pump)
     taker ───── take(worker_id, n, LONG_POLL_S) long-polls; n as the worker's prefetch
     heartbeat ─ heartbeat(worker_id, held, running) every HEARTBEAT_S; re-registers on False
-    control ─── control(worker_id, answers, LONG_POLL_S) long-polls
+    control ─── control(worker_id, answers, PARKED_POLL_MAX_S) long-polls (as the worker)
 
 It runs no task: what it takes it reports at once as OK with the body of ``None``. The N
 idle workers take from queue ``default`` (the benchmark submits nothing there), the K active
@@ -190,7 +190,7 @@ class SimWorker:
     def _control_loop(self) -> None:
         answers: dict[str, bool] = {}
         while not self._stopped():
-            asks = self.calls.control(self.worker_id, answers, defaults.LONG_POLL_S)
+            asks = self.calls.control(self.worker_id, answers, defaults.PARKED_POLL_MAX_S)
             answers = dict.fromkeys(asks, False)  # it ran (a simulated task ends at once)
 
 

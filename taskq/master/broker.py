@@ -84,14 +84,15 @@ class Broker(PrimitiveCalls, BrokerViews):
 
     # ------------------------------------------------------------------ plumbing
 
-    def _commit(self) -> int:
+    def _commit(self, urgent: bool = False) -> int:
         """Queue what the last call changed for the journal (caller holds the lock);
-        returns the ticket to wait on for durability (0: nothing to wait for)."""
+        returns the ticket to wait on for durability (0: nothing to wait for). ``urgent``:
+        the caller waits for it, so the writer commits without its gathering window."""
         changes = self._state.drain_changes()
         if changes.finished:
             self._results.notify_all()
         if self._journal is not None and changes:
-            return self._journal.append(changes)
+            return self._journal.append(changes, urgent)
         return 0
 
     def _holders(self, task_ids: list[str]) -> set[str]:

@@ -22,14 +22,15 @@ anywhere else (a test calling the broker directly) waits on the condition as bef
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import os
-import selectors
+import queue
+import select
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,36 +128,45 @@ class Signal(threading.Condition):
 
 
 class Loop:
-    """The selector loop, its timers and its request pool; see the module docstring."""
+    """The epoll loop, its timers and its request threads; see the module docstring.
+
+    A connection is armed one-shot: the loop sees one request's arrival, hands the
+    connection to a request thread and forgets it; the thread that answered re-arms it with
+    one ``epoll_ctl``, so no call wakes the loop but to say a request came."""
 
     def __init__(self, serve: Callable[[Any], Pending | None],
                  close: Callable[[Any], None]) -> None:
         self._serve = serve  # reads one request from a connection: the call to run
         self._close = close  # forgets a connection that ended
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll()
+        self._conns: dict[int, Any] = {}  # by descriptor: what an event names
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
         self._lock = threading.Lock()
-        self._incoming: list[Any] = []
         self._timers: list[tuple[float, int, Signal, Pending]] = []
-        self._pool = ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="taskq-request")
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._workers = [threading.Thread(target=self._work, name=f"taskq-request-{i}",
+                                          daemon=True) for i in range(REQUEST_THREADS)]
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="taskq-loop", daemon=True)
 
     def start(self) -> None:
+        for worker in self._workers:
+            worker.start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stopping = True
         self._wake()
         self._thread.join(5)
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for key in list(self._selector.get_map().values()):
-            if key.data is not None:
-                self._close(key.data)
-        self._selector.close()
+        for _ in self._workers:
+            self._jobs.put(None)
+        for conn in list(self._conns.values()):
+            self._close(conn)
+        self._conns.clear()
+        self._epoll.close()
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -165,20 +175,28 @@ class Loop:
 
     def add(self, conn: Any) -> None:
         """Serve this connection's next request when it arrives."""
-        with self._lock:
-            self._incoming.append(conn)
-        self._wake()
+        try:
+            fd = conn.fileno()
+            self._conns[fd] = conn
+            try:
+                self._epoll.modify(fd, _ARMED)
+            except FileNotFoundError:  # new here (or its descriptor was closed and reused)
+                self._epoll.register(fd, _ARMED)
+        except (OSError, ValueError):  # closed meanwhile
+            self._close(conn)
 
     def at(self, when: float, signal: Signal, pending: Pending) -> None:
         """Run a parked call again at ``when`` (if it is still parked on ``signal``)."""
         with self._lock:
+            first = not self._timers or when < self._timers[0][0]
             heapq.heappush(self._timers, (when, pending.key, signal, pending))
-        self._wake()
+        if first:  # the loop sleeps until the earliest: tell it of an earlier one
+            self._wake()
 
     def rerun(self, pending: Pending) -> None:
         """Run a call again (it was parked and something changed, or its time came)."""
         if not self._stopping:
-            self._pool.submit(self._answer, pending, True)
+            self._jobs.put(functools.partial(self._answer, pending, True))
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -189,24 +207,19 @@ class Loop:
     def _run(self) -> None:
         while not self._stopping:
             timeout = self._due()
-            for key, _ in self._selector.select(timeout):
-                if key.data is None:
+            try:
+                events = self._epoll.poll(-1 if timeout is None else timeout)
+            except OSError:  # closed by stop()
+                return
+            for fd, _ in events:
+                if fd == self._wake_r:
                     with contextlib.suppress(BlockingIOError):
                         while os.read(self._wake_r, 4096):
                             pass
                     continue
-                self._selector.unregister(key.fd)
-                self._pool.submit(self._request, key.data)
-            self._take_incoming()
-
-    def _take_incoming(self) -> None:
-        with self._lock:
-            incoming, self._incoming = self._incoming, []
-        for conn in incoming:
-            try:
-                self._selector.register(conn, selectors.EVENT_READ, conn)
-            except (ValueError, OSError, KeyError):  # closed meanwhile, or registered
-                self._close(conn)
+                conn = self._conns.get(fd)
+                if conn is not None:
+                    self._jobs.put(functools.partial(self._request, conn))
 
     def _due(self) -> float | None:
         """Rerun the parked calls whose time came; the seconds until the next one."""
@@ -218,7 +231,7 @@ class Loop:
             after = max(0.0, self._timers[0][0] - now) if self._timers else None
         for _, key, signal, pending in due:  # outside our lock: parking holds the signal's
             if self._unpark(signal, key):
-                self._pool.submit(self._answer, pending, True)
+                self.rerun(pending)
         return after
 
     @staticmethod
@@ -228,12 +241,21 @@ class Loop:
 
     # ------------------------------------------------------------------ request threads
 
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            job()
+
+    def _forget(self, conn: Any) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self._conns.pop(conn.fileno(), None)
+        self._close(conn)
+
     def _request(self, conn: Any) -> None:
         try:
             pending = self._serve(conn)
         except Exception as exc:  # the peer went away, or sent what cannot be read
             log.debug("connection_ended", reason=repr(exc))
-            self._close(conn)
+            self._forget(conn)
             return
         if pending is not None:
             self._answer(pending, False)
@@ -250,10 +272,13 @@ class Loop:
         try:
             pending.conn.send(reply)
         except Exception:  # the peer went away while its call waited
-            self._close(pending.conn)
+            self._forget(pending.conn)
             return
         pending_tls = getattr(getattr(pending.conn, "tls_socket", None), "pending", None)
         if pending_tls is not None and pending_tls():  # its next request is already read
-            self._pool.submit(self._request, pending.conn)
+            self._jobs.put(functools.partial(self._request, pending.conn))
         else:
             self.add(pending.conn)
+
+
+_ARMED = select.EPOLLIN | select.EPOLLONESHOT  # one request's arrival, then disarmed
