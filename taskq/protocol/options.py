@@ -241,17 +241,33 @@ def interval(every: float | timedelta | str) -> float:
     return float(every)
 
 
+def _check_cron(cron: str) -> None:
+    """ValueError saying what is wrong with a cron expression: a field out of range, the
+    wrong number of fields, or a date that never comes (``0 2 30 2 *``, February 30)."""
+    from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+
+    fields = cron.split()
+    if len(fields) != 5:
+        raise ValueError(f"bad cron expression {cron!r}: expected five fields (minute hour "
+                         f"day month weekday), e.g. '0 2 * * *' (02:00 every day), "
+                         f"not {len(fields)}")
+    try:
+        croniter(cron, datetime(2000, 1, 1)).get_next(float)
+    except CroniterBadDateError:
+        raise ValueError(f"bad cron expression {cron!r}: it names a date that never "
+                         f"comes") from None
+    except (CroniterBadCronError, ValueError, KeyError) as exc:
+        raise ValueError(f"bad cron expression {cron!r}: {exc}".rstrip(".")) from None
+
+
 def check(spec: Schedule) -> None:
     """ValueError naming what is wrong with a schedule's definition."""
-    from croniter import croniter  # loaded where a schedule is checked, not by every peer
-
     if not spec.name or len(spec.name) > 200 or ":" in spec.name:
         raise ValueError(f"bad schedule name {spec.name!r}: 1-200 characters, no ':'")
     if bool(spec.cron) == bool(spec.every):
         raise ValueError("give a schedule either cron or every, not both or neither")
-    if spec.cron and not croniter.is_valid(spec.cron):
-        raise ValueError(f"bad cron expression {spec.cron!r}: expected five fields, e.g. "
-                         f"'0 2 * * *' (02:00 every day)")
+    if spec.cron:
+        _check_cron(spec.cron)
     if spec.every and not spec.every > 0:
         raise ValueError(f"every must be a positive interval, not {spec.every!r} s")
     try:

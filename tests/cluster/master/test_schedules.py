@@ -78,6 +78,7 @@ def test_each_tick_runs_once_across_a_killed_master(cluster: Cluster, tmp_path: 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--cron", "99 * * * *"], "bad cron expression"),
+    (["--cron", "0 2 30 2 *"], "never comes"),  # refused here, never a traceback in the master
     (["--cron", "0 2 * * *", "--tz", "Atlantis/Capital"], "unknown time zone"),
     (["--every", "ten"], "bad duration"),
     ([], "either cron or every"),

@@ -73,8 +73,10 @@ def test_replace_pause_resume_remove() -> None:
 
 
 @pytest.mark.parametrize(("spec", "message"), [
-    (Schedule("x", b"", b"", cron="61 * * * *"), "bad cron expression"),
-    (Schedule("x", b"", b"", cron="ten past two"), "bad cron expression"),
+    (Schedule("x", b"", b"", cron="61 * * * *"), "'61 \\* \\* \\* \\*'.*out of range"),
+    (Schedule("x", b"", b"", cron="0 2 30 2 *"), "never comes"),  # February 30
+    (Schedule("x", b"", b"", cron="* * *"), "expected five fields.*not 3"),
+    (Schedule("x", b"", b"", cron="ten past two"), "expected five fields.*not 3"),
     (Schedule("x", b"", b"", every=5, tz="Mars/Base"), "unknown time zone"),
     (Schedule("x", b"", b"", cron="* * * * *", every=5), "not both"),
     (Schedule("x", b"", b""), "not both or neither"),
