@@ -228,10 +228,10 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         return True
 
     def _check_open(self) -> None:
+        if self._closed:  # first: a shut-down client says so, whatever its link did after
+            raise RuntimeError("cannot submit after shutdown")
         if self._failure is not None:
             raise ConnectError(f"this client can no longer reach the master: {self._failure}")
-        if self._closed:
-            raise RuntimeError("cannot submit after shutdown")
 
     # ------------------------------------------------------------------ cancelling
 

@@ -112,6 +112,13 @@ def test_shutdown_without_wait_lets_submitted_tasks_finish(running: Cluster) -> 
     assert [f.result(30) for f in futures] == [0, 1, 2, 3]
 
 
+def test_submit_after_a_finished_shutdown_is_a_runtime_error(running: Cluster) -> None:
+    client = running.client()
+    client.shutdown(wait=True)  # its link is closed too: still the executor's RuntimeError
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        client.submit(tasks_mod.add, 1, 1)
+
+
 def test_shutdown_cancel_futures_cancels_only_what_has_not_begun(
         cluster: Cluster, tmp_path: Path) -> None:
     cluster.start_master()
