@@ -49,6 +49,8 @@ def explain(
     answer = master.ask(lambda remote: remote.explain(task_id))
     if as_json:
         typer.echo(json.dumps(answer.as_dict(), indent=2))
+    elif answer.kind is ExplainKind.UNKNOWN:  # an error: one line on stderr, as every other
+        fail(f"{task_id}: {answer.summary}")
     else:
         typer.echo(f"{task_id}: {answer.summary}")
         for reason in answer.reasons[1:]:

@@ -155,7 +155,9 @@ def test_explain_on_a_real_cluster_from_the_command_line(cluster: Cluster,
         wait_for(lambda: "ended ok" in cluster.cli("explain", queued_id).stdout, 30,
                  "the queued task to end")
         unknown = cluster.cli("explain", "no-such-task")
-        assert unknown.returncode == 1 and "knows no task no-such-task" in unknown.stdout
+        assert unknown.returncode == 1 and unknown.stdout == ""
+        (line,) = unknown.stderr.strip().splitlines()  # an error: one line, on stderr
+        assert line.startswith("taskq: error: ") and "knows no task no-such-task" in line
     finally:
         release.touch()
         client.shutdown()
