@@ -70,16 +70,26 @@ class Mapping:
         runner = chunk_runner(fn)
         fs = [self._submit(runner, (chunk,), {}, options)
               for chunk in chunks(iterables, chunksize)]
-        return itertools.chain.from_iterable(self._ordered(fs, timeout))
+        return _items(self._ordered(fs, timeout))
 
     def _ordered(self, fs: list[TaskFuture], timeout: float | None) -> Iterator[Any]:
         """Results in order; on an error (or when the caller stops early) the tasks not
-        begun yet are cancelled, in one call to the master."""
+        begun yet are cancelled, in one call to the master. Each future is let go as its
+        result is yielded, so the iterator keeps no result the caller has had."""
         end = None if timeout is None else time.monotonic() + timeout
+        fs.reverse()
         try:
-            for future in fs:
-                yield future.result(None if end is None else end - time.monotonic())
+            while fs:
+                yield fs.pop().result(None if end is None else end - time.monotonic())
         finally:
             rest = [f for f in fs if not f.done()]
             if rest:
                 self._cancel_futures(rest)
+
+
+def _items(results: Iterator[list[Any]]) -> Iterator[Any]:
+    """Each chunk's items in order, each let go as it is yielded."""
+    for chunk in results:
+        chunk.reverse()
+        while chunk:
+            yield chunk.pop()

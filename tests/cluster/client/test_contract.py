@@ -171,6 +171,19 @@ def test_the_client_keeps_nothing_of_a_task_that_ended(running: Cluster) -> None
         assert client.submit(tasks_mod.add, 1, 1).result(30) == 2  # still works
 
 
+@pytest.mark.parametrize("chunksize", [1, 2])
+def test_map_keeps_no_result_it_yielded(running: Cluster, chunksize: int) -> None:
+    with running.client() as client:
+        results = client.map(Payload(10), [Payload(i) for i in range(4)], chunksize=chunksize)
+        first = next(results)
+        assert first.n == 10
+        gone = weakref.ref(first)
+        del first
+        gc.collect()
+        assert gone() is None  # the iterator let it go once it was yielded
+        assert [r.n for r in results] == [11, 12, 13]
+
+
 def serve_in_process(broker: Broker, key: bytes) -> tuple[Any, str]:
     server = managers.serve(Owned(broker), "127.0.0.1", 0, KeyRing([key]))
     managers.run_server(server)
