@@ -95,6 +95,12 @@ class Broker(PrimitiveCalls, BrokerViews):
             return self._journal.append(changes, urgent)
         return 0
 
+    def open_claims(self, until: float) -> None:
+        """The master listens: restored tasks wait for their holders until ``until``."""
+        with self._lock:
+            self._state.open_claims(until)
+            self._wake_timer()
+
     def _holders(self, task_ids: list[str]) -> set[str]:
         """The workers holding these tasks (lock held): the ones a cancel asks."""
         tasks = self._state.tasks

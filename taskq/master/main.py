@@ -23,7 +23,7 @@ from taskq.master.broker import Broker
 from taskq.master.http import HttpConfig
 from taskq.master.journal import Journal
 from taskq.master.owned import Owned
-from taskq.master.state import BrokerState
+from taskq.master.state import RESTORING, BrokerState
 from taskq.net import managers
 from taskq.net.keys import KeyRing
 from taskq.net.tls import TLS
@@ -77,7 +77,7 @@ def build_broker(config: MasterConfig) -> Broker:
     state.history.keep_s = config.history_s
     journal = None
     if config.state is not None:
-        state.restore_hold_until = time.monotonic() + defaults.RESTORE_CLAIM_S
+        state.restore_hold_until = RESTORING  # until it listens: see run()
         journal = Journal(config.state)
         tasks, results = journal.load(state)
         log.info("journal_loaded", path=str(config.state), tasks=tasks, results=results)
@@ -114,6 +114,8 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
         broker.close()
         raise
     host, port = cast("tuple[str, int]", server.address)[:2]
+    if config.state is not None:  # restored tasks: their claim window starts as it accepts
+        broker.open_claims(time.monotonic() + defaults.RESTORE_CLAIM_S)
     broker.start_reaper()
     managers.run_server(server)
     log.info("master_started", address=f"{host}:{port}", durable=config.state is not None,

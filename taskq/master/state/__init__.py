@@ -60,6 +60,11 @@ SCHEDULES_OUTBOX = f"{JOB_OUTBOX_PREFIX}{SCHEDULE_PREFIX}"
 __all__ = ["BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord", "WorkerInfo"]
 
 
+# restore_hold_until while a master loads its journal: the claim window starts only when it
+# listens (open_claims), so loading a big journal does not eat it.
+RESTORING = float(2**62)
+
+
 class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
     """All of the master's bookkeeping; see the module docstring."""
 
@@ -77,6 +82,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         self.finished_ok = 0
         self.finished_failed = 0
         self.restore_hold_until = 0.0  # restored tasks wait until then for their holders
+        self._restored_not_before: dict[str, float] = {}  # while RESTORING: their own times
         self.wall_offset = 0.0  # wall-clock time minus this state's clock (for run_at)
         self.random = random.Random()  # backoff jitter; tests seed it  # noqa: S311 -- backoff jitter, not a secret
         self.schedules = Schedules()
@@ -144,10 +150,24 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         if msg.deps and not self._restore_deps(rec):
             return
         until = max(self.restore_hold_until, not_before)
+        if self.restore_hold_until >= RESTORING:
+            self._restored_not_before[msg.task_id] = not_before
         if until > 0:
             self.queues.hold(rec, until)
         else:
             self.queues.push(rec)
+
+    def open_claims(self, until: float) -> None:
+        """The master listens: the tasks restored while it loaded (held until RESTORING)
+        wait for their holders to claim them back until ``until``, then run; a task that
+        was waiting anyway keeps its own time if later."""
+        self.restore_hold_until = until
+        for rec in list(self.tasks.values()):
+            if rec.state is TaskState.WAITING and rec.not_before >= RESTORING:
+                nb = self._restored_not_before.get(rec.msg.task_id, 0.0)
+                self.queues.remove(rec)  # its entry goes stale; then held anew
+                self.queues.hold(rec, max(until, nb))
+        self._restored_not_before.clear()
 
     def restore_alias(self, alias: str, outbox: str, target: str) -> None:
         """Put back a submit that joined a unique task (master restart)."""

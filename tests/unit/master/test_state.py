@@ -558,3 +558,19 @@ def test_an_outbox_with_open_tasks_is_never_dropped() -> None:
     state.touch("client-a", 0)
     assert state.drop_abandoned(10_000, ttl=100, prefix="client-") == []
     assert state.open_count("client-a") == 1
+
+
+def test_restored_tasks_wait_for_their_holders_from_when_the_master_listens() -> None:
+    from taskq.master.state import RESTORING
+
+    state = make_state()
+    state.restore_hold_until = RESTORING  # the journal loads
+    state.restore_task(task("t1"), seq=1, lost=0, errors=0)
+    state.restore_task(task("t2"), seq=2, lost=0, errors=0, not_before=500.0)  # delayed
+    join(state, "w1", now=0.0)
+    assert state.queues.due(100.0) == []  # however long the load took: still held
+    state.open_claims(110.0)  # it listens: two more seconds, say, from then
+    assert state.queues.waiting_count == 2
+    assert state.queues.due(109.0) == []
+    assert [r.msg.task_id for r in state.queues.due(110.0)] == ["t1"]
+    assert [r.msg.task_id for r in state.queues.due(500.0)] == ["t2"]  # its own time
