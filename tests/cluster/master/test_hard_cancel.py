@@ -228,7 +228,9 @@ def test_cancel_on_thread_and_asyncio_pools(cluster: Cluster, tmp_path: Path) ->
         for future in (stuck, coro):
             with pytest.raises(taskq.TaskCancelled):
                 future.result(60)
-        assert (tmp_path / "a.cancelled").read_text() == "yes"  # the coroutine was cancelled
+        # the coroutine is cancelled on the worker's loop, after the outcome was reported
+        wait_for(lambda: (tmp_path / "a.cancelled").exists(), 30, "the coroutine's cancel")
+        assert (tmp_path / "a.cancelled").read_text() == "yes"
         # a thread cannot be killed: its slot stays busy until it returns (the status shows
         # it from the worker's next heartbeat on); the other slot works
         wait_for(lambda: _worker_row(cluster, threads.pid)["busy"] == 1, 30,
