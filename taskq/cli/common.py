@@ -145,9 +145,8 @@ class MasterOpts:
         return link
 
     def ask(self, call: Callable[[BrokerAPI], R]) -> R:
-        """One call to the master over a fresh link; errors as one line, exit 1."""
-        self.where()
-        self.tls()
+        """One call to the master over a fresh link; errors as one line, exit 1 (a bad
+        address or TLS option stays a usage error: ``user_errors`` does not take those)."""
         with user_errors():
             link = self.link()
             try:

@@ -1,9 +1,12 @@
 """The broker the master serves: ``BrokerState`` behind one lock, with waits and a journal.
 
-Each method is one remote call; the manager runs each connection in its own thread, so
-blocking calls (``take``, ``fetch``) wait on a condition, never longer than they are
-asked to (and never longer than LONG_POLL_S). After a call changes the state, its changes
-are journaled before it returns, so whatever a caller was told is accepted is durable.
+Each method is one remote call, served by the master's loop (``taskq.net.serving``). A
+long-poll that finds nothing (``take``, ``fetch``, ``control``) parks on its ``Signal``
+without a thread and runs again when the signal is notified or its time is up (at most
+PARKED_POLL_MAX_S); the other waits (a submit waiting for room, a cancel for a worker's
+answer) block their request thread on the same condition, never longer than LONG_POLL_S.
+After a call changes the state, its changes are journaled before it returns, so whatever a
+caller was told is accepted is durable.
 
     clients ── submit / fetch / cancel ──┐
                                          ├─► Broker ─ lock ─► BrokerState

@@ -2,7 +2,7 @@
 
     client / worker thread ── Link.call ── BrokerProxy ══ TCP (authkey, TCP_NODELAY) ══╗
                                  │ on a dead socket: reconnect (bounded), on_connect()  ║
-    master: Server ── accepter ── one thread per connection ── Broker method ◄═════════╝
+    master: Server ── accepter ── handshake threads ── serving.Loop ── Broker method ◄══╝
 
 The manager protocol is the standard library's; this module only sets it up well:
 - sockets get TCP_NODELAY and keepalive; a connection must finish the handshake and its
@@ -24,8 +24,8 @@ The manager protocol is the standard library's; this module only sets it up well
   ``Owned`` (each peer reaches only what it owns); only the broker is served, none of the manager's
   own calls (shutdown, debug_info, ...).
 
-The peer's side (``connect`` with retry, ``Link``) is ``taskq.net.link``; both are importable
-from here.
+The peer's side (``connect`` with retry, ``Link``) is ``taskq.net.link``; the framed
+connection is ``taskq.net.connection``, TLS on it ``taskq.net.secure``.
 """
 
 from __future__ import annotations

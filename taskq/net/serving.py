@@ -1,4 +1,4 @@
-"""The master's connections, served from one selector loop and a fixed pool of threads,
+"""The master's connections, served from one epoll loop and a fixed pool of threads,
 however many peers are connected.
 
 A connection that passed its handshake waits in the loop's selector (epoll) and holds no
@@ -73,12 +73,11 @@ def parking() -> bool:
     return pending is not None and pending.parkable
 
 
-def park(signal: Signal, wait: float, recheck_at: float | None = None,
-         key: Hashable = None) -> None:
+def park(signal: Signal, wait: float, key: Hashable = None) -> None:
     """Park the running call on ``signal`` (its lock held) for up to ``wait`` s from when it
     first parked, and raise ``Parked``; return instead once that time is up, so that the
-    call answers with what it has. ``recheck_at`` runs it again earlier (a lease due); with
-    ``key`` (a worker's id), ``signal.notify_keys`` wakes it alone."""
+    call answers with what it has. With ``key`` (a worker's id), ``signal.notify_keys``
+    wakes it alone."""
     pending: Pending = _current.pending
     now = time.monotonic()
     if pending.deadline is None:
@@ -88,8 +87,7 @@ def park(signal: Signal, wait: float, recheck_at: float | None = None,
     signal.parked[pending.key] = pending
     if key is not None:
         signal.keyed[key] = pending.key  # one parked call per key (a worker's one poll)
-    due = pending.deadline if recheck_at is None else min(pending.deadline, recheck_at)
-    pending.loop.at(due, signal, pending)
+    pending.loop.at(pending.deadline, signal, pending)
     raise Parked
 
 
