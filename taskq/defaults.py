@@ -77,6 +77,9 @@ REPORT_LINGER_S = 0.002
 # that comes within this long, else on its own: a short task costs no extra call, and a long
 # one shows running this much after it began.
 START_LINGER_S = 0.05
+# With reported results the master has not journaled yet, the worker asks for their
+# receipt after this long without another outcome (a later report brings it otherwise).
+ACK_LINGER_S = 0.05
 # Tasks written ahead into one pool process's pipe: the process runs them back to back
 # without waiting for the worker between tasks (no-op tasks go about twice as fast at 8 as at
 # 2). The worker's prefetch, not this, bounds how much work it holds, so long tasks are not

@@ -21,6 +21,7 @@ The read-only calls (status, queues, monitor, metrics, history, inspect, explain
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -49,7 +50,7 @@ from taskq.master.state.limits import QueueLimit
 from taskq.net import serving
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, WorkerHello
-from taskq.protocol.replies import CancelOutcome, Fetched, MasterInfo
+from taskq.protocol.replies import CancelOutcome, Fetched, MasterInfo, Receipt
 
 log = logs.get_logger(__name__)
 T = TypeVar("T")
@@ -69,12 +70,16 @@ class Broker(PrimitiveCalls, BrokerViews):
         state.deps.limit = max_pending  # tasks blocked on dependencies, at most
         self._journal = journal
         self._clock = clock
+        self.epoch = secrets.token_hex(8)  # this run: a worker's receipts are of one run
         self._lock = threading.Lock()
         self._work = serving.Signal(self._lock)
         self._results = serving.Signal(self._lock)
         self._space = serving.Signal(self._lock)
         self._asks = serving.Signal(self._lock)  # cancel requests for workers
         self._answers = serving.Signal(self._lock)  # workers' answers to them
+        self._synced = serving.Signal(self._lock)  # the journal committed
+        if journal is not None:
+            journal.on_durable = self._journal_committed
         self._started = clock()
         state.wall_offset = time.time() - clock()
         self._timer = serving.Signal(self._lock)  # wakes the reaper for a waiting task
@@ -97,6 +102,15 @@ class Broker(PrimitiveCalls, BrokerViews):
         if self._journal is not None and changes:
             return self._journal.append(changes, urgent)
         return 0
+
+    def _journal_committed(self) -> None:
+        with self._lock:
+            self._synced.notify_all()
+
+    def _receipt(self, ticket: int) -> Receipt:
+        journal = self._journal
+        durable = journal.durable if journal is not None else 0
+        return Receipt(self.epoch, ticket if ticket > durable else 0, durable)
 
     def open_claims(self, until: float) -> None:
         """The master listens: restored tasks wait for their holders until ``until``."""
@@ -369,13 +383,22 @@ class Broker(PrimitiveCalls, BrokerViews):
         return min(n, max(share, worker.procs * PREFETCH_MIN))
 
     def report(self, worker_id: str, results: list[ResultMsg], *,
-               started: list[str] | None = None) -> None:
-        """A worker's outcomes, and the tasks it began running since its last report."""
+               started: list[str] | None = None, resent: bool = False,
+               durable_to: int = 0) -> Receipt:
+        """A worker's outcomes, and the tasks it began running since its last report.
+
+        Answered at once with a ``Receipt``: the worker keeps the results until one says
+        the journal has them. ``resent``: results a master of another run took (this one
+        restored their tasks): only those still at the attempt they ran count. With nothing
+        to report, ``durable_to`` waits (bounded) until the journal reaches that ticket."""
         with self._lock:
-            results, refused = self._state.reportable(worker_id, results)
-            if refused:
-                log.warning("report_refused", worker_id=worker_id, tasks=len(refused),
-                            reason="not leased to this worker")
+            if not results and not started:
+                journal = self._journal
+                if durable_to and journal is not None:
+                    self._wait(self._synced, lambda: journal.durable >= durable_to,
+                               LONG_POLL_S)
+                return self._receipt(0)
+            results = self._reportable(worker_id, results, resent)
             pending_before = self._state.pending_count()
             waiting = self._state.queues.waiting_count
             self._state.start(worker_id, started or (), self._clock())
@@ -390,11 +413,19 @@ class Broker(PrimitiveCalls, BrokerViews):
                 self._work.notify_all()  # a limit may have room again
             elif requeued > 0:
                 self._work.notify(requeued)
-            journal = self._journal
-        if results and ticket and journal is not None:
-            # the worker forgets a result once this returns: it must survive a master
-            # SIGKILLed right after, or its task would run again
-            journal.wait(ticket)
+            return self._receipt(ticket)
+
+    def _reportable(self, worker_id: str, results: list[ResultMsg],
+                    resent: bool) -> list[ResultMsg]:
+        """The results this worker may report (lock held); the rest are logged, dropped."""
+        results, refused = self._state.reportable(worker_id, results, resent=resent)
+        if refused and resent:
+            log.info("resent_results_known", worker_id=worker_id, tasks=len(refused),
+                     reason="journaled before the master restarted")
+        elif refused:
+            log.warning("report_refused", worker_id=worker_id, tasks=len(refused),
+                        reason="not leased to this worker")
+        return results
 
     def control(self, worker_id: str, answers: dict[str, bool], *, wait: float) -> list[str]:
         """A worker's answers to cancel requests (True: dropped before it started); returns
@@ -496,13 +527,14 @@ class Broker(PrimitiveCalls, BrokerViews):
             self._space.notify_all()
             self._asks.notify_all()
             self._answers.notify_all()
+            self._synced.notify_all()
             self._timer.notify_all()
         if self._reaper is not None:
             self._reaper.join(timeout=2)
         with self._lock:
-            if self._journal is not None:
-                self._journal.close()
-                self._journal = None
+            journal, self._journal = self._journal, None
+        if journal is not None:  # outside the lock: its writer tells each commit under it
+            journal.close()
 
 
 _IMPLEMENTS: type[BrokerAPI] = Broker  # every remote call, as declared (checked by mypy)

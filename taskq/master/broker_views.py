@@ -35,10 +35,12 @@ class BrokerViews:
     _clock: Callable[[], float]
     _started: float
     _journal: Journal | None
+    epoch: str
 
     def info(self) -> MasterInfo:
         s = self._state
-        return MasterInfo(s.max_payload, s.lost_after, HEARTBEAT_S, self._journal is not None)
+        return MasterInfo(s.max_payload, s.lost_after, HEARTBEAT_S, self._journal is not None,
+                          epoch=self.epoch)
 
     def running_tasks(self, job: str) -> list[dict[str, Any]]:
         """The running tasks of the job named ``job``: worker, since (wall clock), attempt,

@@ -38,6 +38,7 @@ PARKABLE: dict[str, int | None] = {
     "take": None,
     "fetch": CALLS["fetch"].params.index("ack"),
     "control": CALLS["control"].params.index("answers"),
+    "report": CALLS["report"].params.index("results"),  # parks only with none, to confirm
 }
 
 

@@ -30,6 +30,7 @@ from taskq.protocol.replies import (
     Fetched,
     MasterInfo,
     QueueRow,
+    Receipt,
 )
 
 Call = Callable[..., Any]  # call(method_name, *args) -> the method's return value
@@ -103,7 +104,8 @@ class BrokerAPI(PrimitivesAPI, Protocol):
 
     @claims(worker="worker_id")
     def report(self, worker_id: str, results: list[ResultMsg], *,
-               started: list[str] | None = None) -> None: ...
+               started: list[str] | None = None, resent: bool = False,
+               durable_to: int = 0) -> Receipt: ...
 
     @claims(worker="worker_id")
     def release(self, worker_id: str, task_ids: list[str], *,

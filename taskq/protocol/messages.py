@@ -151,11 +151,12 @@ class ResultMsg:
     worker: str = ""  # "host:pid" of the worker that produced it, if any
     duration: float = 0.0
     retry: bool | None = None  # may it be retried (retry_on)? None: only if it raised
+    attempt: int = 0  # the TaskMsg.attempt it is the outcome of (a re-sent report's check)
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         body = None if self.body is None else _body(self.body, protocol)
         return (ResultMsg, (self.task_id, self.status.value, body, self.detail,
-                            self.worker, self.duration, self.retry))
+                            self.worker, self.duration, self.retry, self.attempt))
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):  # unpickled: its value (a dict is quicker)

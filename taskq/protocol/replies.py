@@ -8,6 +8,7 @@ are in ``taskq.protocol.messages``::
 
     master ── fetch ────────────────────► Fetched [ResultMsg, ...], started, progress
     master ── hello / register / info ──► MasterInfo   (sizes the peer's frames: transport)
+    master ── report ───────────────────► Receipt      (which results are journaled yet)
     master ── status ───────────────────► ClusterStatus [WorkerRow, ...] ──► taskq status
     master ── queues ───────────────────► [QueueRow, ...] ──────────────────► taskq queue list
 """
@@ -51,6 +52,20 @@ class MasterInfo:
     lost_after: float
     heartbeat: float
     durable: bool
+    epoch: str = ""  # this master run: a restarted master has another
+
+
+@dataclass(slots=True, frozen=True)
+class Receipt:
+    """A worker's report taken: ``ticket`` is the journal position that makes its results
+    durable (0: nothing to wait for, or a master without a journal), ``durable`` how far the
+    journal has committed, both of master run ``epoch``. The worker keeps each result until
+    a receipt of the same run says ``durable >= ticket``, and reports it again to a master
+    of another run (``taskq.worker.acks``)."""
+
+    epoch: str
+    ticket: int
+    durable: int
 
 
 @dataclass(slots=True)

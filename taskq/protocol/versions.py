@@ -35,7 +35,10 @@ log = logs.get_logger(__name__)
 # 4: the messages and replies live in the role packages (taskq.protocol.messages, .replies,
 #    .progress, .prims), the broker's calls take their flags in declared order, and a
 #    report is answered once journaled.
-PROTOCOL = 4
+# 5: a report is answered at once with a Receipt (the worker keeps its results until one
+#    says they are journaled, and re-sends them to a restarted master); a result names its
+#    attempt; MasterInfo names the master's run (epoch).
+PROTOCOL = 5
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

@@ -41,6 +41,7 @@ from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 from taskq.protocol.options import retry_applies
 from taskq.worker import execute
+from taskq.worker.acks import Unacked
 from taskq.worker.context import TaskContext
 from taskq.worker.pools.asyncio import AsyncioPool
 from taskq.worker.pools.child_record import resident_bytes
@@ -130,6 +131,9 @@ class Worker:
         self._mean_s = defaults.PREFETCH_TARGET_S / defaults.PREFETCH_MIN
         self._lost_master = threading.Event()
         self._retry_on: dict[str, tuple[str, ...]] = {}  # held tasks that name retry_on
+        self._attempts: dict[str, int] = {}  # held tasks handed out before (not the first)
+        self.acks = Unacked()  # reported results the master has not journaled yet
+        self._epoch = ""  # the master run last joined
         self._intake = threading.Lock()  # leased tasks going into the pool, or a cancel
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
@@ -155,9 +159,16 @@ class Worker:
         self._join(remote, held)
 
     def _join(self, remote: BrokerAPI, held: list[str]) -> None:
-        """Register (again) and claim back the tasks this worker still holds."""
-        self._max_payload = remote.register(self.hello).max_payload
+        """Register (again), claim back the tasks this worker still holds, and report again
+        the results a master of another run took but never journaled."""
+        info = remote.register(self.hello)
+        self._max_payload, self._epoch = info.max_payload, info.epoch
         remote.heartbeat(self.worker_id, held, self.pool.running())
+        resend = self.acks.resend(info.epoch)
+        for chunk in _by_size(resend):
+            self.acks.keep(remote.report(self.worker_id, chunk, resent=True), chunk)
+        if resend:
+            self.log.info("results_resent", count=len(resend))
 
     # ------------------------------------------------------------------ main loop
 
@@ -225,13 +236,16 @@ class Worker:
     def _pump(self) -> None:
         """Report outcomes as they come; on a stop, drain within the grace period."""
         while not self._draining.is_set():
-            outcomes = self.pool.get_outcomes(timeout=defaults.LONG_POLL_S)
+            idle = defaults.ACK_LINGER_S if len(self.acks) else defaults.LONG_POLL_S
+            outcomes = self.pool.get_outcomes(timeout=idle)
             if not outcomes:  # a task began: tell it with its outcome if that comes soon
                 outcomes = self.pool.get_outcomes(defaults.START_LINGER_S, starts_wake=False)
             if outcomes and self.pool.in_flight() > self.config.procs:
                 time.sleep(defaults.REPORT_LINGER_S)  # a batching window, see defaults
                 outcomes += self.pool.get_outcomes(timeout=0)
             self._report(outcomes)
+            if not outcomes:
+                self._confirm()
         if self._halt.is_set():
             self._say_goodbye(self.pool.take_back(), killed=self.pool.stop(0))
             return
@@ -260,6 +274,7 @@ class Worker:
     def _say_goodbye(self, unstarted: list[Job], killed: list[Job]) -> None:
         with contextlib.suppress(ConnectError, MasterError):  # else the leases expire
             self._report(self.pool.get_outcomes(timeout=0))
+            self._confirm()
         back = [j.task_id for j in unstarted + killed]
         self._halt.set()  # no heartbeat after the goodbye
         with self._sync, contextlib.suppress(ConnectError, MasterError):  # else they expire
@@ -280,8 +295,9 @@ class Worker:
             started = [t for t in started if t not in ended]
         for chunk in _by_size(results) or [[]]:
             with self._sync:
-                self.link.remote.report(self.worker_id, chunk, started=started)
+                receipt = self.link.remote.report(self.worker_id, chunk, started=started)
                 self._forget([r.task_id for r in chunk])
+            self.acks.keep(receipt, chunk)
             started = []
         durations = [o.duration for o in outcomes if o.kind is OutcomeKind.DONE]
         if durations:  # longer tasks are believed at once, shorter ones gradually
@@ -289,6 +305,14 @@ class Worker:
             self._mean_s = max(recent, 0.8 * self._mean_s + 0.2 * recent)
         with self._capacity:
             self._capacity.notify_all()
+
+    def _confirm(self) -> None:
+        """With reported results not yet journaled and nothing more to report: wait
+        (bounded) for the master's journal to have them."""
+        epoch = self._epoch
+        ticket = self.acks.waiting_for(epoch)
+        if ticket:
+            self.acks.keep(self.link.remote.report(self.worker_id, [], durable_to=ticket), [])
 
     def _result(self, outcome: Outcome) -> ResultMsg:
         if outcome.kind is OutcomeKind.DONE:
@@ -300,7 +324,7 @@ class Worker:
                     f"the task's result is {len(body)} bytes, over the master's --max-payload "
                     f"of {self._max_payload} bytes; return a path or URL instead of the data"))
             return ResultMsg(outcome.task_id, status, body, detail, self.name, outcome.duration,
-                             retry)
+                             retry, self._attempts.get(outcome.task_id, 0))
         failure: type[Exception] = TaskTimeout
         if outcome.kind is OutcomeKind.CANCELLED:
             return self._cancelled(outcome.task_id, outcome.detail, outcome.duration)
@@ -313,11 +337,11 @@ class Worker:
                          detail=outcome.detail)
         retry = retry_applies(self._retry_on.get(outcome.task_id, ()), failure)
         return ResultMsg(outcome.task_id, status, None, detail, self.name, outcome.duration,
-                         retry)
+                         retry, self._attempts.get(outcome.task_id, 0))
 
     def _cancelled(self, task_id: str, how: str, duration: float = 0.0) -> ResultMsg:
         return ResultMsg(task_id, Status.CANCELLED, None, f"on worker {self.name}: {how}",
-                         self.name, duration, False)
+                         self.name, duration, False, self._attempts.get(task_id, 0))
 
     def _payload(self, task: TaskMsg) -> execute.Payload:
         """What the pool runs, and what the task is told (``taskq.current_task()``): its id,
@@ -338,9 +362,10 @@ class Worker:
         self.units.free(task_ids)
         with self._held_lock:
             self._held.difference_update(task_ids)
-            if self._retry_on:
-                for task_id in task_ids:
-                    self._retry_on.pop(task_id, None)
+            for kept in (self._retry_on, self._attempts):
+                if kept:
+                    for task_id in task_ids:
+                        kept.pop(task_id, None)
 
     # ------------------------------------------------------------------ threads
 
@@ -379,6 +404,8 @@ class Worker:
             payload = self._payload(task)
             if task.options.retry_on:
                 self._retry_on[task.task_id] = task.options.retry_on
+            if task.attempt:
+                self._attempts[task.task_id] = task.attempt
             self.pool.submit(Job(task.task_id, payload, task.options.timeout))
 
     def _heartbeat_loop(self) -> None:
@@ -431,8 +458,9 @@ class Worker:
         if not self._drop(task_id):
             return self.pool.kill_task(task_id)  # it began in between
         with self._sync:  # it never runs here: the master hears it now
-            self.link.remote.report(self.worker_id, [self._cancelled(
-                task_id, "cancelled before it began")], started=[])
+            result = self._cancelled(task_id, "cancelled before it began")
+            self.acks.keep(self.link.remote.report(self.worker_id, [result], started=[]),
+                           [result])
         return True
 
     def _drop(self, task_id: str) -> bool:

@@ -4,12 +4,14 @@ The broker's state is the truth while the master runs; the journal is what survi
 After each broker call the service appends the call's ``Changes``; a writer thread commits
 everything appended so far in one transaction (group commit: WAL mode,
 ``synchronous=NORMAL``), and a call that must be durable before it answers (a submit)
-waits for its ticket. A killed master loses nothing it acknowledged; a power cut may lose
-the last transactions::
+waits for its ticket. A worker's report does not wait: its answer carries the ticket and
+how far the journal has committed (``durable``), and the worker keeps the results until a
+later answer says they are in (``on_durable`` tells the broker of each commit). A killed
+master loses nothing it acknowledged; a power cut may lose the last transactions::
 
     broker call ── append(changes) -> ticket ──► queue ──► writer thread: one transaction
          └──────── wait(ticket) ◄──────────── durable ticket ◄──┘   (tasks added and ended
-                                                                      in one group cancel out)
+                                       on_durable() ◄──┘            in one group cancel out)
     Journal.load() ──► BrokerState.restore_task / restore_result        (on start)
 
 The files shrink back to what is still live: the database uses incremental auto-vacuum
@@ -32,6 +34,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +89,7 @@ class Journal:
         self._queue: list[Changes] = []
         self._appended = 0
         self._durable = 0
+        self.on_durable: Callable[[], None] | None = None  # after each commit (writer thread)
         self._error: BaseException | None = None
         self._closing = False
         self._urgent = False  # something queued is waited on: commit without gathering
@@ -107,6 +111,11 @@ class Journal:
             self._appended += 1
             self._cond.notify_all()
             return self._appended
+
+    @property
+    def durable(self) -> int:
+        """The last ticket committed: every change up to it survives a master SIGKILL."""
+        return self._durable
 
     def wait(self, ticket: int) -> None:
         """Block until every change up to ``ticket`` is committed; raise if writing failed."""
@@ -147,6 +156,8 @@ class Journal:
             with self._cond:
                 self._durable = upto
                 self._cond.notify_all()
+            if self.on_durable is not None:
+                self.on_durable()
             self._upkeep_pause = JOURNAL_IDLE_S
             now = time.monotonic()
             if self._upkeep_due is None:

@@ -310,17 +310,26 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         delay = min(options.backoff * 2 ** (retry - 1), options.max_backoff)
         return self.random.uniform(0, delay) if options.jitter else delay
 
-    def reportable(self, worker_id: str, results: list[ResultMsg],
+    def reportable(self, worker_id: str, results: list[ResultMsg], *, resent: bool = False,
                    ) -> tuple[list[ResultMsg], list[ResultMsg]]:
         """Split a worker's results into those it may report (for tasks leased to it now or
         before, restored ones whose holder is not known yet, and ended ones, which
-        ``complete`` ignores) and those it may not."""
+        ``complete`` ignores) and those it may not.
+
+        ``resent``: results a master of another run took before this one restored their
+        tasks from the journal. One counts if its task is still at the attempt it ran (else
+        the journal had it: the task ended, or went on to a retry) and not leased to
+        another worker that has started it."""
         mine: list[ResultMsg] = []
         refused: list[ResultMsg] = []
         for result in results:
             rec = self.tasks.get(result.task_id)
-            ok = (rec is None or rec.worker == worker_id or worker_id in rec.lost_workers
-                  or (rec.worker is None and rec.state is TaskState.WAITING))
+            if resent:
+                ok = rec is not None and rec.state is not TaskState.BLOCKED and \
+                    rec.lost + rec.errors == result.attempt
+            else:
+                ok = (rec is None or rec.worker == worker_id or worker_id in rec.lost_workers
+                      or (rec.worker is None and rec.state is TaskState.WAITING))
             (mine if ok else refused).append(result)
         return mine, refused
 

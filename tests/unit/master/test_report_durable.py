@@ -1,17 +1,22 @@
-"""A worker's report is answered only once its results are journaled: the worker forgets a
-result when the call returns, so a master SIGKILLed right after must still have it (else the
-task would be restored as leased and run again)."""
+"""A worker's report is answered at once with a receipt: the results are durable once the
+journal commits the receipt's ticket, and a later receipt (or a confirming call) says so.
+Until then the worker keeps them, and re-sends them to a master of another run."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from taskq.master.broker import Broker
 from taskq.master.journal import Journal
 from taskq.master.state import BrokerState
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions, WorkerHello
+from taskq.protocol.replies import Receipt
+from taskq.worker.acks import Unacked
 
 
 def _journaled_results(path: Path) -> set[str]:
@@ -19,24 +24,63 @@ def _journaled_results(path: Path) -> set[str]:
         return {row[0] for row in db.execute("SELECT task_id FROM results")}
 
 
-def test_a_report_returns_only_once_its_results_are_committed(tmp_path: Path) -> None:
+@pytest.fixture
+def held_journal(tmp_path: Path) -> Iterator[tuple[Broker, threading.Event, Path]]:
+    """A durable broker whose journal commits only once the test sets the event."""
     path = tmp_path / "journal.db"
     journal = Journal(path)
+    go = threading.Event()
+    write = journal.write
+
+    def held_write(changes: object) -> None:
+        assert go.wait(10), "the test never let the journal commit"
+        write(changes)  # type: ignore[arg-type]
+
     broker = Broker(BrokerState(lost_after=60, max_lost=3, max_payload=1 << 20), journal)
+    broker.register(WorkerHello("w1", "host", 1, 1, ("default",)))
+    broker.submit([TaskMsg("box-1", "box", b"f", b"a", TaskOptions())], durable=True)
+    journal.write = held_write  # type: ignore[method-assign]
     try:
-        broker.register(WorkerHello("w1", "host", 1, 1, ("default",)))
-        broker.submit([TaskMsg("box-1", "box", b"f", b"a", TaskOptions())], durable=True)
-        [task] = broker.take("w1", 1, wait=0)
-        held = threading.Event()
-        original = journal.wait
-
-        def slow_wait(ticket: int) -> None:  # the commit is under way while report waits
-            held.set()
-            original(ticket)
-
-        journal.wait = slow_wait  # type: ignore[method-assign]
-        broker.report("w1", [ResultMsg(task.task_id, Status.OK, b"v", worker="w1")])
-        assert held.is_set(), "report did not wait for the journal"
-        assert _journaled_results(path) == {task.task_id}
+        yield broker, go, path
     finally:
+        go.set()
         broker.close()  # and its journal
+
+
+def test_a_report_is_answered_before_its_commit_with_a_ticket(
+        held_journal: tuple[Broker, threading.Event, Path]) -> None:
+    broker, go, path = held_journal
+    [task] = broker.take("w1", 1, wait=0)
+    receipt = broker.report("w1", [ResultMsg(task.task_id, Status.OK, b"v", worker="w1")])
+    assert receipt.epoch == broker.info().epoch != ""
+    assert receipt.ticket > receipt.durable, "the result is not journaled yet"
+    assert _journaled_results(path) == set()
+    go.set()
+    confirmed = broker.report("w1", [], durable_to=receipt.ticket)  # waits for the commit
+    assert confirmed.durable >= receipt.ticket
+    assert _journaled_results(path) == {task.task_id}
+
+
+def test_a_confirm_waits_no_longer_than_its_bound_when_the_journal_stalls(
+        held_journal: tuple[Broker, threading.Event, Path]) -> None:
+    broker, _, _ = held_journal
+    [task] = broker.take("w1", 1, wait=0)
+    receipt = broker.report("w1", [ResultMsg(task.task_id, Status.OK, b"v", worker="w1")])
+    confirmed = broker.report("w1", [], durable_to=receipt.ticket)  # journal held: bounded
+    assert confirmed.durable < receipt.ticket
+
+
+def test_unacked_keeps_results_until_a_receipt_of_the_same_run_covers_them() -> None:
+    acks = Unacked()
+    one, two = ResultMsg("t1", Status.OK, b"1"), ResultMsg("t2", Status.OK, b"2")
+    acks.keep(Receipt("run-a", ticket=5, durable=3), [one])
+    acks.keep(Receipt("run-a", ticket=7, durable=4), [two])
+    assert len(acks) == 2 and acks.waiting_for("run-a") == 7
+    acks.keep(Receipt("run-b", ticket=0, durable=9), [])  # another run's: proves nothing
+    assert len(acks) == 2
+    acks.keep(Receipt("run-a", ticket=0, durable=5), [])
+    assert len(acks) == 1 and acks.waiting_for("run-a") == 7
+    assert acks.resend("run-a") == []  # same run: nothing to send again
+    assert acks.resend("run-b") == [two] and len(acks) == 0  # a restarted master gets it
+    acks.keep(Receipt("run-b", ticket=0, durable=0), [one])  # no journal: nothing kept
+    assert len(acks) == 0

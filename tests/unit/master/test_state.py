@@ -574,3 +574,26 @@ def test_restored_tasks_wait_for_their_holders_from_when_the_master_listens() ->
     assert state.queues.due(109.0) == []
     assert [r.msg.task_id for r in state.queues.due(110.0)] == ["t1"]
     assert [r.msg.task_id for r in state.queues.due(500.0)] == ["t2"]  # its own time
+
+
+def test_a_resent_result_counts_only_at_the_attempt_it_ran() -> None:
+    """After a restart a worker re-sends what the old master took but may not have
+    journaled: the restored task takes it, unless the journal already moved the task on."""
+    from dataclasses import replace
+
+    state = make_state()
+    state.restore_task(task("kept", retries=3), seq=1, lost=0, errors=0)  # result unjournaled
+    state.restore_task(task("retried", retries=3), seq=2, lost=0, errors=1)  # it had the error
+    state.restore_task(task("later", retries=3), seq=3, lost=1, errors=0)
+    join(state, "w1")
+    outcomes = [replace(ok("kept"), attempt=0), replace(err("retried"), attempt=0),
+                replace(ok("later"), attempt=1), replace(ok("ended"), attempt=0)]
+    mine, refused = state.reportable("w1", outcomes, resent=True)
+    assert ids_of(mine) == ["kept", "later"]
+    assert ids_of(refused) == ["retried", "ended"]
+    state.complete("w1", mine, now=1.0)
+    assert set(fetch_all(state)) == {"kept", "later"}
+    assert state.tasks["retried"].errors == 1  # its error was not counted twice
+    _, refused = state.reportable("w2", [replace(ok("kept"), attempt=0)], resent=True)
+    assert ids_of(refused) == ["kept"]  # ended now: a second copy changes nothing
+

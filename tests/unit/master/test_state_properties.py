@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from dataclasses import replace
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -80,6 +81,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.ever_leased: set[str] = set()
         self.stopped: set[str] = set()  # tasks a stop was asked for (and told as stopping)
         self.journaled_stops: set[str] = set()  # stops journaled by earlier lives of the master
+        self.reported: list[ResultMsg] = []  # results taken, with the attempt they ended
         self.settled = True  # False while a step runs; teardown only drains a clean run
 
     @initialize(max_lost=st.integers(1, 3))
@@ -491,6 +493,8 @@ class BrokerMachine(RuleBasedStateMachine):
         errors, ended, stopped = self.expected_ends(results)
         before = self.view()
         results_before = {t: self.result_of(t) for t in self.submitted}
+        self.reported += [replace(r, attempt=rec.lost + rec.errors) for r in results
+                          if (rec := self.state.tasks.get(r.task_id)) is not None]
 
         self.state.complete(worker, results, self.now)
 
@@ -514,6 +518,16 @@ class BrokerMachine(RuleBasedStateMachine):
                 now = self.result_of(tid)
                 assert now is result or (result is None and now is not None
                                          and now.status is Status.DEPENDENCY_FAILED)
+
+    @rule(data=st.data(), kind=KINDS)
+    def resend_results(self, data: st.DataObject, kind: str) -> None:
+        """A worker re-sends results an earlier master took (it rejoined a restarted one):
+        each was taken already, so none counts again, whatever happened since."""
+        if not self.reported:
+            return
+        again = data.draw(st.lists(st.sampled_from(self.reported), max_size=3))
+        mine, refused = self.state.reportable(self.worker_id(kind), again, resent=True)
+        assert mine == [] and refused == again
 
     def expected_ends(self, results: list[ResultMsg],
                       ) -> tuple[dict[str, int], dict[str, ResultMsg], set[str]]:
