@@ -39,6 +39,14 @@ PARKABLE: dict[str, int | None] = {
     "fetch": CALLS["fetch"].params.index("ack"),
     "control": CALLS["control"].params.index("answers"),
     "report": CALLS["report"].params.index("results"),  # parks only with none, to confirm
+    "submit": None,  # parks for room in the queue, before it takes anything
+}
+# Calls that never block (a long-poll parks instead), each with the flag that makes it wait
+# for the journal (None: none): small ones run on the master's loop thread itself.
+QUICK: dict[str, int | None] = {
+    **dict.fromkeys(["take", "report", "fetch", "control", "heartbeat", "register", "hello",
+                     "info", "release"]),
+    "submit": CALLS["submit"].params.index("durable"),
 }
 
 
@@ -103,7 +111,8 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
         try:
             server = managers.serve(Owned(broker, keyring.in_use), config.host, config.port,
                                     keyring, max_payload=config.max_payload,
-                                    tls_settings=config.tls, parkable=PARKABLE)
+                                    tls_settings=config.tls, parkable=PARKABLE,
+                                    quick=QUICK)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise

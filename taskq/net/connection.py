@@ -11,6 +11,7 @@ restricted loader on the master's side (``protocol.restricted``)::
 
 from __future__ import annotations
 
+import os
 import pickle
 import socket
 import ssl
@@ -133,6 +134,27 @@ class Connection(connection.Connection):
     restricted = False  # the master's side: requests are loaded by taskq.protocol.restricted
     tls_context: ssl.SSLContext | None = None  # the master's side: TLS still to set up
     _unread: bytes | None = None  # a handshake message read ahead (see client)
+    _peeker: socket.socket | None = None  # the descriptor as a socket, for peeks only
+
+    def request_waiting(self, limit: int) -> bool:
+        """Is a whole frame of at most ``limit`` bytes already here, so that reading it
+        cannot wait on the peer? A peek: nothing is read."""
+        if self._unread is not None or socket.getdefaulttimeout() is not None:
+            return False
+        peeker = self._peeker
+        if peeker is None:  # shares the descriptor: detached, never closed (see _close)
+            peeker = self._peeker = socket.socket(fileno=self._handle)  # type: ignore[attr-defined]
+        try:
+            data = peeker.recv(limit + 4, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:
+            return False
+        return frames.holds_frame(data)
+
+    def _close(self, _close: Any = os.close) -> None:
+        if self._peeker is not None:
+            self._peeker.detach()
+            self._peeker = None
+        _close(self._handle)  # type: ignore[attr-defined]
 
     def recv_bytes(self, maxlength: int | None = None) -> bytes:
         if self._unread is not None:
@@ -142,9 +164,13 @@ class Connection(connection.Connection):
 
     def send(self, obj: Any) -> None:
         """Pickle and send ``obj``; its large buffers are written from where they lie."""
+        self.send_packed(frames.pack(obj))
+
+    def send_packed(self, parts: list[frames.Part]) -> None:
+        """Send what ``frames.pack`` made of an object (a caller that sizes it first)."""
         self._check_closed()  # type: ignore[attr-defined]
         self._check_writable()  # type: ignore[attr-defined]
-        frames.write_message(self._handle, frames.pack(obj))  # type: ignore[attr-defined]
+        frames.write_message(self._handle, parts)  # type: ignore[attr-defined]
 
     def recv(self) -> Any:
         """Receive what ``send`` sent; its large buffers are views into the one read."""

@@ -140,6 +140,7 @@ class Server(managers.Server):
     loop: serving.Loop  # serves every admitted connection (set by serve())
     handshakes: ThreadPoolExecutor  # admits new ones
     parkable: dict[str, int | None]  # calls that may park: the argument a rerun clears
+    quick: dict[str, int | None]  # calls that never block: the flag that makes them slow
 
     def handle_request(self, conn: connection.Connection) -> None:
         """A new connection, on a handshake thread: admit it, answer its first request; a
@@ -196,7 +197,21 @@ class Server(managers.Server):
             again = (*args[:cleared], type(args[cleared])(), *args[cleared + 1:])
             retry = functools.partial(run, again)
         return serving.Pending(loop=self.loop, conn=conn, run=run, retry=retry,
-                               parkable=name in self.parkable)
+                               parkable=name in self.parkable,
+                               quick=self._quick(name, args, conn))
+
+    def _quick(self, name: str, args: tuple[Any, ...], conn: Any) -> bool:
+        """May this call run on the loop thread (it never blocks, and it is not TLS)?"""
+        slow_if = self.quick.get(name, -1)
+        if slow_if == -1 or isinstance(conn, TLSConnection):
+            return False
+        return slow_if is None or (slow_if < len(args) and not args[slow_if])
+
+    @staticmethod
+    def request_waiting(conn: Any) -> bool:
+        """Is a whole small request there to read (on the loop thread)?"""
+        waiting = getattr(conn, "request_waiting", None)
+        return waiting is not None and bool(waiting(serving.QUICK_BYTES))
 
     def _admit(self, c: connection.Connection, peer: str) -> Any:
         """TLS, the challenge, the version hello, then the first request (returned); each
@@ -351,14 +366,17 @@ def _guard(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
 def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
           max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024),
           tls_settings: tls.TLS | None = None,
-          parkable: dict[str, int | None] | None = None) -> Server:
+          parkable: dict[str, int | None] | None = None,
+          quick: dict[str, int | None] | None = None) -> Server:
     """Bind the master's server (not yet accepting); ``server.address`` is the bound one.
     ``served`` is what peers call (the master's broker, already checking who owns what).
     Its connections read frames of at most ``frame_limit(max_payload)`` bytes, and with
     ``tls_settings`` speak TLS (with their ``ca``: only to peers with a certificate).
     Peers may answer the challenge with any key of ``keyring``. The calls in ``parkable``
     wait in the loop without a thread (``net.serving``); each names the argument that a
-    rerun clears (its acknowledgements, applied on the first run), or None."""
+    rerun clears (its acknowledgements, applied on the first run), or None. The calls in
+    ``quick`` never block, unless the flag argument each names is true (None: never): a
+    small one runs on the loop thread itself."""
     context = None if tls_settings is None else tls_settings.server_context()
 
     class _Manager(Manager):
@@ -372,7 +390,9 @@ def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
     server.stop_event = threading.Event()
     server.keyring = keyring
     server.parkable = dict(parkable or {})
-    server.loop = serving.Loop(server.read_call, server.closed)
+    server.quick = dict(quick or {})
+    server.loop = serving.Loop(server.read_call, server.closed,
+                               server.request_waiting if server.quick else None)
     server.handshakes = ThreadPoolExecutor(serving.HANDSHAKE_THREADS,
                                            thread_name_prefix="taskq-handshake")
     listener = server.listener

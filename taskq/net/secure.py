@@ -46,6 +46,9 @@ class TLSConnection(Connection):
     def _send(self, buf: Any, write: Any = None) -> None:
         self.tls_socket.sendall(buf)
 
+    def request_waiting(self, limit: int) -> bool:
+        return False  # what the socket holds is TLS records: read on a request thread
+
     def _read_frame(self) -> bytearray:
         limit = self.max_frame or framed._reply_limit
         try:

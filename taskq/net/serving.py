@@ -2,18 +2,23 @@
 however many peers are connected.
 
 A connection that passed its handshake waits in the loop's selector (epoll) and holds no
-thread. When a request arrives the loop hands the connection to the request pool, which
-reads the request, runs the call and sends the reply, then gives the connection back. A
-long-poll that finds nothing to return (a worker's ``take`` or ``control``, a client's
-``fetch``) does not keep its thread either: it *parks* on the ``Signal`` it waits for and
-the thread moves on. A state change that notifies the signal runs the call again, and so
-does its deadline; either way its reply goes out from a pool thread::
+thread. When a request arrives and the socket already holds all of it (a small one: up to
+QUICK_BYTES), the loop thread reads it; a call that never blocks (``Pending.quick``: a
+take, a report, a fetch, a heartbeat...) runs there and then, and its reply, if small, goes
+out from there too: the hot path pays no thread hand-off. Anything else (a big request or
+reply, a call that waits for the journal, TLS) goes to the request pool, which reads the
+request, runs the call and sends the reply, then gives the connection back. A long-poll
+that finds nothing to return (a worker's ``take`` or ``control``, a client's ``fetch``)
+does not keep a thread either: it *parks* on the ``Signal`` it waits for. A state change
+that notifies the signal runs the call again (on the loop thread if a call served there
+woke it, once that call is done), and so does its deadline::
 
     accept ──► handshake pool (TLS, key, versions) ──► loop.add(conn)
-    loop: epoll ── readable ──► request pool: recv ─ call ─ send ──► loop.add(conn)
-                                                  └─ nothing yet: park(signal, wait) ─┐
-    signal.notify(n) (a state change) ──► up to n parked calls run again ◄───────────┤
-    a parked call's deadline (the loop's timer heap) ──► it runs again, answers ◄────┘
+    loop: epoll ── readable ─┬─ whole, small, quick: recv ─ call ─ send (loop thread)
+                             └─ else ──► request pool: recv ─ call ─ send ──► loop.add(conn)
+                                           └─ nothing yet: park(signal, wait) ─┐
+    signal.notify(n) (a state change) ──► up to n parked calls run again ◄────┤
+    a parked call's deadline (the loop's timer heap) ──► it runs again, answers ◄┘
 
 Parking is opt-in per call (``Pending.parkable``) and per wait (``park``): a call served
 anywhere else (a test calling the broker directly) waits on the condition as before.
@@ -30,17 +35,22 @@ import queue
 import select
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from taskq import logs
+from taskq.protocol import frames
 
 log = logs.get_logger(__name__)
 
 # Threads that run requests: enough for the calls that still block (a durable submit waits
 # for its journal commit, a cancel for a worker's answer), never one per connection.
 REQUEST_THREADS = 16
+# Requests and replies up to this size are read and sent by the loop thread itself when the
+# call never blocks (``Pending.quick``): no hand-off to a request thread on the hot path.
+QUICK_BYTES = 16 * 1024
 # Threads that run handshakes (TLS, the key challenge, the version hello), apart from the
 # request threads so that slow or silent new peers never hold up the connected ones.
 HANDSHAKE_THREADS = 4
@@ -60,6 +70,7 @@ class Pending:
     run: Callable[[], Any]  # runs the call (again): returns its reply value
     parkable: bool
     retry: Callable[[], Any] | None = None  # how to run it again (default: ``run``)
+    quick: bool = False  # never blocks: may run on the loop thread
     deadline: float | None = None  # set when it first parks
     key: int = field(default_factory=itertools.count().__next__)
 
@@ -133,9 +144,13 @@ class Loop:
     one ``epoll_ctl``, so no call wakes the loop but to say a request came."""
 
     def __init__(self, serve: Callable[[Any], Pending | None],
-                 close: Callable[[Any], None]) -> None:
+                 close: Callable[[Any], None],
+                 waiting: Callable[[Any], bool] | None = None) -> None:
         self._serve = serve  # reads one request from a connection: the call to run
         self._close = close  # forgets a connection that ended
+        self._waiting = waiting  # is a whole small request there (read without waiting)?
+        self._here: deque[Pending] = deque()  # quick calls to run again on the loop thread
+        self._ident = 0  # the loop thread's
         self._epoll = select.epoll()
         self._conns: dict[int, Any] = {}  # by descriptor: what an event names
         self._wake_r, self._wake_w = os.pipe()
@@ -192,8 +207,13 @@ class Loop:
             self._wake()
 
     def rerun(self, pending: Pending) -> None:
-        """Run a call again (it was parked and something changed, or its time came)."""
-        if not self._stopping:
+        """Run a call again (it was parked and something changed, or its time came): a
+        quick one woken on the loop thread runs there, once the call that woke it is done."""
+        if self._stopping:
+            return
+        if pending.quick and threading.get_ident() == self._ident:
+            self._here.append(pending)
+        else:
             self._jobs.put(functools.partial(self._answer, pending, True))
 
     def _wake(self) -> None:
@@ -203,8 +223,10 @@ class Loop:
     # ------------------------------------------------------------------ the loop thread
 
     def _run(self) -> None:
+        self._ident = threading.get_ident()
         while not self._stopping:
             timeout = self._due()
+            self._run_here()
             try:
                 events = self._epoll.poll(-1 if timeout is None else timeout)
             except OSError:  # closed by stop()
@@ -216,8 +238,17 @@ class Loop:
                             pass
                     continue
                 conn = self._conns.get(fd)
-                if conn is not None:
+                if conn is None:
+                    continue
+                if self._waiting is not None and self._waiting(conn):
+                    self._request(conn, here=True)  # small and whole: no thread hand-off
+                    self._run_here()
+                else:
                     self._jobs.put(functools.partial(self._request, conn))
+
+    def _run_here(self) -> None:
+        while self._here:
+            self._answer(self._here.popleft(), True)
 
     def _due(self) -> float | None:
         """Rerun the parked calls whose time came; the seconds until the next one."""
@@ -248,14 +279,18 @@ class Loop:
             self._conns.pop(conn.fileno(), None)
         self._close(conn)
 
-    def _request(self, conn: Any) -> None:
+    def _request(self, conn: Any, here: bool = False) -> None:
         try:
             pending = self._serve(conn)
         except Exception as exc:  # the peer went away, or sent what cannot be read
             log.debug("connection_ended", reason=repr(exc))
             self._forget(conn)
             return
-        if pending is not None:
+        if pending is None:
+            return
+        if here and not pending.quick:  # it may block (a journal commit): not on the loop
+            self._jobs.put(functools.partial(self._answer, pending, False))
+        else:
             self._answer(pending, False)
 
     def _answer(self, pending: Pending, again: bool) -> None:
@@ -267,16 +302,29 @@ class Loop:
             return
         finally:
             _current.pending = None
-        try:
-            pending.conn.send(reply)
-        except Exception:  # the peer went away while its call waited
-            self._forget(pending.conn)
+        conn = pending.conn
+        if threading.get_ident() != self._ident:
+            self._send(conn, functools.partial(conn.send, reply))
             return
-        pending_tls = getattr(getattr(pending.conn, "tls_socket", None), "pending", None)
-        if pending_tls is not None and pending_tls():  # its next request is already read
-            self._jobs.put(functools.partial(self._request, pending.conn))
+        parts = frames.pack(reply)  # on the loop: a big reply is sent by a request thread
+        send = functools.partial(self._send, conn, functools.partial(conn.send_packed, parts))
+        if frames.packed_size(parts) > QUICK_BYTES:
+            self._jobs.put(send)
         else:
-            self.add(pending.conn)
+            send()
+
+    def _send(self, conn: Any, send: Callable[[], None]) -> None:
+        """Send a reply, then wait for the connection's next request."""
+        try:
+            send()
+        except Exception:  # the peer went away while its call waited
+            self._forget(conn)
+            return
+        pending_tls = getattr(getattr(conn, "tls_socket", None), "pending", None)
+        if pending_tls is not None and pending_tls():  # its next request is already read
+            self._jobs.put(functools.partial(self._request, conn))
+        else:
+            self.add(conn)
 
 
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT  # one request's arrival, then disarmed

@@ -159,6 +159,14 @@ def read_message(fd: int, limit: int | None = None,
     return buf
 
 
+def holds_frame(data: bytes) -> bool:
+    """Do these bytes (peeked from a socket) begin with one whole frame of the short form?"""
+    if len(data) < _LEN.size:
+        return False
+    size: int = _LEN.unpack_from(data)[0]
+    return 0 <= size <= len(data) - _LEN.size
+
+
 def frame(size: int) -> bytes:
     """The length prefix of a message of ``size`` bytes."""
     return _LEN.pack(size) if size < 0x7FFFFFFF else _LEN.pack(-1) + _LONG.pack(size)

@@ -1,0 +1,92 @@
+"""The loop thread serves a small, whole request of a call that never blocks itself; a
+partial, big or blocking one goes to a request thread (``taskq.net.serving``)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from taskq.net import serving
+from taskq.net.connection import Connection
+from taskq.protocol import frames
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Connection, socket.socket]]:
+    ours, theirs = socket.socketpair()
+    conn = Connection(ours.detach())
+    try:
+        yield conn, theirs
+    finally:
+        conn.close()
+        theirs.close()
+
+
+def _frame(obj: Any) -> bytes:
+    parts = frames.pack(obj)
+    return frames.frame(frames.packed_size(parts)) + b"".join(bytes(p) for p in parts)
+
+
+def test_a_request_is_waiting_only_when_whole_and_small(
+        pair: tuple[Connection, socket.socket]) -> None:
+    conn, peer = pair
+    assert not conn.request_waiting(1024)  # nothing yet
+    data = _frame(("ping", 1))
+    peer.sendall(data[:-3])
+    assert not conn.request_waiting(1024)  # a part: reading it could wait on the peer
+    peer.sendall(data[-3:])
+    assert conn.request_waiting(1024)
+    assert not conn.request_waiting(len(data) - 10)  # over the limit: a request thread's
+    assert conn.recv() == ("ping", 1)  # the peek read nothing
+    conn.close()  # the peeking socket let go of the descriptor without closing it twice
+    assert conn.closed
+
+
+class _Calls:
+    """A minimal ``serve`` for a Loop: each request names a call; quick ones say so."""
+
+    def __init__(self, loop_ref: list[serving.Loop]) -> None:
+        self.loop_ref = loop_ref
+        self.threads: dict[str, str] = {}
+        self.done = threading.Event()
+
+    def serve(self, conn: Any) -> serving.Pending:
+        name = conn.recv()
+
+        def run() -> str:
+            self.threads[name] = threading.current_thread().name
+            if len(self.threads) == 2:
+                self.done.set()
+            return name
+
+        return serving.Pending(loop=self.loop_ref[0], conn=conn, run=run, parkable=False,
+                               quick=name == "quick")
+
+
+def test_quick_calls_run_on_the_loop_thread_and_others_on_request_threads() -> None:
+    ref: list[serving.Loop] = []
+    calls = _Calls(ref)
+    loop = serving.Loop(calls.serve, lambda c: c.close(), lambda c: c.request_waiting(1024))
+    ref.append(loop)
+    pairs = [socket.socketpair() for _ in range(2)]
+    conns = [Connection(a.detach()) for a, _ in pairs]
+    loop.start()
+    try:
+        for conn in conns:
+            loop.add(conn)
+        for (_, peer), name in zip(pairs, ["quick", "slow"], strict=True):
+            peer.settimeout(10)
+            peer.sendall(_frame(name))
+        assert calls.done.wait(10), "the calls were not served"
+        for _, peer in pairs:  # each got its reply
+            assert peer.recv(4096)
+    finally:
+        loop.stop()
+        for _, peer in pairs:
+            peer.close()
+    assert calls.threads["quick"] == "taskq-loop"
+    assert calls.threads["slow"].startswith("taskq-request-")
