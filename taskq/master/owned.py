@@ -19,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from taskq import logs
+from taskq.net import serving
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.calls import Declared, declared
 from taskq.protocol.messages import MIRROR_FN, TaskMsg, WorkerHello
@@ -74,6 +75,7 @@ class Owned:
         return self._broker.hello(outbox, ended=_own_ids(outbox, ended or []))
 
     def submit(self, tasks: list[TaskMsg], *, durable: bool = True) -> int:
+        claims = [msg.outbox for msg in tasks]
         for msg in tasks:
             if type(msg) is not TaskMsg:
                 raise NotYours(f"submit takes task messages, not {type(msg).__name__}")
@@ -84,7 +86,12 @@ class Owned:
                                f"outbox (task ids start with the outbox's public name)")
             msg.outbox = box
             _check_deps(msg)
-        return self._broker.submit(tasks, durable=durable)
+        try:
+            return self._broker.submit(tasks, durable=durable)
+        except serving.Parked:  # waits for room, then runs again from here: as it came
+            for msg, claim in zip(tasks, claims, strict=True):
+                msg.outbox = claim
+            raise
 
     def known(self, task_ids: list[str]) -> list[str]:
         if type(task_ids) is not list:
