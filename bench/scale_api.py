@@ -30,7 +30,7 @@ class WorkerCalls:
     def register(self, hello: WorkerHello) -> MasterInfo:
         return self._remote.register(hello)
 
-    def heartbeat(self, worker_id: str, held: list[str], running: int) -> bool:
+    def heartbeat(self, worker_id: str, held: list[str], running: int) -> float:
         return self._remote.heartbeat(worker_id, held, running)
 
     def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:

@@ -7,8 +7,9 @@ four connections (``taskq.worker.worker`` opens one per thread that calls the ma
 
     pump ────── Link.open: register(hello) + heartbeat (the join), then report(results),
                 gathering for REPORT_LINGER_S when more are in flight (as the worker's pump)
-    taker ───── take(worker_id, n, LONG_POLL_S) long-polls; n as the worker's prefetch
-    heartbeat ─ heartbeat(worker_id, held, running) every HEARTBEAT_S; re-registers on False
+    taker ───── take(worker_id, n, PARKED_POLL_MAX_S) long-polls; n as the worker's prefetch
+    heartbeat ─ heartbeat(worker_id, held, running) every HEARTBEAT_S or as long as the
+                master says (a big crowd); re-registers on 0
     control ─── control(worker_id, answers, PARKED_POLL_MAX_S) long-polls (as the worker)
 
 It runs no task: what it takes it reports at once as OK with the body of ``None``. The N
@@ -105,9 +106,10 @@ class SimWorker:
         self.held_lock = threading.Lock()
         self.outcomes: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
         self.frozen = False
+        self.beat = defaults.HEARTBEAT_S
 
     def _join(self, calls: scale_api.WorkerCalls) -> None:
-        calls.register(self.hello)
+        self.beat = max(defaults.HEARTBEAT_S, calls.register(self.hello).heartbeat)
         calls.heartbeat(self.worker_id, self._held(), 0)
         with self.fleet.lock:
             self.fleet.joins += 1
@@ -162,7 +164,7 @@ class SimWorker:
     def _take_loop(self) -> None:
         while not self._stopped():
             tasks = self.calls.take(self.worker_id, max(1, WANT - len(self.held)),
-                                    defaults.LONG_POLL_S)
+                                    defaults.PARKED_POLL_MAX_S)
             if not tasks:
                 continue
             now = time.time()
@@ -181,10 +183,13 @@ class SimWorker:
             self.outcomes.put(ids)
 
     def _heartbeat_loop(self) -> None:
-        while not self.fleet.halt.wait(defaults.HEARTBEAT_S):
+        while not self.fleet.halt.wait(self.beat):
             if self._stopped():
                 return
-            if not self.calls.heartbeat(self.worker_id, self._held(), 0):
+            beat = self.calls.heartbeat(self.worker_id, self._held(), 0)
+            if beat:
+                self.beat = max(defaults.HEARTBEAT_S, beat)
+            else:
                 self._join(self.calls)
 
     def _control_loop(self) -> None:

@@ -25,6 +25,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from taskq import logs
@@ -47,6 +48,7 @@ from taskq.master.broker_views import BrokerViews
 from taskq.master.journal import Journal
 from taskq.master.state import BrokerState, WorkerInfo
 from taskq.master.state.limits import QueueLimit
+from taskq.master.takers import Takers
 from taskq.net import serving
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, WorkerHello
@@ -72,7 +74,7 @@ class Broker(PrimitiveCalls, BrokerViews):
         self._clock = clock
         self.epoch = secrets.token_hex(8)  # this run: a worker's receipts are of one run
         self._lock = threading.Lock()
-        self._work = serving.Signal(self._lock)
+        self._takers = Takers(self._lock)  # parked takes, woken by work they can run
         self._results = serving.Signal(self._lock)
         self._space = serving.Signal(self._lock)
         self._asks = serving.Signal(self._lock)  # cancel requests for workers
@@ -179,7 +181,7 @@ class Broker(PrimitiveCalls, BrokerViews):
                 state.touch(outbox, now)
             ticket = self._commit()
             if accepted:
-                self._work.notify(accepted)
+                self._takers.wake(accepted, {msg.options.queue for msg in batch})
             journal = self._journal
         if durable and ticket and journal is not None:
             journal.wait(ticket)  # accepted means journaled; workers may start meanwhile
@@ -309,7 +311,7 @@ class Broker(PrimitiveCalls, BrokerViews):
         with self._lock:
             self._state.limits.set(name, limit)
             ticket = self._commit()
-            self._work.notify_all()
+            self._takers.wake_all()
             journal = self._journal
         if ticket and journal is not None:
             journal.wait(ticket)
@@ -325,13 +327,15 @@ class Broker(PrimitiveCalls, BrokerViews):
             self._tell_asks(hello.worker_id)  # asks it may not have had answered
         log.info("worker_joined", worker_id=hello.worker_id, host=hello.host,
                  pid=hello.pid, procs=hello.procs)
-        return self.info()
+        return replace(self.info(), heartbeat=info.beat)
 
     def heartbeat(self, worker_id: str, held: list[str], running: int,
-                  *, memory: int = 0, progress: dict[str, Any] | None = None) -> bool:
-        """``memory``: the worker's resident bytes, its pool processes included (0: unknown);
-        ``progress``: task id -> (done, total, message) of its tasks that reported since the
-        last heartbeat (kept in memory only: see ``taskq.worker.report``)."""
+                  *, memory: int = 0, progress: dict[str, Any] | None = None) -> float:
+        """Renew a worker and its leases; returns the seconds until its next heartbeat (0: it
+        is not known here, and must register again). ``memory``: the worker's resident
+        bytes, its pool processes included (0: unknown); ``progress``: task id -> (done,
+        total, message) of its tasks that reported since the last heartbeat (kept in memory
+        only: see ``taskq.worker.report``)."""
         if type(memory) is not int or memory < 0:
             raise ValueError(f"bad memory {memory!r}: expected resident bytes, an int >= 0")
         if progress is not None and type(progress) is not dict:
@@ -341,7 +345,8 @@ class Broker(PrimitiveCalls, BrokerViews):
             known = self._state.heartbeat(worker_id, held, running, self._clock(), memory,
                                           progress)
             self._tell_asks(worker_id)  # a task stopped while it was away, still held there
-            return known
+            worker = self._state.workers.get(worker_id)
+            return self._state.beat(worker) if known and worker is not None else 0.0
 
     def _tell_asks(self, worker_id: str) -> None:
         """Wake the worker's parked control poll if it has asks (lock held)."""
@@ -363,7 +368,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             token = state.limits.next_token(queues, now) if state.limits.by_queue else None
             if token is not None:  # a rate-limited queue: wake when its next token is there
                 wait = min(wait, max(0.0, token - now) + 0.001)
-            self._wait(self._work, available, wait)
+            self._wait(self._takers.signal(worker), available, wait)
             tasks = state.lease(worker_id, self._fair_share(worker_id, n), self._clock(),
                                 BATCH_BYTES)
             if tasks:
@@ -410,9 +415,9 @@ class Broker(PrimitiveCalls, BrokerViews):
             if started:
                 self._results.notify_all()
             if self._state.limits.by_queue or self._state.limits.running_by_key:
-                self._work.notify_all()  # a limit may have room again
+                self._takers.wake_all()  # a limit may have room again
             elif requeued > 0:
-                self._work.notify(requeued)
+                self._takers.wake(requeued)
             return self._receipt(ticket)
 
     def _reportable(self, worker_id: str, results: list[ResultMsg],
@@ -449,7 +454,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             if goodbye:
                 self._state.forget_worker(worker_id)
             self._commit()
-            self._work.notify_all()
+            self._takers.wake_all()
         if goodbye:
             log.info("worker_left", worker_id=worker_id, released=len(task_ids))
 
@@ -470,7 +475,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             failed = [res for _, res in self._state.changes.finished]
             self._commit()
             if requeued > 0:
-                self._work.notify(requeued)
+                self._takers.wake(requeued)
         for worker_id in lost:
             log.warning("worker_lost", worker_id=worker_id)
         for outbox in dropped:
@@ -501,7 +506,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             while not self._stopping.is_set():
                 now = self._clock()
                 if self._state.promote(now):
-                    self._work.notify_all()
+                    self._takers.wake_all()
                 due = self._state.next_due()
                 self._next_due = due
                 until = deadline if due is None else min(deadline, due)
@@ -522,7 +527,7 @@ class Broker(PrimitiveCalls, BrokerViews):
         """Stop waits and the reaper; flush and close the journal."""
         self._stopping.set()
         with self._lock:
-            self._work.notify_all()
+            self._takers.wake_all()
             self._results.notify_all()
             self._space.notify_all()
             self._asks.notify_all()

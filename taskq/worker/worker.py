@@ -6,8 +6,11 @@ Only this (main) process talks to the master, over one ``Link`` shared by four t
       │ Job                                                     ▲
       ▼                                                         │ report(results, started)
     ProcessPool (N processes) ── outcomes, starts ──► pump (main thread)
-    heartbeat ── heartbeat(held, running, memory, progress) every second (progress: what the
-                 pool's tasks reported since the last beat); re-registers after a master restart
+    heartbeat ── heartbeat(held, running, memory, progress) every second, or as long as the
+                 master says (a big crowd; progress: what the pool's tasks reported since the
+                 last beat); re-registers after a master restart
+    acks ─────── results reported but not yet journaled (taskq.worker.acks), kept until a
+                 receipt covers them, re-sent to a restarted master
     control ─── control(answers) ◄── cancel requests: pool.cancel(task) drops a task that has
                                      not begun (True) or says it runs (False); a stop request
                                      (messages.stop_ask) also kills it if it runs (pool.kill_task),
@@ -134,6 +137,7 @@ class Worker:
         self._attempts: dict[str, int] = {}  # held tasks handed out before (not the first)
         self.acks = Unacked()  # reported results the master has not journaled yet
         self._epoch = ""  # the master run last joined
+        self._beat = config.heartbeat  # or longer, as the master says (a big crowd)
         self._intake = threading.Lock()  # leased tasks going into the pool, or a cancel
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
@@ -163,6 +167,7 @@ class Worker:
         the results a master of another run took but never journaled."""
         info = remote.register(self.hello)
         self._max_payload, self._epoch = info.max_payload, info.epoch
+        self._beat = max(self.config.heartbeat, info.heartbeat)
         remote.heartbeat(self.worker_id, held, self.pool.running())
         resend = self.acks.resend(info.epoch)
         for chunk in _by_size(resend):
@@ -385,7 +390,7 @@ class Worker:
                     self._capacity.wait_for(lambda: self._want() > 0 or self._draining.is_set(),
                                             timeout=defaults.LONG_POLL_S)
                 continue
-            tasks = self.link.remote.take(self.worker_id, want, wait=defaults.LONG_POLL_S)
+            tasks = self.link.remote.take(self.worker_id, want, wait=defaults.PARKED_POLL_MAX_S)
             if not tasks:
                 continue
             with self._intake:  # a cancel asked meanwhile is answered before or after this
@@ -409,15 +414,18 @@ class Worker:
             self.pool.submit(Job(task.task_id, payload, task.options.timeout))
 
     def _heartbeat_loop(self) -> None:
-        while not self._halt.wait(self.config.heartbeat):
+        while not self._halt.wait(self._beat):
             with self._sync:
                 if self._halt.is_set():
                     return
                 with self._held_lock:
                     held = list(self._held)
                 remote = self.link.remote
-                if not remote.heartbeat(self.worker_id, held, self.pool.running(),
-                                        memory=self._memory(), progress=self._progress()):
+                beat = remote.heartbeat(self.worker_id, held, self.pool.running(),
+                                        memory=self._memory(), progress=self._progress())
+                if beat:
+                    self._beat = max(self.config.heartbeat, beat)
+                else:  # the master lost this worker (or restarted): join it again
                     self.log.warning("worker_rejoined", held=len(held))
                     self._join(remote, held)
 

@@ -6,7 +6,7 @@ one ``BrokerState`` in a lock and a wire; unit and property tests drive it direc
     submit ──► pending heaps (per queue; priority, then arrival)     restored from the journal
                    │ lease(worker, n)              ▲ due(now)      ──► waiting (held back for
                    ▼                               │                   the claim window)
-               leased (deadline = now + lost_after, renewed by heartbeats) ── start ──► started
+               leased (deadline = now + silence, renewed by heartbeats) ── start ──► started
           ┌────────┼──────────────┬─────────────────────────┬──────────────────┐
     complete(OK)   complete(ERROR) expire: worker silent      release            cancel: pending
           │        retries left?  lost < max? requeue        (graceful stop)    at once; leased,
@@ -30,7 +30,10 @@ from dataclasses import replace
 from typing import Any
 
 from taskq.defaults import (
+    HEARTBEAT_S,
     JOB_OUTBOX_PREFIX,
+    LOST_BEATS,
+    MAX_BEATS_PER_S,
     SCHEDULE_RESULTS_KEPT,
 )
 from taskq.master.state.cancels import CancelsMixin
@@ -207,6 +210,18 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         info.last_seen = now
         self.workers[info.worker_id] = info
         self.resources.register(info.worker_id, info.resources)
+        self.beat(info)
+
+    def beat(self, worker: WorkerInfo) -> float:
+        """The heartbeat interval to tell a worker: HEARTBEAT_S, longer as the crowd grows so
+        that all of them together beat at most MAX_BEATS_PER_S times a second."""
+        worker.beat = max(HEARTBEAT_S, len(self.workers) / MAX_BEATS_PER_S)
+        return worker.beat
+
+    def silence(self, worker: WorkerInfo) -> float:
+        """How long this worker may stay silent before it is lost: ``lost_after``, or
+        LOST_BEATS of the heartbeat interval it was told if that is longer."""
+        return max(self.lost_after, LOST_BEATS * worker.beat)
 
     def heartbeat(self, worker_id: str, held: list[str], running: int, now: float,
                   memory: int = 0, progress: dict[str, Any] | None = None) -> bool:
@@ -221,7 +236,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         worker.last_seen = now
         worker.running = running
         worker.memory = memory
-        deadline = now + self.lost_after
+        deadline = now + self.silence(worker)
         for task_id in held:
             rec = self.tasks.get(task_id)
             if rec is None:
@@ -361,7 +376,8 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
     def expire(self, now: float) -> list[str]:
         """Declare silent workers lost and requeue (or fail) leases past their deadline."""
         self.now = now
-        lost = [w for w, info in self.workers.items() if now - info.last_seen > self.lost_after]
+        lost = [w for w, info in self.workers.items()
+                if now - info.last_seen > self.silence(info)]
         self.history.now = now
         for worker_id in lost:
             self.history.worker_lost(self.workers.pop(worker_id))
@@ -443,7 +459,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
     def _lease_to(self, rec: TaskRecord, worker: WorkerInfo, now: float) -> None:
         rec.state = TaskState.LEASED
         rec.worker = worker.worker_id
-        rec.deadline = now + self.lost_after
+        rec.deadline = now + self.silence(worker)
         rec.msg.attempt = rec.lost + rec.errors
         self.leased[rec.msg.task_id] = rec
         worker.held.add(rec.msg.task_id)

@@ -54,6 +54,7 @@ class WorkerInfo:
     resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources)
     draining: bool = False  # it handed back its unstarted tasks: it is stopping
     memory: int = 0  # resident bytes of the worker and its pool, from its last heartbeat
+    beat: float = 0.0  # the heartbeat interval it was last told (see BrokerState.beat)
 
 
 @dataclass(slots=True)

@@ -268,6 +268,28 @@ def test_heartbeat_renews_held_leases_only() -> None:
     assert state.workers["w"].held == {"a"}
 
 
+def test_a_crowd_beats_less_often_and_is_allowed_that_much_more_silence() -> None:
+    """All workers together beat at most MAX_BEATS_PER_S times a second; a worker is lost
+    after LOST_BEATS of the interval it was told, when that is longer than lost_after."""
+    from taskq.defaults import HEARTBEAT_S, LOST_BEATS, MAX_BEATS_PER_S
+
+    state = make_state()
+    join(state, "first", now=0)
+    assert state.workers["first"].beat == HEARTBEAT_S
+    crowd = int(MAX_BEATS_PER_S * 5)
+    for i in range(crowd - 1):
+        join(state, f"w{i}", now=0)
+    last = state.workers[f"w{crowd - 2}"]
+    assert last.beat == 5.0  # told at its join: 1,000 workers beat every 5 s
+    assert state.silence(last) == LOST_BEATS * 5.0 > LOST_AFTER
+    assert state.silence(state.workers["w0"]) == LOST_AFTER  # told 1 s when it joined
+    for worker in state.workers.values():  # each heartbeat answers with the interval
+        state.heartbeat(worker.worker_id, [], 0, now=0)
+        assert state.beat(worker) == 5.0
+    assert state.expire(now=LOST_AFTER + 1) == []  # silent past lost_after, within 3 beats
+    assert len(state.expire(now=LOST_BEATS * 5.0 + 1)) == crowd
+
+
 def test_expire_drops_silent_workers_and_requeues_their_leases() -> None:
     state = make_state()
     state.submit([task("a"), task("b")], now=0)
