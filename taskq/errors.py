@@ -32,6 +32,18 @@ class AuthError(TaskqError):
     """The master rejected the authkey."""
 
 
+class KeyRejected(AuthError):
+    """The master at ``where`` rejected this peer's authkey; ``hint`` says where the key
+    is set, in the words of whoever set it (a command's flag, a ``Client`` argument)."""
+
+    def __init__(self, where: str, hint: str) -> None:
+        super().__init__(where, hint)
+        self.where, self.hint = where, hint
+
+    def __str__(self) -> str:
+        return f"authkey rejected by the master at {self.where}; {self.hint}"
+
+
 class VersionMismatch(AuthError):
     """The master and this peer run versions that cannot work together (the message names
     both and what to align); it is refused, like a wrong key."""

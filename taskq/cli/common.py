@@ -141,7 +141,7 @@ class MasterOpts:
         link = Link(where, resolve_authkey(None, self.authkey_file),
                     reconnect_for=defaults.CONNECT_TIMEOUT_S, on_connect=on_connect,
                     tls_settings=settings)
-        link.open(defaults.CONNECT_TIMEOUT_S)
+        link.open(0.0)  # one attempt: no master there is said at once, not after retries
         return link
 
     def ask(self, call: Callable[[BrokerAPI], R]) -> R:

@@ -3,7 +3,9 @@ use a cluster rather than run one (they join the ``taskq`` command as this is im
 
     taskq submit MODULE:FUNC ARGS --job NAME ──► taskq.client.jobs.submit ──► "job NAME task ID"
     taskq results NAME [--wait] ──► taskq.client.jobs.collect ──► one line per result on stdout;
-        each acknowledged once written; a signal or a closed stdout leaves the rest waiting
+        each acknowledged once written (on a pipe: once its reader took it,
+        ``taskq.cli.handover``); a signal or a closed stdout leaves the rest waiting;
+        --peek acknowledges none
     taskq status ──► Remote.status + monitor   (--job NAME: taskq.cli.tasks.job_status)
     taskq demo ──► taskq.cli.demo.run (a job on a local cluster of its own)
 """
@@ -90,14 +92,17 @@ def results(
     = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON object per result and line.")] = False,
+    peek: Annotated[bool, typer.Option(
+        "--peek", help="Show the results and leave every one on the master.")] = False,
     *,
     master: MasterOpts,
 ) -> None:
-    """Print a job's results as they arrive; each leaves the master once printed.
-    Exit 1 if any task failed."""
+    """Print a job's results as they arrive; each leaves the master once printed (on a
+    pipe: once the reading command took it), unless --peek. Exit 1 if any task failed."""
+    from taskq.cli.handover import pipe_reader
     from taskq.cli.render import ResultsBar, progress_lines, stderr_is_terminal
 
-    printer = jobs.Printer(sys.stdout, as_json)
+    printer = jobs.Printer(sys.stdout, as_json, None if peek else pipe_reader(sys.stdout))
 
     def on_progress(progress: dict[str, Any]) -> None:  # running tasks that reported
         for line in progress_lines(progress):
@@ -111,10 +116,10 @@ def results(
                     jobs.outbox_of(job)), job)
                 with bar.bar:
                     still_open = jobs.collect(link.remote, job, wait, timeout, bar,
-                                              bar.show_progress)
+                                              bar.show_progress, consume=not peek)
             else:
                 still_open = jobs.collect(link.remote, job, wait, timeout, printer,
-                                          on_progress if wait else None)
+                                          on_progress if wait else None, consume=not peek)
         finally:
             link.close()
     typer.echo(printer.summary(still_open), err=True)

@@ -155,6 +155,12 @@ def _resources(text: str | None) -> tuple[tuple[str, float], ...]:
         raise typer.BadParameter(str(exc), param_hint="--resources") from None
 
 
+def _import_paths(more: list[Path]) -> tuple[str, ...]:
+    """Where tasks import the user's modules from: the working directory (as ``python -m``
+    has it), then each ``--path``, as absolute paths (pool processes may start elsewhere)."""
+    return tuple(dict.fromkeys(str(p) for p in [Path.cwd(), *(m.resolve() for m in more)]))
+
+
 def worker(
     connect: Annotated[str, typer.Option(help="The master as HOST:PORT.")],
     procs: Annotated[int | None, typer.Option(
@@ -180,6 +186,9 @@ def worker(
     resources: Annotated[str | None, typer.Option(
         help="What this worker has, for tasks that need it: NAME=AMOUNT[,...], e.g. "
         "gpu=2,ram_gb=64.")] = None,
+    path: Annotated[list[Path] | None, typer.Option(
+        "--path", exists=True, file_okay=False, help="A directory tasks import their "
+        "modules from, besides the working directory (repeatable).")] = None,
     tls_ca: TlsCaOpt = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
@@ -200,7 +209,7 @@ def worker(
             queues=tuple(q.strip() for q in queues.split(",") if q.strip()), grace=grace,
             max_tasks_per_child=max_tasks_per_child, max_memory_mb=max_memory_per_child,
             connect_for=connect_timeout, pool=pool, resources=have,
-            tls=tls_of(tls_ca, tls_cert, tls_key))
+            tls=tls_of(tls_ca, tls_cert, tls_key), paths=_import_paths(path or []))
         runner = Worker(config)
         on_signals(runner.stop)
         raise typer.Exit(runner.run())

@@ -59,6 +59,8 @@ log = logs.get_logger(__name__)
 
 FN_CACHE_SIZE = 256  # encodings of functions shipped by reference kept (bytes only)
 FETCH_RETRIES = 5  # consecutive failed fetches (an error inside the master) before giving up
+KEY_HINT = (f"check the authkey argument of Client, or {defaults.ENV_AUTHKEY}: it must be "
+            f"the master's key")  # what a rejected key tells a Python user
 
 
 @dataclass(slots=True, eq=False)
@@ -115,7 +117,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         self._stopped = threading.Event()
         self.info: MasterInfo | None = None
         self._link = Link(self.address, key, reconnect_for=reconnect_for,
-                          on_connect=self._on_connect,
+                          on_connect=self._on_connect, key_hint=KEY_HINT,
                           tls_settings=tls if tls is not None or self._cluster else TLS.from_env())
         self._remote = self._link.remote
         try:

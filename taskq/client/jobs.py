@@ -13,7 +13,10 @@ A job is an outbox on the master named ``job:NAME``: results wait there (journal
 A result leaves the master only after it was written out (acknowledged in the fetch after
 the one that brought it), so a collector stopped at any moment (a signal, a closed pipe, a
 lost connection) leaves every result it did not write for the next ``taskq results``; that
-one may repeat the last batch written, never skips one.
+one may repeat the last batch written, never skips one. A write that fails part way through
+a batch says how many of its results were taken (``OutputLost.taken``): those alone are
+acknowledged. A peek (``consume=False``) acknowledges nothing and, as it ends, has the
+master send again everything it was sent.
 """
 
 from __future__ import annotations
@@ -40,7 +43,12 @@ class NoSuchJob(TaskqError):
 
 
 class OutputLost(TaskqError):
-    """Results could not be written out (e.g. stdout was closed); they stay on the master."""
+    """Results could not be written out (e.g. stdout was closed); they stay on the master,
+    but for the first ``taken`` of the batch being written, which the reader has."""
+
+    def __init__(self, message: str, taken: int = 0) -> None:
+        super().__init__(message)
+        self.taken = taken
 
 
 class CallByName:
@@ -158,24 +166,43 @@ Write = Callable[[list[JobResult]], None]
 class Printer:
     """A ``Write`` for ``collect``: each batch goes to a stream one line per result (text,
     or a JSON object with ``as_json``) and is flushed before it returns; counts what it
-    wrote. ``OutputLost`` if the stream cannot be written."""
+    wrote. ``OutputLost`` if the stream cannot be written.
 
-    def __init__(self, stream: TextIO, as_json: bool = False) -> None:
+    With ``taken`` (a reader at the other end of a pipe), lines are written one at a time
+    and each counts as written once ``taken()`` says the reader took it: False (the reader
+    left without it) stops the batch there, with ``OutputLost``."""
+
+    def __init__(self, stream: TextIO, as_json: bool = False,
+                 taken: Callable[[], bool] | None = None) -> None:
         self.stream = stream
         self.as_json = as_json
+        self.taken = taken
         self.written = 0
         self.failed = 0
 
     def __call__(self, batch: list[JobResult]) -> None:
-        lines = [json.dumps(r.as_json()) if self.as_json else r.as_line() for r in batch]
-        try:
-            self.stream.write("".join(f"{line}\n" for line in lines))
-            self.stream.flush()
-        except OSError as exc:
-            raise OutputLost(f"could not write the results ({exc.strerror or exc}); those "
-                             f"not written stay on the master") from None
-        self.written += len(batch)
-        self.failed += sum(r.failed for r in batch)
+        lines = [f"{json.dumps(r.as_json()) if self.as_json else r.as_line()}\n" for r in batch]
+        chunks = [lines] if self.taken is None else [[line] for line in lines]
+        done = 0
+        for chunk in chunks:
+            try:
+                self.stream.write("".join(chunk))
+                self.stream.flush()
+            except OSError as exc:
+                raise self._lost(batch[:done], exc.strerror or str(exc)) from None
+            if self.taken is not None and not self.taken():
+                raise self._lost(batch[:done], "the reader left")
+            done += len(chunk)
+        self._count(batch)
+
+    def _count(self, results: list[JobResult]) -> None:
+        self.written += len(results)
+        self.failed += sum(r.failed for r in results)
+
+    def _lost(self, taken: list[JobResult], why: str) -> OutputLost:
+        self._count(taken)
+        return OutputLost(f"could not write the results ({why}); those not written stay on "
+                          f"the master", taken=len(taken))
 
     def summary(self, still_open: int) -> str:
         return (f"{self.written} result(s), {self.failed} failed; {still_open} task(s) "
@@ -183,14 +210,17 @@ class Printer:
 
 
 def collect(remote: BrokerAPI, job: str, wait: bool, timeout: float | None, write: Write,
-            on_progress: Callable[[dict[str, Any]], None] | None = None) -> int:
+            on_progress: Callable[[dict[str, Any]], None] | None = None, *,
+            consume: bool = True) -> int:
     """Hand a job's results to ``write`` batch by batch as they arrive; a batch is
     acknowledged (and so removed from the master) only after ``write`` returned. With
     wait, go on until no task of the job is open or ``timeout`` seconds passed. The
     progress of running tasks (``taskq.report_progress``) goes to ``on_progress``.
+    Without ``consume``, nothing is acknowledged: every result stays on the master.
 
     Returns how many tasks of the job are still open; ``NoSuchJob`` if the master knows
-    no such job. Whatever ``write`` raises stops the collecting, its batch unacknowledged.
+    no such job. Whatever ``write`` raises stops the collecting, its batch unacknowledged
+    (but for the results an ``OutputLost`` says were taken).
     """
     outbox = outbox_of(job)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -205,10 +235,12 @@ def collect(remote: BrokerAPI, job: str, wait: bool, timeout: float | None, writ
         if on_progress is not None and getattr(fetched, "progress", None):
             on_progress(fetched.progress)
         if batch:
-            write([_decode(r) for r in batch])
-            ack, still_open, wrote_any = [r.task_id for r in batch], None, True
+            ack = _write(remote, outbox, write, batch, consume)
+            still_open, wrote_any = None, True
             continue
         if still_open is not None:
+            if not consume:  # what this peek was sent is sent again to the next collector
+                remote.hello(outbox)
             return still_open
         count = remote.open_count(outbox)
         if count is None and not wrote_any:  # (after writing some: collected to the end)
@@ -216,11 +248,24 @@ def collect(remote: BrokerAPI, job: str, wait: bool, timeout: float | None, writ
         left = _time_left(deadline)
         if not wait or not count or left <= 0:
             still_open = count or 0
-            # results a consumer that died was sent (its long-poll outlived it) are sent
-            # again, so the last fetch misses none of them
-            remote.hello(outbox)
+            if consume:  # results a consumer that died was sent (its long-poll outlived
+                remote.hello(outbox)  # it) are sent again: the last fetch misses none
         else:
             poll = min(defaults.LONG_POLL_S, left)
+
+
+def _write(remote: BrokerAPI, outbox: str, write: Write, batch: list[ResultMsg],
+           consume: bool) -> list[str]:
+    """Write a batch; returns the ids to acknowledge. If the output is lost part way, the
+    results it took are acknowledged at once before ``OutputLost`` goes on."""
+    ids = [r.task_id for r in batch] if consume else []
+    try:
+        write([_decode(r) for r in batch])
+    except OutputLost as lost:
+        if lost.taken and ids:
+            remote.fetch(outbox, ids[:lost.taken], max_n=0, wait=0.0)
+        raise
+    return ids
 
 
 def _time_left(deadline: float | None) -> float:

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import errno
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +16,7 @@ from multiprocessing import managers
 from typing import Any
 
 from taskq import defaults, logs
-from taskq.errors import AuthError, ConnectError, MasterError
+from taskq.errors import AuthError, ConnectError, KeyRejected, MasterError
 from taskq.net import tls
 from taskq.net.managers import LINK_ERRORS, SERIALIZER, BrokerProxy, Manager
 from taskq.net.secure import use_tls
@@ -53,11 +55,33 @@ def connect(address: tuple[str, int], authkey: bytes, within: float,
                 raise ConnectError(f"stopped trying to reach the master at "
                                    f"{address[0]}:{address[1]}") from None
             if time.monotonic() >= deadline:
-                raise ConnectError(
-                    f"could not connect to the master at {address[0]}:{address[1]} "
-                    f"within {within:g} s ({exc.__class__.__name__}: {exc}); is "
-                    f"`taskq master` running there and the port reachable?") from None
+                raise ConnectError(unreached(f"{address[0]}:{address[1]}", within, exc)) from None
             delay = min(delay * 2, 1.0)
+
+
+_NO_ROUTE = (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN)
+
+
+def unreached(where: str, within: float, exc: BaseException) -> str:
+    """Why no master could be reached at ``where``, and what to check, by how it failed."""
+    tried = f" (tried for {round(within, 1):g} s)" if within >= 0.05 else ""
+    if isinstance(exc, ConnectError):  # the master answered, and refused: it says why
+        return str(exc)
+    if isinstance(exc, ConnectionRefusedError):
+        return (f"could not connect to the master at {where}: nothing listens on that port"
+                f"{tried}; is `taskq master` running there, on that port?")
+    if isinstance(exc, TimeoutError | socket.gaierror) or (
+            isinstance(exc, OSError) and exc.errno in _NO_ROUTE):
+        return (f"could not reach {where} ({exc.strerror or exc}){tried}; check the host "
+                f"name, and that the network lets this machine through to that port")
+    if isinstance(exc, BlockingIOError):  # the read timed out: no first message came
+        said = f"said nothing in {defaults.CONNECT_TIMEOUT_S:g} s"
+    elif isinstance(exc, EOFError | ConnectionError):
+        said = "closed the connection"
+    else:  # a frame taskq cannot read ("bad message length"), a challenge it does not know
+        said = "answered in another protocol"
+    return (f"no taskq master answered at {where}: something accepted the connection but "
+            f"{said}{tried}; check the address: is that port a taskq master's?")
 
 
 class Link:
@@ -70,8 +94,9 @@ class Link:
     def __init__(self, address: tuple[str, int], authkey: bytes, *,
                  reconnect_for: float = defaults.RECONNECT_FOR_S,
                  on_connect: Callable[[BrokerAPI], None] | None = None,
-                 tls_settings: tls.TLS | None = None) -> None:
+                 tls_settings: tls.TLS | None = None, key_hint: str | None = None) -> None:
         use_tls(address, tls_settings)
+        self._key_hint = key_hint  # where this peer's user sets the key, for a rejected one
         self.address = address
         self._authkey = authkey
         self.reconnect_for = reconnect_for
@@ -92,8 +117,13 @@ class Link:
         """Connect and run on_connect (lock held), retrying both until ``within`` runs out."""
         deadline = time.monotonic() + within
         while True:
-            proxy = connect(self.address, self._authkey,
-                            max(0.0, deadline - time.monotonic()), self._cancel)
+            try:
+                proxy = connect(self.address, self._authkey,
+                                max(0.0, deadline - time.monotonic()), self._cancel)
+            except KeyRejected as exc:
+                if self._key_hint is None:
+                    raise
+                raise KeyRejected(exc.where, self._key_hint) from None
             try:
                 if self._on_connect is not None:
                     self._on_connect(proxy.remote)

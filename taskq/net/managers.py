@@ -44,7 +44,7 @@ from traceback import format_exc
 from typing import Any, Protocol, TypeVar
 
 from taskq import defaults, logs
-from taskq.errors import AuthError, MasterError, VersionMismatch
+from taskq.errors import KeyRejected, MasterError, VersionMismatch
 from taskq.net import serving, tls
 from taskq.net.connection import Connection, FrameDropped, adopt, frame_limit, peer_of, tune
 from taskq.net.keys import KeyRing
@@ -108,8 +108,7 @@ def client(address: tuple[str, int], authkey: bytes | None = None,
             connection.deliver_challenge(conn, authkey)
         except AuthenticationError:
             conn.close()
-            raise AuthError(f"authkey rejected by the master at {address[0]}:{address[1]}; "
-                            f"{AUTH_HINT}") from None
+            raise KeyRejected(f"{address[0]}:{address[1]}", AUTH_HINT) from None
     try:
         versions.exchange(conn, f"{address[0]}:{address[1]}")
     except BaseException:

@@ -19,6 +19,7 @@ import contextlib
 import inspect
 import os
 import socket
+import sys
 import traceback
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -36,6 +37,14 @@ from taskq.worker.context import TaskContext, bind, unbind
 CUDA_ENV = "CUDA_VISIBLE_DEVICES"
 _FN_CACHE: OrderedDict[bytes, Any] = OrderedDict()
 _FN_CACHE_SIZE = 128  # distinct functions kept loaded per process; a miss costs one unpickle
+
+
+def import_from(paths: tuple[str, ...]) -> None:
+    """Put these directories first on ``sys.path``, in order (those already on it move no
+    further), so tasks naming a module by import path find the user's code there."""
+    for path in reversed(paths):
+        if path not in sys.path:
+            sys.path.insert(0, path)
 
 
 def _load_function(fn: bytes) -> Any:

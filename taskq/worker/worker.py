@@ -24,6 +24,7 @@ still running, say goodbye. A second ``stop(now=True)`` ends it at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import pickle
@@ -71,6 +72,7 @@ class WorkerConfig:
     tls: TLS | None = None
     pool: str = "processes"  # one of POOLS; procs is then its concurrency
     resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources gpu=2)
+    paths: tuple[str, ...] = ()  # directories put first on sys.path where tasks run
 
 
 POOLS = ("processes", "threads", "asyncio")
@@ -81,7 +83,8 @@ def make_pool(config: WorkerConfig) -> ProcessPool | LocalPool:
     if config.pool == "processes":
         return ProcessPool(config.procs, execute.run,
                            max_tasks_per_child=config.max_tasks_per_child,
-                           max_memory_mb=config.max_memory_mb)
+                           max_memory_mb=config.max_memory_mb,
+                           initializer=functools.partial(execute.import_from, config.paths))
     if config.pool == "threads":
         return ThreadPool(config.procs, execute.run)
     if config.pool == "asyncio":
@@ -118,6 +121,7 @@ class Worker:
         # for taskq.current_client() in tasks: the pool's processes inherit these
         os.environ[defaults.ENV_TASK_MASTER] = f"{config.address[0]}:{config.address[1]}"
         os.environ[defaults.ENV_TASK_AUTHKEY] = config.authkey.decode("utf-8", "surrogateescape")
+        execute.import_from(config.paths)  # the thread and asyncio pools run tasks here
         self.pool = make_pool(config)
         self.link = Link(config.address, config.authkey, reconnect_for=config.connect_for,
                          tls_settings=config.tls,

@@ -114,8 +114,8 @@ def test_each_result_is_printed_as_it_arrives(cluster: Cluster) -> None:
     cluster.start_worker()
     got.wait_for(1, 60)
     assert proc.popen.poll() is None  # the first result is out, two tasks still run
-    assert proc.wait(60) == 0
-    assert sorted(values(got.drain())) == [0, 1, 2]
+    assert sorted(values(got.drain(60))) == [0, 1, 2]  # (read as they come: on a pipe,
+    assert proc.wait(10) == 0  # each line is handed over once the one before was read)
     assert "3 result(s), 0 failed; 0 task(s) still open" in proc.stderr()
 
 

@@ -233,8 +233,10 @@ def test_results_wait_draws_a_bar_on_a_terminal_stderr(running_web: tuple[Cluste
     cluster.cli("submit", "tasks_mod:fail", "x", "--job", "bar")
     leader, follower = pty.openpty()
     env = {**cluster.env, "TASKQ_ADDRESS": cluster.address, "COLUMNS": "120"}
-    proc = subprocess.Popen([sys.executable, "-m", "taskq", "results", "bar", "--wait"],
-                            env=env, stdout=subprocess.PIPE, stderr=follower, text=True)
+    out_path = cluster.tmp / "bar.out"  # a file: a pipe would wait for a reader
+    with out_path.open("w") as out_file:
+        proc = subprocess.Popen([sys.executable, "-m", "taskq", "results", "bar", "--wait"],
+                                env=env, stdout=out_file, stderr=follower, text=True)
     os.close(follower)
     seen = b""
     try:
@@ -246,14 +248,14 @@ def test_results_wait_draws_a_bar_on_a_terminal_stderr(running_web: tuple[Cluste
             if not chunk:
                 break
             seen += chunk
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     finally:
         os.close(leader)
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
     assert proc.returncode == 1  # one task failed
-    assert len(out.splitlines()) == 4  # the results still go to stdout, one per line
+    assert len(out_path.read_text().splitlines()) == 4  # the results still go to stdout
     text = seen.decode(errors="replace")
     assert "job bar" in text and "4/4" in text and "1 failed" in text
 

@@ -47,15 +47,17 @@ class Written:
     """A ``write`` for ``collect`` that keeps what it was given; it fails on the batches
     whose numbers (from 1) are in ``fail_on``."""
 
-    def __init__(self, fail_on: tuple[int, ...] = ()) -> None:
+    def __init__(self, fail_on: tuple[int, ...] = (), taken: int = 0) -> None:
         self.batches: list[list[jobs.JobResult]] = []
         self.calls = 0
         self.fail_on = fail_on
+        self.taken = taken  # how many of a failing batch the reader took
 
     def __call__(self, batch: list[jobs.JobResult]) -> None:
         self.calls += 1
         if self.calls in self.fail_on:
-            raise jobs.OutputLost("stdout closed")
+            self.batches.append(batch[:self.taken])
+            raise jobs.OutputLost("stdout closed", taken=self.taken)
         self.batches.append(batch)
 
     @property
@@ -116,3 +118,65 @@ def test_a_failed_task_is_counted_and_shown_on_one_line() -> None:
     failed = [r for r in batch if r.failed]
     assert [r.task_id for r in failed] == [tasks[1].task_id]
     assert failed[0].as_line() == f"{tasks[1].task_id}\terror\tValueError: bad\\ninput"
+
+
+def test_output_lost_part_way_leaves_only_what_the_reader_took() -> None:
+    broker, tasks = _job_with_leased_tasks(5)
+    broker.report("w1", [_ok(t, i) for i, t in enumerate(tasks)], started=[])
+    racing = RacingBroker(broker, [])
+    cut = Written(fail_on=(1,), taken=2)
+    with pytest.raises(jobs.OutputLost):
+        jobs.collect(racing.remote, "later", False, None, cut)
+    broker.hello(jobs.outbox_of("later"))  # the next run
+    rest = Written()
+    assert jobs.collect(racing.remote, "later", False, None, rest) == 0
+    assert len(cut.values) == 2 and sorted(cut.values + rest.values) == [0, 1, 2, 3, 4]
+
+
+def test_a_peek_leaves_every_result_on_the_master() -> None:
+    broker, tasks = _job_with_leased_tasks(3)
+    broker.report("w1", [_ok(t, i) for i, t in enumerate(tasks[:2])], started=[])
+    racing = RacingBroker(broker, [])
+    peeks = [Written(), Written()]
+    for peek in peeks:
+        assert jobs.collect(racing.remote, "later", False, None, peek, consume=False) == 1
+    assert peeks[0].values == peeks[1].values == [0, 1]
+    taken = Written()
+    assert jobs.collect(racing.remote, "later", False, None, taken) == 1
+    assert taken.values == [0, 1]
+    assert broker.fetch(jobs.outbox_of("later"), [], max_n=100, wait=0).results == []
+
+
+class Lines:
+    """A stream whose writes fail once ``fail_after`` lines were written."""
+
+    def __init__(self, fail_after: int) -> None:
+        self.lines: list[str] = []
+        self.fail_after = fail_after
+
+    def write(self, text: str) -> int:
+        if len(self.lines) >= self.fail_after:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.lines.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _results(n: int) -> list[jobs.JobResult]:
+    return [jobs.JobResult(f"t-{i}", Status.OK, i) for i in range(n)]
+
+
+def test_a_printer_with_a_reader_counts_the_lines_it_took() -> None:
+    stream = Lines(fail_after=100)
+    reader = iter([True, True, False])  # the reader leaves without the third line
+    printer = jobs.Printer(stream, taken=lambda: next(reader))  # type: ignore[arg-type]
+    with pytest.raises(jobs.OutputLost, match="the reader left") as lost:
+        printer(_results(5))
+    assert (lost.value.taken, printer.written, len(stream.lines)) == (2, 2, 3)
+    broken = Lines(fail_after=1)
+    printer = jobs.Printer(broken, taken=lambda: True)  # type: ignore[arg-type]
+    with pytest.raises(jobs.OutputLost, match="Broken pipe") as lost:
+        printer(_results(3))
+    assert (lost.value.taken, printer.written) == (1, 1)
