@@ -100,7 +100,8 @@ class BrokerAPI(PrimitivesAPI, Protocol):
                   progress: dict[str, Any] | None = None) -> float: ...
 
     @claims(worker="worker_id")
-    def take(self, worker_id: str, n: int, *, wait: float) -> list[TaskMsg]: ...
+    def take(self, worker_id: str, n: int, *, wait: float,
+             received: str | None = None) -> list[TaskMsg]: ...
 
     @claims(worker="worker_id")
     def report(self, worker_id: str, results: list[ResultMsg], *,

@@ -387,6 +387,7 @@ class Worker:
         return per_proc * self.config.procs - self.pool.in_flight()
 
     def _take_loop(self) -> None:
+        received = ""  # the first task of the last batch of leases that came
         while not self._draining.is_set():
             want = self._want()
             if want <= 0:
@@ -394,9 +395,11 @@ class Worker:
                     self._capacity.wait_for(lambda: self._want() > 0 or self._draining.is_set(),
                                             timeout=defaults.LONG_POLL_S)
                 continue
-            tasks = self.link.remote.take(self.worker_id, want, wait=defaults.PARKED_POLL_MAX_S)
+            tasks = self.link.remote.take(self.worker_id, want, wait=defaults.PARKED_POLL_MAX_S,
+                                          received=received)
             if not tasks:
                 continue
+            received = tasks[0].task_id  # the next take says this batch arrived
             with self._intake:  # a cancel asked meanwhile is answered before or after this
                 self._take_in(tasks)
             if self._draining.is_set():

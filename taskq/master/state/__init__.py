@@ -207,6 +207,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         if old is not None:
             info.held, info.done, info.failed = old.held, old.done, old.failed
             info.to_ask = [*old.to_ask, *old.asked]  # answers may have been lost: ask again
+            info.sent = old.sent  # its next take says whether that batch arrived
         info.last_seen = now
         self.workers[info.worker_id] = info
         self.resources.register(info.worker_id, info.resources)
@@ -256,11 +257,23 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
             self.note_progress(worker_id, progress)
         return True
 
-    def lease(self, worker_id: str, n: int, now: float,
-              max_bytes: int | None = None) -> list[TaskMsg]:
-        """Hand up to n pending tasks (and about max_bytes of bodies) to a worker."""
+    def lease(self, worker_id: str, n: int, now: float, max_bytes: int | None = None,
+              received: str | None = None) -> list[TaskMsg]:
+        """Hand up to n pending tasks (and about max_bytes of bodies) to a worker.
+
+        ``received``: the first task id of the last batch of leases the worker received
+        ("": none yet; None: it does not say). A batch sent to it since never arrived (the
+        link broke under the reply): its tasks go back to the queue at once, no attempt
+        used, rather than when their leases expire."""
         worker = self.workers.get(worker_id)
-        if worker is None or n <= 0:
+        if worker is None:
+            return []
+        if received is not None:
+            sent, worker.sent = worker.sent, []
+            if sent and sent[0] != received:
+                self._hand_back(worker_id, [t for t in sent if (r := self.leased.get(t))
+                                            is not None and not r.started])
+        if n <= 0:
             return []
         worker.last_seen = now
         out: list[TaskMsg] = []
@@ -275,6 +288,8 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
             msg = self.deps.inputs(rec.msg)  # its dependencies' results go with it
             out.append(msg)
             size += msg.size
+        if received is not None and out:
+            worker.sent = [msg.task_id for msg in out]
         return out
 
     def start(self, worker_id: str, task_ids: Iterable[str], now: float | None = None) -> None:
@@ -358,6 +373,11 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         worker = self.workers.get(worker_id)
         if worker is not None:
             worker.draining = True
+        self._hand_back(worker_id, task_ids)
+
+    def _hand_back(self, worker_id: str, task_ids: list[str]) -> None:
+        """Queue again these tasks leased to the worker, no attempt used (a stopped one
+        ends)."""
         for task_id in task_ids:
             rec = self.tasks.get(task_id)
             if rec is not None and rec.state is TaskState.LEASED and rec.worker == worker_id:

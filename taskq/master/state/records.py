@@ -55,6 +55,8 @@ class WorkerInfo:
     draining: bool = False  # it handed back its unstarted tasks: it is stopping
     memory: int = 0  # resident bytes of the worker and its pool, from its last heartbeat
     beat: float = 0.0  # the heartbeat interval it was last told (see BrokerState.beat)
+    sent: list[str] = field(default_factory=list)  # its last leases, until a take says
+    # they arrived (see BrokerState.lease)
 
 
 @dataclass(slots=True)

@@ -619,3 +619,22 @@ def test_a_resent_result_counts_only_at_the_attempt_it_ran() -> None:
     _, refused = state.reportable("w2", [replace(ok("kept"), attempt=0)], resent=True)
     assert ids_of(refused) == ["kept"]  # ended now: a second copy changes nothing
 
+
+
+def test_a_batch_of_leases_that_never_arrived_is_queued_again_at_the_next_take() -> None:
+    """The link broke under a take's reply; the worker joins again (register) and its take,
+    sent again, names the batch before: the lost one goes back at once, no attempt used."""
+    state = make_state()
+    state.submit([task("a"), task("b"), task("c")], now=0)
+    join(state, "w", now=0)
+    first = state.lease("w", 1, now=0, received="")
+    assert ids(first) == ["a"]
+    second = state.lease("w", 2, now=1, received="a")  # "a" came: kept
+    assert ids(second) == ["b", "c"] and state.tasks["a"].state is TaskState.LEASED
+    join(state, "w", now=2)  # it joins again after the break
+    assert state.lease("w", 0, now=2, received="a") == []  # "b", "c" never came
+    for tid in ("b", "c"):
+        rec = state.tasks[tid]
+        assert rec.state is TaskState.PENDING and rec.lost == 0 and rec.worker is None
+    assert state.tasks["a"].state is TaskState.LEASED
+    assert ids(state.lease("w", 2, now=3, received="a")) == ["b", "c"]

@@ -647,6 +647,33 @@ class BrokerMachine(RuleBasedStateMachine):
             else:
                 assert rec_view == before[tid]
 
+    @rule(kind=KINDS, n=st.integers(1, 3), arrived=st.booleans())
+    def take_says_what_arrived(self, kind: str, n: int, arrived: bool) -> None:
+        """A worker's take names the first task of the last batch of leases it received: a
+        batch that never arrived goes back to the queue at once, no attempt used."""
+        self.settled = False
+        worker = self.worker_id(kind)
+        info = self.state.workers.get(worker)
+        if info is None:
+            return
+        info.sent = []  # the other rules lease without saying: start from nothing here
+        got = self.state.lease(worker, n, self.now, received="")
+        self.ever_leased.update(m.task_id for m in got)
+        assert self.state.workers[worker].sent == [m.task_id for m in got]
+        before = self.view()
+
+        self.state.lease(worker, 0, self.now, received=got[0].task_id if got and arrived
+                         else "another")
+
+        assert self.state.workers[worker].sent == []
+        for tid, rec_view in self.view().items():
+            if tid in {m.task_id for m in got} and not arrived:
+                assert rec_view[0] is TaskState.PENDING and rec_view[3:] == before[tid][3:]
+            else:
+                assert rec_view == before[tid]
+        gone = set(before) - set(self.view())  # a stopped one ends instead
+        assert gone <= self.stopped
+
     @rule(dt=st.sampled_from([0.0, 1.0, 2.5, 6.0, 6.0]))
     def tick_and_expire(self, dt: float) -> None:
         self.settled = False
