@@ -475,7 +475,9 @@ def run(opts: Options) -> dict[str, Any]:
     base = next((r for r in rows if r["idle_workers"] == 0), None)
     for row in rows:
         if base is not None and row["idle_workers"]:
-            row["cpu_per_task_vs_none"] = row["cpu_ms_per_task"] / base["cpu_ms_per_task"]
+            # None where the burst was too short for the CPU clock's ticks to see it
+            row["cpu_per_task_vs_none"] = (row["cpu_ms_per_task"] / base["cpu_ms_per_task"]
+                                           if base["cpu_ms_per_task"] else None)
             extra = row["idle_cpu_pct"] - base["idle_cpu_pct"]
             row["idle_cpu_pct_per_1000"] = 1000.0 * extra / row["idle_workers"]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

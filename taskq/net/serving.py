@@ -99,6 +99,7 @@ def park(signal: Signal, wait: float, key: Hashable = None) -> None:
     if key is not None:
         signal.keyed[key] = pending.key  # one parked call per key (a worker's one poll)
     pending.loop.at(pending.deadline, signal, pending)
+    pending.loop.watch(signal, pending)
     raise Parked
 
 
@@ -150,6 +151,7 @@ class Loop:
         self._close = close  # forgets a connection that ended
         self._waiting = waiting  # is a whole small request there (read without waiting)?
         self._here: deque[Pending] = deque()  # quick calls to run again on the loop thread
+        self._watched: dict[int, tuple[Signal, int]] = {}  # parked calls' descriptors
         self._ident = 0  # the loop thread's
         self._epoll = select.epoll()
         self._conns: dict[int, Any] = {}  # by descriptor: what an event names
@@ -190,6 +192,7 @@ class Loop:
         """Serve this connection's next request when it arrives."""
         try:
             fd = conn.fileno()
+            self._watched.pop(fd, None)
             self._conns[fd] = conn
             try:
                 self._epoll.modify(fd, _ARMED)
@@ -197,6 +200,17 @@ class Loop:
                 self._epoll.register(fd, _ARMED)
         except (OSError, ValueError):  # closed meanwhile
             self._close(conn)
+
+    def watch(self, signal: Signal, pending: Pending) -> None:
+        """While a call is parked, see its peer hang up: a peer that is gone (a killed
+        worker) must not be handed what a live one would take (the lease a parked take
+        would get when woken)."""
+        try:
+            fd = pending.conn.fileno()
+            self._watched[fd] = (signal, pending.key)
+            self._epoll.modify(fd, _HUNG_UP)
+        except (OSError, ValueError):
+            pass  # closed meanwhile: the reply fails, and forgets it
 
     def at(self, when: float, signal: Signal, pending: Pending) -> None:
         """Run a parked call again at ``when`` (if it is still parked on ``signal``)."""
@@ -239,6 +253,12 @@ class Loop:
                     continue
                 conn = self._conns.get(fd)
                 if conn is None:
+                    continue
+                watched = self._watched.pop(fd, None)
+                if watched is not None:  # its call is parked: the peer hung up
+                    if self._unpark(*watched):  # (else it is running again: its reply fails)
+                        log.debug("connection_ended", reason="the peer left a parked call")
+                        self._forget(conn)
                     continue
                 if self._waiting is not None and self._waiting(conn):
                     self._request(conn, here=True)  # small and whole: no thread hand-off
@@ -328,3 +348,4 @@ class Loop:
 
 
 _ARMED = select.EPOLLIN | select.EPOLLONESHOT  # one request's arrival, then disarmed
+_HUNG_UP = select.EPOLLRDHUP | select.EPOLLIN | select.EPOLLONESHOT  # a parked call's peer

@@ -152,7 +152,7 @@ def test_ids_seen_in_status_do_not_act_as_the_worker(cluster: Cluster, master: P
     cluster.wait_workers(1)
     evil = _proxy(cluster).remote
     (row,) = evil.status().workers
-    assert evil.heartbeat(row.worker_id, [], 0) is False  # unknown: it must register
+    assert evil.heartbeat(row.worker_id, [], 0) == 0.0  # unknown: it must register
     assert evil.take(row.worker_id, 5, wait=0) == []
     with cluster.client() as client:
         assert client.submit(tasks_mod.add, 1, 1).result(timeout=60) == 2
@@ -190,8 +190,8 @@ def test_the_owners_layer_serves_the_declared_calls_with_their_claims_turned_pub
             "take", "report", "release", "control"} == claimed
     claim = names.new_worker_claim("me", 1)
     served["register"](WorkerHello(claim, "me", 1, 1, ("default",)))
-    assert served["heartbeat"](claim, [], 0, 0, None) is True
-    assert served["heartbeat"](names.worker_name(claim), [], 0, 0, None) is False
+    assert served["heartbeat"](claim, [], 0, 0, None) > 0.0
+    assert served["heartbeat"](names.worker_name(claim), [], 0, 0, None) == 0.0
     with pytest.raises(names.NotYours, match="takes 3 arguments"):
         served["take"](claim, 1)
 

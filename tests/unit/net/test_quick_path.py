@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cluster import wait_for
 
 from taskq.net import serving
 from taskq.net.connection import Connection
@@ -90,3 +91,49 @@ def test_quick_calls_run_on_the_loop_thread_and_others_on_request_threads() -> N
             peer.close()
     assert calls.threads["quick"] == "taskq-loop"
     assert calls.threads["slow"].startswith("taskq-request-")
+
+
+def test_a_parked_call_whose_peer_hangs_up_is_dropped_not_run_again() -> None:
+    """A killed worker's parked take must not be woken later and handed a lease."""
+    lock = threading.Lock()
+    signal = serving.Signal(lock)
+    runs: list[str] = []
+    closed = threading.Event()
+    ref: list[serving.Loop] = []
+
+    def serve(conn: Any) -> serving.Pending:
+        conn.recv()
+
+        def run() -> str:
+            with lock:
+                runs.append("run")
+                serving.park(signal, 30)
+            return "woken"
+
+        return serving.Pending(loop=ref[0], conn=conn, run=run, parkable=True, quick=True)
+
+    def close(conn: Any) -> None:
+        conn.close()
+        closed.set()
+
+    loop = serving.Loop(serve, close, lambda c: c.request_waiting(1024))
+    ref.append(loop)
+    ours, peer = socket.socketpair()
+    loop.start()
+    try:
+        loop.add(Connection(ours.detach()))
+        peer.sendall(_frame("take"))
+
+        def parked() -> bool:
+            with lock:
+                return len(signal.parked) == 1
+
+        wait_for(parked, 10, "the call to park")
+        peer.close()  # the worker is killed while its call waits
+        assert closed.wait(10), "the connection of a peer that left was kept"
+        with lock:
+            assert signal.parked == {}
+            signal.notify_all()  # work comes: nothing is run for the peer that left
+        assert runs == ["run"]
+    finally:
+        loop.stop()
