@@ -273,7 +273,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
             if sent and sent[0] != received:
                 self._hand_back(worker_id, [t for t in sent if (r := self.leased.get(t))
                                             is not None and not r.started])
-        if n <= 0:
+        if n <= 0 or worker.draining:  # a stopping worker handed its tasks back
             return []
         worker.last_seen = now
         out: list[TaskMsg] = []

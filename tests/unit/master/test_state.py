@@ -119,9 +119,10 @@ def test_requeued_task_keeps_its_place_in_arrival_order() -> None:
     state = make_state()
     state.submit([task("a"), task("b"), task("c")], now=0)
     join(state, "w")
+    join(state, "next")
     state.lease("w", 1, now=0)
     state.release("w", ["a"])
-    assert ids(state.lease("w", 3, now=0)) == ["a", "b", "c"]
+    assert ids(state.lease("next", 3, now=0)) == ["a", "b", "c"]
 
 
 # --------------------------------------------------------------------------- complete
@@ -412,7 +413,8 @@ def test_release_requeues_without_counting_an_attempt() -> None:
     assert (state.tasks["a"].lost, state.tasks["a"].errors) == (0, 0)
     assert state.tasks["b"].worker == "v"  # not w's to release
     assert state.workers["w"].held == set()
-    (msg,) = state.lease("w", 5, now=0)
+    join(state, "next", now=0)
+    (msg,) = state.lease("next", 5, now=0)
     assert (msg.task_id, msg.attempt) == ("a", 0)
 
 
@@ -638,3 +640,15 @@ def test_a_batch_of_leases_that_never_arrived_is_queued_again_at_the_next_take()
         assert rec.state is TaskState.PENDING and rec.lost == 0 and rec.worker is None
     assert state.tasks["a"].state is TaskState.LEASED
     assert ids(state.lease("w", 2, now=3, received="a")) == ["b", "c"]
+
+
+def test_a_stopping_worker_is_leased_nothing_more() -> None:
+    """Its parked take may wake after it handed its tasks back: it gets none."""
+    state = make_state()
+    state.submit([task("a"), task("b")], now=0)
+    join(state, "w", now=0)
+    assert ids(state.lease("w", 1, now=0)) == ["a"]
+    state.release("w", ["a"])
+    assert state.lease("w", 2, now=1) == []
+    join(state, "other", now=1)
+    assert ids(state.lease("other", 2, now=1)) == ["a", "b"]

@@ -361,7 +361,8 @@ class BrokerMachine(RuleBasedStateMachine):
         worker = self.join(kind) if join else self.worker_id(kind)
         info = self.state.workers.get(worker)
         expected: list[str] = []
-        if info is not None:
+        pending: list[TaskRecord] = []
+        if info is not None and not info.draining:  # a stopping worker is leased nothing
             pending = [r for r in self.state.tasks.values()
                        if r.state is TaskState.PENDING and r.msg.options.queue in info.queues]
             pending.sort(key=lambda r: (-r.msg.options.priority, r.seq))
