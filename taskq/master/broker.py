@@ -71,6 +71,7 @@ class Broker(PrimitiveCalls, BrokerViews):
         self._max_pending = max_pending
         state.deps.limit = max_pending  # tasks blocked on dependencies, at most
         self._journal = journal
+        state.hold_ticks = journal is not None
         self._clock = clock
         self.epoch = secrets.token_hex(8)  # this run: a worker's receipts are of one run
         self._lock = threading.Lock()
@@ -505,20 +506,40 @@ class Broker(PrimitiveCalls, BrokerViews):
         self._reaper.start()
 
     def _promote_until(self, deadline: float) -> None:
-        """Until ``deadline``, queue waiting tasks as they fall due."""
-        with self._lock:
-            while not self._stopping.is_set():
-                now = self._clock()
-                if self._state.promote(now):
-                    self._takers.wake_all()
-                due = self._state.next_due()
-                self._next_due = due
-                until = deadline if due is None else min(deadline, due)
-                if until <= now:
-                    return
-                self._timer.wait(until - now)
-                if self._clock() >= deadline:
-                    return
+        """Until ``deadline``, queue waiting tasks as they fall due; the ticks of schedules
+        run once the journal has them (a restart would create them again)."""
+        while not self._stopping.is_set():
+            with self._lock:
+                held = self._promote()
+                if held is None:
+                    now = self._clock()
+                    due = self._next_due = self._state.next_due()
+                    until = deadline if due is None else min(deadline, due)
+                    if until <= now:
+                        return
+                    self._timer.wait(until - now)
+                    if self._clock() >= deadline:
+                        return
+                    continue
+            ticks, ticket, journal = held
+            try:
+                journal.wait(ticket)  # outside the lock: calls go on meanwhile
+            except RuntimeError as exc:
+                log.error("ticks_held", ticks=len(ticks), error=str(exc))
+                return
+            with self._lock:
+                self._state.ticks_journaled(ticks)
+                self._takers.wake_all()
+
+    def _promote(self) -> tuple[list[str], int, Journal] | None:
+        """Queue what fell due (lock held); the new ticks to journal before they run."""
+        if not self._state.promote(self._clock()):
+            return None
+        self._takers.wake_all()
+        journal, ticks = self._journal, list(self._state.unjournaled)
+        if not ticks or journal is None:
+            return None
+        return ticks, self._commit(urgent=True), journal
 
     def _wake_timer(self) -> None:
         """A task began to wait (lock held): wake the reaper if it is due before it."""

@@ -86,6 +86,10 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         self.finished_failed = 0
         self.restore_hold_until = 0.0  # restored tasks wait until then for their holders
         self._restored_not_before: dict[str, float] = {}  # while RESTORING: their own times
+        # with a journal, a schedule's tick is not leased until the journal has it (with its
+        # schedule's next run): a restart would create it again, and it would run twice
+        self.hold_ticks = False
+        self.unjournaled: set[str] = set()
         self.wall_offset = 0.0  # wall-clock time minus this state's clock (for run_at)
         self.random = random.Random()  # backoff jitter; tests seed it  # noqa: S311 -- backoff jitter, not a secret
         self.schedules = Schedules()
@@ -280,14 +284,20 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         size = 0
         self.limits.now = now
         gate = FitGate(self.limits, self.resources, worker_id)
+        skipped: list[TaskRecord] = []
         while len(out) < n and (max_bytes is None or size < max_bytes):
             rec = self.queues.pop_best(worker.queues, gate)
             if rec is None:
                 break
+            if self.unjournaled and rec.msg.task_id in self.unjournaled:
+                skipped.append(rec)  # a tick the journal has not yet: it waits for it
+                continue
             self._lease_to(rec, worker, now)
             msg = self.deps.inputs(rec.msg)  # its dependencies' results go with it
             out.append(msg)
             size += msg.size
+        for rec in skipped:
+            self.queues.push(rec)  # its place in line is its arrival
         if received is not None and out:
             worker.sent = [msg.task_id for msg in out]
         return out
@@ -434,12 +444,25 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         for rec in due:
             if rec.stop_asked:  # restored and stopped; no worker claimed it back
                 self.end_stopped(rec, "no worker held it after a master restart")
-        return len(due) + (self.submit(ticks, now) if ticks else 0)
+        accepted = self.submit(ticks, now) if ticks else 0
+        if self.hold_ticks:
+            self.unjournaled.update(m.task_id for m in ticks if m.task_id in self.tasks)
+        return len(due) + accepted
+
+    def ticks_journaled(self, task_ids: Iterable[str]) -> None:
+        """The journal has these ticks (and their schedules' next runs): they may run."""
+        self.unjournaled.difference_update(task_ids)
 
     def can_lease(self, queues: tuple[str, ...], now: float) -> bool:
         """Would a lease from ``queues`` at ``now`` find a task (limits respected)?"""
         self.limits.now = now
-        return self.queues.peek_best(queues, self.limits) is not None
+        where = self.queues.peek_best(queues, self.limits)
+        if where is None:
+            return False
+        if self.unjournaled:  # the best is a tick the journal has not yet: wait for it
+            queue, key = where
+            return self.queues.heaps[queue][key][0][3].msg.task_id not in self.unjournaled
+        return True
 
     def next_due(self) -> float | None:
         """When a waiting task or a schedule's tick is next due (on this state's clock)."""

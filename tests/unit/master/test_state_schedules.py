@@ -119,3 +119,20 @@ def test_schedules_survive_the_journal(tmp_path: Path) -> None:
     assert (spec.name, spec.every, spec.next_run, spec.last_run) == ("tick", 30, T0 + 60, T0 + 30)
     assert spec.options == TaskOptions(retries=2, queue="q")
     assert list(fresh.tasks) == [f"schedule:tick:{T0 + 30:.3f}"]  # the tick's task, once
+
+
+def test_a_tick_is_leased_only_once_the_journal_has_it() -> None:
+    """A restart before the journal has a tick (and its schedule's next run) creates the
+    tick again: with a journal, no worker gets it before then, so it never runs twice."""
+    state = state_at_wall(T0)
+    state.hold_ticks = True  # a master with a journal
+    state.schedule_add(every(), now=0)
+    join(state, "w")
+    assert state.promote(30.0) == 1
+    (tick,) = state.tasks
+    assert state.unjournaled == {tick}
+    assert not state.can_lease(("default",), 30.0)
+    assert state.lease("w", 5, 30.0) == []
+    state.ticks_journaled([tick])
+    assert state.can_lease(("default",), 30.0)
+    assert [m.task_id for m in state.lease("w", 5, 30.0)] == [tick]
