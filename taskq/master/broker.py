@@ -326,6 +326,7 @@ class Broker(PrimitiveCalls, BrokerViews):
         with self._lock:
             self._state.register(info, self._clock())
             self._tell_asks(hello.worker_id)  # asks it may not have had answered
+            self._takers.wake_worker(hello.worker_id)
         log.info("worker_joined", worker_id=hello.worker_id, host=hello.host,
                  pid=hello.pid, procs=hello.procs)
         return replace(self.info(), heartbeat=info.beat)
@@ -373,7 +374,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             token = state.limits.next_token(queues, now) if state.limits.by_queue else None
             if token is not None:  # a rate-limited queue: wake when its next token is there
                 wait = min(wait, max(0.0, token - now) + 0.001)
-            self._wait(self._takers.signal(worker), available, wait)
+            self._wait(self._takers.signal(worker), available, wait, key=worker_id)
             tasks = state.lease(worker_id, self._fair_share(worker_id, n), self._clock(),
                                 BATCH_BYTES, received)
             if tasks:

@@ -42,6 +42,12 @@ class Takers:
             if queues is None or any(q in queues for q in served):
                 group.notify(n)
 
+    def wake_worker(self, worker_id: str) -> None:
+        """Wake this worker's own take, wherever it waits (it joined again: a take parked
+        while the master did not know it waits in the group of no queue)."""
+        for group in self._groups.values():
+            group.notify_keys([worker_id])
+
     def wake_all(self) -> None:
         for group in self._groups.values():
             group.notify_all()

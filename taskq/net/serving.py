@@ -161,6 +161,7 @@ class Loop:
         self._epoll.register(self._wake_r, select.EPOLLIN)
         self._lock = threading.Lock()
         self._timers: list[tuple[float, int, Signal, Pending]] = []
+        self._order = itertools.count()
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._workers = [threading.Thread(target=self._work, name=f"taskq-request-{i}",
                                           daemon=True) for i in range(REQUEST_THREADS)]
@@ -216,7 +217,8 @@ class Loop:
         """Run a parked call again at ``when`` (if it is still parked on ``signal``)."""
         with self._lock:
             first = not self._timers or when < self._timers[0][0]
-            heapq.heappush(self._timers, (when, pending.key, signal, pending))
+            # a call parked again keeps its deadline: the sequence number breaks the tie
+            heapq.heappush(self._timers, (when, next(self._order), signal, pending))
         if first:  # the loop sleeps until the earliest: tell it of an earlier one
             self._wake()
 
@@ -254,21 +256,34 @@ class Loop:
                 conn = self._conns.get(fd)
                 if conn is None:
                     continue
-                watched = self._watched.pop(fd, None)
-                if watched is not None:  # its call is parked: the peer hung up
-                    if self._unpark(*watched):  # (else it is running again: its reply fails)
-                        log.debug("connection_ended", reason="the peer left a parked call")
-                        self._forget(conn)
-                    continue
-                if self._waiting is not None and self._waiting(conn):
-                    self._request(conn, here=True)  # small and whole: no thread hand-off
-                    self._run_here()
-                else:
-                    self._jobs.put(functools.partial(self._request, conn))
+                try:
+                    self._event(fd, conn)
+                except Exception as exc:  # never the loop's end: that connection's only
+                    log.error("connection_failed", error=repr(exc))
+                    self._forget(conn)
+
+    def _event(self, fd: int, conn: Any) -> None:
+        """A connection's descriptor is ready: a request, or a parked call's peer left."""
+        watched = self._watched.pop(fd, None)
+        if watched is not None:  # its call is parked: the peer hung up
+            if self._unpark(*watched):  # (else it is running again: its reply fails)
+                log.debug("connection_ended", reason="the peer left a parked call")
+                self._forget(conn)
+            return
+        if self._waiting is not None and self._waiting(conn):
+            self._request(conn, here=True)  # small and whole: no thread hand-off
+            self._run_here()
+        else:
+            self._jobs.put(functools.partial(self._request, conn))
 
     def _run_here(self) -> None:
         while self._here:
-            self._answer(self._here.popleft(), True)
+            pending = self._here.popleft()
+            try:
+                self._answer(pending, True)
+            except Exception as exc:
+                log.error("connection_failed", error=repr(exc))
+                self._forget(pending.conn)
 
     def _due(self) -> float | None:
         """Rerun the parked calls whose time came; the seconds until the next one."""
@@ -278,8 +293,8 @@ class Loop:
             while self._timers and self._timers[0][0] <= now:
                 due.append(heapq.heappop(self._timers))
             after = max(0.0, self._timers[0][0] - now) if self._timers else None
-        for _, key, signal, pending in due:  # outside our lock: parking holds the signal's
-            if self._unpark(signal, key):
+        for _, _, signal, pending in due:  # outside our lock: parking holds the signal's
+            if self._unpark(signal, pending.key):
                 self.rerun(pending)
         return after
 

@@ -51,7 +51,7 @@ def test_each_tick_runs_once_across_a_killed_master(cluster: Cluster, tmp_path: 
     assert out.returncode == 0 and "added" in out.stdout, out.stderr
     for kill in range(3):  # each time the moment a tick's task begins: its riskiest
         before = tasks_mod.runs_of(str(runs), "beat")
-        wait_for(lambda: tasks_mod.runs_of(str(runs), "beat") > before, 30, f"run {kill}")
+        wait_for(lambda n=before: tasks_mod.runs_of(str(runs), "beat") > n, 30, f"run {kill}")
         master.signal_group(signal.SIGKILL)
         master.wait(30)
         master = cluster.start_master("--state", str(journal), port=port)

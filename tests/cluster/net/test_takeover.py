@@ -192,7 +192,7 @@ def test_the_owners_layer_serves_the_declared_calls_with_their_claims_turned_pub
     served["register"](WorkerHello(claim, "me", 1, 1, ("default",)))
     assert served["heartbeat"](claim, [], 0, 0, None) > 0.0
     assert served["heartbeat"](names.worker_name(claim), [], 0, 0, None) == 0.0
-    with pytest.raises(names.NotYours, match="takes 3 arguments"):
+    with pytest.raises(names.NotYours, match="takes 4 arguments"):
         served["take"](claim, 1)
 
 

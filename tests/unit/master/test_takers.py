@@ -46,3 +46,18 @@ def test_work_on_a_queue_wakes_only_the_takes_that_serve_it() -> None:
         assert sorted(loop.reran[1:]) == ["a1", "gpu"]
         takers.wake_all()
         assert loop.reran[3:] == ["a2"]
+
+
+def test_a_worker_that_joins_again_has_its_own_take_woken() -> None:
+    lock = threading.Lock()
+    takers, loop = Takers(lock), _Loop()
+    gone = WorkerInfo("w", "h", 1, 1, ("a",))
+    pending = serving.Pending(loop=loop, conn="w", run=lambda: None,  # type: ignore[arg-type]
+                              parkable=True)
+    with lock:
+        signal = takers.signal(None)  # parked while the master did not know it
+        signal.parked[pending.key] = pending
+        signal.keyed["w"] = pending.key
+        _park(takers, gone, loop)  # another in its group, not woken
+        takers.wake_worker("w")
+    assert loop.reran == ["w"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -137,3 +138,49 @@ def test_a_parked_call_whose_peer_hangs_up_is_dropped_not_run_again() -> None:
         assert runs == ["run"]
     finally:
         loop.stop()
+
+
+def test_a_call_woken_and_parked_again_keeps_its_deadline_and_answers_once() -> None:
+    """A take woken by work it cannot lease parks again until the same deadline: the loop's
+    timers hold it twice, and the call still answers once, at that deadline."""
+    lock = threading.Lock()
+    signal = serving.Signal(lock)
+    runs: list[float] = []
+    ref: list[serving.Loop] = []
+
+    def serve(conn: Any) -> serving.Pending:
+        conn.recv()
+
+        def run() -> str:
+            with lock:
+                runs.append(time.monotonic())
+                serving.park(signal, 0.3)
+            return "done"
+
+        return serving.Pending(loop=ref[0], conn=conn, run=run, parkable=True, quick=True)
+
+    loop = serving.Loop(serve, lambda c: c.close(), lambda c: c.request_waiting(1024))
+    ref.append(loop)
+    ours, peer = socket.socketpair()
+    peer.settimeout(10)
+    loop.start()
+    try:
+        loop.add(Connection(ours.detach()))
+        peer.sendall(_frame("take"))
+
+        def parked() -> bool:
+            with lock:
+                return len(signal.parked) == 1
+
+        for _ in range(3):  # woken with nothing for it: parked again, same deadline
+            wait_for(parked, 10, "the call to park")
+            with lock:
+                signal.notify_all()
+        assert peer.recv(4096)  # answered at its deadline, the loop alive
+        first = runs[0]
+        assert runs[-1] - first >= 0.3 and len(runs) >= 4
+        with lock:
+            assert signal.parked == {}
+    finally:
+        loop.stop()
+        peer.close()
