@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import scale
 
         return scale.main(argv[1:])
+    if argv[:1] == ["restore"]:  # a durable master on a big journal: bench/restore.py
+        from bench import restore
+
+        return restore.main(argv[1:])
     args = parse_args(argv)
     install_signal_exit()
     console = Console(width=max(Console().width, 190))
