@@ -100,7 +100,7 @@ def results(
     """Print a job's results as they arrive; each leaves the master once printed (on a
     pipe: once the reading command took it), unless --peek. Exit 1 if any task failed."""
     from taskq.cli.handover import pipe_reader
-    from taskq.cli.render import ResultsBar, progress_lines, stderr_is_terminal
+    from taskq.cli.render import ResultsBar, progress_lines, same_terminal, stderr_is_terminal
 
     printer = jobs.Printer(sys.stdout, as_json, None if peek else pipe_reader(sys.stdout))
 
@@ -113,7 +113,7 @@ def results(
         try:
             if wait and stderr_is_terminal():  # a bar on stderr; results still go to stdout
                 bar = ResultsBar(printer, lambda: link.remote.open_count(
-                    jobs.outbox_of(job)), job)
+                    jobs.outbox_of(job)), job, shared=same_terminal())
                 with bar.bar:
                     still_open = jobs.collect(link.remote, job, wait, timeout, bar,
                                               bar.show_progress, consume=not peek)
