@@ -45,7 +45,8 @@ def submit(
     backoff: Annotated[float, typer.Option(
         min=0, help="Seconds before the first retry, doubling for each next one.")] = 0.0,
     start_in: Annotated[str | None, typer.Option(
-        "--in", help="Start no sooner than this from now: 30s, 10m, 1h30m, 2d.")] = None,
+        "--in", help="Start no sooner than this from now: 30s, 10m, '10 minutes', 1h30m, "
+        "2d.")] = None,
     start_at: Annotated[str | None, typer.Option(
         "--at", help="Start no sooner than this ISO 8601 time with its offset, e.g. "
                      "2026-12-01T02:00+01:00.")] = None,
@@ -58,6 +59,7 @@ def submit(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="TARGET") from None
     options = _submit_options(timeout, retries, priority, queue, backoff, start_in, start_at)
+    _no_stray_unit(start_in, args or [])
     with user_errors():
         name = job or jobs.new_job_name()
         link = master.link()
@@ -82,6 +84,35 @@ def _submit_options(timeout: float | None, retries: int, priority: int, queue: s
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--in" if start_in else "--at") from None
     return options
+
+
+def _no_stray_unit(start_in: str | None, args: list[str]) -> None:
+    """``--in 10 minutes`` takes "10" (seconds) and leaves "minutes" as an argument of the
+    function: refuse it (a usage error) rather than pass a stray word on."""
+    if start_in is None or not _is_number(start_in):
+        return
+    for word in args:
+        if not _is_number(word) and _is_number_of_seconds(f"1{word}"):
+            raise typer.BadParameter(
+                f"--in {start_in} {word}: a duration is one word: quote it, --in "
+                f"'{start_in} {word}' (else {word!r} would be passed to the function)",
+                param_hint="--in")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_number_of_seconds(text: str) -> bool:
+    try:
+        parse_duration(text)
+    except ValueError:
+        return False
+    return True
 
 
 @reaches_master
