@@ -2,6 +2,7 @@
 use a cluster rather than run one (they join the ``taskq`` command as this is imported).
 
     taskq submit MODULE:FUNC ARGS --job NAME ──► taskq.client.jobs.submit ──► "job NAME task ID"
+    taskq submit MODULE:FUNC --batch FILE ──► a task a line, one link ──► a line per task
     taskq results NAME [--wait] ──► taskq.client.jobs.collect ──► one line per result on stdout;
         each acknowledged once written (on a pipe: once its reader took it,
         ``taskq.cli.handover``); a signal or a closed stdout leaves the rest waiting;
@@ -15,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 
@@ -50,24 +52,51 @@ def submit(
     start_at: Annotated[str | None, typer.Option(
         "--at", help="Start no sooner than this ISO 8601 time with its offset, e.g. "
                      "2026-12-01T02:00+01:00.")] = None,
+    batch: Annotated[typer.FileText | None, typer.Option(
+        "--batch", help="Submit one task per line of this file (- for stdin), each line's "
+        "arguments split as a shell would; blank lines and # comments are skipped.")] = None,
     *,
     master: MasterOpts,
 ) -> None:
-    """Submit one task; its result waits on the master for `taskq results JOB`."""
+    """Submit one task (or, with --batch, one per line, over one connection); each result
+    waits on the master for `taskq results JOB`."""
     try:
         jobs.parse_target(target)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="TARGET") from None
     options = _submit_options(timeout, retries, priority, queue, backoff, start_in, start_at)
     _no_stray_unit(start_in, args or [])
+    if batch is not None and args:
+        raise typer.BadParameter("give arguments on the command line or in --batch, not both",
+                                 param_hint="--batch")
+    arg_lists = [args or []] if batch is None else batch_lines(batch)
     with user_errors():
         name = job or jobs.new_job_name()
         link = master.link()
         try:
-            task_id = jobs.submit(link.remote, name, target, args or [], options)
+            task_ids = jobs.submit_many(link.remote, name, target, arg_lists, options)
         finally:
             link.close()
-        typer.echo(f"job {name} task {task_id}")
+        for task_id in task_ids:
+            typer.echo(f"job {name} task {task_id}")
+
+
+def batch_lines(stream: TextIO) -> list[list[str]]:
+    """The arguments of each task of ``--batch``: a line each, split as a shell would (a
+    usage error naming the first bad line; nothing is submitted then)."""
+    arg_lists = []
+    for number, line in enumerate(stream, 1):
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as exc:
+            raise typer.BadParameter(f"line {number}: {exc}: {line.strip()}",
+                                     param_hint="--batch") from None
+        if words:
+            arg_lists.append(words)
+    if not arg_lists:
+        raise typer.BadParameter("no tasks: every line is blank or a comment",
+                                 param_hint="--batch")
+    return arg_lists
 
 
 def _submit_options(timeout: float | None, retries: int, priority: int, queue: str,
