@@ -2,6 +2,7 @@
 use a cluster rather than run one (they join the ``taskq`` command as this is imported).
 
     taskq submit MODULE:FUNC ARGS --job NAME ──► taskq.client.jobs.submit ──► "job NAME task ID"
+    taskq submit MODULE:FUNC --batch FILE ──► a task a line, one link ──► a line per task
     taskq results NAME [--wait] ──► taskq.client.jobs.collect ──► one line per result on stdout;
         each acknowledged once written (on a pipe: once its reader took it,
         ``taskq.cli.handover``); a signal or a closed stdout leaves the rest waiting;
@@ -15,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 
@@ -45,27 +47,56 @@ def submit(
     backoff: Annotated[float, typer.Option(
         min=0, help="Seconds before the first retry, doubling for each next one.")] = 0.0,
     start_in: Annotated[str | None, typer.Option(
-        "--in", help="Start no sooner than this from now: 30s, 10m, 1h30m, 2d.")] = None,
+        "--in", help="Start no sooner than this from now: 30s, 10m, '10 minutes', 1h30m, "
+        "2d.")] = None,
     start_at: Annotated[str | None, typer.Option(
         "--at", help="Start no sooner than this ISO 8601 time with its offset, e.g. "
                      "2026-12-01T02:00+01:00.")] = None,
+    batch: Annotated[typer.FileText | None, typer.Option(
+        "--batch", help="Submit one task per line of this file (- for stdin), each line's "
+        "arguments split as a shell would; blank lines and # comments are skipped.")] = None,
     *,
     master: MasterOpts,
 ) -> None:
-    """Submit one task; its result waits on the master for `taskq results JOB`."""
+    """Submit one task (or, with --batch, one per line, over one connection); each result
+    waits on the master for `taskq results JOB`."""
     try:
         jobs.parse_target(target)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="TARGET") from None
     options = _submit_options(timeout, retries, priority, queue, backoff, start_in, start_at)
+    _no_stray_unit(start_in, args or [])
+    if batch is not None and args:
+        raise typer.BadParameter("give arguments on the command line or in --batch, not both",
+                                 param_hint="--batch")
+    arg_lists = [args or []] if batch is None else batch_lines(batch)
     with user_errors():
         name = job or jobs.new_job_name()
         link = master.link()
         try:
-            task_id = jobs.submit(link.remote, name, target, args or [], options)
+            task_ids = jobs.submit_many(link.remote, name, target, arg_lists, options)
         finally:
             link.close()
-        typer.echo(f"job {name} task {task_id}")
+        for task_id in task_ids:
+            typer.echo(f"job {name} task {task_id}")
+
+
+def batch_lines(stream: TextIO) -> list[list[str]]:
+    """The arguments of each task of ``--batch``: a line each, split as a shell would (a
+    usage error naming the first bad line; nothing is submitted then)."""
+    arg_lists = []
+    for number, line in enumerate(stream, 1):
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError as exc:
+            raise typer.BadParameter(f"line {number}: {exc}: {line.strip()}",
+                                     param_hint="--batch") from None
+        if words:
+            arg_lists.append(words)
+    if not arg_lists:
+        raise typer.BadParameter("no tasks: every line is blank or a comment",
+                                 param_hint="--batch")
+    return arg_lists
 
 
 def _submit_options(timeout: float | None, retries: int, priority: int, queue: str,
@@ -84,6 +115,35 @@ def _submit_options(timeout: float | None, retries: int, priority: int, queue: s
     return options
 
 
+def _no_stray_unit(start_in: str | None, args: list[str]) -> None:
+    """``--in 10 minutes`` takes "10" (seconds) and leaves "minutes" as an argument of the
+    function: refuse it (a usage error) rather than pass a stray word on."""
+    if start_in is None or not _is_number(start_in):
+        return
+    for word in args:
+        if not _is_number(word) and _is_number_of_seconds(f"1{word}"):
+            raise typer.BadParameter(
+                f"--in {start_in} {word}: a duration is one word: quote it, --in "
+                f"'{start_in} {word}' (else {word!r} would be passed to the function)",
+                param_hint="--in")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_number_of_seconds(text: str) -> bool:
+    try:
+        parse_duration(text)
+    except ValueError:
+        return False
+    return True
+
+
 @reaches_master
 def results(
     job: Annotated[str, typer.Argument(help="The job name given (or printed) at submit.")],
@@ -100,7 +160,7 @@ def results(
     """Print a job's results as they arrive; each leaves the master once printed (on a
     pipe: once the reading command took it), unless --peek. Exit 1 if any task failed."""
     from taskq.cli.handover import pipe_reader
-    from taskq.cli.render import ResultsBar, progress_lines, stderr_is_terminal
+    from taskq.cli.render import ResultsBar, progress_lines, same_terminal, stderr_is_terminal
 
     printer = jobs.Printer(sys.stdout, as_json, None if peek else pipe_reader(sys.stdout))
 
@@ -113,7 +173,7 @@ def results(
         try:
             if wait and stderr_is_terminal():  # a bar on stderr; results still go to stdout
                 bar = ResultsBar(printer, lambda: link.remote.open_count(
-                    jobs.outbox_of(job)), job)
+                    jobs.outbox_of(job)), job, shared=same_terminal())
                 with bar.bar:
                     still_open = jobs.collect(link.remote, job, wait, timeout, bar,
                                               bar.show_progress, consume=not peek)

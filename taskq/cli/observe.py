@@ -22,9 +22,7 @@ def inspect(
     master: MasterOpts,
 ) -> None:
     """Show every attempt of a task: worker, times, outcome, traceback."""
-    from rich.console import Console
-
-    from taskq.cli.render import print_inspect
+    from taskq.cli.render import print_inspect, stdout_console
 
     task = master.ask(lambda remote: remote.inspect(task_id))
     if task is None:
@@ -32,7 +30,7 @@ def inspect(
     if as_json:
         typer.echo(json.dumps(task, indent=2))
     else:
-        print_inspect(task, Console())
+        print_inspect(task, stdout_console())
 
 
 @reaches_master
@@ -73,9 +71,7 @@ def history(
     """List tasks from the master's history, newest first."""
     import time as time_mod
 
-    from rich.console import Console
-
-    from taskq.cli.render import json_lines, print_history
+    from taskq.cli.render import json_lines, print_history, stdout_console
 
     since_at = None if since is None else time_mod.time() - duration(since, "--since")
     rows = master.ask(lambda remote: remote.history(job=job, failed=failed, since=since_at,
@@ -83,7 +79,7 @@ def history(
     if as_json:
         sys.stdout.write(json_lines(rows))
     else:
-        print_history(rows, Console())
+        print_history(rows, stdout_console())
 
 
 @reaches_master
@@ -92,15 +88,14 @@ def top(
     *,
     master: MasterOpts,
 ) -> None:
-    """A live full-screen view of workers, queues and jobs (Ctrl-C ends it)."""
-    from rich.console import Console
-
-    from taskq.cli.render import run_top
+    """A live full-screen view of workers, queues and jobs (q or Ctrl-C ends it)."""
+    from taskq.cli.render import run_top, stdout_console
 
     where = master.where()
     with user_errors(), contextlib.suppress(KeyboardInterrupt):
         link = master.link()
         try:
-            run_top(link.remote.monitor, f"{where[0]}:{where[1]}", Console(), once)
+            run_top(link.remote.monitor, f"{where[0]}:{where[1]}", stdout_console(),
+                    once)
         finally:
             link.close()

@@ -3,6 +3,11 @@
 
     Remote.inspect / history / monitor ──► plain dicts ──► rich tables (or JSON lines)
 
+No value is ever cut: on a terminal a table's cells fold onto more lines when it is narrow;
+on a pipe or file (``stdout_console``) the table takes the width its values need. ``top``
+ends on ``q`` (or Ctrl-C). The bar of ``results --wait`` is on stderr; when stdout is the
+same terminal it is cleared before each batch of results is written, then drawn again.
+
 Only text: no task's arguments or result appear, and nothing here talks to the master
 beyond the calls the CLI passes in.
 """
@@ -10,9 +15,13 @@ beyond the calls the CLI passes in.
 from __future__ import annotations
 
 import json
+import os
+import select
 import sys
-import time
-from collections.abc import Callable
+import termios
+import tty
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +31,24 @@ from rich.table import Table
 
 from taskq.client.track import new_bar
 from taskq.protocol.progress import describe_progress
+
+PIPE_WIDTH = 100_000  # on a pipe, wide enough that no row of any table is folded
+
+
+def stdout_console() -> Console:
+    """The console for a command's tables: the terminal's width on a terminal; on a pipe or
+    file, as wide as the rows need (a reader or a script gets every value whole)."""
+    return Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH)
+
+
+def new_table(columns: tuple[str, ...], title: str | None = None,
+              right: tuple[str, ...] = ()) -> Table:
+    """A table whose cells fold (never cut) when the terminal is too narrow for them."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold",
+                         justify="right" if column in right else "left")
+    return table
 
 
 def when(wall: float) -> str:
@@ -50,10 +77,8 @@ def print_inspect(task: dict[str, Any], console: Console) -> None:
     outcome = task["outcome"] or task.get("state", "")
     console.print(f"task {task['task_id']}  job {task['job']}  queue {task['queue']}  "
                   f"outcome [bold]{outcome}[/]  ({task.get('state', '')})")
-    table = Table(show_lines=False)
-    for column in ("#", "worker", "host", "pid", "queued", "started", "ended", "wait",
-                   "ran", "outcome"):
-        table.add_column(column)
+    table = new_table(("#", "worker", "host", "pid", "queued", "started", "ended", "wait",
+                       "ran", "outcome"))
     for a in task["attempts"]:
         wait = a["started"] - a["queued"] if a["started"] and a["queued"] else None
         ran = a["ended"] - a["started"] if a["started"] and a["ended"] else None
@@ -69,17 +94,19 @@ def print_inspect(task: dict[str, Any], console: Console) -> None:
 
 
 def print_history(tasks: list[dict[str, Any]], console: Console) -> None:
-    table = Table()
-    for column in ("task", "job", "queue", "attempts", "ended", "outcome", "error"):
-        table.add_column(column, no_wrap=column in ("task", "ended"))
+    table = new_table(("task", "job", "queue", "attempts", "ended", "outcome", "error"))
     for t in tasks:
         last = t["attempts"][-1] if t["attempts"] else {}
         table.add_row(t["task_id"], t["job"], t["queue"], str(len(t["attempts"])),
                       when(t["ended"]), t["outcome"] or "running",
-                      last.get("error_type") or (last.get("detail", "")[:60]
+                      last.get("error_type") or (_first_line(last.get("detail", ""))
                                                  if t["outcome"] not in ("", "ok") else ""))
     console.print(table)
     console.print(f"{len(tasks)} task(s)")
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def json_lines(rows: list[dict[str, Any]]) -> str:
@@ -87,9 +114,8 @@ def json_lines(rows: list[dict[str, Any]]) -> str:
 
 
 def jobs_table(jobs: list[dict[str, Any]]) -> Table:
-    table = Table(title="jobs")
-    for column in ("job", "progress", "done", "failed", "open", "results waiting"):
-        table.add_column(column, justify="left" if column in ("job", "progress") else "right")
+    table = new_table(("job", "progress", "done", "failed", "open", "results waiting"),
+                      "jobs", right=("done", "failed", "open", "results waiting"))
     for j in jobs:
         total = j["done"] + j["failed"] + j["open"]
         table.add_row(j["name"], _bar(j["done"] + j["failed"], total), str(j["done"]),
@@ -105,18 +131,14 @@ def _bar(done: int, total: int, width: int = 20) -> str:
 
 def top_view(snap: dict[str, Any], address: str) -> Group:
     """One frame of ``taskq top``: workers, queues, jobs and the last 15 minutes."""
-    workers = Table(title=f"taskq master {address}  (up {snap['uptime']:.0f} s)")
-    for column in ("worker", "host", "pid", "procs", "busy", "done", "failed", "memory",
-                   "seen", "state"):
-        workers.add_column(column)
+    workers = new_table(("worker", "host", "pid", "procs", "busy", "done", "failed", "memory",
+                         "seen", "state"), f"taskq master {address}  (up {snap['uptime']:.0f} s)")
     for w in snap["workers"]:
         workers.add_row(w["worker_id"], w["host"], str(w["pid"]), str(w["procs"]),
                         str(w["busy"]), str(w["done"]), str(w["failed"]),
                         size(w.get("memory", 0)), f"{w['seen_ago']:.1f}s", w["state"])
-    queues = Table(title="queues")
-    for column in ("queue", "depth", "running", "submitted", "finished", "rate limit",
-                   "concurrency limit"):
-        queues.add_column(column)
+    queues = new_table(("queue", "depth", "running", "submitted", "finished", "rate limit",
+                        "concurrency limit"), "queues")
     for q in snap["queues"]:
         queues.add_row(q["name"], str(q["depth"]), str(q["running"]), str(q["submitted"]),
                        str(q["finished"]), f"{q['rate']:g}/s" if q.get("rate") else "no limit",
@@ -128,28 +150,72 @@ def top_view(snap: dict[str, Any], address: str) -> Group:
     return Group(workers, queues, jobs_table(snap["jobs"]), figures)
 
 
+QUIT_KEYS = frozenset("qQ")
+
+
 def run_top(monitor: Callable[[], dict[str, Any]], address: str, console: Console,
             once: bool, every: float = 1.0) -> None:
+    """Print one frame (``once``), or redraw the view every ``every`` s until ``q`` is
+    pressed (Ctrl-C raises KeyboardInterrupt, which the command takes as a clean end)."""
     if once:
         console.print(top_view(monitor(), address))
         return
-    with Live(top_view(monitor(), address), console=console, screen=True,
-              auto_refresh=False) as live:
-        while True:
-            time.sleep(every)  # the refresh period of the view, not a synchronisation
+    with keys() as pressed, Live(top_view(monitor(), address), console=console, screen=True,
+                                 auto_refresh=False) as live:
+        while not QUIT_KEYS & set(pressed(every)):  # waits for a key at most `every` s
             live.update(top_view(monitor(), address), refresh=True)
+
+
+@contextmanager
+def keys() -> Iterator[Callable[[float], str]]:
+    """While inside: a function that returns the keys pressed within a timeout ("" if none).
+    A terminal's stdin is put in cbreak mode (keys arrive unbuffered, Ctrl-C still
+    interrupts) and restored after; with no terminal, it only waits."""
+    fd = sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else None
+
+    def pressed(timeout: float) -> str:
+        if fd is None:
+            select.select([], [], [], timeout)
+            return ""
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return os.read(fd, 64).decode(errors="replace") if ready else ""
+
+    if fd is None:
+        yield pressed
+        return
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+    try:
+        yield pressed
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 class ResultsBar:
     """Wraps the writer of ``taskq results``: after each batch, the bar shows the results
-    written (and failed) of those written plus those still open on the master."""
+    written (and failed) of those written plus those still open on the master. When the
+    results go to the bar's terminal too (``shared``), the bar is cleared while a batch is
+    written, so a result line never starts on the bar's line."""
 
     def __init__(self, write: Any, open_count: Callable[[], int | None], job: str,
-                 console: Console | None = None) -> None:
+                 console: Console | None = None, shared: bool = False) -> None:
         self._write = write
         self._open_count = open_count
         self.bar = new_bar(console)
+        self.bar.live.transient = shared  # stopping it erases its line
+        self._shared = shared
         self._task = self.bar.add_task(f"job {job}", total=None, failed=0)
+
+    @contextmanager
+    def _cleared(self) -> Iterator[None]:
+        if not self._shared:
+            yield
+            return
+        self.bar.stop()  # erases the bar; the cursor is at the start of its line
+        try:
+            yield
+        finally:
+            self.bar.start()
 
     def show_progress(self, progress: dict[str, Any]) -> None:
         """Running tasks that reported progress: a line each above the bar."""
@@ -157,7 +223,8 @@ class ResultsBar:
             self.bar.console.print(line, markup=False, highlight=False)
 
     def __call__(self, batch: list[Any]) -> None:
-        self._write(batch)
+        with self._cleared():
+            self._write(batch)
         still_open = self._open_count() or 0
         done = self._write.written
         self.bar.update(self._task, completed=done, total=done + still_open,
@@ -166,6 +233,15 @@ class ResultsBar:
 
 def stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
+
+
+def same_terminal() -> bool:
+    """Do stdout and stderr write to one terminal (results and the bar share its lines)?"""
+    try:
+        return sys.stdout.isatty() and sys.stderr.isatty() and os.path.samestat(
+            os.fstat(sys.stdout.fileno()), os.fstat(sys.stderr.fileno()))
+    except (OSError, ValueError):
+        return False
 
 
 def progress_lines(progress: dict[str, Any]) -> list[str]:

@@ -61,7 +61,8 @@ def master(
     tls_key: TlsKeyOpt = None,
     http: Annotated[str, typer.Option(
         "--http", help="Serve the dashboard, JSON API and /metrics on HOST:PORT (:0 picks a "
-        "free port), or off.")] = defaults.HTTP_DEFAULT,
+        "free port), or off. With --port 0 the default port is free-picked too.")]
+    = defaults.HTTP_DEFAULT,
     http_token_file: Annotated[Path | None, typer.Option(
         help=f"File holding the web token (else ${defaults.ENV_HTTP_TOKEN}); required "
         f"when --http is not loopback.")] = None,
@@ -77,7 +78,7 @@ def master(
 
     if state is not None and in_memory:
         raise typer.BadParameter("--state and --in-memory exclude each other")
-    web = _http_config(http, http_token_file, metrics_public)
+    web = _http_config(_http_address(http, port), http_token_file, metrics_public)
     keep = duration(history, "--history")
     logs.configure(json=log_json or None, level=log_level)
     with user_errors():
@@ -95,6 +96,14 @@ def master(
         stop = threading.Event()
         on_signals(stop.set)
         raise typer.Exit(master_mod.run(config, stop, _announce, _say))
+
+
+def _http_address(text: str, port: int) -> str:
+    """--http as given; left at its default by a master on a free-picked port (--port 0),
+    a free-picked port for the web server too, so two such masters never contend for it."""
+    if port == 0 and text == defaults.HTTP_DEFAULT:
+        return defaults.HTTP_DEFAULT.rsplit(":", 1)[0] + ":0"
+    return text
 
 
 def _say(line: str) -> None:

@@ -1,14 +1,13 @@
 """How ``taskq status`` shows a cluster: a rich table of workers, a summary line, and
-the progress of each job."""
+the progress of each job (values fold on a narrow terminal, and are whole on a pipe)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from taskq.cli.render import jobs_table, size
+from taskq.cli.render import jobs_table, new_table, size, stdout_console
 from taskq.protocol.replies import ClusterStatus
 
 _LEFT = ("worker", "host", "pool")
@@ -19,12 +18,12 @@ THREAD_NOTE = ("busy: slots in use. A thread cannot be killed: a task that timed
 
 def render(status: ClusterStatus, address: str, console: Console | None = None,
            jobs: list[dict[str, Any]] | None = None) -> None:
-    console = console or Console()
-    table = Table(title=f"taskq master {address}  (up {status.uptime:.0f} s, "
-                        f"{'durable' if status.durable else 'in-memory'})")
-    for column in ("worker", "host", "pid", "pool", "size", "busy", "held", "done", "failed",
-                   "memory", "seen"):
-        table.add_column(column, justify="left" if column in _LEFT else "right")
+    console = console or stdout_console()
+    columns = ("worker", "host", "pid", "pool", "size", "busy", "held", "done", "failed",
+               "memory", "seen")
+    table = new_table(columns, f"taskq master {address}  (up {status.uptime:.0f} s, "
+                               f"{'durable' if status.durable else 'in-memory'})",
+                      right=tuple(c for c in columns if c not in _LEFT))
     for w in sorted(status.workers, key=lambda w: w.worker_id):
         table.add_row(w.worker_id, w.host, str(w.pid), w.pool, str(w.procs), str(w.busy),
                       str(w.held), str(w.done), str(w.failed), size(w.memory),

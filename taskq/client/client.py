@@ -90,10 +90,11 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         self._cluster = None
         address = address or os.environ.get(defaults.ENV_ADDRESS)
         if address is None:
-            from taskq.client.local import LocalCluster
+            from taskq.client.local import LocalCluster, say_started
 
             self._cluster = LocalCluster(procs=procs)
             address, key = self._cluster.address, self._cluster.authkey
+            say_started(address)
         else:
             key = resolve_authkey(authkey)
         self.address = parse_address(address) if isinstance(address, str) else address

@@ -4,6 +4,7 @@ A job is an outbox on the master named ``job:NAME``: results wait there (journal
 ``taskq results NAME`` has written them out, from any host, at any later time.
 
     taskq submit mod:fn 1 2 --job J ──► TaskMsg(outbox="job:J", fn=CallByName("mod", "fn"))
+    taskq submit mod:fn --batch F   ──► one TaskMsg a line, up to SUBMIT_BATCH a submit call
     taskq results J [--wait]        ──► hello("job:J"): what was sent but never acknowledged
                                         comes again
                                         fetch(ack=[])      ──► batch 1 ──► written, flushed
@@ -26,7 +27,7 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -98,14 +99,37 @@ def submit(remote: BrokerAPI, job: str, target: str, args: list[str],
            options: TaskOptions) -> str:
     """Submit one task to a job; returns its task id once the master has journaled it
     (while the master's queue is full, this waits for room as every submitter does)."""
-    fn = parse_target(target)
+    return submit_many(remote, job, target, [args], options)[0]
+
+
+def submit_many(remote: BrokerAPI, job: str, target: str, arg_lists: list[list[str]],
+                options: TaskOptions) -> list[str]:
+    """Submit one task per list of arguments to a job, in batches of up to
+    ``defaults.SUBMIT_BATCH`` a call over the same link; returns their task ids once the
+    master has journaled them all (waiting for room in its queue as every submitter does)."""
+    fn = bodies.encode_function(parse_target(target))
     prefix = names.task_prefix(outbox_of(job))
-    msg = TaskMsg(f"{prefix}{uuid.uuid4().hex[:12]}", outbox_of(job),
-                  bodies.encode_function(fn),
-                  bodies.encode_args(tuple(parse_arg(a) for a in args), {}), options)
-    while remote.submit([msg], durable=True) != 1:  # each call waits on the master a bounded time
-        pass
-    return msg.task_id
+    msgs = [TaskMsg(f"{prefix}{uuid.uuid4().hex[:12]}", outbox_of(job), fn,
+                    bodies.encode_args(tuple(parse_arg(a) for a in args), {}), options)
+            for args in arg_lists]
+    for batch in _batches(msgs):
+        while batch:  # the master takes a front part while it has room; each call is bounded
+            batch = batch[remote.submit(batch, durable=True):]
+    return [msg.task_id for msg in msgs]
+
+
+def _batches(msgs: list[TaskMsg]) -> Iterator[list[TaskMsg]]:
+    """Runs of at most ``SUBMIT_BATCH`` tasks and about ``BATCH_BYTES``, as a Client sends."""
+    batch: list[TaskMsg] = []
+    size = 0
+    for msg in msgs:
+        if batch and (len(batch) >= defaults.SUBMIT_BATCH or size >= defaults.BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(msg)
+        size += msg.size
+    if batch:
+        yield batch
 
 
 def schedule_spec(name: str, target: str, args: list[str], options: TaskOptions, cron: str,

@@ -1,7 +1,8 @@
 """A throwaway cluster on this machine: one master and one worker process on loopback.
 
 ``Client()`` with no address starts one, so a new user has a working cluster with no
-set-up; ``close()`` (called by the client's shutdown) stops both, by PID.
+set-up; ``close()`` (called by the client's shutdown) stops both, by PID. The first one a
+process starts is said on stderr (``say_started``), so no one takes it for a real cluster.
 
     LocalCluster ── spawn ──► taskq master --host 127.0.0.1 --port 0 --in-memory
                   │              prints "taskq master listening on 127.0.0.1:PORT"
@@ -18,10 +19,11 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import IO
 
-from taskq.defaults import ENV_AUTHKEY
+from taskq.defaults import ENV_ADDRESS, ENV_AUTHKEY
 from taskq.errors import ConnectError
 
 READY_PREFIX = "taskq master listening on "
@@ -79,6 +81,23 @@ def stop_process(proc: subprocess.Popen[str], timeout: float = 10.0) -> None:
     for stream in (proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
+
+
+_said = threading.Event()  # set once this process has said it started a local cluster
+_said_lock = threading.Lock()
+
+
+def say_started(address: str) -> None:
+    """One line on stderr, the first time a process starts a local cluster: what it is and
+    how to use a real master instead."""
+    with _said_lock:
+        if _said.is_set():
+            return
+        _said.set()
+    sys.stderr.write(f"taskq: no {ENV_ADDRESS} set: started a local cluster (a master on "
+                     f"{address} and one worker) that stops when this process exits; to use a "
+                     f"real master, set {ENV_ADDRESS}=HOST:PORT and {ENV_AUTHKEY}\n")
+    sys.stderr.flush()
 
 
 class LocalCluster:

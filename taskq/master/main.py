@@ -101,12 +101,12 @@ def build_broker(config: MasterConfig) -> Broker:
 def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], None],
         notice: Callable[[str], None] | None = None) -> int:
     """Serve until ``stop`` is set; ``announce`` gets "host:port" once it accepts, then
-    ``notice`` gets the web page's URL."""
+    ``notice`` gets the web page's URL, or that it is off and why."""
     files = raise_open_files_limit()
     broker = build_broker(config)
     web = None
     try:
-        web = _serve_http(config, broker)
+        web, web_off = _serve_http(config, broker)
         keyring = KeyRing([config.authkey, *config.more_keys])
         try:
             server = managers.serve(Owned(broker, keyring.in_use), config.host, config.port,
@@ -132,8 +132,9 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
              open_files=files,
              tls="mutual" if config.tls and config.tls.ca else "on" if config.tls else "off")
     announce(f"{host}:{port}")
-    if web is not None and notice is not None:  # after: readers of the first line go on
-        notice(f"taskq master dashboard on {web.url}")
+    if notice is not None:  # after: readers of the first line go on
+        notice(f"taskq master dashboard on {web.url}" if web is not None
+               else f"taskq master dashboard off: {web_off}")
     stop.wait()
     log.info("master_stopping")
     managers.stop_server(server)
@@ -144,16 +145,19 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
     return 0
 
 
-def _serve_http(config: MasterConfig, broker: Broker) -> http.WebServer | None:
-    """Start the web server; at the default address, a port in use only skips it."""
+def _serve_http(config: MasterConfig, broker: Broker) -> tuple[http.WebServer | None, str]:
+    """Start the web server (or say why there is none); at the default address, a port in
+    use only skips it."""
     if config.http is None:
-        return None
+        return None, "--http off"
     try:
-        return http.serve(config.http, broker)
+        return http.serve(config.http, broker), ""
     except OSError as exc:
         if not config.http_is_default:
             raise OSError(f"cannot serve the web page on {config.http.host}:"
                           f"{config.http.port}: {exc.strerror or exc}") from None
-        log.warning("http_not_started", address=f"{config.http.host}:{config.http.port}",
-                    error=exc.strerror or str(exc), hint="pass --http HOST:PORT or --http off")
-        return None
+        where = f"{config.http.host}:{config.http.port}"
+        log.warning("http_not_started", address=where, error=exc.strerror or str(exc),
+                    hint="pass --http HOST:PORT or --http off")
+        return None, (f"{where}: {exc.strerror or exc} (pass --http HOST:PORT, --http :0 for a "
+                      f"free port, or --http off)")

@@ -68,22 +68,30 @@ def retry_applies(names: tuple[str, ...], failure: type[BaseException]) -> bool:
     return False
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)", re.IGNORECASE)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|millis(?:econds?)?|s|secs?|seconds?|m|mins?|"
+                       r"minutes?|h|hrs?|hours?|d|days?|w|weeks?)(?![a-z])", re.IGNORECASE)
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
+def _unit_seconds(unit: str) -> float:
+    """Seconds in a unit as written: 'm', 'min', 'minutes'; 'ms', 'milliseconds'."""
+    unit = unit.lower()
+    return _UNIT_S["ms" if unit.startswith(("ms", "milli")) else unit[0]]
+
+
 def parse_duration(text: str, *, positive: bool = False) -> float:
-    """'90s', '10m', '1h30m', '2d', '2w', '250ms' or plain seconds ('12.5') -> seconds: the one
-    grammar of every duration taskq reads (flags, options, schedules). ``positive`` refuses 0."""
+    """'90s', '10m', '1h30m', '2d', '2w', '250ms', the same with words ('10 minutes',
+    '1 hour 30 min') or plain seconds ('12.5') -> seconds: the one grammar of every duration
+    taskq reads (flags, options, schedules). ``positive`` refuses 0."""
     text = text.strip()
     try:
         seconds = float(text)
     except ValueError:
         parts = _DURATION.findall(text)
         if not parts or _DURATION.sub("", text).strip():
-            raise ValueError(f"bad duration {text!r}: expected e.g. 30s, 10m, 1h30m, 2d "
-                             f"or a number of seconds") from None
-        seconds = sum(float(n) * _UNIT_S[unit.lower()] for n, unit in parts)
+            raise ValueError(f"bad duration {text!r}: expected e.g. 30s, 10m, "
+                             f"'10 minutes', 1h30m, 2d or a number of seconds") from None
+        seconds = sum(float(n) * _unit_seconds(unit) for n, unit in parts)
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"bad duration {text!r}: must be 0 or more seconds")
     if positive and seconds == 0:

@@ -208,7 +208,10 @@ def test_a_busy_default_port_is_a_warning_and_an_explicit_one_an_error(
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.bind(("127.0.0.1", 8265))
         holder.listen()
-        cluster.start_master()  # the default address: it starts all the same
+        with socket.socket() as probe:  # a fixed port: with --port 0 the page's is free-picked
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        cluster.start_master(port=port)  # the default address: it starts all the same
         proc = cluster.procs[-1]
         wait_for(lambda: "http_not_started" in proc.stderr(), 10, "the warning")
 
