@@ -32,20 +32,17 @@ from taskq import logs
 from taskq.defaults import (
     BATCH_BYTES,
     CANCEL_MAX_IDS,
-    CLIENT_OUTBOX_PREFIX,
-    HISTORY_PRUNE_BATCH,
-    HISTORY_PRUNE_EVERY_S,
     JOB_OUTBOX_PREFIX,
     LONG_POLL_S,
     MAX_PENDING,
     PARKED_POLL_MAX_S,
     PREFETCH_MIN,
-    REAP_EVERY_S,
     RESULT_TTL_S,
 )
 from taskq.master.broker_prims import PrimitiveCalls
 from taskq.master.broker_views import BrokerViews
 from taskq.master.journal import Journal
+from taskq.master.reaper import Reaper
 from taskq.master.state import BrokerState, WorkerInfo
 from taskq.master.state.limits import QueueLimit
 from taskq.master.takers import Takers
@@ -85,12 +82,11 @@ class Broker(PrimitiveCalls, BrokerViews):
             journal.on_durable = self._journal_committed
         self._started = clock()
         state.wall_offset = time.time() - clock()
-        self._timer = serving.Signal(self._lock)  # wakes the reaper for a waiting task
-        self._next_due: float | None = None  # when the reaper is next due to promote
-        self._prune_at = 0.0
         state.history.wall_offset = state.wall_offset
         self._stopping = threading.Event()
-        self._reaper: threading.Thread | None = None
+        self._reaper = Reaper(lock=self._lock, state=state, clock=clock, takers=self._takers,
+                              commit=self._commit, journal=lambda: self._journal,
+                              stopping=self._stopping, result_ttl=result_ttl)
         self._init_primitives()
 
     # ------------------------------------------------------------------ plumbing
@@ -467,87 +463,15 @@ class Broker(PrimitiveCalls, BrokerViews):
     # ------------------------------------------------------------------ reaper
 
     def reap(self) -> None:
-        """Declare silent workers lost and requeue their expired leases."""
-        with self._lock:
-            pending_before = self._state.pending_count()
-            now = self._clock()
-            lost = self._state.expire(now)
-            self._state.promote(now)
-            dropped = self._state.drop_abandoned(now, self._result_ttl, CLIENT_OUTBOX_PREFIX)
-            if now >= self._prune_at:
-                self._prune_at = now + HISTORY_PRUNE_EVERY_S
-                self._state.history.prune(now, HISTORY_PRUNE_BATCH)
-            requeued = self._state.pending_count() - pending_before
-            failed = [res for _, res in self._state.changes.finished]
-            self._commit()
-            if requeued > 0:
-                self._takers.wake(requeued)
-        for worker_id in lost:
-            log.warning("worker_lost", worker_id=worker_id)
-        for outbox in dropped:
-            log.info("results_dropped", outbox=outbox, reason="submitter gone")
-        if requeued > 0:
-            log.info("leases_requeued", count=requeued)
-        for res in failed:
-            log.warning("task_failed", task_id=res.task_id, status=res.status.value,
-                        detail=res.detail)
+        """Declare silent workers lost and requeue their expired leases (``Reaper``)."""
+        self._reaper.reap()
 
     def start_reaper(self) -> None:
-        """Reap every REAP_EVERY_S, and queue each waiting task (delayed, or waiting for a
-        retry) the moment its time comes."""
-        def loop() -> None:
-            next_reap = self._clock() + REAP_EVERY_S
-            while not self._stopping.is_set():
-                if self._clock() >= next_reap:
-                    self.reap()
-                    next_reap = self._clock() + REAP_EVERY_S
-                self._promote_until(next_reap)
-
-        self._reaper = threading.Thread(target=loop, name="taskq-reaper", daemon=True)
         self._reaper.start()
-
-    def _promote_until(self, deadline: float) -> None:
-        """Until ``deadline``, queue waiting tasks as they fall due; the ticks of schedules
-        run once the journal has them (a restart would create them again)."""
-        while not self._stopping.is_set():
-            with self._lock:
-                held = self._promote()
-                if held is None:
-                    now = self._clock()
-                    due = self._next_due = self._state.next_due()
-                    until = deadline if due is None else min(deadline, due)
-                    if until <= now:
-                        return
-                    self._timer.wait(until - now)
-                    if self._clock() >= deadline:
-                        return
-                    continue
-            ticks, ticket, journal = held
-            try:
-                journal.wait(ticket)  # outside the lock: calls go on meanwhile
-            except RuntimeError as exc:
-                log.error("ticks_held", ticks=len(ticks), error=str(exc))
-                return
-            with self._lock:
-                self._state.ticks_journaled(ticks)
-                self._takers.wake_all()
-
-    def _promote(self) -> tuple[list[str], int, Journal] | None:
-        """Queue what fell due (lock held); the new ticks to journal before they run."""
-        if not self._state.promote(self._clock()):
-            return None
-        self._takers.wake_all()
-        journal, ticks = self._journal, list(self._state.unjournaled)
-        if not ticks or journal is None:
-            return None
-        return ticks, self._commit(urgent=True), journal
 
     def _wake_timer(self) -> None:
         """A task began to wait (lock held): wake the reaper if it is due before it."""
-        due = self._state.next_due()
-        if due is not None and (self._next_due is None or due < self._next_due):
-            self._next_due = due
-            self._timer.notify_all()
+        self._reaper.wake_if_sooner()
 
     def close(self) -> None:
         """Stop waits and the reaper; flush and close the journal."""
@@ -559,9 +483,8 @@ class Broker(PrimitiveCalls, BrokerViews):
             self._asks.notify_all()
             self._answers.notify_all()
             self._synced.notify_all()
-            self._timer.notify_all()
-        if self._reaper is not None:
-            self._reaper.join(timeout=2)
+            self._reaper.wake()
+        self._reaper.join(timeout=2)
         with self._lock:
             journal, self._journal = self._journal, None
         if journal is not None:  # outside the lock: its writer tells each commit under it
