@@ -38,11 +38,11 @@ REAP_EVERY_S = 0.25
 # bounded and lets a caller notice stop requests; long costs nothing (the wait is a condition).
 LONG_POLL_S = 1.0
 # Longest a call parked on the master's loop may wait (it holds no thread while it waits):
-# a worker's control poll asks for this long, since a cancel for it wakes it at once, so an
-# idle worker costs the master one call less each second.
-PARKED_POLL_MAX_S = 8.0
-# A socket read from the master that takes longer than this means the link is dead.
-# Must be well above LONG_POLL_S and PARKED_POLL_MAX_S.
+# a worker's take and control polls ask for this long, since work for it or a cancel wakes
+# it at once, so an idle worker costs the master a call per poll and no more.
+PARKED_POLL_MAX_S = 30.0
+# A reply from the master that takes longer than this (plus the call's own wait, for a
+# long-poll) means the link is dead: the caller reconnects.
 CALL_TIMEOUT_S = 15.0
 # Time allowed for a TCP connect plus the authkey handshake.
 CONNECT_TIMEOUT_S = 5.0

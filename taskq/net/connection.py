@@ -62,6 +62,15 @@ def tune(fd: int, read_timeout: float | None, server: bool) -> None:
         sock.detach()
 
 
+def tune_reads(fd: int, seconds: float) -> None:
+    """Set only a connection's read timeout (SO_RCVTIMEO)."""
+    sock = socket.socket(fileno=fd)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+    finally:
+        sock.detach()
+
+
 def peer_of(conn: connection.Connection) -> str:
     sock = socket.socket(fileno=conn.fileno())
     try:
@@ -135,6 +144,14 @@ class Connection(connection.Connection):
     tls_context: ssl.SSLContext | None = None  # the master's side: TLS still to set up
     _unread: bytes | None = None  # a handshake message read ahead (see client)
     _peeker: socket.socket | None = None  # the descriptor as a socket, for peeks only
+
+    _reads_within: float | None = None  # the read timeout set last (SO_RCVTIMEO)
+
+    def reads_within(self, seconds: float) -> None:
+        """Bound how long a read waits for the master's reply (set only when it changes)."""
+        if self._reads_within != seconds:
+            tune_reads(self._handle, seconds)  # type: ignore[attr-defined]
+            self._reads_within = seconds
 
     def request_waiting(self, limit: int) -> bool:
         """Is a whole frame of at most ``limit`` bytes already here, so that reading it

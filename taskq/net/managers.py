@@ -56,7 +56,7 @@ from taskq.net.secure import (
     tls_to_master,
 )
 from taskq.protocol import names, versions
-from taskq.protocol.api import EXPOSED, BrokerAPI, Remote
+from taskq.protocol.api import CALLS, EXPOSED, BrokerAPI, Remote
 
 log = logs.get_logger(__name__)
 T = TypeVar("T")
@@ -270,6 +270,11 @@ def _between_requests(c: connection.Connection) -> None:
         tune(c.fileno(), None, server=True)
 
 
+# the position of each call's ``wait`` argument, for its reply's time bound
+_WAIT_AT = {name: call.params.index("wait") for name, call in CALLS.items()
+            if "wait" in call.params}
+
+
 class BrokerProxy(managers.BaseProxy):
     """Proxy of the master's broker: ``call(name, *args)`` for each call of ``BrokerAPI``, and
     ``remote``, the same typed."""
@@ -281,7 +286,18 @@ class BrokerProxy(managers.BaseProxy):
         self._tls = util.ForkAwareLocal()  # own connections: never share a dead one
 
     def call(self, name: str, *args: Any) -> Any:
-        """Run a broker method; an exception raised in it arrives as ``MasterError``."""
+        """Run a broker method; an exception raised in it arrives as ``MasterError``. Its
+        reply must come within CALL_TIMEOUT_S, plus the call's own ``wait`` if it has one
+        (a long-poll), or the link is taken for dead."""
+        try:
+            conn = self._tls.connection
+        except AttributeError:
+            self._connect()  # type: ignore[attr-defined]
+            conn = self._tls.connection
+        at = _WAIT_AT.get(name)
+        wait = args[at] if at is not None and at < len(args) else 0.0
+        extra = float(wait) if isinstance(wait, int | float) and wait > 0 else 0.0
+        conn.reads_within(defaults.CALL_TIMEOUT_S + extra)
         try:
             return self._callmethod(name, args)
         except managers.RemoteError as exc:

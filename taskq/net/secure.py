@@ -46,6 +46,9 @@ class TLSConnection(Connection):
     def _send(self, buf: Any, write: Any = None) -> None:
         self.tls_socket.sendall(buf)
 
+    def reads_within(self, seconds: float) -> None:
+        self.read_timeout = seconds  # applied to the TLS socket at each read
+
     def request_waiting(self, limit: int) -> bool:
         return False  # what the socket holds is TLS records: read on a request thread
 

@@ -184,3 +184,23 @@ def test_a_call_woken_and_parked_again_keeps_its_deadline_and_answers_once() -> 
     finally:
         loop.stop()
         peer.close()
+
+
+def test_a_long_poll_gets_its_wait_on_top_of_the_call_timeout(
+        pair: tuple[Connection, socket.socket]) -> None:
+    """A take parked for 30 s must not be taken for a dead link after CALL_TIMEOUT_S."""
+    import struct
+
+    from taskq import defaults
+    from taskq.net import managers
+
+    conn, _ = pair
+    assert set(managers._WAIT_AT) >= {"take", "control", "fetch"}
+    conn.reads_within(defaults.CALL_TIMEOUT_S + defaults.PARKED_POLL_MAX_S)
+    sock = socket.socket(fileno=conn.fileno())
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+    finally:
+        sock.detach()
+    seconds, _ = struct.unpack("ll", raw)
+    assert seconds == int(defaults.CALL_TIMEOUT_S + defaults.PARKED_POLL_MAX_S)
