@@ -59,6 +59,7 @@ from bench.procs import (
     vm_rss,
     wait_for,
 )
+from taskq import defaults
 
 DEFAULT_JSON = ROOT / "bench" / "scale.json"
 READY = "taskq master listening on "
@@ -425,7 +426,10 @@ def one_size(n: int, opts: Options, tmp: Path) -> dict[str, Any]:
         row.update(join(cluster, n, ACTIVE, opts))
         row.update(idle(cluster, rss_before, n + ACTIVE, opts.idle_window))
         row.update(saturated(cluster, opts.tasks, cluster.sims[0]))
-        row.update(lost_worker(cluster, cluster.sims[0], opts.lost_timeout))
+        # a crowd beats less often and is allowed LOST_BEATS beats of silence: wait for that
+        beat = max(defaults.HEARTBEAT_S, (n + ACTIVE) / defaults.MAX_BEATS_PER_S)
+        allowed = max(opts.lost_timeout, defaults.LOST_BEATS * beat + opts.lost_timeout)
+        row.update(lost_worker(cluster, cluster.sims[0], allowed))
     finally:
         cluster.stop()
     if opts.rejoin:
