@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import resource
 import threading
 import time
@@ -88,7 +89,12 @@ def build_broker(config: MasterConfig) -> Broker:
     if config.state is not None:
         state.restore_hold_until = RESTORING  # until it listens: see run()
         journal = Journal(config.state)
-        tasks, results = journal.load(state)
+        gc.disable()  # the load makes millions of objects and no cycle: no collection for it
+        try:
+            tasks, results = journal.load(state)
+        finally:
+            gc.enable()
+        gc.freeze()  # what was restored stays: later collections need not walk it
         log.info("journal_loaded", path=str(config.state), tasks=tasks, results=results)
     broker = Broker(state, journal, max_pending=config.max_pending,
                     result_ttl=config.result_ttl)

@@ -231,9 +231,14 @@ class Journal:
         for result in kept:  # before the tasks: a restored dependent looks them up
             state.deps.restore_kept(result)
         to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
+        shared: dict[tuple[Any, ...], TaskOptions] = {}  # one object per set of options
         for (tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors,
              not_before, extra) in tasks:
-            options = TaskOptions.with_extra(timeout, retries, prio, queue, json.loads(extra))
+            key = (timeout, retries, prio, queue, extra)
+            options = shared.get(key)
+            if options is None:  # the master never changes a task's options: share them
+                options = shared[key] = TaskOptions.with_extra(timeout, retries, prio, queue,
+                                                               json.loads(extra))
             msg = TaskMsg(tid, outbox, fn, args, options, deps=deps.get(tid, ()))
             state.restore_task(msg, seq, lost, errors,
                                not_before + to_state if not_before else 0.0)

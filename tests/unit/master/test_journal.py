@@ -271,3 +271,25 @@ def test_group_commits_reload_what_the_state_holds(tmp_path: Path,
 
     fresh, _ = reload(path)
     assert durable_view(fresh) == durable_view(state)
+
+
+def test_restored_tasks_with_the_same_options_share_one_options_object(tmp_path: Path) -> None:
+    """A million restored tasks must not each hold a copy of the same options."""
+    path = tmp_path / "journal.db"
+    state = make_state()
+    state.submit([TaskMsg("a", "box", b"f", b"x", TaskOptions(retries=2)),
+                  TaskMsg("b", "box", b"f", b"x", TaskOptions(retries=2)),
+                  TaskMsg("c", "box", b"f", b"x", TaskOptions(retries=2, queue="other"))],
+                 now=0)
+    journal = Journal(path)
+    journal.write(state.drain_changes())
+    journal.close()
+    fresh = make_state()
+    reopened = Journal(path)
+    try:
+        assert reopened.load(fresh) == (3, 0)
+    finally:
+        reopened.close()
+    a, b, c = (fresh.tasks[t].msg.options for t in "abc")
+    assert a is b and a == TaskOptions(retries=2)
+    assert c is not a and c.queue == "other" and c.retries == 2
