@@ -354,13 +354,13 @@ class Broker(PrimitiveCalls, BrokerViews):
     def take(self, worker_id: str, n: int, *, wait: float,
              received: str | None = None) -> list[TaskMsg]:
         """Lease up to n tasks to a worker, waiting (bounded) when there are none.
-        ``received``: the first task id of the last batch it received (``state.lease``)."""
+        ``received``: the first task id of the last batch it received (``state.arrived``)."""
         with self._lock:
             state = self._state
             worker = state.workers.get(worker_id)
             queues = worker.queues if worker else ()
             if received is not None:  # a batch it never got goes back to the queue now
-                state.lease(worker_id, 0, self._clock(), received=received)
+                state.arrived(worker_id, received)
 
             def available() -> bool:
                 return any(state.pending_by_queue[q] > 0 for q in queues) and \
@@ -372,7 +372,7 @@ class Broker(PrimitiveCalls, BrokerViews):
                 wait = min(wait, max(0.0, token - now) + 0.001)
             self._wait(self._takers.signal(worker), available, wait, key=worker_id)
             tasks = state.lease(worker_id, self._fair_share(worker_id, n), self._clock(),
-                                BATCH_BYTES, received)
+                                BATCH_BYTES, track=received is not None)
             if tasks:
                 self._space.notify_all()
             return tasks

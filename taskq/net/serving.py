@@ -254,13 +254,8 @@ class Loop:
                             pass
                     continue
                 conn = self._conns.get(fd)
-                if conn is None:
-                    continue
-                try:
-                    self._event(fd, conn)
-                except Exception as exc:  # never the loop's end: that connection's only
-                    log.error("connection_failed", error=repr(exc))
-                    self._forget(conn)
+                if conn is not None:
+                    self._guarded(conn, functools.partial(self._event, fd, conn))
 
     def _event(self, fd: int, conn: Any) -> None:
         """A connection's descriptor is ready: a request, or a parked call's peer left."""
@@ -279,11 +274,16 @@ class Loop:
     def _run_here(self) -> None:
         while self._here:
             pending = self._here.popleft()
-            try:
-                self._answer(pending, True)
-            except Exception as exc:
-                log.error("connection_failed", error=repr(exc))
-                self._forget(pending.conn)
+            self._guarded(pending.conn, functools.partial(self._answer, pending, True))
+
+    def _guarded(self, conn: Any, step: Callable[[], None]) -> None:
+        """Run one step of a connection on the loop thread: a failure is that connection's
+        end, never the loop's."""
+        try:
+            step()
+        except Exception as exc:
+            log.error("connection_failed", error=repr(exc))
+            self._forget(conn)
 
     def _due(self) -> float | None:
         """Rerun the parked calls whose time came; the seconds until the next one."""

@@ -261,23 +261,26 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
             self.note_progress(worker_id, progress)
         return True
 
-    def lease(self, worker_id: str, n: int, now: float, max_bytes: int | None = None,
-              received: str | None = None) -> list[TaskMsg]:
-        """Hand up to n pending tasks (and about max_bytes of bodies) to a worker.
-
-        ``received``: the first task id of the last batch of leases the worker received
-        ("": none yet; None: it does not say). A batch sent to it since never arrived (the
+    def arrived(self, worker_id: str, received: str) -> None:
+        """A worker says which batch of leases reached it last: ``received``, the first
+        task id of that batch ("": none yet). A batch sent to it since never arrived (the
         link broke under the reply): its tasks go back to the queue at once, no attempt
         used, rather than when their leases expire."""
         worker = self.workers.get(worker_id)
         if worker is None:
-            return []
-        if received is not None:
-            sent, worker.sent = worker.sent, []
-            if sent and sent[0] != received:
-                self._hand_back(worker_id, [t for t in sent if (r := self.leased.get(t))
-                                            is not None and not r.started])
-        if n <= 0 or worker.draining:  # a stopping worker handed its tasks back
+            return
+        sent, worker.sent = worker.sent, []
+        if sent and sent[0] != received:
+            self._hand_back(worker_id, [t for t in sent if (r := self.leased.get(t))
+                                        is not None and not r.started])
+
+    def lease(self, worker_id: str, n: int, now: float, max_bytes: int | None = None,
+              track: bool = False) -> list[TaskMsg]:
+        """Hand up to n pending tasks (and about max_bytes of bodies) to a worker. With
+        ``track`` the batch is kept until the worker's next take says it arrived
+        (``arrived``)."""
+        worker = self.workers.get(worker_id)
+        if worker is None or n <= 0 or worker.draining:  # a stopping one handed tasks back
             return []
         worker.last_seen = now
         out: list[TaskMsg] = []
@@ -298,7 +301,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
             size += msg.size
         for rec in skipped:
             self.queues.push(rec)  # its place in line is its arrival
-        if received is not None and out:
+        if track and out:
             worker.sent = [msg.task_id for msg in out]
         return out
 
@@ -358,8 +361,8 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
 
         ``resent``: results a master of another run took before this one restored their
         tasks from the journal. One counts if its task is still at the attempt it ran (else
-        the journal had it: the task ended, or went on to a retry) and not leased to
-        another worker that has started it."""
+        the journal had it: the task ended, or went on to a retry); the first outcome wins,
+        as always."""
         mine: list[ResultMsg] = []
         refused: list[ResultMsg] = []
         for result in results:

@@ -629,17 +629,20 @@ def test_a_batch_of_leases_that_never_arrived_is_queued_again_at_the_next_take()
     state = make_state()
     state.submit([task("a"), task("b"), task("c")], now=0)
     join(state, "w", now=0)
-    first = state.lease("w", 1, now=0, received="")
+    state.arrived("w", "")
+    first = state.lease("w", 1, now=0, track=True)
     assert ids(first) == ["a"]
-    second = state.lease("w", 2, now=1, received="a")  # "a" came: kept
+    state.arrived("w", "a")  # "a" came: kept
+    second = state.lease("w", 2, now=1, track=True)
     assert ids(second) == ["b", "c"] and state.tasks["a"].state is TaskState.LEASED
     join(state, "w", now=2)  # it joins again after the break
-    assert state.lease("w", 0, now=2, received="a") == []  # "b", "c" never came
+    state.arrived("w", "a")  # "b", "c" never came
     for tid in ("b", "c"):
         rec = state.tasks[tid]
         assert rec.state is TaskState.PENDING and rec.lost == 0 and rec.worker is None
     assert state.tasks["a"].state is TaskState.LEASED
-    assert ids(state.lease("w", 2, now=3, received="a")) == ["b", "c"]
+    state.arrived("w", "a")
+    assert ids(state.lease("w", 2, now=3, track=True)) == ["b", "c"]
 
 
 def test_a_stopping_worker_is_leased_nothing_more() -> None:

@@ -658,13 +658,13 @@ class BrokerMachine(RuleBasedStateMachine):
         if info is None:
             return
         info.sent = []  # the other rules lease without saying: start from nothing here
-        got = self.state.lease(worker, n, self.now, received="")
+        self.state.arrived(worker, "")
+        got = self.state.lease(worker, n, self.now, track=True)
         self.ever_leased.update(m.task_id for m in got)
         assert self.state.workers[worker].sent == [m.task_id for m in got]
         before = self.view()
 
-        self.state.lease(worker, 0, self.now, received=got[0].task_id if got and arrived
-                         else "another")
+        self.state.arrived(worker, got[0].task_id if got and arrived else "another")
 
         assert self.state.workers[worker].sent == []
         for tid, rec_view in self.view().items():
