@@ -378,15 +378,15 @@ class Broker(PrimitiveCalls, BrokerViews):
             return tasks
 
     def _fair_share(self, worker_id: str, n: int) -> int:
-        """Cap a lease at half this worker's share of what is queued, so that no worker
-        hoards what an idle one could run (at least two tasks per process, to keep it busy);
-        halving makes the shares converge in finer steps as the queue drains."""
+        """Cap a lease at half this worker's share of what is queued in its queues (among
+        the workers that serve them), so that no worker hoards what an idle one could run
+        (at least two tasks per process, to keep it busy); halving makes the shares converge
+        in finer steps as the queue drains."""
         state = self._state
         worker = state.workers.get(worker_id)
         if worker is None or len(state.workers) < 2:
             return n
-        procs = sum(w.procs for w in state.workers.values())
-        share = -(-state.pending_count() * worker.procs // (2 * procs))  # half, rounded up
+        share = -(-state.crowd.share(worker, state.pending_by_queue) // 2)  # half, rounded up
         return min(n, max(share, worker.procs * PREFETCH_MIN))
 
     def report(self, worker_id: str, results: list[ResultMsg], *,

@@ -37,6 +37,7 @@ from taskq.defaults import (
     SCHEDULE_RESULTS_KEPT,
 )
 from taskq.master.state.cancels import CancelsMixin
+from taskq.master.state.crowd import Crowd, Due
 from taskq.master.state.deps import Deps, DepsMixin
 from taskq.master.state.history import History
 from taskq.master.state.limits import Limits
@@ -79,7 +80,10 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         self.leased: dict[str, TaskRecord] = {}
         self.queues = TaskQueues()
         self.pending_by_queue = self.queues.pending_by_queue
-        self.workers: dict[str, WorkerInfo] = {}
+        self.crowd = Crowd()
+        self._lease_due = Due()  # the leases' deadlines, looked at by expire
+        self._orphaned: list[str] = []  # leases of workers that said goodbye holding them
+        self.workers = self.crowd.workers  # read here; added and removed through the crowd
         self.outboxes: dict[str, Outbox] = {}
         self.emptied_jobs: OrderedDict[str, None] = OrderedDict()  # fetched to the end
         self.finished_ok = 0
@@ -213,7 +217,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
             info.to_ask = [*old.to_ask, *old.asked]  # answers may have been lost: ask again
             info.sent = old.sent  # its next take says whether that batch arrived
         info.last_seen = now
-        self.workers[info.worker_id] = info
+        self.crowd.add(info, now + self.silence(info))
         self.resources.register(info.worker_id, info.resources)
         self.beat(info)
 
@@ -403,20 +407,27 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
 
     def forget_worker(self, worker_id: str) -> None:
         """A worker said goodbye: it holds nothing any more (release first)."""
-        self.workers.pop(worker_id, None)
+        info = self.crowd.remove(worker_id)
+        if info is not None:  # what it still holds goes back at the next expire
+            self._orphaned.extend(info.held)
         self.resources.forget(worker_id)
 
     def expire(self, now: float) -> list[str]:
         """Declare silent workers lost and requeue (or fail) leases past their deadline."""
         self.now = now
-        lost = [w for w, info in self.workers.items()
-                if now - info.last_seen > self.silence(info)]
+        lost = self.crowd.overdue(now, self.silence)
         self.history.now = now
+        orphans, self._orphaned = self._orphaned, []  # the leases of workers gone go at once
         for worker_id in lost:
-            self.history.worker_lost(self.workers.pop(worker_id))
+            info = self.workers[worker_id]
+            self.history.worker_lost(info)
+            orphans.extend(info.held)
+            self.crowd.remove(worker_id)
             self.resources.forget(worker_id)
-        for rec in [r for r in self.leased.values()
-                    if r.deadline < now or r.worker not in self.workers]:
+        for task_id in [*orphans, *self._lease_due.pop(now, self._lease_deadline)]:
+            rec = self.leased.get(task_id)
+            if rec is None or (rec.worker in self.workers and rec.deadline >= now):
+                continue  # (handed back, or a task listed twice)
             lost_worker = rec.worker or "?"
             asked = rec.cancel_asked
             if rec.stop_asked:  # it runs nowhere now: a late result finds it ended
@@ -438,6 +449,10 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
                 self.changes.updated.append(rec)
                 self.queues.push(rec)
         return lost
+
+    def _lease_deadline(self, task_id: str) -> float | None:
+        rec = self.leased.get(task_id)
+        return None if rec is None else rec.deadline
 
     def promote(self, now: float) -> int:
         """Queue the waiting tasks whose time has come, and the tasks of schedules' ticks
@@ -508,6 +523,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         rec.deadline = now + self.silence(worker)
         rec.msg.attempt = rec.lost + rec.errors
         self.leased[rec.msg.task_id] = rec
+        self._lease_due.add(rec.msg.task_id, rec.deadline)
         worker.held.add(rec.msg.task_id)
         self.limits.taken(rec)
         self.resources.taken(rec, worker.worker_id)

@@ -722,6 +722,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.pending_counts_match()
         self.histograms_come_back_from_their_increments()
         self.held_sets_match_leases()
+        self.crowd_counts_its_workers()
         self.each_task_is_in_exactly_one_place()
         self.outboxes_are_consistent()
         self.no_started_task_is_cancelled()
@@ -826,6 +827,13 @@ class BrokerMachine(RuleBasedStateMachine):
             assert sorted(r.msg.task_id for r in valid) == sorted(
                 t for t, r in self.state.tasks.items()
                 if r.state is TaskState.PENDING and r.msg.options.queue == queue)
+
+    def crowd_counts_its_workers(self) -> None:
+        real: Counter[str] = Counter()
+        for info in self.state.workers.values():
+            for queue in set(info.queues):
+                real[queue] += info.procs
+        assert +self.state.crowd.procs_by_queue == +real
 
     def held_sets_match_leases(self) -> None:
         workers = self.state.workers
