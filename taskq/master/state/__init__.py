@@ -413,7 +413,9 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
                 if now - info.last_seen > self.silence(info)]
         self.history.now = now
         for worker_id in lost:
-            self.history.worker_lost(self.workers.pop(worker_id))
+            gone = self.workers.pop(worker_id)
+            gone.running, gone.held = 0, set()  # its leases are requeued below: it runs none
+            self.history.worker_lost(gone)
             self.resources.forget(worker_id)
         for rec in [r for r in self.leased.values()
                     if r.deadline < now or r.worker not in self.workers]:
