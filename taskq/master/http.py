@@ -1,7 +1,8 @@
 """The master's web server: the dashboard, a JSON API and Prometheus metrics.
 
     browser / script / Prometheus ──► ThreadingHTTPServer (one thread per request)
-        GET /                 the dashboard (taskq/web/*: HTML, JS, CSS, all served here)
+        GET /                 the dashboard, rendered from Broker.monitor() (web/page.py);
+                              its script and style (web/app.js, app.css) are served here too
         GET /api/status       Broker.monitor()        workers, queues, jobs, failures, figures
         GET /api/tasks        Broker.history(...)     ?state=failed&job=NAME&since=SECONDS
         GET /api/tasks/ID     Broker.inspect(ID)      a task's attempts
@@ -33,13 +34,13 @@ from typing import Any
 
 from taskq import logs
 from taskq.master import metrics
+from taskq.master.web import page
 from taskq.protocol.api import BrokerAPI
 
 log = logs.get_logger(__name__)
 
 COOKIE = "taskq_token"
-_ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
-           "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+_ASSETS = {"/app.js": ("app.js", "text/javascript; charset=utf-8"),
            "/app.css": ("app.css", "text/css; charset=utf-8")}
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
@@ -171,7 +172,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self, path: str, query: dict[str, list[str]]) -> None:
         broker = self.server.broker
-        if path in _ASSETS:
+        if path in ("/", "/index.html"):
+            self._send(HTTPStatus.OK, page.render(broker.monitor()).encode(),
+                       "text/html; charset=utf-8")
+        elif path in _ASSETS:
             name, kind = _ASSETS[path]
             self._send(HTTPStatus.OK, _asset(name), kind)
         elif path == "/metrics":

@@ -419,9 +419,10 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         self.history.now = now
         orphans, self._orphaned = self._orphaned, []  # the leases of workers gone go at once
         for worker_id in lost:
-            info = self.workers[worker_id]
-            self.history.worker_lost(info)
-            orphans.extend(info.held)
+            gone = self.workers[worker_id]
+            orphans.extend(gone.held)
+            gone.running, gone.held = 0, set()  # its leases are requeued below: it runs none
+            self.history.worker_lost(gone)
             self.crowd.remove(worker_id)
             self.resources.forget(worker_id)
         for task_id in [*orphans, *self._lease_due.pop(now, self._lease_deadline)]:

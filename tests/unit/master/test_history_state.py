@@ -148,3 +148,18 @@ def test_percentiles_and_durations() -> None:
             parse_duration(bad)
     with pytest.raises(ValueError, match="more than 0"):
         parse_duration("0", positive=True)
+
+
+def test_a_lost_worker_is_listed_running_and_holding_nothing() -> None:
+    state = new_state()
+    state.submit([task(1), task(2)], 1.0)
+    state.lease("w1", 2, 2.0)
+    state.start("w1", ["t1", "t2"], 2.5)
+    assert state.heartbeat("w1", ["t1", "t2"], 2, 3.0)
+    busy = views.monitor_copy(state, 3.0)["workers"]
+    assert [(w["state"], w["busy"], w["held"]) for w in busy] == [("active", 2, 2)]
+    state.expire(20.0)  # killed: silent past its lease
+    shown = views.render_monitor(views.monitor_copy(state, 20.0))
+    assert [(w["worker_id"], w["state"], w["busy"], w["held"]) for w in shown["workers"]] == [
+        ("w1", "lost", 0, 0)]
+    assert shown["queues"][0]["depth"] == 2 and shown["queues"][0]["running"] == 0
