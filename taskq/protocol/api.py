@@ -22,13 +22,14 @@ from typing import Any, Protocol
 
 from taskq.protocol.api_prims import PrimitivesAPI
 from taskq.protocol.calls import claims, declared, sender, shared
-from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, WorkerHello
+from taskq.protocol.messages import Beat, ResultMsg, Schedule, TaskMsg, WorkerHello
 from taskq.protocol.replies import (
     CancelOutcome,
     ClusterStatus,
     Explanation,
     Fetched,
     MasterInfo,
+    Polled,
     QueueRow,
     Receipt,
 )
@@ -113,8 +114,8 @@ class BrokerAPI(PrimitivesAPI, Protocol):
                 goodbye: bool = False) -> None: ...
 
     @claims(worker="worker_id")
-    def control(self, worker_id: str, answers: dict[str, bool], *,
-                wait: float) -> list[str]: ...
+    def control(self, worker_id: str, answers: dict[str, bool], *, wait: float,
+                beat: Beat | None = None) -> Polled: ...
 
     # ------------------------------------------------------------------ admin
 

@@ -15,6 +15,7 @@ and the worker's to agree (a worker checks that per task, see ``taskq.protocol.m
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
@@ -38,7 +39,9 @@ log = logs.get_logger(__name__)
 # 5: a report is answered at once with a Receipt (the worker keeps its results until one
 #    says they are journaled, and re-sends them to a restarted master); a result names its
 #    attempt; MasterInfo names the master's run (epoch).
-PROTOCOL = 5
+# 6: a worker's heartbeat rides its control poll (a Beat, answered with Polled), with a
+#    digest of what it holds; the list goes in ``heartbeat`` only on a join or when asked.
+PROTOCOL = 6
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "
@@ -59,7 +62,13 @@ class Versions:
 
 def local() -> Versions:
     return Versions(PROTOCOL, f"{sys.version_info[0]}.{sys.version_info[1]}",
-                    metadata.version("cloudpickle"))
+                    _cloudpickle())
+
+
+@functools.cache
+def _cloudpickle() -> str:
+    """Read once: the package metadata costs a scan of sys.path on every look."""
+    return metadata.version("cloudpickle")
 
 
 def encode(prefix: bytes, versions: Versions) -> bytes:

@@ -35,7 +35,16 @@ from taskq.master.state.history import OUTCOMES
 from taskq.master.state.limits import QueueLimit
 from taskq.master.state.resources import unfit as unfit_counts
 from taskq.master.state.stats import Stats
-from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions, TaskState, stop_ask
+from taskq.protocol.messages import (
+    Beat,
+    ResultMsg,
+    Status,
+    TaskMsg,
+    TaskOptions,
+    TaskState,
+    held_digest,
+    stop_ask,
+)
 
 LOST_AFTER = 5.0
 MAX_PAYLOAD = 6
@@ -470,12 +479,48 @@ class BrokerMachine(RuleBasedStateMachine):
                     assert stop_ask(tid) in info.to_ask or stop_ask(tid) in info.asked
             else:
                 assert after[tid] == before[tid]
+        info = self.state.workers[worker]
+        leases = {t for t, r in self.state.leased.items() if r.worker == worker}
+        assert info.unconfirmed == leases - set(held) - set(info.sent)
         for tid, value in progress.items():
             rec = self.state.leased.get(tid)
             total = value[1]
             valid = total is None or total >= value[0]
             if rec is not None and rec.worker == worker and valid:
                 assert tuple(rec.progress) == value
+
+    def expires(self, rec: TaskRecord) -> float:
+        """A lease runs out at its own deadline, or later, at its holder's silence after it
+        was last heard from, unless its holder did not list it in its last heartbeat."""
+        holder = self.state.workers.get(rec.worker or "")
+        if holder is None or rec.msg.task_id in holder.unconfirmed:
+            return rec.deadline
+        return max(rec.deadline, holder.last_seen + self.state.silence(holder))
+
+    @rule(data=st.data(), kind=KINDS, dt=st.sampled_from([0.0, 1.0]), exact=st.booleans())
+    def beat(self, data: st.DataObject, kind: str, dt: float, exact: bool) -> None:
+        """A worker's beat: a digest of what it holds (exactly its leases, or another set)."""
+        self.settled = False
+        self.now += dt
+        worker = self.worker_id(kind)
+        info = self.state.workers.get(worker)
+        leases = {t for t, r in self.state.leased.items() if r.worker == worker}
+        held = leases if exact else set(self.pick(data, self.known_ids(), list(leases)))
+        before = self.view()
+
+        known, send_held = self.state.beaten(
+            worker, Beat(held=held_digest(held), running=len(held)), self.now)
+
+        assert known is (info is not None)
+        assert self.view() == before  # a beat moves no task
+        if info is None:
+            assert not send_held
+            return
+        assert info.last_seen == self.now
+        in_transit = leases - set(info.sent)
+        assert send_held is not (held == leases or (bool(info.sent) and held == in_transit))
+        if not send_held:
+            assert not info.unconfirmed
 
     @rule(data=st.data(), kind=KINDS, old=st.booleans())
     def complete(self, data: st.DataObject, kind: str, old: bool) -> None:
@@ -683,7 +728,7 @@ class BrokerMachine(RuleBasedStateMachine):
                   if self.now - info.last_seen > LOST_AFTER}
         alive = set(self.state.workers) - silent
         overdue = {tid: rec.lost for tid, rec in self.state.leased.items()
-                   if rec.deadline < self.now or rec.worker not in alive}
+                   if self.expires(rec) < self.now or rec.worker not in alive}
 
         due = {tid for tid, rec in self.state.tasks.items()
                if rec.state is TaskState.WAITING and rec.not_before <= self.now}
