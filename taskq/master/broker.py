@@ -192,6 +192,21 @@ class Broker(PrimitiveCalls, BrokerViews):
             journal.wait(ticket)  # accepted means journaled; workers may start meanwhile
         return len(batch)
 
+    def flush(self, outbox: str, *, upto: int = 0, wait: float = 0.0) -> int:
+        """How far a submitter must wait for the journal to have what it submitted: with
+        ``upto`` 0, the ticket that covers every change made so far (0: it is durable
+        already, or there is no journal); with a ticket, 0 once it is durable, waiting up
+        to ``wait`` s (else the ticket again)."""
+        with self._lock:
+            journal = self._journal
+            if journal is None:
+                return 0
+            self._state.touch(outbox, self._clock())
+            if not upto:
+                return 0 if journal.durable >= journal.appended else journal.appended
+            done = self._wait(self._synced, lambda: journal.durable >= upto, wait)
+            return 0 if done else upto
+
     def fetch(self, outbox: str, ack: list[str], *, max_n: int, wait: float) -> Fetched:
         """Acknowledge results, then return up to max_n new ones (and the tasks that started),
         waiting a bounded time."""

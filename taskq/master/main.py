@@ -41,12 +41,13 @@ PARKABLE: dict[str, int | None] = {
     "control": CALLS["control"].params.index("answers"),
     "report": CALLS["report"].params.index("results"),  # parks only with none, to confirm
     "submit": None,  # parks for room in the queue, before it takes anything
+    "flush": None,  # parks until the journal has the ticket it names
 }
 # Calls that never block (a long-poll parks instead), each with the flag that makes it wait
 # for the journal (None: none): small ones run on the master's loop thread itself.
 QUICK: dict[str, int | None] = {
     **dict.fromkeys(["take", "report", "fetch", "control", "heartbeat", "register", "hello",
-                     "info", "release"]),
+                     "info", "release", "flush"]),
     "submit": CALLS["submit"].params.index("durable"),
 }
 

@@ -55,6 +55,9 @@ class BrokerAPI(PrimitivesAPI, Protocol):
     @claims(outbox="outbox")
     def open_count(self, outbox: str) -> int | None: ...
 
+    @claims(outbox="outbox")
+    def flush(self, outbox: str, *, upto: int = 0, wait: float = 0.0) -> int: ...
+
     @shared
     def known(self, task_ids: list[str]) -> list[str]: ...
 

@@ -113,6 +113,11 @@ class Journal:
             return self._appended
 
     @property
+    def appended(self) -> int:
+        """The last ticket handed out: every change made so far is in it or before it."""
+        return self._appended
+
+    @property
     def durable(self) -> int:
         """The last ticket committed: every change up to it survives a master SIGKILL."""
         return self._durable
