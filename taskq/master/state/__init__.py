@@ -36,6 +36,7 @@ from taskq.defaults import (
     MAX_BEATS_PER_S,
     SCHEDULE_RESULTS_KEPT,
 )
+from taskq.master.state.autoscale import WorkerSizes
 from taskq.master.state.cancels import CancelsMixin
 from taskq.master.state.deps import Deps, DepsMixin
 from taskq.master.state.history import History
@@ -95,6 +96,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         self.schedules = Schedules()
         self.limits = Limits()
         self.resources = Resources()
+        self.sizes = WorkerSizes()  # per queue, for the autoscaling target (state.autoscale)
         self.uniques = Uniques()
         self.deps = Deps(self.tasks)  # dependents and the results kept for them
         self.now = 0.0  # the latest time a call gave (for unique_for windows)
@@ -215,6 +217,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         info.last_seen = now
         self.workers[info.worker_id] = info
         self.resources.register(info.worker_id, info.resources)
+        self.sizes.seen(info.procs, info.queues)
         self.beat(info)
 
     def beat(self, worker: WorkerInfo) -> float:
