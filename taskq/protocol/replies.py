@@ -115,6 +115,8 @@ class ClusterStatus:
     unfit: dict[str, int] = field(default_factory=dict)
     keys: dict[str, int] = field(default_factory=dict)  # open connections per key fingerprint
     blocked: int = 0  # tasks waiting for their dependencies to end
+    # per queue: workers that would run all it could run now (taskq_desired_workers)
+    desired: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -129,6 +129,17 @@ class Journal:
             if self._durable < ticket:
                 raise RuntimeError(f"the journal could not be written: {self._error}")
 
+    def problem(self) -> str | None:
+        """Why changes cannot be written now (None: they can), in a few words: a commit
+        failed, the writer stopped, or the file or its folder is gone or read-only."""
+        if self._error is not None:
+            return "the journal's last commit failed"
+        if not self._writer.is_alive():
+            return "the journal's writer has stopped"
+        if not all(os.access(p, os.W_OK) for p in (self.path, self.path.parent)):
+            return "the journal's file is not writable"
+        return None
+
     def _next_batch(self) -> tuple[list[Changes], int] | None:
         """What to commit next and the ticket it makes durable; an empty batch once the
         writer has been idle for the upkeep pause; None when closing with nothing queued."""

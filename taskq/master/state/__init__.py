@@ -36,6 +36,7 @@ from taskq.defaults import (
     MAX_BEATS_PER_S,
     SCHEDULE_RESULTS_KEPT,
 )
+from taskq.master.state.autoscale import WorkerSizes
 from taskq.master.state.cancels import CancelsMixin
 from taskq.master.state.crowd import Crowd, Due
 from taskq.master.state.deps import Deps, DepsMixin
@@ -100,6 +101,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         self.schedules = Schedules()
         self.limits = Limits()
         self.resources = Resources()
+        self.sizes = WorkerSizes()  # per queue, for the autoscaling target (state.autoscale)
         self.uniques = Uniques()
         self.deps = Deps(self.tasks)  # dependents and the results kept for them
         self.now = 0.0  # the latest time a call gave (for unique_for windows)
@@ -221,6 +223,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         info.last_seen = now
         self.crowd.add(info, now + self.silence(info))
         self.resources.register(info.worker_id, info.resources)
+        self.sizes.seen(info.procs, info.queues)
         self.beat(info)
 
     def beat(self, worker: WorkerInfo) -> float:

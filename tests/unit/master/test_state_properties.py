@@ -31,6 +31,7 @@ from hypothesis.stateful import (
 )
 
 from taskq.master.state import BrokerState, TaskRecord, WorkerInfo
+from taskq.master.state.autoscale import desired_workers
 from taskq.master.state.history import OUTCOMES
 from taskq.master.state.limits import QueueLimit
 from taskq.master.state.resources import unfit as unfit_counts
@@ -54,6 +55,7 @@ OUTBOXES = ("a", "b")
 WORKERS: dict[str, tuple[str, ...]] = {"w0": ("default",), "w1": ("gpu",),
                                        "w2": ("default", "gpu")}
 KINDS = st.sampled_from(sorted(WORKERS))
+PROCS = {"w0": 1, "w1": 3, "w2": 2}  # tasks each kind runs at once
 # What each kind of worker has, and what a task may need (gpu=3: no worker ever fits it).
 CAPACITY: dict[str, tuple[tuple[str, float], ...]] = {"w0": (("gpu", 2.0),), "w1": (),
                                                        "w2": (("gpu", 1.0),)}
@@ -87,6 +89,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.began: set[str] = set()  # tasks a worker began running under their lease
         self.rates: dict[str, tuple[float, float, int]] = {}  # queue -> (since, rate, leased)
         self.told_started: set[str] = set()
+        self.sizes: dict[str, int] = {}  # queue -> size of the last worker that joined it
         self.ever_leased: set[str] = set()
         self.stopped: set[str] = set()  # tasks a stop was asked for (and told as stopping)
         self.journaled_stops: set[str] = set()  # stops journaled by earlier lives of the master
@@ -109,8 +112,9 @@ class BrokerMachine(RuleBasedStateMachine):
 
     def join(self, kind: str) -> str:
         worker = self.worker_id(kind)
-        self.state.register(WorkerInfo(worker, "host", 1, 1, WORKERS[kind],
+        self.state.register(WorkerInfo(worker, "host", 1, PROCS[kind], WORKERS[kind],
                                        resources=CAPACITY[kind]), self.now)
+        self.sizes.update(dict.fromkeys(WORKERS[kind], PROCS[kind]))
         return worker
 
     def pick(self, data: st.DataObject, pool: list[str], focus: list[str] | None = None,
@@ -649,6 +653,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.settled = False
         old = self.state
         self.state = self.new_state()
+        self.sizes.clear()  # the new master has seen no worker yet
         self.rates.clear()  # limits are journaled, but this restart models tasks only
         self.state.restore_hold_until = self.now + hold if hold else 0.0
         for kept in old.deps.kept.values():
@@ -776,7 +781,33 @@ class BrokerMachine(RuleBasedStateMachine):
         self.history_follows_the_tasks()
         self.dependencies_hold()
         self.stopped_tasks_end_cancelled()
+        self.desired_workers_run_all_that_could_run()
         self.settled = True
+
+    def desired_workers_run_all_that_could_run(self) -> None:
+        """The autoscaling target, recounted from the tasks themselves: per queue, the
+        leased ones plus the queued ones each limit key lets through, within the queue's
+        concurrency, over the size of the last worker that joined it (1 before any)."""
+        state = self.state
+        by_key = Counter(r.msg.options.limit_key for r in state.leased.values())
+        want = {}
+        for queue in {"default", *QUEUES}:
+            leased = sum(r.msg.options.queue == queue for r in state.leased.values())
+            queued = [r.msg.options for r in state.tasks.values()
+                      if r.state is TaskState.PENDING and r.msg.options.queue == queue]
+            keyed = Counter(o.limit_key for o in queued if o.limit_key)
+            room = {o.limit_key: max(0, o.limit - by_key[o.limit_key]) for o in queued}
+            could = leased + sum(not o.limit_key for o in queued) + sum(
+                min(n, room[k]) for k, n in keyed.items())
+            limit = state.limits.by_queue.get(queue)
+            if limit is not None and limit.concurrency:
+                could = min(could, limit.concurrency)
+            size = self.sizes.get(queue, 1)
+            want[queue] = -(-could // size)
+            assert want[queue] * size >= could > (want[queue] - 1) * size or could == 0
+        got = desired_workers(state.queues, state.limits, state.sizes)
+        assert {q: got.get(q, 0) for q in want} == want
+        assert all(n == 0 for q, n in got.items() if q not in want)
 
     def stopped_tasks_end_cancelled(self) -> None:
         """A stopped task is never queued again: it is leased (its worker asked), or held
