@@ -8,9 +8,11 @@ three connections (``taskq.worker.worker`` opens one per thread that calls the m
     pump ────── Link.open: register(hello) + heartbeat (the join), then report(results),
                 gathering for REPORT_LINGER_S when more are in flight (as the worker's pump)
     taker ───── take(worker_id, n, PARKED_POLL_MAX_S) long-polls; n as the worker's prefetch
-    control ─── control(worker_id, answers, beat interval, Beat(digest of held)) long-polls:
-                the heartbeat (HEARTBEAT_S, or as long as the master says in a big crowd);
-                sends the held list when asked, re-registers on a beat of 0
+    control ─── control(worker_id, answers, PARKED_POLL_MAX_S) long-polls (as the worker)
+
+and the pump beats every HEARTBEAT_S (or as long as the master says in a big crowd):
+control(wait=0, Beat(digest of held)); it sends the held list when asked, and registers
+again on a beat of 0.
 
 It runs no task: what it takes it reports at once as OK with the body of ``None``. The N
 idle workers take from queue ``default`` (the benchmark submits nothing there), the K active
@@ -107,6 +109,7 @@ class SimWorker:
         self.outcomes: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
         self.frozen = False
         self.beat = defaults.HEARTBEAT_S
+        self.next_beat = 0.0
 
     def _join(self, calls: scale_api.WorkerCalls) -> None:
         self.beat = max(defaults.HEARTBEAT_S, calls.register(self.hello).heartbeat)
@@ -146,6 +149,7 @@ class SimWorker:
 
     def _pump(self) -> None:
         while not self._stopped():
+            self._beat_if_due()
             try:
                 task_ids = self.outcomes.get(timeout=defaults.LONG_POLL_S)
             except queue.Empty:
@@ -185,19 +189,24 @@ class SimWorker:
     def _control_loop(self) -> None:
         answers: dict[str, bool] = {}
         while not self._stopped():
-            with self.held_lock:
-                digest = held_digest(self.held)
-            polled = self.calls.control(self.worker_id, answers, self.beat,
-                                        Beat(held=digest, running=0))
+            polled = self.calls.control(self.worker_id, answers, defaults.PARKED_POLL_MAX_S)
             answers = dict.fromkeys(polled.asks, False)  # it ran (a simulated task ends at once)
-            if self._stopped():
-                return
-            if not polled.beat:
-                self._join(self.calls)
-            elif polled.send_held:
-                self.calls.heartbeat(self.worker_id, self._held(), 0)
-            else:
-                self.beat = max(defaults.HEARTBEAT_S, polled.beat)
+
+    def _beat_if_due(self) -> None:
+        """The pump's beat, once per heartbeat interval (as the worker's pump)."""
+        now = time.monotonic()
+        if now < self.next_beat:
+            return
+        with self.held_lock:
+            digest = held_digest(self.held)
+        polled = self.calls.beat(self.worker_id, Beat(held=digest, running=0))
+        if not polled.beat:
+            self._join(self.calls)
+        elif polled.send_held:
+            self.calls.heartbeat(self.worker_id, self._held(), 0)
+        else:
+            self.beat = max(defaults.HEARTBEAT_S, polled.beat)
+        self.next_beat = time.monotonic() + self.beat
 
 
 def main(argv: list[str] | None = None) -> int:

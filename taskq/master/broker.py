@@ -456,22 +456,21 @@ class Broker(PrimitiveCalls, BrokerViews):
     def control(self, worker_id: str, answers: dict[str, bool], *, wait: float,
                 beat: Beat | None = None) -> Polled:
         """A worker's answers to cancel requests (True: dropped before it started), and its
-        beat; returns new requests for it, waiting a bounded time for one, and when to beat
-        next (0: register again)."""
+        beat if it is one (with ``wait`` 0); returns new requests for it, waiting a bounded
+        time for one, and when to beat next (0: register again)."""
         if beat is not None:
             check_beat(beat)
             if beat.progress and serving.resumed():  # told when it first came
                 beat = replace(beat, progress=None)
         with self._lock:
             state = self._state
-            known, send_held = state.beaten(worker_id, beat, self._clock()) \
-                if beat is not None else (worker_id in state.workers, False)
+            send_held = beat is not None and state.beaten(worker_id, beat, self._clock())[1]
             asks = state.control(worker_id, answers)
             if answers:
                 self._commit()
                 self._answers.notify_all()
                 self._results.notify_all()
-            if known and not send_held and not asks and self._wait(
+            if not send_held and not asks and self._wait(
                     self._asks, lambda: state.has_asks(worker_id), wait, key=worker_id):
                 asks = state.control(worker_id, {})
             worker = state.workers.get(worker_id)

@@ -39,8 +39,9 @@ log = logs.get_logger(__name__)
 # 5: a report is answered at once with a Receipt (the worker keeps its results until one
 #    says they are journaled, and re-sends them to a restarted master); a result names its
 #    attempt; MasterInfo names the master's run (epoch).
-# 6: a worker's heartbeat rides its control poll (a Beat, answered with Polled), with a
-#    digest of what it holds; the list goes in ``heartbeat`` only on a join or when asked.
+# 6: a worker's heartbeat is a control call that does not wait, carrying a Beat (a digest
+#    of what it holds), answered with Polled; the list goes in ``heartbeat`` only on a join
+#    or when asked. A worker opens three connections. Client.flush.
 PROTOCOL = 6
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
