@@ -15,8 +15,8 @@ from typing import Any
 
 from taskq.net.link import Link
 from taskq.protocol.api import BrokerAPI
-from taskq.protocol.messages import Beat, ResultMsg, TaskMsg, WorkerHello
-from taskq.protocol.replies import ClusterStatus, MasterInfo, Polled
+from taskq.protocol.messages import Beat, ResultMsg, WorkerHello
+from taskq.protocol.replies import Beaten, ClusterStatus, Leased, MasterInfo
 
 
 class WorkerCalls:
@@ -33,17 +33,15 @@ class WorkerCalls:
     def heartbeat(self, worker_id: str, held: list[str], running: int) -> float:
         return self._remote.heartbeat(worker_id, held, running)
 
-    def take(self, worker_id: str, n: int, wait: float) -> list[TaskMsg]:
-        return self._remote.take(worker_id, n, wait=wait)
+    def take(self, worker_id: str, hold: int, wait: float,
+             answers: dict[str, bool]) -> Leased:
+        return self._remote.take(worker_id, hold, wait=wait, answers=answers)
 
     def report(self, worker_id: str, results: list[ResultMsg], started: list[str]) -> None:
         self._remote.report(worker_id, results, started=started)
 
-    def control(self, worker_id: str, answers: dict[str, bool], wait: float) -> Polled:
-        return self._remote.control(worker_id, answers, wait=wait)
-
-    def beat(self, worker_id: str, beat: Beat) -> Polled:
-        return self._remote.control(worker_id, {}, wait=0.0, beat=beat)
+    def beat(self, worker_id: str, beat: Beat) -> Beaten:
+        return self._remote.beat(worker_id, beat)
 
     def release(self, worker_id: str, task_ids: list[str], goodbye: bool) -> None:
         self._remote.release(worker_id, task_ids, goodbye=goodbye)

@@ -3,21 +3,21 @@
     python -m bench.scale_sim --connect HOST:PORT --workers N [--active K]   (TASKQ_AUTHKEY)
 
 Each simulated worker makes the calls a ``taskq worker --procs 1`` makes, over the same
-three connections (``taskq.worker.worker`` opens one per thread that calls the master):
+two connections (``taskq.worker.worker`` opens one per thread that calls the master):
 
     pump ────── Link.open: register(hello) + heartbeat (the join), then report(results),
                 gathering for REPORT_LINGER_S when more are in flight (as the worker's pump)
-    taker ───── take(worker_id, n, PARKED_POLL_MAX_S) long-polls; n as the worker's prefetch
-    control ─── control(worker_id, answers, PARKED_POLL_MAX_S) long-polls (as the worker)
+    poll ────── take(worker_id, hold, PARKED_POLL_MAX_S, answers) long-polls for tasks up to
+                hold (the worker's prefetch) and for cancel requests (answered in the next)
 
 and the pump beats every HEARTBEAT_S (or as long as the master says in a big crowd):
-control(wait=0, Beat(digest of held)); it sends the held list when asked, and registers
+beat(Beat(digest of held)); it sends the held list when asked, and registers
 again on a beat of 0.
 
 It runs no task: what it takes it reports at once as OK with the body of ``None``. The N
 idle workers take from queue ``default`` (the benchmark submits nothing there), the K active
 ones from ``--active-queue``; each reconnects on its own through its ``Link`` when the master
-restarts. Threads per worker: 3 (stack of STACK_KIB); RLIMIT_NOFILE is raised to its hard
+restarts. Threads per worker: 2 (stack of STACK_KIB); RLIMIT_NOFILE is raised to its hard
 limit. Events go to stdout as JSON lines; commands come on stdin, one per line:
 
     count    {"event": "count", "joins": ..., "failed": ..., "workers": ...}
@@ -125,7 +125,7 @@ class SimWorker:
         return self.frozen or self.fleet.halt.is_set()
 
     def run(self, join_within: float) -> None:
-        """The pump thread: join, start the other two loops, then report outcomes."""
+        """The pump thread: join, start the poll loop, then report outcomes (and beat)."""
         try:
             self.link.open(join_within)
         except (ConnectError, MasterError, OSError) as exc:
@@ -133,7 +133,7 @@ class SimWorker:
             return
         with self.fleet.lock:
             self.fleet.joined += 1
-        for loop in (self._take_loop, self._control_loop):
+        for loop in (self._take_loop,):
             threading.Thread(target=self._guard(loop), daemon=True).start()
         self._guard(self._pump)()
 
@@ -166,13 +166,15 @@ class SimWorker:
                 self.held.difference_update(task_ids)
 
     def _take_loop(self) -> None:
+        """The worker's one poll: tasks up to what it holds, and cancel requests."""
+        answers: dict[str, bool] = {}
         while not self._stopped():
-            tasks = self.calls.take(self.worker_id, max(1, WANT - len(self.held)),
-                                    defaults.PARKED_POLL_MAX_S)
-            if not tasks:
+            leased = self.calls.take(self.worker_id, WANT, defaults.PARKED_POLL_MAX_S, answers)
+            answers = dict.fromkeys(leased.asks, False)  # it ran (a simulated task ends at once)
+            if not leased.tasks:
                 continue
             now = time.time()
-            ids = [t.task_id for t in tasks]
+            ids = [t.task_id for t in leased.tasks]
             with self.held_lock:
                 self.held.update(ids)
             fleet = self.fleet
@@ -185,12 +187,6 @@ class SimWorker:
                            t=now)
                 return
             self.outcomes.put(ids)
-
-    def _control_loop(self) -> None:
-        answers: dict[str, bool] = {}
-        while not self._stopped():
-            polled = self.calls.control(self.worker_id, answers, defaults.PARKED_POLL_MAX_S)
-            answers = dict.fromkeys(polled.asks, False)  # it ran (a simulated task ends at once)
 
     def _beat_if_due(self) -> None:
         """The pump's beat, once per heartbeat interval (as the worker's pump)."""

@@ -57,7 +57,14 @@ from taskq.protocol.messages import (
     check_beat,
     check_vitals,
 )
-from taskq.protocol.replies import CancelOutcome, Fetched, MasterInfo, Polled, Receipt
+from taskq.protocol.replies import (
+    Beaten,
+    CancelOutcome,
+    Fetched,
+    Leased,
+    MasterInfo,
+    Receipt,
+)
 
 log = logs.get_logger(__name__)
 T = TypeVar("T")
@@ -83,7 +90,6 @@ class Broker(PrimitiveCalls, BrokerViews):
         self._takers = Takers(self._lock)  # parked takes, woken by work they can run
         self._results = serving.Signal(self._lock)
         self._space = serving.Signal(self._lock)
-        self._asks = serving.Signal(self._lock)  # cancel requests for workers
         self._answers = serving.Signal(self._lock)  # workers' answers to them
         self._synced = serving.Signal(self._lock)  # the journal committed
         if journal is not None:
@@ -246,7 +252,7 @@ class Broker(PrimitiveCalls, BrokerViews):
                 task_ids = state.owned_by(outbox, task_ids)
             out = state.cancel(task_ids)
             if out.asked:
-                self._asks.notify_keys(self._holders(out.asked))
+                self._takers.wake_workers(self._holders(out.asked))
                 recs = [state.tasks[t] for t in out.asked]
                 self._wait(self._answers, lambda: not any(r.cancel_asked for r in recs), wait)
                 later = state.cancel_progress(recs)
@@ -286,7 +292,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             out = state.stop(task_ids, self._clock())
             ticket = self._commit()
             if out.stopping:
-                self._asks.notify_keys(self._holders(out.stopping))
+                self._takers.wake_workers(self._holders(out.stopping))
             if out.cancelled:
                 self._space.notify_all()
             journal = self._journal
@@ -368,33 +374,53 @@ class Broker(PrimitiveCalls, BrokerViews):
     def _tell_asks(self, worker_id: str) -> None:
         """Wake the worker's parked control poll if it has asks (lock held)."""
         if self._state.has_asks(worker_id):
-            self._asks.notify_keys([worker_id])
+            self._takers.wake_workers([worker_id])
 
-    def take(self, worker_id: str, n: int, *, wait: float,
-             received: str | None = None) -> list[TaskMsg]:
-        """Lease up to n tasks to a worker, waiting (bounded) when there are none.
-        ``received``: the first task id of the last batch it received (``state.arrived``)."""
+    def take(self, worker_id: str, hold: int, *, wait: float, received: str | None = None,
+             answers: dict[str, bool] | None = None) -> Leased:
+        """A worker's poll: lease tasks until it holds ``hold`` (fewer to share a queue
+        fairly), and hand it new cancel requests, waiting (bounded) for either. A report
+        that frees room wakes it. ``received``: the first task id of the last batch it
+        received (``state.arrived``); ``answers``: its answers to cancel requests (True:
+        dropped before it started)."""
         with self._lock:
             state = self._state
-            worker = state.workers.get(worker_id)
-            queues = worker.queues if worker else ()
             if received is not None:  # a batch it never got goes back to the queue now
                 state.arrived(worker_id, received)
+            asks = self._answered(worker_id, answers or {})
+            worker = state.workers.get(worker_id)
+            queues = worker.queues if worker else ()
 
-            def available() -> bool:
-                return any(state.pending_by_queue[q] > 0 for q in queues) and \
-                    state.can_lease(queues, self._clock())
+            def room() -> int:
+                held = state.workers.get(worker_id)
+                return hold - len(held.held) if held is not None else 0
+
+            def ready() -> bool:
+                return state.has_asks(worker_id) or (room() > 0 and any(
+                    state.pending_by_queue[q] > 0 for q in queues) and state.can_lease(
+                    queues, self._clock()))
 
             now = self._clock()  # waiting tasks are queued by the reaper's timer, not here
             token = state.limits.next_token(queues, now) if state.limits.by_queue else None
             if token is not None:  # a rate-limited queue: wake when its next token is there
                 wait = min(wait, max(0.0, token - now) + 0.001)
-            self._wait(self._takers.signal(worker), available, wait, key=worker_id)
-            tasks = state.lease(worker_id, self._fair_share(worker_id, n), self._clock(),
+            if not asks:
+                self._wait(self._takers.signal(worker), ready, wait, key=worker_id)
+                asks = state.control(worker_id, {})
+            tasks = state.lease(worker_id, self._fair_share(worker_id, room()), self._clock(),
                                 BATCH_BYTES, track=received is not None)
             if tasks:
                 self._space.notify_all()
-            return tasks
+            return Leased(tasks=tasks, asks=asks)
+
+    def _answered(self, worker_id: str, answers: dict[str, bool]) -> list[str]:
+        """Take a worker's answers to cancel requests (lock held); its new requests."""
+        asks = self._state.control(worker_id, answers)
+        if answers:
+            self._commit()
+            self._answers.notify_all()
+            self._results.notify_all()
+        return asks
 
     def _fair_share(self, worker_id: str, n: int) -> int:
         """Cap a lease at half this worker's share of what is queued in its queues (among
@@ -439,6 +465,8 @@ class Broker(PrimitiveCalls, BrokerViews):
                 self._takers.wake_all()  # a limit may have room again
             elif requeued > 0:
                 self._takers.wake(requeued)
+            if results:  # room in its pool: its poll leases more at once
+                self._takers.wake_workers([worker_id])
             return self._receipt(ticket)
 
     def _reportable(self, worker_id: str, results: list[ResultMsg],
@@ -453,28 +481,16 @@ class Broker(PrimitiveCalls, BrokerViews):
                         reason="not leased to this worker")
         return results
 
-    def control(self, worker_id: str, answers: dict[str, bool], *, wait: float,
-                beat: Beat | None = None) -> Polled:
-        """A worker's answers to cancel requests (True: dropped before it started), and its
-        beat if it is one (with ``wait`` 0); returns new requests for it, waiting a bounded
-        time for one, and when to beat next (0: register again)."""
-        if beat is not None:
-            check_beat(beat)
-            if beat.progress and serving.resumed():  # told when it first came
-                beat = replace(beat, progress=None)
+    def beat(self, worker_id: str, beat: Beat) -> Beaten:
+        """A worker lives: it says what it holds (a digest), what runs, its memory and its
+        tasks' progress. Answers when to beat next (0: register again), and whether to send
+        the list of what it holds (the digest differs from the master's)."""
+        check_beat(beat)
         with self._lock:
             state = self._state
-            send_held = beat is not None and state.beaten(worker_id, beat, self._clock())[1]
-            asks = state.control(worker_id, answers)
-            if answers:
-                self._commit()
-                self._answers.notify_all()
-                self._results.notify_all()
-            if not send_held and not asks and self._wait(
-                    self._asks, lambda: state.has_asks(worker_id), wait, key=worker_id):
-                asks = state.control(worker_id, {})
+            _, send_held = state.beaten(worker_id, beat, self._clock())
             worker = state.workers.get(worker_id)
-            return Polled(asks=asks, beat=state.beat(worker) if worker is not None else 0.0,
+            return Beaten(beat=state.beat(worker) if worker is not None else 0.0,
                           send_held=send_held)
 
     def release(self, worker_id: str, task_ids: list[str], *, goodbye: bool = False) -> None:
@@ -508,7 +524,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             self._takers.wake_all()
             self._results.notify_all()
             self._space.notify_all()
-            self._asks.notify_all()
+            self._takers.wake_all()
             self._answers.notify_all()
             self._synced.notify_all()
             self._reaper.wake()

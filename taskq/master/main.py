@@ -36,9 +36,8 @@ log = logs.get_logger(__name__)
 # The long-polls that wait in the master's loop holding no thread, each with the argument a
 # rerun clears (what the first run already applied: acknowledged results, answers).
 PARKABLE: dict[str, int | None] = {
-    "take": None,
+    "take": CALLS["take"].params.index("answers"),
     "fetch": CALLS["fetch"].params.index("ack"),
-    "control": CALLS["control"].params.index("answers"),
     "report": CALLS["report"].params.index("results"),  # parks only with none, to confirm
     "submit": None,  # parks for room in the queue, before it takes anything
     "flush": None,  # parks until the journal has the ticket it names
@@ -46,7 +45,7 @@ PARKABLE: dict[str, int | None] = {
 # Calls that never block (a long-poll parks instead), each with the flag that makes it wait
 # for the journal (None: none): small ones run on the master's loop thread itself.
 QUICK: dict[str, int | None] = {
-    **dict.fromkeys(["take", "report", "fetch", "control", "heartbeat", "register", "hello",
+    **dict.fromkeys(["take", "report", "fetch", "beat", "heartbeat", "register", "hello",
                      "info", "release", "flush"]),
     "submit": CALLS["submit"].params.index("durable"),
 }

@@ -4,6 +4,7 @@ queued on a queue wakes only takes that could lease it::
     submit (n tasks on queue q) ──► Takers.wake(n, {q}) ──► each group serving q: notify(n)
     tasks queued again, a limit with room again (any queue) ──► wake(n) / wake_all()
     take finds nothing to lease ──► parks on Takers.signal(worker): its group's Signal
+    a cancel request for a worker, a report that frees room ──► wake_workers([id]): its take
 
 A group is the workers with the same queues and declared resources: a woken take of one
 could lease what woke it as well as any other's. A take that waits long (the worker asks
@@ -45,8 +46,13 @@ class Takers:
     def wake_worker(self, worker_id: str) -> None:
         """Wake this worker's own take, wherever it waits (it joined again: a take parked
         while the master did not know it waits in the group of no queue)."""
-        for group in self._groups.values():
-            group.notify_keys([worker_id])
+        self.wake_workers([worker_id])
+
+    def wake_workers(self, worker_ids: Collection[str]) -> None:
+        """Wake these workers' own takes (a cancel request for them, room in their pool)."""
+        if worker_ids:
+            for group in self._groups.values():
+                group.notify_keys(worker_ids)
 
     def wake_all(self) -> None:
         for group in self._groups.values():

@@ -9,7 +9,7 @@ and optional parameters keyword-only) and which of its arguments are claims
 - ``taskq.master.owned.Owned`` serves exactly its calls, checking the declared claims;
 - ``EXPOSED``: the names the manager's proxy and server expose.
 
-    client / worker / CLI ── Remote.take(worker_id, n, wait=w) ── call("take", id, n, w) ──►
+    client / worker / CLI ── Remote.take(worker_id, h, wait=w) ── call("take", id, h, w) ──►
         Link.call (reconnecting) or a proxy's call (while joining) ══► Owned ─► Broker.take
 
 An error raised by a Broker method on the master arrives as ``taskq.errors.MasterError``.
@@ -24,12 +24,13 @@ from taskq.protocol.api_prims import PrimitivesAPI
 from taskq.protocol.calls import claims, declared, sender, shared
 from taskq.protocol.messages import Beat, ResultMsg, Schedule, TaskMsg, WorkerHello
 from taskq.protocol.replies import (
+    Beaten,
     CancelOutcome,
     ClusterStatus,
     Explanation,
     Fetched,
+    Leased,
     MasterInfo,
-    Polled,
     QueueRow,
     Receipt,
 )
@@ -104,8 +105,11 @@ class BrokerAPI(PrimitivesAPI, Protocol):
                   progress: dict[str, Any] | None = None) -> float: ...
 
     @claims(worker="worker_id")
-    def take(self, worker_id: str, n: int, *, wait: float,
-             received: str | None = None) -> list[TaskMsg]: ...
+    def beat(self, worker_id: str, beat: Beat) -> Beaten: ...
+
+    @claims(worker="worker_id")
+    def take(self, worker_id: str, hold: int, *, wait: float, received: str | None = None,
+             answers: dict[str, bool] | None = None) -> Leased: ...
 
     @claims(worker="worker_id")
     def report(self, worker_id: str, results: list[ResultMsg], *,
@@ -115,10 +119,6 @@ class BrokerAPI(PrimitivesAPI, Protocol):
     @claims(worker="worker_id")
     def release(self, worker_id: str, task_ids: list[str], *,
                 goodbye: bool = False) -> None: ...
-
-    @claims(worker="worker_id")
-    def control(self, worker_id: str, answers: dict[str, bool], *, wait: float,
-                beat: Beat | None = None) -> Polled: ...
 
     # ------------------------------------------------------------------ admin
 

@@ -236,10 +236,10 @@ class WorkerHello:
 
 @dataclass(kw_only=True, slots=True)
 class Beat:
-    """A worker's word that it lives, in a control call that does not wait
-    (``BrokerAPI.control``), every heartbeat interval: what it holds as a digest (``held_digest``; the list itself
-    goes only on a join, or when the master's digest differs), how many tasks run, its
-    memory, and the progress its tasks reported since the last beat."""
+    """A worker's word that it lives (``BrokerAPI.beat``, every heartbeat interval): what
+    it holds as a digest (``held_digest``; the list itself goes only on a join, or when the
+    master's digest differs), how many tasks run, its memory, and the progress its tasks
+    reported since the last beat."""
 
     held: int
     running: int

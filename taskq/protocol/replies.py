@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from taskq.protocol.messages import ResultMsg
+from taskq.protocol.messages import ResultMsg, TaskMsg
 
 
 @dataclass(slots=True)
@@ -69,13 +69,20 @@ class Receipt:
 
 
 @dataclass(kw_only=True, slots=True)
-class Polled:
-    """A control poll's answer: cancel requests for the worker (``asks``), the seconds
-    until its next beat (``beat``; 0: the master does not know it, it must register again)
-    and ``send_held``: the master's digest of what it holds differs, so the worker sends
-    the list (``BrokerAPI.heartbeat``)."""
+class Leased:
+    """A worker's poll answered: tasks leased to it, and cancel requests for it (``asks``,
+    see ``taskq.protocol.messages.stop_ask``)."""
 
+    tasks: list[TaskMsg]
     asks: list[str]
+
+
+@dataclass(kw_only=True, slots=True)
+class Beaten:
+    """A worker's beat taken: the seconds until its next one (0: the master does not know
+    it, it must register again), and ``send_held``: the master's digest of what it holds
+    differs, so the worker sends the list (``BrokerAPI.heartbeat``)."""
+
     beat: float
     send_held: bool = False
 

@@ -39,9 +39,10 @@ log = logs.get_logger(__name__)
 # 5: a report is answered at once with a Receipt (the worker keeps its results until one
 #    says they are journaled, and re-sends them to a restarted master); a result names its
 #    attempt; MasterInfo names the master's run (epoch).
-# 6: a worker's heartbeat is a control call that does not wait, carrying a Beat (a digest
-#    of what it holds), answered with Polled; the list goes in ``heartbeat`` only on a join
-#    or when asked. A worker opens three connections. Client.flush.
+# 6: a worker's heartbeat is ``beat``, a Beat (a digest of what it holds; the list goes in
+#    ``heartbeat`` only on a join or when asked); ``take`` is its one poll, for tasks up to
+#    what it holds (``hold``) and for cancel requests (``control`` is gone), answered with
+#    Leased. A worker opens two connections. ``flush``.
 PROTOCOL = 6
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "

@@ -1,23 +1,24 @@
 """A worker: leases tasks from the master and runs them in a local pool of processes.
 
-Only this (main) process talks to the master, over one ``Link`` shared by three threads
+Only this (main) process talks to the master, over one ``Link`` shared by two threads
 (a connection each):
 
-    taker ──── take(n) ──────► master         n = what keeps the pool busy (adaptive)
-      │ Job                                                     ▲
-      ▼                                                         │ report(results, started)
+    poll ───── take(hold, answers) ──► master  hold = what keeps the pool busy (adaptive); the
+      │        ◄── tasks, cancel requests       master tops the worker up to it, and wakes
+      │ Job                                     the parked poll when a report frees room
+      ▼                                                         ▲ report(results, started)
     ProcessPool (N processes) ── outcomes, starts ──► pump (main thread)
     beat ─────── the pump's own call every heartbeat interval (a second, or as long as the
-                 master says in a big crowd): control(wait=0, Beat) says what it holds as a
+                 master says in a big crowd): beat(Beat) says what it holds as a
                  digest, what runs, its memory and its tasks' progress. The master answers a
                  digest that differs from its own with send_held (the list then goes in a
                  heartbeat), and a worker it does not know with beat 0 (it registers again)
     acks ─────── results reported but not yet journaled (taskq.worker.acks), kept until a
                  receipt covers them, re-sent to a restarted master
-    control ─── control(answers) ◄── cancel requests: pool.cancel(task) drops a task that has
-                                     not begun (True) or says it runs (False); a stop request
-                                     (messages.stop_ask) also kills it if it runs (pool.kill_task),
-                                     and the task is reported CANCELLED
+    asks ─────── cancel requests, answered in the next poll: pool.cancel(task) drops a task
+                 that has not begun (True) or says it runs (False); a stop request
+                 (messages.stop_ask) also kills it if it runs (pool.kill_task), and the task
+                 is reported CANCELLED
 
 Stopping (``stop()``, wired to SIGTERM/SIGINT by the CLI): take nothing new, hand the
 unstarted tasks back, let running ones finish for ``grace`` seconds, hand back what is
@@ -135,7 +136,6 @@ class Worker:
         # by a report or release until the master has it: a heartbeat never claims back a
         # task this worker has just reported or handed back
         self._sync = threading.Lock()
-        self._capacity = threading.Condition()
         self._draining = threading.Event()
         self._halt = threading.Event()
         self._mean_s = defaults.PREFETCH_TARGET_S / defaults.PREFETCH_MIN
@@ -161,8 +161,6 @@ class Worker:
         self._draining.set()
         # a master that is gone must not hold a stopping worker for the reconnect window
         self.link.give_up_reconnecting()
-        with self._capacity:
-            self._capacity.notify_all()
         self.pool.wake()
 
     def _on_connect(self, remote: BrokerAPI) -> None:
@@ -197,8 +195,7 @@ class Worker:
                       f"{self.config.address[1]}", procs=self.config.procs,
                       pool=self.config.pool)
         threads = [threading.Thread(target=self._guard(loop), name=name, daemon=True)
-                   for loop, name in ((self._take_loop, "taskq-take"),
-                                      (self._control_loop, "taskq-control"))]
+                   for loop, name in ((self._poll_loop, "taskq-poll"),)]
         for thread in threads:
             thread.start()
         try:
@@ -317,8 +314,6 @@ class Worker:
         if durations:  # longer tasks are believed at once, shorter ones gradually
             recent = sum(durations) / len(durations)
             self._mean_s = max(recent, 0.8 * self._mean_s + 0.2 * recent)
-        with self._capacity:
-            self._capacity.notify_all()
 
     def _confirm(self) -> None:
         """With reported results not yet journaled and nothing more to report: wait
@@ -383,30 +378,33 @@ class Worker:
 
     # ------------------------------------------------------------------ threads
 
-    def _want(self) -> int:
-        """How many more tasks to hold: about PREFETCH_TARGET_S of work per process."""
+    def _hold(self) -> int:
+        """How many tasks to hold: about PREFETCH_TARGET_S of work per process (none once
+        it is stopping)."""
+        if self._draining.is_set():
+            return 0
         per_proc = math.ceil(defaults.PREFETCH_TARGET_S / max(self._mean_s, 1e-6))
         per_proc = max(defaults.PREFETCH_MIN, min(defaults.PREFETCH_MAX, per_proc))
         if self.config.pool != "processes":
             per_proc = defaults.PREFETCH_PER_SLOT
-        return per_proc * self.config.procs - self.pool.in_flight()
+        return per_proc * self.config.procs
 
-    def _take_loop(self) -> None:
+    def _poll_loop(self) -> None:
+        """Lease tasks (the master keeps this worker holding ``_hold()``, and a report that
+        frees room wakes the poll) and answer cancel requests: drop each task that has not
+        begun, stop each one asked to stop."""
         received = ""  # the first task of the last batch of leases that came
-        while not self._draining.is_set():
-            want = self._want()
-            if want <= 0:
-                with self._capacity:
-                    self._capacity.wait_for(lambda: self._want() > 0 or self._draining.is_set(),
-                                            timeout=defaults.LONG_POLL_S)
+        answers: dict[str, bool] = {}
+        while not self._halt.is_set():
+            leased = self.link.remote.take(self.worker_id, self._hold(),
+                                           wait=defaults.PARKED_POLL_MAX_S,
+                                           received=received, answers=answers)
+            answers = {ask: self._answer(ask) for ask in leased.asks}
+            if not leased.tasks:
                 continue
-            tasks = self.link.remote.take(self.worker_id, want, wait=defaults.PARKED_POLL_MAX_S,
-                                          received=received)
-            if not tasks:
-                continue
-            received = tasks[0].task_id  # the next take says this batch arrived
+            received = leased.tasks[0].task_id  # the next take says this batch arrived
             with self._intake:  # a cancel asked meanwhile is answered before or after this
-                self._take_in(tasks)
+                self._take_in(leased.tasks)
             if self._draining.is_set():
                 self.pool.wake()
 
@@ -456,15 +454,6 @@ class Worker:
         """Resident bytes of this worker and its pool processes (0 where unknown)."""
         return sum(map(resident_bytes, [os.getpid(), *self.pool.pids()]))
 
-    def _control_loop(self) -> None:
-        """Answer the master's cancel requests: drop each task that has not begun, stop
-        each one asked to stop."""
-        answers: dict[str, bool] = {}
-        while not self._halt.is_set():
-            polled = self.link.remote.control(self.worker_id, answers,
-                                              wait=defaults.PARKED_POLL_MAX_S)
-            answers = {ask: self._answer(ask) for ask in polled.asks}
-
     def _beat_if_due(self) -> None:
         """Tell the master this worker lives, once per heartbeat interval: a digest of what
         it holds, what runs, its memory and its tasks' progress (a call that never waits)."""
@@ -479,11 +468,11 @@ class Worker:
                 digest = messages.held_digest(self._held)
             beat = messages.Beat(held=digest, running=self.pool.running(),
                                  memory=self._memory(), progress=self._progress())
-            polled = self.link.remote.control(self.worker_id, {}, wait=0.0, beat=beat)
-        if not polled.beat or polled.send_held:
-            self._send_held(rejoin=not polled.beat)
+            beaten = self.link.remote.beat(self.worker_id, beat)
+        if not beaten.beat or beaten.send_held:
+            self._send_held(rejoin=not beaten.beat)
         else:
-            self._beat = max(self.config.heartbeat, polled.beat)
+            self._beat = max(self.config.heartbeat, beaten.beat)
         self._next_beat = time.monotonic() + self._beat
 
     def _answer(self, ask: str) -> bool:

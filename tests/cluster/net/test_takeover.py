@@ -28,7 +28,7 @@ from taskq.net import link, managers
 from taskq.net.connection import parse_address
 from taskq.protocol import api, calls, frames, names, restricted
 from taskq.protocol.api import BrokerAPI
-from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
+from taskq.protocol.messages import Beat, ResultMsg, Status, TaskMsg, WorkerHello
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -118,7 +118,7 @@ def test_a_peer_without_the_outbox_name_cannot_reach_a_client_s_tasks(
         # and the public name of its outbox, never the name that reaches the outbox
         thief = names.new_worker_claim("evil", 1)
         evil.register(WorkerHello(thief, "evil", 1, 1, ("default",)))
-        (msg,) = evil.take(thief, 10, wait=5)
+        (msg,) = evil.take(thief, 10, wait=5).tasks
         assert msg.outbox == names.outbox_name(victim.outbox) != victim.outbox
         for name in (msg.outbox, msg.task_id, msg.outbox.removeprefix("client-")):
             assert evil.fetch(name, [], max_n=100, wait=0).results == []
@@ -153,7 +153,9 @@ def test_ids_seen_in_status_do_not_act_as_the_worker(cluster: Cluster, master: P
     evil = _proxy(cluster).remote
     (row,) = evil.status().workers
     assert evil.heartbeat(row.worker_id, [], 0) == 0.0  # unknown: it must register
-    assert evil.take(row.worker_id, 5, wait=0) == []
+    leased = evil.take(row.worker_id, 5, wait=0)
+    assert (leased.tasks, leased.asks) == ([], [])
+    assert evil.beat(row.worker_id, Beat(held=0, running=0)).beat == 0.0
     with cluster.client() as client:
         assert client.submit(tasks_mod.add, 1, 1).result(timeout=60) == 2
 
@@ -187,12 +189,12 @@ def test_the_owners_layer_serves_the_declared_calls_with_their_claims_turned_pub
     assert tuple(served) == api.EXPOSED
     claimed = {name for name, call in api.CALLS.items() if call.claims}
     assert {"hello", "submit", "fetch", "open_count", "cancel", "register", "heartbeat",
-            "take", "report", "release", "control"} == claimed
+            "take", "report", "release", "beat", "flush"} == claimed
     claim = names.new_worker_claim("me", 1)
     served["register"](WorkerHello(claim, "me", 1, 1, ("default",)))
     assert served["heartbeat"](claim, [], 0, 0, None) > 0.0
     assert served["heartbeat"](names.worker_name(claim), [], 0, 0, None) == 0.0
-    with pytest.raises(names.NotYours, match="takes 4 arguments"):
+    with pytest.raises(names.NotYours, match="takes 5 arguments"):
         served["take"](claim, 1)
 
 

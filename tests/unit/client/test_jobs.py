@@ -35,7 +35,7 @@ def _job_with_leased_tasks(n: int) -> tuple[Broker, list[TaskMsg]]:
     tasks = [TaskMsg(f"later-{i}", outbox, b"f", bodies.encode_args((i,), {})) for i in range(n)]
     broker.submit(tasks, durable=False)
     broker.register(WorkerHello("w1", "host", 1, 1, ("default",)))
-    assert len(broker.take("w1", n, wait=0)) == n
+    assert len(broker.take("w1", n, wait=0).tasks) == n
     return broker, tasks
 
 

@@ -50,7 +50,7 @@ def held_journal(tmp_path: Path) -> Iterator[tuple[Broker, threading.Event, Path
 def test_a_report_is_answered_before_its_commit_with_a_ticket(
         held_journal: tuple[Broker, threading.Event, Path]) -> None:
     broker, go, path = held_journal
-    [task] = broker.take("w1", 1, wait=0)
+    [task] = broker.take("w1", 1, wait=0).tasks
     receipt = broker.report("w1", [ResultMsg(task.task_id, Status.OK, b"v", worker="w1")])
     assert receipt.epoch == broker.info().epoch != ""
     assert receipt.ticket > receipt.durable, "the result is not journaled yet"
@@ -64,7 +64,7 @@ def test_a_report_is_answered_before_its_commit_with_a_ticket(
 def test_a_confirm_waits_no_longer_than_its_bound_when_the_journal_stalls(
         held_journal: tuple[Broker, threading.Event, Path]) -> None:
     broker, _, _ = held_journal
-    [task] = broker.take("w1", 1, wait=0)
+    [task] = broker.take("w1", 1, wait=0).tasks
     receipt = broker.report("w1", [ResultMsg(task.task_id, Status.OK, b"v", worker="w1")])
     confirmed = broker.report("w1", [], durable_to=receipt.ticket)  # journal held: bounded
     assert confirmed.durable < receipt.ticket

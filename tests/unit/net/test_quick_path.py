@@ -195,7 +195,7 @@ def test_a_long_poll_gets_its_wait_on_top_of_the_call_timeout(
     from taskq.net import managers
 
     conn, _ = pair
-    assert set(managers._WAIT_AT) >= {"take", "control", "fetch"}
+    assert set(managers._WAIT_AT) >= {"take", "fetch", "flush"}
     conn.reads_within(defaults.CALL_TIMEOUT_S + defaults.PARKED_POLL_MAX_S)
     sock = socket.socket(fileno=conn.fileno())
     try:

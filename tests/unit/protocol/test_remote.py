@@ -65,7 +65,7 @@ def test_a_remote_sends_every_argument_in_declared_order() -> None:
     remote.take("w", 3, wait=0.5)
     remote.cancel(["t"], running=True)
     remote.history(limit=5)
-    assert calls == [("submit", [], False), ("take", "w", 3, 0.5, None),
+    assert calls == [("submit", [], False), ("take", "w", 3, 0.5, None, None),
                      ("cancel", ["t"], 0.0, "", True), ("history", None, False, None, 5)]
     with pytest.raises(TypeError):
         remote.take("w", 3, 0.5)  # type: ignore[call-arg]
