@@ -38,7 +38,7 @@ REAP_EVERY_S = 0.25
 # bounded and lets a caller notice stop requests; long costs nothing (the wait is a condition).
 LONG_POLL_S = 1.0
 # Longest a call parked on the master's loop may wait (it holds no thread while it waits):
-# a worker's take and control polls ask for this long, since work for it or a cancel wakes
+# a worker's poll (take) asks for this long, since work for it or a cancel wakes
 # it at once, so an idle worker costs the master a call per poll and no more.
 PARKED_POLL_MAX_S = 30.0
 # A reply from the master that takes longer than this (plus the call's own wait, for a
@@ -125,9 +125,10 @@ SCHEDULE_MISSED_AFTER_S = 60.0
 # that runs every 30 s for a year must not fill the master.
 SCHEDULE_RESULTS_KEPT = 100
 
-# After a restart, journaled tasks wait this long before any worker may lease them, so that a
-# worker still running one (it reconnects within a second or two) claims it back instead of it
-# running twice; a task no one claims starts this much later than it could.
+# After a restart, a journaled task that was leased waits for the worker that held it to
+# claim it back (so that it does not run twice), until that worker has said what it holds,
+# or for the master's --lost-after (at least this long) if it does not come back. A task
+# that no worker held runs at once.
 RESTORE_CLAIM_S = 2.0
 
 # Largest encoded task (function plus arguments) the master accepts by default.

@@ -1,7 +1,7 @@
 """The broker the master serves: ``BrokerState`` behind one lock, with waits and a journal.
 
 Each method is one remote call, served by the master's loop (``taskq.net.serving``). A
-long-poll that finds nothing (``take``, ``fetch``, ``control``) parks on its ``Signal``
+long-poll that finds nothing (``take``, ``fetch``, ``flush``) parks on its ``Signal``
 without a thread and runs again when the signal is notified or its time is up (at most
 PARKED_POLL_MAX_S); the other waits (a submit waiting for room, a cancel for a worker's
 answer) block their request thread on the same condition, never longer than LONG_POLL_S.
@@ -372,7 +372,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             return self._state.beat(worker) if known and worker is not None else 0.0
 
     def _tell_asks(self, worker_id: str) -> None:
-        """Wake the worker's parked control poll if it has asks (lock held)."""
+        """Wake the worker's parked poll if it has asks (lock held)."""
         if self._state.has_asks(worker_id):
             self._takers.wake_workers([worker_id])
 

@@ -131,7 +131,8 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
         raise
     host, port = cast("tuple[str, int]", server.address)[:2]
     if config.state is not None:  # restored tasks: their claim window starts as it accepts
-        broker.open_claims(time.monotonic() + defaults.RESTORE_CLAIM_S)
+        window = max(defaults.RESTORE_CLAIM_S, config.lost_after)
+        broker.open_claims(time.monotonic() + window)
     broker.start_reaper()
     accepter = managers.run_server(server)
     if web is not None:  # /healthz: accepting while the accept loop runs, until the stop

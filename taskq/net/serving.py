@@ -8,7 +8,7 @@ take, a report, a fetch, a heartbeat...) runs there and then, and its reply, if 
 out from there too: the hot path pays no thread hand-off. Anything else (a big request or
 reply, a call that waits for the journal, TLS) goes to the request pool, which reads the
 request, runs the call and sends the reply, then gives the connection back. A long-poll
-that finds nothing to return (a worker's ``take`` or ``control``, a client's ``fetch``)
+that finds nothing to return (a worker's ``take``, a client's ``fetch``)
 does not keep a thread either: it *parks* on the ``Signal`` it waits for. A state change
 that notifies the signal runs the call again (on the loop thread if a call served there
 woke it, once that call is done), and so does its deadline::

@@ -174,7 +174,7 @@ class ResultMsg:
         return self.status is Status.ERROR if self.retry is None else self.retry
 
 
-# A cancel request the master hands a worker (``control``) is a task id: drop that task if
+# A cancel request the master hands a worker (in its poll) is a task id: drop that task if
 # it has not begun. A request to stop it even while it runs is the id behind this mark (task
 # ids start with their outbox's public name, never with it); a worker that knows no such
 # request only fails to drop an unknown task, and the master still ends the task CANCELLED.

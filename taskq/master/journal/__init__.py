@@ -249,7 +249,7 @@ class Journal:
         to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
         shared: dict[tuple[Any, ...], TaskOptions] = {}  # one object per set of options
         for (tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors,
-             not_before, extra) in tasks:
+             not_before, extra, holder) in tasks:
             key = (timeout, retries, prio, queue, extra)
             options = shared.get(key)
             if options is None:  # the master never changes a task's options: share them
@@ -257,7 +257,7 @@ class Journal:
                                                                json.loads(extra))
             msg = TaskMsg(tid, outbox, fn, args, options, deps=deps.get(tid, ()))
             state.restore_task(msg, seq, lost, errors,
-                               not_before + to_state if not_before else 0.0)
+                               not_before + to_state if not_before else 0.0, holder)
         state.deps.forget_unreferenced()
         for tid, outbox, status, body, detail, worker, duration in results:
             state.restore_result(outbox, ResultMsg(tid, status, body, detail, worker, duration))
@@ -429,11 +429,14 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
                 [(r.msg.task_id, r.msg.outbox, r.seq, r.msg.fn, r.msg.args,
                   r.msg.options.timeout, r.msg.options.retries, r.msg.options.priority,
                   r.msg.options.queue, r.lost, r.errors, _wall(r, to_wall),
-                  json.dumps(r.msg.options.extra())) for r in changes.added])
+                  json.dumps(r.msg.options.extra()), "") for r in changes.added])
         if changes.updated:
             db.executemany("UPDATE tasks SET lost=?, errors=?, not_before=? WHERE task_id=?",
                            [(r.lost, r.errors, _wall(r, to_wall), r.msg.task_id)
                             for r in changes.updated])
+        if changes.leased:  # the last worker each was leased to ('': queued again since)
+            db.executemany("UPDATE tasks SET holder=? WHERE task_id=?",
+                           [(w, t) for t, w in changes.leased.items()])
         if changes.stops:
             db.executemany("UPDATE tasks SET stopped=1 WHERE task_id=?",
                            [(t,) for t in changes.stops])
@@ -500,6 +503,7 @@ def merge(batch: list[Changes]) -> Changes:
         out.attempts += changes.attempts
         out.history_gone += changes.history_gone
         out.counts.update(changes.counts)
+        out.leased.update(changes.leased)  # the last lease of a task wins
         deps_table.merge_into(out, changes)
         out.stops += changes.stops
     out.schedules = [s for s in final.values() if s is not None]
@@ -507,6 +511,8 @@ def merge(batch: list[Changes]) -> Changes:
     added = {r.msg.task_id for r in out.added}
     ended = set(out.removed) | {res.task_id for _, res in out.finished}
     transient = added & ended
+    if ended and out.leased:
+        out.leased = {t: w for t, w in out.leased.items() if t not in ended}
     if transient:
         out.added = [r for r in out.added if r.msg.task_id not in transient]
         out.updated = [r for r in out.updated if r.msg.task_id not in transient]

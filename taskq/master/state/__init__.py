@@ -91,7 +91,8 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         self.finished_ok = 0
         self.finished_failed = 0
         self.restore_hold_until = 0.0  # restored tasks wait until then for their holders
-        self._restored_not_before: dict[str, float] = {}  # while RESTORING: their own times
+        # restored leases by their holder: task id -> its own not_before (see restore_task)
+        self.claims: dict[str, dict[str, float]] = {}
         # with a journal, a schedule's tick is not leased until the journal has it (with its
         # schedule's next run): a restart would create it again, and it would run twice
         self.hold_ticks = False
@@ -151,10 +152,12 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         return accepted
 
     def restore_task(self, msg: TaskMsg, seq: int, lost: int, errors: int,
-                     not_before: float = 0.0) -> None:
-        """Put back a journaled task (master restart). It waits until ``restore_hold_until``
-        so that a worker still running it can claim it back before another leases it, and
-        a task that was waiting (delayed, or for a retry) waits until its time."""
+                     not_before: float = 0.0, holder: str = "") -> None:
+        """Put back a journaled task (master restart). A task that was leased (to
+        ``holder``) waits for that worker to claim it back (``open_claims``,
+        ``claims_settled``) so that it does not run twice; one that was not goes back to the
+        queue at once; a task that was waiting (delayed, or for a retry) waits until its
+        time."""
         rec = TaskRecord(msg=msg, seq=seq, lost=lost, errors=errors)
         self.tasks[msg.task_id] = rec
         if msg.options.unique:
@@ -163,25 +166,40 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         self._seq = max(self._seq, seq)
         if msg.deps and not self._restore_deps(rec):
             return
-        until = max(self.restore_hold_until, not_before)
-        if self.restore_hold_until >= RESTORING:
-            self._restored_not_before[msg.task_id] = not_before
+        until = not_before
+        if holder and self.restore_hold_until > 0:
+            until = max(self.restore_hold_until, not_before)
+            self.claims.setdefault(holder, {})[msg.task_id] = not_before
         if until > 0:
             self.queues.hold(rec, until)
         else:
             self.queues.push(rec)
 
     def open_claims(self, until: float) -> None:
-        """The master listens: the tasks restored while it loaded (held until RESTORING)
-        wait for their holders to claim them back until ``until``, then run; a task that
-        was waiting anyway keeps its own time if later."""
+        """The master listens: the tasks restored while it loaded that were leased (held
+        until RESTORING) wait for their holders to claim them back until ``until``, then
+        run; a task that was waiting anyway keeps its own time if later."""
         self.restore_hold_until = until
-        for rec in list(self.tasks.values()):
-            if rec.state is TaskState.WAITING and rec.not_before >= RESTORING:
-                nb = self._restored_not_before.get(rec.msg.task_id, 0.0)
-                self.queues.remove(rec)  # its entry goes stale; then held anew
-                self.queues.hold(rec, max(until, nb))
-        self._restored_not_before.clear()
+        for held in self.claims.values():
+            for task_id, not_before in held.items():
+                rec = self.tasks.get(task_id)
+                if rec is not None and rec.state is TaskState.WAITING \
+                        and rec.not_before >= RESTORING:
+                    self.queues.remove(rec)  # its entry goes stale; then held anew
+                    self.queues.hold(rec, max(until, not_before))
+
+    def claims_settled(self, worker_id: str, now: float) -> None:
+        """A worker said what it holds after a restart: the restored tasks it held before
+        and did not claim back run now (it does not run them), not when the window ends."""
+        for task_id, not_before in self.claims.pop(worker_id, {}).items():
+            rec = self.tasks.get(task_id)
+            if rec is not None and rec.state is TaskState.WAITING and not rec.stop_asked \
+                    and rec.not_before == max(self.restore_hold_until, not_before):
+                self.queues.remove(rec)
+                if not_before > now:
+                    self.queues.hold(rec, not_before)
+                else:
+                    self.queues.push(rec)
 
     def restore_alias(self, alias: str, outbox: str, target: str) -> None:
         """Put back a submit that joined a unique task (master restart)."""
@@ -266,13 +284,20 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
                     self._ask_to_stop(rec)
             elif rec.worker == worker_id:
                 rec.deadline = deadline
-        worker.unconfirmed = worker.held.difference(held, worker.sent)
+        self._listed(worker, held, now)
         if progress:
             self.note_progress(worker_id, progress)
         return True
 
+    def _listed(self, worker: WorkerInfo, held: list[str], now: float) -> None:
+        """A worker listed what it holds: the leases it did not list (nor are on their way
+        to it) are renewed no more; the restored tasks it held and did not claim run."""
+        worker.unconfirmed = worker.held.difference(held, worker.sent)
+        if self.claims:
+            self.claims_settled(worker.worker_id, now)
+
     def beaten(self, worker_id: str, beat: Beat, now: float) -> tuple[bool, bool]:
-        """A worker's beat (on its control poll): whether the worker is known here, and
+        """A worker's beat (``BrokerAPI.beat``): whether the worker is known here, and
         whether it must send the list of what it holds (its digest differs from ours). A
         beat that matches renews every lease of the worker at once (``lease_expires``)."""
         worker = self.workers.get(worker_id)
@@ -377,6 +402,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
                 else:
                     self.queues.push(rec)
                 self.changes.updated.append(rec)
+                self.changes.leased[rec.msg.task_id] = ""  # queued again: no holder
                 continue
             self._finish(rec, result)
 
@@ -479,6 +505,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
                 self.history.attempt_ended(rec, ResultMsg(
                     rec.msg.task_id, Status.LOST, detail=f"worker {lost_worker} was lost"))
                 self.changes.updated.append(rec)
+                self.changes.leased[rec.msg.task_id] = ""  # queued again: no holder
                 self.queues.push(rec)
         return lost
 
@@ -556,6 +583,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         rec.msg.attempt = rec.lost + rec.errors
         self.leased[rec.msg.task_id] = rec
         self._lease_due.add(rec.msg.task_id, rec.deadline)
+        self.changes.leased[rec.msg.task_id] = worker.worker_id
         worker.held.add(rec.msg.task_id)
         self.limits.taken(rec)
         self.resources.taken(rec, worker.worker_id)

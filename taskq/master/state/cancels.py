@@ -1,5 +1,5 @@
 """Cancelling tasks, as part of ``BrokerState``: queued ones at once; one a worker leased
-but has not begun, by asking that worker (``control``), which drops it and answers.
+but has not begun, by asking that worker (in its poll, ``take``), which drops it and answers.
 
     cancel(ids) ── queued/waiting ──► CANCELLED result       leased, started ──► running
                 └─ leased, not begun ──► worker.to_ask ── control() ──► the worker answers:
@@ -29,7 +29,7 @@ class CancelsMixin:
 
     def cancel(self, task_ids: list[str]) -> CancelOutcome:
         """Cancel tasks that have not started: queued ones at once; for a leased one whose
-        start is not known, its worker is asked (``control``) and the caller asks again."""
+        start is not known, its worker is asked (in its poll) and the caller asks again."""
         out = CancelOutcome()
         for task_id in task_ids:
             rec = self.tasks.get(task_id)

@@ -91,7 +91,7 @@ def test_changes_reload_pending_tasks_and_unacked_results(tmp_path: Path) -> Non
     path = tmp_path / "journal.db"
     j = Journaled(path)
     unacked = build_history(j)
-    assert j.state.tasks["held"].state is TaskState.LEASED  # leases are not journaled
+    assert j.state.tasks["held"].state is TaskState.LEASED  # its holder is journaled
     expected = task_rows(j.state)
     assert [row[0] for row in expected] == ["retry", "lost", "plain", "held"]
     j.journal.close()
@@ -116,6 +116,34 @@ def test_changes_reload_pending_tasks_and_unacked_results(tmp_path: Path) -> Non
     leased = fresh.lease("w2", 10, now=0)
     assert [(m.task_id, m.attempt) for m in leased] == [
         ("lost", 1), ("retry", 1), ("held", 0), ("plain", 0)]
+
+
+def test_a_lease_holder_is_journaled_and_waits_for_its_claim_after_a_restart(
+        tmp_path: Path) -> None:
+    from taskq.master.state import RESTORING
+
+    path = tmp_path / "journal.db"
+    j = Journaled(path)
+    unacked = build_history(j)
+    del unacked
+    j.journal.close()
+    fresh = make_state()
+    fresh.restore_hold_until = RESTORING  # as a master does while it loads
+    journal = Journal(path)
+    try:
+        journal.load(fresh)
+    finally:
+        journal.close()
+    # "held" was leased to "v" when the master went away; "lost" and "retry" were queued
+    # again (their holder cleared), "plain" was never leased
+    assert fresh.claims == {"v": {"held": 0.0}}
+    assert fresh.tasks["held"].state is TaskState.WAITING
+    assert {t for t, r in fresh.tasks.items() if r.state is TaskState.PENDING} == {
+        "lost", "retry", "plain"}
+    fresh.open_claims(5.0)
+    fresh.register(WorkerInfo("v", "host", 2, 1, ("default",)), now=1.0)
+    assert fresh.heartbeat("v", ["held"], 1, now=1.0)  # it claims it back
+    assert fresh.tasks["held"].worker == "v" and fresh.claims == {}
 
 
 def test_reloaded_state_ignores_resubmits_and_keeps_numbering(tmp_path: Path) -> None:

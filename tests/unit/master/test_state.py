@@ -536,7 +536,10 @@ def test_drain_changes_reports_each_kind_of_change() -> None:
 
     join(state, "w", now=0)
     state.lease("w", 3, now=0)
-    assert not state.drain_changes()  # leases are not journaled
+    changes = state.drain_changes()  # a lease's holder is journaled, nothing else of it
+    assert changes.leased == {"a": "w", "b": "w", "c": "w"}
+    changes.leased.clear()
+    assert not changes
 
     state.complete("w", [err("a"), ok("c")], now=0)
     changes = state.drain_changes()
@@ -589,15 +592,36 @@ def test_restored_tasks_wait_for_their_holders_from_when_the_master_listens() ->
 
     state = make_state()
     state.restore_hold_until = RESTORING  # the journal loads
-    state.restore_task(task("t1"), seq=1, lost=0, errors=0)
-    state.restore_task(task("t2"), seq=2, lost=0, errors=0, not_before=500.0)  # delayed
+    state.restore_task(task("t1"), seq=1, lost=0, errors=0, holder="w0")
+    state.restore_task(task("t2"), seq=2, lost=0, errors=0, not_before=500.0, holder="w0")
+    state.restore_task(task("t3"), seq=3, lost=0, errors=0)  # leased to no one: runs at once
+    assert state.pending_count() == 1
     join(state, "w1", now=0.0)
     assert state.queues.due(100.0) == []  # however long the load took: still held
-    state.open_claims(110.0)  # it listens: two more seconds, say, from then
+    state.open_claims(110.0)  # it listens: --lost-after more seconds, say, from then
     assert state.queues.waiting_count == 2
     assert state.queues.due(109.0) == []
     assert [r.msg.task_id for r in state.queues.due(110.0)] == ["t1"]
     assert [r.msg.task_id for r in state.queues.due(500.0)] == ["t2"]  # its own time
+
+
+def test_a_holder_that_rejoins_without_a_restored_task_lets_it_run_at_once() -> None:
+    from taskq.master.state import RESTORING
+
+    state = make_state()
+    state.restore_hold_until = RESTORING
+    for n in (1, 2, 3):
+        state.restore_task(task(f"t{n}"), seq=n, lost=0, errors=0, holder="w0")
+    state.restore_task(task("t4"), seq=4, lost=0, errors=0, not_before=50.0, holder="w0")
+    state.restore_task(task("other"), seq=5, lost=0, errors=0, holder="w9")
+    state.open_claims(30.0)
+    join(state, "w0", now=1.0)
+    assert state.heartbeat("w0", ["t2"], 1, now=1.0)  # it still runs t2 alone
+    assert state.tasks["t2"].worker == "w0"
+    assert sorted(r.msg.task_id for r in state.queues.valid_pending("default")) == ["t1", "t3"]
+    assert state.tasks["t4"].not_before == 50.0  # its own time, not the window's
+    assert state.tasks["other"].not_before == 30.0  # its holder has not come back yet
+    assert state.claims == {"w9": {"other": 0.0}}
 
 
 def test_a_resent_result_counts_only_at_the_attempt_it_ran() -> None:

@@ -84,8 +84,8 @@ def test_asks_are_delivered_again_when_the_worker_registers_again() -> None:
 def test_restored_tasks_wait_for_their_holders_then_anyone_may_lease_them() -> None:
     state = make_state()
     state.restore_hold_until = 2.0
-    state.restore_task(task("held"), seq=1, lost=0, errors=0)
-    state.restore_task(task("free"), seq=2, lost=0, errors=0)
+    state.restore_task(task("held"), seq=1, lost=0, errors=0, holder="holder")
+    state.restore_task(task("free"), seq=2, lost=0, errors=0, holder="gone")
     join(state, "new", now=0)
     join(state, "holder", now=0)
     assert state.lease("new", 10, now=0) == []
@@ -93,7 +93,7 @@ def test_restored_tasks_wait_for_their_holders_then_anyone_may_lease_them() -> N
     state.heartbeat("holder", ["held"], 1, now=0.5)  # claimed back by the worker that runs it
     assert state.tasks["held"].worker == "holder"
     assert state.promote(1.9) == 0
-    assert state.promote(2.0) == 1
+    assert state.promote(2.0) == 1  # its holder never came back: anyone may lease it now
     assert [m.task_id for m in state.lease("new", 10, now=2)] == ["free"]
     state.cancel(["held"])
     assert state.queues.waiting_count == 0

@@ -658,8 +658,11 @@ class BrokerMachine(RuleBasedStateMachine):
         self.state.restore_hold_until = self.now + hold if hold else 0.0
         for kept in old.deps.kept.values():
             self.state.deps.restore_kept(kept.result)
+        holders = {}  # what the journal says: the worker each task was last leased to
         for rec in sorted(old.tasks.values(), key=lambda r: r.seq):
-            self.state.restore_task(rec.msg, rec.seq, rec.lost, rec.errors)
+            holders[rec.msg.task_id] = rec.worker or ""
+            self.state.restore_task(rec.msg, rec.seq, rec.lost, rec.errors,
+                                    holder=holders[rec.msg.task_id])
         self.state.deps.forget_unreferenced()
         assert set(self.state.deps.kept) == set(old.deps.kept)
         self.journaled_stops.update(old.changes.stops)
@@ -671,8 +674,9 @@ class BrokerMachine(RuleBasedStateMachine):
         for box in OUTBOXES:
             self.session[box].clear()
         for tid, rec in self.state.tasks.items():  # a stopped task is never queued again
+            held = hold and holders[tid]  # leased: it waits for its holder to claim it
             assert rec.state is (TaskState.BLOCKED if old.tasks[tid].state is TaskState.BLOCKED
-                                 else TaskState.WAITING if hold or rec.stop_asked
+                                 else TaskState.WAITING if held or rec.stop_asked
                                  else TaskState.PENDING)
         assert self.state.lease("anyone", 100, self.now) == []
 
