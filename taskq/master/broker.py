@@ -364,7 +364,7 @@ class Broker(PrimitiveCalls, BrokerViews):
 
             def available() -> bool:
                 return any(state.pending_by_queue[q] > 0 for q in queues) and \
-                    state.can_lease(queues, self._clock())
+                    state.can_lease(queues, self._clock(), worker_id)
 
             now = self._clock()  # waiting tasks are queued by the reaper's timer, not here
             token = state.limits.next_token(queues, now) if state.limits.by_queue else None

@@ -38,7 +38,9 @@ log = logs.get_logger(__name__)
 # 5: a report is answered at once with a Receipt (the worker keeps its results until one
 #    says they are journaled, and re-sends them to a restarted master); a result names its
 #    attempt; MasterInfo names the master's run (epoch).
-PROTOCOL = 5
+# 6: a worker that cannot load a task says so (Status.UNLOADABLE), and the master hands
+#    the task to another worker; a task no worker could load ends UNLOADABLE.
+PROTOCOL = 6
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

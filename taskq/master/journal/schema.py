@@ -23,7 +23,7 @@ from taskq.errors import TaskqError
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "tasks": ("task_id", "outbox", "seq", "fn", "args", "timeout", "retries", "priority",
-              "queue", "lost", "errors", "not_before", "extra"),
+              "queue", "lost", "errors", "not_before", "extra", "unloadable"),
     "results": ("task_id", "outbox", "status", "body", "detail", "worker", "duration"),
     "schedules": ("name", "spec", "fn", "args"),
     "aliases": ("alias", "outbox", "target"),
@@ -132,8 +132,14 @@ def _version_1(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE tasks ADD COLUMN {name} {kind}")
 
 
+def _version_2(db: sqlite3.Connection) -> None:
+    """The workers that could not load each task, and why: a JSON object of worker id ->
+    reason ('' for none), so a restarted master does not hand a task back to them."""
+    db.execute("ALTER TABLE tasks ADD COLUMN unloadable TEXT NOT NULL DEFAULT ''")
+
+
 # MIGRATIONS[n - 1] brings a journal from version n - 1 to n. Add a step; never edit one.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1, _version_2)
 LATEST = len(MIGRATIONS)
 
 
