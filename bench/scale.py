@@ -4,7 +4,7 @@
 
 For each size N a real ``taskq master --in-memory --http off`` (a subprocess, random authkey)
 gets N idle simulated workers plus ACTIVE active ones (``bench.scale_sim``: the real protocol,
-four connections and the same calls as ``taskq worker --procs 1``, no task work):
+three connections and the same calls as ``taskq worker --procs 1``, no task work):
 
     joins/s          N+ACTIVE workers joining at once, until the master lists them all
     idle CPU         the master's utime+stime (/proc/PID/stat) over --idle-window seconds
@@ -65,7 +65,7 @@ DEFAULT_JSON = ROOT / "bench" / "scale.json"
 READY = "taskq master listening on "
 ACTIVE = 2
 ACTIVE_QUEUE = "scale"
-CONNECTIONS_PER_WORKER = 4
+CONNECTIONS_PER_WORKER = 3
 # workers per simulator process: 1,000 in one process (4,000 threads on one GIL) cannot keep
 # their heartbeats within the master's lost-after on two cores, and the master drops them all
 SIM_WORKERS_PER_PROC = 250

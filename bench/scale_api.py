@@ -15,8 +15,8 @@ from typing import Any
 
 from taskq.net.link import Link
 from taskq.protocol.api import BrokerAPI
-from taskq.protocol.messages import ResultMsg, TaskMsg, WorkerHello
-from taskq.protocol.replies import ClusterStatus, MasterInfo
+from taskq.protocol.messages import Beat, ResultMsg, TaskMsg, WorkerHello
+from taskq.protocol.replies import ClusterStatus, MasterInfo, Polled
 
 
 class WorkerCalls:
@@ -39,8 +39,11 @@ class WorkerCalls:
     def report(self, worker_id: str, results: list[ResultMsg], started: list[str]) -> None:
         self._remote.report(worker_id, results, started=started)
 
-    def control(self, worker_id: str, answers: dict[str, bool], wait: float) -> list[str]:
+    def control(self, worker_id: str, answers: dict[str, bool], wait: float) -> Polled:
         return self._remote.control(worker_id, answers, wait=wait)
+
+    def beat(self, worker_id: str, beat: Beat) -> Polled:
+        return self._remote.control(worker_id, {}, wait=0.0, beat=beat)
 
     def release(self, worker_id: str, task_ids: list[str], goodbye: bool) -> None:
         self._remote.release(worker_id, task_ids, goodbye=goodbye)

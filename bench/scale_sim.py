@@ -3,19 +3,21 @@
     python -m bench.scale_sim --connect HOST:PORT --workers N [--active K]   (TASKQ_AUTHKEY)
 
 Each simulated worker makes the calls a ``taskq worker --procs 1`` makes, over the same
-four connections (``taskq.worker.worker`` opens one per thread that calls the master):
+three connections (``taskq.worker.worker`` opens one per thread that calls the master):
 
     pump ────── Link.open: register(hello) + heartbeat (the join), then report(results),
                 gathering for REPORT_LINGER_S when more are in flight (as the worker's pump)
     taker ───── take(worker_id, n, PARKED_POLL_MAX_S) long-polls; n as the worker's prefetch
-    heartbeat ─ heartbeat(worker_id, held, running) every HEARTBEAT_S or as long as the
-                master says (a big crowd); re-registers on 0
     control ─── control(worker_id, answers, PARKED_POLL_MAX_S) long-polls (as the worker)
+
+and the pump beats every HEARTBEAT_S (or as long as the master says in a big crowd):
+control(wait=0, Beat(digest of held)); it sends the held list when asked, and registers
+again on a beat of 0.
 
 It runs no task: what it takes it reports at once as OK with the body of ``None``. The N
 idle workers take from queue ``default`` (the benchmark submits nothing there), the K active
 ones from ``--active-queue``; each reconnects on its own through its ``Link`` when the master
-restarts. Threads per worker: 4 (stack of STACK_KIB); RLIMIT_NOFILE is raised to its hard
+restarts. Threads per worker: 3 (stack of STACK_KIB); RLIMIT_NOFILE is raised to its hard
 limit. Events go to stdout as JSON lines; commands come on stdin, one per line:
 
     count    {"event": "count", "joins": ..., "failed": ..., "workers": ...}
@@ -43,7 +45,7 @@ from taskq import defaults
 from taskq.errors import ConnectError, MasterError
 from taskq.net.connection import parse_address
 from taskq.protocol import bodies, names
-from taskq.protocol.messages import ResultMsg, Status, WorkerHello
+from taskq.protocol.messages import Beat, ResultMsg, Status, WorkerHello, held_digest
 
 STACK_KIB = 256
 NONE_BODY = bodies.encode_value(None)
@@ -107,6 +109,7 @@ class SimWorker:
         self.outcomes: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
         self.frozen = False
         self.beat = defaults.HEARTBEAT_S
+        self.next_beat = 0.0
 
     def _join(self, calls: scale_api.WorkerCalls) -> None:
         self.beat = max(defaults.HEARTBEAT_S, calls.register(self.hello).heartbeat)
@@ -122,7 +125,7 @@ class SimWorker:
         return self.frozen or self.fleet.halt.is_set()
 
     def run(self, join_within: float) -> None:
-        """The pump thread: join, start the other three loops, then report outcomes."""
+        """The pump thread: join, start the other two loops, then report outcomes."""
         try:
             self.link.open(join_within)
         except (ConnectError, MasterError, OSError) as exc:
@@ -130,7 +133,7 @@ class SimWorker:
             return
         with self.fleet.lock:
             self.fleet.joined += 1
-        for loop in (self._take_loop, self._heartbeat_loop, self._control_loop):
+        for loop in (self._take_loop, self._control_loop):
             threading.Thread(target=self._guard(loop), daemon=True).start()
         self._guard(self._pump)()
 
@@ -146,6 +149,7 @@ class SimWorker:
 
     def _pump(self) -> None:
         while not self._stopped():
+            self._beat_if_due()
             try:
                 task_ids = self.outcomes.get(timeout=defaults.LONG_POLL_S)
             except queue.Empty:
@@ -182,21 +186,27 @@ class SimWorker:
                 return
             self.outcomes.put(ids)
 
-    def _heartbeat_loop(self) -> None:
-        while not self.fleet.halt.wait(self.beat):
-            if self._stopped():
-                return
-            beat = self.calls.heartbeat(self.worker_id, self._held(), 0)
-            if beat:
-                self.beat = max(defaults.HEARTBEAT_S, beat)
-            else:
-                self._join(self.calls)
-
     def _control_loop(self) -> None:
         answers: dict[str, bool] = {}
         while not self._stopped():
-            asks = self.calls.control(self.worker_id, answers, defaults.PARKED_POLL_MAX_S)
-            answers = dict.fromkeys(asks, False)  # it ran (a simulated task ends at once)
+            polled = self.calls.control(self.worker_id, answers, defaults.PARKED_POLL_MAX_S)
+            answers = dict.fromkeys(polled.asks, False)  # it ran (a simulated task ends at once)
+
+    def _beat_if_due(self) -> None:
+        """The pump's beat, once per heartbeat interval (as the worker's pump)."""
+        now = time.monotonic()
+        if now < self.next_beat:
+            return
+        with self.held_lock:
+            digest = held_digest(self.held)
+        polled = self.calls.beat(self.worker_id, Beat(held=digest, running=0))
+        if not polled.beat:
+            self._join(self.calls)
+        elif polled.send_held:
+            self.calls.heartbeat(self.worker_id, self._held(), 0)
+        else:
+            self.beat = max(defaults.HEARTBEAT_S, polled.beat)
+        self.next_beat = time.monotonic() + self.beat
 
 
 def main(argv: list[str] | None = None) -> int:

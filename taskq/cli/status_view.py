@@ -42,6 +42,9 @@ def render(status: ClusterStatus, address: str, console: Console | None = None,
                   f"({queues})  waiting: {status.waiting}  running: {status.leased}  "
                   f"done: {status.done}  failed: {status.failed}  "
                   f"results waiting: {status.results_waiting}")
+    if status.desired:  # the autoscaling target (taskq_desired_workers)
+        console.print("desired workers: " + ", ".join(
+            f"{q}={n}" for q, n in sorted(status.desired.items())))
     if len(status.keys) > 1:  # a key rotation under way: who still uses which key
         console.print("connections by authkey (first: the master's own): " + ", ".join(
             f"{fp}={n}" for fp, n in status.keys.items()))

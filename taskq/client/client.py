@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskq import defaults, logs
+from taskq.client import durable
 from taskq.client.cancel import CancelCalls
 from taskq.client.deps import Dependencies, Found, Pins
 from taskq.client.future import TaskFuture
@@ -143,6 +144,20 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         return self._submit(self._encode_fn(fn), args, kwargs,
                             getattr(fn, "taskq_options", None))
 
+    def flush(self, timeout: float | None = None) -> None:
+        """Return once every task submitted so far is journaled on the master (with an
+        ``--in-memory`` master: once the master has it), so that this process may exit
+        and none is lost; TimeoutError if that takes longer than ``timeout`` seconds."""
+        deadline = durable.deadline_of(timeout)
+        with self._lock:
+            if not self._sent.wait_for(lambda: self._failure is not None or not (
+                    self._outgoing or any(e.sending for e in self._entries.values())),
+                    None if timeout is None else durable.left(deadline)):
+                raise TimeoutError(f"the tasks were not all sent within {timeout:g} s")
+            self._check_open_link()
+        if not durable.until_journaled(self._remote, self.outbox, deadline):
+            raise TimeoutError(f"the master did not journal the tasks within {timeout:g} s")
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Take no new task. ``cancel_futures`` cancels every task that has not started;
         the others still run and their futures get their results. With ``wait``, return
@@ -237,6 +252,9 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
     def _check_open(self) -> None:
         if self._closed:  # first: a shut-down client says so, whatever its link did after
             raise RuntimeError("cannot submit after shutdown")
+        self._check_open_link()
+
+    def _check_open_link(self) -> None:
         if self._failure is not None:
             raise ConnectError(f"this client can no longer reach the master: {self._failure}")
 

@@ -48,8 +48,16 @@ from taskq.master.state.limits import QueueLimit
 from taskq.master.takers import Takers
 from taskq.net import serving
 from taskq.protocol.api import BrokerAPI
-from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, WorkerHello
-from taskq.protocol.replies import CancelOutcome, Fetched, MasterInfo, Receipt
+from taskq.protocol.messages import (
+    Beat,
+    ResultMsg,
+    Schedule,
+    TaskMsg,
+    WorkerHello,
+    check_beat,
+    check_vitals,
+)
+from taskq.protocol.replies import CancelOutcome, Fetched, MasterInfo, Polled, Receipt
 
 log = logs.get_logger(__name__)
 T = TypeVar("T")
@@ -183,6 +191,21 @@ class Broker(PrimitiveCalls, BrokerViews):
         if durable and ticket and journal is not None:
             journal.wait(ticket)  # accepted means journaled; workers may start meanwhile
         return len(batch)
+
+    def flush(self, outbox: str, *, upto: int = 0, wait: float = 0.0) -> int:
+        """How far a submitter must wait for the journal to have what it submitted: with
+        ``upto`` 0, the ticket that covers every change made so far (0: it is durable
+        already, or there is no journal); with a ticket, 0 once it is durable, waiting up
+        to ``wait`` s (else the ticket again)."""
+        with self._lock:
+            journal = self._journal
+            if journal is None:
+                return 0
+            self._state.touch(outbox, self._clock())
+            if not upto:
+                return 0 if journal.durable >= journal.appended else journal.appended
+            done = self._wait(self._synced, lambda: journal.durable >= upto, wait)
+            return 0 if done else upto
 
     def fetch(self, outbox: str, ack: list[str], *, max_n: int, wait: float) -> Fetched:
         """Acknowledge results, then return up to max_n new ones (and the tasks that started),
@@ -334,11 +357,7 @@ class Broker(PrimitiveCalls, BrokerViews):
         bytes, its pool processes included (0: unknown); ``progress``: task id -> (done,
         total, message) of its tasks that reported since the last heartbeat (kept in memory
         only: see ``taskq.worker.report``)."""
-        if type(memory) is not int or memory < 0:
-            raise ValueError(f"bad memory {memory!r}: expected resident bytes, an int >= 0")
-        if progress is not None and type(progress) is not dict:
-            raise ValueError(f"bad progress {type(progress).__name__}: expected a dict of "
-                             f"task id -> (done, total, message)")
+        check_vitals(memory, progress)
         with self._lock:
             known = self._state.heartbeat(worker_id, held, running, self._clock(), memory,
                                           progress)
@@ -434,20 +453,29 @@ class Broker(PrimitiveCalls, BrokerViews):
                         reason="not leased to this worker")
         return results
 
-    def control(self, worker_id: str, answers: dict[str, bool], *, wait: float) -> list[str]:
-        """A worker's answers to cancel requests (True: dropped before it started); returns
-        new requests for it, waiting a bounded time for one."""
+    def control(self, worker_id: str, answers: dict[str, bool], *, wait: float,
+                beat: Beat | None = None) -> Polled:
+        """A worker's answers to cancel requests (True: dropped before it started), and its
+        beat if it is one (with ``wait`` 0); returns new requests for it, waiting a bounded
+        time for one, and when to beat next (0: register again)."""
+        if beat is not None:
+            check_beat(beat)
+            if beat.progress and serving.resumed():  # told when it first came
+                beat = replace(beat, progress=None)
         with self._lock:
             state = self._state
+            send_held = beat is not None and state.beaten(worker_id, beat, self._clock())[1]
             asks = state.control(worker_id, answers)
             if answers:
                 self._commit()
                 self._answers.notify_all()
                 self._results.notify_all()
-            if not asks and self._wait(self._asks, lambda: state.has_asks(worker_id), wait,
-                                       key=worker_id):
+            if not send_held and not asks and self._wait(
+                    self._asks, lambda: state.has_asks(worker_id), wait, key=worker_id):
                 asks = state.control(worker_id, {})
-            return asks
+            worker = state.workers.get(worker_id)
+            return Polled(asks=asks, beat=state.beat(worker) if worker is not None else 0.0,
+                          send_held=send_held)
 
     def release(self, worker_id: str, task_ids: list[str], *, goodbye: bool = False) -> None:
         """A worker hands back unstarted tasks; with goodbye it leaves the cluster."""

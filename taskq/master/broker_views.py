@@ -19,6 +19,7 @@ from typing import Any
 from taskq.defaults import HEARTBEAT_S, JOB_OUTBOX_PREFIX
 from taskq.master.journal import Journal
 from taskq.master.state import BrokerState, views
+from taskq.master.state.autoscale import desired_workers
 from taskq.master.state.explain import explain
 from taskq.master.state.history import job_name
 from taskq.master.state.limits import QueueLimit
@@ -81,7 +82,8 @@ class BrokerViews:
             return ClusterStatus(rows, pending, len(s.leased), s.finished_ok, s.finished_failed,
                                  waiting, round(now - self._started, 3), self._journal is not None,
                                  s.queues.waiting_count, unfit(s.queues.heaps, s.resources),
-                                 blocked=s.deps.blocked_count)
+                                 blocked=s.deps.blocked_count,
+                                 desired=desired_workers(s.queues, s.limits, s.sizes))
 
     def monitor(self) -> dict[str, Any]:
         """What the dashboard and ``taskq top`` show: workers, queues, jobs, recent failures

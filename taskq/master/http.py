@@ -8,13 +8,15 @@
         GET /api/tasks/ID     Broker.inspect(ID)      a task's attempts
         GET /api/tasks/ID/explain  Broker.explain(ID) why it is where it is
         GET /metrics          prometheus_client exposition of Broker.metrics()
+        GET /healthz          200 "ok", or 503 and a short reason (Health.problem())
         GET|POST /login       a form that sets the token cookie
 
 It reads the broker only through its snapshot methods, which copy under the broker's lock
 and shape the copy outside it. Bound to loopback, no token is asked; bound elsewhere, every
 request must carry the token (``Authorization: Bearer``, or the cookie the login form sets),
-except /metrics with ``metrics_public``. The token is compared in constant time and never
-logged; request lines are not logged at all.
+except /metrics with ``metrics_public`` and /healthz, which a probe asks without one and
+which says only whether the task port accepts and the journal can be written. The token is
+compared in constant time and never logged; request lines are not logged at all.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ import json
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from taskq import logs
 from taskq.master import metrics
@@ -56,6 +59,28 @@ class HttpConfig:
     port: int
     token: str | None = None
     metrics_public: bool = False
+
+
+class JournalProbe(Protocol):
+    def problem(self) -> str | None: ...
+
+
+def _not_yet() -> bool:
+    return False
+
+
+@dataclass(slots=True)
+class Health:
+    """What /healthz checks; the master fills it in once its task port accepts."""
+
+    accepting: Callable[[], bool] = field(default=_not_yet)
+    journal: JournalProbe | None = None
+
+    def problem(self) -> str | None:
+        """Why the master is not healthy (None: it is), in a few words and no secret."""
+        if not self.accepting():
+            return "the task port is not accepting connections"
+        return self.journal.problem() if self.journal is not None else None
 
 
 class TokenRequired(ValueError):
@@ -118,6 +143,7 @@ class WebServer(ThreadingHTTPServer):
         self.config = config
         self.broker = broker
         self.registry = metrics.registry_for(broker)
+        self.health = Health()
 
     @property
     def url(self) -> str:
@@ -138,6 +164,11 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/login":
             self._send(HTTPStatus.OK, _login_page(""), "text/html; charset=utf-8")
+            return
+        if url.path == "/healthz":  # no token: probes carry none, and it says nothing else
+            problem = self.server.health.problem()
+            self._send(HTTPStatus.SERVICE_UNAVAILABLE if problem else HTTPStatus.OK,
+                       f"{problem or 'ok'}\n".encode(), "text/plain; charset=utf-8")
             return
         if not self._allowed(url.path):
             return

@@ -41,12 +41,13 @@ PARKABLE: dict[str, int | None] = {
     "control": CALLS["control"].params.index("answers"),
     "report": CALLS["report"].params.index("results"),  # parks only with none, to confirm
     "submit": None,  # parks for room in the queue, before it takes anything
+    "flush": None,  # parks until the journal has the ticket it names
 }
 # Calls that never block (a long-poll parks instead), each with the flag that makes it wait
 # for the journal (None: none): small ones run on the master's loop thread itself.
 QUICK: dict[str, int | None] = {
     **dict.fromkeys(["take", "report", "fetch", "control", "heartbeat", "register", "hello",
-                     "info", "release"]),
+                     "info", "release", "flush"]),
     "submit": CALLS["submit"].params.index("durable"),
 }
 
@@ -81,7 +82,7 @@ def raise_open_files_limit() -> int:
     return soft
 
 
-def build_broker(config: MasterConfig) -> Broker:
+def build_broker(config: MasterConfig) -> tuple[Broker, Journal | None]:
     state = BrokerState(lost_after=config.lost_after, max_lost=config.max_lost,
                         max_payload=config.max_payload)
     state.history.keep_s = config.history_s
@@ -101,7 +102,7 @@ def build_broker(config: MasterConfig) -> Broker:
     if journal is not None:
         count = journal.load_primitives(broker.prims, time.monotonic())
         log.info("primitives_loaded", count=count)
-    return broker
+    return broker, journal
 
 
 def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], None],
@@ -109,7 +110,7 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
     """Serve until ``stop`` is set; ``announce`` gets "host:port" once it accepts, then
     ``notice`` gets the web page's URL, or that it is off and why."""
     files = raise_open_files_limit()
-    broker = build_broker(config)
+    broker, journal = build_broker(config)
     web = None
     try:
         web, web_off = _serve_http(config, broker)
@@ -133,7 +134,10 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
     if config.state is not None:  # restored tasks: their claim window starts as it accepts
         broker.open_claims(time.monotonic() + defaults.RESTORE_CLAIM_S)
     broker.start_reaper()
-    managers.run_server(server)
+    accepter = managers.run_server(server)
+    if web is not None:  # /healthz: accepting while the accept loop runs, until the stop
+        web.health.journal = journal
+        web.health.accepting = lambda: accepter.is_alive() and not stop.is_set()
     log.info("master_started", address=f"{host}:{port}", durable=config.state is not None,
              open_files=files,
              tls="mutual" if config.tls and config.tls.ca else "on" if config.tls else "off")

@@ -44,11 +44,17 @@ class MasterCollector(Collector):
                                   labels=["queue"])
         running = GaugeMetricFamily("taskq_tasks_running",
                                     "Tasks leased to a worker, not yet ended.", labels=["queue"])
-        for queue in sorted({*snap["depth"], *snap["running"]}):
+        desired = GaugeMetricFamily(
+            "taskq_desired_workers", "Workers that would run every task of the queue that "
+            "could run now (queued or leased, within its limits), at the size of the last "
+            "worker that served it: the autoscaling target.", labels=["queue"])
+        for queue in sorted({*snap["depth"], *snap["running"], *snap["desired"]}):
             depth.add_metric([queue], snap["depth"].get(queue, 0))
             running.add_metric([queue], snap["running"].get(queue, 0))
+            desired.add_metric([queue], snap["desired"].get(queue, 0))
         yield depth
         yield running
+        yield desired
         workers = GaugeMetricFamily("taskq_workers", "Workers by state (lost: last 15 min).",
                                     labels=["state"])
         for state, n in snap["workers"].items():

@@ -84,6 +84,12 @@ def parking() -> bool:
     return pending is not None and pending.parkable
 
 
+def resumed() -> bool:
+    """Is the running call one that parked and now runs again (from its start)?"""
+    pending = getattr(_current, "pending", None)
+    return pending is not None and pending.deadline is not None
+
+
 def park(signal: Signal, wait: float, key: Hashable = None) -> None:
     """Park the running call on ``signal`` (its lock held) for up to ``wait`` s from when it
     first parked, and raise ``Parked``; return instead once that time is up, so that the

@@ -22,13 +22,14 @@ from typing import Any, Protocol
 
 from taskq.protocol.api_prims import PrimitivesAPI
 from taskq.protocol.calls import claims, declared, sender, shared
-from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, WorkerHello
+from taskq.protocol.messages import Beat, ResultMsg, Schedule, TaskMsg, WorkerHello
 from taskq.protocol.replies import (
     CancelOutcome,
     ClusterStatus,
     Explanation,
     Fetched,
     MasterInfo,
+    Polled,
     QueueRow,
     Receipt,
 )
@@ -53,6 +54,9 @@ class BrokerAPI(PrimitivesAPI, Protocol):
 
     @claims(outbox="outbox")
     def open_count(self, outbox: str) -> int | None: ...
+
+    @claims(outbox="outbox")
+    def flush(self, outbox: str, *, upto: int = 0, wait: float = 0.0) -> int: ...
 
     @shared
     def known(self, task_ids: list[str]) -> list[str]: ...
@@ -113,8 +117,8 @@ class BrokerAPI(PrimitivesAPI, Protocol):
                 goodbye: bool = False) -> None: ...
 
     @claims(worker="worker_id")
-    def control(self, worker_id: str, answers: dict[str, bool], *,
-                wait: float) -> list[str]: ...
+    def control(self, worker_id: str, answers: dict[str, bool], *, wait: float,
+                beat: Beat | None = None) -> Polled: ...
 
     # ------------------------------------------------------------------ admin
 

@@ -1,5 +1,5 @@
-"""The messages that cross a process boundary: tasks, results, schedules, a worker's hello,
-and the statuses a task goes through (dataclasses and ``str`` enums).
+"""The messages that cross a process boundary: tasks, results, schedules, a worker's hello
+and its beat, and the statuses a task goes through (dataclasses and ``str`` enums).
 
 The master reads messages but never the bodies inside them: a task's function and arguments
 and a result's value are opaque ``bytes`` to it, encoded and decoded by
@@ -12,6 +12,8 @@ only the master sends (fetched results, ``MasterInfo``, status rows) are in
 from __future__ import annotations
 
 import pickle
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
@@ -233,6 +235,49 @@ class WorkerHello:
     queues: tuple[str, ...] = ("default",)
     pool: str = "processes"  # processes, threads or asyncio; procs is its concurrency
     resources: tuple[tuple[str, float], ...] = ()  # what it has, e.g. (("gpu", 2.0),)
+
+
+@dataclass(kw_only=True, slots=True)
+class Beat:
+    """A worker's word that it lives, in a control call that does not wait
+    (``BrokerAPI.control``), every heartbeat interval: what it holds as a digest
+    (``held_digest``; the list itself goes only on a join, or when the master's digest
+    differs), how many tasks run, its memory, and the progress its tasks reported since the
+    last beat."""
+
+    held: int
+    running: int
+    memory: int = 0  # resident bytes of the worker and its pool (0: unknown)
+    progress: dict[str, Any] | None = None  # task id -> (done, total, message)
+
+
+def check_vitals(memory: object, progress: object) -> None:
+    """ValueError unless ``memory`` is resident bytes and ``progress`` a dict or None (the
+    master checks what every heartbeat and beat says of a worker)."""
+    if type(memory) is not int or memory < 0:
+        raise ValueError(f"bad memory {memory!r}: expected resident bytes, an int >= 0")
+    if progress is not None and type(progress) is not dict:
+        raise ValueError(f"bad progress {type(progress).__name__}: expected a dict of "
+                         f"task id -> (done, total, message)")
+
+
+def check_beat(beat: object) -> None:
+    """ValueError unless ``beat`` is a well-formed Beat."""
+    if type(beat) is not Beat:
+        raise ValueError(f"bad beat: expected a Beat, not {type(beat).__name__}")
+    if type(beat.held) is not int or type(beat.running) is not int:
+        raise ValueError("bad beat: held (a digest) and running must be ints")
+    check_vitals(beat.memory, beat.progress)
+
+
+def held_digest(task_ids: Iterable[str]) -> int:
+    """A digest of a set of task ids that does not depend on their order (nor on the
+    process: no ``hash()``): their count, and the XOR of their CRC-32s."""
+    count = mixed = 0
+    for task_id in task_ids:
+        count += 1
+        mixed ^= zlib.crc32(task_id.encode("utf-8", "surrogateescape"))
+    return count << 32 | mixed
 
 
 # --------------------------------------------------------------------------- encoding

@@ -68,6 +68,18 @@ class Receipt:
     durable: int
 
 
+@dataclass(kw_only=True, slots=True)
+class Polled:
+    """A control poll's answer: cancel requests for the worker (``asks``), the seconds
+    until its next beat (``beat``; 0: the master does not know it, it must register again)
+    and ``send_held``: the master's digest of what it holds differs, so the worker sends
+    the list (``BrokerAPI.heartbeat``)."""
+
+    asks: list[str]
+    beat: float
+    send_held: bool = False
+
+
 @dataclass(slots=True)
 class WorkerRow:
     """A worker in ``ClusterStatus``: what it runs and holds, and when it was last heard."""
@@ -103,6 +115,8 @@ class ClusterStatus:
     unfit: dict[str, int] = field(default_factory=dict)
     keys: dict[str, int] = field(default_factory=dict)  # open connections per key fingerprint
     blocked: int = 0  # tasks waiting for their dependencies to end
+    # per queue: workers that would run all it could run now (taskq_desired_workers)
+    desired: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

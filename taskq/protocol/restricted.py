@@ -24,9 +24,11 @@ from typing import Any
 # (module, name) pairs a request may name. Containers, numbers, strings, bytes, True/False
 # and None need none: pickle has opcodes for them.
 _MESSAGES = ("TaskMsg", "TaskOptions", "ResultMsg", "Status", "WorkerHello", "Schedule")
+_NEW_MESSAGES = ("Beat",)  # only under taskq.protocol.messages: newer than taskq.wire
 ALLOWED: frozenset[tuple[str, str]] = frozenset({
     # the messages, under their module and under the name releases before 0.2 pickled them by
     *((module, name) for module in ("taskq.protocol.messages", "taskq.wire") for name in _MESSAGES),
+    *(("taskq.protocol.messages", name) for name in _NEW_MESSAGES),
     ("builtins", "set"),
     ("builtins", "frozenset"),
     ("builtins", "bytearray"),

@@ -15,6 +15,7 @@ and the worker's to agree (a worker checks that per task, see ``taskq.protocol.m
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
@@ -38,9 +39,12 @@ log = logs.get_logger(__name__)
 # 5: a report is answered at once with a Receipt (the worker keeps its results until one
 #    says they are journaled, and re-sends them to a restarted master); a result names its
 #    attempt; MasterInfo names the master's run (epoch).
-# 6: a worker that cannot load a task says so (Status.UNLOADABLE), and the master hands
+# 6: a worker's heartbeat is a control call that does not wait, carrying a Beat (a digest
+#    of what it holds), answered with Polled; the list goes in ``heartbeat`` only on a join
+#    or when asked. A worker opens three connections. Client.flush.
+# 7: a worker that cannot load a task says so (Status.UNLOADABLE), and the master hands
 #    the task to another worker; a task no worker could load ends UNLOADABLE.
-PROTOCOL = 6
+PROTOCOL = 7
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "
@@ -61,7 +65,13 @@ class Versions:
 
 def local() -> Versions:
     return Versions(PROTOCOL, f"{sys.version_info[0]}.{sys.version_info[1]}",
-                    metadata.version("cloudpickle"))
+                    _cloudpickle())
+
+
+@functools.cache
+def _cloudpickle() -> str:
+    """Read once: the package metadata costs a scan of sys.path on every look."""
+    return metadata.version("cloudpickle")
 
 
 def encode(prefix: bytes, versions: Versions) -> bytes:

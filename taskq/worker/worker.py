@@ -1,14 +1,17 @@
 """A worker: leases tasks from the master and runs them in a local pool of processes.
 
-Only this (main) process talks to the master, over one ``Link`` shared by four threads:
+Only this (main) process talks to the master, over one ``Link`` shared by three threads
+(a connection each):
 
     taker ──── take(n) ──────► master         n = what keeps the pool busy (adaptive)
       │ Job                                                     ▲
       ▼                                                         │ report(results, started)
     ProcessPool (N processes) ── outcomes, starts ──► pump (main thread)
-    heartbeat ── heartbeat(held, running, memory, progress) every second, or as long as the
-                 master says (a big crowd; progress: what the pool's tasks reported since the
-                 last beat); re-registers after a master restart
+    beat ─────── the pump's own call every heartbeat interval (a second, or as long as the
+                 master says in a big crowd): control(wait=0, Beat) says what it holds as a
+                 digest, what runs, its memory and its tasks' progress. The master answers a
+                 digest that differs from its own with send_held (the list then goes in a
+                 heartbeat), and a worker it does not know with beat 0 (it registers again)
     acks ─────── results reported but not yet journaled (taskq.worker.acks), kept until a
                  receipt covers them, re-sent to a restarted master
     control ─── control(answers) ◄── cancel requests: pool.cancel(task) drops a task that has
@@ -142,6 +145,7 @@ class Worker:
         self.acks = Unacked()  # reported results the master has not journaled yet
         self._epoch = ""  # the master run last joined
         self._beat = config.heartbeat  # or longer, as the master says (a big crowd)
+        self._next_beat = 0.0  # when the pump beats next (monotonic)
         self._intake = threading.Lock()  # leased tasks going into the pool, or a cancel
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
@@ -194,7 +198,6 @@ class Worker:
                       pool=self.config.pool)
         threads = [threading.Thread(target=self._guard(loop), name=name, daemon=True)
                    for loop, name in ((self._take_loop, "taskq-take"),
-                                      (self._heartbeat_loop, "taskq-heartbeat"),
                                       (self._control_loop, "taskq-control"))]
         for thread in threads:
             thread.start()
@@ -243,8 +246,9 @@ class Worker:
         return run
 
     def _pump(self) -> None:
-        """Report outcomes as they come; on a stop, drain within the grace period."""
+        """Report outcomes as they come, and beat; on a stop, drain within the grace."""
         while not self._draining.is_set():
+            self._beat_if_due()
             idle = defaults.ACK_LINGER_S if len(self.acks) else defaults.LONG_POLL_S
             outcomes = self.pool.get_outcomes(timeout=idle)
             if not outcomes:  # a task began: tell it with its outcome if that comes soon
@@ -279,6 +283,7 @@ class Worker:
             if remaining <= 0:
                 break
             self._report(self.pool.get_outcomes(timeout=min(remaining, defaults.LONG_POLL_S)))
+            self._beat_if_due()
 
     def _say_goodbye(self, unstarted: list[Job], killed: list[Job]) -> None:
         with contextlib.suppress(ConnectError, MasterError):  # else the leases expire
@@ -423,21 +428,21 @@ class Worker:
                 self._attempts[task.task_id] = task.attempt
             self.pool.submit(Job(task.task_id, payload, task.options.timeout))
 
-    def _heartbeat_loop(self) -> None:
-        while not self._halt.wait(self._beat):
-            with self._sync:
-                if self._halt.is_set():
-                    return
-                with self._held_lock:
-                    held = list(self._held)
-                remote = self.link.remote
-                beat = remote.heartbeat(self.worker_id, held, self.pool.running(),
-                                        memory=self._memory(), progress=self._progress())
-                if beat:
-                    self._beat = max(self.config.heartbeat, beat)
-                else:  # the master lost this worker (or restarted): join it again
-                    self.log.warning("worker_rejoined", held=len(held))
-                    self._join(remote, held)
+    def _send_held(self, rejoin: bool) -> None:
+        """The master asked for the list of what this worker holds (or lost the worker: it
+        joins again, with the list)."""
+        with self._sync:  # never a task this worker has just reported or handed back
+            if self._halt.is_set():
+                return
+            with self._held_lock:
+                held = list(self._held)
+            remote = self.link.remote
+            if rejoin:
+                self.log.warning("worker_rejoined", held=len(held))
+                self._join(remote, held)
+            else:
+                self.log.info("held_sent", held=len(held))
+                remote.heartbeat(self.worker_id, held, self.pool.running())
 
     def _progress(self) -> dict[str, tuple[Any, ...]] | None:
         """What the pool's tasks reported since the last beat, as plain tuples (the
@@ -455,12 +460,34 @@ class Worker:
         return sum(map(resident_bytes, [os.getpid(), *self.pool.pids()]))
 
     def _control_loop(self) -> None:
-        """Answer the master's cancel requests: drop each task that has not begun."""
+        """Answer the master's cancel requests: drop each task that has not begun, stop
+        each one asked to stop."""
         answers: dict[str, bool] = {}
         while not self._halt.is_set():
-            asks = self.link.remote.control(self.worker_id, answers,
-                                            wait=defaults.PARKED_POLL_MAX_S)
-            answers = {ask: self._answer(ask) for ask in asks}
+            polled = self.link.remote.control(self.worker_id, answers,
+                                              wait=defaults.PARKED_POLL_MAX_S)
+            answers = {ask: self._answer(ask) for ask in polled.asks}
+
+    def _beat_if_due(self) -> None:
+        """Tell the master this worker lives, once per heartbeat interval: a digest of what
+        it holds, what runs, its memory and its tasks' progress (a call that never waits)."""
+        now = time.monotonic()
+        if now < self._next_beat:
+            return
+        self._next_beat = now + self._beat
+        with self._sync:  # never a digest without a task just reported or handed back
+            if self._halt.is_set():
+                return
+            with self._held_lock:
+                digest = messages.held_digest(self._held)
+            beat = messages.Beat(held=digest, running=self.pool.running(),
+                                 memory=self._memory(), progress=self._progress())
+            polled = self.link.remote.control(self.worker_id, {}, wait=0.0, beat=beat)
+        if not polled.beat or polled.send_held:
+            self._send_held(rejoin=not polled.beat)
+        else:
+            self._beat = max(self.config.heartbeat, polled.beat)
+        self._next_beat = time.monotonic() + self._beat
 
     def _answer(self, ask: str) -> bool:
         task_id, stop = messages.parse_ask(ask)

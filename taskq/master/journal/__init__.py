@@ -113,6 +113,11 @@ class Journal:
             return self._appended
 
     @property
+    def appended(self) -> int:
+        """The last ticket handed out: every change made so far is in it or before it."""
+        return self._appended
+
+    @property
     def durable(self) -> int:
         """The last ticket committed: every change up to it survives a master SIGKILL."""
         return self._durable
@@ -123,6 +128,17 @@ class Journal:
             self._cond.wait_for(lambda: self._durable >= ticket or self._error is not None)
             if self._durable < ticket:
                 raise RuntimeError(f"the journal could not be written: {self._error}")
+
+    def problem(self) -> str | None:
+        """Why changes cannot be written now (None: they can), in a few words: a commit
+        failed, the writer stopped, or the file or its folder is gone or read-only."""
+        if self._error is not None:
+            return "the journal's last commit failed"
+        if not self._writer.is_alive():
+            return "the journal's writer has stopped"
+        if not all(os.access(p, os.W_OK) for p in (self.path, self.path.parent)):
+            return "the journal's file is not writable"
+        return None
 
     def _next_batch(self) -> tuple[list[Changes], int] | None:
         """What to commit next and the ticket it makes durable; an empty batch once the

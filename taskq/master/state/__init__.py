@@ -37,6 +37,7 @@ from taskq.defaults import (
     SCHEDULE_RESULTS_KEPT,
 )
 from taskq.master.state import unloadable
+from taskq.master.state.autoscale import WorkerSizes
 from taskq.master.state.cancels import CancelsMixin
 from taskq.master.state.crowd import Crowd, Due
 from taskq.master.state.deps import Deps, DepsMixin
@@ -51,6 +52,7 @@ from taskq.master.state.stops import StopsMixin
 from taskq.master.state.uniques import Uniques
 from taskq.protocol.messages import (
     SCHEDULE_PREFIX,
+    Beat,
     ResultMsg,
     Schedule,
     Status,
@@ -100,6 +102,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         self.schedules = Schedules()
         self.limits = Limits()
         self.resources = Resources()
+        self.sizes = WorkerSizes()  # per queue, for the autoscaling target (state.autoscale)
         self.uniques = Uniques()
         self.deps = Deps(self.tasks)  # dependents and the results kept for them
         self.now = 0.0  # the latest time a call gave (for unique_for windows)
@@ -220,9 +223,11 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
             info.held, info.done, info.failed = old.held, old.done, old.failed
             info.to_ask = [*old.to_ask, *old.asked]  # answers may have been lost: ask again
             info.sent = old.sent  # its next take says whether that batch arrived
+            info.unconfirmed = old.unconfirmed
         info.last_seen = now
         self.crowd.add(info, now + self.silence(info))
         self.resources.register(info.worker_id, info.resources)
+        self.sizes.seen(info.procs, info.queues)
         self.beat(info)
 
     def beat(self, worker: WorkerInfo) -> float:
@@ -265,9 +270,35 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
                     self._ask_to_stop(rec)
             elif rec.worker == worker_id:
                 rec.deadline = deadline
+        worker.unconfirmed = worker.held.difference(held, worker.sent)
         if progress:
             self.note_progress(worker_id, progress)
         return True
+
+    def beaten(self, worker_id: str, beat: Beat, now: float) -> tuple[bool, bool]:
+        """A worker's beat (on its control poll): whether the worker is known here, and
+        whether it must send the list of what it holds (its digest differs from ours). A
+        beat that matches renews every lease of the worker at once (``lease_expires``)."""
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            return False, False
+        worker.last_seen = now
+        worker.running, worker.memory = beat.running, beat.memory
+        if beat.progress:
+            self.note_progress(worker_id, beat.progress)
+        if not self.crowd.held_matches(worker, beat.held):
+            return True, True
+        worker.unconfirmed.clear()
+        return True, False
+
+    def lease_expires(self, rec: TaskRecord) -> float:
+        """When a lease runs out: its holder's silence after it was last heard from, for a
+        lease its holder confirms holding (renewed per worker, not per task); its own
+        deadline for one it did not list in its last heartbeat, or whose holder is gone."""
+        holder = self.workers.get(rec.worker or "")
+        if holder is None or rec.msg.task_id in holder.unconfirmed:
+            return rec.deadline
+        return max(rec.deadline, holder.last_seen + self.silence(holder))
 
     def arrived(self, worker_id: str, received: str) -> None:
         """A worker says which batch of leases reached it last: ``received``, the first
@@ -456,8 +487,8 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
             self.resources.forget(worker_id)
         for task_id in [*orphans, *self._lease_due.pop(now, self._lease_deadline)]:
             rec = self.leased.get(task_id)
-            if rec is None or (rec.worker in self.workers and rec.deadline >= now):
-                continue  # (handed back, or a task listed twice)
+            if rec is None or (rec.worker in self.workers and self.lease_expires(rec) >= now):
+                continue  # (handed back, renewed, or a task listed twice)
             lost_worker = rec.worker or "?"
             asked = rec.cancel_asked
             if rec.stop_asked:  # it runs nowhere now: a late result finds it ended
@@ -482,7 +513,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
 
     def _lease_deadline(self, task_id: str) -> float | None:
         rec = self.leased.get(task_id)
-        return None if rec is None else rec.deadline
+        return None if rec is None else self.lease_expires(rec)
 
     def promote(self, now: float) -> int:
         """Queue the waiting tasks whose time has come, and the tasks of schedules' ticks
@@ -578,6 +609,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
             holder = self.workers.get(rec.worker or "")
             if holder is not None:
                 holder.held.discard(rec.msg.task_id)
+                holder.unconfirmed.discard(rec.msg.task_id)
             rec.worker = None
             if rec.started:
                 rec.started = False

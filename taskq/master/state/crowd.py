@@ -10,6 +10,8 @@ a look-up and a heap step.
                               last_seen: no heap step on the hot path)
     remove(id) ──► the worker and its processes' count go (its entry is dropped when due)
     share(worker, pending_by_queue) ──► its fair part of what its queues hold
+    held_matches(worker, digest) ──► does a beat's digest of what the worker holds match
+                              ours (with or without the leases still on their way to it)?
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from taskq.master.state.records import WorkerInfo
+from taskq.protocol.messages import held_digest
 
 
 class Due:
@@ -98,3 +101,11 @@ class Crowd:
             if pending > 0:
                 part += pending * worker.procs / max(1, self.procs_by_queue[queue])
         return -int(-part // 1)
+
+    @staticmethod
+    def held_matches(worker: WorkerInfo, digest: int) -> bool:
+        """Whether a worker holds what it is leased, by its digest: all of it, or all but
+        the last batch, still on its way (``WorkerInfo.sent``)."""
+        if digest == held_digest(worker.held):
+            return True
+        return bool(worker.sent) and digest == held_digest(worker.held.difference(worker.sent))

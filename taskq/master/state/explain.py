@@ -177,7 +177,7 @@ def _leased(state: BrokerState, rec: TaskRecord, facts: dict[str, Any]) -> Expla
     live = state.history.live.get(rec.msg.task_id)
     leased_at = live.leased if live is not None else 0.0
     facts.update(worker=rec.worker, leased_at=leased_at,
-                 lease_expires=rec.deadline + state.wall_offset)
+                 lease_expires=state.lease_expires(rec) + state.wall_offset)
     if rec.started:
         return _running(state, rec, where, facts)
     why = (f"handed to worker {where}" + (f" at {_at(leased_at)}" if leased_at else "")
@@ -186,8 +186,9 @@ def _leased(state: BrokerState, rec: TaskRecord, facts: dict[str, Any]) -> Expla
     if rec.cancel_asked:
         reasons.append("its cancel was asked of the worker, which has not answered yet")
     if worker is None:
-        reasons.append(f"its worker is silent: the lease expires at "
-                       f"{_at(rec.deadline + state.wall_offset)}, then it is queued again")
+        expires = state.lease_expires(rec) + state.wall_offset
+        reasons.append(f"its worker is silent: the lease expires at {_at(expires)}, then "
+                       f"it is queued again")
     return Explanation(rec.msg.task_id, ExplainKind.LEASED, why, reasons, facts)
 
 

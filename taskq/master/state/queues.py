@@ -9,7 +9,8 @@ them) wait in heaps of their own, so a key (or a queue) at its limit never block
 others: ``pop_best`` takes the best task among the heaps the gate lets through (no
 head-of-line blocking). Entries are deleted lazily: an entry
 is valid while its record is still in the state it was pushed in, with the same ticket
-(``remove`` bumps the ticket). Counts are kept exact.
+(``remove`` bumps the ticket). Counts are kept exact: per queue, and per queue, limit key and
+limit for the tasks that carry a key (what ``taskq.master.state.autoscale`` caps).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class TaskQueues:
     def __init__(self) -> None:
         self.heaps: dict[str, dict[str, list[_HeapEntry]]] = {}  # queue -> limit key -> heap
         self.pending_by_queue: Counter[str] = Counter()
+        self.keyed: Counter[tuple[str, str, int]] = Counter()  # (queue, limit key, limit)
         self.waiting: list[_HeapEntry] = []
         self.waiting_count = 0
 
@@ -57,6 +59,8 @@ class TaskQueues:
         heap = self.heaps.setdefault(queue, {}).setdefault(key, [])
         heapq.heappush(heap, (-options.priority, rec.seq, rec.ticket, rec))
         self.pending_by_queue[queue] += 1
+        if options.limit_key:
+            self.keyed[queue, options.limit_key, options.limit] += 1
 
     def hold(self, rec: TaskRecord, not_before: float) -> None:
         """Keep a task back until ``not_before``."""
@@ -69,7 +73,7 @@ class TaskQueues:
     def remove(self, rec: TaskRecord) -> None:
         """Take a pending or waiting task out (its entry goes stale)."""
         if rec.state is TaskState.PENDING:
-            self.pending_by_queue[rec.msg.options.queue] -= 1
+            self._left(rec)
         elif rec.state is TaskState.WAITING:
             self.waiting_count -= 1
         else:
@@ -87,9 +91,19 @@ class TaskQueues:
         rec = heapq.heappop(heap)[3]
         if not heap:
             del self.heaps[queue][key]
-        self.pending_by_queue[queue] -= 1
+        self._left(rec)
         rec.ticket += 1
         return rec
+
+    def _left(self, rec: TaskRecord) -> None:
+        """A pending task left its queue: the counts go down."""
+        options = rec.msg.options
+        self.pending_by_queue[options.queue] -= 1
+        if options.limit_key:
+            where = (options.queue, options.limit_key, options.limit)
+            self.keyed[where] -= 1
+            if not self.keyed[where]:
+                del self.keyed[where]
 
     def peek_best(self, queues: tuple[str, ...],
                   gate: Gate | None = None) -> tuple[str, str] | None:

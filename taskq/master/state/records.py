@@ -59,6 +59,9 @@ class WorkerInfo:
     beat: float = 0.0  # the heartbeat interval it was last told (see BrokerState.beat)
     sent: list[str] = field(default_factory=list)  # its last leases, until a take says
     # they arrived (see BrokerState.lease)
+    # leases it did not list in its last heartbeat (nor on their way to it): renewed no
+    # more by its beats, they expire at their own deadline (see BrokerState.lease_expires)
+    unconfirmed: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from collections import Counter
 from typing import Any
 
 from taskq.master.state import BrokerState
+from taskq.master.state.autoscale import desired_workers
 from taskq.master.state.history import TaskHistory, job_name
 from taskq.master.state.stats import FINE, Window, percentile
 
@@ -40,6 +41,7 @@ def monitor_copy(state: BrokerState, now: float) -> dict[str, Any]:
         "now": hist.wall(now), "workers": workers, "jobs": jobs,
         "pending": dict(state.pending_by_queue), "running": dict(running),
         "waiting": state.queues.waiting_count,
+        "desired": desired_workers(state.queues, state.limits, state.sizes),
         "limits": {q: (lim.rate, lim.concurrency) for q, lim in state.limits.by_queue.items()},
         "counters": dict(hist.stats.counters), "windows": hist.stats.copy_windows(),
         "failed": [t.as_dict() for t in failed[:20]],
@@ -58,6 +60,7 @@ def render_monitor(copy: dict[str, Any]) -> dict[str, Any]:
     windows: list[Window] = copy.pop("windows")
     counters = copy.pop("counters")
     limits = copy.pop("limits")
+    desired = copy.pop("desired")
     queues = sorted({*copy["pending"], *copy["running"], *(k[1] for k in counters), *limits})
     copy["queues"] = [{
         "name": q, "depth": copy["pending"].get(q, 0), "running": copy["running"].get(q, 0),
@@ -65,6 +68,8 @@ def render_monitor(copy: dict[str, Any]) -> dict[str, Any]:
         "finished": sum(n for k, n in counters.items() if k[0] == "finished" and k[1] == q),
         # limits: tasks a second and tasks leased at once; 0 is no limit
         "rate": limits.get(q, (0.0, 0))[0], "concurrency": limits.get(q, (0.0, 0))[1],
+        # workers that would run all it could run now (taskq_desired_workers)
+        "desired_workers": desired.get(q, 0),
     } for q in queues]
     copy["series"] = [{
         "start": w.start, "submitted": w.submitted, "done": w.done, "failed": w.failed,
@@ -99,6 +104,7 @@ def metrics_copy(state: BrokerState) -> dict[str, Any]:
     return {
         "counters": dict(stats.counters),
         "depth": dict(state.pending_by_queue), "running": dict(running),
+        "desired": desired_workers(state.queues, state.limits, state.sizes),
         "workers": {"active": len(state.workers) - draining, "draining": draining,
                     "lost": lost},
         "wait": {q: h.copy() for q, h in stats.wait.items()},

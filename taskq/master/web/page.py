@@ -48,6 +48,8 @@ TILES = (
     Tile("workers", "workers", live_workers),
     Tile("queued", "queued", lambda s: sum(q["depth"] for q in s["queues"])),
     Tile("running", "running", lambda s: sum(q["running"] for q in s["queues"])),
+    Tile("desired", "workers wanted",
+         lambda s: max((q.get("desired_workers", 0) for q in s["queues"]), default=0)),
     Tile("done", "done (15 min)", lambda s: s["totals"]["done"]),
     Tile("failed", "failed (15 min)", lambda s: s["totals"]["failed"]),
     Tile("wait", "wait p50 / p99 (15 min)", lambda s: _pair(s, "wait")),
@@ -57,7 +59,7 @@ TILES = (
 WORKER_COLUMNS = ("worker", "host", "pid", "pool", "busy", "done", "failed", "memory",
                   "heartbeat", "state")
 QUEUE_COLUMNS = ("queue", "depth", "running", "in /s", "out /s", "submitted", "finished",
-                 "rate limit", "concurrency limit")
+                 "desired workers", "rate limit", "concurrency limit")
 JOB_COLUMNS = ("job", "progress", "done", "failed", "open", "results waiting")
 
 
@@ -96,7 +98,8 @@ def queues(s: Snapshot) -> str:
     rows = [(f' data-queue="{esc(q["name"])}" data-submitted="{esc(q["submitted"])}"'
              f' data-finished="{esc(q["finished"])}"',
              [esc(q["name"]), esc(q["depth"]), esc(q["running"]), DASH, DASH,
-              esc(q["submitted"]), esc(q["finished"]), esc(limit(q["rate"], " /s")),
+              esc(q["submitted"]), esc(q["finished"]), esc(q.get("desired_workers", 0)),
+              esc(limit(q["rate"], " /s")),
               esc(limit(q["concurrency"], ""))])
             for q in s["queues"]]
     return table(QUEUE_COLUMNS, rows)

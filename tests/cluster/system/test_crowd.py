@@ -1,7 +1,7 @@
 """A crowd of idle workers on a real master: its threads stay flat however many connect.
 
 A real ``taskq master`` and 200 simulated workers (``bench.scale_sim``: each makes a real
-``taskq worker``'s calls over its four connections: 800 connections), then a real task
+``taskq worker``'s calls over its three connections: 600 connections), then a real task
 through it all. The master's thread count is read from /proc before and after they join.
 """
 
@@ -22,7 +22,7 @@ import taskq
 from taskq.net import serving
 
 CROWD = 200
-CONNECTIONS_PER_WORKER = 4
+CONNECTIONS_PER_WORKER = 3
 
 
 def _threads(pid: int) -> int:

@@ -105,7 +105,9 @@ def test_the_first_paint_holds_the_tiles_and_tables_of_the_snapshot() -> None:
     (row,) = cells.tables["workers"][1:]
     assert row == ["w1", "hostA", "11", "2", "2", "2", "1", DASH, "1.0 s ago", "active"]
     (queue,) = cells.tables["queues"][1:]
-    assert queue == ["default", "1", "2", DASH, DASH, "6", "3", "no limit", "no limit"]
+    # two running and one queued, on a worker of two processes: two workers would run all
+    assert queue == ["default", "1", "2", DASH, DASH, "6", "3", "2", "no limit", "no limit"]
+    assert cells.tiles["desired"] == "2"
     (job,) = cells.tables["jobs"][1:]
     assert job == ["J", "3 of 6", "2", "1", "3", "3"]
     assert "KeyError: &#x27;k&#x27;" in page.render(shot)

@@ -34,11 +34,21 @@ from hypothesis.stateful import (
 
 from taskq.defaults import MAX_LOAD_REFUSALS
 from taskq.master.state import BrokerState, TaskRecord, WorkerInfo
+from taskq.master.state.autoscale import desired_workers
 from taskq.master.state.history import OUTCOMES
 from taskq.master.state.limits import QueueLimit
 from taskq.master.state.resources import unfit as unfit_counts
 from taskq.master.state.stats import Stats
-from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskOptions, TaskState, stop_ask
+from taskq.protocol.messages import (
+    Beat,
+    ResultMsg,
+    Status,
+    TaskMsg,
+    TaskOptions,
+    TaskState,
+    held_digest,
+    stop_ask,
+)
 
 LOST_AFTER = 5.0
 MAX_PAYLOAD = 6
@@ -48,6 +58,7 @@ OUTBOXES = ("a", "b")
 WORKERS: dict[str, tuple[str, ...]] = {"w0": ("default",), "w1": ("gpu",),
                                        "w2": ("default", "gpu")}
 KINDS = st.sampled_from(sorted(WORKERS))
+PROCS = {"w0": 1, "w1": 3, "w2": 2}  # tasks each kind runs at once
 # What each kind of worker has, and what a task may need (gpu=3: no worker ever fits it).
 CAPACITY: dict[str, tuple[tuple[str, float], ...]] = {"w0": (("gpu", 2.0),), "w1": (),
                                                        "w2": (("gpu", 1.0),)}
@@ -81,6 +92,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.began: set[str] = set()  # tasks a worker began running under their lease
         self.rates: dict[str, tuple[float, float, int]] = {}  # queue -> (since, rate, leased)
         self.told_started: set[str] = set()
+        self.sizes: dict[str, int] = {}  # queue -> size of the last worker that joined it
         self.ever_leased: set[str] = set()
         self.stopped: set[str] = set()  # tasks a stop was asked for (and told as stopping)
         self.journaled_stops: set[str] = set()  # stops journaled by earlier lives of the master
@@ -104,8 +116,9 @@ class BrokerMachine(RuleBasedStateMachine):
 
     def join(self, kind: str) -> str:
         worker = self.worker_id(kind)
-        self.state.register(WorkerInfo(worker, "host", 1, 1, WORKERS[kind],
+        self.state.register(WorkerInfo(worker, "host", 1, PROCS[kind], WORKERS[kind],
                                        resources=CAPACITY[kind]), self.now)
+        self.sizes.update(dict.fromkeys(WORKERS[kind], PROCS[kind]))
         return worker
 
     def pick(self, data: st.DataObject, pool: list[str], focus: list[str] | None = None,
@@ -477,12 +490,48 @@ class BrokerMachine(RuleBasedStateMachine):
                     assert stop_ask(tid) in info.to_ask or stop_ask(tid) in info.asked
             else:
                 assert after[tid] == before[tid]
+        info = self.state.workers[worker]
+        leases = {t for t, r in self.state.leased.items() if r.worker == worker}
+        assert info.unconfirmed == leases - set(held) - set(info.sent)
         for tid, value in progress.items():
             rec = self.state.leased.get(tid)
             total = value[1]
             valid = total is None or total >= value[0]
             if rec is not None and rec.worker == worker and valid:
                 assert tuple(rec.progress) == value
+
+    def expires(self, rec: TaskRecord) -> float:
+        """A lease runs out at its own deadline, or later, at its holder's silence after it
+        was last heard from, unless its holder did not list it in its last heartbeat."""
+        holder = self.state.workers.get(rec.worker or "")
+        if holder is None or rec.msg.task_id in holder.unconfirmed:
+            return rec.deadline
+        return max(rec.deadline, holder.last_seen + self.state.silence(holder))
+
+    @rule(data=st.data(), kind=KINDS, dt=st.sampled_from([0.0, 1.0]), exact=st.booleans())
+    def beat(self, data: st.DataObject, kind: str, dt: float, exact: bool) -> None:
+        """A worker's beat: a digest of what it holds (exactly its leases, or another set)."""
+        self.settled = False
+        self.now += dt
+        worker = self.worker_id(kind)
+        info = self.state.workers.get(worker)
+        leases = {t for t, r in self.state.leased.items() if r.worker == worker}
+        held = leases if exact else set(self.pick(data, self.known_ids(), list(leases)))
+        before = self.view()
+
+        known, send_held = self.state.beaten(
+            worker, Beat(held=held_digest(held), running=len(held)), self.now)
+
+        assert known is (info is not None)
+        assert self.view() == before  # a beat moves no task
+        if info is None:
+            assert not send_held
+            return
+        assert info.last_seen == self.now
+        in_transit = leases - set(info.sent)
+        assert send_held is not (held == leases or (bool(info.sent) and held == in_transit))
+        if not send_held:
+            assert not info.unconfirmed
 
     @rule(data=st.data(), kind=KINDS, old=st.booleans())
     def complete(self, data: st.DataObject, kind: str, old: bool) -> None:
@@ -685,6 +734,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.settled = False
         old = self.state
         self.state = self.new_state()
+        self.sizes.clear()  # the new master has seen no worker yet
         self.rates.clear()  # limits are journaled, but this restart models tasks only
         self.state.restore_hold_until = self.now + hold if hold else 0.0
         for kept in old.deps.kept.values():
@@ -765,7 +815,7 @@ class BrokerMachine(RuleBasedStateMachine):
                   if self.now - info.last_seen > LOST_AFTER}
         alive = set(self.state.workers) - silent
         overdue = {tid: rec.lost for tid, rec in self.state.leased.items()
-                   if rec.deadline < self.now or rec.worker not in alive}
+                   if self.expires(rec) < self.now or rec.worker not in alive}
 
         due = {tid for tid, rec in self.state.tasks.items()
                if rec.state is TaskState.WAITING and rec.not_before <= self.now}
@@ -814,7 +864,33 @@ class BrokerMachine(RuleBasedStateMachine):
         self.dependencies_hold()
         self.stopped_tasks_end_cancelled()
         self.refusals_are_kept()
+        self.desired_workers_run_all_that_could_run()
         self.settled = True
+
+    def desired_workers_run_all_that_could_run(self) -> None:
+        """The autoscaling target, recounted from the tasks themselves: per queue, the
+        leased ones plus the queued ones each limit key lets through, within the queue's
+        concurrency, over the size of the last worker that joined it (1 before any)."""
+        state = self.state
+        by_key = Counter(r.msg.options.limit_key for r in state.leased.values())
+        want = {}
+        for queue in {"default", *QUEUES}:
+            leased = sum(r.msg.options.queue == queue for r in state.leased.values())
+            queued = [r.msg.options for r in state.tasks.values()
+                      if r.state is TaskState.PENDING and r.msg.options.queue == queue]
+            keyed = Counter(o.limit_key for o in queued if o.limit_key)
+            room = {o.limit_key: max(0, o.limit - by_key[o.limit_key]) for o in queued}
+            could = leased + sum(not o.limit_key for o in queued) + sum(
+                min(n, room[k]) for k, n in keyed.items())
+            limit = state.limits.by_queue.get(queue)
+            if limit is not None and limit.concurrency:
+                could = min(could, limit.concurrency)
+            size = self.sizes.get(queue, 1)
+            want[queue] = -(-could // size)
+            assert want[queue] * size >= could > (want[queue] - 1) * size or could == 0
+        got = desired_workers(state.queues, state.limits, state.sizes)
+        assert {q: got.get(q, 0) for q in want} == want
+        assert all(n == 0 for q, n in got.items() if q not in want)
 
     def refusals_are_kept(self) -> None:
         """A live task knows exactly the workers that could not load it; one that ended
