@@ -31,6 +31,10 @@ LOST_AFTER_S = 5.0
 # How many times a task may be handed to a worker that is then lost before it fails with
 # WorkerLost: a task that kills every worker it touches must not loop forever.
 MAX_LOST_ATTEMPTS = 3
+# How many distinct workers may fail to load a task (its module does not import there)
+# before it fails, even if more serve its queue: a task that this many could not import
+# is a deployment problem to report, not one to walk the whole crowd with.
+MAX_LOAD_REFUSALS = 8
 # How often the master looks for expired leases; the loss is seen within LOST_AFTER_S + this.
 REAP_EVERY_S = 0.25
 

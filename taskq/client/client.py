@@ -62,6 +62,7 @@ FN_CACHE_SIZE = 256  # encodings of functions shipped by reference kept (bytes o
 FETCH_RETRIES = 5  # consecutive failed fetches (an error inside the master) before giving up
 KEY_HINT = (f"check the authkey argument of Client, or {defaults.ENV_AUTHKEY}: it must be "
             f"the master's key")  # what a rejected key tells a Python user
+KEY_HOW = f"pass Client(authkey=...) or set {defaults.ENV_AUTHKEY}"  # ... and a missing one
 
 
 @dataclass(slots=True, eq=False)
@@ -84,10 +85,13 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
 
     def __init__(self, address: str | tuple[str, int] | None = None,
                  authkey: bytes | str | None = None, *, procs: int | None = None,
-                 connect_for: float = defaults.CONNECT_TIMEOUT_S * 2,
+                 connect_for: float | None = None,
                  reconnect_for: float = defaults.RECONNECT_FOR_S,
                  tls: TLS | None = None) -> None:
-        """``tls``: how to reach a master that speaks TLS (default: from TASKQ_TLS_*)."""
+        """``connect_for``: seconds to wait for a master that is not up yet (None: do not
+        wait; no master there is a ``ConnectError`` at once); ``reconnect_for``: for one
+        that went away; ``tls``: how to reach a master that speaks TLS (default: from
+        TASKQ_TLS_*)."""
         self._cluster = None
         address = address or os.environ.get(defaults.ENV_ADDRESS)
         if address is None:
@@ -97,7 +101,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
             address, key = self._cluster.address, self._cluster.authkey
             say_started(address)
         else:
-            key = resolve_authkey(authkey)
+            key = resolve_authkey(authkey, how=KEY_HOW)
         self.address = parse_address(address) if isinstance(address, str) else address
         self.outbox = names.new_client_claim()  # a secret: whoever holds it reaches the results
         self.public_outbox = names.outbox_name(self.outbox)  # what logs and task ids show
@@ -123,7 +127,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
                           tls_settings=tls if tls is not None or self._cluster else TLS.from_env())
         self._remote = self._link.remote
         try:
-            self._link.open(connect_for)
+            self._link.open(connect_for or 0.0)  # one attempt, unless asked to wait
         except BaseException:
             self._stop_cluster()
             raise

@@ -60,13 +60,19 @@ class CallByName:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            target: Any = importlib.import_module(self.module)
+            target = self.__taskq_resolve__()
         except ImportError as exc:
             raise TaskLoadError(f"the worker on {socket.gethostname()} could not import "
                                 f"module {self.module!r}: {exc}") from None
+        return target(*args, **kwargs)
+
+    def __taskq_resolve__(self) -> Any:
+        """The function itself, imported: a worker loads it so before the task runs, and a
+        worker where the module does not import hands the task to another."""
+        target: Any = importlib.import_module(self.module)
         for part in self.name.split("."):
             target = getattr(target, part)
-        return target(*args, **kwargs)
+        return target
 
     def __repr__(self) -> str:
         return f"{self.module}:{self.name}"

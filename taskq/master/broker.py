@@ -398,7 +398,7 @@ class Broker(PrimitiveCalls, BrokerViews):
             def ready() -> bool:
                 return state.has_asks(worker_id) or (room() > 0 and any(
                     state.pending_by_queue[q] > 0 for q in queues) and state.can_lease(
-                    queues, self._clock()))
+                    queues, self._clock(), worker_id))
 
             now = self._clock()  # waiting tasks are queued by the reaper's timer, not here
             token = state.limits.next_token(queues, now) if state.limits.by_queue else None

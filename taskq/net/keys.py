@@ -41,8 +41,10 @@ def read_key_file(path: Path) -> bytes:
     return lines[0]
 
 
-def resolve_authkey(authkey: bytes | str | None = None, key_file: Path | None = None) -> bytes:
-    """The key to use: an explicit key, then --authkey-file, then TASKQ_AUTHKEY."""
+def resolve_authkey(authkey: bytes | str | None = None, key_file: Path | None = None, *,
+                    how: str = f"set {ENV_AUTHKEY} or pass --authkey-file PATH") -> bytes:
+    """The key to use: an explicit key, then --authkey-file, then TASKQ_AUTHKEY. ``how``:
+    how this peer's user gives a key (a command's flag, a ``Client`` argument)."""
     if authkey:
         return authkey.encode() if isinstance(authkey, str) else authkey
     if key_file is not None:
@@ -50,8 +52,7 @@ def resolve_authkey(authkey: bytes | str | None = None, key_file: Path | None = 
     env = os.environ.get(ENV_AUTHKEY, "").strip()
     if env:
         return env.encode()
-    raise AuthkeyMissing(f"no authkey: set {ENV_AUTHKEY} or pass --authkey-file PATH "
-                         f"(the master prints where its key file is)")
+    raise AuthkeyMissing(f"no authkey: {how} (the master prints where its key file is)")
 
 
 def master_authkeys(key_files: list[Path]) -> tuple[list[bytes], Path | None]:

@@ -29,6 +29,7 @@ from taskq.errors import (
     SerializationError,
     TaskCancelled,
     TaskCrashed,
+    TaskLoadError,
     TaskRefused,
     TaskTimeout,
     WorkerLost,
@@ -242,6 +243,7 @@ _FAILURES: dict[Status, type[Exception]] = {
     Status.LOST: WorkerLost,
     Status.REFUSED: TaskRefused,
     Status.CANCELLED: TaskCancelled,
+    Status.UNLOADABLE: TaskLoadError,
 }
 
 

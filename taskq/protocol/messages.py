@@ -35,6 +35,9 @@ class Status(StrEnum):
     CANCELLED = "cancelled"  # removed before it started, or stopped while it ran
     # a dependency did not end OK, so it never ran; body: deps.failure_body
     DEPENDENCY_FAILED = "dependency_failed"
+    # the worker could not load it (its module does not import there), so it did not run:
+    # from a worker, the master hands it to another; from the master, no worker could
+    UNLOADABLE = "unloadable"
 
 
 _STATUSES: dict[str, Status] = {s.value: s for s in Status}

@@ -43,7 +43,9 @@ log = logs.get_logger(__name__)
 #    ``heartbeat`` only on a join or when asked); ``take`` is its one poll, for tasks up to
 #    what it holds (``hold``) and for cancel requests (``control`` is gone), answered with
 #    Leased. A worker opens two connections. ``flush``.
-PROTOCOL = 6
+# 7: a worker that cannot load a task says so (Status.UNLOADABLE), and the master hands
+#    the task to another worker; a task no worker could load ends UNLOADABLE.
+PROTOCOL = 7
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

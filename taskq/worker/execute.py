@@ -3,8 +3,10 @@
 Runs inside the worker's pool processes (``pools.process`` calls ``run``), and on the threads
 of its thread and asyncio pools (with ``load``, ``call``, ``failed``, ``encode``).
 ``run`` never raises:
-a function that cannot be loaded, an exception, and a result that cannot be pickled all
-become an ERROR outcome whose body is the pickled exception. A BaseException (SystemExit,
+an exception and a result that cannot be pickled become an ERROR outcome whose body is
+the pickled exception; a task that cannot be loaded here (its module does not import)
+is UNLOADABLE, its detail one line of why (then the traceback), so that the master hands
+it to another worker. A BaseException (SystemExit,
 KeyboardInterrupt) is an outcome like any other, whether the task raised it or the
 pickling of its result or exception did: the submitter gets it, as from the standard
 process pool, and the pool process goes on::
@@ -47,19 +49,30 @@ def import_from(paths: tuple[str, ...]) -> None:
             sys.path.insert(0, path)
 
 
+RESOLVE = "__taskq_resolve__"  # a function named by import path (``taskq submit mod:fn``)
+# has this method: it imports its target when the task is loaded, not when it is called
+
+
 def _load_function(fn: bytes) -> Any:
     cached = _FN_CACHE.get(fn)
     if cached is None:
-        cached = _FN_CACHE[fn] = bodies.decode_function(fn)
+        cached = bodies.decode_function(fn)
+        resolve = getattr(type(cached), RESOLVE, None)
+        if resolve is not None:
+            cached = resolve(cached)
+        _FN_CACHE[fn] = cached
         if len(_FN_CACHE) > _FN_CACHE_SIZE:
             _FN_CACHE.popitem(last=False)
     return cached
 
 
-def _load_error(exc: BaseException) -> TaskLoadError:
-    what = f"module {exc.name!r} is not importable there" if isinstance(
-        exc, ModuleNotFoundError) else f"{type(exc).__name__}: {exc}"
-    return TaskLoadError(f"the worker on {socket.gethostname()} could not load the task: {what}")
+def _load_error(exc: BaseException) -> tuple[TaskLoadError, str]:
+    """The error, and why in one line (``could not import m: No module named 'm'``)."""
+    if isinstance(exc, ImportError) and exc.name:
+        why = f"could not import {exc.name}: {exc}"
+    else:
+        why = f"could not load the task: {type(exc).__name__}: {exc}"
+    return TaskLoadError(f"the worker on {socket.gethostname()} {why}"), why
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +109,7 @@ class Loaded:
 
 
 def load(payload: Payload) -> Loaded | RunResult:
-    """Decode one task; an ERROR result if it cannot be."""
+    """Decode one task; an UNLOADABLE result if it cannot be here."""
     args_bytes, inputs = payload.args, None
     if type(args_bytes) is tuple:
         args_bytes, inputs = args_bytes
@@ -104,8 +117,8 @@ def load(payload: Payload) -> Loaded | RunResult:
         fn = _load_function(payload.fn)
         args, kwargs = bodies.decode_args(args_bytes, inputs)
     except BaseException as exc:  # a module may even exit as it is imported
-        err = _load_error(exc)
-        return RunResult(Status.ERROR, _error_body(err), _trace(err))
+        err, why = _load_error(exc)
+        return RunResult(Status.UNLOADABLE, _error_body(err), f"{why}\n{_trace(exc)}")
     return Loaded(fn, args, kwargs, payload)
 
 

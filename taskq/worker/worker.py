@@ -327,6 +327,9 @@ class Worker:
         if outcome.kind is OutcomeKind.DONE:
             ran: execute.RunResult = outcome.value
             status, body, detail, retry = ran.status, ran.body, ran.detail, ran.retry
+            if status is Status.UNLOADABLE:  # the master hands it to another worker
+                self.log.warning("task_not_loadable", task_id=outcome.task_id,
+                                 reason=detail.partition("\n")[0])
             if body is not None and len(body) > self._max_payload:
                 status, detail = Status.ERROR, ""
                 body = bodies.encode_error(PayloadTooLarge(

@@ -249,7 +249,7 @@ class Journal:
         to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
         shared: dict[tuple[Any, ...], TaskOptions] = {}  # one object per set of options
         for (tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors,
-             not_before, extra, holder) in tasks:
+             not_before, extra, refused, holder) in tasks:
             key = (timeout, retries, prio, queue, extra)
             options = shared.get(key)
             if options is None:  # the master never changes a task's options: share them
@@ -257,7 +257,8 @@ class Journal:
                                                                json.loads(extra))
             msg = TaskMsg(tid, outbox, fn, args, options, deps=deps.get(tid, ()))
             state.restore_task(msg, seq, lost, errors,
-                               not_before + to_state if not_before else 0.0, holder)
+                               not_before + to_state if not_before else 0.0,
+                               json.loads(refused) if refused else None, holder)
         state.deps.forget_unreferenced()
         for tid, outbox, status, body, detail, worker, duration in results:
             state.restore_result(outbox, ResultMsg(tid, status, body, detail, worker, duration))
@@ -397,6 +398,11 @@ def _wall(rec: TaskRecord, to_wall: float) -> float:
     return rec.not_before + to_wall if rec.state is TaskState.WAITING else 0.0
 
 
+def _refused(rec: TaskRecord) -> str:
+    """The workers that could not load a task, and why, as JSON ('' for none)."""
+    return json.dumps(rec.refused_by) if rec.refused_by else ""
+
+
 def _write_settings(db: sqlite3.Connection, changes: Changes) -> None:
     """Schedules and queue limits (inside ``_write``'s transaction)."""
     if changes.schedules:
@@ -429,10 +435,12 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
                 [(r.msg.task_id, r.msg.outbox, r.seq, r.msg.fn, r.msg.args,
                   r.msg.options.timeout, r.msg.options.retries, r.msg.options.priority,
                   r.msg.options.queue, r.lost, r.errors, _wall(r, to_wall),
-                  json.dumps(r.msg.options.extra()), "") for r in changes.added])
+                  json.dumps(r.msg.options.extra()), _refused(r), "")
+                 for r in changes.added])
         if changes.updated:
-            db.executemany("UPDATE tasks SET lost=?, errors=?, not_before=? WHERE task_id=?",
-                           [(r.lost, r.errors, _wall(r, to_wall), r.msg.task_id)
+            db.executemany("UPDATE tasks SET lost=?, errors=?, not_before=?, unloadable=? "
+                           "WHERE task_id=?",
+                           [(r.lost, r.errors, _wall(r, to_wall), _refused(r), r.msg.task_id)
                             for r in changes.updated])
         if changes.leased:  # the last worker each was leased to ('': queued again since)
             db.executemany("UPDATE tasks SET holder=? WHERE task_id=?",

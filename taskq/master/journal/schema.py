@@ -23,7 +23,7 @@ from taskq.errors import TaskqError
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "tasks": ("task_id", "outbox", "seq", "fn", "args", "timeout", "retries", "priority",
-              "queue", "lost", "errors", "not_before", "extra", "holder"),
+              "queue", "lost", "errors", "not_before", "extra", "unloadable", "holder"),
     "results": ("task_id", "outbox", "status", "body", "detail", "worker", "duration"),
     "schedules": ("name", "spec", "fn", "args"),
     "aliases": ("alias", "outbox", "target"),
@@ -133,13 +133,20 @@ def _version_1(db: sqlite3.Connection) -> None:
 
 
 def _version_2(db: sqlite3.Connection) -> None:
+    """The workers that could not load each task, and why: a JSON object of worker id ->
+    reason ('' for none), so a restarted master does not hand a task back to them."""
+    db.execute("ALTER TABLE tasks ADD COLUMN unloadable TEXT NOT NULL DEFAULT ''")
+
+
+def _version_3(db: sqlite3.Connection) -> None:
     """The worker a task was last leased to ('': none), so that after a restart the task
     waits for that worker alone to claim it back."""
     db.execute("ALTER TABLE tasks ADD COLUMN holder TEXT NOT NULL DEFAULT ''")
 
 
 # MIGRATIONS[n - 1] brings a journal from version n - 1 to n. Add a step; never edit one.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1, _version_2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1, _version_2,
+                                                               _version_3)
 LATEST = len(MIGRATIONS)
 
 

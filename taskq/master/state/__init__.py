@@ -36,6 +36,7 @@ from taskq.defaults import (
     MAX_BEATS_PER_S,
     SCHEDULE_RESULTS_KEPT,
 )
+from taskq.master.state import unloadable
 from taskq.master.state.autoscale import WorkerSizes
 from taskq.master.state.cancels import CancelsMixin
 from taskq.master.state.crowd import Crowd, Due
@@ -152,13 +153,15 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         return accepted
 
     def restore_task(self, msg: TaskMsg, seq: int, lost: int, errors: int,
-                     not_before: float = 0.0, holder: str = "") -> None:
+                     not_before: float = 0.0, refused_by: dict[str, str] | None = None,
+                     holder: str = "") -> None:
         """Put back a journaled task (master restart). A task that was leased (to
         ``holder``) waits for that worker to claim it back (``open_claims``,
         ``claims_settled``) so that it does not run twice; one that was not goes back to the
         queue at once; a task that was waiting (delayed, or for a retry) waits until its
-        time."""
-        rec = TaskRecord(msg=msg, seq=seq, lost=lost, errors=errors)
+        time. ``refused_by``: the workers that could not load it, and why."""
+        rec = TaskRecord(msg=msg, seq=seq, lost=lost, errors=errors,
+                         refused_by=refused_by or None)
         self.tasks[msg.task_id] = rec
         if msg.options.unique:
             self.uniques.live[msg.options.unique] = msg.task_id
@@ -389,6 +392,9 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
                 self._finish(rec, self.stopped_result(rec, f"worker {worker_id} stopped it",
                                                       result))
                 continue
+            if result.status is Status.UNLOADABLE:  # it did not run: another worker may
+                self._not_loadable(rec, worker_id, result, now)
+                continue
             self._unlease(rec)
             if worker is not None:
                 worker.done += result.status is Status.OK
@@ -405,6 +411,28 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
                 self.changes.leased[rec.msg.task_id] = ""  # queued again: no holder
                 continue
             self._finish(rec, result)
+
+    def _not_loadable(self, rec: TaskRecord, worker_id: str, result: ResultMsg,
+                      now: float) -> None:
+        """A worker could not load the task: it is never handed to that worker again, and
+        goes back in its place in line, no attempt used; it fails when no worker is left to
+        try (``taskq.master.state.unloadable``). A refusal from a worker that no longer
+        holds it (resent after a restart, or from a worker lost meanwhile) is only noted."""
+        rec.refused_by = unloadable.note(rec.refused_by, worker_id, result.detail)
+        self.changes.updated.append(rec)
+        queue = rec.msg.options.queue
+        if rec.state is not TaskState.LEASED or rec.worker != worker_id:
+            if rec.state is TaskState.PENDING:  # into the heap of its new refusals
+                self.queues.remove(rec)
+                self.queues.push(rec)
+            return
+        if unloadable.exhausted(rec.refused_by, queue, self.workers):
+            self._finish(rec, replace(result, status=Status.UNLOADABLE, body=None,
+                                      detail=unloadable.failure(rec.refused_by, queue)))
+            return
+        self.history.attempt_ended(rec, replace(result, detail=rec.refused_by[worker_id]), now)
+        self._unlease(rec)
+        self.queues.push(rec)
 
     def backoff(self, options: TaskOptions, retry: int) -> float:
         """Seconds before the ``retry``-th retry: ``backoff * 2**(retry-1)``, at most
@@ -530,10 +558,12 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         """The journal has these ticks (and their schedules' next runs): they may run."""
         self.unjournaled.difference_update(task_ids)
 
-    def can_lease(self, queues: tuple[str, ...], now: float) -> bool:
-        """Would a lease from ``queues`` at ``now`` find a task (limits respected)?"""
+    def can_lease(self, queues: tuple[str, ...], now: float, worker_id: str = "") -> bool:
+        """Would a lease from ``queues`` at ``now`` find a task (limits respected; with
+        ``worker_id``, one that worker has not failed to load)?"""
         self.limits.now = now
-        where = self.queues.peek_best(queues, self.limits)
+        gate = unloadable.LoadGate(self.limits, worker_id) if worker_id else self.limits
+        where = self.queues.peek_best(queues, gate)
         if where is None:
             return False
         if self.unjournaled:  # the best is a tick the journal has not yet: wait for it

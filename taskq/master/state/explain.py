@@ -20,6 +20,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from taskq.master.state import unloadable
 from taskq.master.state.history import TaskHistory, job_name
 from taskq.master.state.records import TaskRecord
 from taskq.master.state.resources import describe
@@ -113,6 +114,10 @@ def _pending(state: BrokerState, rec: TaskRecord, now: float,
     facts.update(ahead=ahead, workers=[w.worker_id for w in serving],
                  free_slots=sum(max(0, w.procs - w.running) for w in serving))
     reasons = _blockers(state, rec, serving, now, facts)
+    if rec.refused_by:
+        facts["could_not_load"] = dict(rec.refused_by)
+        stuck = unloadable.blocker(rec.refused_by, queue, [w.worker_id for w in serving])
+        reasons += [stuck] if stuck else []
     kind = ExplainKind.QUEUED
     if not serving:
         kind = ExplainKind.NO_WORKER
@@ -123,6 +128,8 @@ def _pending(state: BrokerState, rec: TaskRecord, now: float,
     if serving and facts["free_slots"] == 0:
         reasons.append(f"all {len(serving)} worker{'s' * (len(serving) != 1)} serving "
                        f"{queue!r} are busy")
+    refusals = unloadable.note_line(rec.refused_by)
+    reasons += [refusals] if refusals else []
     return Explanation(rec.msg.task_id, kind, reasons[0], reasons, facts)
 
 
@@ -221,6 +228,8 @@ def _gone(state: BrokerState, task_id: str) -> Explanation:
         facts["outcome"] = outcome
         summary = f"ended {outcome}"
     reasons.append(summary)
+    if task is not None and task.outcome == "unloadable" and facts.get("detail"):
+        reasons.append(facts["detail"])  # which workers tried, and why each could not
     if unfetched is not None:
         facts["unfetched"] = job_name(unfetched)
         reasons.append(f"its result waits to be fetched by {job_name(unfetched)!r}")

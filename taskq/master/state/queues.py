@@ -4,9 +4,10 @@ waiting tasks.
     push(rec) ──► heaps[queue][limit_key]: (-priority, seq) ──► pop_best(queues, gate) ──►
     hold(rec, t) ──► waiting: (t, seq) ──► due(now) ──► push              leased
 
-Tasks of one queue with different limit keys wait in heaps of their own, so a key (or a
-queue) at its limit never blocks the others: ``pop_best`` takes the best task among the
-heaps the gate lets through (no head-of-line blocking). Entries are deleted lazily: an entry
+Tasks of one queue with different limit keys (or needs, or workers that could not load
+them) wait in heaps of their own, so a key (or a queue) at its limit never blocks the
+others: ``pop_best`` takes the best task among the heaps the gate lets through (no
+head-of-line blocking). Entries are deleted lazily: an entry
 is valid while its record is still in the state it was pushed in, with the same ticket
 (``remove`` bumps the ticket). Counts are kept exact: per queue, and per queue, limit key and
 limit for the tasks that carry a key (what ``taskq.master.state.autoscale`` caps).
@@ -20,6 +21,7 @@ from typing import Protocol
 
 from taskq.master.state.records import TaskRecord
 from taskq.master.state.resources import heap_key
+from taskq.master.state.unloadable import heap_suffix
 from taskq.protocol.messages import TaskState
 
 _HeapEntry = tuple[float, int, int, TaskRecord]  # (key, seq, ticket, record); seq is unique
@@ -52,6 +54,8 @@ class TaskQueues:
         options = rec.msg.options
         queue = options.queue
         key = heap_key(options.limit_key, options.resources)
+        if rec.refused_by:  # apart from those some worker could load (state.unloadable)
+            key += heap_suffix(rec.refused_by)
         heap = self.heaps.setdefault(queue, {}).setdefault(key, [])
         heapq.heappush(heap, (-options.priority, rec.seq, rec.ticket, rec))
         self.pending_by_queue[queue] += 1
@@ -118,12 +122,7 @@ class TaskQueues:
                     empty.append((queue, key))
                     continue
                 top = heap[0]
-                options = top[3].msg.options
-                if gate is not None and options.limit_key and not gate.key_open(
-                        options.limit_key, options.limit):
-                    continue
-                fits = getattr(gate, "fits", None)  # only a lease's gate knows its worker
-                if options.resources and fits is not None and not fits(options.resources):
+                if gate is not None and not _lets(gate, top[3]):
                     continue
                 if best is None or top[:3] < best[:3]:
                     best, where = top, (queue, key)
@@ -157,6 +156,19 @@ class TaskQueues:
         """The tasks pending in a queue (for checks and views, not the hot path)."""
         return [e[3] for heap in self.heaps.get(queue, {}).values() for e in heap
                 if _valid(e, TaskState.PENDING)]
+
+
+def _lets(gate: Gate, rec: TaskRecord) -> bool:
+    """Does the gate let the task at the top of a heap through (and with it, the heap)?"""
+    options = rec.msg.options
+    if options.limit_key and not gate.key_open(options.limit_key, options.limit):
+        return False
+    fits = getattr(gate, "fits", None)  # only a worker's gate knows its resources
+    if options.resources and fits is not None and not fits(options.resources):
+        return False
+    refused = rec.refused_by  # the same for every task of this heap
+    loads = getattr(gate, "loads", None) if refused else None  # and whom it refused
+    return loads is None or bool(loads(refused))
 
 
 def _valid(entry: _HeapEntry, state: TaskState) -> bool:

@@ -34,6 +34,8 @@ class TaskRecord:
     started_at: float = 0.0  # LEASED, started: when its worker said it began (broker clock)
     progress: Any = None  # LEASED: its last reported taskq.worker.report.Progress (transient)
     progress_updates: int = 0  # progress updates received for this run (transient)
+    # workers that could not load it -> why (journaled; see taskq.master.state.unloadable)
+    refused_by: dict[str, str] | None = None
 
 
 @dataclass(slots=True)

@@ -83,7 +83,8 @@ class Resources:
 
 
 class FitGate:
-    """The limits' gate, narrowed to the tasks that fit one worker's free resources."""
+    """The limits' gate, narrowed to the tasks that fit one worker's free resources (and
+    that it has not failed to load)."""
 
     def __init__(self, limits: object, resources: Resources, worker_id: str) -> None:
         self._limits, self._resources, self._worker = limits, resources, worker_id
@@ -96,6 +97,10 @@ class FitGate:
 
     def fits(self, needs: Needs) -> bool:
         return self._resources.fits(self._worker, needs)
+
+    def loads(self, refused: dict[str, str]) -> bool:
+        """Has the worker not failed to load such a task (``state.unloadable``)?"""
+        return self._worker not in refused
 
 
 def describe(needs: Needs) -> str:

@@ -11,7 +11,9 @@ queued again (not after a lost worker, a hand-back, a retryable result or a rest
 may depend on earlier ones (live, ended, fetched or never seen): no task is leased before
 all its dependencies ended OK, a dependent of one that did not never runs and ends exactly
 once (DEPENDENCY_FAILED), and a kept dependency result lives exactly as long as a live
-dependent needs it.
+dependent needs it. A worker may report that it could not load a task (UNLOADABLE): the
+task is queued again, no attempt used, never leased to that worker again, and ends
+UNLOADABLE only when every connected worker of its queue (or MAX_LOAD_REFUSALS) could not.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from taskq.defaults import MAX_LOAD_REFUSALS
 from taskq.master.state import BrokerState, TaskRecord, WorkerInfo
 from taskq.master.state.autoscale import desired_workers
 from taskq.master.state.history import OUTCOMES
@@ -94,6 +97,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.stopped: set[str] = set()  # tasks a stop was asked for (and told as stopping)
         self.journaled_stops: set[str] = set()  # stops journaled by earlier lives of the master
         self.reported: list[ResultMsg] = []  # results taken, with the attempt they ended
+        self.refused: dict[str, set[str]] = {}  # live task -> workers that could not load it
         self.settled = True  # False while a step runs; teardown only drains a clean run
 
     @initialize(max_lost=st.integers(1, 3))
@@ -377,7 +381,8 @@ class BrokerMachine(RuleBasedStateMachine):
         pending: list[TaskRecord] = []
         if info is not None and not info.draining:  # a stopping worker is leased nothing
             pending = [r for r in self.state.tasks.values()
-                       if r.state is TaskState.PENDING and r.msg.options.queue in info.queues]
+                       if r.state is TaskState.PENDING and r.msg.options.queue in info.queues
+                       and worker not in self.refused.get(r.msg.task_id, ())]
             pending.sort(key=lambda r: (-r.msg.options.priority, r.seq))
             expected = self.within_limits(pending, n, worker)
 
@@ -385,6 +390,8 @@ class BrokerMachine(RuleBasedStateMachine):
 
         got = self.state.lease(worker, n, self.now)
         self.ever_leased.update(m.task_id for m in got)
+        for msg in got:  # never to a worker that could not load it
+            assert worker not in self.refused.get(msg.task_id, ())
         for msg in got:  # every dependency ended OK, and its result goes with the task
             assert [d for d, _ in msg.inputs] == list(dict.fromkeys(msg.deps))
             for dep, body in msg.inputs:
@@ -569,6 +576,80 @@ class BrokerMachine(RuleBasedStateMachine):
                 assert now is result or (result is None and now is not None
                                          and now.status is Status.DEPENDENCY_FAILED)
 
+    @rule(data=st.data(), kind=KINDS, old=st.booleans(), holder=st.integers(0, 3))
+    def could_not_load(self, data: st.DataObject, kind: str, old: bool, holder: int) -> None:
+        """A worker (or an earlier life of it) could not load some tasks: one it holds goes
+        back in line, no attempt used, or ends UNLOADABLE when no connected worker of its
+        queue is left to try; one it does not hold stays where it is, the refusal noted.
+        Mostly a worker says it of tasks it was just leased (``holder``), as a real one
+        would."""
+        self.settled = False
+        worker = f"{kind}.{self.generation[kind] - 1}" if old else self.worker_id(kind)
+        first: list[str] = []
+        if holder and not old:
+            got = self.state.lease(self.join(kind), holder, self.now)
+            self.ever_leased.update(m.task_id for m in got)
+            self.spend_budgets(got)
+            first = [m.task_id for m in got]
+            assert not {worker} & set().union(*(self.refused.get(t, set()) for t in first))
+        targets = [t for t in first + self.pick(data, self.known_ids(), list(self.state.leased))
+                   if (r := self.state.tasks.get(t)) is None
+                   or r.state is not TaskState.BLOCKED] or [GHOST]
+        results = [ResultMsg(t, Status.UNLOADABLE, b"", "could not import m: gone\ntb")
+                   for t in targets]
+        before = self.view()
+        expected = self.expected_refusals(worker, targets)
+
+        self.state.complete(worker, results, self.now)
+
+        for tid, outcome in expected.items():
+            rec = self.state.tasks.get(tid)
+            if outcome in (Status.UNLOADABLE, Status.CANCELLED):
+                result = self.result_of(tid)
+                assert rec is None and result is not None and result.status is outcome
+                if outcome is Status.UNLOADABLE:
+                    assert f"worker {worker} could not import m: gone" in result.detail
+                self.refused.pop(tid, None)
+                continue
+            assert rec is not None and rec.refused_by is not None
+            assert set(rec.refused_by) == self.refused[tid]
+            if outcome is TaskState.PENDING:  # in line again, no attempt used
+                assert rec.state is TaskState.PENDING
+                assert (rec.lost, rec.errors) == before[tid][3:]
+            else:  # not its holder: where it was
+                assert self.view()[tid] == before[tid]
+        if holder and not old:  # its next lease skips them, and takes what is behind them
+            pending = {t for t, r in self.state.tasks.items() if r.state is TaskState.PENDING}
+            again = self.state.lease(worker, 3, self.now)
+            self.ever_leased.update(m.task_id for m in again)
+            self.spend_budgets(again)
+            for msg in again:
+                assert msg.task_id in pending and worker not in self.refused.get(msg.task_id, ())
+
+    def expected_refusals(self, worker: str, targets: list[str]) -> dict[str, object]:
+        """How each target stands after ``worker`` said it could not load it (in order):
+        PENDING, unchanged (LEASED to another, or WAITING), UNLOADABLE or CANCELLED."""
+        out: dict[str, object] = {}
+        holder = {t: r.worker for t, r in self.state.leased.items()}
+        for tid in targets:
+            rec = self.state.tasks.get(tid)
+            if rec is None or out.get(tid) in (Status.UNLOADABLE, Status.CANCELLED):
+                continue
+            if rec.stop_asked:  # whatever it reports, a stopped task ends CANCELLED
+                out[tid] = Status.CANCELLED
+                continue
+            refused = self.refused.setdefault(tid, set())
+            refused.add(worker)
+            if holder.get(tid) != worker:
+                out.setdefault(tid, rec.state)
+                continue
+            holder.pop(tid)
+            queue = rec.msg.options.queue
+            serving = [w for w, i in self.state.workers.items() if queue in i.queues]
+            out[tid] = Status.UNLOADABLE if len(refused) >= MAX_LOAD_REFUSALS or all(
+                w in refused for w in serving) else TaskState.PENDING
+        return out
+
     @rule(data=st.data(), kind=KINDS)
     def resend_results(self, data: st.DataObject, kind: str) -> None:
         """A worker re-sends results an earlier master took (it rejoined a restarted one):
@@ -662,6 +743,7 @@ class BrokerMachine(RuleBasedStateMachine):
         for rec in sorted(old.tasks.values(), key=lambda r: r.seq):
             holders[rec.msg.task_id] = rec.worker or ""
             self.state.restore_task(rec.msg, rec.seq, rec.lost, rec.errors,
+                                    refused_by=rec.refused_by,
                                     holder=holders[rec.msg.task_id])
         self.state.deps.forget_unreferenced()
         assert set(self.state.deps.kept) == set(old.deps.kept)
@@ -785,6 +867,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.history_follows_the_tasks()
         self.dependencies_hold()
         self.stopped_tasks_end_cancelled()
+        self.refusals_are_kept()
         self.desired_workers_run_all_that_could_run()
         self.settled = True
 
@@ -812,6 +895,15 @@ class BrokerMachine(RuleBasedStateMachine):
         got = desired_workers(state.queues, state.limits, state.sizes)
         assert {q: got.get(q, 0) for q in want} == want
         assert all(n == 0 for q, n in got.items() if q not in want)
+
+    def refusals_are_kept(self) -> None:
+        """A live task knows exactly the workers that could not load it; one that ended
+        UNLOADABLE was refused by every worker of its queue then connected (or by enough)."""
+        for tid, rec in self.state.tasks.items():
+            assert set(rec.refused_by or ()) == self.refused.get(tid, set()), tid
+        for tid in list(self.refused):
+            if tid not in self.state.tasks:
+                del self.refused[tid]
 
     def stopped_tasks_end_cancelled(self) -> None:
         """A stopped task is never queued again: it is leased (its worker asked), or held

@@ -15,6 +15,7 @@ from typing import Any
 import cloudpickle
 import pytest
 
+from taskq.client.jobs import parse_target
 from taskq.errors import (
     RemoteError,
     RemoteTraceback,
@@ -306,21 +307,44 @@ def test_run_with_a_function_from_a_missing_module_is_a_load_error(tmp_path: Pat
     ran = execute.run(payload(fn_bytes, bodies.encode_args((1,), {})))
     status, body, retry = ran.status, ran.body, ran.retry
     assert not retry  # a task that cannot be loaded is not retried
-    assert status is Status.ERROR
+    assert status is Status.UNLOADABLE  # another worker may load it
+    why = ran.detail.splitlines()[0]
+    assert why == f"could not import {name}: No module named {name!r}"
+    assert "Traceback" in ran.detail  # then where the import failed
     decoded = bodies.decode_error(body)
     assert isinstance(decoded, TaskLoadError)
-    assert f"module {name!r} is not importable there" in str(decoded)
+    assert str(decoded).endswith(why)
+    # as the master ends it when no worker could load it: the submitter gets TaskLoadError
     with pytest.raises(TaskLoadError, match=name):
-        bodies.decode_result(ResultMsg("t", status, body))
+        bodies.decode_result(ResultMsg("t", status, detail=why))
 
 
 def test_run_with_corrupt_arguments_is_a_load_error() -> None:
     ran = execute.run(payload(len, b"garbage"))
     status, body = ran.status, ran.body
-    assert status is Status.ERROR
+    assert status is Status.UNLOADABLE
+    assert ran.detail.startswith("could not load the task: ")
     decoded = bodies.decode_error(body)
     assert isinstance(decoded, TaskLoadError)
     assert "could not load the task" in str(decoded)
+
+
+def test_a_function_named_by_path_is_imported_when_it_is_loaded(tmp_path: Path) -> None:
+    """``taskq submit mod:fn`` names a function by import path: a worker where the module
+    does not import finds out as it loads the task (UNLOADABLE), not as it runs it."""
+    missing = execute.run(payload(parse_target("no_such_mod_x1:double"), bodies.encode_args(
+        (1,), {})))
+    assert missing.status is Status.UNLOADABLE
+    assert missing.detail.startswith("could not import no_such_mod_x1: ")
+    (tmp_path / "here_mod_x1.py").write_text("def double(x):\n    return 2 * x\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        ran = execute.run(payload(parse_target("here_mod_x1:double"), bodies.encode_args(
+            (21,), {})))
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("here_mod_x1", None)
+    assert ran.status is Status.OK and pickle.loads(ran.body) == 42
 
 
 # --------------------------------------------------------------------------- messages
