@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import random
 import socket
 import threading
@@ -137,7 +138,12 @@ class Link:
             self._generation += 1
             return
 
-    def call(self, name: str, *args: Any) -> Any:
+    def within(self, seconds: float) -> BrokerAPI:
+        """The broker, with calls whose reply must come within ``seconds`` (not
+        CALL_TIMEOUT_S): a quick call that bounds how late a dead link is noticed."""
+        return Remote(functools.partial(self.call, within=seconds))
+
+    def call(self, name: str, *args: Any, within: float | None = None) -> Any:
         while True:
             proxy, generation = self._proxy, self._generation
             if self._failed is not None:
@@ -148,7 +154,7 @@ class Link:
                 with self._lock:
                     continue
             try:
-                return proxy.call(name, *args)
+                return proxy.call(name, *args, within=within)
             except MasterError:
                 raise
             except LINK_ERRORS as exc:
@@ -165,6 +171,7 @@ class Link:
                         error=type(exc).__name__)
             old, self._proxy = self._proxy, None
             if old is not None:
+                old.sever()  # the other threads' calls on the dead link fail at once
                 old.discard()
             try:
                 self._establish(self.reconnect_for)

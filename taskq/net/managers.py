@@ -46,7 +46,15 @@ from typing import Any, Protocol, TypeVar
 from taskq import defaults, logs
 from taskq.errors import KeyRejected, MasterError, VersionMismatch
 from taskq.net import serving, tls
-from taskq.net.connection import Connection, FrameDropped, adopt, frame_limit, peer_of, tune
+from taskq.net.connection import (
+    Connection,
+    FrameDropped,
+    adopt,
+    frame_limit,
+    peer_of,
+    shut_down,
+    tune,
+)
 from taskq.net.keys import KeyRing
 from taskq.net.secure import (
     TLSConnection,
@@ -284,20 +292,27 @@ class BrokerProxy(managers.BaseProxy):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tls = util.ForkAwareLocal()  # own connections: never share a dead one
+        self._open: list[Any] = []  # every thread's connection, so that all can be severed
+        self._open_lock = threading.Lock()
 
-    def call(self, name: str, *args: Any) -> Any:
+    def _connect(self) -> None:
+        super()._connect()  # type: ignore[misc]
+        with self._open_lock:
+            self._open.append(self._tls.connection)
+
+    def call(self, name: str, *args: Any, within: float | None = None) -> Any:
         """Run a broker method; an exception raised in it arrives as ``MasterError``. Its
-        reply must come within CALL_TIMEOUT_S, plus the call's own ``wait`` if it has one
-        (a long-poll), or the link is taken for dead."""
+        reply must come within ``within`` (CALL_TIMEOUT_S unless given), plus the call's own
+        ``wait`` if it has one (a long-poll), or the link is taken for dead."""
         try:
             conn = self._tls.connection
         except AttributeError:
-            self._connect()  # type: ignore[attr-defined]
+            self._connect()
             conn = self._tls.connection
         at = _WAIT_AT.get(name)
         wait = args[at] if at is not None and at < len(args) else 0.0
         extra = float(wait) if isinstance(wait, int | float) and wait > 0 else 0.0
-        conn.reads_within(defaults.CALL_TIMEOUT_S + extra)
+        conn.reads_within((defaults.CALL_TIMEOUT_S if within is None else within) + extra)
         try:
             return self._callmethod(name, args)
         except managers.RemoteError as exc:
@@ -315,7 +330,18 @@ class BrokerProxy(managers.BaseProxy):
         conn = getattr(self._tls, "connection", None)
         if conn is not None:
             del self._tls.connection
+            with self._open_lock:  # out of the list before it closes: its fd is never reused
+                self._open.remove(conn)
             conn.close()
+
+    def sever(self) -> None:
+        """Shut down the connection of every thread using this proxy, so that a call blocked
+        on a dead link (a long-poll in another thread) fails at once instead of waiting out
+        its read timeout; each such thread then discards its own."""
+        with self._open_lock:
+            for conn in self._open:
+                if not conn.closed:
+                    shut_down(conn.fileno())
 
 
 def _last_line(exc: managers.RemoteError) -> str:
