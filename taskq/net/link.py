@@ -19,21 +19,21 @@ from typing import Any
 from taskq import defaults, logs
 from taskq.errors import AuthError, ConnectError, KeyRejected, MasterError
 from taskq.net import tls
-from taskq.net.managers import LINK_ERRORS, SERIALIZER, BrokerProxy, Manager
+from taskq.net.managers import LINK_ERRORS, BrokerProxy, broker_proxy
 from taskq.net.secure import use_tls
 from taskq.protocol.api import BrokerAPI, Remote
 
 log = logs.get_logger(__name__)
 
 def open_proxy(address: tuple[str, int], authkey: bytes) -> BrokerProxy:
-    """One connection attempt: a fresh proxy to the master's broker."""
-    manager = Manager(address=address, authkey=authkey, serializer=SERIALIZER)
+    """One connection attempt: a fresh proxy to the master's broker, with this thread's
+    connection open (one handshake)."""
+    proxy = broker_proxy(address, authkey)
     try:
-        manager.connect()
-        proxy: BrokerProxy = manager.broker()  # type: ignore[attr-defined]
-        return proxy
+        proxy.connect_here()
     except managers.RemoteError as exc:
         raise ConnectError(f"the master at {address[0]}:{address[1]} refused: {exc}") from None
+    return proxy
 
 
 def connect(address: tuple[str, int], authkey: bytes, within: float,

@@ -136,7 +136,7 @@ class Server(managers.Server):
     A peer may only reach the broker: the standard server's other calls (shutdown,
     debug_info, ...) and its fallbacks (#GETVALUE, ...) are not served."""
 
-    public = ["create", "accept_connection", "dummy", "incref", "decref"]
+    public = ["accept_connection"]
     fallback_mapping: dict[str, Any] = {}
 
     # set by managers.Server.__init__, and stop_event by serve()
@@ -278,6 +278,9 @@ def _between_requests(c: connection.Connection) -> None:
         tune(c.fileno(), None, server=True)
 
 
+# the id under which the master serves its broker, known to every peer in advance
+BROKER_ID = "broker"
+
 # the position of each call's ``wait`` argument, for its reply's time bound
 _WAIT_AT = {name: call.params.index("wait") for name, call in CALLS.items()
             if "wait" in call.params}
@@ -299,6 +302,11 @@ class BrokerProxy(managers.BaseProxy):
         super()._connect()  # type: ignore[misc]
         with self._open_lock:
             self._open.append(self._tls.connection)
+
+    def connect_here(self) -> None:
+        """Open this thread's connection now (its handshake's errors are raised here)."""
+        if getattr(self._tls, "connection", None) is None:
+            self._connect()
 
     def call(self, name: str, *args: Any, within: float | None = None) -> Any:
         """Run a broker method; an exception raised in it arrives as ``MasterError``. Its
@@ -350,11 +358,12 @@ def _last_line(exc: managers.RemoteError) -> str:
     return lines[-1] if lines else "unknown error"
 
 
-class Manager(managers.BaseManager):
-    _Server = Server
-
-
-Manager.register("broker", proxytype=BrokerProxy)
+def broker_proxy(address: tuple[str, int], authkey: bytes) -> BrokerProxy:
+    """A proxy of the broker at ``address``: the master serves it under the fixed id
+    BROKER_ID, so a peer needs no ``create``, ``incref`` or ``decref`` round (each one more
+    connection and handshake); each thread that calls opens its own connection."""
+    token = managers.Token(typeid="broker", address=address, id=BROKER_ID)
+    return BrokerProxy(token, SERIALIZER, authkey=authkey, exposed=EXPOSED, incref=False)
 
 
 def frame_timeout_setting() -> float:
@@ -420,14 +429,8 @@ def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
     small one runs on the loop thread itself."""
     context = None if tls_settings is None else tls_settings.server_context()
 
-    class _Manager(Manager):
-        pass
-
-    guarded = _Guarded(served)
-    _Manager.register("broker", callable=lambda: guarded, proxytype=BrokerProxy,
-                      exposed=tuple(served.calls))
-    server = Server(_Manager._registry, (host, port), keyring.keys[0],  # type: ignore[attr-defined]
-                    SERIALIZER)
+    server = Server({}, (host, port), keyring.keys[0], SERIALIZER)
+    server.id_to_obj[BROKER_ID] = (_Guarded(served), set(served.calls), {})
     server.stop_event = threading.Event()
     server.keyring = keyring
     server.parkable = dict(parkable or {})
