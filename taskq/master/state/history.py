@@ -36,7 +36,7 @@ OUTCOMES: dict[Status, str] = {
     Status.OK: "ok", Status.ERROR: "raised", Status.CRASHED: "crashed",
     Status.TIMEOUT: "timeout", Status.LOST: "lost", Status.CANCELLED: "cancelled",
     Status.REFUSED: "refused", Status.DEPENDENCY_FAILED: "dependency_failed",
-    Status.UNLOADABLE: "unloadable",
+    Status.UNLOADABLE: "unloadable", Status.EXPIRED: "expired",
 }
 
 
