@@ -12,6 +12,7 @@ is due, and how it ends when it did not start in time (EXPIRED: it never runs).
                     lost, a retry): a retry after the deadline expires too
     restored and held for the worker that held it (``claims``) ──► looked at again when its
                     hold ends: that worker may be running it
+    stopped (``state.stops``) ──► never expires: it ends CANCELLED, as the stop says
 
 The deadline is the master's (its wall clock at submit); a worker compares it with its own
 clock, so hosts' clocks should agree (NTP) to within ``EXPIRES_SKEW_S``.
@@ -71,8 +72,8 @@ class ExpiryMixin:
     def _expiry_time(self, task_id: str) -> float | None:
         """The time to look at a task again (None: never, it ended or a worker has it)."""
         rec = self.tasks.get(task_id)
-        if rec is None or rec.state is TaskState.LEASED:
-            return None
+        if rec is None or rec.state is TaskState.LEASED or rec.stop_asked:
+            return None  # (a stopped one ends CANCELLED, as its stop says)
         deadline = self.expiry_deadline(rec)
         if deadline is not None and rec.state is TaskState.WAITING and self._claim_held(rec):
             return max(deadline, rec.not_before)  # its old holder may claim it back

@@ -44,6 +44,8 @@ def test_a_queued_task_expires_at_its_deadline_without_a_worker() -> None:
     result = ended(state)
     assert result.status is Status.EXPIRED and "expires=5 s" in result.detail
     assert state.finished_failed == 1
+    assert state.history.stats.counters[("finished", "default", "expired")] == 1  # /metrics
+    assert state.history.tasks["a"].outcome == "expired"  # taskq history, inspect
 
 
 def test_a_task_past_its_deadline_is_never_leased() -> None:
