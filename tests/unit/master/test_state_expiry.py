@@ -184,3 +184,19 @@ def test_a_bad_expires_from_the_wire_means_no_deadline() -> None:
                               TaskOptions(expires=bad))], now=0.0)  # type: ignore[arg-type]
     assert all(r.msg.options.expires_at == 0.0 for r in state.tasks.values())
     assert len(state.tasks) == 4
+
+
+def test_explain_says_by_when_a_task_must_start_and_why_it_ended() -> None:
+    from taskq.master.state.explain import explain
+
+    state = make_state()
+    state.wall_offset = 1_800_000_000.0
+    state.submit([expiring(expires=5.0)], now=0.0)
+    live = explain(state, "a", 1.0)
+    assert live.facts["expires_at"] == 1_800_000_005.0
+    assert any("unless it starts by 2027-01-15T08:00:05.000+00:00 (expires=5 s)" in r
+               for r in live.reasons), live.reasons
+    state.expire(6.0)
+    gone = explain(state, "a", 6.0)
+    assert gone.summary.startswith("ended expired")
+    assert any("did not start within its expires=5 s" in r for r in gone.reasons)
