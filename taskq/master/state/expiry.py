@@ -6,6 +6,7 @@ is due, and how it ends when it did not start in time (EXPIRED: it never runs).
     lease(now) ──► popped task past its deadline? ──► EXPIRED, never handed out
     expire(now) ──► _expiry_due.pop(now): each task past its deadline that is queued,
                     waiting (delayed, a retry's backoff) or blocked on dependencies ──► EXPIRED
+                    (the heap is rebuilt when most of its entries are of ended tasks)
     leased, not started ──► its worker does not start it past the deadline (it reports
                     EXPIRED: ``taskq.worker.execute``); the entry leaves the heap, and
                     ``_unlease`` puts it back when the task returns to the queue (its worker
@@ -26,6 +27,11 @@ from dataclasses import replace
 from taskq.master.state.crowd import Due
 from taskq.master.state.records import TaskRecord
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskState
+
+# A heap entry leaves only when its time comes, so the entries of tasks that ended long
+# before their deadline (a day's expires) pile up: once there are more than twice the live
+# tasks plus this many, the heap is rebuilt from the live tasks (amortised O(1) a task).
+COMPACT_SLACK = 4096
 
 
 def stamp(msg: TaskMsg, wall_now: float) -> bool:
@@ -84,6 +90,7 @@ class ExpiryMixin:
 
     def expire_due(self, now: float) -> int:
         """End every task that did not start by its deadline and is not with a worker."""
+        self._compact_expiry()
         ended = 0
         for task_id in self._expiry_due.pop(now, self._expiry_time):
             rec = self.tasks.get(task_id)
@@ -91,6 +98,14 @@ class ExpiryMixin:
                 self._end_expired(rec)
                 ended += 1
         return ended
+
+    def _compact_expiry(self) -> None:
+        if len(self._expiry_due) <= 2 * len(self.tasks) + COMPACT_SLACK:
+            return
+        self._expiry_due = Due()
+        for rec in self.tasks.values():
+            if rec.state is not TaskState.LEASED:  # (a leased one is back on it if requeued)
+                self._watch_expiry(rec)
 
     def _end_expired(self, rec: TaskRecord) -> None:
         tries = rec.errors + rec.lost

@@ -200,3 +200,21 @@ def test_explain_says_by_when_a_task_must_start_and_why_it_ended() -> None:
     gone = explain(state, "a", 6.0)
     assert gone.summary.startswith("ended expired")
     assert any("did not start within its expires=5 s" in r for r in gone.reasons)
+
+
+def test_the_deadlines_of_ended_tasks_do_not_pile_up() -> None:
+    from taskq.master.state.expiry import COMPACT_SLACK
+
+    state = make_state(max_lost=9)
+    join(state, "w", now=0.0)
+    n = COMPACT_SLACK + 1000
+    state.submit([expiring(f"t{i}", expires=86_400.0) for i in range(n)], now=0.0)
+    state.submit([TaskMsg("kept", "other", b"f", b"a", TaskOptions(expires=86_400.0))],
+                 now=0.0)
+    leased = state.lease("w", n, now=1.0)
+    state.complete("w", [ok(m.task_id) for m in leased], now=2.0)
+    state.expire(3.0)
+    assert len(state._expiry_due) <= 2 * len(state.tasks) + COMPACT_SLACK
+    assert len(state.tasks) == 1
+    state.expire(86_401.0)  # the one left is still looked at when its time comes
+    assert fetch_all(state, "other")["kept"].status is Status.EXPIRED
