@@ -133,7 +133,8 @@ def test_the_deadline_is_journaled_and_a_restored_task_past_it_expires(tmp_path:
     path = tmp_path / "journal.db"
     state = make_state()
     state.wall_offset = 500.0
-    state.submit([expiring("a", 5.0), expiring("b", 100.0)], now=0.0)
+    state.submit([expiring("a", 5.0), expiring("b", 100.0, soft_timeout=2.5, timeout=9.0)],
+                 now=0.0)
     journal = Journal(path)
     journal.write(state.drain_changes())
     journal.close()
@@ -145,6 +146,8 @@ def test_the_deadline_is_journaled_and_a_restored_task_past_it_expires(tmp_path:
     finally:
         journal.close()
     assert restored.tasks["a"].msg.options.expires_at == 505.0
+    options = restored.tasks["b"].msg.options
+    assert (options.expires, options.soft_timeout, options.timeout) == (100.0, 2.5, 9.0)
     restored.expire(0.0)  # 505 - 600: long past
     assert ended(restored).status is Status.EXPIRED
     assert restored.tasks["b"].state is TaskState.PENDING  # 600 is before 600 s of b
