@@ -102,3 +102,21 @@ def test_the_cli_submits_with_expires_and_refuses_bad_limits(cluster: Cluster) -
         assert bad.returncode == 2, (flags, bad.stderr)
         lines = [line for line in bad.stderr.splitlines() if expected in line]
         assert len(lines) == 1, (flags, bad.stderr)
+
+
+def test_the_runs_of_a_schedule_no_worker_serves_expire_rather_than_pile_up(
+        cluster: Cluster) -> None:
+    cluster.start_master()
+    out = cluster.cli("schedule", "add", "tick", "tasks_mod:add", "1", "2", "--every", "1s",
+                      "--expires", "0.5s", "--queue", "nobody")
+    assert out.returncode == 0, out.stderr
+
+    def last_outcome() -> str:
+        listed = cluster.cli("schedule", "list", "--json")
+        return str(json.loads(listed.stdout)[0]["last_outcome"])
+
+    wait_for(lambda: last_outcome() == "expired", 30, "a run to expire")
+    assert cluster.status()["pending"].get("nobody", 0) <= 1
+    bad = cluster.cli("schedule", "add", "bad", "tasks_mod:add", "--every", "1s",
+                      "--expires", "-1")
+    assert bad.returncode == 2 and "bad duration '-1'" in bad.stderr, bad.stderr
