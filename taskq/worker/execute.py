@@ -6,7 +6,9 @@ of its thread and asyncio pools (with ``load``, ``call``, ``failed``, ``encode``
 an exception and a result that cannot be pickled become an ERROR outcome whose body is
 the pickled exception; a task that cannot be loaded here (its module does not import)
 is UNLOADABLE, its detail one line of why (then the traceback), so that the master hands
-it to another worker. A BaseException (SystemExit,
+it to another worker; one past its expiry deadline is EXPIRED and not started. A
+``soft_timeout`` raises ``taskq.SoftTimeout`` in the running task (``taskq.worker.soft``).
+A BaseException (SystemExit,
 KeyboardInterrupt) is an outcome like any other, whether the task raised it or the
 pickling of its result or exception did: the submitter gets it, as from the standard
 process pool, and the pool process goes on::

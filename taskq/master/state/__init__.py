@@ -17,7 +17,8 @@ one ``BrokerState`` in a lock and a wire; unit and property tests drive it direc
 Every task ends exactly once, with one result in its outbox (a cancelled task's result says
 CANCELLED). A stop (a cancel that reaches running tasks too) is final and journaled: see
 ``taskq.master.state.stops``, which also keeps running tasks' progress. Late or duplicate results
-for a task that already ended are dropped. What changed is collected in ``changes`` so the
+for a task that already ended are dropped. A task not started by its expiry deadline ends
+EXPIRED (``taskq.master.state.expiry``). What changed is collected in ``changes`` so the
 journal can persist it after each call.
 """
 
@@ -506,7 +507,8 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         self.resources.forget(worker_id)
 
     def expire(self, now: float) -> list[str]:
-        """Declare silent workers lost and requeue (or fail) leases past their deadline."""
+        """Declare silent workers lost and requeue (or fail) leases past their deadline;
+        end the tasks past their expiry deadline that no worker holds (state.expiry)."""
         self.now = now
         lost = self.crowd.overdue(now, self.silence)
         self.history.now = now
