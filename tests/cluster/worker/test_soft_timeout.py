@@ -51,7 +51,7 @@ def test_a_task_catches_its_soft_timeout_and_returns_on_every_pool(
             runs, "coroutine-t")
         assert {name: f.result(60) for name, f in futures.items()} == dict.fromkeys(
             futures, "cleaned")
-        assert time.monotonic() - started < 20  # none ran its 30 s
+        assert time.monotonic() - started < 25  # none ran its 30 s
     for name in (*POOLS, "one-sleep", "coroutine", "coroutine-t"):
         assert soft_tasks.marks(runs, name, "cleaned") == 1, name
 
@@ -84,8 +84,8 @@ def test_a_soft_timeout_lands_in_no_other_task(pools: Cluster, tmp_path: Path) -
     runs = str(tmp_path)
     with pools.client() as client:
         for queue in ("p", "t"):
-            quick = taskq.task(soft_tasks.clean_up_on_soft, soft_timeout=0.4, queue=queue)
+            quick = taskq.task(soft_tasks.clean_up_on_soft, soft_timeout=1.0, queue=queue)
             plain = taskq.task(soft_tasks.clean_up_on_soft, queue=queue)
-            firsts = [client.submit(quick, runs, f"quick-{queue}", 0.2) for _ in range(4)]
-            thens = [client.submit(plain, runs, f"plain-{queue}", 0.6) for _ in range(4)]
+            firsts = [client.submit(quick, runs, f"quick-{queue}", 0.1) for _ in range(4)]
+            thens = [client.submit(plain, runs, f"plain-{queue}", 1.5) for _ in range(4)]
             assert [f.result(60) for f in firsts + thens] == ["finished"] * 8
