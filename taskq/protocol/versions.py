@@ -48,7 +48,9 @@ log = logs.get_logger(__name__)
 # 8: the master serves its broker under a fixed id (``net.managers.BROKER_ID``): a peer
 #    connects with one handshake per connection and no ``dummy``, ``create``, ``incref``
 #    or ``decref`` request, which the master no longer serves.
-PROTOCOL = 8
+# 9: a task may expire (TaskOptions.expires, .expires_at; Status.EXPIRED) and carry a
+#    soft timeout (TaskOptions.soft_timeout).
+PROTOCOL = 9
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

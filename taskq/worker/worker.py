@@ -371,7 +371,9 @@ class Worker:
         context = TaskContext(task_id=task.task_id, resources=units, attempt=task.attempt,
                               queue=task.options.queue, worker=self.public_id)
         return execute.Payload(fn=task.fn, args=args, retry_on=task.options.retry_on,
-                               context=context, gpu_env=self.config.pool == "processes")
+                               context=context, gpu_env=self.config.pool == "processes",
+                               expires_at=task.options.expires_at,
+                               soft_timeout=task.options.soft_timeout)
 
     def _forget(self, task_ids: list[str]) -> None:
         self.units.free(task_ids)
