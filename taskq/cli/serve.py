@@ -198,6 +198,11 @@ def worker(
     path: Annotated[list[Path] | None, typer.Option(
         "--path", exists=True, file_okay=False, help="A directory tasks import their "
         "modules from, besides the working directory (repeatable).")] = None,
+    setup: Annotated[list[str] | None, typer.Option(
+        "--setup", metavar="MODULE:FUNCTION", help="Run this function once where tasks run, "
+        "before the first: in each pool process, or once for the threads or asyncio pool "
+        "(logging, Sentry, a database pool); repeatable, in order. If it raises, the "
+        "worker does not start.")] = None,
     tls_ca: TlsCaOpt = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
@@ -218,7 +223,8 @@ def worker(
             queues=tuple(q.strip() for q in queues.split(",") if q.strip()), grace=grace,
             max_tasks_per_child=max_tasks_per_child, max_memory_mb=max_memory_per_child,
             connect_for=connect_timeout, pool=pool, resources=have,
-            tls=tls_of(tls_ca, tls_cert, tls_key), paths=_import_paths(path or []))
+            tls=tls_of(tls_ca, tls_cert, tls_key), paths=_import_paths(path or []),
+            setup=tuple(setup or ()))
         runner = Worker(config)
         on_signals(runner.stop)
         raise typer.Exit(runner.run())

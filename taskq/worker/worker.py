@@ -48,7 +48,7 @@ from taskq.protocol import bodies, messages, names
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 from taskq.protocol.options import retry_applies
-from taskq.worker import execute
+from taskq.worker import execute, setup
 from taskq.worker.acks import Unacked
 from taskq.worker.context import TaskContext
 from taskq.worker.pools.asyncio import AsyncioPool
@@ -77,6 +77,7 @@ class WorkerConfig:
     pool: str = "processes"  # one of POOLS; procs is then its concurrency
     resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources gpu=2)
     paths: tuple[str, ...] = ()  # directories put first on sys.path where tasks run
+    setup: tuple[str, ...] = ()  # "module:function" hooks run where tasks run, before them
 
 
 POOLS = ("processes", "threads", "asyncio")
@@ -88,11 +89,13 @@ def make_pool(config: WorkerConfig) -> ProcessPool | LocalPool:
         return ProcessPool(config.procs, execute.run,
                            max_tasks_per_child=config.max_tasks_per_child,
                            max_memory_mb=config.max_memory_mb,
-                           initializer=functools.partial(execute.import_from, config.paths))
+                           initializer=functools.partial(setup.in_process, config.paths,
+                                                         config.setup),
+                           wait_ready=bool(config.setup))
     if config.pool == "threads":
-        return ThreadPool(config.procs, execute.run)
+        return ThreadPool(config.procs, execute.run, config.setup)
     if config.pool == "asyncio":
-        return AsyncioPool(config.procs)
+        return AsyncioPool(config.procs, setup=config.setup)
     raise ValueError(f"unknown pool {config.pool!r}: expected one of {', '.join(POOLS)}")
 
 
@@ -126,6 +129,7 @@ class Worker:
         os.environ[defaults.ENV_TASK_MASTER] = f"{config.address[0]}:{config.address[1]}"
         os.environ[defaults.ENV_TASK_AUTHKEY] = config.authkey.decode("utf-8", "surrogateescape")
         execute.import_from(config.paths)  # the thread and asyncio pools run tasks here
+        setup.check(config.setup)  # a hook that cannot be found: SetupError, no start
         self.pool = make_pool(config)
         self.link = Link(config.address, config.authkey, reconnect_for=config.connect_for,
                          tls_settings=config.tls,
