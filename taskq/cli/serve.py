@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from taskq import defaults, logs
+from taskq import defaults, logs, tracing
 from taskq.cli.common import (
     KeyFileOpt,
     LogJsonOpt,
@@ -81,6 +81,7 @@ def master(
     web = _http_config(_http_address(http, port), http_token_file, metrics_public)
     keep = duration(history, "--history")
     logs.configure(json=log_json or None, level=log_level)
+    tracing.configure_from_env()
     with user_errors():
         keys, key_path = master_authkeys(authkey_file or [])
         journal = None if in_memory else (state or defaults.state_dir() / "journal.db")
@@ -217,6 +218,7 @@ def worker(
     size = _pool_size(pool, procs, concurrency)
     have = _resources(resources)
     logs.configure(json=log_json or None, level=log_level)
+    tracing.configure_from_env()
     with user_errors():
         config = WorkerConfig(
             address=address, authkey=resolve_authkey(None, authkey_file), procs=size,

@@ -30,7 +30,7 @@ from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from typing import Any, overload
 
-from taskq import defaults, logs
+from taskq import defaults, logs, tracing
 from taskq.client import durable
 from taskq.client.cancel import CancelCalls
 from taskq.client.deps import Dependencies, Found, Pins
@@ -217,6 +217,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         """A task encoded and checked, with its future; not queued yet."""
         self._check_open()
         found = Found()
+        start = time.time_ns()  # a span's start, if this process traces
         try:
             body = bodies.encode_args(args, kwargs, found.reduce)
             msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, fn, body,
@@ -229,6 +230,10 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         except BaseException:
             found.release()
             raise
+        if tracing.active():  # the application traces: a span, its traceparent in the task
+            from taskq.client.tracing import submitted
+
+            submitted(msg, found, start)
         return _Entry(TaskFuture(self, msg.task_id), msg, found=found if found.ids or
                       found.failure else None)
 

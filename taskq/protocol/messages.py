@@ -86,6 +86,10 @@ class TaskOptions:
     unique_for: float = 0.0  # ... and for this long after it ended
     # sorted (name, amount) pairs it holds on its worker while it runs, e.g. (("gpu", 1.0),)
     resources: tuple[tuple[str, float], ...] = ()
+    # W3C traceparents (``taskq.tracing``; "" untraced): the span that submitted it, and the
+    # span of its attempt before this one (set by the master on a retry, for a span link)
+    trace: str = ""
+    trace_prev: str = ""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # its values in field order: the smallest pickle, read back by the constructor
@@ -157,11 +161,13 @@ class ResultMsg:
     duration: float = 0.0
     retry: bool | None = None  # may it be retried (retry_on)? None: only if it raised
     attempt: int = 0  # the TaskMsg.attempt it is the outcome of (a re-sent report's check)
+    trace: str = ""  # W3C traceparent of the worker's span of this attempt ("" untraced)
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         body = None if self.body is None else _body(self.body, protocol)
         return (ResultMsg, (self.task_id, self.status.value, body, self.detail,
-                            self.worker, self.duration, self.retry, self.attempt))
+                            self.worker, self.duration, self.retry, self.attempt,
+                            self.trace))
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):  # unpickled: its value (a dict is quicker)

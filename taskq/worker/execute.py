@@ -25,7 +25,7 @@ import sys
 import traceback
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import CoroutineType
 from typing import Any
 
@@ -85,6 +85,7 @@ class Payload:
     retry_on: tuple[str, ...] = ()  # the failures that may be retried (none named: any)
     context: TaskContext | None = None  # ``taskq.current_task()`` while it runs
     gpu_env: bool = False  # set CUDA_VISIBLE_DEVICES to its gpu units (a process of its own)
+    trace: str = ""  # the traceparent of the worker's span of it: current while it runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +145,10 @@ def task_context(payload: Payload) -> Iterator[None]:
     if context is None:
         yield
         return
+    if payload.trace:  # the worker traces it: its span is current here while it runs
+        with _current_span(payload.trace), task_context(replace(payload, trace="")):
+            yield
+        return
     token = bind(context)
     gpus = context.resources.get("gpu") if payload.gpu_env else None
     if not isinstance(gpus, list):
@@ -162,6 +167,19 @@ def task_context(payload: Payload) -> Iterator[None]:
             os.environ.pop(CUDA_ENV, None)
         else:
             os.environ[CUDA_ENV] = before
+
+
+@contextlib.contextmanager
+def _current_span(traceparent: str) -> Iterator[None]:
+    from opentelemetry import context
+
+    from taskq.tracing import context_of
+
+    token = context.attach(context_of(traceparent))
+    try:
+        yield
+    finally:
+        context.detach(token)
 
 
 def call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],

@@ -48,7 +48,7 @@ from taskq.protocol import bodies, messages, names
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 from taskq.protocol.options import retry_applies
-from taskq.worker import execute, setup
+from taskq.worker import execute, setup, tracing
 from taskq.worker.acks import Unacked
 from taskq.worker.context import TaskContext
 from taskq.worker.pools.asyncio import AsyncioPool
@@ -131,6 +131,7 @@ class Worker:
         execute.import_from(config.paths)  # the thread and asyncio pools run tasks here
         setup.check(config.setup)  # a hook that cannot be found: SetupError, no start
         self.pool = make_pool(config)
+        self.spans = tracing.Spans.open(self.public_id, config.pool)  # None: not traced
         self.link = Link(config.address, config.authkey, reconnect_for=config.connect_for,
                          tls_settings=config.tls,
                          on_connect=self._on_connect)
@@ -303,6 +304,8 @@ class Worker:
         if not outcomes and not started:
             return
         results = [self._result(o) for o in outcomes]
+        if self.spans is not None:
+            self.spans.end(results)
         if outcomes:  # before the master hears of it: it may lease the units again at once
             self.units.free([o.task_id for o in outcomes])
         if started and results:
@@ -372,10 +375,13 @@ class Worker:
         context = TaskContext(task_id=task.task_id, resources=units, attempt=task.attempt,
                               queue=task.options.queue, worker=self.public_id)
         return execute.Payload(fn=task.fn, args=args, retry_on=task.options.retry_on,
-                               context=context, gpu_env=self.config.pool == "processes")
+                               context=context, gpu_env=self.config.pool == "processes",
+                               trace=self.spans.begin(task) if self.spans else "")
 
     def _forget(self, task_ids: list[str]) -> None:
         self.units.free(task_ids)
+        if self.spans is not None:
+            self.spans.forget(task_ids)
         with self._held_lock:
             self._held.difference_update(task_ids)
             for kept in (self._retry_on, self._attempts):
