@@ -36,3 +36,8 @@ def opentelemetry_loaded() -> list[str]:
     """The OpenTelemetry modules loaded in the process that runs the task."""
     return sorted(m for m in sys.modules if m == "opentelemetry" or
                   m.startswith("opentelemetry."))
+
+
+async def current_span_async() -> tuple[str, str]:
+    """``current_span`` in an ``async def`` (the asyncio pool's loop)."""
+    return current_span()

@@ -49,7 +49,7 @@ from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 from taskq.protocol.options import retry_applies
 from taskq.worker import execute, setup, tracing
-from taskq.worker.acks import Unacked
+from taskq.worker.acks import Unacked, by_size
 from taskq.worker.context import TaskContext
 from taskq.worker.pools.asyncio import AsyncioPool
 from taskq.worker.pools.child_record import resident_bytes
@@ -97,20 +97,6 @@ def make_pool(config: WorkerConfig) -> ProcessPool | LocalPool:
     if config.pool == "asyncio":
         return AsyncioPool(config.procs, setup=config.setup)
     raise ValueError(f"unknown pool {config.pool!r}: expected one of {', '.join(POOLS)}")
-
-
-def _by_size(results: list[ResultMsg]) -> list[list[ResultMsg]]:
-    """Results in reports of about BATCH_BYTES of bodies each (each under the frame cap)."""
-    chunks: list[list[ResultMsg]] = []
-    size = 0
-    for result in results:
-        body = len(result.body or b"")
-        if not chunks or (size + body > defaults.BATCH_BYTES and chunks[-1]):
-            chunks.append([])
-            size = 0
-        chunks[-1].append(result)
-        size += body
-    return chunks
 
 
 class Worker:
@@ -181,7 +167,7 @@ class Worker:
         self._beat = max(self.config.heartbeat, info.heartbeat)
         remote.heartbeat(self.worker_id, held, self.pool.running())
         resend = self.acks.resend(info.epoch)
-        for chunk in _by_size(resend):
+        for chunk in by_size(resend):
             self.acks.keep(remote.report(self.worker_id, chunk, resent=True), chunk)
         if resend:
             self.log.info("results_resent", count=len(resend))
@@ -311,7 +297,7 @@ class Worker:
         if started and results:
             ended = {r.task_id for r in results}
             started = [t for t in started if t not in ended]
-        for chunk in _by_size(results) or [[]]:
+        for chunk in by_size(results) or [[]]:
             with self._sync:
                 receipt = self.link.remote.report(self.worker_id, chunk, started=started)
                 self._forget([r.task_id for r in chunk])

@@ -75,9 +75,9 @@ print(json.dumps({"asked": NoOpenTelemetry.asked, "client": mine, "tasks": loade
 '''
 
 
-def run_client(cluster: Cluster, script: str) -> dict[str, Any]:
+def run_client(cluster: Cluster, script: str, *argv: str) -> dict[str, Any]:
     env = {**cluster.env, "TASKQ_ADDRESS": cluster.address}
-    out = subprocess.run([sys.executable, "-c", script], env=env, text=True,
+    out = subprocess.run([sys.executable, "-c", script, *argv], env=env, text=True,
                          capture_output=True, timeout=120, cwd=cluster.tmp)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -95,12 +95,12 @@ def console_spans(path: Path) -> list[dict[str, Any]]:
     return spans
 
 
-def start_traced_worker(cluster: Cluster, out: Path) -> None:
+def start_traced_worker(cluster: Cluster, out: Path, *extra: str) -> None:
     env = {**cluster.env, "OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_SCHEDULE_DELAY": "50",
            "OTEL_SERVICE_NAME": "taskq-worker"}
     with out.open("w") as fh:
-        cluster.spawn(["worker", "--connect", cluster.address, "--procs", "2"], env=env,
-                      stdout=fh.fileno())
+        cluster.spawn(["worker", "--connect", cluster.address, "--procs", "2", *extra],
+                      env=env, stdout=fh.fileno())
 
 
 @pytest.fixture(scope="module")
@@ -213,15 +213,50 @@ def test_nothing_of_opentelemetry_loads_when_nothing_traces(cluster: Cluster,
     assert ran["tasks"] == [[], [], []]  # nor where the tasks ran (the worker's own, threads)
 
 
-def test_an_exporter_that_is_not_installed_is_one_line(cluster: Cluster) -> None:
+SPAN_CLIENT = CLIENT.split("with taskq.Client()")[0] + '''
+with taskq.Client() as client:
+    fn = trace_tasks.current_span_async if sys.argv[1] == "asyncio" else trace_tasks.current_span
+    seen = client.submit(fn)
+    results = {"seen": [seen.task_id, seen.result(60)]}
+spans = [json.loads(s.to_json()) for s in exporter.get_finished_spans()]
+print(json.dumps({"results": results, "spans": spans}))
+'''
+
+
+@pytest.mark.parametrize("pool", ["threads", "asyncio"])
+def test_the_span_is_current_in_the_threads_and_asyncio_pools(cluster: Cluster,
+                                                               pool: str) -> None:
     cluster.start_master()
+    out = cluster.tmp / "worker-spans.json"
+    start_traced_worker(cluster, out, "--pool", pool)
+    cluster.wait_workers(1)
+    ran = run_client(cluster, SPAN_CLIENT, pool)
+    task_id, (trace_id, span_id) = ran["results"]["seen"]
+    (submit,) = ran["spans"]
+    (run,) = wait_for(lambda: [s for s in console_spans(out)
+                               if s["attributes"]["taskq.task.id"] == task_id], 30,
+                      "the task's span")
+    assert run["parent_id"] == submit["context"]["span_id"]
+    assert (trace_id, span_id) == (run["context"]["trace_id"], run["context"]["span_id"])
+    assert run["attributes"]["taskq.pool"] == pool
+
+
+@pytest.mark.parametrize("role", ["master", "worker"])
+def test_an_exporter_that_is_not_installed_is_one_line(cluster: Cluster, role: str) -> None:
     env = {**cluster.env, "OTEL_TRACES_EXPORTER": "otlp"}
-    proc = cluster.spawn(["worker", "--connect", cluster.address, "--log-level", "warning"],
-                         env=env)
-    cluster.wait_workers(1)  # it runs, untraced
+    if role == "master":
+        proc = cluster.spawn(["master", "--host", "127.0.0.1", "--port", "0", "--in-memory",
+                              "--log-level", "warning"], env=env)
+        wait_for(lambda: "tracing is off" in proc.stderr(), 30, "the master's warning")
+    else:
+        cluster.start_master()
+        proc = cluster.spawn(["worker", "--connect", cluster.address, "--log-level",
+                              "warning"], env=env)
+        cluster.wait_workers(1)  # it runs, untraced
     (line,) = [ln for ln in proc.stderr().splitlines() if "OTEL" in ln]
     assert line.startswith("taskq: warning: OTEL_TRACES_EXPORTER=otlp: ")
     assert line.endswith("(pip install opentelemetry-exporter-otlp); tracing is off"), line
+    assert proc.popen.poll() is None  # and it runs on
 
 
 RETRIED_CLIENT = CLIENT.split("with taskq.Client()")[0] + '''
