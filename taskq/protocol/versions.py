@@ -45,9 +45,12 @@ log = logs.get_logger(__name__)
 #    Leased. A worker opens two connections. ``flush``.
 # 7: a worker that cannot load a task says so (Status.UNLOADABLE), and the master hands
 #    the task to another worker; a task no worker could load ends UNLOADABLE.
-# 8: a task's options carry W3C traceparents (TaskOptions.trace, .trace_prev) and a result
+# 8: the master serves its broker under a fixed id (``net.managers.BROKER_ID``): a peer
+#    connects with one handshake per connection and no ``dummy``, ``create``, ``incref``
+#    or ``decref`` request, which the master no longer serves.
+# 9: a task's options carry W3C traceparents (TaskOptions.trace, .trace_prev) and a result
 #    the traceparent of its attempt's span (ResultMsg.trace).
-PROTOCOL = 8
+PROTOCOL = 9
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "
