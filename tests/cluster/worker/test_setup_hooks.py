@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from cluster import Cluster
+from cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,6 +34,11 @@ async def init_async():
 
 def boom():
     raise RuntimeError("the database is down")
+
+def unless_down():
+    if os.path.exists(os.environ["SETUP_DOWN"]):
+        raise RuntimeError("the database is down")
+    init()
 '''
 
 
@@ -55,7 +60,8 @@ def project(cluster: Cluster) -> tuple[Path, dict[str, str]]:
     where = cluster.tmp / "project"
     where.mkdir(exist_ok=True)
     (where / "setup_hooks_mod.py").write_text(HOOKS)
-    return where, {**cluster.env, "SETUP_LOG": str(cluster.tmp / "setup.log")}
+    return where, {**cluster.env, "SETUP_LOG": str(cluster.tmp / "setup.log"),
+                   "SETUP_DOWN": str(cluster.tmp / "down")}
 
 
 def start_worker(cluster: Cluster, *extra: str) -> None:
@@ -79,6 +85,27 @@ def test_the_hook_runs_once_in_each_pool_process_before_its_first_task(
     for state, pid, _ in results:
         assert state is not None and state[:2] == ("init", pid)  # set in that process
         assert pid in hooked
+
+
+def test_a_process_that_replaces_one_runs_the_hook_and_one_that_fails_it_runs_nothing(
+        cluster: Cluster) -> None:
+    cluster.start_master()
+    start_worker(cluster, "--procs", "1", "--max-tasks-per-child", "1",
+                 "--setup", "setup_hooks_mod:unless_down")
+    with cluster.client() as client:
+        first = [client.submit(seen).result(60) for _ in range(2)]
+        assert len(setup_pids(cluster)) >= 2  # each process, new after each task, ran it
+        assert {state[1] for state, _, _ in first} == {pid for _, pid, _ in first}
+        (cluster.tmp / "down").touch()  # from now on the hook fails
+        waiting = client.submit(seen)
+        worker = cluster.procs[-1]
+        wait_for(lambda: "taskq pool process setup failed" in worker.stderr(), 30,
+                 "the failed setup logged")
+        assert not waiting.done()  # it is not blamed: it waits for a process that can run it
+        (cluster.tmp / "down").unlink()
+        state, pid, _ = waiting.result(60)
+    assert state[:2] == ("init", pid)
+    assert "the database is down" in worker.stderr()
 
 
 def test_the_threads_pool_runs_the_hook_once(cluster: Cluster) -> None:
