@@ -113,6 +113,11 @@ class TaskCancelled(TaskqError, CancelledError):
     """The task was cancelled; it is a ``concurrent.futures.CancelledError`` too."""
 
 
+class SetupError(TaskqError):
+    """A worker's setup hook (``taskq worker --setup module:function``) is named wrongly or
+    raised: the worker does not start."""
+
+
 class DependencyError(TaskqError, ValueError):
     """A future among a task's arguments cannot be its dependency (its client was shut
     down, or the master knows no such task); raised at the call."""

@@ -93,6 +93,10 @@ class TaskOptions:
     # (journaled with it; a worker does not start it later: taskq.worker.execute)
     expires_at: float = 0.0
     soft_timeout: float | None = None  # taskq.SoftTimeout is raised in it after this long
+    # W3C traceparents (``taskq.tracing``; "" untraced): the span that submitted it, and the
+    # span of its attempt before this one (set by the master on a retry, for a span link)
+    trace: str = ""
+    trace_prev: str = ""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # its values in field order: the smallest pickle, read back by the constructor
@@ -164,11 +168,13 @@ class ResultMsg:
     duration: float = 0.0
     retry: bool | None = None  # may it be retried (retry_on)? None: only if it raised
     attempt: int = 0  # the TaskMsg.attempt it is the outcome of (a re-sent report's check)
+    trace: str = ""  # W3C traceparent of the worker's span of this attempt ("" untraced)
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         body = None if self.body is None else _body(self.body, protocol)
         return (ResultMsg, (self.task_id, self.status.value, body, self.detail,
-                            self.worker, self.duration, self.retry, self.attempt))
+                            self.worker, self.duration, self.retry, self.attempt,
+                            self.trace))
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):  # unpickled: its value (a dict is quicker)

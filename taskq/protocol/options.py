@@ -14,23 +14,27 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from taskq.protocol.messages import Schedule, TaskOptions
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-class TaskFunction:
-    """A callable with taskq options; calling it calls the function."""
 
-    def __init__(self, fn: Callable[..., Any], options: TaskOptions) -> None:
+class TaskFunction(Generic[P, R]):
+    """A callable with taskq options; calling it calls the function (and its parameters
+    and return type are the function's, for ``submit``'s type)."""
+
+    def __init__(self, fn: Callable[P, R], options: TaskOptions) -> None:
         if not callable(fn):
             raise TypeError(f"taskq.task needs a callable, not {type(fn).__name__}")
         self.fn = fn
         self.taskq_options = options
         functools.update_wrapper(self, fn)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -215,12 +219,12 @@ def make_options(timeout: float | None = None, retries: int = 0, priority: int =
 
 
 @overload
-def task(fn: Callable[..., Any], *, timeout: float | None = ..., retries: int = ...,
+def task(fn: Callable[P, R], *, timeout: float | None = ..., retries: int = ...,
          priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
          max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
          unique: str = ..., unique_for: float = ...,
          resources: dict[str, float] | None = ..., expires: float | None = ...,
-         soft_timeout: float | None = ...) -> TaskFunction: ...
+         soft_timeout: float | None = ...) -> TaskFunction[P, R]: ...
 @overload
 def task(fn: None = None, *, timeout: float | None = ..., retries: int = ...,
          priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
@@ -228,7 +232,7 @@ def task(fn: None = None, *, timeout: float | None = ..., retries: int = ...,
          unique: str = ..., unique_for: float = ...,
          resources: dict[str, float] | None = ..., expires: float | None = ...,
          soft_timeout: float | None = ...
-         ) -> Callable[[Callable[..., Any]], TaskFunction]: ...
+         ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
 
 def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
@@ -237,7 +241,7 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
          limit_key: str = "", limit: int = 0, unique: str = "", unique_for: float = 0.0,
          resources: dict[str, float] | None = None, expires: float | None = None,
          soft_timeout: float | None = None,
-         ) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
+         ) -> TaskFunction[..., Any] | Callable[[Callable[..., Any]], TaskFunction[..., Any]]:
     """Attach options to a callable: ``task(fn, timeout=2)`` or ``@task(timeout=2)``.
 
     ``retries`` re-runs a failed task up to that many times; ``retry_on`` names the failures

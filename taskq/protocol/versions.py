@@ -50,7 +50,9 @@ log = logs.get_logger(__name__)
 #    or ``decref`` request, which the master no longer serves.
 # 9: a task may expire (TaskOptions.expires, .expires_at; Status.EXPIRED) and carry a
 #    soft timeout (TaskOptions.soft_timeout).
-PROTOCOL = 9
+# 10: a task's options carry W3C traceparents (TaskOptions.trace, .trace_prev) and a result
+#    the traceparent of its attempt's span (ResultMsg.trace).
+PROTOCOL = 10
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

@@ -28,7 +28,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import CoroutineType
 from typing import Any
 
@@ -91,6 +91,7 @@ class Payload:
     gpu_env: bool = False  # set CUDA_VISIBLE_DEVICES to its gpu units (a process of its own)
     expires_at: float = 0.0  # not started after this wall-clock time (0: no deadline)
     soft_timeout: float | None = None  # taskq.SoftTimeout raised in it after this long
+    trace: str = ""  # the traceparent of the worker's span of it: current while it runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,10 @@ def task_context(payload: Payload) -> Iterator[None]:
     if context is None:
         yield
         return
+    if payload.trace:  # the worker traces it: its span is current here while it runs
+        with _current_span(payload.trace), task_context(replace(payload, trace="")):
+            yield
+        return
     token = bind(context)
     gpus = context.resources.get("gpu") if payload.gpu_env else None
     if not isinstance(gpus, list):
@@ -181,6 +186,19 @@ def task_context(payload: Payload) -> Iterator[None]:
             os.environ.pop(CUDA_ENV, None)
         else:
             os.environ[CUDA_ENV] = before
+
+
+@contextlib.contextmanager
+def _current_span(traceparent: str) -> Iterator[None]:
+    from opentelemetry import context
+
+    from taskq.tracing import context_of
+
+    token = context.attach(context_of(traceparent))
+    try:
+        yield
+    finally:
+        context.detach(token)
 
 
 def call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],

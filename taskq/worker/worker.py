@@ -48,8 +48,8 @@ from taskq.protocol import bodies, messages, names
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 from taskq.protocol.options import retry_applies
-from taskq.worker import execute
-from taskq.worker.acks import Unacked
+from taskq.worker import execute, setup, tracing
+from taskq.worker.acks import Unacked, by_size
 from taskq.worker.context import TaskContext
 from taskq.worker.pools.asyncio import AsyncioPool
 from taskq.worker.pools.child_record import resident_bytes
@@ -77,6 +77,7 @@ class WorkerConfig:
     pool: str = "processes"  # one of POOLS; procs is then its concurrency
     resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources gpu=2)
     paths: tuple[str, ...] = ()  # directories put first on sys.path where tasks run
+    setup: tuple[str, ...] = ()  # "module:function" hooks run where tasks run, before them
 
 
 POOLS = ("processes", "threads", "asyncio")
@@ -88,26 +89,14 @@ def make_pool(config: WorkerConfig) -> ProcessPool | LocalPool:
         return ProcessPool(config.procs, execute.run,
                            max_tasks_per_child=config.max_tasks_per_child,
                            max_memory_mb=config.max_memory_mb,
-                           initializer=functools.partial(execute.import_from, config.paths))
+                           initializer=functools.partial(setup.in_process, config.paths,
+                                                         config.setup),
+                           wait_ready=bool(config.setup))
     if config.pool == "threads":
-        return ThreadPool(config.procs, execute.run)
+        return ThreadPool(config.procs, execute.run, config.setup)
     if config.pool == "asyncio":
-        return AsyncioPool(config.procs)
+        return AsyncioPool(config.procs, setup=config.setup)
     raise ValueError(f"unknown pool {config.pool!r}: expected one of {', '.join(POOLS)}")
-
-
-def _by_size(results: list[ResultMsg]) -> list[list[ResultMsg]]:
-    """Results in reports of about BATCH_BYTES of bodies each (each under the frame cap)."""
-    chunks: list[list[ResultMsg]] = []
-    size = 0
-    for result in results:
-        body = len(result.body or b"")
-        if not chunks or (size + body > defaults.BATCH_BYTES and chunks[-1]):
-            chunks.append([])
-            size = 0
-        chunks[-1].append(result)
-        size += body
-    return chunks
 
 
 class Worker:
@@ -126,7 +115,9 @@ class Worker:
         os.environ[defaults.ENV_TASK_MASTER] = f"{config.address[0]}:{config.address[1]}"
         os.environ[defaults.ENV_TASK_AUTHKEY] = config.authkey.decode("utf-8", "surrogateescape")
         execute.import_from(config.paths)  # the thread and asyncio pools run tasks here
+        setup.check(config.setup)  # a hook that cannot be found: SetupError, no start
         self.pool = make_pool(config)
+        self.spans = tracing.Spans.open(self.public_id, config.pool)  # None: not traced
         self.link = Link(config.address, config.authkey, reconnect_for=config.connect_for,
                          tls_settings=config.tls,
                          on_connect=self._on_connect)
@@ -179,7 +170,7 @@ class Worker:
         self._lost_after = info.lost_after
         remote.heartbeat(self.worker_id, held, self.pool.running())
         resend = self.acks.resend(info.epoch)
-        for chunk in _by_size(resend):
+        for chunk in by_size(resend):
             self.acks.keep(remote.report(self.worker_id, chunk, resent=True), chunk)
         if resend:
             self.log.info("results_resent", count=len(resend))
@@ -302,12 +293,14 @@ class Worker:
         if not outcomes and not started:
             return
         results = [self._result(o) for o in outcomes]
+        if self.spans is not None:
+            self.spans.end(results)
         if outcomes:  # before the master hears of it: it may lease the units again at once
             self.units.free([o.task_id for o in outcomes])
         if started and results:
             ended = {r.task_id for r in results}
             started = [t for t in started if t not in ended]
-        for chunk in _by_size(results) or [[]]:
+        for chunk in by_size(results) or [[]]:
             with self._sync:
                 receipt = self._quick().report(self.worker_id, chunk, started=started)
                 self._forget([r.task_id for r in chunk])
@@ -373,10 +366,13 @@ class Worker:
         return execute.Payload(fn=task.fn, args=args, retry_on=task.options.retry_on,
                                context=context, gpu_env=self.config.pool == "processes",
                                expires_at=task.options.expires_at,
-                               soft_timeout=task.options.soft_timeout)
+                               soft_timeout=task.options.soft_timeout,
+                               trace=self.spans.begin(task) if self.spans else "")
 
     def _forget(self, task_ids: list[str]) -> None:
         self.units.free(task_ids)
+        if self.spans is not None:
+            self.spans.forget(task_ids)
         with self._held_lock:
             self._held.difference_update(task_ids)
             for kept in (self._retry_on, self._attempts):

@@ -411,6 +411,8 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
             if result.retryable and rec.errors < rec.msg.options.retries:
                 self.history.attempt_ended(rec, result, now)
                 rec.errors += 1
+                if result.trace:  # the next attempt's span links to this one's
+                    rec.msg.options = replace(rec.msg.options, trace_prev=result.trace)
                 delay = self.backoff(rec.msg.options, rec.errors)
                 if delay > 0:
                     self.queues.hold(rec, now + delay)  # holds no worker slot meanwhile

@@ -19,6 +19,7 @@ the other tasks only, and is logged with its id while it blocks.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import threading
@@ -28,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from taskq import defaults, logs
-from taskq.worker import execute, soft
+from taskq.worker import execute, report, setup, soft
 from taskq.worker.pools.job import Job
 from taskq.worker.pools.local import LocalPool
 from taskq.worker.pools.threads import THREAD_TIMEOUT_DETAIL
@@ -48,8 +49,10 @@ class AsyncioPool(LocalPool):
     """One event loop running up to ``size`` tasks; ``runner`` is unused (the loop runs
     the decoded task itself, with ``taskq.worker.execute``)."""
 
-    def __init__(self, size: int, runner: Callable[[Any], Any] = execute.run) -> None:
-        super().__init__(size, runner)
+    def __init__(self, size: int, runner: Callable[[Any], Any] = execute.run,
+                 setup: tuple[str, ...] = ()) -> None:
+        super().__init__(size, runner, setup)
+        self._set_up: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._loop = asyncio.new_event_loop()
         self._executor = ThreadPoolExecutor(min(size, defaults.ASYNC_EXECUTOR_THREADS),
                                             thread_name_prefix="taskq-executor")
@@ -64,12 +67,26 @@ class AsyncioPool(LocalPool):
         self._stopped = threading.Event()
 
     def start(self) -> None:
-        super().start()
+        """Start the loop and run the setup hooks in it (SetupError, the loop stopped, if
+        one fails); then tasks may begin."""
+        report.set_sink(self._note_progress)
         self._thread.start()
+        try:
+            self._set_up.result()
+        except BaseException:
+            self._thread.join(defaults.LOOP_STOP_S)
+            self._close()
+            raise
         self._dog.start()
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(setup.run_async(self._setup))
+        except BaseException as exc:
+            self._set_up.set_exception(exc)
+            return
+        self._set_up.set_result(None)
         self._loop.call_soon(self._beat)
         self._loop.run_forever()
 
