@@ -86,6 +86,9 @@ class TaskOptions:
     unique_for: float = 0.0  # ... and for this long after it ended
     # sorted (name, amount) pairs it holds on its worker while it runs, e.g. (("gpu", 1.0),)
     resources: tuple[tuple[str, float], ...] = ()
+    # seconds its result is kept for reading by id after it ended (``Client.future``,
+    # ``taskq result``); None: the master's --result-ttl; 0: not kept
+    result_ttl: float | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # its values in field order: the smallest pickle, read back by the constructor

@@ -174,7 +174,7 @@ def make_options(timeout: float | None = None, retries: int = 0, priority: int =
                  queue: str = "default", *, retry_on: object = (), backoff: float = 0.0,
                  max_backoff: float = 60.0, jitter: bool = True, limit_key: str = "",
                  limit: int = 0, unique: str = "", unique_for: float = 0.0,
-                 resources: object = None) -> TaskOptions:
+                 resources: object = None, result_ttl: object = None) -> TaskOptions:
     """Validated options; ValueError says which one is wrong."""
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
@@ -191,7 +191,25 @@ def make_options(timeout: float | None = None, retries: int = 0, priority: int =
                        retry_on=exception_names(retry_on), backoff=float(backoff),
                        max_backoff=float(max_backoff), jitter=bool(jitter),
                        limit_key=limit_key, limit=int(limit), unique=unique,
-                       unique_for=float(unique_for), resources=check_needs(resources or {}))
+                       unique_for=float(unique_for), resources=check_needs(resources or {}),
+                       result_ttl=ttl_seconds(result_ttl))
+
+
+def ttl_seconds(ttl: object) -> float | None:
+    """A ``result_ttl`` as seconds (a number, a ``timedelta`` or text such as '1h'); None
+    stays None (the master's default); ValueError for anything else or a negative one."""
+    if ttl is None:
+        return None
+    try:
+        if isinstance(ttl, bool):
+            raise TypeError
+        seconds = interval(ttl)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"result_ttl must be 0 or more seconds (a number, a timedelta or "
+                         f"text such as '1h'), not {ttl!r}")
+    return seconds
 
 
 @overload
@@ -199,13 +217,15 @@ def task(fn: Callable[..., Any], *, timeout: float | None = ..., retries: int = 
          priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
          max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
          unique: str = ..., unique_for: float = ...,
-         resources: dict[str, float] | None = ...) -> TaskFunction: ...
+         resources: dict[str, float] | None = ...,
+         result_ttl: float | timedelta | str | None = ...) -> TaskFunction: ...
 @overload
 def task(fn: None = None, *, timeout: float | None = ..., retries: int = ...,
          priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
          max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
          unique: str = ..., unique_for: float = ...,
-         resources: dict[str, float] | None = ...
+         resources: dict[str, float] | None = ...,
+         result_ttl: float | timedelta | str | None = ...
          ) -> Callable[[Callable[..., Any]], TaskFunction]: ...
 
 
@@ -214,6 +234,7 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
          backoff: float = 0.0, max_backoff: float = 60.0, jitter: bool = True,
          limit_key: str = "", limit: int = 0, unique: str = "", unique_for: float = 0.0,
          resources: dict[str, float] | None = None,
+         result_ttl: float | timedelta | str | None = None,
          ) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
     """Attach options to a callable: ``task(fn, timeout=2)`` or ``@task(timeout=2)``.
 
@@ -226,12 +247,16 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
     waiting or running (and ``unique_for`` seconds after it ended), a submit with the key
     returns a future of that task and runs nothing new. ``resources``: what the task holds
     on its worker while it runs (``{"gpu": 1}``); only a worker started with that much free
-    (``--resources gpu=2``) takes it.
+    (``--resources gpu=2``) takes it. ``result_ttl``: how long its result is kept after
+    it ended for reading by id (``Client.future(task_id)``, ``taskq result``), by any
+    client, fetched or not (seconds, a ``timedelta`` or text such as '1h'; 0: not kept;
+    default: the master's ``--result-ttl``).
     """
     options = make_options(timeout, retries, priority, queue, retry_on=retry_on,
                            backoff=backoff, max_backoff=max_backoff, jitter=jitter,
                            limit_key=limit_key, limit=limit, unique=unique,
-                           unique_for=unique_for, resources=resources)
+                           unique_for=unique_for, resources=resources,
+                           result_ttl=result_ttl)
     if fn is None:
         return lambda f: TaskFunction(f, options)
     return TaskFunction(fn, options)

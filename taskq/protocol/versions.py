@@ -45,7 +45,9 @@ log = logs.get_logger(__name__)
 #    Leased. A worker opens two connections. ``flush``.
 # 7: a worker that cannot load a task says so (Status.UNLOADABLE), and the master hands
 #    the task to another worker; a task no worker could load ends UNLOADABLE.
-PROTOCOL = 7
+# 8: a task may keep its result for reading by id (TaskOptions.result_ttl), and the
+#    ``result_states`` call says whether a result is kept, expired or unknown.
+PROTOCOL = 8
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "
