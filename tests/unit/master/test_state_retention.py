@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 from state_helpers import fetch_all, join, make_state, ok, task
 
+from taskq.master import metrics
 from taskq.master.journal import Journal
-from taskq.master.state import BrokerState
+from taskq.master.state import BrokerState, views
 from taskq.master.state import retention as retention_mod
 from taskq.master.state.retention import Retained
+from taskq.master.web import page
 from taskq.protocol.messages import MIRROR_FN, ResultMsg, Status, TaskMsg, TaskOptions
 from taskq.protocol.replies import EXPIRED_DETAIL, ResultState
 
@@ -140,3 +142,22 @@ def test_kept_results_survive_a_restart_and_expire_on_time(tmp_path: Path) -> No
     assert again.retained.results["a"].body == b"value"
     assert again.retained.until["a"] == pytest.approx(now + 60.0, abs=1.0)
     assert again.drain_changes().retained == {}  # a restore writes nothing back
+
+
+def test_the_dashboard_and_metrics_show_the_kept_results_and_their_bytes() -> None:
+    state = make_state()
+    run_to_end(state, [kept_task("a", 60.0), kept_task("b", 60.0), task("c")], now=0,
+               body=b"x" * 1536)
+    shot = views.render_monitor(views.monitor_copy(state, 1.0))
+    shot.update(uptime=1.0, durable=False)
+    assert shot["kept"] == {"results": 2, "bytes": 3072}
+    assert 'data-tile="kept"><b>2\u00a0·\u00a03.0 KiB</b>' in page.render(shot)
+
+    class Snap:
+        def metrics(self) -> dict[str, object]:
+            return {**views.metrics_copy(state), "commit": None}
+
+    text = metrics.exposition(metrics.registry_for(Snap())).decode()
+    assert "taskq_kept_results 2.0" in text and "taskq_kept_result_bytes 3072.0" in text
+    state.expire(now=61.0)
+    assert views.metrics_copy(state)["kept"] == {"results": 0, "bytes": 0}
