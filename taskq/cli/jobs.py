@@ -26,7 +26,7 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
-from taskq.cli.common import MasterOpts, reaches_master, user_errors
+from taskq.cli.common import MasterOpts, duration, reaches_master, user_errors
 from taskq.client import jobs
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import TaskOptions
@@ -52,6 +52,10 @@ def submit(
     start_at: Annotated[str | None, typer.Option(
         "--at", help="Start no sooner than this ISO 8601 time with its offset, e.g. "
                      "2026-12-01T02:00+01:00.")] = None,
+    result_ttl: Annotated[str | None, typer.Option(
+        help="Keep each result this long after its task ended, readable by id (`taskq result "
+        "ID`) however often it is fetched: e.g. 1h, 30m (default: the master's "
+        "--result-ttl).")] = None,
     batch: Annotated[typer.FileText | None, typer.Option(
         "--batch", help="Submit one task per line of this file (- for stdin), each line's "
         "arguments split as a shell would; blank lines and # comments are skipped.")] = None,
@@ -65,6 +69,8 @@ def submit(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="TARGET") from None
     options = _submit_options(timeout, retries, priority, queue, backoff, start_in, start_at)
+    if result_ttl is not None:
+        options.result_ttl = duration(result_ttl, "--result-ttl", positive=False)
     _no_stray_unit(start_in, args or [])
     if batch is not None and args:
         raise typer.BadParameter("give arguments on the command line or in --batch, not both",

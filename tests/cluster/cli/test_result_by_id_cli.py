@@ -89,3 +89,18 @@ def test_an_expired_or_unknown_id_is_one_line(running: Cluster) -> None:
     one_line_error(running.cli("result", "client-nobody-1"), "knows no task")
     timed = running.cli("result", "client-nobody-1", "--wait", "--timeout", "0.5")
     one_line_error(timed, "knows no task")
+
+
+def test_a_named_jobs_result_outlives_taskq_results_with_submit_result_ttl(
+        running: Cluster) -> None:
+    out = running.cli("submit", "kept_tasks:square", "9", "--job", "nine",
+                      "--result-ttl", "1m")
+    assert out.returncode == 0, out.stderr
+    task_id = out.stdout.split()[-1]
+    taken = running.cli("results", "nine", "--wait", "--timeout", "60")
+    assert taken.returncode == 0 and taken.stdout.split("\t")[-1] == "81\n", taken.stderr
+    for _ in range(2):  # taken by `taskq results`, and read by id twice after
+        out = running.cli("result", task_id)
+        assert (out.returncode, out.stdout) == (0, "81\n"), out.stderr
+    bad = running.cli("submit", "kept_tasks:square", "1", "--result-ttl", "soon")
+    assert bad.returncode == 2 and "--result-ttl" in bad.stderr
