@@ -95,6 +95,7 @@ class Broker(PrimitiveCalls, BrokerViews):
         if journal is not None:
             journal.on_durable = self._journal_committed
         self._started = clock()
+        state.now = max(state.now, self._started)  # (a kept result's TTL counts from it)
         state.wall_offset = time.time() - clock()
         state.history.wall_offset = state.wall_offset
         self._stopping = threading.Event()
