@@ -607,7 +607,8 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, RetentionM
         changes.joined, changes.unjoined = self.uniques.drain()
         changes.attempts, changes.history_gone, changes.counts = self.history.drain()
         changes.kept, changes.deps_gone = self.deps.drain()
-        changes.retained = self.retained.drain()
+        if self.retained.changes:  # (none for tasks with no TTL: no new dict either)
+            changes.retained = self.retained.drain()
         return changes
 
     # ------------------------------------------------------------------ internals
