@@ -1,9 +1,11 @@
 """Results by id on a real cluster: a submitter keeps a result with ``result_ttl`` and exits;
 other processes read it by id (twice, fetched or not) until its TTL passes; then
-``ResultExpired``. A kept result survives a master SIGKILL."""
+``ResultExpired``. A kept result survives a master SIGKILL, and the dashboard's JSON and
+/metrics count it."""
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +16,7 @@ from pathlib import Path
 import kept_tasks
 import pytest
 from cluster import ROOT, Cluster, wait_for
+from web_helpers import get, get_json, start_web_master
 
 import taskq
 
@@ -88,7 +91,6 @@ def kept_rows(journal: Path) -> list[str]:
 def test_a_kept_result_survives_a_master_sigkill(cluster: Cluster, tmp_path: Path) -> None:
     journal = tmp_path / "journal.db"
     master = cluster.start_master("--state", str(journal), "--result-ttl", "10m")
-    port = int(cluster.address.rsplit(":", 1)[1])
     cluster.start_worker()
     cluster.wait_workers(1)
     with cluster.client() as client:
@@ -98,6 +100,13 @@ def test_a_kept_result_survives_a_master_sigkill(cluster: Cluster, tmp_path: Pat
     wait_for(lambda: task_id in kept_rows(journal), 30, "the kept result to be journaled")
     master.signal_group(signal.SIGKILL)
     master.wait(30)
-    cluster.start_master("--state", str(journal), port=port)
+    _, url = start_web_master(cluster, "--state", str(journal))  # no --result-ttl now
     with cluster.client() as reader:
         assert reader.future(task_id).result(60) == 25
+    status, body = get(url + "metrics")
+    assert status == 200
+    assert re.search(r"^taskq_kept_results 1\.0$", body.decode(), re.M)
+    kept_bytes = re.search(r"^taskq_kept_result_bytes (\d+)\.0$", body.decode(), re.M)
+    assert kept_bytes is not None and int(kept_bytes.group(1)) > 0
+    assert get_json(url + "api/status")["kept"] == {"results": 1,
+                                                    "bytes": int(kept_bytes.group(1))}
