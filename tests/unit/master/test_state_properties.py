@@ -14,6 +14,9 @@ once (DEPENDENCY_FAILED), and a kept dependency result lives exactly as long as 
 dependent needs it. A worker may report that it could not load a task (UNLOADABLE): the
 task is queued again, no attempt used, never leased to that worker again, and ends
 UNLOADABLE only when every connected worker of its queue (or MAX_LOAD_REFUSALS) could not.
+A task may carry an expiry deadline: it is never leased past it, a reaper pass ends every
+task past it that no worker holds (EXPIRED, exactly once; a retry too), but a stopped one
+or one held for the worker that held it before a restart.
 A task with a result_ttl (its own, or the master's default) keeps its result, fetched or
 not, exactly until it ended + the TTL; then it is known as expired (until a restart); a
 dependent finds such a kept result as it finds one not fetched yet.
@@ -72,6 +75,7 @@ GHOST = "ghost"  # an id the master never saw
 LIMIT_KEYS: list[dict[str, object]] = [{}, {}, {"limit_key": "k1", "limit": 1},
                                        {"limit_key": "k2", "limit": 2}]
 EMPTY = WorkerInfo("nobody", "host", 0, 0)
+EXPIRES = [0.0, 0.0, 0.0, 1.0, 2.0, 7.0]  # a task's expires (0: none)
 
 RecView = tuple[TaskState, str | None, float, int, int]
 
@@ -104,7 +108,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.settled = True  # False while a step runs; teardown only drains a clean run
         self.default_ttl = 0.0  # the master's --result-ttl
         self.ended_at: dict[str, float] = {}  # task with a TTL -> the state's time it ended
-        self.expired: set[str] = set()  # kept results that expired in this life
+        self.results_expired: set[str] = set()  # kept results that expired in this life
         self.kept_seen: set[str] = set()  # ids kept at the last step
 
     @initialize(max_lost=st.integers(1, 3), default_ttl=st.sampled_from([0.0, 0.0, 4.0]))
@@ -200,6 +204,7 @@ class BrokerMachine(RuleBasedStateMachine):
                                      run_at=data.draw(st.sampled_from(
                                          [0.0, 0.0, self.now + 2.0])),
                                      resources=data.draw(st.sampled_from(NEEDS)),
+                                     expires=data.draw(st.sampled_from(EXPIRES)),
                                      result_ttl=data.draw(st.sampled_from(
                                          [None, None, None, 0.0, 3.0, 30.0])),
                                      **data.draw(st.sampled_from(LIMIT_KEYS))),
@@ -408,12 +413,21 @@ class BrokerMachine(RuleBasedStateMachine):
                        if r.state is TaskState.PENDING and r.msg.options.queue in info.queues
                        and worker not in self.refused.get(r.msg.task_id, ())]
             pending.sort(key=lambda r: (-r.msg.options.priority, r.seq))
-            expected = self.within_limits(pending, n, worker)
+            # a task past its deadline is popped and ends EXPIRED: it takes no place
+            expected = self.within_limits([r for r in pending if not self.past(r)], n,
+                                          worker)
 
         rated = info is not None and any(q in self.rates for q in info.queues)
 
+        past = [r.msg.task_id for r in pending if self.past(r)]
         got = self.state.lease(worker, n, self.now)
         self.ever_leased.update(m.task_id for m in got)
+        for msg in got:  # never handed out past its deadline
+            assert not msg.options.expires_at or msg.options.expires_at > self.now
+        for tid in past:  # still queued (not reached), or ended EXPIRED
+            result = self.result_of(tid)
+            assert tid in self.state.tasks or (result is not None
+                                               and result.status is Status.EXPIRED)
         for msg in got:  # never to a worker that could not load it
             assert worker not in self.refused.get(msg.task_id, ())
         for msg in got:  # every dependency ended OK, and its result goes with the task
@@ -432,6 +446,20 @@ class BrokerMachine(RuleBasedStateMachine):
             assert (rec.state, rec.worker) == (TaskState.LEASED, worker)
             assert rec.deadline == self.now + LOST_AFTER
             assert msg.attempt == rec.lost + rec.errors
+
+    def past(self, rec: TaskRecord) -> bool:
+        """Is the task past its expiry deadline (the state's clock is the wall clock)?"""
+        return bool(rec.msg.options.expires_at) and self.now >= rec.msg.options.expires_at
+
+    def expiring(self) -> set[str]:
+        """The tasks the next reaper pass ends EXPIRED: past their deadline, with no worker
+        (a stopped one ends CANCELLED; one held for its old holder waits for its hold)."""
+        claimed = {t for held in self.state.claims.values() for t in held}
+        return {tid for tid, rec in self.state.tasks.items()
+                if rec.msg.options.expires_at and rec.state is not TaskState.LEASED
+                and not rec.stop_asked
+                and max(rec.msg.options.expires_at,
+                        rec.not_before if tid in claimed else 0.0) < self.now}
 
     def within_limits(self, pending: list[TaskRecord], n: int, worker: str) -> list[str]:
         """The tasks a lease of n should take: best first, skipping any whose queue or key
@@ -567,7 +595,8 @@ class BrokerMachine(RuleBasedStateMachine):
         targets = [t for t in targets if (r := self.state.tasks.get(t)) is None
                    or r.state is not TaskState.BLOCKED] or [GHOST]
         statuses = data.draw(st.lists(
-            st.sampled_from([Status.OK, Status.ERROR, Status.ERROR, Status.TIMEOUT]),
+            st.sampled_from([Status.OK, Status.ERROR, Status.ERROR, Status.TIMEOUT,
+                             Status.EXPIRED]),
             min_size=len(targets), max_size=len(targets)))
         results = [ResultMsg(tid, status, self.new_body())
                    for tid, status in zip(targets, statuses, strict=True)]
@@ -765,7 +794,7 @@ class BrokerMachine(RuleBasedStateMachine):
             self.state.deps.restore_kept(kept.result)
         for tid, result in old.retained.results.items():  # the journal's kept_results
             self.state.retained.restore(result, old.retained.until[tid])
-        self.expired.clear()  # expired ids are not journaled
+        self.results_expired.clear()  # expired ids are not journaled
         holders = {}  # what the journal says: the worker each task was last leased to
         for rec in sorted(old.tasks.values(), key=lambda r: r.seq):
             holders[rec.msg.task_id] = rec.worker or ""
@@ -853,10 +882,21 @@ class BrokerMachine(RuleBasedStateMachine):
         asked = {tid for tid in overdue if self.state.leased[tid].cancel_asked
                  or self.state.leased[tid].stop_asked}
         stopped = {tid for tid in asked | due if self.state.tasks[tid].stop_asked}
+        requeued = {tid for tid in overdue if tid not in asked
+                    and overdue[tid] + 1 < self.max_lost}
+        expiring = self.expiring() | {t for t in requeued
+                                      if self.past(self.state.tasks[t])
+                                      and self.state.tasks[t].msg.options.expires_at < self.now}
+        due -= expiring
 
         lost = self.state.expire(self.now)
         promoted = self.state.promote(self.now)
 
+        for tid in expiring:
+            result = self.result_of(tid)
+            assert tid not in self.state.tasks, tid
+            assert result is not None and result.status is Status.EXPIRED
+        assert not self.expiring()  # none is left past its deadline with no worker
         assert promoted == len(due)
         for tid in due - stopped:
             assert self.state.tasks[tid].state is TaskState.PENDING
@@ -867,7 +907,7 @@ class BrokerMachine(RuleBasedStateMachine):
         assert set(lost) == silent
         assert set(self.state.workers) == alive
         for tid, lost_before in overdue.items():
-            if tid in asked:
+            if tid in asked or tid in expiring:
                 continue
             if lost_before + 1 >= self.max_lost:
                 result = self.result_of(tid)
@@ -922,8 +962,8 @@ class BrokerMachine(RuleBasedStateMachine):
             elif tid in self.kept_seen:  # dropped since the last step: only once due
                 assert now >= until, tid
                 self.kept_seen.discard(tid)
-                self.expired.add(tid)
-            if tid in self.expired:
+                self.results_expired.add(tid)
+            if tid in self.results_expired:
                 assert tid not in kept.results and kept.held(tid, now).value == "expired"
         assert set(kept.results) <= set(self.ended_at)
         assert set(kept.until) == set(kept.results)
