@@ -95,9 +95,11 @@ def test_a_kept_result_survives_a_master_sigkill(cluster: Cluster, tmp_path: Pat
     cluster.wait_workers(1)
     with cluster.client() as client:
         by_default = client.submit(kept_tasks.square, 5)  # the master's --result-ttl
-        assert by_default.result(60) == 25
+        not_kept = client.submit(taskq.task(kept_tasks.square, result_ttl=0), 6)
+        assert by_default.result(60) == 25 and not_kept.result(60) == 36
         task_id = by_default.task_id
     wait_for(lambda: task_id in kept_rows(journal), 30, "the kept result to be journaled")
+    assert kept_rows(journal) == [task_id]  # a task with result_ttl=0 writes no row
     master.signal_group(signal.SIGKILL)
     master.wait(30)
     _, url = start_web_master(cluster, "--state", str(journal))  # no --result-ttl now
