@@ -123,6 +123,12 @@ class DependencyError(TaskqError, ValueError):
     down, or the master knows no such task); raised at the call."""
 
 
+class ResultExpired(DependencyError):
+    """The task ended, and its result was kept for its ``result_ttl``, which has passed:
+    no one can read it any more. Raised by ``Client.future(task_id)`` (or by its
+    ``result()``, when the TTL passed while the future was on its way)."""
+
+
 class DependencyFailed(TaskqError):
     """A dependency of the task (a future among its arguments) did not succeed, so the task
     never ran. ``dependency`` is that task's id; ``__cause__`` is its exception

@@ -38,7 +38,15 @@ from taskq.client.future import P, R, TaskFuture
 from taskq.client.map import Mapping
 from taskq.client.schedule import Scheduling
 from taskq.client.shared import SharedState
-from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCancelled, TaskqError
+from taskq.errors import (
+    ConnectError,
+    MasterError,
+    PayloadTooLarge,
+    ResultExpired,
+    TaskCancelled,
+    TaskqError,
+    TaskRefused,
+)
 from taskq.net.connection import parse_address
 from taskq.net.keys import resolve_authkey
 from taskq.net.link import Link
@@ -54,7 +62,7 @@ from taskq.protocol.messages import (
     TaskOptions,
 )
 from taskq.protocol.progress import Progress
-from taskq.protocol.replies import Fetched, MasterInfo
+from taskq.protocol.replies import EXPIRED_DETAIL, Fetched, MasterInfo
 
 log = logs.get_logger(__name__)
 
@@ -490,6 +498,8 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         except BaseException as exc:
             if mirror and result.status is Status.DEPENDENCY_FAILED and exc.__cause__:
                 exc = exc.__cause__  # a mirror's outcome is its task's own
+                if isinstance(exc, TaskRefused) and str(exc).startswith(EXPIRED_DETAIL):
+                    exc = ResultExpired(str(exc))
             future.set_exception(exc)
 
     def _fail(self, failed: list[tuple[_Entry, BaseException]]) -> None:

@@ -33,6 +33,7 @@ from taskq.protocol.replies import (
     MasterInfo,
     QueueRow,
     Receipt,
+    ResultState,
 )
 
 Call = Callable[..., Any]  # call(method_name, *args) -> the method's return value
@@ -61,6 +62,9 @@ class BrokerAPI(PrimitivesAPI, Protocol):
 
     @shared
     def known(self, task_ids: list[str]) -> list[str]: ...
+
+    @shared  # a reader's, by id: any client holding the key
+    def result_states(self, task_ids: list[str]) -> list[ResultState]: ...
 
     @claims(outbox="outbox", own_ids="task_ids")
     def cancel(self, task_ids: list[str], *, wait: float = 0.0, outbox: str = "",

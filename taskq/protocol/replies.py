@@ -170,3 +170,17 @@ class Explanation:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class ResultState(StrEnum):
+    """What the master says of a task id a reader asks for (``result_states``)."""
+
+    RUNNING = "running"  # not ended yet: queued, waiting, blocked or running
+    KEPT = "kept"  # ended, and its result is held (kept for its TTL, or not fetched yet)
+    EXPIRED = "expired"  # ended, and its result_ttl passed
+    UNKNOWN = "unknown"  # never seen, or ended with no TTL and fetched, or long forgotten
+
+
+# The detail of a REFUSED outcome that names a task whose kept result expired (a reader's
+# future arrived just after it did): the client raises ``taskq.ResultExpired`` for it.
+EXPIRED_DETAIL = "result expired"

@@ -52,7 +52,9 @@ log = logs.get_logger(__name__)
 #    soft timeout (TaskOptions.soft_timeout).
 # 10: a task's options carry W3C traceparents (TaskOptions.trace, .trace_prev) and a result
 #    the traceparent of its attempt's span (ResultMsg.trace).
-PROTOCOL = 10
+# 11: a task may keep its result for reading by id (TaskOptions.result_ttl), and the
+#    ``result_states`` call says whether a result is kept, expired or unknown.
+PROTOCOL = 11
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

@@ -37,6 +37,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "prim_item": ("name", "item_id", "seq", "body", "token", "session", "lease"),
     "task_deps": ("task_id", "deps"),
     "dep_results": ("task_id", "status", "body", "detail", "worker", "duration"),
+    "kept_results": ("task_id", "status", "body", "detail", "worker", "duration", "until"),
 }
 
 
@@ -144,9 +145,16 @@ def _version_3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE tasks ADD COLUMN holder TEXT NOT NULL DEFAULT ''")
 
 
+def _version_4(db: sqlite3.Connection) -> None:
+    """Results kept by id for their task's result_ttl, each until a wall-clock time."""
+    db.execute("CREATE TABLE IF NOT EXISTS kept_results (task_id TEXT PRIMARY KEY, "
+               "status TEXT NOT NULL, body BLOB, detail TEXT NOT NULL, worker TEXT NOT NULL, "
+               "duration REAL NOT NULL, until REAL NOT NULL)")
+
+
 # MIGRATIONS[n - 1] brings a journal from version n - 1 to n. Add a step; never edit one.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1, _version_2,
-                                                               _version_3)
+                                                               _version_3, _version_4)
 LATEST = len(MIGRATIONS)
 
 

@@ -33,6 +33,7 @@ from typing import Any
 from taskq.defaults import (
     HEARTBEAT_S,
     JOB_OUTBOX_PREFIX,
+    KEPT_RESULT_TTL_S,
     LOST_BEATS,
     MAX_BEATS_PER_S,
     SCHEDULE_RESULTS_KEPT,
@@ -49,6 +50,7 @@ from taskq.master.state.outboxes import OutboxesMixin
 from taskq.master.state.queues import TaskQueues
 from taskq.master.state.records import Changes, Outbox, TaskRecord, WorkerInfo
 from taskq.master.state.resources import FitGate, Resources
+from taskq.master.state.retention import Retained, RetentionMixin
 from taskq.master.state.schedules import Schedules
 from taskq.master.state.stops import StopsMixin
 from taskq.master.state.uniques import Uniques
@@ -74,7 +76,8 @@ __all__ = ["BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord", "W
 RESTORING = float(2**62)
 
 
-class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixin):
+class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixin,
+                  RetentionMixin):
     """All of the master's bookkeeping; see the module docstring."""
 
     def __init__(self, *, lost_after: float, max_lost: int, max_payload: int) -> None:
@@ -113,6 +116,8 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         self.changes = Changes()
         self.stopped_away: OrderedDict[str, None] = OrderedDict()  # see state.stops
         self.history = History()
+        self.retained = Retained()  # results kept by id for their result_ttl
+        self.result_ttl = KEPT_RESULT_TTL_S  # the master's default (--result-ttl)
         self._seq = 0
 
     # ------------------------------------------------------------------ submitters
@@ -512,6 +517,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         """Declare silent workers lost and requeue (or fail) leases past their deadline;
         end the tasks past their expiry deadline that no worker holds (state.expiry)."""
         self.now = now
+        self.retained.expire(now)  # kept results whose TTL passed
         lost = self.crowd.overdue(now, self.silence)
         self.history.now = now
         orphans, self._orphaned = self._orphaned, []  # the leases of workers gone go at once
@@ -615,6 +621,8 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         changes.joined, changes.unjoined = self.uniques.drain()
         changes.attempts, changes.history_gone, changes.counts = self.history.drain()
         changes.kept, changes.deps_gone = self.deps.drain()
+        if self.retained.changes:  # (none for tasks with no TTL: no new dict either)
+            changes.retained = self.retained.drain()
         return changes
 
     # ------------------------------------------------------------------ internals
@@ -671,6 +679,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         del self.tasks[rec.msg.task_id]
         box = self._deliver(rec.msg.outbox, result)
         box.to_tell.discard(rec.msg.task_id)
+        self._retain(rec.msg, result)
         options = rec.msg.options
         if options.unique:
             for outbox, copy in self.uniques.ended(options.unique, rec.msg.task_id, result,
@@ -692,4 +701,5 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         result = ResultMsg(msg.task_id, Status.REFUSED, detail=detail)
         self.history.task_ended(None, msg, result)
         self._deliver(msg.outbox, result).failed += 1
+        self._retain(msg, result)
         self.finished_failed += 1

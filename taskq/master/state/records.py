@@ -102,12 +102,15 @@ class Changes:
     deps_gone: list[str] = field(default_factory=list)
     stops: list[str] = field(default_factory=list)  # tasks asked to stop (stop_asked)
     leased: dict[str, str] = field(default_factory=dict)  # task id -> the worker leased it
+    # results kept by id: id -> (result, until on the state's clock), or None once dropped
+    # (see taskq.master.state.retention and taskq.master.journal.retention)
+    retained: dict[str, tuple[ResultMsg, float] | None] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.added or self.updated or self.finished or self.removed or self.acked
                     or self.schedules or self.schedules_removed or self.limits or self.joined
                     or self.unjoined or self.prims or self.attempts or self.history_gone
                     or self.counts or self.kept or self.deps_gone or self.stops
-                    or self.leased)
+                    or self.leased or self.retained)
 
 

@@ -45,6 +45,7 @@ def monitor_copy(state: BrokerState, now: float) -> dict[str, Any]:
         "limits": {q: (lim.rate, lim.concurrency) for q, lim in state.limits.by_queue.items()},
         "counters": dict(hist.stats.counters), "windows": hist.stats.copy_windows(),
         "failed": [t.as_dict() for t in failed[:20]],
+        "kept": kept_figures(state),
     }
 
 
@@ -109,7 +110,13 @@ def metrics_copy(state: BrokerState) -> dict[str, Any]:
                     "lost": lost},
         "wait": {q: h.copy() for q, h in stats.wait.items()},
         "run": {q: h.copy() for q, h in stats.run.items()},
+        "kept": kept_figures(state),
     }
+
+
+def kept_figures(state: BrokerState) -> dict[str, int]:
+    """Results kept by id for their result_ttl: how many, and their bodies' bytes."""
+    return {"results": len(state.retained.results), "bytes": state.retained.bytes}
 
 
 def history_refs(state: BrokerState) -> list[TaskHistory]:

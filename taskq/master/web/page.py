@@ -37,6 +37,14 @@ def _pair(s: Snapshot, what: str) -> str:
     return " / ".join(seconds(p[f"{what}_{q}"]).replace(" ", NBSP) for q in ("p50", "p99"))
 
 
+def _kept(s: Snapshot) -> str:
+    """How many results are kept for their result_ttl, and their size."""
+    kept = s.get("kept") or {"results": 0, "bytes": 0}
+    if not kept["results"]:
+        return "0"
+    return f"{kept['results']}{NBSP}·{NBSP}{size(kept['bytes'])}"
+
+
 @dataclass(frozen=True, slots=True)
 class Tile:
     key: str  # the tile's data-tile attribute, for tests and styles
@@ -54,6 +62,7 @@ TILES = (
     Tile("failed", "failed (15 min)", lambda s: s["totals"]["failed"]),
     Tile("wait", "wait p50 / p99 (15 min)", lambda s: _pair(s, "wait")),
     Tile("run", "run p50 / p99 (15 min)", lambda s: _pair(s, "run")),
+    Tile("kept", "results kept by id", lambda s: _kept(s)),
 )
 
 WORKER_COLUMNS = ("worker", "host", "pid", "pool", "busy", "done", "failed", "memory",

@@ -17,6 +17,9 @@ UNLOADABLE only when every connected worker of its queue (or MAX_LOAD_REFUSALS) 
 A task may carry an expiry deadline: it is never leased past it, a reaper pass ends every
 task past it that no worker holds (EXPIRED, exactly once; a retry too), but a stopped one
 or one held for the worker that held it before a restart.
+A task with a result_ttl (its own, or the master's default) keeps its result, fetched or
+not, exactly until it ended + the TTL; then it is known as expired (until a restart); a
+dependent finds such a kept result as it finds one not fetched yet.
 """
 
 from __future__ import annotations
@@ -103,17 +106,29 @@ class BrokerMachine(RuleBasedStateMachine):
         self.reported: list[ResultMsg] = []  # results taken, with the attempt they ended
         self.refused: dict[str, set[str]] = {}  # live task -> workers that could not load it
         self.settled = True  # False while a step runs; teardown only drains a clean run
+        self.default_ttl = 0.0  # the master's --result-ttl
+        self.ended_at: dict[str, float] = {}  # task with a TTL -> the state's time it ended
+        self.results_expired: set[str] = set()  # kept results that expired in this life
+        self.kept_seen: set[str] = set()  # ids kept at the last step
 
-    @initialize(max_lost=st.integers(1, 3))
-    def configure(self, max_lost: int) -> None:
+    @initialize(max_lost=st.integers(1, 3), default_ttl=st.sampled_from([0.0, 0.0, 4.0]))
+    def configure(self, max_lost: int, default_ttl: float) -> None:
         self.max_lost = max_lost
+        self.default_ttl = default_ttl
         self.state = self.new_state()
 
     # ------------------------------------------------------------------ helpers
 
     def new_state(self) -> BrokerState:
-        return BrokerState(lost_after=LOST_AFTER, max_lost=self.max_lost,
-                           max_payload=MAX_PAYLOAD)
+        state = BrokerState(lost_after=LOST_AFTER, max_lost=self.max_lost,
+                            max_payload=MAX_PAYLOAD)
+        state.result_ttl = getattr(self, "default_ttl", 0.0)
+        state.now = getattr(self, "now", 0.0)  # as the broker sets it: its clock at start
+        return state
+
+    def ttl_of(self, task_id: str) -> float:
+        ttl = self.submitted[task_id].options.result_ttl
+        return self.default_ttl if ttl is None else ttl
 
     def worker_id(self, kind: str) -> str:
         return f"{kind}.{self.generation[kind]}"
@@ -190,6 +205,8 @@ class BrokerMachine(RuleBasedStateMachine):
                                          [0.0, 0.0, self.now + 2.0])),
                                      resources=data.draw(st.sampled_from(NEEDS)),
                                      expires=data.draw(st.sampled_from(EXPIRES)),
+                                     result_ttl=data.draw(st.sampled_from(
+                                         [None, None, None, 0.0, 3.0, 30.0])),
                                      **data.draw(st.sampled_from(LIMIT_KEYS))),
                          deps=deps)
 
@@ -199,7 +216,14 @@ class BrokerMachine(RuleBasedStateMachine):
         if dep in self.state.tasks or dep in self.state.deps.kept:
             return None if dep in self.state.tasks else Status.OK
         result = self.result_of(dep) if dep in self.submitted else None
+        if result is None and self.kept_by_ttl(dep):
+            result = self.state.retained.results[dep]
         return Status.REFUSED if result is None else result.status
+
+    def kept_by_ttl(self, task_id: str) -> bool:
+        """Is this task's result kept for its TTL now (by the model's clock of its end)?"""
+        ended = self.ended_at.get(task_id)
+        return ended is not None and self.state.now < ended + self.ttl_of(task_id)
 
     def check_new(self, msg: TaskMsg) -> None:
         """A new task is refused (too large), failed by a dependency, blocked on the live
@@ -768,6 +792,9 @@ class BrokerMachine(RuleBasedStateMachine):
         self.state.restore_hold_until = self.now + hold if hold else 0.0
         for kept in old.deps.kept.values():
             self.state.deps.restore_kept(kept.result)
+        for tid, result in old.retained.results.items():  # the journal's kept_results
+            self.state.retained.restore(result, old.retained.until[tid])
+        self.results_expired.clear()  # expired ids are not journaled
         holders = {}  # what the journal says: the worker each task was last leased to
         for rec in sorted(old.tasks.values(), key=lambda r: r.seq):
             holders[rec.msg.task_id] = rec.worker or ""
@@ -909,7 +936,38 @@ class BrokerMachine(RuleBasedStateMachine):
         self.stopped_tasks_end_cancelled()
         self.refusals_are_kept()
         self.desired_workers_run_all_that_could_run()
+        self.results_are_kept_for_their_ttl()
         self.settled = True
+
+    def results_are_kept_for_their_ttl(self) -> None:
+        """Each ended task with a TTL keeps its result (the one it ended with) from its end
+        until end + TTL, and only then is it dropped, its id known as expired; nothing else
+        is kept; the bytes count the kept bodies."""
+        kept = self.state.retained
+        now = self.state.now
+        for tid in self.submitted:
+            if tid in self.state.tasks or self.ttl_of(tid) <= 0:
+                assert tid not in kept.results
+                continue
+            ended = self.ended_at.setdefault(tid, now)
+            until = ended + self.ttl_of(tid)
+            if tid in kept.results:
+                assert kept.until[tid] == until
+                first = self.delivered.get(tid) or self.result_of(tid)
+                assert first is None or first is kept.results[tid]
+            if now < until:
+                assert self.state.result_state(tid, now).value == "kept", tid
+            if tid in kept.results:
+                self.kept_seen.add(tid)
+            elif tid in self.kept_seen:  # dropped since the last step: only once due
+                assert now >= until, tid
+                self.kept_seen.discard(tid)
+                self.results_expired.add(tid)
+            if tid in self.results_expired:
+                assert tid not in kept.results and kept.held(tid, now).value == "expired"
+        assert set(kept.results) <= set(self.ended_at)
+        assert set(kept.until) == set(kept.results)
+        assert kept.bytes == sum(len(r.body or b"") for r in kept.results.values())
 
     def desired_workers_run_all_that_could_run(self) -> None:
         """The autoscaling target, recounted from the tasks themselves: per queue, the
