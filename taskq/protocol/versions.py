@@ -45,7 +45,9 @@ log = logs.get_logger(__name__)
 #    Leased. A worker opens two connections. ``flush``.
 # 7: a worker that cannot load a task says so (Status.UNLOADABLE), and the master hands
 #    the task to another worker; a task no worker could load ends UNLOADABLE.
-PROTOCOL = 7
+# 8: dead letters: ``dead_letters`` lists the tasks that failed for good, ``replay`` runs
+#    them again as new tasks (answered with Replayed).
+PROTOCOL = 8
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

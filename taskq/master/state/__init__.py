@@ -36,10 +36,11 @@ from taskq.defaults import (
     MAX_BEATS_PER_S,
     SCHEDULE_RESULTS_KEPT,
 )
-from taskq.master.state import unloadable
+from taskq.master.state import replays, unloadable
 from taskq.master.state.autoscale import WorkerSizes
 from taskq.master.state.cancels import CancelsMixin
 from taskq.master.state.crowd import Crowd, Due
+from taskq.master.state.dead import DeadLetters
 from taskq.master.state.deps import Deps, DepsMixin
 from taskq.master.state.history import History
 from taskq.master.state.limits import Limits
@@ -60,7 +61,7 @@ from taskq.protocol.messages import (
     TaskOptions,
     TaskState,
 )
-from taskq.protocol.replies import CancelOutcome
+from taskq.protocol.replies import CancelOutcome, Replayed
 
 SCHEDULES_OUTBOX = f"{JOB_OUTBOX_PREFIX}{SCHEDULE_PREFIX}"
 
@@ -110,6 +111,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         self.changes = Changes()
         self.stopped_away: OrderedDict[str, None] = OrderedDict()  # see state.stops
         self.history = History()
+        self.dead = DeadLetters()  # tasks that failed for good, to replay (state.dead)
         self._seq = 0
 
     # ------------------------------------------------------------------ submitters
@@ -231,6 +233,11 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         if outbox is not None:
             self._deliver(outbox, ResultMsg(task_id, Status.CANCELLED,
                                             detail="cancelled before it started"))
+
+    def replay(self, task_ids: list[str], new_ids: list[str], outbox: str, now: float, *,
+               echo: bool = False) -> list[Replayed]:
+        """Run dead letters again as new tasks (``taskq.master.state.replays``)."""
+        return replays.replay(self, task_ids, new_ids, outbox, now, echo=echo)
 
     # ------------------------------------------------------------------ workers
 
@@ -602,6 +609,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
         changes.joined, changes.unjoined = self.uniques.drain()
         changes.attempts, changes.history_gone, changes.counts = self.history.drain()
         changes.kept, changes.deps_gone = self.deps.drain()
+        changes.dead, changes.dead_gone = self.dead.drain()
         return changes
 
     # ------------------------------------------------------------------ internals
@@ -653,6 +661,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
     def _finish(self, rec: TaskRecord, result: ResultMsg) -> None:
         self._unlease(rec)
         self.history.task_ended(rec, rec.msg, result)
+        self.dead.ended(rec.msg, result, self.history.wall())
         rec.ended = result.status
         del self.tasks[rec.msg.task_id]
         box = self._deliver(rec.msg.outbox, result)

@@ -102,12 +102,14 @@ class Changes:
     deps_gone: list[str] = field(default_factory=list)
     stops: list[str] = field(default_factory=list)  # tasks asked to stop (stop_asked)
     leased: dict[str, str] = field(default_factory=dict)  # task id -> the worker leased it
+    dead: list[Any] = field(default_factory=list)  # dead letters new or changed (state.dead)
+    dead_gone: list[str] = field(default_factory=list)  # ... and forgotten
 
     def __bool__(self) -> bool:
         return bool(self.added or self.updated or self.finished or self.removed or self.acked
                     or self.schedules or self.schedules_removed or self.limits or self.joined
                     or self.unjoined or self.prims or self.attempts or self.history_gone
                     or self.counts or self.kept or self.deps_gone or self.stops
-                    or self.leased)
+                    or self.leased or self.dead or self.dead_gone)
 
 
