@@ -4,6 +4,7 @@ what cannot be replayed raises ``ReplayError`` with the reason, and the client g
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,27 @@ def test_what_cannot_be_replayed_raises_replay_error(running: Cluster) -> None:
         with pytest.raises(taskq.ReplayError, match=f"task {done.task_id} succeeded"):
             client.replay(done.task_id)
         slow = client.submit(tasks_mod.sleep_then, 30)
+        client.flush(30)  # the master has it
         with pytest.raises(taskq.ReplayError, match="has not failed"):
             client.replay(slow.task_id)
         assert client.cancel(slow)
         assert client.submit(tasks_mod.add, 2, 2).result(30) == 4
+
+
+
+def test_an_async_client_replays_too(running: Cluster, tmp_path: Path) -> None:
+    flag = tmp_path / "flag"
+
+    async def main() -> int:
+        async with taskq.AsyncClient(running.address, running.authkey) as client:
+            failed = await client.submit(replay_tasks.needs_flag, str(flag), 3)
+            with pytest.raises(FileNotFoundError):
+                await failed
+            flag.touch()
+            [row] = client.client._remote.dead_letters()  # as `taskq failed` lists it
+            again = await client.replay(row["task_id"])
+            with pytest.raises(taskq.ReplayError):
+                await client.replay("nope")
+            return int(await again)
+
+    assert asyncio.run(main()) == 6
