@@ -40,7 +40,9 @@ class ReplayCalls:
         ended since a wall time (seconds since the epoch)."""
         with self._lock:
             letters = self._state.dead.live(queue, since)[:max(1, limit)]
-            return [d.row() for d in letters]
+            rows = [(d, list(d.replayed_as)) for d in letters]
+        # shaped outside the lock: a function's name is read from its pickle on first use
+        return [d.row() | {"replayed_as": replays} for d, replays in rows]
 
     def replay(self, task_ids: list[str], new_ids: list[str], *, outbox: str,
                echo: bool = False) -> list[Replayed]:

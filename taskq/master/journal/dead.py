@@ -2,8 +2,9 @@
 for good, their calls, and the replays made of them.
 
 Written inside ``Journal._write``'s transaction, so a task's failure (its row in ``tasks``
-deleted, its result written) and its dead letter are durable together; read by
-``Journal.load`` after the tasks::
+deleted, its result written) and its dead letter are durable together (the writer thread
+reads the function's name from its pickle, off the broker's lock); read by ``Journal.load``
+after the tasks::
 
     Changes.dead (new, replayed or expired) ──► INSERT OR REPLACE dead_letters
     Changes.dead_gone ──► DELETE dead_letters
@@ -16,7 +17,7 @@ import json
 import sqlite3
 
 from taskq.master.journal import schema
-from taskq.master.state.dead import DeadLetter, DeadLetters
+from taskq.master.state.dead import DeadLetter, DeadLetters, function_name
 from taskq.master.state.records import Changes
 from taskq.protocol.messages import Status, TaskOptions
 
@@ -31,7 +32,8 @@ def write(db: sqlite3.Connection, changes: Changes) -> None:
     if changes.dead:
         db.executemany(schema.upsert("dead_letters"),
                        [(d.task_id, d.outbox, d.fn, d.args, _options(d.options),
-                         d.status.value, d.ended, d.function, d.error_type, d.detail,
+                         d.status.value, d.ended, d.function or function_name(d.fn),
+                         d.error_type, d.detail,
                          json.dumps(d.replayed_as), int(d.expired)) for d in changes.dead])
     if changes.dead_gone:
         db.executemany("DELETE FROM dead_letters WHERE task_id=?",

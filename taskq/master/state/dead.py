@@ -48,7 +48,9 @@ class DeadLetter:
     options: TaskOptions
     status: Status
     ended: float  # wall-clock seconds
-    function: str = ""  # "module:qualname", read from the pickle's opcodes ("?" unknown)
+    # "module:qualname", read from the pickle's opcodes ("?" unknown) when first listed or
+    # journaled, not when the task fails (that may be often, and under the broker's lock)
+    function: str = ""
     error_type: str = ""
     detail: str = ""  # one line: the exception's last line, or how it ended
     replayed_as: list[str] = field(default_factory=list)
@@ -56,6 +58,8 @@ class DeadLetter:
 
     def row(self) -> dict[str, Any]:
         """What ``taskq failed`` lists."""
+        if not self.function:
+            self.function = function_name(self.fn)
         return {"task_id": self.task_id, "queue": self.options.queue,
                 "job": self.outbox[4:] if self.outbox.startswith("job:") else self.outbox,
                 "function": self.function, "ended": self.ended, "status": self.status.value,
@@ -146,8 +150,7 @@ class DeadLetters:
         kind, detail = one_line(result)
         letter = DeadLetter(task_id=msg.task_id, outbox=msg.outbox, fn=msg.fn,
                             args=bytes(msg.args), options=msg.options, status=result.status,
-                            ended=wall, function=function_name(msg.fn), error_type=kind,
-                            detail=detail)
+                            ended=wall, error_type=kind, detail=detail)
         self.restore(letter)
         self._written[letter.task_id] = letter
         return letter

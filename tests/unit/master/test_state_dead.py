@@ -7,6 +7,7 @@ a function's pickle without loading it, and the journal's copy across a restart.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,10 +33,10 @@ def failed_once(state: BrokerState, task_id: str = "t0", now: float = 1.0) -> No
     state.complete("w", [raised(task_id)], now)
 
 
-def one_failure(retries: int = 0) -> BrokerState:
-    state = make_state()
+def one_failure(retries: int = 0, fn: bytes = b"f") -> BrokerState:
+    state = make_state(max_payload=10_000)
     join(state, "w", queues=("q", "default"))
-    state.submit([task("t0", retries=retries, queue="q")], 0.0)
+    state.submit([replace(task("t0", retries=retries, queue="q"), fn=fn)], 0.0)
     return state
 
 
@@ -170,7 +171,8 @@ def test_a_function_name_is_read_from_its_pickle_without_loading_it() -> None:
 
 
 def test_dead_letters_and_their_replays_survive_a_restart(tmp_path: Path) -> None:
-    state = one_failure()
+    fn = bodies.encode_function(json.dumps)
+    state = one_failure(fn=fn)
     journal = Journal(tmp_path / "j.db")
     try:
         journal.write(state.drain_changes())
@@ -188,9 +190,10 @@ def test_dead_letters_and_their_replays_survive_a_restart(tmp_path: Path) -> Non
     finally:
         journal.close()
     letter = again.dead.letters["t0"]
-    assert (letter.fn, letter.args, letter.options.queue) == (b"f", b"a", "q")
+    assert (letter.fn, letter.args, letter.options.queue) == (fn, b"a", "q")
+    assert letter.function == "json:dumps"  # read by the journal's writer
     assert letter.replayed_as == ["b-1"] and again.dead.origin["b-1"] == "t0"
     assert letter.error_type == "KeyError"
     assert "b-1" in again.tasks
     [out] = again.replay(["t0"], ["b-2"], "b", 3.0)
-    assert out.new_id == "b-2" and again.tasks["b-2"].msg.fn == b"f"
+    assert out.new_id == "b-2" and again.tasks["b-2"].msg.fn == fn
