@@ -45,9 +45,14 @@ log = logs.get_logger(__name__)
 #    Leased. A worker opens two connections. ``flush``.
 # 7: a worker that cannot load a task says so (Status.UNLOADABLE), and the master hands
 #    the task to another worker; a task no worker could load ends UNLOADABLE.
-# 8: dead letters: ``dead_letters`` lists the tasks that failed for good, ``replay`` runs
+# 8: the master serves its broker under a fixed id (``net.managers.BROKER_ID``): a peer
+#    connects with one handshake per connection and no ``dummy``, ``create``, ``incref``
+#    or ``decref`` request, which the master no longer serves.
+# 9: a task may expire (TaskOptions.expires, .expires_at; Status.EXPIRED) and carry a
+#    soft timeout (TaskOptions.soft_timeout).
+# 10: dead letters: ``dead_letters`` lists the tasks that failed for good, ``replay`` runs
 #    them again as new tasks (answered with Replayed).
-PROTOCOL = 8
+PROTOCOL = 10
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

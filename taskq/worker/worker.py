@@ -146,6 +146,8 @@ class Worker:
         self._epoch = ""  # the master run last joined
         self._beat = config.heartbeat  # or longer, as the master says (a big crowd)
         self._next_beat = 0.0  # when the pump beats next (monotonic)
+        self._lost_after = defaults.LOST_AFTER_S  # the master's, once it says
+        self._quick_within: tuple[float, BrokerAPI] = (0.0, self.link.remote)
         self._intake = threading.Lock()  # leased tasks going into the pool, or a cancel
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
@@ -174,6 +176,7 @@ class Worker:
         info = remote.register(self.hello)
         self._max_payload, self._epoch = info.max_payload, info.epoch
         self._beat = max(self.config.heartbeat, info.heartbeat)
+        self._lost_after = info.lost_after
         remote.heartbeat(self.worker_id, held, self.pool.running())
         resend = self.acks.resend(info.epoch)
         for chunk in _by_size(resend):
@@ -306,7 +309,7 @@ class Worker:
             started = [t for t in started if t not in ended]
         for chunk in _by_size(results) or [[]]:
             with self._sync:
-                receipt = self.link.remote.report(self.worker_id, chunk, started=started)
+                receipt = self._quick().report(self.worker_id, chunk, started=started)
                 self._forget([r.task_id for r in chunk])
             self.acks.keep(receipt, chunk)
             started = []
@@ -321,7 +324,7 @@ class Worker:
         epoch = self._epoch
         ticket = self.acks.waiting_for(epoch)
         if ticket:
-            self.acks.keep(self.link.remote.report(self.worker_id, [], durable_to=ticket), [])
+            self.acks.keep(self._quick().report(self.worker_id, [], durable_to=ticket), [])
 
     def _result(self, outcome: Outcome) -> ResultMsg:
         if outcome.kind is OutcomeKind.DONE:
@@ -368,7 +371,9 @@ class Worker:
         context = TaskContext(task_id=task.task_id, resources=units, attempt=task.attempt,
                               queue=task.options.queue, worker=self.public_id)
         return execute.Payload(fn=task.fn, args=args, retry_on=task.options.retry_on,
-                               context=context, gpu_env=self.config.pool == "processes")
+                               context=context, gpu_env=self.config.pool == "processes",
+                               expires_at=task.options.expires_at,
+                               soft_timeout=task.options.soft_timeout)
 
     def _forget(self, task_ids: list[str]) -> None:
         self.units.free(task_ids)
@@ -457,6 +462,15 @@ class Worker:
         """Resident bytes of this worker and its pool processes (0 where unknown)."""
         return sum(map(resident_bytes, [os.getpid(), *self.pool.pids()]))
 
+    def _quick(self) -> BrokerAPI:
+        """The broker for the pump's calls (reports, beats: they never wait): one not answered
+        by the time the master would take this worker for lost means a dead link (a
+        partition), so the worker reconnects then rather than after CALL_TIMEOUT_S."""
+        silence = max(self._lost_after, defaults.LOST_BEATS * self._beat)
+        if silence != self._quick_within[0]:
+            self._quick_within = (silence, self.link.within(silence))
+        return self._quick_within[1]
+
     def _beat_if_due(self) -> None:
         """Tell the master this worker lives, once per heartbeat interval: a digest of what
         it holds, what runs, its memory and its tasks' progress (a call that never waits)."""
@@ -471,7 +485,7 @@ class Worker:
                 digest = messages.held_digest(self._held)
             beat = messages.Beat(held=digest, running=self.pool.running(),
                                  memory=self._memory(), progress=self._progress())
-            beaten = self.link.remote.beat(self.worker_id, beat)
+            beaten = self._quick().beat(self.worker_id, beat)
         if not beaten.beat or beaten.send_held:
             self._send_held(rejoin=not beaten.beat)
         else:
@@ -493,7 +507,7 @@ class Worker:
             return self.pool.kill_task(task_id)  # it began in between
         with self._sync:  # it never runs here: the master hears it now
             result = self._cancelled(task_id, "cancelled before it began")
-            self.acks.keep(self.link.remote.report(self.worker_id, [result], started=[]),
+            self.acks.keep(self._quick().report(self.worker_id, [result], started=[]),
                            [result])
         return True
 

@@ -14,9 +14,9 @@ to the one it replays::
                     (so that a replay says the call expired), itself dropped after another
                     keep_s (DEAD_LETTER_TOMBSTONE_S at least)
 
-Cancelled, refused and dependency-failed tasks are not dead letters (nothing failed in them,
-or they never could run), nor are tasks whose arguments are other tasks' results (their
-dependencies' results are not kept for a replay).
+Cancelled, expired, refused and dependency-failed tasks are not dead letters (nothing failed
+in them, or they never could run), nor are tasks whose arguments are other tasks' results
+(their dependencies' results are not kept for a replay).
 """
 
 from __future__ import annotations
@@ -171,8 +171,10 @@ class DeadLetters:
 
     def task(self, letter: DeadLetter, new_id: str, outbox: str) -> TaskMsg:
         """The replay of ``letter``: its call and options, as a new task that starts now
-        (no delay, no unique key: the original's has ended)."""
-        options = replace(letter.options, run_at=0.0, unique="", unique_for=0.0)
+        (no delay, no unique key: the original's has ended; an ``expires`` counts from the
+        replay, not from the original's submit)."""
+        options = replace(letter.options, run_at=0.0, unique="", unique_for=0.0,
+                          expires_at=0.0)
         args: Body = letter.args
         return TaskMsg(task_id=new_id, outbox=outbox, fn=letter.fn, args=args,
                        options=options)

@@ -3,7 +3,8 @@
     submit() ──► pending ──► loop thread: fill() ──► asyncio task "taskq:<task id>"
                                                        ├─ async def: awaited, cancelled at
                                                        │  its timeout (TIMED_OUT), or by
-                                                       │  kill_task (CANCELLED)
+                                                       │  kill_task (CANCELLED); SoftTimeout
+                                                       │  thrown in at its soft_timeout
                                                        └─ plain function: run in the loop's
                                                           thread executor (a thread cannot be
                                                           stopped: TIMED_OUT at the limit,
@@ -27,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from taskq import defaults, logs
-from taskq.worker import execute
+from taskq.worker import execute, soft
 from taskq.worker.pools.job import Job
 from taskq.worker.pools.local import LocalPool
 from taskq.worker.pools.threads import THREAD_TIMEOUT_DETAIL
@@ -111,7 +112,7 @@ class AsyncioPool(LocalPool):
             self._loop.call_soon_threadsafe(cancel)
 
     async def _run(self, job: Job) -> None:
-        loaded = execute.load(job.payload)
+        loaded = execute.expired(job.payload) or execute.load(job.payload)
         value: Any = loaded
         if isinstance(loaded, execute.Loaded):
             with execute.task_context(loaded.payload):  # this coroutine's context only
@@ -129,7 +130,8 @@ class AsyncioPool(LocalPool):
         self._awaiting.add(job.task_id)
         try:
             async with asyncio.timeout(job.timeout) as limit:
-                value = await task.fn(*task.args, **task.kwargs)
+                value = await soft.within(task.fn(*task.args, **task.kwargs),
+                                          task.payload.soft_timeout)
         except TimeoutError as exc:
             if limit.expired():
                 self._expire(job, f"ran past its {job.timeout:g} s timeout; its coroutine "
@@ -150,7 +152,8 @@ class AsyncioPool(LocalPool):
     async def _in_thread(self, job: Job, task: execute.Loaded) -> Any:
         """Run a plain function in the loop's executor; its slot is held until it returns."""
         future = self._loop.run_in_executor(None, contextvars.copy_context().run, execute.call,
-                                            task.fn, task.args, task.kwargs, task.payload.retry_on)
+                                            task.fn, task.args, task.kwargs, task.payload.retry_on,
+                                            task.payload.soft_timeout)
         done, _ = await asyncio.wait({future}, timeout=job.timeout)
         if not done and job.timeout is not None:
             self._expire(job, THREAD_TIMEOUT_DETAIL.format(job.timeout))
