@@ -197,3 +197,18 @@ def test_dead_letters_and_their_replays_survive_a_restart(tmp_path: Path) -> Non
     assert "b-1" in again.tasks
     [out] = again.replay(["t0"], ["b-2"], "b", 3.0)
     assert out.new_id == "b-2" and again.tasks["b-2"].msg.fn == fn
+
+
+def test_a_replays_expiry_deadline_counts_from_the_replay() -> None:
+    state = make_state()
+    join(state, "w")
+    msg = task("t0")
+    state.submit([replace(msg, options=replace(msg.options, expires=60.0))], 0.0)
+    failed_once(state, now=1.0)
+    assert state.dead.letters["t0"].options.expires_at == 60.0  # the original's deadline
+
+    [out] = state.replay(["t0"], ["b-1"], "b", 100.0)
+
+    assert out.new_id == "b-1"
+    assert state.tasks["b-1"].msg.options.expires_at == 160.0  # not expired at once
+    assert ids(state.lease("w", 1, 101.0)) == ["b-1"]
