@@ -230,6 +230,10 @@ HISTORY_MAX_TASKS = 100_000
 # and one round never holds the broker's lock for long.
 HISTORY_PRUNE_EVERY_S = 5.0
 HISTORY_PRUNE_BATCH = 5_000
+# A failed task's call is kept as long as its history (`--history`, HISTORY_MAX_TASKS); once
+# dropped, its id is remembered at least this much longer (a few bytes each), so that a replay
+# says the call expired rather than that no such task failed.
+DEAD_LETTER_TOMBSTONE_S = 24 * 3600.0
 # A failed attempt's traceback is kept up to this many characters (its last ones): with
 # HISTORY_MAX_TASKS, bounds the history's memory even when every task fails.
 TRACEBACK_MAX_CHARS = 4_000

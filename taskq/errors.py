@@ -143,6 +143,12 @@ class DependencyFailed(TaskqError):
         return (DependencyFailed, (str(self), self.dependency))
 
 
+class ReplayError(TaskqError, ValueError):
+    """A task cannot be replayed (``Client.replay``): the master knows no failed task of
+    that id, the task has not failed (it is still open, or it succeeded), or its call was
+    dropped when the history retention ran out. The message says which."""
+
+
 def dependency_failed(dependency: str, cause: BaseException) -> DependencyFailed:
     """The error of a task whose dependency ended with ``cause``."""
     exc = DependencyFailed(f"dependency {dependency} did not succeed "

@@ -40,6 +40,7 @@ from taskq.defaults import (
     RESULT_TTL_S,
 )
 from taskq.master.broker_prims import PrimitiveCalls
+from taskq.master.broker_replay import ReplayCalls
 from taskq.master.broker_views import BrokerViews
 from taskq.master.journal import Journal
 from taskq.master.reaper import Reaper
@@ -70,10 +71,10 @@ log = logs.get_logger(__name__)
 T = TypeVar("T")
 
 
-class Broker(PrimitiveCalls, BrokerViews):
+class Broker(PrimitiveCalls, ReplayCalls, BrokerViews):
     """Thread-safe facade over the broker state; the object the master exposes (its calls
-    on shared primitives come from ``PrimitiveCalls``, its read-only ones from
-    ``BrokerViews``)."""
+    on shared primitives come from ``PrimitiveCalls``, on dead letters from ``ReplayCalls``,
+    its read-only ones from ``BrokerViews``)."""
 
     def __init__(self, state: BrokerState, journal: Journal | None = None,
                  clock: Callable[[], float] = time.monotonic,

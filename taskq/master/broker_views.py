@@ -137,8 +137,10 @@ class BrokerViews:
                 out = {"task_id": task_id, "job": job_name(rec.msg.outbox),
                        "queue": rec.msg.options.queue, "ended": 0.0, "outcome": "",
                        "attempts": []}
+            links = views.replay_links(self._state.dead, task_id)
         if out is not None:
             out["state"] = where
+            out.update(links)
         return out
 
     def explain(self, task_id: str) -> Explanation:

@@ -87,6 +87,8 @@ class Reaper:
             if now >= self._prune_at:
                 self._prune_at = now + HISTORY_PRUNE_EVERY_S
                 state.history.prune(now, HISTORY_PRUNE_BATCH)
+                state.dead.prune(state.history.wall(now), state.history.keep_s,
+                                 state.history.max_tasks)
             requeued = state.pending_count() - pending_before
             failed = [res for _, res in state.changes.finished]
             self._commit(False)

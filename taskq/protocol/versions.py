@@ -54,7 +54,9 @@ log = logs.get_logger(__name__)
 #    the traceparent of its attempt's span (ResultMsg.trace).
 # 11: a task may keep its result for reading by id (TaskOptions.result_ttl), and the
 #    ``result_states`` call says whether a result is kept, expired or unknown.
-PROTOCOL = 11
+# 12: dead letters: ``dead_letters`` lists the tasks that failed for good, ``replay`` runs
+#    them again as new tasks (answered with Replayed).
+PROTOCOL = 12
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

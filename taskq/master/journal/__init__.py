@@ -50,6 +50,7 @@ from taskq.defaults import (
     STATS_WINDOWS,
 )
 from taskq.errors import TaskqError
+from taskq.master.journal import dead as dead_table
 from taskq.master.journal import deps as deps_table
 from taskq.master.journal import prims as prims_table
 from taskq.master.journal import retention as retention_table
@@ -275,6 +276,8 @@ class Journal:
         for (tid,) in stops:  # a stop asked before the restart: the task ends CANCELLED
             state.restore_stop(tid)
         self._load_history(state)
+        with self._dblock:
+            dead_table.load(self._db, state.dead)
         return len(tasks), len(results)
 
     def load_primitives(self, prims: PrimitiveState, now: float) -> int:
@@ -468,6 +471,7 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
             prims_table.write(db, changes.prims)
         deps_table.write(db, changes)
         retention_table.write(db, changes, to_wall)
+        dead_table.write(db, changes)
         _write_history(db, changes)
         db.execute("COMMIT")
     except BaseException:
@@ -520,6 +524,7 @@ def merge(batch: list[Changes]) -> Changes:
         out.leased.update(changes.leased)  # the last lease of a task wins
         deps_table.merge_into(out, changes)
         retention_table.merge_into(out, changes)
+        dead_table.merge_into(out, changes)
         out.stops += changes.stops
     out.schedules = [s for s in final.values() if s is not None]
     out.schedules_removed = [name for name, s in final.items() if s is None]

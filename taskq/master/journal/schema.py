@@ -38,6 +38,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "task_deps": ("task_id", "deps"),
     "dep_results": ("task_id", "status", "body", "detail", "worker", "duration"),
     "kept_results": ("task_id", "status", "body", "detail", "worker", "duration", "until"),
+    "dead_letters": ("task_id", "outbox", "fn", "args", "options", "status", "ended",
+                     "function", "error_type", "detail", "replayed_as", "expired"),
 }
 
 
@@ -152,9 +154,20 @@ def _version_4(db: sqlite3.Connection) -> None:
                "duration REAL NOT NULL, until REAL NOT NULL)")
 
 
+def _version_5(db: sqlite3.Connection) -> None:
+    """Dead letters: the tasks that failed for good, with their calls (opaque bytes, empty
+    once expired) and options (JSON), and the replays made of them (a JSON list of ids)."""
+    db.execute("CREATE TABLE IF NOT EXISTS dead_letters ("
+               "task_id TEXT PRIMARY KEY, outbox TEXT NOT NULL, fn BLOB NOT NULL, "
+               "args BLOB NOT NULL, options TEXT NOT NULL, status TEXT NOT NULL, "
+               "ended REAL NOT NULL, function TEXT NOT NULL, error_type TEXT NOT NULL, "
+               "detail TEXT NOT NULL, replayed_as TEXT NOT NULL, expired INTEGER NOT NULL)")
+
+
 # MIGRATIONS[n - 1] brings a journal from version n - 1 to n. Add a step; never edit one.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1, _version_2,
-                                                               _version_3, _version_4)
+                                                               _version_3, _version_4,
+                                                               _version_5)
 LATEST = len(MIGRATIONS)
 
 

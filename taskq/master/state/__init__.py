@@ -38,10 +38,11 @@ from taskq.defaults import (
     MAX_BEATS_PER_S,
     SCHEDULE_RESULTS_KEPT,
 )
-from taskq.master.state import unloadable
+from taskq.master.state import replays, unloadable
 from taskq.master.state.autoscale import WorkerSizes
 from taskq.master.state.cancels import CancelsMixin
 from taskq.master.state.crowd import Crowd, Due
+from taskq.master.state.dead import DeadLetters
 from taskq.master.state.deps import Deps, DepsMixin
 from taskq.master.state.expiry import ExpiryMixin
 from taskq.master.state.history import History
@@ -64,7 +65,7 @@ from taskq.protocol.messages import (
     TaskOptions,
     TaskState,
 )
-from taskq.protocol.replies import CancelOutcome
+from taskq.protocol.replies import CancelOutcome, Replayed
 
 SCHEDULES_OUTBOX = f"{JOB_OUTBOX_PREFIX}{SCHEDULE_PREFIX}"
 
@@ -118,6 +119,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         self.history = History()
         self.retained = Retained()  # results kept by id for their result_ttl
         self.result_ttl = KEPT_RESULT_TTL_S  # the master's default (--result-ttl)
+        self.dead = DeadLetters()  # tasks that failed for good, to replay (state.dead)
         self._seq = 0
 
     # ------------------------------------------------------------------ submitters
@@ -241,6 +243,11 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         if outbox is not None:
             self._deliver(outbox, ResultMsg(task_id, Status.CANCELLED,
                                             detail="cancelled before it started"))
+
+    def replay(self, task_ids: list[str], new_ids: list[str], outbox: str, now: float, *,
+               echo: bool = False) -> list[Replayed]:
+        """Run dead letters again as new tasks (``taskq.master.state.replays``)."""
+        return replays.replay(self, task_ids, new_ids, outbox, now, echo=echo)
 
     # ------------------------------------------------------------------ workers
 
@@ -623,6 +630,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         changes.kept, changes.deps_gone = self.deps.drain()
         if self.retained.changes:  # (none for tasks with no TTL: no new dict either)
             changes.retained = self.retained.drain()
+        changes.dead, changes.dead_gone = self.dead.drain()
         return changes
 
     # ------------------------------------------------------------------ internals
@@ -675,6 +683,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
     def _finish(self, rec: TaskRecord, result: ResultMsg) -> None:
         self._unlease(rec)
         self.history.task_ended(rec, rec.msg, result)
+        self.dead.ended(rec.msg, result, self.history.wall())
         rec.ended = result.status
         del self.tasks[rec.msg.task_id]
         box = self._deliver(rec.msg.outbox, result)

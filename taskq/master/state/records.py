@@ -105,12 +105,14 @@ class Changes:
     # results kept by id: id -> (result, until on the state's clock), or None once dropped
     # (see taskq.master.state.retention and taskq.master.journal.retention)
     retained: dict[str, tuple[ResultMsg, float] | None] = field(default_factory=dict)
+    dead: list[Any] = field(default_factory=list)  # dead letters new or changed (state.dead)
+    dead_gone: list[str] = field(default_factory=list)  # ... and forgotten
 
     def __bool__(self) -> bool:
         return bool(self.added or self.updated or self.finished or self.removed or self.acked
                     or self.schedules or self.schedules_removed or self.limits or self.joined
                     or self.unjoined or self.prims or self.attempts or self.history_gone
                     or self.counts or self.kept or self.deps_gone or self.stops
-                    or self.leased or self.retained)
+                    or self.leased or self.retained or self.dead or self.dead_gone)
 
 

@@ -41,6 +41,7 @@ from hypothesis.stateful import (
 from taskq.defaults import MAX_LOAD_REFUSALS
 from taskq.master.state import BrokerState, TaskRecord, WorkerInfo
 from taskq.master.state.autoscale import desired_workers
+from taskq.master.state.dead import DEAD
 from taskq.master.state.history import OUTCOMES
 from taskq.master.state.limits import QueueLimit
 from taskq.master.state.resources import unfit as unfit_counts
@@ -803,6 +804,8 @@ class BrokerMachine(RuleBasedStateMachine):
                                     holder=holders[rec.msg.task_id])
         self.state.deps.forget_unreferenced()
         assert set(self.state.deps.kept) == set(old.deps.kept)
+        for letter in old.dead.letters.values():  # the journal's dead letters
+            self.state.dead.restore(letter)
         self.journaled_stops.update(old.changes.stops)
         for tid in self.journaled_stops:  # the journal's stops table
             self.state.restore_stop(tid)
@@ -817,6 +820,40 @@ class BrokerMachine(RuleBasedStateMachine):
                                  else TaskState.WAITING if held or rec.stop_asked
                                  else TaskState.PENDING)
         assert self.state.lease("anyone", 100, self.now) == []
+
+    @rule(data=st.data(), box=st.sampled_from(OUTBOXES))
+    def replay(self, data: st.DataObject, box: str) -> None:
+        """Replay a few tasks: a dead letter becomes a new task of ``box`` with its call and
+        options, linked to it; anything else is refused with a reason, and nothing changes."""
+        self.settled = False
+        dead = self.state.dead
+        targets = self.pick(data, self.known_ids(), focus=list(dead.letters))
+        new_ids = [f"{box}-t{next(self.ids)}" for _ in targets]
+        before = self.view()
+        links = {t: list(dead.letters[t].replayed_as) for t in targets if t in dead.letters}
+
+        out = self.state.replay(targets, new_ids, box, self.now)
+
+        replayed: set[str] = set()
+        for tid, new_id, answer in zip(targets, new_ids, out, strict=True):
+            assert answer.task_id == tid
+            if tid not in links:
+                assert answer.error and not answer.new_id and new_id not in self.state.tasks
+                continue
+            assert answer.new_id == new_id and not answer.error
+            original = self.submitted[tid]
+            rec = self.state.tasks[new_id]
+            assert (rec.msg.fn, bytes(rec.msg.args)) == (original.fn, bytes(original.args))
+            assert rec.msg.options.queue == original.options.queue and rec.msg.outbox == box
+            assert rec.state is TaskState.PENDING and not rec.msg.deps
+            self.submitted[new_id] = rec.msg
+            links[tid].append(new_id)
+            replayed.add(new_id)
+        for tid, replays in links.items():
+            assert dead.letters[tid].replayed_as == replays
+        after = self.view()
+        assert set(after) - set(before) == replayed
+        assert all(after[t] == v for t, v in before.items())
 
     @rule(data=st.data(), kind=KINDS)
     def release(self, data: st.DataObject, kind: str) -> None:
@@ -937,6 +974,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.refusals_are_kept()
         self.desired_workers_run_all_that_could_run()
         self.results_are_kept_for_their_ttl()
+        self.dead_letters_are_the_failures()
         self.settled = True
 
     def results_are_kept_for_their_ttl(self) -> None:
@@ -968,6 +1006,23 @@ class BrokerMachine(RuleBasedStateMachine):
         assert set(kept.results) <= set(self.ended_at)
         assert set(kept.until) == set(kept.results)
         assert kept.bytes == sum(len(r.body or b"") for r in kept.results.values())
+
+    def dead_letters_are_the_failures(self) -> None:
+        """The dead letters are exactly the ended tasks that failed for good (no deps),
+        each with its call; each replay is linked back to its original."""
+        dead = self.state.dead
+        for tid, msg in self.submitted.items():
+            result = self.delivered.get(tid) or self.result_of(tid)
+            failed = tid not in self.state.tasks and result is not None \
+                and result.status in DEAD and not msg.deps
+            assert (tid in dead.letters) == failed, tid
+            if failed:
+                letter = dead.letters[tid]
+                assert (letter.fn, letter.args) == (msg.fn, bytes(msg.args))
+                assert letter.status is result.status
+        for new_id, tid in dead.origin.items():
+            assert new_id in dead.letters[tid].replayed_as and new_id in self.submitted
+        assert dead.live_count == len(dead.letters)
 
     def desired_workers_run_all_that_could_run(self) -> None:
         """The autoscaling target, recounted from the tasks themselves: per queue, the
@@ -1183,6 +1238,7 @@ class BrokerMachine(RuleBasedStateMachine):
         if not self.settled:
             return  # a step failed; its own error is the one to report
         self.drain()
+        self.replay_the_dead()
         final: dict[str, ResultMsg] = {}
         for box in OUTBOXES:
             self.state.resend(box)
@@ -1195,6 +1251,20 @@ class BrokerMachine(RuleBasedStateMachine):
             assert (tid in final) != (tid in self.acked), tid
             if (tid in self.cancelled or tid in self.stopped) and tid in final:
                 assert final[tid].status is Status.CANCELLED
+
+    def replay_the_dead(self) -> None:
+        """Every dead letter not replayed yet is replayed, and each replay runs to its end."""
+        dead = [t for t, d in self.state.dead.letters.items() if not d.replayed_as]
+        if not dead:
+            return
+        new_ids = [f"a-t{next(self.ids)}" for _ in dead]
+        out = self.state.replay(dead, new_ids, "a", self.now)
+        assert [r.new_id for r in out] == new_ids
+        self.submitted.update((t, self.state.tasks[t].msg) for t in new_ids)
+        self.dead_letters_are_the_failures()
+        self.drain()
+        assert not self.state.tasks
+        self.dead_letters_are_the_failures()
 
     def drain(self) -> None:
         """Expire every lease, then lease all that is left to one worker and complete it
