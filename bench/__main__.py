@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import scale
 
         return scale.main(argv[1:])
+    if argv[:1] == ["chaos"]:  # a durable master SIGKILLed under load: bench/chaos.py
+        from bench import chaos
+
+        return chaos.main(argv[1:])
     if argv[:1] == ["restore"]:  # a durable master on a big journal: bench/restore.py
         from bench import restore
 

@@ -6,6 +6,7 @@ doing it.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -58,3 +59,15 @@ def inc(x: int) -> int:
 def total(xs: list[int]) -> int:
     """The sum of its inputs (a graph's fan-in step)."""
     return sum(xs)
+
+
+def record_run(directory: str, seconds: float = 0.0) -> str:
+    """Leave one file per run named after this task's id (the chaos benchmark counts the
+    runs of each task, and of each schedule tick), then sleep ``seconds``."""
+    import taskq
+
+    task_id = taskq.current_task().task_id
+    with open(os.path.join(directory, f"{task_id}~{os.getpid()}~{time.monotonic_ns()}"), "w"):
+        pass
+    time.sleep(seconds)
+    return task_id

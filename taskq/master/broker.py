@@ -411,9 +411,13 @@ class Broker(PrimitiveCalls, ReplayCalls, BrokerViews):
                 asks = state.control(worker_id, {})
             tasks = state.lease(worker_id, self._fair_share(worker_id, room()), self._clock(),
                                 BATCH_BYTES, track=received is not None)
-            if tasks:
-                self._space.notify_all()
-            return Leased(tasks=tasks, asks=asks)
+            if not tasks:
+                return Leased(tasks=tasks, asks=asks)
+            self._space.notify_all()
+            # the worker waits for this before it starts them: a master killed meanwhile
+            # restores them unleased, and they must not run both there and elsewhere
+            ticket = self._commit(urgent=True)
+            return Leased(tasks=tasks, asks=asks, ticket=self._receipt(ticket).ticket)
 
     def _answered(self, worker_id: str, answers: dict[str, bool]) -> list[str]:
         """Take a worker's answers to cancel requests (lock held); its new requests."""

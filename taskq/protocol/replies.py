@@ -82,10 +82,13 @@ class Receipt:
 @dataclass(kw_only=True, slots=True)
 class Leased:
     """A worker's poll answered: tasks leased to it, and cancel requests for it (``asks``,
-    see ``taskq.protocol.messages.stop_ask``)."""
+    see ``taskq.protocol.messages.stop_ask``). ``ticket``: the journal position that makes
+    these leases durable (0: they are, or the master keeps no journal); the worker starts
+    none of them before the journal has them (``BrokerAPI.report`` with ``durable_to``)."""
 
     tasks: list[TaskMsg]
     asks: list[str]
+    ticket: int = 0
 
 
 @dataclass(kw_only=True, slots=True)

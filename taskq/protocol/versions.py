@@ -56,7 +56,8 @@ log = logs.get_logger(__name__)
 #    ``result_states`` call says whether a result is kept, expired or unknown.
 # 12: dead letters: ``dead_letters`` lists the tasks that failed for good, ``replay`` runs
 #    them again as new tasks (answered with Replayed).
-PROTOCOL = 12
+# 13: ``Leased.ticket``: a worker starts leased tasks only once the journal has the leases.
+PROTOCOL = 13
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

@@ -402,10 +402,29 @@ class Worker:
             if not leased.tasks:
                 continue
             received = leased.tasks[0].task_id  # the next take says this batch arrived
+            if leased.ticket and not self._journaled(leased.ticket):
+                self.log.info("leases_void", count=len(leased.tasks),
+                              reason="the master restarted before it journaled them")
+                continue  # the restored master has them queued: they run once, elsewhere
             with self._intake:  # a cancel asked meanwhile is answered before or after this
                 self._take_in(leased.tasks)
             if self._draining.is_set():
                 self.pool.wake()
+
+    def _journaled(self, ticket: int) -> bool:
+        """Wait until the master's journal has the leases of ``ticket``: True, or False if
+        the master of those leases is gone (another run answers, or this worker stops)."""
+        epoch = self._epoch
+        while not self._halt.is_set():
+            try:
+                receipt = self.link.remote.report(self.worker_id, [], durable_to=ticket)
+            except ConnectError:
+                return False
+            if receipt.epoch != epoch:
+                return False
+            if receipt.durable >= ticket:
+                return True
+        return False
 
     def _take_in(self, tasks: list[TaskMsg]) -> None:
         """Hold leased tasks and hand them to the pool, but those already dropped (a cancel

@@ -84,3 +84,32 @@ def test_unacked_keeps_results_until_a_receipt_of_the_same_run_covers_them() -> 
     assert acks.resend("run-b") == [two] and len(acks) == 0  # a restarted master gets it
     acks.keep(Receipt("run-b", ticket=0, durable=0), [one])  # no journal: nothing kept
     assert len(acks) == 0
+
+
+def _journaled_holders(path: Path) -> dict[str, str]:
+    with sqlite3.connect(path) as db:
+        return dict(db.execute("SELECT task_id, holder FROM tasks"))
+
+
+def test_a_lease_names_the_ticket_the_worker_waits_for_before_it_starts(
+        held_journal: tuple[Broker, threading.Event, Path]) -> None:
+    """Before its start the journal must know who holds a task: a master killed between
+    the two restores it unleased, and a task run there and elsewhere runs twice."""
+    broker, go, path = held_journal
+    leased = broker.take("w1", 1, wait=0)
+    assert [t.task_id for t in leased.tasks] == ["box-1"]
+    assert leased.ticket > 0, "a lease the journal does not have yet names its ticket"
+    assert _journaled_holders(path) == {"box-1": ""}
+    go.set()
+    confirmed = broker.report("w1", [], durable_to=leased.ticket)  # the worker's wait
+    assert confirmed.durable >= leased.ticket
+    assert _journaled_holders(path) == {"box-1": "w1"}
+
+
+def test_an_in_memory_lease_needs_no_wait() -> None:
+    broker = Broker(BrokerState(lost_after=60, max_lost=3, max_payload=1 << 20), None)
+    broker.register(WorkerHello("w1", "host", 1, 1, ("default",)))
+    broker.submit([TaskMsg("box-1", "box", b"f", b"a", TaskOptions())], durable=True)
+    leased = broker.take("w1", 1, wait=0)
+    assert len(leased.tasks) == 1 and leased.ticket == 0
+    broker.close()
