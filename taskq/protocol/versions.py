@@ -45,7 +45,11 @@ log = logs.get_logger(__name__)
 #    Leased. A worker opens two connections. ``flush``.
 # 7: a worker that cannot load a task says so (Status.UNLOADABLE), and the master hands
 #    the task to another worker; a task no worker could load ends UNLOADABLE.
-PROTOCOL = 7
+# 8: an operator pauses, resumes and purges queues (queue_pause, queue_purge) and drains
+#    workers (worker_drain); a beat's answer may tell a worker to drain (Beaten.drain), a
+#    worker that drains says so when it joins (WorkerHello.draining); QueueRow.paused,
+#    WorkerRow.draining.
+PROTOCOL = 8
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

@@ -50,6 +50,7 @@ from taskq.defaults import (
     STATS_WINDOWS,
 )
 from taskq.errors import TaskqError
+from taskq.master.journal import controls as controls_table
 from taskq.master.journal import deps as deps_table
 from taskq.master.journal import prims as prims_table
 from taskq.master.journal import schema
@@ -243,6 +244,7 @@ class Journal:
                 for table, order in (("tasks", "seq"), ("results", ""),
                                      ("schedules", ""), ("queue_limits", ""), ("aliases", "")))
             deps, kept = deps_table.load(self._db)
+            paused = controls_table.load(self._db)
             stops = self._db.execute("SELECT task_id FROM tasks WHERE stopped").fetchall()
         for result in kept:  # before the tasks: a restored dependent looks them up
             state.deps.restore_kept(result)
@@ -270,6 +272,8 @@ class Journal:
             state.restore_alias(alias, outbox, target)
         for (tid,) in stops:  # a stop asked before the restart: the task ends CANCELLED
             state.restore_stop(tid)
+        for queue in paused:
+            state.restore_pause(queue)
         self._load_history(state)
         return len(tasks), len(results)
 
@@ -462,6 +466,7 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
         if changes.prims:
             prims_table.write(db, changes.prims)
         deps_table.write(db, changes)
+        controls_table.write(db, changes)
         _write_history(db, changes)
         db.execute("COMMIT")
     except BaseException:
@@ -514,6 +519,7 @@ def merge(batch: list[Changes]) -> Changes:
         out.leased.update(changes.leased)  # the last lease of a task wins
         deps_table.merge_into(out, changes)
         out.stops += changes.stops
+        out.paused += changes.paused
     out.schedules = [s for s in final.values() if s is not None]
     out.schedules_removed = [name for name, s in final.items() if s is None]
     added = {r.msg.task_id for r in out.added}

@@ -37,6 +37,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "prim_item": ("name", "item_id", "seq", "body", "token", "session", "lease"),
     "task_deps": ("task_id", "deps"),
     "dep_results": ("task_id", "status", "body", "detail", "worker", "duration"),
+    "paused_queues": ("queue",),
 }
 
 
@@ -144,9 +145,15 @@ def _version_3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE tasks ADD COLUMN holder TEXT NOT NULL DEFAULT ''")
 
 
+def _version_4(db: sqlite3.Connection) -> None:
+    """The paused queues (``taskq queue pause``): they lease nothing until resumed, across
+    restarts."""
+    db.execute("CREATE TABLE paused_queues (queue TEXT PRIMARY KEY) WITHOUT ROWID")
+
+
 # MIGRATIONS[n - 1] brings a journal from version n - 1 to n. Add a step; never edit one.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1, _version_2,
-                                                               _version_3)
+                                                               _version_3, _version_4)
 LATEST = len(MIGRATIONS)
 
 

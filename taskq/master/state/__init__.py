@@ -39,6 +39,7 @@ from taskq.defaults import (
 from taskq.master.state import unloadable
 from taskq.master.state.autoscale import WorkerSizes
 from taskq.master.state.cancels import CancelsMixin
+from taskq.master.state.controls import ControlsMixin
 from taskq.master.state.crowd import Crowd, Due
 from taskq.master.state.deps import Deps, DepsMixin
 from taskq.master.state.history import History
@@ -72,7 +73,7 @@ __all__ = ["BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord", "W
 RESTORING = float(2**62)
 
 
-class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
+class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ControlsMixin):
     """All of the master's bookkeeping; see the module docstring."""
 
     def __init__(self, *, lost_after: float, max_lost: int, max_payload: int) -> None:
@@ -241,6 +242,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin):
             info.to_ask = [*old.to_ask, *old.asked]  # answers may have been lost: ask again
             info.sent = old.sent  # its next take says whether that batch arrived
             info.unconfirmed = old.unconfirmed
+        self._carry_drain(old, info, info.draining)
         info.last_seen = now
         self.crowd.add(info, now + self.silence(info))
         self.resources.register(info.worker_id, info.resources)
