@@ -20,14 +20,19 @@ Only this (main) process talks to the master, over one ``Link`` shared by two th
                  (messages.stop_ask) also kills it if it runs (pool.kill_task), and the task
                  is reported CANCELLED
 
-Stopping (``stop()``, wired to SIGTERM/SIGINT by the CLI): take nothing new, hand the
-unstarted tasks back, let running ones finish for ``grace`` seconds, hand back what is
-still running, say goodbye. A second ``stop(now=True)`` ends it at once.
+Stopping (``stop()``, wired to SIGTERM/SIGINT by the CLI, or ``drain()``, when a beat's
+answer says an operator asked for it with ``taskq worker drain``): take nothing new, hand
+the unstarted tasks back, let running ones finish for ``grace`` seconds, then say goodbye
+naming what still runs (killed here, it is queued again at once, no attempt used). A
+second ``stop()`` (or ``stop(now=True)``) ends it at once. A worker that drains says so
+when it joins a restarted master. The pool's processes outlive a signal sent to the
+worker's whole process group: only the worker stops them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import os
@@ -137,6 +142,7 @@ class Worker:
         # task this worker has just reported or handed back
         self._sync = threading.Lock()
         self._draining = threading.Event()
+        self._signalled = threading.Event()  # stop() was called: a second call halts
         self._halt = threading.Event()
         self._mean_s = defaults.PREFETCH_TARGET_S / defaults.PREFETCH_MIN
         self._lost_master = threading.Event()
@@ -156,8 +162,19 @@ class Worker:
 
     def stop(self, now: bool = False) -> None:
         """Begin a graceful stop; with now=True (or a second call) stop at once."""
-        if self._draining.is_set() or now:
+        if self._signalled.is_set() or now:
             self._halt.set()
+        self._signalled.set()
+        self._begin_stop()
+
+    def drain(self) -> None:
+        """A graceful stop an operator asked for (``taskq worker drain``): as ``stop()``,
+        but asking again never makes it stop at once."""
+        if not self._draining.is_set():
+            self.log.warning("worker_drain_asked", grace_s=self.config.grace)
+        self._begin_stop()
+
+    def _begin_stop(self) -> None:
         self._draining.set()
         # a master that is gone must not hold a stopping worker for the reconnect window
         self.link.give_up_reconnecting()
@@ -171,7 +188,8 @@ class Worker:
     def _join(self, remote: BrokerAPI, held: list[str]) -> None:
         """Register (again), claim back the tasks this worker still holds, and report again
         the results a master of another run took but never journaled."""
-        info = remote.register(self.hello)
+        info = remote.register(dataclasses.replace(self.hello,
+                                                   draining=self._draining.is_set()))
         self._max_payload, self._epoch = info.max_payload, info.epoch
         self._beat = max(self.config.heartbeat, info.heartbeat)
         remote.heartbeat(self.worker_id, held, self.pool.running())
@@ -472,6 +490,8 @@ class Worker:
             beat = messages.Beat(held=digest, running=self.pool.running(),
                                  memory=self._memory(), progress=self._progress())
             beaten = self.link.remote.beat(self.worker_id, beat)
+        if beaten.drain:
+            self.drain()
         if not beaten.beat or beaten.send_held:
             self._send_held(rejoin=not beaten.beat)
         else:
