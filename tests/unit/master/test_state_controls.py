@@ -154,3 +154,23 @@ def test_the_journal_keeps_the_paused_queues_in_order(tmp_path: Path) -> None:
     join(fresh, "w", queues=("a", "b", "c"))
     fresh.promote(10)
     assert ids(fresh.lease("w", 10, now=10)) == ["b1"]
+
+
+def test_metrics_say_which_queues_are_paused() -> None:
+    from taskq.master.metrics import MasterCollector
+
+    state = make_state()
+    state.submit([task("a1", queue="a")], now=0)
+    state.pause_queue("a", True)
+    snap = {**metrics_copy(state), "commit": None}
+    families = {f.name: f for f in MasterCollector(_Snap(snap)).collect()}
+    assert [(s.labels, s.value) for s in families["taskq_queue_paused"].samples] == [
+        ({"queue": "a"}, 1.0), ({"queue": "default"}, 0.0)]
+
+
+class _Snap:
+    def __init__(self, snap: dict[str, object]) -> None:
+        self.snap = snap
+
+    def metrics(self) -> dict[str, object]:
+        return self.snap

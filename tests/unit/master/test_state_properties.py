@@ -14,6 +14,9 @@ once (DEPENDENCY_FAILED), and a kept dependency result lives exactly as long as 
 dependent needs it. A worker may report that it could not load a task (UNLOADABLE): the
 task is queued again, no attempt used, never leased to that worker again, and ends
 UNLOADABLE only when every connected worker of its queue (or MAX_LOAD_REFUSALS) could not.
+An operator may pause a queue (nothing of it is leased, across restarts, until resumed),
+purge it (every task of it no worker holds ends CANCELLED, the others are untouched) and
+drain a worker (it is leased nothing more).
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.journaled_stops: set[str] = set()  # stops journaled by earlier lives of the master
         self.reported: list[ResultMsg] = []  # results taken, with the attempt they ended
         self.refused: dict[str, set[str]] = {}  # live task -> workers that could not load it
+        self.paused: set[str] = set()  # queues an operator paused
         self.settled = True  # False while a step runs; teardown only drains a clean run
 
     @initialize(max_lost=st.integers(1, 3))
@@ -382,6 +386,7 @@ class BrokerMachine(RuleBasedStateMachine):
         if info is not None and not info.draining:  # a stopping worker is leased nothing
             pending = [r for r in self.state.tasks.values()
                        if r.state is TaskState.PENDING and r.msg.options.queue in info.queues
+                       and r.msg.options.queue not in self.paused
                        and worker not in self.refused.get(r.msg.task_id, ())]
             pending.sort(key=lambda r: (-r.msg.options.priority, r.seq))
             expected = self.within_limits(pending, n, worker)
@@ -390,8 +395,9 @@ class BrokerMachine(RuleBasedStateMachine):
 
         got = self.state.lease(worker, n, self.now)
         self.ever_leased.update(m.task_id for m in got)
-        for msg in got:  # never to a worker that could not load it
+        for msg in got:  # never to a worker that could not load it, nor from a paused queue
             assert worker not in self.refused.get(msg.task_id, ())
+            assert msg.options.queue not in self.paused
         for msg in got:  # every dependency ended OK, and its result goes with the task
             assert [d for d, _ in msg.inputs] == list(dict.fromkeys(msg.deps))
             for dep, body in msg.inputs:
@@ -450,6 +456,75 @@ class BrokerMachine(RuleBasedStateMachine):
         self.settled = False
         self.state.limits.set(queue, QueueLimit(rate=rate))
         self.rates[queue] = (self.now, rate, 0)
+
+    def known_queue(self, queue: str) -> bool:
+        """A queue with tasks, a worker serving it, limits or a pause (state.controls)."""
+        return queue in self.paused or queue in self.state.limits.by_queue or any(
+            queue in w.queues for w in self.state.workers.values()) or any(
+            r.msg.options.queue == queue for r in self.state.tasks.values())
+
+    @precondition(lambda self: self.state.tasks)  # (a queue with tasks is known)
+    @rule(queue=st.sampled_from([*QUEUES, *QUEUES, "nowhere"]),
+          paused=st.sampled_from([True, True, False]))
+    def pause(self, queue: str, paused: bool) -> None:
+        self.settled = False
+        known = self.known_queue(queue)
+        was = queue in self.paused
+
+        changed = self.state.pause_queue(queue, paused)
+
+        if not known:
+            assert changed is None and queue not in self.state.limits.paused
+            return
+        assert changed is (was != paused)
+        (self.paused.add if paused else self.paused.discard)(queue)
+        if changed:
+            assert self.state.changes.paused[-1] == (queue, paused)  # journaled
+        queued = any(r.state is TaskState.PENDING and r.msg.options.queue == queue
+                     for r in self.state.tasks.values())
+        if paused and queued:  # no lease would take one of its tasks
+            assert not self.state.can_lease((queue,), self.now)
+
+    @rule(queue=st.sampled_from([*QUEUES, "nowhere"]))
+    def purge(self, queue: str) -> None:
+        """Every task of the queue that no worker holds ends CANCELLED (its dependents
+        with it); no other task changes."""
+        self.settled = False
+        known = self.known_queue(queue)
+        doomed = {t for t, r in self.state.tasks.items() if r.msg.options.queue == queue
+                  and r.state in (TaskState.PENDING, TaskState.WAITING) and not r.stop_asked
+                  and not (r.state is TaskState.WAITING and r.queued_at == 0.0
+                           and self.now < self.state.restore_hold_until)}
+        dependents = set().union(*(self.failing_with(t) for t in doomed)) - doomed
+        before = self.view()
+
+        purged = self.state.purge_queue(queue, self.now)
+
+        if not known:
+            assert purged is None and self.view() == before
+            return
+        assert purged is not None and set(purged) == doomed and len(purged) == len(doomed)
+        self.cancelled.update(purged)
+        for tid in purged:
+            result = self.result_of(tid)
+            assert result is not None and result.status is Status.CANCELLED
+        for tid in dependents:
+            result = self.result_of(tid)
+            assert result is not None and result.status is Status.DEPENDENCY_FAILED
+        after = self.view()
+        assert set(before) - set(after) == doomed | dependents
+        assert all(after[t] == v for t, v in before.items() if t in after)
+
+    @rule(kind=KINDS)
+    def drain_worker(self, kind: str) -> None:
+        """An operator drains a worker: it is leased nothing more, and told so."""
+        self.settled = False
+        worker = self.worker_id(kind)
+        known = worker in self.state.workers
+        assert self.state.drain_worker(worker) is known
+        if known:
+            assert self.state.lease(worker, 10, self.now) == []
+            assert self.state.drain_told(worker)
 
     def spend_budgets(self, got: list[TaskMsg]) -> None:
         for msg in got:
@@ -747,6 +822,9 @@ class BrokerMachine(RuleBasedStateMachine):
                                     holder=holders[rec.msg.task_id])
         self.state.deps.forget_unreferenced()
         assert set(self.state.deps.kept) == set(old.deps.kept)
+        for queue in old.limits.paused:  # the journal's paused_queues table
+            self.state.restore_pause(queue)
+        assert self.state.limits.paused == self.paused
         self.journaled_stops.update(old.changes.stops)
         for tid in self.journaled_stops:  # the journal's stops table
             self.state.restore_stop(tid)
@@ -869,7 +947,15 @@ class BrokerMachine(RuleBasedStateMachine):
         self.stopped_tasks_end_cancelled()
         self.refusals_are_kept()
         self.desired_workers_run_all_that_could_run()
+        self.paused_queues_lease_nothing()
         self.settled = True
+
+    def paused_queues_lease_nothing(self) -> None:
+        """The paused queues are the ones the operator paused (and not resumed), and no
+        lease would take a task of one, whatever it holds."""
+        assert self.state.limits.paused == self.paused
+        for queue in self.paused:
+            assert not self.state.can_lease((queue,), self.now)
 
     def desired_workers_run_all_that_could_run(self) -> None:
         """The autoscaling target, recounted from the tasks themselves: per queue, the
@@ -886,6 +972,8 @@ class BrokerMachine(RuleBasedStateMachine):
             room = {o.limit_key: max(0, o.limit - by_key[o.limit_key]) for o in queued}
             could = leased + sum(not o.limit_key for o in queued) + sum(
                 min(n, room[k]) for k, n in keyed.items())
+            if queue in self.paused:  # its queued tasks wait for a resume
+                could = leased
             limit = state.limits.by_queue.get(queue)
             if limit is not None and limit.concurrency:
                 could = min(could, limit.concurrency)
@@ -1099,8 +1187,11 @@ class BrokerMachine(RuleBasedStateMachine):
                 assert final[tid].status is Status.CANCELLED
 
     def drain(self) -> None:
-        """Expire every lease, then lease all that is left to one worker and complete it
-        (in rounds: limits let only so many run at once)."""
+        """Resume every queue, expire every lease, then lease all that is left to one worker
+        and complete it (in rounds: limits let only so many run at once)."""
+        for queue in sorted(self.paused):
+            assert self.state.pause_queue(queue, False)
+        self.paused.clear()
         for _ in range(2 + len(self.state.tasks)):
             if not self.state.tasks:
                 break
