@@ -24,8 +24,9 @@ Stopping (``stop()``, wired to SIGTERM/SIGINT by the CLI, or ``drain()``, when a
 answer says an operator asked for it with ``taskq worker drain``): take nothing new, hand
 the unstarted tasks back, let running ones finish for ``grace`` seconds, then say goodbye
 naming what still runs (killed here, it is queued again at once, no attempt used). A
-second ``stop()`` (or ``stop(now=True)``) ends it at once. A worker that drains says so
-when it joins a restarted master. The pool's processes outlive a signal sent to the
+second ``stop()`` (or ``stop(now=True)``) ends it at once. While what it runs may still
+finish, a stopping worker reconnects to a master that restarts, and says it drains when it
+joins it; with nothing running, or past its grace, it gives up on a vanished master at once. The pool's processes outlive a signal sent to the
 worker's whole process group: only the worker stops them.
 """
 
@@ -164,6 +165,7 @@ class Worker:
         """Begin a graceful stop; with now=True (or a second call) stop at once."""
         if self._signalled.is_set() or now:
             self._halt.set()
+            self.link.give_up_reconnecting()
         self._signalled.set()
         self._begin_stop()
 
@@ -175,10 +177,21 @@ class Worker:
         self._begin_stop()
 
     def _begin_stop(self) -> None:
-        self._draining.set()
-        # a master that is gone must not hold a stopping worker for the reconnect window
-        self.link.give_up_reconnecting()
+        if not self._draining.is_set():
+            self._draining.set()
+            self._reconnect_for(self.config.grace if self.pool.in_flight() else 0.0)
         self.pool.wake()
+
+    def _reconnect_for(self, seconds: float) -> None:
+        """A stopping worker reconnects to a master that restarts only while what it runs
+        may still finish (its grace): a master that is gone must not hold it for the whole
+        reconnect window."""
+        if seconds <= 0:
+            self.link.give_up_reconnecting()
+            return
+        timer = threading.Timer(seconds, self.link.give_up_reconnecting)
+        timer.daemon = True
+        timer.start()
 
     def _on_connect(self, remote: BrokerAPI) -> None:
         with self._held_lock:
@@ -299,6 +312,7 @@ class Worker:
                 break
             self._report(self.pool.get_outcomes(timeout=min(remaining, defaults.LONG_POLL_S)))
             self._beat_if_due()
+        self.link.give_up_reconnecting()  # nothing more to wait for
 
     def _say_goodbye(self, unstarted: list[Job], killed: list[Job]) -> None:
         with contextlib.suppress(ConnectError, MasterError):  # else the leases expire

@@ -130,3 +130,29 @@ def test_a_drain_mid_run_loses_nothing_and_runs_nothing_twice(cluster: Cluster,
     assert second.popen.poll() is None  # the other worker serves on
     assert "worker_drain_asked" in first.stderr()
 
+
+
+def test_a_draining_worker_stays_draining_across_a_master_restart(cluster: Cluster,
+                                                                  tmp_path: Path) -> None:
+    journal = tmp_path / "journal.db"
+    master = cluster.start_master("--state", str(journal))
+    port = int(cluster.address.rsplit(":", 1)[1])
+    worker = cluster.start_worker("--grace", "60")
+    cluster.wait_workers(1)
+    release = tmp_path / "release"
+    with cluster.client() as client:
+        running = client.submit(tasks_mod.mark_then_hold, _dir(tmp_path), "held", str(release))
+        wait_for(running.running, 30, "the task to run")
+        name = cluster.status()["workers"][0]["worker_id"]
+        assert cluster.cli("worker", "drain", name).returncode == 0
+        wait_for(lambda: "worker_draining" in worker.stderr(), 30, "the worker to hear it")
+        master.signal_group(signal.SIGKILL)
+        master.wait(30)
+        master = cluster.start_master("--state", str(journal), port=port)
+        wait_for(lambda: _worker_row(cluster, worker.pid), 30, "the worker to join again")
+        row = _worker_row(cluster, worker.pid)
+        assert row is not None and row["draining"] is True and row["held"] == 1
+        release.touch()
+        assert running.result(60) == "held"
+        assert worker.wait(60) == 0
+    assert _runs(tmp_path) == ["held"]  # it finished where it ran, once
