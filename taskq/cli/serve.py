@@ -141,7 +141,7 @@ def _announce(address: str) -> None:
 
 
 def _pool_kind(value: str) -> str:
-    from taskq.worker.worker import POOLS
+    from taskq.worker.config import POOLS
 
     if value not in POOLS:
         raise typer.BadParameter(f"unknown pool {value!r}: expected one of {', '.join(POOLS)}")
@@ -221,7 +221,8 @@ def worker(
     gracefully."""
     if ctx.invoked_subcommand is not None:
         return
-    from taskq.worker.worker import Worker, WorkerConfig
+    from taskq.worker.config import WorkerConfig
+    from taskq.worker.worker import Worker
 
     address = address_of(connect, "--connect")
     size = _pool_size(pool, procs, concurrency)

@@ -26,15 +26,15 @@ the unstarted tasks back, let running ones finish for ``grace`` seconds, then sa
 naming what still runs (killed here, it is queued again at once, no attempt used). A
 second ``stop()`` (or ``stop(now=True)``) ends it at once. While what it runs may still
 finish, a stopping worker reconnects to a master that restarts, and says it drains when it
-joins it; with nothing running, or past its grace, it gives up on a vanished master at once. The pool's processes outlive a signal sent to the
-worker's whole process group: only the worker stops them.
+joins it; with nothing running, or past its grace, it gives up on a vanished master at
+once. The pool's processes outlive a signal sent to the worker's whole process group: only
+the worker stops them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import math
 import os
 import pickle
@@ -43,63 +43,24 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from taskq import defaults, logs
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed, TaskTimeout
 from taskq.net.link import Link
-from taskq.net.tls import TLS
 from taskq.protocol import bodies, messages, names
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 from taskq.protocol.options import retry_applies
 from taskq.worker import execute
 from taskq.worker.acks import Unacked
+from taskq.worker.config import WorkerConfig, make_pool
 from taskq.worker.context import TaskContext
-from taskq.worker.pools.asyncio import AsyncioPool
 from taskq.worker.pools.child_record import resident_bytes
 from taskq.worker.pools.job import Job, Outcome, OutcomeKind
-from taskq.worker.pools.local import LocalPool
-from taskq.worker.pools.process import ProcessPool
-from taskq.worker.pools.threads import ThreadPool
 from taskq.worker.units import Units
 
 log = logs.get_logger(__name__)
-
-
-@dataclass(kw_only=True, slots=True)
-class WorkerConfig:
-    address: tuple[str, int]
-    authkey: bytes
-    procs: int
-    queues: tuple[str, ...] = ("default",)
-    grace: float = defaults.GRACE_S
-    max_tasks_per_child: int | None = None
-    max_memory_mb: float | None = None
-    heartbeat: float = defaults.HEARTBEAT_S
-    connect_for: float = defaults.RECONNECT_FOR_S
-    tls: TLS | None = None
-    pool: str = "processes"  # one of POOLS; procs is then its concurrency
-    resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources gpu=2)
-    paths: tuple[str, ...] = ()  # directories put first on sys.path where tasks run
-
-
-POOLS = ("processes", "threads", "asyncio")
-
-
-def make_pool(config: WorkerConfig) -> ProcessPool | LocalPool:
-    """The pool that runs this worker's tasks; ValueError for an unknown kind."""
-    if config.pool == "processes":
-        return ProcessPool(config.procs, execute.run,
-                           max_tasks_per_child=config.max_tasks_per_child,
-                           max_memory_mb=config.max_memory_mb,
-                           initializer=functools.partial(execute.import_from, config.paths))
-    if config.pool == "threads":
-        return ThreadPool(config.procs, execute.run)
-    if config.pool == "asyncio":
-        return AsyncioPool(config.procs)
-    raise ValueError(f"unknown pool {config.pool!r}: expected one of {', '.join(POOLS)}")
 
 
 def _by_size(results: list[ResultMsg]) -> list[list[ResultMsg]]:
