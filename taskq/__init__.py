@@ -14,8 +14,8 @@ from __future__ import annotations
 import atexit
 import importlib
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from taskq.errors import (
     AuthError,
@@ -25,8 +25,10 @@ from taskq.errors import (
     PayloadTooLarge,
     RemoteError,
     SerializationError,
+    SoftTimeout,
     TaskCancelled,
     TaskCrashed,
+    TaskExpired,
     TaskLoadError,
     TaskqError,
     TaskRefused,
@@ -81,10 +83,12 @@ __all__ = [
     "Progress",
     "RemoteError",
     "SerializationError",
+    "SoftTimeout",
     "TLSError",
     "TaskCancelled",
     "TaskContext",
     "TaskCrashed",
+    "TaskExpired",
     "TaskFunction",
     "TaskFuture",
     "TaskLoadError",
@@ -133,7 +137,18 @@ def default_client() -> Client:
         return _default
 
 
-def submit(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@overload  # an async def's future holds what it returns once awaited (on the worker)
+def submit(fn: Callable[_P, Coroutine[Any, Any, _R]], /, *args: _P.args,
+           **kwargs: _P.kwargs) -> TaskFuture[_R]: ...
+@overload
+def submit(fn: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs) -> TaskFuture[_R]: ...
+
+
+def submit(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
     """``default_client().submit(fn, *args, **kwargs)``."""
     return default_client().submit(fn, *args, **kwargs)
 

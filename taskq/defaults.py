@@ -226,6 +226,10 @@ HISTORY_PRUNE_BATCH = 5_000
 # A failed attempt's traceback is kept up to this many characters (its last ones): with
 # HISTORY_MAX_TASKS, bounds the history's memory even when every task fails.
 TRACEBACK_MAX_CHARS = 4_000
+# A worker still starts a task whose expiry deadline (the master's wall clock) passed less
+# than this ago by its own clock: the master leased it in time, and hosts' clocks (NTP)
+# differ by less than this; a larger skew only moves the edge by that much.
+EXPIRES_SKEW_S = 0.25
 # The dashboard's charts cover this many one-minute windows.
 STATS_WINDOWS = 15
 # Bucket bounds (seconds) of the wait and run time histograms in /metrics.

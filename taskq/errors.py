@@ -61,6 +61,18 @@ class TaskTimeout(TaskqError):
     """The task ran past its timeout; its process was killed and replaced."""
 
 
+class TaskExpired(TaskqError):
+    """The task did not start by its expiry deadline (``expires``), so it never ran."""
+
+
+class SoftTimeout(TaskqError):
+    """Raised inside a running task at its ``soft_timeout``, before its hard ``timeout``
+    ends it: the task may catch it to clean up, and return or raise as it likes."""
+
+    def __init__(self, message: str = "the task ran past its soft_timeout") -> None:
+        super().__init__(message)
+
+
 class WorkerLost(TaskqError):
     """Every worker the task was handed to was lost before it finished."""
 
@@ -99,6 +111,11 @@ class MasterError(TaskqError):
 
 class TaskCancelled(TaskqError, CancelledError):
     """The task was cancelled; it is a ``concurrent.futures.CancelledError`` too."""
+
+
+class SetupError(TaskqError):
+    """A worker's setup hook (``taskq worker --setup module:function``) is named wrongly or
+    raised: the worker does not start."""
 
 
 class DependencyError(TaskqError, ValueError):

@@ -60,3 +60,13 @@ def running(cluster: Cluster) -> Cluster:
     cluster.start_worker()
     cluster.wait_workers(2)
     return cluster
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """A browser test skipped for want of Chromium is said at the end, where it is seen."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", [])
+               if "chromium" in str(getattr(r, "longrepr", "")).lower()]
+    if skipped:
+        terminalreporter.write_sep("!", f"{len(skipped)} dashboard browser test(s) SKIPPED: "
+                                   "no Chromium here (apt-get install -y chromium)",
+                                   red=True, bold=True)

@@ -52,6 +52,12 @@ def submit(
     start_at: Annotated[str | None, typer.Option(
         "--at", help="Start no sooner than this ISO 8601 time with its offset, e.g. "
                      "2026-12-01T02:00+01:00.")] = None,
+    expires: Annotated[str | None, typer.Option(
+        help="Never run it unless it starts within this long of the submit (a retry too): "
+             "30s, 10m, or seconds; it then ends expired.")] = None,
+    soft_timeout: Annotated[float | None, typer.Option(
+        help="Raise taskq.SoftTimeout inside the task after this many seconds (less than "
+             "--timeout).")] = None,
     batch: Annotated[typer.FileText | None, typer.Option(
         "--batch", help="Submit one task per line of this file (- for stdin), each line's "
         "arguments split as a shell would; blank lines and # comments are skipped.")] = None,
@@ -65,6 +71,7 @@ def submit(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="TARGET") from None
     options = _submit_options(timeout, retries, priority, queue, backoff, start_in, start_at)
+    options.expires, options.soft_timeout = _limits(options, expires, soft_timeout)
     _no_stray_unit(start_in, args or [])
     if batch is not None and args:
         raise typer.BadParameter("give arguments on the command line or in --batch, not both",
@@ -97,6 +104,20 @@ def batch_lines(stream: TextIO) -> list[list[str]]:
         raise typer.BadParameter("no tasks: every line is blank or a comment",
                                  param_hint="--batch")
     return arg_lists
+
+
+def _limits(options: TaskOptions, expires: str | None, soft_timeout: float | None,
+            ) -> tuple[float, float | None]:
+    """``--expires`` and ``--soft-timeout`` checked (a usage error naming the flag)."""
+    try:
+        seconds = None if expires is None else parse_duration(expires, positive=True)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--expires") from None
+    try:
+        checked = make_options(options.timeout, expires=seconds, soft_timeout=soft_timeout)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--soft-timeout") from None
+    return checked.expires, checked.soft_timeout
 
 
 def _submit_options(timeout: float | None, retries: int, priority: int, queue: str,

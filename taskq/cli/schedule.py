@@ -22,7 +22,7 @@ from taskq.cli.common import JsonOpt, MasterOpts, fail, reaches_master
 from taskq.client import jobs
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import Schedule
-from taskq.protocol.options import make_options
+from taskq.protocol.options import make_options, parse_duration
 
 app = typer.Typer(no_args_is_help=True, help="Periodic schedules, run by the master.")
 
@@ -42,13 +42,16 @@ def add(
     queue: Annotated[str, typer.Option(help="Queue its tasks go to.")] = "default",
     timeout: Annotated[float | None, typer.Option(min=0.001, help="Hard limit, s.")] = None,
     retries: Annotated[int, typer.Option(min=0, help="Re-runs of a run that raises.")] = 0,
+    expires: Annotated[str | None, typer.Option(
+        help="A run not started within this long of its tick never runs: 30s, 10m.")] = None,
     *,
     master: MasterOpts,
 ) -> None:
     """Add a schedule (or replace the one of that name)."""
     try:
+        seconds = None if expires is None else parse_duration(expires, positive=True)
         spec = jobs.schedule_spec(name, target, args or [], make_options(
-            timeout, retries, 0, queue), cron, every, tz, catch_up)
+            timeout, retries, 0, queue, expires=seconds), cron, every, tz, catch_up)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     replaced = master.ask(lambda r: r.schedule_add(spec))

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from taskq import defaults, logs
+from taskq import defaults, logs, tracing
 from taskq.cli.common import (
     KeyFileOpt,
     LogJsonOpt,
@@ -85,6 +85,7 @@ def master(
     web = _http_config(_http_address(http, port), http_token_file, metrics_public)
     keep = duration(history, "--history")
     logs.configure(json=log_json or None, level=log_level)
+    tracing.configure_from_env()
     with user_errors():
         keys, key_path = master_authkeys(authkey_file or [])
         journal = None if in_memory else (state or defaults.state_dir() / "journal.db")
@@ -210,6 +211,11 @@ def worker(
     path: Annotated[list[Path] | None, typer.Option(
         "--path", exists=True, file_okay=False, help="A directory tasks import their "
         "modules from, besides the working directory (repeatable).")] = None,
+    setup: Annotated[list[str] | None, typer.Option(
+        "--setup", metavar="MODULE:FUNCTION", help="Run this function once where tasks run, "
+        "before the first: in each pool process, or once for the threads or asyncio pool "
+        "(logging, Sentry, a database pool); repeatable, in order. If it raises, the "
+        "worker does not start.")] = None,
     tls_ca: TlsCaOpt = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
@@ -228,13 +234,15 @@ def worker(
     size = _pool_size(pool, procs, concurrency)
     have = _resources(resources)
     logs.configure(json=log_json or None, level=log_level)
+    tracing.configure_from_env()
     with user_errors():
         config = WorkerConfig(
             address=address, authkey=resolve_authkey(None, authkey_file), procs=size,
             queues=tuple(q.strip() for q in queues.split(",") if q.strip()), grace=grace,
             max_tasks_per_child=max_tasks_per_child, max_memory_mb=max_memory_per_child,
             connect_for=connect_timeout, pool=pool, resources=have,
-            tls=tls_of(tls_ca, tls_cert, tls_key), paths=_import_paths(path or []))
+            tls=tls_of(tls_ca, tls_cert, tls_key), paths=_import_paths(path or []),
+            setup=tuple(setup or ()))
         runner = Worker(config)
         on_signals(runner.stop)
         raise typer.Exit(runner.run())

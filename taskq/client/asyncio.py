@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 from taskq.client.client import Client, _Entry
-from taskq.client.future import TaskFuture
+from taskq.client.future import P, R, TaskFuture
 from taskq.client.map import chunk_runner, chunks
 
 
@@ -54,6 +54,13 @@ class AsyncClient:
         if self._client is None:
             raise RuntimeError("AsyncClient not started: use `async with` or await start()")
         return self._client
+
+    @overload  # an async def's future holds what it returns once awaited (on the worker)
+    async def submit(self, fn: Callable[P, Coroutine[Any, Any, R]], /, *args: P.args,
+                     **kwargs: P.kwargs) -> asyncio.Future[R]: ...
+    @overload
+    async def submit(self, fn: Callable[P, R], /, *args: P.args,
+                     **kwargs: P.kwargs) -> asyncio.Future[R]: ...
 
     async def submit(self, fn: Callable[..., Any], /, *args: Any,
                      **kwargs: Any) -> asyncio.Future[Any]:
@@ -103,7 +110,7 @@ class AsyncClient:
             await asyncio.to_thread(self._client.shutdown, wait, cancel_futures=cancel_futures)
 
 
-def _bridge(source: TaskFuture, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+def _bridge(source: TaskFuture[Any], loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
     """An asyncio.Future settled from ``source`` (in the loop), whose cancel cancels the
     task (in a thread: it is a call to the master)."""
     target: asyncio.Future[Any] = loop.create_future()

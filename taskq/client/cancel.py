@@ -37,7 +37,7 @@ class CancelResult(StrEnum):
         return self in (CancelResult.CANCELLED, CancelResult.STOPPING)
 
 
-Target = TaskFuture | str
+Target = TaskFuture[Any] | str
 
 
 def _ids(target: Target | Iterable[Target]) -> tuple[list[str], bool]:

@@ -24,17 +24,17 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
-from taskq import defaults, logs
+from taskq import defaults, logs, tracing
 from taskq.client import durable
 from taskq.client.cancel import CancelCalls
 from taskq.client.deps import Dependencies, Found, Pins
-from taskq.client.future import TaskFuture
+from taskq.client.future import P, R, TaskFuture
 from taskq.client.map import Mapping
 from taskq.client.schedule import Scheduling
 from taskq.client.shared import SharedState
@@ -67,7 +67,7 @@ KEY_HOW = f"pass Client(authkey=...) or set {defaults.ENV_AUTHKEY}"  # ... and a
 
 @dataclass(slots=True, eq=False)
 class _Entry:
-    future: TaskFuture
+    future: TaskFuture[Any]
     msg: TaskMsg
     sent: bool = False
     sending: bool = False  # in a batch the sender has not finished sending
@@ -139,7 +139,14 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
 
     # ------------------------------------------------------------------ Executor API
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+    @overload  # an async def's future holds what it returns once awaited (on the worker)
+    def submit(self, fn: Callable[P, Coroutine[Any, Any, R]], /,
+               *args: P.args, **kwargs: P.kwargs) -> TaskFuture[R]: ...
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+               ) -> TaskFuture[R]: ...
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
         """Run ``fn(*args, **kwargs)`` on the cluster; pickling errors raise here, at once."""
         return self._submit(self._encode_fn(fn), args, kwargs,
                             getattr(fn, "taskq_options", None))
@@ -174,7 +181,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         elif first:
             threading.Thread(target=self._close, name="taskq-close", daemon=True).start()
 
-    def _enqueue_mirror(self, task_id: str) -> TaskFuture:
+    def _enqueue_mirror(self, task_id: str) -> TaskFuture[Any]:
         """A future of another submitter's task: a task with no function that ends with a
         copy of that task's outcome (``Dependencies.future``)."""
         msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, MIRROR_FN, b"",
@@ -200,7 +207,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         return blob
 
     def _submit(self, fn: bytes, args: tuple[Any, ...], kwargs: dict[str, Any],
-                options: TaskOptions | None) -> TaskFuture:
+                options: TaskOptions | None) -> TaskFuture[Any]:
         entry = self._prepare(fn, args, kwargs, options)
         self._enqueue(entry, block=True)
         return entry.future
@@ -210,6 +217,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         """A task encoded and checked, with its future; not queued yet."""
         self._check_open()
         found = Found()
+        start = time.time_ns()  # a span's start, if this process traces
         try:
             body = bodies.encode_args(args, kwargs, found.reduce)
             msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, fn, body,
@@ -222,6 +230,10 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         except BaseException:
             found.release()
             raise
+        if tracing.active():  # the application traces: a span, its traceparent in the task
+            from taskq.client.tracing import submitted
+
+            submitted(msg, found, start)
         return _Entry(TaskFuture(self, msg.task_id), msg, found=found if found.ids or
                       found.failure else None)
 
@@ -308,7 +320,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
             futures = [e.future for e in self._entries.values()]
         self._cancel_futures(futures)
 
-    def _cancel_futures(self, futures: list[TaskFuture]) -> None:
+    def _cancel_futures(self, futures: list[TaskFuture[Any]]) -> None:
         """Cancel the tasks of these futures that have not begun, in one call."""
         never = self._cancel_ids([f.task_id for f in futures])
         for future in futures:
@@ -468,7 +480,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
                 entry.future._progress = Progress(*value)
 
     @staticmethod
-    def _settle(future: TaskFuture, result: ResultMsg, mirror: bool = False) -> None:
+    def _settle(future: TaskFuture[Any], result: ResultMsg, mirror: bool = False) -> None:
         if result.status is Status.CANCELLED and future._mark_cancelled(result.detail):
             return
         if not future._begin():

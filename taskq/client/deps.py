@@ -101,7 +101,7 @@ class Found:
             self.failure = dependency_failed(future.task_id, cause)
         return deps.value(None)
 
-    def failed(self, future: TaskFuture) -> bool:
+    def failed(self, future: TaskFuture[Any]) -> bool:
         """If a dependency had failed already, fail the new task's future (True)."""
         if self.failure is None:
             return False
@@ -129,10 +129,10 @@ class Dependencies:
     _stopped: threading.Event
 
     def _check_open(self) -> None: ...  # pragma: no cover
-    def _enqueue_mirror(self, task_id: str) -> TaskFuture:
+    def _enqueue_mirror(self, task_id: str) -> TaskFuture[Any]:
         raise NotImplementedError  # pragma: no cover
 
-    def future(self, task_id: str) -> TaskFuture | None:
+    def future(self, task_id: str) -> TaskFuture[Any] | None:
         """The future of a task this client submitted that has not ended yet (None once it
         ended); for another submitter's task, a new future of its outcome, which may be
         passed as an argument (a dependency) like any other. ``DependencyError`` if the
@@ -140,7 +140,7 @@ class Dependencies:
         with self._lock:
             entry = self._entries.get(task_id)
         if entry is not None:
-            future: TaskFuture = entry.future
+            future: TaskFuture[Any] = entry.future
             return future
         if task_id.startswith(f"{self.public_outbox}-"):
             return None

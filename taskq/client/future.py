@@ -15,14 +15,17 @@ from __future__ import annotations
 
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import _base as futures_base  # the Future's states, for cancel
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from taskq.errors import TaskCancelled
 from taskq.protocol import deps
 from taskq.protocol.progress import Progress
 
+R = TypeVar("R")  # what a task returns: ``submit(f)`` of ``def f() -> R`` is a TaskFuture[R]
+P = ParamSpec("P")  # the parameters of a submitted function, checked against its arguments
 
-class TaskFuture(Future[Any]):
+
+class TaskFuture(Future[R]):
     """A Future for one task. ``running()`` is True once a worker started it; ``cancel()``
     succeeds for every task that has not started (queued on the master, or taken by a
     worker but not begun) and guarantees it never runs; it returns False once it runs."""
@@ -40,7 +43,7 @@ class TaskFuture(Future[Any]):
         the master last told it (it arrives within about two seconds); None before any."""
         return self._progress
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> R:
         """As ``Future.result``; a cancelled task raises ``taskq.TaskCancelled``."""
         try:
             return super().result(timeout)

@@ -48,14 +48,14 @@ def chunks(iterables: tuple[Iterable[Any], ...], size: int) -> Iterator[list[tup
 class Mapping:
     """The map half of ``taskq.Client`` (which provides what is declared here)."""
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture[Any]:
         raise NotImplementedError  # pragma: no cover
 
     def _submit(self, fn: bytes, args: tuple[Any, ...], kwargs: dict[str, Any],
-                options: TaskOptions | None) -> TaskFuture:
+                options: TaskOptions | None) -> TaskFuture[Any]:
         raise NotImplementedError  # pragma: no cover
 
-    def _cancel_futures(self, futures: list[TaskFuture]) -> None:
+    def _cancel_futures(self, futures: list[TaskFuture[Any]]) -> None:
         raise NotImplementedError  # pragma: no cover
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
@@ -72,7 +72,7 @@ class Mapping:
               for chunk in chunks(iterables, chunksize)]
         return _items(self._ordered(fs, timeout))
 
-    def _ordered(self, fs: list[TaskFuture], timeout: float | None) -> Iterator[Any]:
+    def _ordered(self, fs: list[TaskFuture[Any]], timeout: float | None) -> Iterator[Any]:
         """Results in order; on an error (or when the caller stops early) the tasks not
         begun yet are cancelled, in one call to the master. Each future is let go as its
         result is yielded, so the iterator keeps no result the caller has had."""

@@ -33,22 +33,22 @@ class Scheduling:
         raise NotImplementedError  # pragma: no cover
 
     def _submit(self, fn: bytes, args: tuple[Any, ...], kwargs: dict[str, Any],
-                options: TaskOptions | None) -> TaskFuture:
+                options: TaskOptions | None) -> TaskFuture[Any]:
         raise NotImplementedError  # pragma: no cover
 
     def submit_after(self, seconds: float, fn: Callable[..., Any], /, *args: Any,
-                     **kwargs: Any) -> TaskFuture:
+                     **kwargs: Any) -> TaskFuture[Any]:
         """Like ``submit``, but the task starts no sooner than ``seconds`` from now; it waits
         on the master (journaled, holding no worker slot) and can be cancelled meanwhile."""
         return self._submit_later(start_time(delay=seconds), fn, args, kwargs)
 
     def submit_at(self, when: datetime, fn: Callable[..., Any], /, *args: Any,
-                  **kwargs: Any) -> TaskFuture:
+                  **kwargs: Any) -> TaskFuture[Any]:
         """Like ``submit_after``, at a timezone-aware ``datetime`` (a naive one is an error)."""
         return self._submit_later(start_time(when=when), fn, args, kwargs)
 
     def _submit_later(self, run_at: float, fn: Callable[..., Any], args: tuple[Any, ...],
-                      kwargs: dict[str, Any]) -> TaskFuture:
+                      kwargs: dict[str, Any]) -> TaskFuture[Any]:
         options = replace(getattr(fn, "taskq_options", None) or DEFAULT_OPTIONS, run_at=run_at)
         return self._submit(self._encode_fn(fn), args, kwargs, options)
 

@@ -11,6 +11,7 @@ restricted loader on the master's side (``protocol.restricted``)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
@@ -67,6 +68,17 @@ def tune_reads(fd: int, seconds: float) -> None:
     sock = socket.socket(fileno=fd)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+    finally:
+        sock.detach()
+
+
+def shut_down(fd: int) -> None:
+    """Shut a connection down both ways (a thread blocked reading it gets end of file);
+    the descriptor stays open for its owner to close."""
+    sock = socket.socket(fileno=fd)
+    try:
+        with contextlib.suppress(OSError):  # not connected any more: nothing blocks on it
+            sock.shutdown(socket.SHUT_RDWR)
     finally:
         sock.detach()
 

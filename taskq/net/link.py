@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import random
 import socket
 import threading
@@ -18,21 +19,21 @@ from typing import Any
 from taskq import defaults, logs
 from taskq.errors import AuthError, ConnectError, KeyRejected, MasterError
 from taskq.net import tls
-from taskq.net.managers import LINK_ERRORS, SERIALIZER, BrokerProxy, Manager
+from taskq.net.managers import LINK_ERRORS, BrokerProxy, broker_proxy
 from taskq.net.secure import use_tls
 from taskq.protocol.api import BrokerAPI, Remote
 
 log = logs.get_logger(__name__)
 
 def open_proxy(address: tuple[str, int], authkey: bytes) -> BrokerProxy:
-    """One connection attempt: a fresh proxy to the master's broker."""
-    manager = Manager(address=address, authkey=authkey, serializer=SERIALIZER)
+    """One connection attempt: a fresh proxy to the master's broker, with this thread's
+    connection open (one handshake)."""
+    proxy = broker_proxy(address, authkey)
     try:
-        manager.connect()
-        proxy: BrokerProxy = manager.broker()  # type: ignore[attr-defined]
-        return proxy
+        proxy.connect_here()
     except managers.RemoteError as exc:
         raise ConnectError(f"the master at {address[0]}:{address[1]} refused: {exc}") from None
+    return proxy
 
 
 def connect(address: tuple[str, int], authkey: bytes, within: float,
@@ -137,7 +138,12 @@ class Link:
             self._generation += 1
             return
 
-    def call(self, name: str, *args: Any) -> Any:
+    def within(self, seconds: float) -> BrokerAPI:
+        """The broker, with calls whose reply must come within ``seconds`` (not
+        CALL_TIMEOUT_S): a quick call that bounds how late a dead link is noticed."""
+        return Remote(functools.partial(self.call, within=seconds))
+
+    def call(self, name: str, *args: Any, within: float | None = None) -> Any:
         while True:
             proxy, generation = self._proxy, self._generation
             if self._failed is not None:
@@ -148,7 +154,7 @@ class Link:
                 with self._lock:
                     continue
             try:
-                return proxy.call(name, *args)
+                return proxy.call(name, *args, within=within)
             except MasterError:
                 raise
             except LINK_ERRORS as exc:
@@ -165,6 +171,7 @@ class Link:
                         error=type(exc).__name__)
             old, self._proxy = self._proxy, None
             if old is not None:
+                old.sever()  # the other threads' calls on the dead link fail at once
                 old.discard()
             try:
                 self._establish(self.reconnect_for)

@@ -46,7 +46,15 @@ from typing import Any, Protocol, TypeVar
 from taskq import defaults, logs
 from taskq.errors import KeyRejected, MasterError, VersionMismatch
 from taskq.net import serving, tls
-from taskq.net.connection import Connection, FrameDropped, adopt, frame_limit, peer_of, tune
+from taskq.net.connection import (
+    Connection,
+    FrameDropped,
+    adopt,
+    frame_limit,
+    peer_of,
+    shut_down,
+    tune,
+)
 from taskq.net.keys import KeyRing
 from taskq.net.secure import (
     TLSConnection,
@@ -128,7 +136,7 @@ class Server(managers.Server):
     A peer may only reach the broker: the standard server's other calls (shutdown,
     debug_info, ...) and its fallbacks (#GETVALUE, ...) are not served."""
 
-    public = ["create", "accept_connection", "dummy", "incref", "decref"]
+    public = ["accept_connection"]
     fallback_mapping: dict[str, Any] = {}
 
     # set by managers.Server.__init__, and stop_event by serve()
@@ -270,6 +278,9 @@ def _between_requests(c: connection.Connection) -> None:
         tune(c.fileno(), None, server=True)
 
 
+# the id under which the master serves its broker, known to every peer in advance
+BROKER_ID = "broker"
+
 # the position of each call's ``wait`` argument, for its reply's time bound
 _WAIT_AT = {name: call.params.index("wait") for name, call in CALLS.items()
             if "wait" in call.params}
@@ -284,20 +295,32 @@ class BrokerProxy(managers.BaseProxy):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tls = util.ForkAwareLocal()  # own connections: never share a dead one
+        self._open: list[Any] = []  # every thread's connection, so that all can be severed
+        self._open_lock = threading.Lock()
 
-    def call(self, name: str, *args: Any) -> Any:
+    def _connect(self) -> None:
+        super()._connect()  # type: ignore[misc]
+        with self._open_lock:
+            self._open.append(self._tls.connection)
+
+    def connect_here(self) -> None:
+        """Open this thread's connection now (its handshake's errors are raised here)."""
+        if getattr(self._tls, "connection", None) is None:
+            self._connect()
+
+    def call(self, name: str, *args: Any, within: float | None = None) -> Any:
         """Run a broker method; an exception raised in it arrives as ``MasterError``. Its
-        reply must come within CALL_TIMEOUT_S, plus the call's own ``wait`` if it has one
-        (a long-poll), or the link is taken for dead."""
+        reply must come within ``within`` (CALL_TIMEOUT_S unless given), plus the call's own
+        ``wait`` if it has one (a long-poll), or the link is taken for dead."""
         try:
             conn = self._tls.connection
         except AttributeError:
-            self._connect()  # type: ignore[attr-defined]
+            self._connect()
             conn = self._tls.connection
         at = _WAIT_AT.get(name)
         wait = args[at] if at is not None and at < len(args) else 0.0
         extra = float(wait) if isinstance(wait, int | float) and wait > 0 else 0.0
-        conn.reads_within(defaults.CALL_TIMEOUT_S + extra)
+        conn.reads_within((defaults.CALL_TIMEOUT_S if within is None else within) + extra)
         try:
             return self._callmethod(name, args)
         except managers.RemoteError as exc:
@@ -315,7 +338,18 @@ class BrokerProxy(managers.BaseProxy):
         conn = getattr(self._tls, "connection", None)
         if conn is not None:
             del self._tls.connection
+            with self._open_lock:  # out of the list before it closes: its fd is never reused
+                self._open.remove(conn)
             conn.close()
+
+    def sever(self) -> None:
+        """Shut down the connection of every thread using this proxy, so that a call blocked
+        on a dead link (a long-poll in another thread) fails at once instead of waiting out
+        its read timeout; each such thread then discards its own."""
+        with self._open_lock:
+            for conn in self._open:
+                if not conn.closed:
+                    shut_down(conn.fileno())
 
 
 def _last_line(exc: managers.RemoteError) -> str:
@@ -324,11 +358,12 @@ def _last_line(exc: managers.RemoteError) -> str:
     return lines[-1] if lines else "unknown error"
 
 
-class Manager(managers.BaseManager):
-    _Server = Server
-
-
-Manager.register("broker", proxytype=BrokerProxy)
+def broker_proxy(address: tuple[str, int], authkey: bytes) -> BrokerProxy:
+    """A proxy of the broker at ``address``: the master serves it under the fixed id
+    BROKER_ID, so a peer needs no ``create``, ``incref`` or ``decref`` round (each one more
+    connection and handshake); each thread that calls opens its own connection."""
+    token = managers.Token(typeid="broker", address=address, id=BROKER_ID)
+    return BrokerProxy(token, SERIALIZER, authkey=authkey, exposed=EXPOSED, incref=False)
 
 
 def frame_timeout_setting() -> float:
@@ -394,14 +429,8 @@ def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
     small one runs on the loop thread itself."""
     context = None if tls_settings is None else tls_settings.server_context()
 
-    class _Manager(Manager):
-        pass
-
-    guarded = _Guarded(served)
-    _Manager.register("broker", callable=lambda: guarded, proxytype=BrokerProxy,
-                      exposed=tuple(served.calls))
-    server = Server(_Manager._registry, (host, port), keyring.keys[0],  # type: ignore[attr-defined]
-                    SERIALIZER)
+    server = Server({}, (host, port), keyring.keys[0], SERIALIZER)
+    server.id_to_obj[BROKER_ID] = (_Guarded(served), set(served.calls), {})
     server.stop_event = threading.Event()
     server.keyring = keyring
     server.parkable = dict(parkable or {})

@@ -29,6 +29,7 @@ from taskq.errors import (
     SerializationError,
     TaskCancelled,
     TaskCrashed,
+    TaskExpired,
     TaskLoadError,
     TaskRefused,
     TaskTimeout,
@@ -244,6 +245,7 @@ _FAILURES: dict[Status, type[Exception]] = {
     Status.REFUSED: TaskRefused,
     Status.CANCELLED: TaskCancelled,
     Status.UNLOADABLE: TaskLoadError,
+    Status.EXPIRED: TaskExpired,
 }
 
 

@@ -38,6 +38,8 @@ class Status(StrEnum):
     # the worker could not load it (its module does not import there), so it did not run:
     # from a worker, the master hands it to another; from the master, no worker could
     UNLOADABLE = "unloadable"
+    # it did not start by its expiry deadline (``TaskOptions.expires``), so it never ran
+    EXPIRED = "expired"
 
 
 _STATUSES: dict[str, Status] = {s.value: s for s in Status}
@@ -86,6 +88,15 @@ class TaskOptions:
     unique_for: float = 0.0  # ... and for this long after it ended
     # sorted (name, amount) pairs it holds on its worker while it runs, e.g. (("gpu", 1.0),)
     resources: tuple[tuple[str, float], ...] = ()
+    expires: float = 0.0  # seconds after its submit by which it must start (0: no limit)
+    # that deadline as wall-clock epoch seconds, set by the master when it accepts the task
+    # (journaled with it; a worker does not start it later: taskq.worker.execute)
+    expires_at: float = 0.0
+    soft_timeout: float | None = None  # taskq.SoftTimeout is raised in it after this long
+    # W3C traceparents (``taskq.tracing``; "" untraced): the span that submitted it, and the
+    # span of its attempt before this one (set by the master on a retry, for a span link)
+    trace: str = ""
+    trace_prev: str = ""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # its values in field order: the smallest pickle, read back by the constructor
@@ -157,11 +168,13 @@ class ResultMsg:
     duration: float = 0.0
     retry: bool | None = None  # may it be retried (retry_on)? None: only if it raised
     attempt: int = 0  # the TaskMsg.attempt it is the outcome of (a re-sent report's check)
+    trace: str = ""  # W3C traceparent of the worker's span of this attempt ("" untraced)
 
     def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
         body = None if self.body is None else _body(self.body, protocol)
         return (ResultMsg, (self.task_id, self.status.value, body, self.detail,
-                            self.worker, self.duration, self.retry, self.attempt))
+                            self.worker, self.duration, self.retry, self.attempt,
+                            self.trace))
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):  # unpickled: its value (a dict is quicker)

@@ -14,23 +14,27 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from taskq.protocol.messages import Schedule, TaskOptions
 
+P = ParamSpec("P")
+R = TypeVar("R")
 
-class TaskFunction:
-    """A callable with taskq options; calling it calls the function."""
 
-    def __init__(self, fn: Callable[..., Any], options: TaskOptions) -> None:
+class TaskFunction(Generic[P, R]):
+    """A callable with taskq options; calling it calls the function (and its parameters
+    and return type are the function's, for ``submit``'s type)."""
+
+    def __init__(self, fn: Callable[P, R], options: TaskOptions) -> None:
         if not callable(fn):
             raise TypeError(f"taskq.task needs a callable, not {type(fn).__name__}")
         self.fn = fn
         self.taskq_options = options
         functools.update_wrapper(self, fn)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -170,14 +174,34 @@ def parse_resources(text: str) -> tuple[tuple[str, float], ...]:
     return check_needs(pairs)
 
 
+def _seconds(name: str, value: object) -> float | None:
+    """A positive number of seconds (None stays None); ValueError naming the option."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _time_limits(timeout: object, soft_timeout: object, expires: object
+                 ) -> tuple[float | None, float | None, float]:
+    """(timeout, soft_timeout, expires) checked; soft_timeout must come before timeout."""
+    hard, soft = _seconds("timeout", timeout), _seconds("soft_timeout", soft_timeout)
+    if hard is not None and soft is not None and soft >= hard:
+        raise ValueError(f"soft_timeout must be less than timeout (it is raised in the task "
+                         f"before the timeout ends it), not {soft:g} >= {hard:g}")
+    return hard, soft, _seconds("expires", expires) or 0.0
+
+
 def make_options(timeout: float | None = None, retries: int = 0, priority: int = 0,
                  queue: str = "default", *, retry_on: object = (), backoff: float = 0.0,
                  max_backoff: float = 60.0, jitter: bool = True, limit_key: str = "",
                  limit: int = 0, unique: str = "", unique_for: float = 0.0,
-                 resources: object = None) -> TaskOptions:
+                 resources: object = None, expires: float | None = None,
+                 soft_timeout: float | None = None) -> TaskOptions:
     """Validated options; ValueError says which one is wrong."""
-    if timeout is not None and not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    hard, soft, expiry = _time_limits(timeout, soft_timeout, expires)
     if not isinstance(retries, int) or retries < 0:
         raise ValueError(f"retries must be 0 or more, not {retries!r}")
     if not queue:
@@ -186,8 +210,8 @@ def make_options(timeout: float | None = None, retries: int = 0, priority: int =
         raise ValueError(f"backoff and max_backoff must be 0 or more seconds, not "
                          f"{backoff!r} and {max_backoff!r}")
     _check_keys(limit_key, limit, unique, unique_for)
-    return TaskOptions(timeout=None if timeout is None else float(timeout),
-                       retries=int(retries), priority=int(priority), queue=queue,
+    return TaskOptions(timeout=hard, expires=expiry, soft_timeout=soft, retries=int(retries),
+                       priority=int(priority), queue=queue,
                        retry_on=exception_names(retry_on), backoff=float(backoff),
                        max_backoff=float(max_backoff), jitter=bool(jitter),
                        limit_key=limit_key, limit=int(limit), unique=unique,
@@ -195,26 +219,29 @@ def make_options(timeout: float | None = None, retries: int = 0, priority: int =
 
 
 @overload
-def task(fn: Callable[..., Any], *, timeout: float | None = ..., retries: int = ...,
+def task(fn: Callable[P, R], *, timeout: float | None = ..., retries: int = ...,
          priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
          max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
          unique: str = ..., unique_for: float = ...,
-         resources: dict[str, float] | None = ...) -> TaskFunction: ...
+         resources: dict[str, float] | None = ..., expires: float | None = ...,
+         soft_timeout: float | None = ...) -> TaskFunction[P, R]: ...
 @overload
 def task(fn: None = None, *, timeout: float | None = ..., retries: int = ...,
          priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
          max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
          unique: str = ..., unique_for: float = ...,
-         resources: dict[str, float] | None = ...
-         ) -> Callable[[Callable[..., Any]], TaskFunction]: ...
+         resources: dict[str, float] | None = ..., expires: float | None = ...,
+         soft_timeout: float | None = ...
+         ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
 
 def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
          retries: int = 0, priority: int = 0, queue: str = "default", retry_on: object = (),
          backoff: float = 0.0, max_backoff: float = 60.0, jitter: bool = True,
          limit_key: str = "", limit: int = 0, unique: str = "", unique_for: float = 0.0,
-         resources: dict[str, float] | None = None,
-         ) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
+         resources: dict[str, float] | None = None, expires: float | None = None,
+         soft_timeout: float | None = None,
+         ) -> TaskFunction[..., Any] | Callable[[Callable[..., Any]], TaskFunction[..., Any]]:
     """Attach options to a callable: ``task(fn, timeout=2)`` or ``@task(timeout=2)``.
 
     ``retries`` re-runs a failed task up to that many times; ``retry_on`` names the failures
@@ -226,12 +253,16 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
     waiting or running (and ``unique_for`` seconds after it ended), a submit with the key
     returns a future of that task and runs nothing new. ``resources``: what the task holds
     on its worker while it runs (``{"gpu": 1}``); only a worker started with that much free
-    (``--resources gpu=2``) takes it.
+    (``--resources gpu=2``) takes it. ``expires``: a task not started within that many
+    seconds of its submit never runs (``taskq.TaskExpired``; a retry too). ``soft_timeout``:
+    ``taskq.SoftTimeout`` is raised inside the task after that many seconds, before the
+    hard ``timeout`` (which it must be less than) ends it.
     """
     options = make_options(timeout, retries, priority, queue, retry_on=retry_on,
                            backoff=backoff, max_backoff=max_backoff, jitter=jitter,
                            limit_key=limit_key, limit=limit, unique=unique,
-                           unique_for=unique_for, resources=resources)
+                           unique_for=unique_for, resources=resources, expires=expires,
+                           soft_timeout=soft_timeout)
     if fn is None:
         return lambda f: TaskFunction(f, options)
     return TaskFunction(fn, options)

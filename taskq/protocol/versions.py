@@ -45,11 +45,18 @@ log = logs.get_logger(__name__)
 #    Leased. A worker opens two connections. ``flush``.
 # 7: a worker that cannot load a task says so (Status.UNLOADABLE), and the master hands
 #    the task to another worker; a task no worker could load ends UNLOADABLE.
-# 8: an operator pauses, resumes and purges queues (queue_pause, queue_purge) and drains
+# 8: the master serves its broker under a fixed id (``net.managers.BROKER_ID``): a peer
+#    connects with one handshake per connection and no ``dummy``, ``create``, ``incref``
+#    or ``decref`` request, which the master no longer serves.
+# 9: a task may expire (TaskOptions.expires, .expires_at; Status.EXPIRED) and carry a
+#    soft timeout (TaskOptions.soft_timeout).
+# 10: a task's options carry W3C traceparents (TaskOptions.trace, .trace_prev) and a result
+#    the traceparent of its attempt's span (ResultMsg.trace).
+# 11: an operator pauses, resumes and purges queues (queue_pause, queue_purge) and drains
 #    workers (worker_drain); a beat's answer may tell a worker to drain (Beaten.drain), a
 #    worker that drains says so when it joins (WorkerHello.draining); QueueRow.paused,
 #    WorkerRow.draining.
-PROTOCOL = 8
+PROTOCOL = 11
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

@@ -17,8 +17,23 @@ from __future__ import annotations
 
 import threading
 
+from taskq import defaults
 from taskq.protocol.messages import ResultMsg
 from taskq.protocol.replies import Receipt
+
+
+def by_size(results: list[ResultMsg]) -> list[list[ResultMsg]]:
+    """Results in reports of about BATCH_BYTES of bodies each (each under the frame cap)."""
+    chunks: list[list[ResultMsg]] = []
+    size = 0
+    for result in results:
+        body = len(result.body or b"")
+        if not chunks or (size + body > defaults.BATCH_BYTES and chunks[-1]):
+            chunks.append([])
+            size = 0
+        chunks[-1].append(result)
+        size += body
+    return chunks
 
 
 class Unacked:

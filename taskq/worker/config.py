@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from taskq import defaults
 from taskq.net.tls import TLS
-from taskq.worker import execute
+from taskq.worker import execute, setup
 from taskq.worker.pools.asyncio import AsyncioPool
 from taskq.worker.pools.local import LocalPool
 from taskq.worker.pools.process import ProcessPool
@@ -30,6 +30,7 @@ class WorkerConfig:
     pool: str = "processes"  # one of POOLS; procs is then its concurrency
     resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources gpu=2)
     paths: tuple[str, ...] = ()  # directories put first on sys.path where tasks run
+    setup: tuple[str, ...] = ()  # "module:function" hooks run where tasks run, before them
 
 
 POOLS = ("processes", "threads", "asyncio")
@@ -41,9 +42,11 @@ def make_pool(config: WorkerConfig) -> ProcessPool | LocalPool:
         return ProcessPool(config.procs, execute.run,
                            max_tasks_per_child=config.max_tasks_per_child,
                            max_memory_mb=config.max_memory_mb,
-                           initializer=functools.partial(execute.import_from, config.paths))
+                           initializer=functools.partial(setup.in_process, config.paths,
+                                                         config.setup),
+                           wait_ready=bool(config.setup))
     if config.pool == "threads":
-        return ThreadPool(config.procs, execute.run)
+        return ThreadPool(config.procs, execute.run, config.setup)
     if config.pool == "asyncio":
-        return AsyncioPool(config.procs)
+        return AsyncioPool(config.procs, setup=config.setup)
     raise ValueError(f"unknown pool {config.pool!r}: expected one of {', '.join(POOLS)}")

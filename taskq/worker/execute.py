@@ -6,7 +6,9 @@ of its thread and asyncio pools (with ``load``, ``call``, ``failed``, ``encode``
 an exception and a result that cannot be pickled become an ERROR outcome whose body is
 the pickled exception; a task that cannot be loaded here (its module does not import)
 is UNLOADABLE, its detail one line of why (then the traceback), so that the master hands
-it to another worker. A BaseException (SystemExit,
+it to another worker; one past its expiry deadline is EXPIRED and not started. A
+``soft_timeout`` raises ``taskq.SoftTimeout`` in the running task (``taskq.worker.soft``).
+A BaseException (SystemExit,
 KeyboardInterrupt) is an outcome like any other, whether the task raised it or the
 pickling of its result or exception did: the submitter gets it, as from the standard
 process pool, and the pool process goes on::
@@ -22,18 +24,20 @@ import inspect
 import os
 import socket
 import sys
+import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import CoroutineType
 from typing import Any
 
-from taskq.defaults import TRACEBACK_MAX_CHARS
+from taskq.defaults import EXPIRES_SKEW_S, TRACEBACK_MAX_CHARS
 from taskq.errors import RemoteError, TaskLoadError
 from taskq.protocol import bodies
 from taskq.protocol.messages import Status
 from taskq.protocol.options import TaskFunction, retry_applies
+from taskq.worker import soft
 from taskq.worker.context import TaskContext, bind, unbind
 
 CUDA_ENV = "CUDA_VISIBLE_DEVICES"
@@ -85,6 +89,9 @@ class Payload:
     retry_on: tuple[str, ...] = ()  # the failures that may be retried (none named: any)
     context: TaskContext | None = None  # ``taskq.current_task()`` while it runs
     gpu_env: bool = False  # set CUDA_VISIBLE_DEVICES to its gpu units (a process of its own)
+    expires_at: float = 0.0  # not started after this wall-clock time (0: no deadline)
+    soft_timeout: float | None = None  # taskq.SoftTimeout raised in it after this long
+    trace: str = ""  # the traceparent of the worker's span of it: current while it runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,17 +129,30 @@ def load(payload: Payload) -> Loaded | RunResult:
     return Loaded(fn, args, kwargs, payload)
 
 
+def expired(payload: Payload) -> RunResult | None:
+    """An EXPIRED result if the task's deadline passed (by this host's clock, give or take
+    EXPIRES_SKEW_S): it is not started, whatever pool it waited in."""
+    if payload.expires_at and time.time() > payload.expires_at + EXPIRES_SKEW_S:
+        late = time.time() - payload.expires_at
+        return RunResult(Status.EXPIRED, b"", f"its expiry deadline passed {late:.3f} s "
+                                              f"before a worker could start it; it never ran")
+    return None
+
+
 def run(payload: Payload) -> RunResult:
     """Run one task; never raises. ``retry`` says whether what the task raised is one of
     the failures ``retry_on`` names (any exception when it names none). An ``async def``
-    task runs to its end on an event loop of its own."""
-    loaded = load(payload)
+    task runs to its end on an event loop of its own. A task past its expiry deadline is
+    not run (EXPIRED)."""
+    loaded = expired(payload) or load(payload)
     if not isinstance(loaded, Loaded):
         return loaded
     if payload.context is None:
-        return call(loaded.fn, loaded.args, loaded.kwargs, payload.retry_on)
+        return call(loaded.fn, loaded.args, loaded.kwargs, payload.retry_on,
+                    payload.soft_timeout)
     with task_context(payload):
-        return call(loaded.fn, loaded.args, loaded.kwargs, payload.retry_on)
+        return call(loaded.fn, loaded.args, loaded.kwargs, payload.retry_on,
+                    payload.soft_timeout)
 
 
 @contextlib.contextmanager
@@ -143,6 +163,10 @@ def task_context(payload: Payload) -> Iterator[None]:
     context = payload.context
     if context is None:
         yield
+        return
+    if payload.trace:  # the worker traces it: its span is current here while it runs
+        with _current_span(payload.trace), task_context(replace(payload, trace="")):
+            yield
         return
     token = bind(context)
     gpus = context.resources.get("gpu") if payload.gpu_env else None
@@ -164,13 +188,32 @@ def task_context(payload: Payload) -> Iterator[None]:
             os.environ[CUDA_ENV] = before
 
 
-def call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-         retry_on: tuple[str, ...]) -> RunResult:
-    """Call a loaded task and encode how it ended (a coroutine is run on a new loop)."""
+@contextlib.contextmanager
+def _current_span(traceparent: str) -> Iterator[None]:
+    from opentelemetry import context
+
+    from taskq.tracing import context_of
+
+    token = context.attach(context_of(traceparent))
     try:
-        value = fn(*args, **kwargs)
+        yield
+    finally:
+        context.detach(token)
+
+
+def call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+         retry_on: tuple[str, ...], soft_timeout: float | None = None) -> RunResult:
+    """Call a loaded task and encode how it ended (a coroutine is run on a new loop);
+    ``taskq.SoftTimeout`` is raised in it after ``soft_timeout`` seconds (``soft``)."""
+    try:
+        if soft_timeout is None or is_async(fn):
+            value = fn(*args, **kwargs)
+        else:
+            with soft.limit(soft_timeout):
+                value = fn(*args, **kwargs)
         if type(value) is CoroutineType:
-            value = _run_coroutine(value)
+            value = _run_coroutine(value if soft_timeout is None
+                                   else soft.within(value, soft_timeout))
     except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt is its outcome
         return failed(exc, retry_on)
     return encode(value)

@@ -52,8 +52,8 @@ from taskq.protocol import bodies, messages, names
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 from taskq.protocol.options import retry_applies
-from taskq.worker import execute
-from taskq.worker.acks import Unacked
+from taskq.worker import execute, setup, tracing
+from taskq.worker.acks import Unacked, by_size
 from taskq.worker.config import WorkerConfig, make_pool
 from taskq.worker.context import TaskContext
 from taskq.worker.pools.child_record import resident_bytes
@@ -63,18 +63,6 @@ from taskq.worker.units import Units
 log = logs.get_logger(__name__)
 
 
-def _by_size(results: list[ResultMsg]) -> list[list[ResultMsg]]:
-    """Results in reports of about BATCH_BYTES of bodies each (each under the frame cap)."""
-    chunks: list[list[ResultMsg]] = []
-    size = 0
-    for result in results:
-        body = len(result.body or b"")
-        if not chunks or (size + body > defaults.BATCH_BYTES and chunks[-1]):
-            chunks.append([])
-            size = 0
-        chunks[-1].append(result)
-        size += body
-    return chunks
 
 
 class Worker:
@@ -93,7 +81,9 @@ class Worker:
         os.environ[defaults.ENV_TASK_MASTER] = f"{config.address[0]}:{config.address[1]}"
         os.environ[defaults.ENV_TASK_AUTHKEY] = config.authkey.decode("utf-8", "surrogateescape")
         execute.import_from(config.paths)  # the thread and asyncio pools run tasks here
+        setup.check(config.setup)  # a hook that cannot be found: SetupError, no start
         self.pool = make_pool(config)
+        self.spans = tracing.Spans.open(self.public_id, config.pool)  # None: not traced
         self.link = Link(config.address, config.authkey, reconnect_for=config.connect_for,
                          tls_settings=config.tls,
                          on_connect=self._on_connect)
@@ -114,6 +104,8 @@ class Worker:
         self._epoch = ""  # the master run last joined
         self._beat = config.heartbeat  # or longer, as the master says (a big crowd)
         self._next_beat = 0.0  # when the pump beats next (monotonic)
+        self._lost_after = defaults.LOST_AFTER_S  # the master's, once it says
+        self._quick_within: tuple[float, BrokerAPI] = (0.0, self.link.remote)
         self._intake = threading.Lock()  # leased tasks going into the pool, or a cancel
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
@@ -166,9 +158,10 @@ class Worker:
                                                    draining=self._draining.is_set()))
         self._max_payload, self._epoch = info.max_payload, info.epoch
         self._beat = max(self.config.heartbeat, info.heartbeat)
+        self._lost_after = info.lost_after
         remote.heartbeat(self.worker_id, held, self.pool.running())
         resend = self.acks.resend(info.epoch)
-        for chunk in _by_size(resend):
+        for chunk in by_size(resend):
             self.acks.keep(remote.report(self.worker_id, chunk, resent=True), chunk)
         if resend:
             self.log.info("results_resent", count=len(resend))
@@ -292,14 +285,16 @@ class Worker:
         if not outcomes and not started:
             return
         results = [self._result(o) for o in outcomes]
+        if self.spans is not None:
+            self.spans.end(results)
         if outcomes:  # before the master hears of it: it may lease the units again at once
             self.units.free([o.task_id for o in outcomes])
         if started and results:
             ended = {r.task_id for r in results}
             started = [t for t in started if t not in ended]
-        for chunk in _by_size(results) or [[]]:
+        for chunk in by_size(results) or [[]]:
             with self._sync:
-                receipt = self.link.remote.report(self.worker_id, chunk, started=started)
+                receipt = self._quick().report(self.worker_id, chunk, started=started)
                 self._forget([r.task_id for r in chunk])
             self.acks.keep(receipt, chunk)
             started = []
@@ -314,7 +309,7 @@ class Worker:
         epoch = self._epoch
         ticket = self.acks.waiting_for(epoch)
         if ticket:
-            self.acks.keep(self.link.remote.report(self.worker_id, [], durable_to=ticket), [])
+            self.acks.keep(self._quick().report(self.worker_id, [], durable_to=ticket), [])
 
     def _result(self, outcome: Outcome) -> ResultMsg:
         if outcome.kind is OutcomeKind.DONE:
@@ -361,10 +356,15 @@ class Worker:
         context = TaskContext(task_id=task.task_id, resources=units, attempt=task.attempt,
                               queue=task.options.queue, worker=self.public_id)
         return execute.Payload(fn=task.fn, args=args, retry_on=task.options.retry_on,
-                               context=context, gpu_env=self.config.pool == "processes")
+                               context=context, gpu_env=self.config.pool == "processes",
+                               expires_at=task.options.expires_at,
+                               soft_timeout=task.options.soft_timeout,
+                               trace=self.spans.begin(task) if self.spans else "")
 
     def _forget(self, task_ids: list[str]) -> None:
         self.units.free(task_ids)
+        if self.spans is not None:
+            self.spans.forget(task_ids)
         with self._held_lock:
             self._held.difference_update(task_ids)
             for kept in (self._retry_on, self._attempts):
@@ -450,6 +450,15 @@ class Worker:
         """Resident bytes of this worker and its pool processes (0 where unknown)."""
         return sum(map(resident_bytes, [os.getpid(), *self.pool.pids()]))
 
+    def _quick(self) -> BrokerAPI:
+        """The broker for the pump's calls (reports, beats: they never wait): one not answered
+        by the time the master would take this worker for lost means a dead link (a
+        partition), so the worker reconnects then rather than after CALL_TIMEOUT_S."""
+        silence = max(self._lost_after, defaults.LOST_BEATS * self._beat)
+        if silence != self._quick_within[0]:
+            self._quick_within = (silence, self.link.within(silence))
+        return self._quick_within[1]
+
     def _beat_if_due(self) -> None:
         """Tell the master this worker lives, once per heartbeat interval: a digest of what
         it holds, what runs, its memory and its tasks' progress (a call that never waits)."""
@@ -464,7 +473,7 @@ class Worker:
                 digest = messages.held_digest(self._held)
             beat = messages.Beat(held=digest, running=self.pool.running(),
                                  memory=self._memory(), progress=self._progress())
-            beaten = self.link.remote.beat(self.worker_id, beat)
+            beaten = self._quick().beat(self.worker_id, beat)
         if beaten.drain:
             self.drain()
         if not beaten.beat or beaten.send_held:
@@ -488,7 +497,7 @@ class Worker:
             return self.pool.kill_task(task_id)  # it began in between
         with self._sync:  # it never runs here: the master hears it now
             result = self._cancelled(task_id, "cancelled before it began")
-            self.acks.keep(self.link.remote.report(self.worker_id, [result], started=[]),
+            self.acks.keep(self._quick().report(self.worker_id, [result], started=[]),
                            [result])
         return True
 

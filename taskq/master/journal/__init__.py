@@ -254,7 +254,7 @@ class Journal:
              not_before, extra, refused, holder) in tasks:
             key = (timeout, retries, prio, queue, extra)
             options = shared.get(key)
-            if options is None:  # the master never changes a task's options: share them
+            if options is None:  # equal options, one object (a retry's trace_prev is a copy)
                 options = shared[key] = TaskOptions.with_extra(timeout, retries, prio, queue,
                                                                json.loads(extra))
             msg = TaskMsg(tid, outbox, fn, args, options, deps=deps.get(tid, ()))
@@ -442,9 +442,10 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
                   json.dumps(r.msg.options.extra()), _refused(r), "")
                  for r in changes.added])
         if changes.updated:
-            db.executemany("UPDATE tasks SET lost=?, errors=?, not_before=?, unloadable=? "
-                           "WHERE task_id=?",
-                           [(r.lost, r.errors, _wall(r, to_wall), _refused(r), r.msg.task_id)
+            db.executemany("UPDATE tasks SET lost=?, errors=?, not_before=?, unloadable=?, "
+                           "extra=? WHERE task_id=?",
+                           [(r.lost, r.errors, _wall(r, to_wall), _refused(r),
+                             json.dumps(r.msg.options.extra()), r.msg.task_id)
                             for r in changes.updated])
         if changes.leased:  # the last worker each was leased to ('': queued again since)
             db.executemany("UPDATE tasks SET holder=? WHERE task_id=?",

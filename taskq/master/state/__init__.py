@@ -17,7 +17,8 @@ one ``BrokerState`` in a lock and a wire; unit and property tests drive it direc
 Every task ends exactly once, with one result in its outbox (a cancelled task's result says
 CANCELLED). A stop (a cancel that reaches running tasks too) is final and journaled: see
 ``taskq.master.state.stops``, which also keeps running tasks' progress. Late or duplicate results
-for a task that already ended are dropped. What changed is collected in ``changes`` so the
+for a task that already ended are dropped. A task not started by its expiry deadline ends
+EXPIRED (``taskq.master.state.expiry``). What changed is collected in ``changes`` so the
 journal can persist it after each call.
 """
 
@@ -42,6 +43,7 @@ from taskq.master.state.cancels import CancelsMixin
 from taskq.master.state.controls import ControlsMixin
 from taskq.master.state.crowd import Crowd, Due
 from taskq.master.state.deps import Deps, DepsMixin
+from taskq.master.state.expiry import ExpiryMixin
 from taskq.master.state.history import History
 from taskq.master.state.limits import Limits
 from taskq.master.state.outboxes import OutboxesMixin
@@ -73,7 +75,8 @@ __all__ = ["BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord", "W
 RESTORING = float(2**62)
 
 
-class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ControlsMixin):
+class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixin,
+                  ControlsMixin):
     """All of the master's bookkeeping; see the module docstring."""
 
     def __init__(self, *, lost_after: float, max_lost: int, max_payload: int) -> None:
@@ -86,6 +89,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ControlsMi
         self.pending_by_queue = self.queues.pending_by_queue
         self.crowd = Crowd()
         self._lease_due = Due()  # the leases' deadlines, looked at by expire
+        self._expiry_due = Due()  # tasks' expiry deadlines (state.expiry), looked at by expire
         self._orphaned: list[str] = []  # leases of workers that said goodbye holding them
         self.workers = self.crowd.workers  # read here; added and removed through the crowd
         self.outboxes: dict[str, Outbox] = {}
@@ -136,6 +140,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ControlsMi
             self._seq += 1
             rec = TaskRecord(msg=msg, seq=self._seq, queued_at=now)
             self.tasks[msg.task_id] = rec
+            self._stamp_expiry(rec, now)
             if msg.options.unique:
                 self.uniques.live[msg.options.unique] = msg.task_id
             accepted += 1
@@ -164,6 +169,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ControlsMi
         rec = TaskRecord(msg=msg, seq=seq, lost=lost, errors=errors,
                          refused_by=refused_by or None)
         self.tasks[msg.task_id] = rec
+        self._watch_expiry(rec)
         if msg.options.unique:
             self.uniques.live[msg.options.unique] = msg.task_id
         self._outbox(msg.outbox).open += 1
@@ -360,6 +366,10 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ControlsMi
             if self.unjournaled and rec.msg.task_id in self.unjournaled:
                 skipped.append(rec)  # a tick the journal has not yet: it waits for it
                 continue
+            if self._past_deadline(rec, now):  # never handed out: it ends EXPIRED
+                rec.state = TaskState.DONE  # (out of its queue already)
+                self._end_expired(rec)
+                continue
             self._lease_to(rec, worker, now)
             msg = self.deps.inputs(rec.msg)  # its dependencies' results go with it
             out.append(msg)
@@ -404,6 +414,8 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ControlsMi
             if result.retryable and rec.errors < rec.msg.options.retries:
                 self.history.attempt_ended(rec, result, now)
                 rec.errors += 1
+                if result.trace:  # the next attempt's span links to this one's
+                    rec.msg.options = replace(rec.msg.options, trace_prev=result.trace)
                 delay = self.backoff(rec.msg.options, rec.errors)
                 if delay > 0:
                     self.queues.hold(rec, now + delay)  # holds no worker slot meanwhile
@@ -500,7 +512,8 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ControlsMi
         self.resources.forget(worker_id)
 
     def expire(self, now: float) -> list[str]:
-        """Declare silent workers lost and requeue (or fail) leases past their deadline."""
+        """Declare silent workers lost and requeue (or fail) leases past their deadline;
+        end the tasks past their expiry deadline that no worker holds (state.expiry)."""
         self.now = now
         lost = self.crowd.overdue(now, self.silence)
         self.history.now = now
@@ -537,6 +550,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ControlsMi
                 self.changes.updated.append(rec)
                 self.changes.leased[rec.msg.task_id] = ""  # queued again: no holder
                 self.queues.push(rec)
+        self.expire_due(now)
         return lost
 
     def _lease_deadline(self, task_id: str) -> float | None:
@@ -648,6 +662,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ControlsMi
                 box.progressed.discard(rec.msg.task_id)
             rec.cancel_asked = False
             rec.progress, rec.progress_updates, rec.started_at = None, 0, 0.0
+            self._watch_expiry(rec)  # back in a queue (or ending): its deadline counts again
         else:
             self.queues.remove(rec)
         rec.state = TaskState.DONE

@@ -49,6 +49,16 @@ def explain(state: BrokerState, task_id: str, now: float) -> Explanation:
 
 
 def _live(state: BrokerState, rec: TaskRecord, now: float) -> Explanation:
+    out = _live_where(state, rec, now)
+    expires_at = rec.msg.options.expires_at
+    if expires_at and not rec.started:
+        out.facts["expires_at"] = expires_at
+        out.reasons.append(f"unless it starts by {_at(expires_at)} (expires="
+                           f"{rec.msg.options.expires:g} s), it ends expired and never runs")
+    return out
+
+
+def _live_where(state: BrokerState, rec: TaskRecord, now: float) -> Explanation:
     options = rec.msg.options
     facts: dict[str, Any] = {"job": job_name(rec.msg.outbox), "queue": options.queue,
                              "priority": options.priority, "attempt": rec.lost + rec.errors,
@@ -231,8 +241,8 @@ def _gone(state: BrokerState, task_id: str) -> Explanation:
         facts["outcome"] = outcome
         summary = f"ended {outcome}"
     reasons.append(summary)
-    if task is not None and task.outcome == "unloadable" and facts.get("detail"):
-        reasons.append(facts["detail"])  # which workers tried, and why each could not
+    if task is not None and task.outcome in ("unloadable", "expired") and facts.get("detail"):
+        reasons.append(facts["detail"])  # which workers tried and why; or its deadline
     if unfetched is not None:
         facts["unfetched"] = job_name(unfetched)
         reasons.append(f"its result waits to be fetched by {job_name(unfetched)!r}")

@@ -36,7 +36,7 @@ OUTCOMES: dict[Status, str] = {
     Status.OK: "ok", Status.ERROR: "raised", Status.CRASHED: "crashed",
     Status.TIMEOUT: "timeout", Status.LOST: "lost", Status.CANCELLED: "cancelled",
     Status.REFUSED: "refused", Status.DEPENDENCY_FAILED: "dependency_failed",
-    Status.UNLOADABLE: "unloadable",
+    Status.UNLOADABLE: "unloadable", Status.EXPIRED: "expired",
 }
 
 
@@ -138,7 +138,8 @@ class History:
         if attempt is None:
             return None
         attempt.ended = self.wall()
-        ran = result.duration > 0 or result.status in (Status.OK, Status.ERROR)
+        ran = result.status is not Status.EXPIRED and (  # (a worker did not start it)
+            result.duration > 0 or result.status in (Status.OK, Status.ERROR))
         attempt.started = attempt.ended - result.duration if ran else 0.0
         attempt.outcome = OUTCOMES[result.status]
         attempt.detail = result.detail[-TRACEBACK_MAX_CHARS:]

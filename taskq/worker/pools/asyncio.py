@@ -3,7 +3,8 @@
     submit() ──► pending ──► loop thread: fill() ──► asyncio task "taskq:<task id>"
                                                        ├─ async def: awaited, cancelled at
                                                        │  its timeout (TIMED_OUT), or by
-                                                       │  kill_task (CANCELLED)
+                                                       │  kill_task (CANCELLED); SoftTimeout
+                                                       │  thrown in at its soft_timeout
                                                        └─ plain function: run in the loop's
                                                           thread executor (a thread cannot be
                                                           stopped: TIMED_OUT at the limit,
@@ -18,6 +19,7 @@ the other tasks only, and is logged with its id while it blocks.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import contextvars
 import threading
@@ -27,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from taskq import defaults, logs
-from taskq.worker import execute
+from taskq.worker import execute, report, setup, soft
 from taskq.worker.pools.job import Job
 from taskq.worker.pools.local import LocalPool
 from taskq.worker.pools.threads import THREAD_TIMEOUT_DETAIL
@@ -47,8 +49,10 @@ class AsyncioPool(LocalPool):
     """One event loop running up to ``size`` tasks; ``runner`` is unused (the loop runs
     the decoded task itself, with ``taskq.worker.execute``)."""
 
-    def __init__(self, size: int, runner: Callable[[Any], Any] = execute.run) -> None:
-        super().__init__(size, runner)
+    def __init__(self, size: int, runner: Callable[[Any], Any] = execute.run,
+                 setup: tuple[str, ...] = ()) -> None:
+        super().__init__(size, runner, setup)
+        self._set_up: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._loop = asyncio.new_event_loop()
         self._executor = ThreadPoolExecutor(min(size, defaults.ASYNC_EXECUTOR_THREADS),
                                             thread_name_prefix="taskq-executor")
@@ -63,12 +67,26 @@ class AsyncioPool(LocalPool):
         self._stopped = threading.Event()
 
     def start(self) -> None:
-        super().start()
+        """Start the loop and run the setup hooks in it (SetupError, the loop stopped, if
+        one fails); then tasks may begin."""
+        report.set_sink(self._note_progress)
         self._thread.start()
+        try:
+            self._set_up.result()
+        except BaseException:
+            self._thread.join(defaults.LOOP_STOP_S)
+            self._close()
+            raise
         self._dog.start()
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(setup.run_async(self._setup))
+        except BaseException as exc:
+            self._set_up.set_exception(exc)
+            return
+        self._set_up.set_result(None)
         self._loop.call_soon(self._beat)
         self._loop.run_forever()
 
@@ -111,7 +129,7 @@ class AsyncioPool(LocalPool):
             self._loop.call_soon_threadsafe(cancel)
 
     async def _run(self, job: Job) -> None:
-        loaded = execute.load(job.payload)
+        loaded = execute.expired(job.payload) or execute.load(job.payload)
         value: Any = loaded
         if isinstance(loaded, execute.Loaded):
             with execute.task_context(loaded.payload):  # this coroutine's context only
@@ -129,7 +147,8 @@ class AsyncioPool(LocalPool):
         self._awaiting.add(job.task_id)
         try:
             async with asyncio.timeout(job.timeout) as limit:
-                value = await task.fn(*task.args, **task.kwargs)
+                value = await soft.within(task.fn(*task.args, **task.kwargs),
+                                          task.payload.soft_timeout)
         except TimeoutError as exc:
             if limit.expired():
                 self._expire(job, f"ran past its {job.timeout:g} s timeout; its coroutine "
@@ -150,7 +169,8 @@ class AsyncioPool(LocalPool):
     async def _in_thread(self, job: Job, task: execute.Loaded) -> Any:
         """Run a plain function in the loop's executor; its slot is held until it returns."""
         future = self._loop.run_in_executor(None, contextvars.copy_context().run, execute.call,
-                                            task.fn, task.args, task.kwargs, task.payload.retry_on)
+                                            task.fn, task.args, task.kwargs, task.payload.retry_on,
+                                            task.payload.soft_timeout)
         done, _ = await asyncio.wait({future}, timeout=job.timeout)
         if not done and job.timeout is not None:
             self._expire(job, THREAD_TIMEOUT_DETAIL.format(job.timeout))

@@ -4,6 +4,7 @@
                                         │               └─ report_progress ──► ProgressSlot
                                         └─ dropped by the owner (Claims) ──► (SKIPPED, None, 0)
     owner's watchdog pipe end closed (owner died) ──► _watch_owner ──► os._exit
+    first, the initializer (``--setup`` hooks) ──► (READY, None, 0), or (RAISED, why, 0) and exit
     SIGTERM / SIGINT sent to the worker's process group ──► ignored: only the worker stops
     its pool (``shield_stop_signals``; the forkserver too, see ``taskq.worker.pools.shield``)
 
@@ -21,12 +22,13 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from taskq.errors import TaskqError
 from taskq.protocol import frames
 from taskq.worker import report
 from taskq.worker.pools.claims import Claims
 from taskq.worker.pools.progress_slot import ProgressSlot
 
-OK, RAISED, SKIPPED = 0, 1, 2
+OK, RAISED, SKIPPED, READY = 0, 1, 2, 3
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 # Results are sent with a 4-byte length: they are kept under 2 GiB.
 _MAX_RESULT = 0x7FFFFFFF
@@ -84,6 +86,19 @@ def _run_one(runner: Callable[[Any], Any], blob: memoryview, buffers: list[memor
     return data
 
 
+def _set_up(initializer: Callable[[], None] | None, send: Callable[[bytes], None]) -> bool:
+    """Run the initializer; tell the owner READY, or (RAISED, why) if it failed."""
+    try:
+        if initializer is not None:
+            initializer()
+    except BaseException as exc:  # a hook's SystemExit, too: the owner says why
+        why = str(exc) if isinstance(exc, TaskqError) else f"{type(exc).__name__}: {exc}"
+        send(pickle.dumps((RAISED, why, 0), _PROTOCOL))
+        return False
+    send(pickle.dumps((READY, None, 0), _PROTOCOL))
+    return True
+
+
 def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], Any],
                initializer: Callable[[], None] | None, measure: bool, claims: Claims,
                progress: ProgressSlot) -> None:
@@ -92,10 +107,10 @@ def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], A
     shield_stop_signals()
     report.set_sink(progress.write)
     threading.Thread(target=_watch_owner, args=(watchdog.fileno(),), daemon=True).start()
-    if initializer is not None:
-        initializer()
-    page = os.sysconf("SC_PAGE_SIZE") if measure else 0
     fd, send = conn.fileno(), conn.send_bytes
+    if not _set_up(initializer, send):
+        return
+    page = os.sysconf("SC_PAGE_SIZE") if measure else 0
     skipped = pickle.dumps((SKIPPED, None, 0), _PROTOCOL)
     seq = 0
     while True:

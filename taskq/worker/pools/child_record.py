@@ -105,6 +105,8 @@ class Child:
     assigned: int = 0  # jobs ever written to it
     completed: int = 0
     accepting: bool = True
+    ready: bool = False  # its initializer ran (it said READY): jobs it is sent may begin
+    setup_error: str = ""  # why its initializer failed (it exits)
     readable: bool = True  # False once its pipe hit EOF
     parts: list[bytes] = field(default_factory=list)  # a partly received result
     have: int = 0

@@ -29,7 +29,7 @@ from typing import Any
 
 from taskq.defaults import CHILD_DEPTH
 from taskq.protocol import frames
-from taskq.worker.pools.child import OK, RAISED, SKIPPED, child_main
+from taskq.worker.pools.child import OK, RAISED, READY, SKIPPED, child_main
 from taskq.worker.pools.child_record import Child, exit_detail
 from taskq.worker.pools.claims import RING, Claims
 from taskq.worker.pools.job import Job, Outcome, OutcomeKind, OutcomeQueue
@@ -61,13 +61,15 @@ class PoolDriver(OutcomeQueue):
 
     def __init__(self, procs: int, runner: Callable[[Any], Any], *, depth: int = CHILD_DEPTH,
                  max_tasks_per_child: int | None = None, max_memory_mb: float | None = None,
-                 initializer: Callable[[], None] | None = None) -> None:
+                 initializer: Callable[[], None] | None = None,
+                 wait_ready: bool = False) -> None:
         if procs < 1 or not 1 <= depth < RING:
             raise ValueError(f"procs must be at least 1 and depth 1 to {RING - 1}")
         self._procs, self._runner, self._depth = procs, runner, depth
         self._max_tasks = max_tasks_per_child
         self._max_rss = None if max_memory_mb is None else max_memory_mb * 2**20
         self._initializer = initializer
+        self._wait_ready = wait_ready  # start() returns once every child's initializer ran
         self._ctx = multiprocessing.get_context("forkserver")
         # Shared with the callers' threads, under _cond.
         self._cond = threading.Condition(threading.Lock())
@@ -239,7 +241,7 @@ class PoolDriver(OutcomeQueue):
                 child.fifo.pop()
             self._requeue.extend(batch)
             return
-        if first:
+        if first and child.ready:
             self._begun.append(batch[0][0].task_id)
 
     def _pull(self, child: Child, now: float) -> bool:
@@ -250,16 +252,19 @@ class PoolDriver(OutcomeQueue):
         return results is not None
 
     def _on_result(self, child: Child, data: memoryview, now: float) -> None:
-        job, _ = child.fifo.popleft()
-        duration, child.head_start = now - child.head_start, now
-        child.completed += 1
-        if child.fifo and child.fifo[0][0].task_id not in self._dropped:
-            self._begun.append(child.fifo[0][0].task_id)
         try:
             status, value, rss = pickle.loads(data)  # noqa: S301 -- a reply of this worker's own pool process, over a private pipe
         except Exception as exc:
             status, rss = RAISED, 0
             value = f"result could not be unpickled: {type(exc).__name__}: {exc}"
+        if not child.ready:  # its first word: its initializer ran, or why it failed
+            self._on_set_up(child, status, value, now)
+            return
+        job, _ = child.fifo.popleft()
+        duration, child.head_start = now - child.head_start, now
+        child.completed += 1
+        if child.fifo and child.fifo[0][0].task_id not in self._dropped:
+            self._begun.append(child.fifo[0][0].task_id)
         if status == SKIPPED:
             self._dropped.discard(job.task_id)
             self._skipped += 1
@@ -269,6 +274,14 @@ class PoolDriver(OutcomeQueue):
             self._batch.append(Outcome(job.task_id, OutcomeKind.CRASHED, None, value, duration))
         if self._max_rss is not None and rss > self._max_rss:
             child.accepting = False
+
+    def _on_set_up(self, child: Child, status: int, value: object, now: float) -> None:
+        if status == READY:
+            child.ready, child.head_start = True, now  # a job's time starts now
+            if child.fifo:
+                self._begun.append(child.fifo[0][0].task_id)
+        else:
+            child.setup_error = str(value)
 
     def _drain(self, child: Child, now: float) -> None:
         """Handle every result a dead or dying child left in its pipe."""
@@ -311,7 +324,13 @@ class PoolDriver(OutcomeQueue):
             self._dying.remove(child)
         else:
             self._children = [c for c in self._children if c is not child]
-            if child.fifo:
+            if not child.ready:  # its setup failed: none of its jobs began, they go again
+                log.error("taskq pool process setup failed: %s", child.setup_error or
+                          exit_detail(child.proc.exitcode, child.oom_kills))
+                self._requeue.extend(self._undropped(child))
+                child.fifo.clear()
+                self._note_idle_death()
+            elif child.fifo:
                 detail = exit_detail(child.proc.exitcode, child.oom_kills)
                 self._lose_head(child, OutcomeKind.CRASHED, detail, now)
             elif not child.completed:

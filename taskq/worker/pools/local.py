@@ -23,17 +23,19 @@ from collections.abc import Callable
 from typing import Any
 
 from taskq.protocol.progress import Progress
-from taskq.worker import report
+from taskq.worker import report, setup
 from taskq.worker.pools.job import Job, Outcome, OutcomeKind, OutcomeQueue
 
 
 class LocalPool(OutcomeQueue):
     """Up to ``size`` jobs at once, run in this process; see the module docstring."""
 
-    def __init__(self, size: int, runner: Callable[[Any], Any]) -> None:
+    def __init__(self, size: int, runner: Callable[[Any], Any],
+                 setup: tuple[str, ...] = ()) -> None:
         if size < 1:
             raise ValueError(f"concurrency must be at least 1, not {size}")
         self._size, self._runner = size, runner
+        self._setup = setup  # ``--setup`` hooks, run once as the pool starts
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)  # outcomes, starts, wakes
         self._work = threading.Condition(self._lock)  # jobs to begin, slots freed
@@ -49,7 +51,9 @@ class LocalPool(OutcomeQueue):
     # ------------------------------------------------------------------ the worker's API
 
     def start(self) -> None:
-        """Start whatever runs the jobs; their progress comes to this pool."""
+        """Run the setup hooks (in this process: SetupError if one fails), then start
+        whatever runs the jobs; their progress comes to this pool."""
+        setup.run(self._setup)
         report.set_sink(self._note_progress)
 
     def submit(self, job: Job) -> None:

@@ -41,10 +41,13 @@ import contextlib
 import os
 import threading
 import time
+from multiprocessing.connection import wait
 
+from taskq.errors import SetupError
 from taskq.protocol import frames
 from taskq.protocol.progress import Progress
 from taskq.worker.pools.child import child_main
+from taskq.worker.pools.child_record import exit_detail
 from taskq.worker.pools.driver import PoolDriver
 from taskq.worker.pools.job import Job, Outcome, OutcomeKind
 
@@ -74,7 +77,26 @@ class ProcessPool(PoolDriver):
         atexit.register(self.kill)
         for _ in range(self._procs):
             self._children.append(self._spawn())
+        if self._wait_ready:
+            self._await_ready()
         self._thread.start()
+
+    def _await_ready(self) -> None:
+        """Wait until every child's initializer ran (``--setup`` hooks); SetupError, the
+        pool killed, if one failed or its process died first."""
+        for child in self._children:
+            while not child.ready and not child.setup_error:
+                ready = wait([child.conn, child.sentinel])
+                results = child.receive() if child.conn in ready else None
+                for data in results or ():
+                    self._on_result(child, data, time.monotonic())
+                if results is None and not child.setup_error:
+                    child.proc.join(1.0)
+                    child.setup_error = (f"a pool process ended during its setup: "
+                                         f"{exit_detail(child.proc.exitcode)}")
+            if child.setup_error:
+                self.kill()
+                raise SetupError(child.setup_error)
 
     def submit(self, job: Job) -> None:
         """Queue a job; thread-safe; blocks at most while writing it to an idle child. The

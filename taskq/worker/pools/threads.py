@@ -29,8 +29,9 @@ THREAD_TIMEOUT_DETAIL = ("ran past its {:g} s timeout; a thread cannot be stoppe
 class ThreadPool(LocalPool):
     """Up to ``size`` threads running ``runner(payload)``."""
 
-    def __init__(self, size: int, runner: Callable[[Any], Any]) -> None:
-        super().__init__(size, runner)
+    def __init__(self, size: int, runner: Callable[[Any], Any],
+                 setup: tuple[str, ...] = ()) -> None:
+        super().__init__(size, runner, setup)
         self._threads = 0
         self._idle = 0
         self._deadlines: list[tuple[float, int, Job]] = []

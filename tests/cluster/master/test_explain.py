@@ -94,8 +94,10 @@ def test_waiting_delayed_retry_and_restart_hold() -> None:
 
     restored = make_state()
     restored.restore_hold_until = 5.0
-    restored.restore_task(task("back"), seq=1, lost=0, errors=0)
+    restored.restore_task(task("back"), seq=1, lost=0, errors=0, holder="w9")
+    restored.restore_task(task("free"), seq=2, lost=0, errors=0)  # no worker held it
     assert explain(restored, "back", now=0).kind is ExplainKind.RESTORED
+    assert explain(restored, "free", now=0).kind is ExplainKind.NO_WORKER
 
 
 def test_leased_running_ended_joined_and_unknown() -> None:

@@ -20,8 +20,6 @@ import pytest
 import tasks_mod
 from cluster import ROOT, TEST_PATH, Cluster, group_pids, wait_for
 
-import taskq
-
 pytestmark = pytest.mark.timeout(120)
 
 SCRIPT = ROOT / "deploy" / "slurm" / "taskq.sbatch"
@@ -101,11 +99,15 @@ def test_the_script_runs_a_cluster_and_drains_it_at_the_walltime_signal(
     assert {w["procs"] for w in cluster.status()["workers"]} == {1}  # SLURM_CPUS_ON_NODE
     with cluster.client() as client:
         assert client.submit(tasks_mod.add, 40, 2).result(60) == 42
-        running = client.submit(taskq.task(tasks_mod.sleep_then), 1.0, "finished")
-        wait_for(lambda: cluster.status()["leased"] == 1, 30, "the task to be leased")
+        marks, release = tmp_path / "marks", tmp_path / "release"
+        marks.mkdir()
+        running = client.submit(tasks_mod.mark_then_hold, str(marks), "drained", str(release))
+        wait_for(lambda: tasks_mod.runs_of(str(marks), "drained") == 1, 60, "the task to start")
         for pid in map(int, (tmp_path / "srun.pids").read_text().split()):
             os.kill(pid, signal.SIGTERM)  # what slurmd does at --signal=TERM@...
-        assert running.result(60) == "finished"  # drained: it ran to its end
+        release.touch()  # the task ends within the workers' grace
+        assert running.result(60) == "drained"  # drained: it ran to its end
+        assert tasks_mod.runs_of(str(marks), "drained") == 1
     assert proc.wait(60) == 0, (tmp_path / "job.log").read_text()
     log = (tmp_path / "job.log").read_text()
     assert "taskq workers stopped (status 0); stopping the master" in log

@@ -10,11 +10,14 @@ import json
 import random
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 import tasks_mod
 from cluster import Cluster, wait_for
+
+from taskq import defaults
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -88,11 +91,14 @@ def test_partitioned_worker_loses_leases_and_rejoins(cluster: Cluster, net: Net,
             future.add_done_callback(lambda _f, i=i: seen(i))
         wait_for(lambda: cluster.status()["leased"] >= 1, 60, "the worker to lease tasks")
         net.cut()
+        cut_at = time.monotonic()
         cluster.start_worker()
+        if long_cut:  # long enough for the worker's beat to go unanswered: it reconnects
+            wait_for(lambda: "master_link_lost" in cut_off.stderr(), 60, "the link to drop")
+            # within the master's lost deadline (5 s) and a beat, not a call's 15 s timeout
+            assert time.monotonic() - cut_at < defaults.CALL_TIMEOUT_S
         assert [f.result(120) for f in futures] == list(range(12))
         assert "worker_lost" in cluster.procs[0].stderr()
-        if long_cut:  # long enough for the worker's calls to time out: it must reconnect
-            wait_for(lambda: "master_link_lost" in cut_off.stderr(), 60, "the link to drop")
         net.heal()
         # TCP may carry the old connection across a short cut, or the worker reconnects:
         # either way it registers again and is listed beside the other worker.

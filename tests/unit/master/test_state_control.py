@@ -124,14 +124,14 @@ def test_a_job_fetched_to_the_end_is_still_known() -> None:
 def test_reports_are_cut_by_size_and_keep_every_result() -> None:
     from taskq import defaults
     from taskq.protocol.messages import ResultMsg, Status
-    from taskq.worker.worker import _by_size
+    from taskq.worker.acks import by_size
 
     big = defaults.BATCH_BYTES
     sizes = [0, 10, big, 5, 3 * big, 1, 0]
     results = [ResultMsg(str(i), Status.OK, b"x" * n if n else None)
                for i, n in enumerate(sizes)]
-    chunks = _by_size(results)
+    chunks = by_size(results)
     assert [r for chunk in chunks for r in chunk] == results
     assert [[r.task_id for r in c] for c in chunks] == [["0", "1"], ["2"], ["3"], ["4"],
                                                          ["5", "6"]]
-    assert _by_size([]) == []
+    assert by_size([]) == []

@@ -14,6 +14,9 @@ once (DEPENDENCY_FAILED), and a kept dependency result lives exactly as long as 
 dependent needs it. A worker may report that it could not load a task (UNLOADABLE): the
 task is queued again, no attempt used, never leased to that worker again, and ends
 UNLOADABLE only when every connected worker of its queue (or MAX_LOAD_REFUSALS) could not.
+A task may carry an expiry deadline: it is never leased past it, a reaper pass ends every
+task past it that no worker holds (EXPIRED, exactly once; a retry too), but a stopped one
+or one held for the worker that held it before a restart.
 An operator may pause a queue (nothing of it is leased, across restarts, until resumed),
 purge it (every task of it no worker holds ends CANCELLED, the others are untouched) and
 drain a worker (it is leased nothing more).
@@ -72,6 +75,7 @@ GHOST = "ghost"  # an id the master never saw
 LIMIT_KEYS: list[dict[str, object]] = [{}, {}, {"limit_key": "k1", "limit": 1},
                                        {"limit_key": "k2", "limit": 2}]
 EMPTY = WorkerInfo("nobody", "host", 0, 0)
+EXPIRES = [0.0, 0.0, 0.0, 1.0, 2.0, 7.0]  # a task's expires (0: none)
 
 RecView = tuple[TaskState, str | None, float, int, int]
 
@@ -189,6 +193,7 @@ class BrokerMachine(RuleBasedStateMachine):
                                      run_at=data.draw(st.sampled_from(
                                          [0.0, 0.0, self.now + 2.0])),
                                      resources=data.draw(st.sampled_from(NEEDS)),
+                                     expires=data.draw(st.sampled_from(EXPIRES)),
                                      **data.draw(st.sampled_from(LIMIT_KEYS))),
                          deps=deps)
 
@@ -389,12 +394,21 @@ class BrokerMachine(RuleBasedStateMachine):
                        and r.msg.options.queue not in self.paused
                        and worker not in self.refused.get(r.msg.task_id, ())]
             pending.sort(key=lambda r: (-r.msg.options.priority, r.seq))
-            expected = self.within_limits(pending, n, worker)
+            # a task past its deadline is popped and ends EXPIRED: it takes no place
+            expected = self.within_limits([r for r in pending if not self.past(r)], n,
+                                          worker)
 
         rated = info is not None and any(q in self.rates for q in info.queues)
 
+        past = [r.msg.task_id for r in pending if self.past(r)]
         got = self.state.lease(worker, n, self.now)
         self.ever_leased.update(m.task_id for m in got)
+        for msg in got:  # never handed out past its deadline
+            assert not msg.options.expires_at or msg.options.expires_at > self.now
+        for tid in past:  # still queued (not reached), or ended EXPIRED
+            result = self.result_of(tid)
+            assert tid in self.state.tasks or (result is not None
+                                               and result.status is Status.EXPIRED)
         for msg in got:  # never to a worker that could not load it, nor from a paused queue
             assert worker not in self.refused.get(msg.task_id, ())
             assert msg.options.queue not in self.paused
@@ -414,6 +428,20 @@ class BrokerMachine(RuleBasedStateMachine):
             assert (rec.state, rec.worker) == (TaskState.LEASED, worker)
             assert rec.deadline == self.now + LOST_AFTER
             assert msg.attempt == rec.lost + rec.errors
+
+    def past(self, rec: TaskRecord) -> bool:
+        """Is the task past its expiry deadline (the state's clock is the wall clock)?"""
+        return bool(rec.msg.options.expires_at) and self.now >= rec.msg.options.expires_at
+
+    def expiring(self) -> set[str]:
+        """The tasks the next reaper pass ends EXPIRED: past their deadline, with no worker
+        (a stopped one ends CANCELLED; one held for its old holder waits for its hold)."""
+        claimed = {t for held in self.state.claims.values() for t in held}
+        return {tid for tid, rec in self.state.tasks.items()
+                if rec.msg.options.expires_at and rec.state is not TaskState.LEASED
+                and not rec.stop_asked
+                and max(rec.msg.options.expires_at,
+                        rec.not_before if tid in claimed else 0.0) < self.now}
 
     def within_limits(self, pending: list[TaskRecord], n: int, worker: str) -> list[str]:
         """The tasks a lease of n should take: best first, skipping any whose queue or key
@@ -618,7 +646,8 @@ class BrokerMachine(RuleBasedStateMachine):
         targets = [t for t in targets if (r := self.state.tasks.get(t)) is None
                    or r.state is not TaskState.BLOCKED] or [GHOST]
         statuses = data.draw(st.lists(
-            st.sampled_from([Status.OK, Status.ERROR, Status.ERROR, Status.TIMEOUT]),
+            st.sampled_from([Status.OK, Status.ERROR, Status.ERROR, Status.TIMEOUT,
+                             Status.EXPIRED]),
             min_size=len(targets), max_size=len(targets)))
         results = [ResultMsg(tid, status, self.new_body())
                    for tid, status in zip(targets, statuses, strict=True)]
@@ -904,10 +933,21 @@ class BrokerMachine(RuleBasedStateMachine):
         asked = {tid for tid in overdue if self.state.leased[tid].cancel_asked
                  or self.state.leased[tid].stop_asked}
         stopped = {tid for tid in asked | due if self.state.tasks[tid].stop_asked}
+        requeued = {tid for tid in overdue if tid not in asked
+                    and overdue[tid] + 1 < self.max_lost}
+        expiring = self.expiring() | {t for t in requeued
+                                      if self.past(self.state.tasks[t])
+                                      and self.state.tasks[t].msg.options.expires_at < self.now}
+        due -= expiring
 
         lost = self.state.expire(self.now)
         promoted = self.state.promote(self.now)
 
+        for tid in expiring:
+            result = self.result_of(tid)
+            assert tid not in self.state.tasks, tid
+            assert result is not None and result.status is Status.EXPIRED
+        assert not self.expiring()  # none is left past its deadline with no worker
         assert promoted == len(due)
         for tid in due - stopped:
             assert self.state.tasks[tid].state is TaskState.PENDING
@@ -918,7 +958,7 @@ class BrokerMachine(RuleBasedStateMachine):
         assert set(lost) == silent
         assert set(self.state.workers) == alive
         for tid, lost_before in overdue.items():
-            if tid in asked:
+            if tid in asked or tid in expiring:
                 continue
             if lost_before + 1 >= self.max_lost:
                 result = self.result_of(tid)
