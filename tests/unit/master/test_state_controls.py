@@ -174,3 +174,13 @@ class _Snap:
 
     def metrics(self) -> dict[str, object]:
         return self.snap
+
+
+def test_purge_spares_a_restored_task_its_holder_may_still_run() -> None:
+    state = make_state()
+    state.restore_hold_until = 5.0  # a restarted master: holders have until 5 to claim back
+    state.restore_task(task("held"), seq=1, lost=0, errors=0, holder="w")
+    state.restore_task(task("free"), seq=2, lost=0, errors=0)
+    assert state.purge_queue("default", now=1) == ["free"]
+    assert state.tasks["held"].state is TaskState.WAITING
+    assert state.purge_queue("default", now=6) == ["held"]  # nobody claimed it

@@ -491,7 +491,6 @@ class BrokerMachine(RuleBasedStateMachine):
             queue in w.queues for w in self.state.workers.values()) or any(
             r.msg.options.queue == queue for r in self.state.tasks.values())
 
-    @precondition(lambda self: self.state.tasks)  # (a queue with tasks is known)
     @rule(queue=st.sampled_from([*QUEUES, *QUEUES, "nowhere"]),
           paused=st.sampled_from([True, True, False]))
     def pause(self, queue: str, paused: bool) -> None:
