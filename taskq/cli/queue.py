@@ -22,6 +22,16 @@ from taskq.protocol.api import BrokerAPI
 from taskq.protocol.replies import QueueRow
 
 T = TypeVar("T")
+
+
+def _queue_name(value: str) -> str:
+    if not value.strip():
+        raise typer.BadParameter("a queue name cannot be empty")
+    return value
+
+
+QueueArg = Annotated[str, typer.Argument(help="The queue.", callback=_queue_name)]
+
 app = typer.Typer(no_args_is_help=True, help="Queues: their rate and concurrency limits, "
                   "pauses and purges.")
 
@@ -72,7 +82,7 @@ def clear(name: str, *, master: MasterOpts) -> None:
 
 @app.command("pause")
 @reaches_master
-def pause(name: Annotated[str, typer.Argument(help="The queue.")], *,
+def pause(name: QueueArg, *,
           master: MasterOpts) -> None:
     """Lease none of a queue's tasks until it is resumed; it still accepts tasks, its
     running tasks finish, and the pause outlives a master restart."""
@@ -82,7 +92,7 @@ def pause(name: Annotated[str, typer.Argument(help="The queue.")], *,
 
 @app.command("resume")
 @reaches_master
-def resume(name: Annotated[str, typer.Argument(help="The queue.")], *,
+def resume(name: QueueArg, *,
            master: MasterOpts) -> None:
     """Let a paused queue's tasks run again."""
     changed = _known(name, master.ask(lambda r: r.queue_pause(name, paused=False)))
@@ -91,7 +101,7 @@ def resume(name: Annotated[str, typer.Argument(help="The queue.")], *,
 
 @app.command("purge")
 @reaches_master
-def purge(name: Annotated[str, typer.Argument(help="The queue.")], *,
+def purge(name: QueueArg, *,
           master: MasterOpts) -> None:
     """Cancel every task of a queue that no worker holds (queued, or waiting for its time);
     their submitters see them cancelled. Leased and running tasks are left alone."""

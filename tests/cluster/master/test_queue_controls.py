@@ -84,6 +84,11 @@ def test_a_purge_cancels_the_queued_tasks_and_leaves_the_running_one(
         assert _queue(cluster, "default")["paused"] is True  # a purge keeps the pause
 
 
+def test_an_empty_queue_name_is_a_usage_error(cluster: Cluster) -> None:
+    out = cluster.cli("queue", "purge", "", env={**cluster.env, "TASKQ_ADDRESS": "127.0.0.1:1"})
+    assert out.returncode == 2 and "cannot be empty" in out.stderr, out.stderr
+
+
 @pytest.mark.parametrize("args", [["queue", "pause", "nosuch"], ["queue", "resume", "nosuch"],
                                   ["queue", "purge", "nosuch"], ["worker", "drain", "nobody"]])
 def test_unknown_names_are_one_line_errors(cluster: Cluster, args: list[str]) -> None:
