@@ -22,9 +22,10 @@ Only this (main) process talks to the master, over one ``Link`` shared by two th
 
 Stopping (``stop()``, wired to SIGTERM/SIGINT by the CLI, or ``drain()``, when a beat's
 answer says an operator asked for it with ``taskq worker drain``): take nothing new, hand
-the unstarted tasks back, let running ones finish for ``grace`` seconds, then say goodbye
-naming what still runs (killed here, it is queued again at once, no attempt used). A
-second ``stop()`` (or ``stop(now=True)``) ends it at once. While what it runs may still
+back the tasks not begun (written ahead to a busy process too), let running ones finish
+for ``grace`` seconds, then say goodbye naming what still runs (killed here, it is queued
+again at once, no attempt used). A second ``stop()`` (or ``stop(now=True)``) ends it at
+once. While what it runs may still
 finish, a stopping worker reconnects to a master that restarts, and says it drains when it
 joins it; with nothing running, or past its grace, it gives up on a vanished master at
 once. The pool's processes outlive a signal sent to the worker's whole process group: only
@@ -244,19 +245,26 @@ class Worker:
         if self._halt.is_set():
             self._say_goodbye(self.pool.take_back(), killed=self.pool.stop(0))
             return
-        unstarted = self.pool.take_back()
         try:
-            self._drain(unstarted)
+            self._drain(self._not_begun())
         except ConnectError as exc:  # the master expires what could not be handed back
             self.log.warning("master_unreachable", error=str(exc))
         self._say_goodbye([], killed=self.pool.stop(0))
 
-    def _drain(self, unstarted: list[Job]) -> None:
+    def _not_begun(self) -> list[str]:
+        """Take out of the pool every task it has not begun: those waiting for a process,
+        and those written ahead to a busy one (dropped there: it never runs them)."""
+        with self._intake:  # no task goes into the pool meanwhile
+            unstarted = [j.task_id for j in self.pool.take_back()]
+            with self._held_lock:
+                held = self._held.difference(unstarted)
+            return unstarted + [t for t in held if self.pool.cancel(t)]
+
+    def _drain(self, unstarted: list[str]) -> None:
         """Hand back the unstarted tasks, then report running ones for up to ``grace`` s."""
         with self._sync:
-            self.link.remote.release(self.worker_id, [j.task_id for j in unstarted],
-                                     goodbye=False)
-            self._forget([j.task_id for j in unstarted])
+            self.link.remote.release(self.worker_id, unstarted, goodbye=False)
+            self._forget(unstarted)
         self.log.info("worker_draining", running=self.pool.in_flight(),
                       grace_s=self.config.grace, released=len(unstarted))
         deadline = time.monotonic() + self.config.grace

@@ -55,6 +55,29 @@ def test_a_sigterm_to_the_workers_group_lets_its_running_tasks_finish(
     assert sorted(_runs(tmp_path)) == ["r0", "r1"]
 
 
+def test_tasks_written_ahead_to_a_busy_process_are_handed_back(cluster: Cluster,
+                                                             tmp_path: Path) -> None:
+    cluster.start_master()
+    first = cluster.start_worker("--grace", "60", procs=1)
+    cluster.wait_workers(1)
+    release = tmp_path / "release"
+    with cluster.client() as client:
+        running = client.submit(tasks_mod.mark_then_hold, _dir(tmp_path), "long", str(release))
+        wait_for(running.running, 30, "the long task to run")
+        queued = [client.submit(tasks_mod.pid)]  # written ahead to the busy process
+        wait_for(lambda: _worker_row(cluster, first.pid)["held"] == 2, 30,  # type: ignore[index]
+                 "the first worker to hold both tasks")
+        first.signal_group(signal.SIGTERM)
+        wait_for(lambda: "worker_draining" in first.stderr(), 30, "the worker to drain")
+        second = cluster.start_worker()
+        # they run elsewhere while the long task still holds the first worker's process
+        assert {f.result(30) for f in queued} <= set(group_pids(second.pid))
+        assert not running.done()
+        release.touch()
+        assert running.result(60) == "long"
+        assert first.wait(60) == 0
+
+
 def test_what_outlives_the_grace_is_queued_again_at_once(cluster: Cluster,
                                                            tmp_path: Path) -> None:
     cluster.start_master("--lost-after", "300")  # a lease expiry would come far too late
