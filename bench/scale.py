@@ -60,6 +60,7 @@ from bench.procs import (
     wait_for,
 )
 from taskq import defaults
+from taskq.errors import ConnectError, MasterError
 
 DEFAULT_JSON = ROOT / "bench" / "scale.json"
 READY = "taskq master listening on "
@@ -230,8 +231,13 @@ class Cluster:
             self._link = None
 
     def listed(self) -> list[Any]:
-        """The workers the master lists (``taskq status``)."""
-        return list(scale_api.status_of(self.link()).workers)
+        """The workers the master lists (``taskq status``); none while it cannot answer (a
+        master swamped by a crowd rejoining at once is measured, not given up on)."""
+        try:
+            return list(scale_api.status_of(self.link()).workers)
+        except (ConnectError, MasterError):
+            self.drop_link()
+            return []
 
     def start_sims(self, idle: int, active: int, join_timeout: float) -> None:
         """Simulators for ``idle`` + ``active`` workers, split so that none runs out of files."""

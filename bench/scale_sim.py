@@ -48,6 +48,10 @@ from taskq.protocol import bodies, names
 from taskq.protocol.messages import Beat, ResultMsg, Status, WorkerHello, held_digest
 
 STACK_KIB = 256
+# First joins under way at once in one simulator process: thousands of threads connecting
+# together on two cores starve the master's handshakes (a real fleet starts over minutes);
+# the ones waiting their turn are blocked, not runnable. Rejoins after a restart are not held.
+JOINING = 8
 NONE_BODY = bodies.encode_value(None)
 WANT = defaults.PREFETCH_MAX  # a one-process worker's prefetch for tasks that take no time
 
@@ -76,6 +80,7 @@ class Fleet:
         self.takes: dict[str, float] = {}
         self.halt = threading.Event()
         self.out_lock = threading.Lock()
+        self.joining = threading.BoundedSemaphore(JOINING)
 
     def emit(self, event: str, **fields: Any) -> None:
         with self.out_lock:
@@ -127,7 +132,8 @@ class SimWorker:
     def run(self, join_within: float) -> None:
         """The pump thread: join, start the poll loop, then report outcomes (and beat)."""
         try:
-            self.link.open(join_within)
+            with self.fleet.joining:
+                self.link.open(join_within)
         except (ConnectError, MasterError, OSError) as exc:
             self.fleet.note_failure(exc)
             return

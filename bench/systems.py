@@ -50,7 +50,7 @@ class TaskqSystem:
     """A real taskq cluster on loopback: one master, N one-process workers, one Client."""
 
     def __init__(self, name: str, durable: bool, workers: int, workdir: Path,
-                 tls: bool = False) -> None:
+                 tls: bool = False, threads: bool = False) -> None:
         self.name = name
         self.procs = workers
         self.durable = durable
@@ -72,10 +72,11 @@ class TaskqSystem:
         try:
             self.master = self._start_master(workdir)
             self.address = read_line_with(self.master, READY, START_TIMEOUT_S)
+            # one task at a time per worker: one pool process, or one pool thread
+            pool = ["--pool", "threads", "--concurrency", "1"] if threads else ["--procs", "1"]
             for i in range(workers):
                 self.helpers.spawn(["-m", "taskq", "worker", "--connect", self.address,
-                                    "--procs", "1", "--log-level", "warning"],
-                                   self.env, f"worker{i}")
+                                    *pool, "--log-level", "warning"], self.env, f"worker{i}")
             if workers:
                 self.wait_workers(workers)
             self.client = self._connect()
@@ -164,6 +165,8 @@ def start_system(name: str, workers: int, workdir: Path) -> System:
         return TaskqSystem(name, False, workers, workdir)
     if name == "taskq-tls":
         return TaskqSystem(name, False, workers, workdir, tls=True)
+    if name == "taskq-threads":
+        return TaskqSystem(name, True, workers, workdir, threads=True)
     if name == "processpool":
         return peers.ProcessPoolSystem(workers)
     if name == "seed":
@@ -173,7 +176,8 @@ def start_system(name: str, workers: int, workdir: Path) -> System:
     raise ValueError(f"unknown system {name!r}")
 
 
-SYSTEM_NAMES = ("taskq-durable", "taskq-memory", "taskq-tls", "processpool", "seed", "dask")
+SYSTEM_NAMES = ("taskq-durable", "taskq-memory", "taskq-tls", "taskq-threads", "processpool",
+                "seed", "dask")
 
 
 def available(name: str) -> str | None:

@@ -115,6 +115,13 @@ CLIENT_MAX_UNSENT = 100_000
 # Named jobs of `taskq submit` are kept until fetched, however long.
 RESULT_TTL_S = 3600.0
 CLIENT_OUTBOX_PREFIX = "client-"
+# A task's result is kept for reading by id (``result_ttl``) this long when neither the task
+# nor the master (``taskq master --result-ttl``) says otherwise: not at all, so a task that
+# asks for nothing costs nothing.
+KEPT_RESULT_TTL_S = 0.0
+# Ids whose kept result expired that the master still remembers, so a late reader hears
+# ``ResultExpired`` rather than "no such task" (oldest first out; an id is ~40 bytes).
+EXPIRED_IDS_KEPT = 100_000
 # Named jobs of `taskq submit` are outboxes named JOB_OUTBOX_PREFIX + name. The master remembers
 # this many jobs whose results were all fetched, so `taskq results` of such a job says it is
 # done rather than that no such job exists (bounded: names cost memory).
@@ -223,6 +230,10 @@ HISTORY_MAX_TASKS = 100_000
 # and one round never holds the broker's lock for long.
 HISTORY_PRUNE_EVERY_S = 5.0
 HISTORY_PRUNE_BATCH = 5_000
+# A failed task's call is kept as long as its history (`--history`, HISTORY_MAX_TASKS); once
+# dropped, its id is remembered at least this much longer (a few bytes each), so that a replay
+# says the call expired rather than that no such task failed.
+DEAD_LETTER_TOMBSTONE_S = 24 * 3600.0
 # A failed attempt's traceback is kept up to this many characters (its last ones): with
 # HISTORY_MAX_TASKS, bounds the history's memory even when every task fails.
 TRACEBACK_MAX_CHARS = 4_000

@@ -123,6 +123,12 @@ class DependencyError(TaskqError, ValueError):
     down, or the master knows no such task); raised at the call."""
 
 
+class ResultExpired(DependencyError):
+    """The task ended, and its result was kept for its ``result_ttl``, which has passed:
+    no one can read it any more. Raised by ``Client.future(task_id)`` (or by its
+    ``result()``, when the TTL passed while the future was on its way)."""
+
+
 class DependencyFailed(TaskqError):
     """A dependency of the task (a future among its arguments) did not succeed, so the task
     never ran. ``dependency`` is that task's id; ``__cause__`` is its exception
@@ -135,6 +141,12 @@ class DependencyFailed(TaskqError):
 
     def __reduce__(self) -> tuple[type, tuple[str, str]]:
         return (DependencyFailed, (str(self), self.dependency))
+
+
+class ReplayError(TaskqError, ValueError):
+    """A task cannot be replayed (``Client.replay``): the master knows no failed task of
+    that id, the task has not failed (it is still open, or it succeeded), or its call was
+    dropped when the history retention ran out. The message says which."""
 
 
 def dependency_failed(dependency: str, cause: BaseException) -> DependencyFailed:

@@ -3,7 +3,9 @@
     taskq master / worker          cli.serve    -> master.main.run / worker.worker.Worker
     taskq worker drain             cli.serve    -> Remote.worker_drain
     taskq submit / results / status / demo       cli.jobs     -> taskq.client.jobs
+    taskq result ID                cli.retention -> taskq.client.retention (Client.future)
     taskq cancel                   cli.tasks    -> Remote.cancel_tasks
+    taskq failed / replay          cli.replay   -> Remote.dead_letters, replay
     taskq inspect / explain / history / top      cli.observe  -> Remote.inspect, explain, history
     taskq schedule …  queue …  primitives …      cli.schedule, cli.queue, cli.prims (groups)
 
@@ -21,7 +23,7 @@ from typing import Any
 
 import typer
 
-from taskq.cli import jobs, observe, prims, queue, schedule, serve, tasks
+from taskq.cli import jobs, observe, prims, queue, replay, retention, schedule, serve, tasks
 from taskq.cli.common import one_line
 
 # typer raises click's exceptions (recent versions carry their own copy of click): the
@@ -32,8 +34,9 @@ _NO_ARGS_HELP: tuple[type[Exception], ...] = tuple(
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="taskq: a distributed task queue for Python with no broker to install.")
-for command in (serve.master, jobs.submit, jobs.results, jobs.status, jobs.demo,
-                observe.inspect, observe.explain, observe.history, observe.top, tasks.cancel):
+for command in (serve.master, jobs.submit, jobs.results, retention.result,
+                jobs.status, jobs.demo, observe.inspect, observe.explain, observe.history,
+                observe.top, tasks.cancel, replay.failed, replay.replay):
     app.command()(command)
 app.add_typer(serve.worker_app, name="worker")
 app.add_typer(schedule.app, name="schedule")

@@ -105,10 +105,11 @@ def tls_of(ca: Path | None, cert: Path | None, key: Path | None) -> tls.TLS | No
         raise typer.BadParameter(str(exc), param_hint="--tls-ca/--tls-cert/--tls-key") from None
 
 
-def duration(text: str, flag: str) -> float:
-    """A duration flag (``protocol.options.parse_duration``'s grammar, more than 0)."""
+def duration(text: str, flag: str, *, positive: bool = True) -> float:
+    """A duration flag (``protocol.options.parse_duration``'s grammar, more than 0 unless
+    not ``positive``)."""
     try:
-        return parse_duration(text, positive=True)
+        return parse_duration(text, positive=positive)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=flag) from None
 

@@ -26,7 +26,7 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
-from taskq.cli.common import MasterOpts, reaches_master, user_errors
+from taskq.cli.common import MasterOpts, duration, reaches_master, user_errors
 from taskq.client import jobs
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import TaskOptions
@@ -58,6 +58,10 @@ def submit(
     soft_timeout: Annotated[float | None, typer.Option(
         help="Raise taskq.SoftTimeout inside the task after this many seconds (less than "
              "--timeout).")] = None,
+    result_ttl: Annotated[str | None, typer.Option(
+        help="Keep each result this long after its task ended, readable by id (`taskq result "
+        "ID`) however often it is fetched: e.g. 1h, 30m (default: the master's "
+        "--result-ttl).")] = None,
     batch: Annotated[typer.FileText | None, typer.Option(
         "--batch", help="Submit one task per line of this file (- for stdin), each line's "
         "arguments split as a shell would; blank lines and # comments are skipped.")] = None,
@@ -72,6 +76,8 @@ def submit(
         raise typer.BadParameter(str(exc), param_hint="TARGET") from None
     options = _submit_options(timeout, retries, priority, queue, backoff, start_in, start_at)
     options.expires, options.soft_timeout = _limits(options, expires, soft_timeout)
+    if result_ttl is not None:
+        options.result_ttl = duration(result_ttl, "--result-ttl", positive=False)
     _no_stray_unit(start_in, args or [])
     if batch is not None and args:
         raise typer.BadParameter("give arguments on the command line or in --batch, not both",

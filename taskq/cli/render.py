@@ -28,6 +28,7 @@ from typing import Any
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from taskq.client.track import new_bar
 from taskq.protocol.progress import describe_progress
@@ -77,6 +78,11 @@ def print_inspect(task: dict[str, Any], console: Console) -> None:
     outcome = task["outcome"] or task.get("state", "")
     console.print(f"task {task['task_id']}  job {task['job']}  queue {task['queue']}  "
                   f"outcome [bold]{outcome}[/]  ({task.get('state', '')})")
+    if task.get("replay_of"):
+        console.print(f"replay of {task['replay_of']}", markup=False, highlight=False)
+    if task.get("replayed_as"):
+        console.print(f"replayed as {', '.join(task['replayed_as'])}", markup=False,
+                      highlight=False)
     table = new_table(("#", "worker", "host", "pid", "queued", "started", "ended", "wait",
                        "ran", "outcome"))
     for a in task["attempts"]:
@@ -103,6 +109,17 @@ def print_history(tasks: list[dict[str, Any]], console: Console) -> None:
                                                  if t["outcome"] not in ("", "ok") else ""))
     console.print(table)
     console.print(f"{len(tasks)} task(s)")
+
+
+def print_failed(rows: list[dict[str, Any]], console: Console) -> None:
+    """``taskq failed``: a task a row, its detail on one line (folded, never cut)."""
+    table = new_table(("task", "queue", "function", "failed at", "error", "detail"))
+    for r in rows:
+        replayed = f" (replayed as {', '.join(r['replayed_as'])})" if r["replayed_as"] else ""
+        table.add_row(Text(r["task_id"]), Text(r["queue"]), Text(r["function"]),
+                      when(r["ended"]), Text(r["error_type"]), Text(r["detail"] + replayed))
+    console.print(table)
+    console.print(f"{len(rows)} failed task(s); `taskq replay ID` runs one again")
 
 
 def _first_line(text: str) -> str:

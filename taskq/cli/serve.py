@@ -57,9 +57,13 @@ def master(
     max_pending: Annotated[int, typer.Option(
         min=1, help="Queued tasks held before submitters wait for room.")]
     = defaults.MAX_PENDING,
-    result_ttl: Annotated[float, typer.Option(
-        min=1, help="Seconds a gone Client's results are kept (named jobs: until fetched).")]
-    = defaults.RESULT_TTL_S,
+    result_ttl: Annotated[str, typer.Option(
+        help="How long each task's result is kept after it ended, for reading by id "
+        "(taskq result, Client.future), when the task sets no result_ttl: e.g. 1h, 30m; "
+        "0 keeps none.")] = "0",
+    abandoned_ttl: Annotated[float, typer.Option(
+        min=1, help="Seconds a gone Client's unfetched results are kept (named jobs: until "
+        "fetched).")] = defaults.RESULT_TTL_S,
     tls_ca: TlsCaOpt = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
@@ -84,6 +88,7 @@ def master(
         raise typer.BadParameter("--state and --in-memory exclude each other")
     web = _http_config(_http_address(http, port), http_token_file, metrics_public)
     keep = duration(history, "--history")
+    kept_ttl = duration(result_ttl, "--result-ttl", positive=False)
     logs.configure(json=log_json or None, level=log_level)
     tracing.configure_from_env()
     with user_errors():
@@ -92,7 +97,7 @@ def master(
         config = master_mod.MasterConfig(
             host=host, port=port, authkey=keys[0], state=journal, lost_after=lost_after,
             max_lost=max_attempts, max_payload=int(max_payload * 1024 * 1024),
-            max_pending=max_pending, result_ttl=result_ttl,
+            max_pending=max_pending, abandoned_ttl=abandoned_ttl, result_ttl=kept_ttl,
             tls=_master_tls(tls_ca, tls_cert, tls_key), more_keys=tuple(keys[1:]), http=web,
             http_is_default=http == defaults.HTTP_DEFAULT, history_s=keep)
         if key_path is not None:

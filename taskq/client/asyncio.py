@@ -79,6 +79,12 @@ class AsyncClient:
         await asyncio.sleep(0)  # let the loop run between submits
         return future
 
+    async def replay(self, task_id: str) -> asyncio.Future[Any]:
+        """``Client.replay`` (a call to the master, in a thread): the failed task run again
+        as a new task; returns its asyncio.Future. ``taskq.ReplayError`` if it cannot be."""
+        source = await asyncio.to_thread(self.client.replay, task_id)
+        return _bridge(source, asyncio.get_running_loop())
+
     async def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
                   chunksize: int = 1) -> AsyncIterator[Any]:
         """``async for result in client.map(fn, items)``: results in order; leaving early

@@ -36,9 +36,18 @@ from taskq.client.cancel import CancelCalls
 from taskq.client.deps import Dependencies, Found, Pins
 from taskq.client.future import P, R, TaskFuture
 from taskq.client.map import Mapping
+from taskq.client.replay import Replays
 from taskq.client.schedule import Scheduling
 from taskq.client.shared import SharedState
-from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCancelled, TaskqError
+from taskq.errors import (
+    ConnectError,
+    MasterError,
+    PayloadTooLarge,
+    ResultExpired,
+    TaskCancelled,
+    TaskqError,
+    TaskRefused,
+)
 from taskq.net.connection import parse_address
 from taskq.net.keys import resolve_authkey
 from taskq.net.link import Link
@@ -54,7 +63,7 @@ from taskq.protocol.messages import (
     TaskOptions,
 )
 from taskq.protocol.progress import Progress
-from taskq.protocol.replies import Fetched, MasterInfo
+from taskq.protocol.replies import EXPIRED_DETAIL, Fetched, MasterInfo
 
 log = logs.get_logger(__name__)
 
@@ -76,12 +85,13 @@ class _Entry:
     mirror: bool = False  # another submitter's task, seen through ``Client.future``
 
 
-class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Executor):
+class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Replays, Executor):
     """Submit work to a taskq cluster; with no address, to a local one started for you.
     Its shared primitives (``lock``, ``semaphore``, ``dict``, ...) come from ``SharedState``;
     ``future(task_id)`` and the bookkeeping of dependencies from ``Dependencies``; ``cancel``
     (stopping running tasks too) from ``CancelCalls``; ``map`` from ``Mapping``;
-    ``submit_after``, ``submit_at`` and ``schedule`` from ``Scheduling``."""
+    ``submit_after``, ``submit_at`` and ``schedule`` from ``Scheduling``; ``replay`` from
+    ``Replays``."""
 
     def __init__(self, address: str | tuple[str, int] | None = None,
                  authkey: bytes | str | None = None, *, procs: int | None = None,
@@ -409,12 +419,41 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
                 if entry.found is not None:
                     entry.found.release()  # the master has them: their deps are its to keep
             with self._lock:
-                for entry in batch:
-                    entry.sending = False
-                self._sent.notify_all()
-                held = [e.msg.task_id for e in batch if e.msg.task_id in self._held_acks]
-                self._held_acks.difference_update(held)
-                self._ready_acks += [t for t in held if not self._pins.hold(t)]
+                self._sent_over(batch)
+
+    def _sent_over(self, batch: list[_Entry]) -> None:
+        """A send (or a replay) is over (lock held): acknowledge what arrived meanwhile."""
+        for entry in batch:
+            entry.sending = False
+        self._sent.notify_all()
+        held = [e.msg.task_id for e in batch if e.msg.task_id in self._held_acks]
+        self._held_acks.difference_update(held)
+        self._ready_acks += [t for t in held if not self._pins.hold(t)]
+
+    def _new_task_id(self) -> str:
+        return f"{self.public_outbox}-{next(self._ids)}"
+
+    def _track(self, task_id: str) -> TaskFuture[Any]:
+        """A future for a task the master is making for this client (``Replays``)."""
+        entry = _Entry(TaskFuture(self, task_id), TaskMsg(task_id, self.outbox, MIRROR_FN,
+                                                          b""), sending=True)
+        with self._lock:
+            self._check_open()
+            self._entries[task_id] = entry
+            self._wakeup.notify_all()
+        return entry.future
+
+    def _tracked(self, task_id: str, msg: TaskMsg | None) -> None:
+        """The master made the task (``msg``, kept as sent) or did not (None)."""
+        with self._lock:
+            entry = self._entries.get(task_id)
+            if entry is None:
+                return
+            if msg is None:
+                del self._entries[task_id]
+            else:
+                entry.msg, entry.sent = msg, True
+            self._sent_over([entry])
 
     def _receive_loop(self) -> None:
         ack: list[str] = []
@@ -490,6 +529,8 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         except BaseException as exc:
             if mirror and result.status is Status.DEPENDENCY_FAILED and exc.__cause__:
                 exc = exc.__cause__  # a mirror's outcome is its task's own
+                if isinstance(exc, TaskRefused) and str(exc).startswith(EXPIRED_DETAIL):
+                    exc = ResultExpired(str(exc))
             future.set_exception(exc)
 
     def _fail(self, failed: list[tuple[_Entry, BaseException]]) -> None:

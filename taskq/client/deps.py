@@ -20,9 +20,10 @@ from typing import Any
 
 from taskq import defaults
 from taskq.client.future import TaskFuture
-from taskq.errors import DependencyError, TaskCancelled, dependency_failed
+from taskq.errors import DependencyError, ResultExpired, TaskCancelled, dependency_failed
 from taskq.protocol import deps
 from taskq.protocol.api import BrokerAPI
+from taskq.protocol.replies import ResultState
 
 
 class Pins:
@@ -133,32 +134,42 @@ class Dependencies:
         raise NotImplementedError  # pragma: no cover
 
     def future(self, task_id: str) -> TaskFuture[Any] | None:
-        """The future of a task this client submitted that has not ended yet (None once it
-        ended); for another submitter's task, a new future of its outcome, which may be
-        passed as an argument (a dependency) like any other. ``DependencyError`` if the
-        master knows no such task (or its result was fetched already)."""
+        """The future of a task this client submitted that has not ended yet; for any other
+        task (another submitter's, or one of this client's whose result is kept for its
+        ``result_ttl``), a new future of its outcome, which may be passed as an argument (a
+        dependency) like any other. None for a task of this client that ended and whose
+        result is not kept. ``ResultExpired`` if its result was kept and its TTL passed;
+        ``DependencyError`` if the master knows no such task (never submitted, or it ended
+        with no ``result_ttl`` and its result was fetched)."""
         with self._lock:
             entry = self._entries.get(task_id)
         if entry is not None:
             future: TaskFuture[Any] = entry.future
             return future
-        if task_id.startswith(f"{self.public_outbox}-"):
-            return None
         self._check_open()
-        if not self._known(task_id):
+        own = task_id.startswith(f"{self.public_outbox}-")
+        state = self._result_state(task_id, grace=not own)
+        if state is ResultState.EXPIRED:
+            raise ResultExpired(f"the result of task {task_id} expired: it ended more than "
+                                f"its result_ttl ago")
+        if state is ResultState.UNKNOWN:
+            if own:
+                return None
             raise DependencyError(f"the master knows no task {task_id!r} (never submitted, "
-                                  f"or it ended and its result was fetched)")
+                                  f"or it ended with no result_ttl and its result was "
+                                  f"fetched)")
         return self._enqueue_mirror(task_id)
 
-    def _known(self, task_id: str) -> bool:
-        """Does the master know this task? A submitter sends its tasks a few milliseconds
-        after ``submit`` returns: an id handed over at once gets that long to arrive."""
-        deadline = time.monotonic() + defaults.DEP_LOOKUP_GRACE_S
-        while not self._remote.known([task_id]):
-            if time.monotonic() >= deadline:
-                return False
+    def _result_state(self, task_id: str, *, grace: bool) -> ResultState:
+        """What the master says of this task. A submitter sends its tasks a few
+        milliseconds after ``submit`` returns: an id handed over at once gets that long to
+        arrive (``grace``)."""
+        deadline = time.monotonic() + (defaults.DEP_LOOKUP_GRACE_S if grace else 0.0)
+        while True:
+            state = ResultState(self._remote.result_states([task_id])[0])
+            if state is not ResultState.UNKNOWN or time.monotonic() >= deadline:
+                return state
             self._stopped.wait(0.05)
-        return True
 
     def _pin(self, task_id: str) -> bool:
         """A new task names this client's task as a dependency: until that task reaches the

@@ -41,6 +41,7 @@ from taskq.defaults import (
 )
 from taskq.master.broker_controls import ControlCalls
 from taskq.master.broker_prims import PrimitiveCalls
+from taskq.master.broker_replay import ReplayCalls
 from taskq.master.broker_views import BrokerViews
 from taskq.master.journal import Journal
 from taskq.master.reaper import Reaper
@@ -71,16 +72,16 @@ log = logs.get_logger(__name__)
 T = TypeVar("T")
 
 
-class Broker(PrimitiveCalls, BrokerViews, ControlCalls):
+class Broker(PrimitiveCalls, ReplayCalls, BrokerViews, ControlCalls):
     """Thread-safe facade over the broker state; the object the master exposes (its calls
-    on shared primitives come from ``PrimitiveCalls``, its read-only ones from
-    ``BrokerViews``, an operator's controls from ``ControlCalls``)."""
+    on shared primitives come from ``PrimitiveCalls``, on dead letters from ``ReplayCalls``,
+    its read-only ones from ``BrokerViews``, an operator's controls from ``ControlCalls``)."""
 
     def __init__(self, state: BrokerState, journal: Journal | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 max_pending: int = MAX_PENDING, result_ttl: float = RESULT_TTL_S) -> None:
+                 max_pending: int = MAX_PENDING,
+                 abandoned_ttl: float = RESULT_TTL_S) -> None:
         self._state = state
-        self._result_ttl = result_ttl
         self._max_pending = max_pending
         state.deps.limit = max_pending  # tasks blocked on dependencies, at most
         self._journal = journal
@@ -96,12 +97,13 @@ class Broker(PrimitiveCalls, BrokerViews, ControlCalls):
         if journal is not None:
             journal.on_durable = self._journal_committed
         self._started = clock()
+        state.now = max(state.now, self._started)  # (a kept result's TTL counts from it)
         state.wall_offset = time.time() - clock()
         state.history.wall_offset = state.wall_offset
         self._stopping = threading.Event()
         self._reaper = Reaper(lock=self._lock, state=state, clock=clock, takers=self._takers,
                               commit=self._commit, journal=lambda: self._journal,
-                              stopping=self._stopping, result_ttl=result_ttl)
+                              stopping=self._stopping, abandoned_ttl=abandoned_ttl)
         self._init_primitives()
 
     # ------------------------------------------------------------------ plumbing

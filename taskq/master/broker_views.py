@@ -25,7 +25,14 @@ from taskq.master.state.history import job_name
 from taskq.master.state.limits import QueueLimit
 from taskq.master.state.resources import describe, unfit
 from taskq.protocol.messages import Schedule
-from taskq.protocol.replies import ClusterStatus, Explanation, MasterInfo, QueueRow, WorkerRow
+from taskq.protocol.replies import (
+    ClusterStatus,
+    Explanation,
+    MasterInfo,
+    QueueRow,
+    ResultState,
+    WorkerRow,
+)
 
 
 class BrokerViews:
@@ -42,6 +49,15 @@ class BrokerViews:
         s = self._state
         return MasterInfo(s.max_payload, s.lost_after, HEARTBEAT_S, self._journal is not None,
                           epoch=self.epoch)
+
+    def result_states(self, task_ids: list[str]) -> list[ResultState]:
+        """For each id: running, kept (its result can be read), expired or unknown."""
+        if type(task_ids) is not list:
+            raise ValueError("task ids must be a list of strings")
+        with self._lock:
+            now = self._clock()
+            return [self._state.result_state(t, now) if type(t) is str
+                    else ResultState.UNKNOWN for t in task_ids]
 
     def running_tasks(self, job: str) -> list[dict[str, Any]]:
         """The running tasks of the job named ``job``: worker, since (wall clock), attempt,
@@ -122,8 +138,10 @@ class BrokerViews:
                 out = {"task_id": task_id, "job": job_name(rec.msg.outbox),
                        "queue": rec.msg.options.queue, "ended": 0.0, "outcome": "",
                        "attempts": []}
+            links = views.replay_links(self._state.dead, task_id)
         if out is not None:
             out["state"] = where
+            out.update(links)
         return out
 
     def explain(self, task_id: str) -> Explanation:

@@ -10,6 +10,8 @@
         GET /metrics          prometheus_client exposition of Broker.metrics()
         GET /healthz          200 "ok", or 503 and a short reason (Health.problem())
         GET|POST /login       a form that sets the token cookie
+        POST /api/tasks/ID/replay  Broker.replay(ID)  a failed task run again (job "replayed"):
+                              only with a token (none: 403, and the page shows the command)
 
 It reads the broker only through its snapshot methods, which copy under the broker's lock
 and shape the copy outside it. Bound to loopback, no token is asked; bound elsewhere, every
@@ -17,6 +19,12 @@ request must carry the token (``Authorization: Bearer``, or the cookie the login
 except /metrics with ``metrics_public`` and /healthz, which a probe asks without one and
 which says only whether the task port accepts and the journal can be written. The token is
 compared in constant time and never logged; request lines are not logged at all.
+
+The one write, a replay, is served only when the page has a token: on loopback with none,
+any web page the browser visits could post to it, so it is refused and the dashboard shows
+the ``taskq replay`` command instead. With a token it needs the token (the login cookie is
+SameSite=Strict, so no other site's form carries it), and a browser's Origin, when sent,
+must be this server's.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import secrets
 import threading
 import time
 import urllib.parse
@@ -38,11 +47,14 @@ from typing import Any, Protocol
 from taskq import logs
 from taskq.master import metrics
 from taskq.master.web import page
+from taskq.protocol import names
 from taskq.protocol.api import BrokerAPI
 
 log = logs.get_logger(__name__)
 
 COOKIE = "taskq_token"
+REPLAY = "/replay"
+REPLAY_OUTBOX = "job:replayed"  # the dashboard's replays: `taskq results replayed`
 _ASSETS = {"/app.js": ("app.js", "text/javascript; charset=utf-8"),
            "/app.css": ("app.css", "text/css; charset=utf-8")}
 _SECURITY_HEADERS = {
@@ -182,7 +194,16 @@ class Handler(BaseHTTPRequestHandler):
                        HTTPStatus.INTERNAL_SERVER_ERROR)
 
     def do_POST(self) -> None:
-        if urllib.parse.urlsplit(self.path).path != "/login":
+        path = urllib.parse.urlsplit(self.path).path
+        if path.startswith("/api/tasks/") and path.endswith(REPLAY):
+            try:
+                self._replay(urllib.parse.unquote(path[len("/api/tasks/"):-len(REPLAY)]))
+            except Exception as exc:  # the master keeps serving; the caller sees why
+                log.warning("http_request_failed", path=path, error=str(exc))
+                self._json({"error": f"{type(exc).__name__}: {exc}"},
+                           HTTPStatus.INTERNAL_SERVER_ERROR)
+            return
+        if path != "/login":
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
             return
         length = min(int(self.headers.get("Content-Length") or 0), 4096)
@@ -204,7 +225,8 @@ class Handler(BaseHTTPRequestHandler):
     def _route(self, path: str, query: dict[str, list[str]]) -> None:
         broker = self.server.broker
         if path in ("/", "/index.html"):
-            self._send(HTTPStatus.OK, page.render(broker.monitor()).encode(),
+            writable = self.server.config.token is not None
+            self._send(HTTPStatus.OK, page.render(broker.monitor(), writable).encode(),
                        "text/html; charset=utf-8")
         elif path in _ASSETS:
             name, kind = _ASSETS[path]
@@ -228,6 +250,33 @@ class Handler(BaseHTTPRequestHandler):
                 self._json(task)
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
+
+    def _replay(self, task_id: str) -> None:
+        """Replay a failed task; a form is sent to the task's replay, a script gets JSON."""
+        self.rfile.read(min(int(self.headers.get("Content-Length") or 0), 4096))
+        if self.server.config.token is None:
+            self._json({"error": f"this dashboard has no token, so it changes nothing: run "
+                                 f"`taskq replay {task_id}`"}, HTTPStatus.FORBIDDEN)
+            return
+        if not self._allowed("/api/replay"):
+            return
+        origin = self.headers.get("Origin")
+        if origin is not None and urllib.parse.urlsplit(origin).netloc != self.headers.get(
+                "Host", ""):
+            self._json({"error": "a replay from another site is refused"},
+                       HTTPStatus.FORBIDDEN)
+            return
+        new_id = f"{names.task_prefix(REPLAY_OUTBOX)}{secrets.token_hex(6)}"
+        [out] = self.server.broker.replay([task_id], [new_id], outbox=REPLAY_OUTBOX)
+        if out.error:
+            self._json({"error": out.error}, HTTPStatus.CONFLICT)
+        elif "application/json" in self.headers.get("Accept", ""):
+            self._json({"task_id": task_id, "replayed_as": out.new_id})
+        else:
+            self.send_response(HTTPStatus.SEE_OTHER)
+            self.send_header("Location", f"/#task/{urllib.parse.quote(out.new_id)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
     # ------------------------------------------------------------------ tokens
 

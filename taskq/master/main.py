@@ -61,7 +61,8 @@ class MasterConfig:
     max_lost: int = defaults.MAX_LOST_ATTEMPTS
     max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024)
     max_pending: int = defaults.MAX_PENDING
-    result_ttl: float = defaults.RESULT_TTL_S
+    abandoned_ttl: float = defaults.RESULT_TTL_S  # a gone Client's unfetched results
+    result_ttl: float = defaults.KEPT_RESULT_TTL_S  # results kept by id (a task's default)
     tls: TLS | None = None  # with it, every connection speaks TLS
     more_keys: tuple[bytes, ...] = ()  # also accepted from peers (a key being rotated out)
     http: HttpConfig | None = None  # the web page and /metrics; None serves none
@@ -85,6 +86,7 @@ def build_broker(config: MasterConfig) -> tuple[Broker, Journal | None]:
     state = BrokerState(lost_after=config.lost_after, max_lost=config.max_lost,
                         max_payload=config.max_payload)
     state.history.keep_s = config.history_s
+    state.result_ttl = config.result_ttl
     journal = None
     if config.state is not None:
         state.restore_hold_until = RESTORING  # until it listens: see run()
@@ -97,7 +99,7 @@ def build_broker(config: MasterConfig) -> tuple[Broker, Journal | None]:
         gc.freeze()  # what was restored stays: later collections need not walk it
         log.info("journal_loaded", path=str(config.state), tasks=tasks, results=results)
     broker = Broker(state, journal, max_pending=config.max_pending,
-                    result_ttl=config.result_ttl)
+                    abandoned_ttl=config.abandoned_ttl)
     if journal is not None:
         count = journal.load_primitives(broker.prims, time.monotonic())
         log.info("primitives_loaded", count=count)

@@ -65,6 +65,7 @@ class MasterCollector(Collector):
         for state, n in snap["workers"].items():
             workers.add_metric([state], n)
         yield workers
+        yield from _kept(snap["kept"])
         yield _histograms("taskq_task_wait_seconds", "Time tasks waited in the queue.",
                           snap["wait"])
         yield _histograms("taskq_task_run_seconds", "Time tasks ran on a worker.", snap["run"])
@@ -87,6 +88,14 @@ def _counters(counters: dict[tuple[str, str, str], int]) -> Iterator[Metric]:
             finished.add_metric([queue, outcome], value)
     yield submitted
     yield finished
+
+
+def _kept(kept: dict[str, int]) -> Iterator[Metric]:
+    yield GaugeMetricFamily("taskq_kept_results", "Results kept by id for their result_ttl.",
+                            value=kept["results"])
+    yield GaugeMetricFamily("taskq_kept_result_bytes",
+                            "Bytes of the results kept by id (their pickled bodies).",
+                            value=kept["bytes"])
 
 
 def _histograms(name: str, doc: str, table: dict[str, Histogram]) -> Metric:

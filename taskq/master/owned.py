@@ -24,7 +24,7 @@ from taskq.protocol.api import BrokerAPI
 from taskq.protocol.calls import Declared, declared
 from taskq.protocol.messages import MIRROR_FN, TaskMsg, WorkerHello
 from taskq.protocol.names import NotYours, checked_claim, outbox_name, worker_name
-from taskq.protocol.replies import CancelOutcome, ClusterStatus, MasterInfo
+from taskq.protocol.replies import CancelOutcome, ClusterStatus, MasterInfo, Replayed
 
 if TYPE_CHECKING:
     from taskq.master.broker import Broker
@@ -92,6 +92,14 @@ class Owned:
             for msg, claim in zip(tasks, claims, strict=True):
                 msg.outbox = claim
             raise
+
+    def replay(self, task_ids: list[str], new_ids: list[str], *, outbox: str,
+               echo: bool = False) -> list[Replayed]:
+        if _own_ids(outbox, new_ids) != new_ids:
+            raise NotYours("a replay's new task ids must start with its outbox's public name")
+        if type(task_ids) is not list or not all(type(t) is str for t in task_ids):
+            raise NotYours("task ids must be a list of strings")
+        return self._broker.replay(task_ids, new_ids, outbox=outbox, echo=bool(echo))
 
     def known(self, task_ids: list[str]) -> list[str]:
         if type(task_ids) is not list:

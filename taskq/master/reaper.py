@@ -37,10 +37,10 @@ class Reaper:
     def __init__(self, *, lock: threading.Lock, state: BrokerState, clock: Callable[[], float],
                  takers: Takers, commit: Callable[[bool], int],
                  journal: Callable[[], Journal | None], stopping: threading.Event,
-                 result_ttl: float) -> None:
+                 abandoned_ttl: float) -> None:
         self._lock, self._state, self._clock = lock, state, clock
         self._takers, self._commit, self._journal = takers, commit, journal
-        self._stopping, self._result_ttl = stopping, result_ttl
+        self._stopping, self._abandoned_ttl = stopping, abandoned_ttl
         self._timer = serving.Signal(lock)  # wakes the reaper for a waiting task
         self._next_due: float | None = None  # when it is next due to promote
         self._prune_at = 0.0
@@ -83,10 +83,12 @@ class Reaper:
             now = self._clock()
             lost = state.expire(now)
             state.promote(now)
-            dropped = state.drop_abandoned(now, self._result_ttl, CLIENT_OUTBOX_PREFIX)
+            dropped = state.drop_abandoned(now, self._abandoned_ttl, CLIENT_OUTBOX_PREFIX)
             if now >= self._prune_at:
                 self._prune_at = now + HISTORY_PRUNE_EVERY_S
                 state.history.prune(now, HISTORY_PRUNE_BATCH)
+                state.dead.prune(state.history.wall(now), state.history.keep_s,
+                                 state.history.max_tasks)
             requeued = state.pending_count() - pending_before
             failed = [res for _, res in state.changes.finished]
             self._commit(False)

@@ -33,6 +33,8 @@ from taskq.protocol.replies import (
     MasterInfo,
     QueueRow,
     Receipt,
+    Replayed,
+    ResultState,
 )
 
 Call = Callable[..., Any]  # call(method_name, *args) -> the method's return value
@@ -62,6 +64,9 @@ class BrokerAPI(PrimitivesAPI, Protocol):
     @shared
     def known(self, task_ids: list[str]) -> list[str]: ...
 
+    @shared  # a reader's, by id: any client holding the key
+    def result_states(self, task_ids: list[str]) -> list[ResultState]: ...
+
     @claims(outbox="outbox", own_ids="task_ids")
     def cancel(self, task_ids: list[str], *, wait: float = 0.0, outbox: str = "",
                running: bool = False) -> CancelOutcome: ...
@@ -72,6 +77,14 @@ class BrokerAPI(PrimitivesAPI, Protocol):
 
     @shared
     def running_tasks(self, job: str) -> list[dict[str, Any]]: ...
+
+    @shared  # an operator's: the tasks that failed for good, whoever submitted them
+    def dead_letters(self, *, queue: str | None = None, since: float | None = None,
+                     limit: int = 1000) -> list[dict[str, Any]]: ...
+
+    @claims(outbox="outbox", own_ids="new_ids")  # any failed task; its replay is the caller's
+    def replay(self, task_ids: list[str], new_ids: list[str], *, outbox: str,
+               echo: bool = False) -> list[Replayed]: ...
 
     # ------------------------------------------------------------------ schedules
 

@@ -97,6 +97,9 @@ class TaskOptions:
     # span of its attempt before this one (set by the master on a retry, for a span link)
     trace: str = ""
     trace_prev: str = ""
+    # seconds its result is kept for reading by id after it ended (``Client.future``,
+    # ``taskq result``); None: the master's --result-ttl; 0: not kept
+    result_ttl: float | None = None
 
     def __reduce__(self) -> tuple[Any, ...]:
         # its values in field order: the smallest pickle, read back by the constructor

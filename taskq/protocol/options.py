@@ -199,7 +199,7 @@ def make_options(timeout: float | None = None, retries: int = 0, priority: int =
                  max_backoff: float = 60.0, jitter: bool = True, limit_key: str = "",
                  limit: int = 0, unique: str = "", unique_for: float = 0.0,
                  resources: object = None, expires: float | None = None,
-                 soft_timeout: float | None = None) -> TaskOptions:
+                 soft_timeout: float | None = None, result_ttl: object = None) -> TaskOptions:
     """Validated options; ValueError says which one is wrong."""
     hard, soft, expiry = _time_limits(timeout, soft_timeout, expires)
     if not isinstance(retries, int) or retries < 0:
@@ -215,7 +215,25 @@ def make_options(timeout: float | None = None, retries: int = 0, priority: int =
                        retry_on=exception_names(retry_on), backoff=float(backoff),
                        max_backoff=float(max_backoff), jitter=bool(jitter),
                        limit_key=limit_key, limit=int(limit), unique=unique,
-                       unique_for=float(unique_for), resources=check_needs(resources or {}))
+                       unique_for=float(unique_for), resources=check_needs(resources or {}),
+                       result_ttl=ttl_seconds(result_ttl))
+
+
+def ttl_seconds(ttl: object) -> float | None:
+    """A ``result_ttl`` as seconds (a number, a ``timedelta`` or text such as '1h'); None
+    stays None (the master's default); ValueError for anything else or a negative one."""
+    if ttl is None:
+        return None
+    try:
+        if isinstance(ttl, bool):
+            raise TypeError
+        seconds = interval(ttl)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"result_ttl must be 0 or more seconds (a number, a timedelta or "
+                         f"text such as '1h'), not {ttl!r}")
+    return seconds
 
 
 @overload
@@ -224,14 +242,16 @@ def task(fn: Callable[P, R], *, timeout: float | None = ..., retries: int = ...,
          max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
          unique: str = ..., unique_for: float = ...,
          resources: dict[str, float] | None = ..., expires: float | None = ...,
-         soft_timeout: float | None = ...) -> TaskFunction[P, R]: ...
+         soft_timeout: float | None = ...,
+         result_ttl: float | timedelta | str | None = ...) -> TaskFunction[P, R]: ...
 @overload
 def task(fn: None = None, *, timeout: float | None = ..., retries: int = ...,
          priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
          max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
          unique: str = ..., unique_for: float = ...,
          resources: dict[str, float] | None = ..., expires: float | None = ...,
-         soft_timeout: float | None = ...
+         soft_timeout: float | None = ...,
+         result_ttl: float | timedelta | str | None = ...
          ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
 
@@ -241,6 +261,7 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
          limit_key: str = "", limit: int = 0, unique: str = "", unique_for: float = 0.0,
          resources: dict[str, float] | None = None, expires: float | None = None,
          soft_timeout: float | None = None,
+         result_ttl: float | timedelta | str | None = None,
          ) -> TaskFunction[..., Any] | Callable[[Callable[..., Any]], TaskFunction[..., Any]]:
     """Attach options to a callable: ``task(fn, timeout=2)`` or ``@task(timeout=2)``.
 
@@ -256,13 +277,16 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
     (``--resources gpu=2``) takes it. ``expires``: a task not started within that many
     seconds of its submit never runs (``taskq.TaskExpired``; a retry too). ``soft_timeout``:
     ``taskq.SoftTimeout`` is raised inside the task after that many seconds, before the
-    hard ``timeout`` (which it must be less than) ends it.
+    hard ``timeout`` (which it must be less than) ends it. ``result_ttl``: how long its
+    result is kept after it ended for reading by id (``Client.future(task_id)``, ``taskq
+    result``), by any client, fetched or not (seconds, a ``timedelta`` or text such as
+    '1h'; 0: not kept; default: the master's ``--result-ttl``).
     """
     options = make_options(timeout, retries, priority, queue, retry_on=retry_on,
                            backoff=backoff, max_backoff=max_backoff, jitter=jitter,
                            limit_key=limit_key, limit=limit, unique=unique,
                            unique_for=unique_for, resources=resources, expires=expires,
-                           soft_timeout=soft_timeout)
+                           soft_timeout=soft_timeout, result_ttl=result_ttl)
     if fn is None:
         return lambda f: TaskFunction(f, options)
     return TaskFunction(fn, options)

@@ -11,6 +11,7 @@ are in ``taskq.protocol.messages``::
     master ── report ───────────────────► Receipt      (which results are journaled yet)
     master ── status ───────────────────► ClusterStatus [WorkerRow, ...] ──► taskq status
     master ── queues ───────────────────► [QueueRow, ...] ──────────────────► taskq queue list
+    master ── replay ───────────────────► [Replayed, ...] ─────► taskq replay, Client.replay
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ class Fetched:
     # the last progress of running tasks that changed since the last fetch:
     # task id -> (done, total, message), see taskq.worker.report
     progress: dict[str, tuple[float, float | None, str | None]] = field(default_factory=dict)
+
+
+@dataclass(kw_only=True, slots=True)
+class Replayed:
+    """What became of one task asked to be replayed: its new task, or why there is none."""
+
+    task_id: str  # the task that failed
+    new_id: str = ""  # the replay's task id ("": not replayed)
+    error: str = ""  # why it was not replayed, one line
+    task: TaskMsg | None = None  # the new task, when asked for (a client keeps it)
 
 
 @dataclass(slots=True)
@@ -173,3 +184,17 @@ class Explanation:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class ResultState(StrEnum):
+    """What the master says of a task id a reader asks for (``result_states``)."""
+
+    RUNNING = "running"  # not ended yet: queued, waiting, blocked or running
+    KEPT = "kept"  # ended, and its result is held (kept for its TTL, or not fetched yet)
+    EXPIRED = "expired"  # ended, and its result_ttl passed
+    UNKNOWN = "unknown"  # never seen, or ended with no TTL and fetched, or long forgotten
+
+
+# The detail of a REFUSED outcome that names a task whose kept result expired (a reader's
+# future arrived just after it did): the client raises ``taskq.ResultExpired`` for it.
+EXPIRED_DETAIL = "result expired"

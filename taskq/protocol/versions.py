@@ -52,11 +52,15 @@ log = logs.get_logger(__name__)
 #    soft timeout (TaskOptions.soft_timeout).
 # 10: a task's options carry W3C traceparents (TaskOptions.trace, .trace_prev) and a result
 #    the traceparent of its attempt's span (ResultMsg.trace).
-# 11: an operator pauses, resumes and purges queues (queue_pause, queue_purge) and drains
+# 11: a task may keep its result for reading by id (TaskOptions.result_ttl), and the
+#    ``result_states`` call says whether a result is kept, expired or unknown.
+# 12: dead letters: ``dead_letters`` lists the tasks that failed for good, ``replay`` runs
+#    them again as new tasks (answered with Replayed).
+# 13: an operator pauses, resumes and purges queues (queue_pause, queue_purge) and drains
 #    workers (worker_drain); a beat's answer may tell a worker to drain (Beaten.drain), a
 #    worker that drains says so when it joins (WorkerHello.draining); QueueRow.paused,
 #    WorkerRow.draining.
-PROTOCOL = 11
+PROTOCOL = 13
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

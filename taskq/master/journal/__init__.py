@@ -51,8 +51,10 @@ from taskq.defaults import (
 )
 from taskq.errors import TaskqError
 from taskq.master.journal import controls as controls_table
+from taskq.master.journal import dead as dead_table
 from taskq.master.journal import deps as deps_table
 from taskq.master.journal import prims as prims_table
+from taskq.master.journal import retention as retention_table
 from taskq.master.journal import schema
 from taskq.master.state import BrokerState, Changes, TaskRecord
 from taskq.master.state.history import Attempt
@@ -244,11 +246,14 @@ class Journal:
                 for table, order in (("tasks", "seq"), ("results", ""),
                                      ("schedules", ""), ("queue_limits", ""), ("aliases", "")))
             deps, kept = deps_table.load(self._db)
+            retained = retention_table.load(self._db)
             paused = controls_table.load(self._db)
             stops = self._db.execute("SELECT task_id FROM tasks WHERE stopped").fetchall()
         for result in kept:  # before the tasks: a restored dependent looks them up
             state.deps.restore_kept(result)
         to_state = time.monotonic() - time.time()  # wall clock -> the broker's clock
+        for result, until in retained:
+            state.retained.restore(result, until + to_state)
         shared: dict[tuple[Any, ...], TaskOptions] = {}  # one object per set of options
         for (tid, outbox, seq, fn, args, timeout, retries, prio, queue, lost, errors,
              not_before, extra, refused, holder) in tasks:
@@ -272,9 +277,10 @@ class Journal:
             state.restore_alias(alias, outbox, target)
         for (tid,) in stops:  # a stop asked before the restart: the task ends CANCELLED
             state.restore_stop(tid)
-        for queue in paused:
-            state.restore_pause(queue)
+        state.restore_pauses(paused)
         self._load_history(state)
+        with self._dblock:
+            dead_table.load(self._db, state.dead)
         return len(tasks), len(results)
 
     def load_primitives(self, prims: PrimitiveState, now: float) -> int:
@@ -467,6 +473,8 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
         if changes.prims:
             prims_table.write(db, changes.prims)
         deps_table.write(db, changes)
+        retention_table.write(db, changes, to_wall)
+        dead_table.write(db, changes)
         controls_table.write(db, changes)
         _write_history(db, changes)
         db.execute("COMMIT")
@@ -519,6 +527,8 @@ def merge(batch: list[Changes]) -> Changes:
         out.counts.update(changes.counts)
         out.leased.update(changes.leased)  # the last lease of a task wins
         deps_table.merge_into(out, changes)
+        retention_table.merge_into(out, changes)
+        dead_table.merge_into(out, changes)
         out.stops += changes.stops
         out.paused += changes.paused
     out.schedules = [s for s in final.values() if s is not None]

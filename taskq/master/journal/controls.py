@@ -2,7 +2,7 @@
 (``taskq.master.state.controls``). A drain is not journaled (the worker keeps it).
 
     Changes.paused: (queue, True) ──► INSERT paused_queues     (queue, False) ──► DELETE
-    load ──► [queue, ...] ──► BrokerState.restore_pause
+    load ──► [queue, ...] ──► BrokerState.restore_pauses
 """
 
 from __future__ import annotations

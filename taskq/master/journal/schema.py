@@ -37,6 +37,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "prim_item": ("name", "item_id", "seq", "body", "token", "session", "lease"),
     "task_deps": ("task_id", "deps"),
     "dep_results": ("task_id", "status", "body", "detail", "worker", "duration"),
+    "kept_results": ("task_id", "status", "body", "detail", "worker", "duration", "until"),
+    "dead_letters": ("task_id", "outbox", "fn", "args", "options", "status", "ended",
+                     "function", "error_type", "detail", "replayed_as", "expired"),
     "paused_queues": ("queue",),
 }
 
@@ -146,6 +149,23 @@ def _version_3(db: sqlite3.Connection) -> None:
 
 
 def _version_4(db: sqlite3.Connection) -> None:
+    """Results kept by id for their task's result_ttl, each until a wall-clock time."""
+    db.execute("CREATE TABLE IF NOT EXISTS kept_results (task_id TEXT PRIMARY KEY, "
+               "status TEXT NOT NULL, body BLOB, detail TEXT NOT NULL, worker TEXT NOT NULL, "
+               "duration REAL NOT NULL, until REAL NOT NULL)")
+
+
+def _version_5(db: sqlite3.Connection) -> None:
+    """Dead letters: the tasks that failed for good, with their calls (opaque bytes, empty
+    once expired) and options (JSON), and the replays made of them (a JSON list of ids)."""
+    db.execute("CREATE TABLE IF NOT EXISTS dead_letters ("
+               "task_id TEXT PRIMARY KEY, outbox TEXT NOT NULL, fn BLOB NOT NULL, "
+               "args BLOB NOT NULL, options TEXT NOT NULL, status TEXT NOT NULL, "
+               "ended REAL NOT NULL, function TEXT NOT NULL, error_type TEXT NOT NULL, "
+               "detail TEXT NOT NULL, replayed_as TEXT NOT NULL, expired INTEGER NOT NULL)")
+
+
+def _version_6(db: sqlite3.Connection) -> None:
     """The paused queues (``taskq queue pause``): they lease nothing until resumed, across
     restarts."""
     db.execute("CREATE TABLE paused_queues (queue TEXT PRIMARY KEY) WITHOUT ROWID")
@@ -153,7 +173,8 @@ def _version_4(db: sqlite3.Connection) -> None:
 
 # MIGRATIONS[n - 1] brings a journal from version n - 1 to n. Add a step; never edit one.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1, _version_2,
-                                                               _version_3, _version_4)
+                                                               _version_3, _version_4,
+                                                               _version_5, _version_6)
 LATEST = len(MIGRATIONS)
 
 

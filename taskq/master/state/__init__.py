@@ -33,15 +33,17 @@ from typing import Any
 from taskq.defaults import (
     HEARTBEAT_S,
     JOB_OUTBOX_PREFIX,
+    KEPT_RESULT_TTL_S,
     LOST_BEATS,
     MAX_BEATS_PER_S,
     SCHEDULE_RESULTS_KEPT,
 )
-from taskq.master.state import unloadable
+from taskq.master.state import replays, unloadable
 from taskq.master.state.autoscale import WorkerSizes
 from taskq.master.state.cancels import CancelsMixin
 from taskq.master.state.controls import ControlsMixin
 from taskq.master.state.crowd import Crowd, Due
+from taskq.master.state.dead import DeadLetters
 from taskq.master.state.deps import Deps, DepsMixin
 from taskq.master.state.expiry import ExpiryMixin
 from taskq.master.state.history import History
@@ -50,6 +52,7 @@ from taskq.master.state.outboxes import OutboxesMixin
 from taskq.master.state.queues import TaskQueues
 from taskq.master.state.records import Changes, Outbox, TaskRecord, WorkerInfo
 from taskq.master.state.resources import FitGate, Resources
+from taskq.master.state.retention import Retained, RetentionMixin
 from taskq.master.state.schedules import Schedules
 from taskq.master.state.stops import StopsMixin
 from taskq.master.state.uniques import Uniques
@@ -63,7 +66,7 @@ from taskq.protocol.messages import (
     TaskOptions,
     TaskState,
 )
-from taskq.protocol.replies import CancelOutcome
+from taskq.protocol.replies import CancelOutcome, Replayed
 
 SCHEDULES_OUTBOX = f"{JOB_OUTBOX_PREFIX}{SCHEDULE_PREFIX}"
 
@@ -76,7 +79,7 @@ RESTORING = float(2**62)
 
 
 class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixin,
-                  ControlsMixin):
+                  RetentionMixin, ControlsMixin):
     """All of the master's bookkeeping; see the module docstring."""
 
     def __init__(self, *, lost_after: float, max_lost: int, max_payload: int) -> None:
@@ -115,6 +118,9 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         self.changes = Changes()
         self.stopped_away: OrderedDict[str, None] = OrderedDict()  # see state.stops
         self.history = History()
+        self.retained = Retained()  # results kept by id for their result_ttl
+        self.result_ttl = KEPT_RESULT_TTL_S  # the master's default (--result-ttl)
+        self.dead = DeadLetters()  # tasks that failed for good, to replay (state.dead)
         self._seq = 0
 
     # ------------------------------------------------------------------ submitters
@@ -238,6 +244,11 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         if outbox is not None:
             self._deliver(outbox, ResultMsg(task_id, Status.CANCELLED,
                                             detail="cancelled before it started"))
+
+    def replay(self, task_ids: list[str], new_ids: list[str], outbox: str, now: float, *,
+               echo: bool = False) -> list[Replayed]:
+        """Run dead letters again as new tasks (``taskq.master.state.replays``)."""
+        return replays.replay(self, task_ids, new_ids, outbox, now, echo=echo)
 
     # ------------------------------------------------------------------ workers
 
@@ -515,6 +526,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         """Declare silent workers lost and requeue (or fail) leases past their deadline;
         end the tasks past their expiry deadline that no worker holds (state.expiry)."""
         self.now = now
+        self.retained.expire(now)  # kept results whose TTL passed
         lost = self.crowd.overdue(now, self.silence)
         self.history.now = now
         orphans, self._orphaned = self._orphaned, []  # the leases of workers gone go at once
@@ -618,6 +630,9 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         changes.joined, changes.unjoined = self.uniques.drain()
         changes.attempts, changes.history_gone, changes.counts = self.history.drain()
         changes.kept, changes.deps_gone = self.deps.drain()
+        if self.retained.changes:  # (none for tasks with no TTL: no new dict either)
+            changes.retained = self.retained.drain()
+        changes.dead, changes.dead_gone = self.dead.drain()
         return changes
 
     # ------------------------------------------------------------------ internals
@@ -670,10 +685,12 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
     def _finish(self, rec: TaskRecord, result: ResultMsg) -> None:
         self._unlease(rec)
         self.history.task_ended(rec, rec.msg, result)
+        self.dead.ended(rec.msg, result, self.history.wall())
         rec.ended = result.status
         del self.tasks[rec.msg.task_id]
         box = self._deliver(rec.msg.outbox, result)
         box.to_tell.discard(rec.msg.task_id)
+        self._retain(rec.msg, result)
         options = rec.msg.options
         if options.unique:
             for outbox, copy in self.uniques.ended(options.unique, rec.msg.task_id, result,
@@ -695,4 +712,5 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         result = ResultMsg(msg.task_id, Status.REFUSED, detail=detail)
         self.history.task_ended(None, msg, result)
         self._deliver(msg.outbox, result).failed += 1
+        self._retain(msg, result)
         self.finished_failed += 1

@@ -17,6 +17,7 @@ journaled: the worker knows it drains, and says so when it joins a restarted mas
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from taskq.master.state.limits import Limits
@@ -67,9 +68,9 @@ class ControlsMixin:
         self.changes.paused.append((queue, paused))
         return True
 
-    def restore_pause(self, queue: str) -> None:
-        """A journaled pause (master restart)."""
-        self.limits.paused.add(queue)
+    def restore_pauses(self, queues: Iterable[str]) -> None:
+        """The journaled pauses (master restart)."""
+        self.limits.paused.update(queues)
 
     def purge_queue(self, queue: str, now: float) -> list[str] | None:
         """Cancel every task of the queue that no worker holds; returns their ids (None:

@@ -25,6 +25,7 @@ dependency lists are journaled (``taskq.master.journal.deps``).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from taskq.defaults import MAX_PENDING
@@ -123,6 +124,7 @@ class DepsMixin:
     now: float
 
     def _finish(self, rec: TaskRecord, result: ResultMsg) -> None: ...  # pragma: no cover
+    _unknown_dep: Callable[[str], str]  # taskq.master.state.retention
     def ended_result(self, task_id: str) -> ResultMsg | None: ...  # pragma: no cover
 
     def _dep_verdict(self, msg: TaskMsg) -> tuple[list[str], ResultMsg | None]:
@@ -137,9 +139,7 @@ class DepsMixin:
                 continue
             ended = self.ended_result(dep)
             if ended is None:
-                return missing, ResultMsg(dep, Status.REFUSED, detail=(
-                    f"the master knows no task {dep} (never submitted, or it ended and its "
-                    f"result was fetched)"))
+                return missing, ResultMsg(dep, Status.REFUSED, detail=self._unknown_dep(dep))
             if ended.status is not Status.OK:
                 return missing, ended
         return missing, None

@@ -17,6 +17,7 @@ from taskq.defaults import BATCH_BYTES, JOB_OUTBOX_PREFIX, KNOWN_JOBS_KEPT
 from taskq.master.state.deps import Deps
 from taskq.master.state.history import History
 from taskq.master.state.records import Changes, Outbox, TaskRecord
+from taskq.master.state.retention import Retained
 from taskq.protocol.messages import ResultMsg
 from taskq.protocol.replies import Fetched
 
@@ -30,6 +31,8 @@ class OutboxesMixin:
     changes: Changes
     history: History
     deps: Deps
+    retained: Retained
+    now: float
 
     def _unlease(self, rec: TaskRecord) -> None: ...  # pragma: no cover
     _release_deps: Callable[[TaskRecord], None]  # taskq.master.state.deps
@@ -128,9 +131,13 @@ class OutboxesMixin:
         return box
 
     def ended_result(self, task_id: str) -> ResultMsg | None:
-        """The result of an ended task still in its outbox (not fetched yet), if any."""
+        """The result of an ended task still in its outbox (not fetched yet), or kept for
+        its ``result_ttl``, if any."""
         box = self.outboxes.get(task_id.rsplit("-", 1)[0])
-        return None if box is None else box.results.get(task_id)
+        result = None if box is None else box.results.get(task_id)
+        if result is None and self.retained.results:
+            result = self.retained.get(task_id, self.now)
+        return result
 
     def _has_result(self, outbox: str, task_id: str) -> bool:
         box = self.outboxes.get(outbox)

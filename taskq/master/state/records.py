@@ -103,6 +103,11 @@ class Changes:
     deps_gone: list[str] = field(default_factory=list)
     stops: list[str] = field(default_factory=list)  # tasks asked to stop (stop_asked)
     leased: dict[str, str] = field(default_factory=dict)  # task id -> the worker leased it
+    # results kept by id: id -> (result, until on the state's clock), or None once dropped
+    # (see taskq.master.state.retention and taskq.master.journal.retention)
+    retained: dict[str, tuple[ResultMsg, float] | None] = field(default_factory=dict)
+    dead: list[Any] = field(default_factory=list)  # dead letters new or changed (state.dead)
+    dead_gone: list[str] = field(default_factory=list)  # ... and forgotten
     paused: list[tuple[str, bool]] = field(default_factory=list)  # (queue, paused), in order
 
     def __bool__(self) -> bool:
@@ -110,6 +115,7 @@ class Changes:
                     or self.schedules or self.schedules_removed or self.limits or self.joined
                     or self.unjoined or self.prims or self.attempts or self.history_gone
                     or self.counts or self.kept or self.deps_gone or self.stops
-                    or self.leased or self.paused)
+                    or self.leased or self.retained or self.dead or self.dead_gone
+                    or self.paused)
 
 

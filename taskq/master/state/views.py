@@ -19,6 +19,7 @@ from typing import Any
 
 from taskq.master.state import BrokerState
 from taskq.master.state.autoscale import desired_workers
+from taskq.master.state.dead import DeadLetters
 from taskq.master.state.history import TaskHistory, job_name
 from taskq.master.state.stats import FINE, Window, percentile
 
@@ -45,8 +46,18 @@ def monitor_copy(state: BrokerState, now: float) -> dict[str, Any]:
         "limits": {q: (lim.rate, lim.concurrency) for q, lim in state.limits.by_queue.items()},
         "paused": sorted(state.limits.paused),
         "counters": dict(hist.stats.counters), "windows": hist.stats.copy_windows(),
-        "failed": [t.as_dict() for t in failed[:20]],
+        "failed": [t.as_dict() | replay_links(state.dead, t.task_id) for t in failed[:20]],
+        "kept": kept_figures(state),
     }
+
+
+def replay_links(dead: DeadLetters, task_id: str) -> dict[str, Any]:
+    """A task's replays (``replayed_as``), the task it replays (``replay_of``), and
+    whether it can be replayed now (``replayable``)."""
+    letter = dead.letters.get(task_id)
+    return {"replayed_as": list(letter.replayed_as) if letter is not None else [],
+            "replay_of": dead.origin.get(task_id, ""),
+            "replayable": letter is not None and not letter.expired}
 
 
 def _worker_row(w: Any, now: float, state: str, ago: float | None = None) -> dict[str, Any]:
@@ -114,7 +125,13 @@ def metrics_copy(state: BrokerState) -> dict[str, Any]:
                     "lost": lost},
         "wait": {q: h.copy() for q, h in stats.wait.items()},
         "run": {q: h.copy() for q, h in stats.run.items()},
+        "kept": kept_figures(state),
     }
+
+
+def kept_figures(state: BrokerState) -> dict[str, int]:
+    """Results kept by id for their result_ttl: how many, and their bodies' bytes."""
+    return {"results": len(state.retained.results), "bytes": state.retained.bytes}
 
 
 def history_refs(state: BrokerState) -> list[TaskHistory]:

@@ -37,6 +37,14 @@ def _pair(s: Snapshot, what: str) -> str:
     return " / ".join(seconds(p[f"{what}_{q}"]).replace(" ", NBSP) for q in ("p50", "p99"))
 
 
+def _kept(s: Snapshot) -> str:
+    """How many results are kept for their result_ttl, and their size."""
+    kept = s.get("kept") or {"results": 0, "bytes": 0}
+    if not kept["results"]:
+        return "0"
+    return f"{kept['results']}{NBSP}·{NBSP}{size(kept['bytes'])}"
+
+
 @dataclass(frozen=True, slots=True)
 class Tile:
     key: str  # the tile's data-tile attribute, for tests and styles
@@ -54,6 +62,7 @@ TILES = (
     Tile("failed", "failed (15 min)", lambda s: s["totals"]["failed"]),
     Tile("wait", "wait p50 / p99 (15 min)", lambda s: _pair(s, "wait")),
     Tile("run", "run p50 / p99 (15 min)", lambda s: _pair(s, "run")),
+    Tile("kept", "results kept by id", lambda s: _kept(s)),
 )
 
 WORKER_COLUMNS = ("worker", "host", "pid", "pool", "busy", "done", "failed", "memory",
@@ -122,7 +131,7 @@ def jobs(s: Snapshot) -> str:
     return table(JOB_COLUMNS, rows)
 
 
-def failed(s: Snapshot) -> str:
+def failed(s: Snapshot, writable: bool = False) -> str:
     if not s["failed"]:
         return '<p class="muted">none</p>'
     out = []
@@ -132,8 +141,27 @@ def failed(s: Snapshot) -> str:
         out.append(f'<div class="failed-task"><a href="#task/{esc(_quote(t["task_id"]))}">'
                    f'{esc(t["task_id"])}</a><span class="muted"> job {esc(t["job"])} · '
                    f'{esc(t["outcome"])}{esc(kind)} · {clock(t["ended"])}</span>'
+                   f'{replay_action(t, writable)}'
                    f'<pre class="traceback">{esc(last.get("detail") or "")}</pre></div>')
     return "".join(out)
+
+
+def replay_action(t: dict[str, Any], writable: bool) -> str:
+    """A failed task's links to its replays, and how to replay it: a button that posts to
+    the page's server when it asks for a token (``writable``), else the command to run."""
+    links = "".join(f' <span class="muted">replayed as</span> <a href="#task/'
+                    f'{esc(_quote(new_id))}">{esc(new_id)}</a>'
+                    for new_id in t.get("replayed_as", ()))
+    if t.get("replay_of"):
+        links += (f' <span class="muted">replay of</span> <a href="#task/'
+                  f'{esc(_quote(t["replay_of"]))}">{esc(t["replay_of"])}</a>')
+    if not t.get("replayable"):
+        return links
+    if writable:
+        return (f'{links}<form class="replay" method="post" action="/api/tasks/'
+                f'{esc(_quote(t["task_id"]))}/replay"><button>Replay</button></form>')
+    return (f'{links} <span class="muted">replay:</span> '
+            f'<code>taskq replay {esc(t["task_id"])}</code>')
 
 
 def _quote(text: str) -> str:
@@ -151,9 +179,10 @@ def template() -> string.Template:
     return _TEMPLATE[0]
 
 
-def render(s: Snapshot) -> str:
-    """The whole page for one snapshot."""
+def render(s: Snapshot, writable: bool = False) -> str:
+    """The whole page for one snapshot; ``writable``: it may replay failed tasks (the
+    server asks for a token)."""
     return template().substitute(
         summary=summary(s), updated=f"as of {clock(s['now'])}", now=esc(s["now"]),
         figures=tiles(s), charts=charts.charts(s["series"], s["now"]), workers=workers(s),
-        queues=queues(s), jobs=jobs(s), failed=failed(s))
+        queues=queues(s), jobs=jobs(s), failed=failed(s, writable))

@@ -50,7 +50,7 @@ def test_a_queue_is_known_by_its_tasks_workers_limits_or_pause() -> None:
     assert state.queues.waiting_count == 1
     for queue in ("lim", "served", "later"):
         assert state.known_queue(queue), queue
-    state.restore_pause("old")
+    state.restore_pauses(["old"])
     assert state.known_queue("old")
 
 
@@ -69,7 +69,7 @@ def test_a_paused_queue_wants_no_workers_and_its_tasks_say_why() -> None:
 
 def test_a_pause_holds_across_a_restart() -> None:
     state = make_state()
-    state.restore_pause("a")
+    state.restore_pauses(["a"])
     state.submit([task("a1", queue="a")], now=0)
     join(state, "w", queues=("a",))
     assert state.lease("w", 10, now=0) == []

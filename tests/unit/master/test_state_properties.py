@@ -17,6 +17,9 @@ UNLOADABLE only when every connected worker of its queue (or MAX_LOAD_REFUSALS) 
 A task may carry an expiry deadline: it is never leased past it, a reaper pass ends every
 task past it that no worker holds (EXPIRED, exactly once; a retry too), but a stopped one
 or one held for the worker that held it before a restart.
+A task with a result_ttl (its own, or the master's default) keeps its result, fetched or
+not, exactly until it ended + the TTL; then it is known as expired (until a restart); a
+dependent finds such a kept result as it finds one not fetched yet.
 An operator may pause a queue (nothing of it is leased, across restarts, until resumed),
 purge it (every task of it no worker holds ends CANCELLED, the others are untouched) and
 drain a worker (it is leased nothing more).
@@ -41,6 +44,7 @@ from hypothesis.stateful import (
 from taskq.defaults import MAX_LOAD_REFUSALS
 from taskq.master.state import BrokerState, TaskRecord, WorkerInfo
 from taskq.master.state.autoscale import desired_workers
+from taskq.master.state.dead import DEAD
 from taskq.master.state.history import OUTCOMES
 from taskq.master.state.limits import QueueLimit
 from taskq.master.state.resources import unfit as unfit_counts
@@ -107,17 +111,29 @@ class BrokerMachine(RuleBasedStateMachine):
         self.refused: dict[str, set[str]] = {}  # live task -> workers that could not load it
         self.paused: set[str] = set()  # queues an operator paused
         self.settled = True  # False while a step runs; teardown only drains a clean run
+        self.default_ttl = 0.0  # the master's --result-ttl
+        self.ended_at: dict[str, float] = {}  # task with a TTL -> the state's time it ended
+        self.results_expired: set[str] = set()  # kept results that expired in this life
+        self.kept_seen: set[str] = set()  # ids kept at the last step
 
-    @initialize(max_lost=st.integers(1, 3))
-    def configure(self, max_lost: int) -> None:
+    @initialize(max_lost=st.integers(1, 3), default_ttl=st.sampled_from([0.0, 0.0, 4.0]))
+    def configure(self, max_lost: int, default_ttl: float) -> None:
         self.max_lost = max_lost
+        self.default_ttl = default_ttl
         self.state = self.new_state()
 
     # ------------------------------------------------------------------ helpers
 
     def new_state(self) -> BrokerState:
-        return BrokerState(lost_after=LOST_AFTER, max_lost=self.max_lost,
-                           max_payload=MAX_PAYLOAD)
+        state = BrokerState(lost_after=LOST_AFTER, max_lost=self.max_lost,
+                            max_payload=MAX_PAYLOAD)
+        state.result_ttl = getattr(self, "default_ttl", 0.0)
+        state.now = getattr(self, "now", 0.0)  # as the broker sets it: its clock at start
+        return state
+
+    def ttl_of(self, task_id: str) -> float:
+        ttl = self.submitted[task_id].options.result_ttl
+        return self.default_ttl if ttl is None else ttl
 
     def worker_id(self, kind: str) -> str:
         return f"{kind}.{self.generation[kind]}"
@@ -194,6 +210,8 @@ class BrokerMachine(RuleBasedStateMachine):
                                          [0.0, 0.0, self.now + 2.0])),
                                      resources=data.draw(st.sampled_from(NEEDS)),
                                      expires=data.draw(st.sampled_from(EXPIRES)),
+                                     result_ttl=data.draw(st.sampled_from(
+                                         [None, None, None, 0.0, 3.0, 30.0])),
                                      **data.draw(st.sampled_from(LIMIT_KEYS))),
                          deps=deps)
 
@@ -203,7 +221,14 @@ class BrokerMachine(RuleBasedStateMachine):
         if dep in self.state.tasks or dep in self.state.deps.kept:
             return None if dep in self.state.tasks else Status.OK
         result = self.result_of(dep) if dep in self.submitted else None
+        if result is None and self.kept_by_ttl(dep):
+            result = self.state.retained.results[dep]
         return Status.REFUSED if result is None else result.status
+
+    def kept_by_ttl(self, task_id: str) -> bool:
+        """Is this task's result kept for its TTL now (by the model's clock of its end)?"""
+        ended = self.ended_at.get(task_id)
+        return ended is not None and self.state.now < ended + self.ttl_of(task_id)
 
     def check_new(self, msg: TaskMsg) -> None:
         """A new task is refused (too large), failed by a dependency, blocked on the live
@@ -842,6 +867,9 @@ class BrokerMachine(RuleBasedStateMachine):
         self.state.restore_hold_until = self.now + hold if hold else 0.0
         for kept in old.deps.kept.values():
             self.state.deps.restore_kept(kept.result)
+        for tid, result in old.retained.results.items():  # the journal's kept_results
+            self.state.retained.restore(result, old.retained.until[tid])
+        self.results_expired.clear()  # expired ids are not journaled
         holders = {}  # what the journal says: the worker each task was last leased to
         for rec in sorted(old.tasks.values(), key=lambda r: r.seq):
             holders[rec.msg.task_id] = rec.worker or ""
@@ -850,8 +878,9 @@ class BrokerMachine(RuleBasedStateMachine):
                                     holder=holders[rec.msg.task_id])
         self.state.deps.forget_unreferenced()
         assert set(self.state.deps.kept) == set(old.deps.kept)
-        for queue in old.limits.paused:  # the journal's paused_queues table
-            self.state.restore_pause(queue)
+        for letter in old.dead.letters.values():  # the journal's dead letters
+            self.state.dead.restore(letter)
+        self.state.restore_pauses(old.limits.paused)  # the journal's paused_queues table
         assert self.state.limits.paused == self.paused
         self.journaled_stops.update(old.changes.stops)
         for tid in self.journaled_stops:  # the journal's stops table
@@ -867,6 +896,40 @@ class BrokerMachine(RuleBasedStateMachine):
                                  else TaskState.WAITING if held or rec.stop_asked
                                  else TaskState.PENDING)
         assert self.state.lease("anyone", 100, self.now) == []
+
+    @rule(data=st.data(), box=st.sampled_from(OUTBOXES))
+    def replay(self, data: st.DataObject, box: str) -> None:
+        """Replay a few tasks: a dead letter becomes a new task of ``box`` with its call and
+        options, linked to it; anything else is refused with a reason, and nothing changes."""
+        self.settled = False
+        dead = self.state.dead
+        targets = self.pick(data, self.known_ids(), focus=list(dead.letters))
+        new_ids = [f"{box}-t{next(self.ids)}" for _ in targets]
+        before = self.view()
+        links = {t: list(dead.letters[t].replayed_as) for t in targets if t in dead.letters}
+
+        out = self.state.replay(targets, new_ids, box, self.now)
+
+        replayed: set[str] = set()
+        for tid, new_id, answer in zip(targets, new_ids, out, strict=True):
+            assert answer.task_id == tid
+            if tid not in links:
+                assert answer.error and not answer.new_id and new_id not in self.state.tasks
+                continue
+            assert answer.new_id == new_id and not answer.error
+            original = self.submitted[tid]
+            rec = self.state.tasks[new_id]
+            assert (rec.msg.fn, bytes(rec.msg.args)) == (original.fn, bytes(original.args))
+            assert rec.msg.options.queue == original.options.queue and rec.msg.outbox == box
+            assert rec.state is TaskState.PENDING and not rec.msg.deps
+            self.submitted[new_id] = rec.msg
+            links[tid].append(new_id)
+            replayed.add(new_id)
+        for tid, replays in links.items():
+            assert dead.letters[tid].replayed_as == replays
+        after = self.view()
+        assert set(after) - set(before) == replayed
+        assert all(after[t] == v for t, v in before.items())
 
     @rule(data=st.data(), kind=KINDS)
     def release(self, data: st.DataObject, kind: str) -> None:
@@ -986,6 +1049,8 @@ class BrokerMachine(RuleBasedStateMachine):
         self.stopped_tasks_end_cancelled()
         self.refusals_are_kept()
         self.desired_workers_run_all_that_could_run()
+        self.results_are_kept_for_their_ttl()
+        self.dead_letters_are_the_failures()
         self.paused_queues_lease_nothing()
         self.settled = True
 
@@ -995,6 +1060,53 @@ class BrokerMachine(RuleBasedStateMachine):
         assert self.state.limits.paused == self.paused
         for queue in self.paused:
             assert not self.state.can_lease((queue,), self.now)
+
+    def results_are_kept_for_their_ttl(self) -> None:
+        """Each ended task with a TTL keeps its result (the one it ended with) from its end
+        until end + TTL, and only then is it dropped, its id known as expired; nothing else
+        is kept; the bytes count the kept bodies."""
+        kept = self.state.retained
+        now = self.state.now
+        for tid in self.submitted:
+            if tid in self.state.tasks or self.ttl_of(tid) <= 0:
+                assert tid not in kept.results
+                continue
+            ended = self.ended_at.setdefault(tid, now)
+            until = ended + self.ttl_of(tid)
+            if tid in kept.results:
+                assert kept.until[tid] == until
+                first = self.delivered.get(tid) or self.result_of(tid)
+                assert first is None or first is kept.results[tid]
+            if now < until:
+                assert self.state.result_state(tid, now).value == "kept", tid
+            if tid in kept.results:
+                self.kept_seen.add(tid)
+            elif tid in self.kept_seen:  # dropped since the last step: only once due
+                assert now >= until, tid
+                self.kept_seen.discard(tid)
+                self.results_expired.add(tid)
+            if tid in self.results_expired:
+                assert tid not in kept.results and kept.held(tid, now).value == "expired"
+        assert set(kept.results) <= set(self.ended_at)
+        assert set(kept.until) == set(kept.results)
+        assert kept.bytes == sum(len(r.body or b"") for r in kept.results.values())
+
+    def dead_letters_are_the_failures(self) -> None:
+        """The dead letters are exactly the ended tasks that failed for good (no deps),
+        each with its call; each replay is linked back to its original."""
+        dead = self.state.dead
+        for tid, msg in self.submitted.items():
+            result = self.delivered.get(tid) or self.result_of(tid)
+            failed = tid not in self.state.tasks and result is not None \
+                and result.status in DEAD and not msg.deps
+            assert (tid in dead.letters) == failed, tid
+            if failed:
+                letter = dead.letters[tid]
+                assert (letter.fn, letter.args) == (msg.fn, bytes(msg.args))
+                assert letter.status is result.status
+        for new_id, tid in dead.origin.items():
+            assert new_id in dead.letters[tid].replayed_as and new_id in self.submitted
+        assert dead.live_count == len(dead.letters)
 
     def desired_workers_run_all_that_could_run(self) -> None:
         """The autoscaling target, recounted from the tasks themselves: per queue, the
@@ -1212,6 +1324,7 @@ class BrokerMachine(RuleBasedStateMachine):
         if not self.settled:
             return  # a step failed; its own error is the one to report
         self.drain()
+        self.replay_the_dead()
         final: dict[str, ResultMsg] = {}
         for box in OUTBOXES:
             self.state.resend(box)
@@ -1224,6 +1337,20 @@ class BrokerMachine(RuleBasedStateMachine):
             assert (tid in final) != (tid in self.acked), tid
             if (tid in self.cancelled or tid in self.stopped) and tid in final:
                 assert final[tid].status is Status.CANCELLED
+
+    def replay_the_dead(self) -> None:
+        """Every dead letter not replayed yet is replayed, and each replay runs to its end."""
+        dead = [t for t, d in self.state.dead.letters.items() if not d.replayed_as]
+        if not dead:
+            return
+        new_ids = [f"a-t{next(self.ids)}" for _ in dead]
+        out = self.state.replay(dead, new_ids, "a", self.now)
+        assert [r.new_id for r in out] == new_ids
+        self.submitted.update((t, self.state.tasks[t].msg) for t in new_ids)
+        self.dead_letters_are_the_failures()
+        self.drain()
+        assert not self.state.tasks
+        self.dead_letters_are_the_failures()
 
     def drain(self) -> None:
         """Resume every queue, expire every lease, then lease all that is left to one worker
