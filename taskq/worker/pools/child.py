@@ -50,9 +50,11 @@ def shield_stop_signals() -> None:
     """Outlive SIGTERM and SIGINT sent to the worker's process group (a supervisor that
     signals the group: ``tini -g``, ``kill -- -PGID``), so running tasks finish while the
     worker drains. A handler that does nothing, not SIG_IGN: a program a task starts gets
-    the default handling back when it execs."""
-    signal.signal(signal.SIGTERM, _ignore)
-    signal.signal(signal.SIGINT, _ignore)
+    the default handling back when it execs. System calls it interrupts are restarted, so
+    a task's C code sees no EINTR from it either."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _ignore)
+        signal.siginterrupt(sig, False)
 
 
 def own_resident_bytes(page: int) -> int:

@@ -179,3 +179,10 @@ def test_a_draining_worker_stays_draining_across_a_master_restart(cluster: Clust
         assert running.result(60) == "held"
         assert worker.wait(60) == 0
     assert _runs(tmp_path) == ["held"]  # it finished where it ran, once
+
+
+def test_a_program_a_task_starts_stops_on_sigterm_as_usual(cluster: Cluster) -> None:
+    cluster.start_master()
+    cluster.start_worker()
+    with cluster.client() as client:
+        assert client.submit(tasks_mod.terminate_child).result(60) == -signal.SIGTERM
