@@ -203,8 +203,9 @@ ENV_FRAME_TIMEOUT = "TASKQ_FRAME_TIMEOUT_S"
 # Worker pools. An asyncio worker runs this many tasks at once by default: coroutines that
 # wait cost little, and more would only hoard tasks other workers could run.
 ASYNC_CONCURRENCY = 1000
-# Tasks a thread or asyncio worker holds per slot: its slots are many and cheap, so a few
-# tasks each keep them busy; more would hoard the queue (1,000 coroutines x 256).
+# A thread or asyncio worker holds what its slots run in PREFETCH_TARGET_S, as a process
+# worker does, but at most PREFETCH_MAX in all or this many per slot, whichever is more: its
+# slots are many and cheap, and more would hoard the queue (1,000 coroutines x 256).
 PREFETCH_PER_SLOT = 2
 # Threads of an asyncio worker's executor, where plain functions sent to it run: as asyncio's
 # own default, enough for blocking calls without a thread per task.

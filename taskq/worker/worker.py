@@ -383,15 +383,10 @@ class Worker:
     # ------------------------------------------------------------------ threads
 
     def _hold(self) -> int:
-        """How many tasks to hold: about PREFETCH_TARGET_S of work per process (none once
-        it is stopping)."""
+        """How many tasks to hold (none once it is stopping): see ``prefetch``."""
         if self._draining.is_set():
             return 0
-        per_proc = math.ceil(defaults.PREFETCH_TARGET_S / max(self._mean_s, 1e-6))
-        per_proc = max(defaults.PREFETCH_MIN, min(defaults.PREFETCH_MAX, per_proc))
-        if self.config.pool != "processes":
-            per_proc = defaults.PREFETCH_PER_SLOT
-        return per_proc * self.config.procs
+        return prefetch(self.config.pool, self.config.procs, self._mean_s)
 
     def _poll_loop(self) -> None:
         """Lease tasks (the master keeps this worker holding ``_hold()``, and a report that
@@ -525,3 +520,15 @@ class Worker:
             self._dropped.popitem(last=False)
         self.log.info("task_dropped", task_id=task_id, reason="cancelled before it began")
         return True
+
+
+def prefetch(pool: str, slots: int, mean_s: float) -> int:
+    """How many tasks a worker holds: about PREFETCH_TARGET_S of work per slot, given how
+    long its tasks take (``mean_s``); a thread or asyncio pool as much, but no more than
+    PREFETCH_MAX in all or PREFETCH_PER_SLOT a slot, whichever is more."""
+    per_slot = math.ceil(defaults.PREFETCH_TARGET_S / max(mean_s, 1e-6))
+    per_slot = max(defaults.PREFETCH_MIN, min(defaults.PREFETCH_MAX, per_slot))
+    if pool != "processes":  # many cheap slots: short tasks fill a few
+        return min(per_slot * slots,
+                   max(defaults.PREFETCH_MAX, defaults.PREFETCH_PER_SLOT * slots))
+    return per_slot * slots
