@@ -94,7 +94,7 @@ ACK_LINGER_S = 0.05
 # Tasks written ahead into one pool process's pipe: the process runs them back to back
 # without waiting for the worker between tasks (no-op tasks go about twice as fast at 8 as at
 # 2). The worker's prefetch, not this, bounds how much work it holds, so long tasks are not
-# hoarded; a task written ahead is run even if the worker stops gracefully.
+# hoarded; a task written ahead but not begun is handed back when the worker stops.
 CHILD_DEPTH = 8
 
 # A client remembers the ids of tasks it got results for during this long (at most this many):

@@ -206,3 +206,13 @@ def loaded_modules() -> list[str]:
     import sys
 
     return sorted(m for m in sys.modules if m.split(".")[0] in ("taskq", "ssl", "typer"))
+
+
+def terminate_child() -> int:
+    """Start a program, send it SIGTERM and return its exit status (-15 if it had the
+    default handling of SIGTERM)."""
+    import subprocess
+
+    proc = subprocess.Popen(["sleep", "30"])
+    proc.terminate()
+    return proc.wait(20)

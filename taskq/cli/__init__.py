@@ -1,6 +1,7 @@
 """The ``taskq`` command: every command and group joins the app here, explicitly.
 
     taskq master / worker          cli.serve    -> master.main.run / worker.worker.Worker
+    taskq worker drain             cli.serve    -> Remote.worker_drain
     taskq submit / results / status / demo       cli.jobs     -> taskq.client.jobs
     taskq result ID                cli.retention -> taskq.client.retention (Client.future)
     taskq cancel                   cli.tasks    -> Remote.cancel_tasks
@@ -33,10 +34,11 @@ _NO_ARGS_HELP: tuple[type[Exception], ...] = tuple(
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="taskq: a distributed task queue for Python with no broker to install.")
-for command in (serve.master, serve.worker, jobs.submit, jobs.results, retention.result,
+for command in (serve.master, jobs.submit, jobs.results, retention.result,
                 jobs.status, jobs.demo, observe.inspect, observe.explain, observe.history,
                 observe.top, tasks.cancel, replay.failed, replay.replay):
     app.command()(command)
+app.add_typer(serve.worker_app, name="worker")
 app.add_typer(schedule.app, name="schedule")
 app.add_typer(queue.app, name="queue")
 app.add_typer(prims.app, name="primitives")

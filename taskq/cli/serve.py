@@ -1,6 +1,7 @@
 """``taskq master`` and ``taskq worker``: the two long-running commands, each a thin layer that
 builds its config and hands it to ``taskq.master.main.run`` or ``taskq.worker.worker.Worker``
-(imported when the command runs, so the other commands never load either)."""
+(imported when the command runs, so the other commands never load either); and
+``taskq worker drain ID``, which asks the master to make a running worker stop gracefully."""
 
 from __future__ import annotations
 
@@ -17,12 +18,15 @@ from taskq.cli.common import (
     KeyFileOpt,
     LogJsonOpt,
     LogLevelOpt,
+    MasterOpts,
     TlsCaOpt,
     TlsCertOpt,
     TlsKeyOpt,
     address_of,
     duration,
+    fail,
     on_signals,
+    reaches_master,
     tls_of,
     user_errors,
 )
@@ -143,7 +147,7 @@ def _announce(address: str) -> None:
 
 
 def _pool_kind(value: str) -> str:
-    from taskq.worker.worker import POOLS
+    from taskq.worker.config import POOLS
 
     if value not in POOLS:
         raise typer.BadParameter(f"unknown pool {value!r}: expected one of {', '.join(POOLS)}")
@@ -176,15 +180,23 @@ def _import_paths(more: list[Path]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(p) for p in [Path.cwd(), *(m.resolve() for m in more)]))
 
 
+worker_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+
+
+@worker_app.callback()
 def worker(
-    connect: Annotated[str, typer.Option(help="The master as HOST:PORT.")],
+    ctx: typer.Context,
+    connect: Annotated[str | None, typer.Option(
+        show_default=False, help="The master as HOST:PORT (required to run a worker).")]
+    = None,
     procs: Annotated[int | None, typer.Option(
         min=1, show_default=False, help="Pool processes (default: CPU count).")] = None,
     authkey_file: KeyFileOpt = None,
     queues: Annotated[str, typer.Option(help="Comma-separated queues to take tasks from.")]
     = "default",
     grace: Annotated[float, typer.Option(
-        min=0, help="On SIGTERM, seconds running tasks get to finish.")] = defaults.GRACE_S,
+        min=0, help="On SIGTERM or a drain, seconds running tasks get to finish (the rest "
+        "go back to the queue at once).")] = defaults.GRACE_S,
     max_tasks_per_child: Annotated[int | None, typer.Option(
         min=1, help="Replace a pool process after this many tasks.")] = None,
     max_memory_per_child: Annotated[float | None, typer.Option(
@@ -216,8 +228,12 @@ def worker(
     log_level: LogLevelOpt = "info",
 ) -> None:
     """Run a worker: take tasks from the master and run them in its pool (processes,
-    threads or an asyncio loop)."""
-    from taskq.worker.worker import Worker, WorkerConfig
+    threads or an asyncio loop). SIGTERM, SIGINT or `taskq worker drain ID` stop it
+    gracefully."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from taskq.worker.config import WorkerConfig
+    from taskq.worker.worker import Worker
 
     address = address_of(connect, "--connect")
     size = _pool_size(pool, procs, concurrency)
@@ -235,3 +251,17 @@ def worker(
         runner = Worker(config)
         on_signals(runner.stop)
         raise typer.Exit(runner.run())
+
+
+@worker_app.command("drain")
+@reaches_master
+def drain(
+    worker_id: Annotated[str, typer.Argument(help="The worker, as `taskq status` shows it.")],
+    *,
+    master: MasterOpts,
+) -> None:
+    """Make a running worker finish what it runs, take nothing new, hand back what it has
+    not begun and exit 0, from any host (it hears it with its next heartbeat)."""
+    if not master.ask(lambda r: r.worker_drain(worker_id)):
+        fail(f"no worker {worker_id} is connected to the master (`taskq status` lists them)")
+    typer.echo(f"worker {worker_id}: draining")

@@ -10,7 +10,7 @@ from rich.console import Console
 from taskq.cli.render import jobs_table, new_table, size, stdout_console
 from taskq.protocol.replies import ClusterStatus
 
-_LEFT = ("worker", "host", "pool")
+_LEFT = ("worker", "host", "pool", "state")
 THREAD_NOTE = ("busy: slots in use. A thread cannot be killed: a task that timed out on a "
                "threads pool (or a plain function on an asyncio pool) keeps its slot busy "
                "until it returns.")
@@ -19,13 +19,14 @@ THREAD_NOTE = ("busy: slots in use. A thread cannot be killed: a task that timed
 def render(status: ClusterStatus, address: str, console: Console | None = None,
            jobs: list[dict[str, Any]] | None = None) -> None:
     console = console or stdout_console()
-    columns = ("worker", "host", "pid", "pool", "size", "busy", "held", "done", "failed",
+    columns = ("worker", "host", "pid", "pool", "state", "size", "busy", "held", "done", "failed",
                "memory", "seen")
     table = new_table(columns, f"taskq master {address}  (up {status.uptime:.0f} s, "
                                f"{'durable' if status.durable else 'in-memory'})",
                       right=tuple(c for c in columns if c not in _LEFT))
     for w in sorted(status.workers, key=lambda w: w.worker_id):
-        table.add_row(w.worker_id, w.host, str(w.pid), w.pool, str(w.procs), str(w.busy),
+        table.add_row(w.worker_id, w.host, str(w.pid), w.pool,
+                      "draining" if w.draining else "active", str(w.procs), str(w.busy),
                       str(w.held), str(w.done), str(w.failed), size(w.memory),
                       f"{w.seen_ago:.1f}s ago")
     console.print(table)

@@ -39,6 +39,7 @@ from taskq.defaults import (
     PREFETCH_MIN,
     RESULT_TTL_S,
 )
+from taskq.master.broker_controls import ControlCalls
 from taskq.master.broker_prims import PrimitiveCalls
 from taskq.master.broker_replay import ReplayCalls
 from taskq.master.broker_views import BrokerViews
@@ -71,10 +72,10 @@ log = logs.get_logger(__name__)
 T = TypeVar("T")
 
 
-class Broker(PrimitiveCalls, ReplayCalls, BrokerViews):
+class Broker(PrimitiveCalls, ReplayCalls, BrokerViews, ControlCalls):
     """Thread-safe facade over the broker state; the object the master exposes (its calls
     on shared primitives come from ``PrimitiveCalls``, on dead letters from ``ReplayCalls``,
-    its read-only ones from ``BrokerViews``)."""
+    its read-only ones from ``BrokerViews``, an operator's controls from ``ControlCalls``)."""
 
     def __init__(self, state: BrokerState, journal: Journal | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -349,7 +350,8 @@ class Broker(PrimitiveCalls, ReplayCalls, BrokerViews):
     def register(self, hello: WorkerHello) -> MasterInfo:
         info = WorkerInfo(hello.worker_id, hello.host, hello.pid, hello.procs,
                           tuple(hello.queues), pool=getattr(hello, "pool", "processes"),
-                          resources=tuple(getattr(hello, "resources", ())))
+                          resources=tuple(getattr(hello, "resources", ())),
+                          draining=bool(getattr(hello, "draining", False)))
         with self._lock:
             self._state.register(info, self._clock())
             self._tell_asks(hello.worker_id)  # asks it may not have had answered
@@ -497,7 +499,7 @@ class Broker(PrimitiveCalls, ReplayCalls, BrokerViews):
             _, send_held = state.beaten(worker_id, beat, self._clock())
             worker = state.workers.get(worker_id)
             return Beaten(beat=state.beat(worker) if worker is not None else 0.0,
-                          send_held=send_held)
+                          send_held=send_held, drain=state.drain_told(worker_id))
 
     def release(self, worker_id: str, task_ids: list[str], *, goodbye: bool = False) -> None:
         """A worker hands back unstarted tasks; with goodbye it leaves the cluster."""

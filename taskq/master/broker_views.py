@@ -77,13 +77,13 @@ class BrokerViews:
         with self._lock:
             s = self._state
             names = {q for q, n in s.pending_by_queue.items() if n} | set(s.limits.by_queue) \
-                | {q for q, n in s.limits.running_by_queue.items() if n}
+                | {q for q, n in s.limits.running_by_queue.items() if n} | s.limits.paused
             rows = []
             for name in sorted(names):
                 limit = s.limits.by_queue.get(name, QueueLimit())
                 rows.append(QueueRow(name, s.pending_by_queue[name],
                                      s.limits.running_by_queue[name], limit.rate,
-                                     limit.concurrency))
+                                     limit.concurrency, name in s.limits.paused))
             return rows
 
     def status(self) -> ClusterStatus:
@@ -91,7 +91,8 @@ class BrokerViews:
             s, now = self._state, self._clock()
             rows = [WorkerRow(w.worker_id, w.host, w.pid, w.procs, w.running, len(w.held),
                               w.done, w.failed, round(now - w.last_seen, 3), pool=w.pool,
-                              resources=describe(w.resources), memory=w.memory)
+                              resources=describe(w.resources), memory=w.memory,
+                              draining=w.draining)
                     for w in s.workers.values()]
             pending = {q: n for q, n in s.pending_by_queue.items() if n > 0}
             waiting = sum(len(b.results) for b in s.outboxes.values())

@@ -48,13 +48,18 @@ class MasterCollector(Collector):
             "taskq_desired_workers", "Workers that would run every task of the queue that "
             "could run now (queued or leased, within its limits), at the size of the last "
             "worker that served it: the autoscaling target.", labels=["queue"])
-        for queue in sorted({*snap["depth"], *snap["running"], *snap["desired"]}):
+        paused = GaugeMetricFamily("taskq_queue_paused", "1 while the queue is paused "
+                                   "(taskq queue pause): it leases nothing.", labels=["queue"])
+        for queue in sorted({*snap["depth"], *snap["running"], *snap["desired"],
+                             *snap.get("paused", ())}):
             depth.add_metric([queue], snap["depth"].get(queue, 0))
             running.add_metric([queue], snap["running"].get(queue, 0))
             desired.add_metric([queue], snap["desired"].get(queue, 0))
+            paused.add_metric([queue], int(queue in snap.get("paused", ())))
         yield depth
         yield running
         yield desired
+        yield paused
         workers = GaugeMetricFamily("taskq_workers", "Workers by state (lost: last 15 min).",
                                     labels=["state"])
         for state, n in snap["workers"].items():

@@ -108,6 +108,15 @@ class BrokerAPI(PrimitivesAPI, Protocol):
     @shared
     def queues(self) -> list[QueueRow]: ...
 
+    @shared
+    def queue_pause(self, name: str, *, paused: bool) -> bool | None: ...
+
+    @shared
+    def queue_purge(self, name: str) -> int | None: ...
+
+    @shared  # an operator's: any worker by the public id ``taskq status`` shows
+    def worker_drain(self, name: str) -> bool: ...
+
     # ------------------------------------------------------------------ workers
 
     @claims(hello="hello")

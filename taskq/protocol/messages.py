@@ -251,6 +251,7 @@ class WorkerHello:
     queues: tuple[str, ...] = ("default",)
     pool: str = "processes"  # processes, threads or asyncio; procs is its concurrency
     resources: tuple[tuple[str, float], ...] = ()  # what it has, e.g. (("gpu", 2.0),)
+    draining: bool = False  # it is stopping (told to drain, or signalled): lease it nothing
 
 
 @dataclass(kw_only=True, slots=True)

@@ -53,6 +53,7 @@ class QueueRow:
     running: int
     rate: float = 0.0
     concurrency: int = 0
+    paused: bool = False  # it leases nothing until resumed (taskq queue resume)
 
 
 @dataclass(slots=True)
@@ -99,6 +100,7 @@ class Beaten:
 
     beat: float
     send_held: bool = False
+    drain: bool = False  # an operator asked it to drain: it stops as on SIGTERM
 
 
 @dataclass(slots=True)
@@ -117,6 +119,7 @@ class WorkerRow:
     pool: str = "processes"
     resources: str = ""  # what it declared, e.g. "gpu=2,ram_gb=64"
     memory: int = 0  # resident bytes of the worker and its pool processes (0: unknown)
+    draining: bool = False  # it is stopping: it takes nothing new
 
 
 @dataclass(slots=True)

@@ -57,7 +57,11 @@ log = logs.get_logger(__name__)
 # 12: dead letters: ``dead_letters`` lists the tasks that failed for good, ``replay`` runs
 #    them again as new tasks (answered with Replayed).
 # 13: ``Leased.ticket``: a worker starts leased tasks only once the journal has the leases.
-PROTOCOL = 13
+# 14: an operator pauses, resumes and purges queues (queue_pause, queue_purge) and drains
+#    workers (worker_drain); a beat's answer may tell a worker to drain (Beaten.drain), a
+#    worker that drains says so when it joins (WorkerHello.draining); QueueRow.paused,
+#    WorkerRow.draining.
+PROTOCOL = 14
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

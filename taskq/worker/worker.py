@@ -20,15 +20,22 @@ Only this (main) process talks to the master, over one ``Link`` shared by two th
                  (messages.stop_ask) also kills it if it runs (pool.kill_task), and the task
                  is reported CANCELLED
 
-Stopping (``stop()``, wired to SIGTERM/SIGINT by the CLI): take nothing new, hand the
-unstarted tasks back, let running ones finish for ``grace`` seconds, hand back what is
-still running, say goodbye. A second ``stop(now=True)`` ends it at once.
+Stopping (``stop()``, wired to SIGTERM/SIGINT by the CLI, or ``drain()``, when a beat's
+answer says an operator asked for it with ``taskq worker drain``): take nothing new, hand
+back the tasks not begun (written ahead to a busy process too), let running ones finish
+for ``grace`` seconds, then say goodbye naming what still runs (killed here, it is queued
+again at once, no attempt used). A second ``stop()`` (or ``stop(now=True)``) ends it at
+once. While what it runs may still
+finish, a stopping worker reconnects to a master that restarts, and says it drains when it
+joins it; with nothing running, or past its grace, it gives up on a vanished master at
+once. The pool's processes outlive a signal sent to the worker's whole process group: only
+the worker stops them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
+import dataclasses
 import math
 import os
 import pickle
@@ -37,66 +44,26 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from taskq import defaults, logs
 from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed, TaskTimeout
 from taskq.net.link import Link
-from taskq.net.tls import TLS
 from taskq.protocol import bodies, messages, names
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
 from taskq.protocol.options import retry_applies
 from taskq.worker import execute, setup, tracing
 from taskq.worker.acks import Unacked, by_size
+from taskq.worker.config import WorkerConfig, make_pool
 from taskq.worker.context import TaskContext
-from taskq.worker.pools.asyncio import AsyncioPool
 from taskq.worker.pools.child_record import resident_bytes
 from taskq.worker.pools.job import Job, Outcome, OutcomeKind
-from taskq.worker.pools.local import LocalPool
-from taskq.worker.pools.process import ProcessPool
-from taskq.worker.pools.threads import ThreadPool
 from taskq.worker.units import Units
 
 log = logs.get_logger(__name__)
 
 
-@dataclass(kw_only=True, slots=True)
-class WorkerConfig:
-    address: tuple[str, int]
-    authkey: bytes
-    procs: int
-    queues: tuple[str, ...] = ("default",)
-    grace: float = defaults.GRACE_S
-    max_tasks_per_child: int | None = None
-    max_memory_mb: float | None = None
-    heartbeat: float = defaults.HEARTBEAT_S
-    connect_for: float = defaults.RECONNECT_FOR_S
-    tls: TLS | None = None
-    pool: str = "processes"  # one of POOLS; procs is then its concurrency
-    resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources gpu=2)
-    paths: tuple[str, ...] = ()  # directories put first on sys.path where tasks run
-    setup: tuple[str, ...] = ()  # "module:function" hooks run where tasks run, before them
-
-
-POOLS = ("processes", "threads", "asyncio")
-
-
-def make_pool(config: WorkerConfig) -> ProcessPool | LocalPool:
-    """The pool that runs this worker's tasks; ValueError for an unknown kind."""
-    if config.pool == "processes":
-        return ProcessPool(config.procs, execute.run,
-                           max_tasks_per_child=config.max_tasks_per_child,
-                           max_memory_mb=config.max_memory_mb,
-                           initializer=functools.partial(setup.in_process, config.paths,
-                                                         config.setup),
-                           wait_ready=bool(config.setup))
-    if config.pool == "threads":
-        return ThreadPool(config.procs, execute.run, config.setup)
-    if config.pool == "asyncio":
-        return AsyncioPool(config.procs, setup=config.setup)
-    raise ValueError(f"unknown pool {config.pool!r}: expected one of {', '.join(POOLS)}")
 
 
 class Worker:
@@ -128,6 +95,7 @@ class Worker:
         # task this worker has just reported or handed back
         self._sync = threading.Lock()
         self._draining = threading.Event()
+        self._signalled = threading.Event()  # stop() was called: a second call halts
         self._halt = threading.Event()
         self._mean_s = defaults.PREFETCH_TARGET_S / defaults.PREFETCH_MIN
         self._lost_master = threading.Event()
@@ -149,12 +117,35 @@ class Worker:
 
     def stop(self, now: bool = False) -> None:
         """Begin a graceful stop; with now=True (or a second call) stop at once."""
-        if self._draining.is_set() or now:
+        if self._signalled.is_set() or now:
             self._halt.set()
-        self._draining.set()
-        # a master that is gone must not hold a stopping worker for the reconnect window
-        self.link.give_up_reconnecting()
+            self.link.give_up_reconnecting()
+        self._signalled.set()
+        self._begin_stop()
+
+    def drain(self) -> None:
+        """A graceful stop an operator asked for (``taskq worker drain``): as ``stop()``,
+        but asking again never makes it stop at once."""
+        if not self._draining.is_set():
+            self.log.warning("worker_drain_asked", grace_s=self.config.grace)
+        self._begin_stop()
+
+    def _begin_stop(self) -> None:
+        if not self._draining.is_set():
+            self._draining.set()
+            self._reconnect_for(self.config.grace if self.pool.in_flight() else 0.0)
         self.pool.wake()
+
+    def _reconnect_for(self, seconds: float) -> None:
+        """A stopping worker reconnects to a master that restarts only while what it runs
+        may still finish (its grace): a master that is gone must not hold it for the whole
+        reconnect window."""
+        if seconds <= 0:
+            self.link.give_up_reconnecting()
+            return
+        timer = threading.Timer(seconds, self.link.give_up_reconnecting)
+        timer.daemon = True
+        timer.start()
 
     def _on_connect(self, remote: BrokerAPI) -> None:
         with self._held_lock:
@@ -164,7 +155,8 @@ class Worker:
     def _join(self, remote: BrokerAPI, held: list[str]) -> None:
         """Register (again), claim back the tasks this worker still holds, and report again
         the results a master of another run took but never journaled."""
-        info = remote.register(self.hello)
+        info = remote.register(dataclasses.replace(self.hello,
+                                                   draining=self._draining.is_set()))
         self._max_payload, self._epoch = info.max_payload, info.epoch
         self._beat = max(self.config.heartbeat, info.heartbeat)
         self._lost_after = info.lost_after
@@ -253,19 +245,26 @@ class Worker:
         if self._halt.is_set():
             self._say_goodbye(self.pool.take_back(), killed=self.pool.stop(0))
             return
-        unstarted = self.pool.take_back()
         try:
-            self._drain(unstarted)
+            self._drain(self._not_begun())
         except ConnectError as exc:  # the master expires what could not be handed back
             self.log.warning("master_unreachable", error=str(exc))
         self._say_goodbye([], killed=self.pool.stop(0))
 
-    def _drain(self, unstarted: list[Job]) -> None:
+    def _not_begun(self) -> list[str]:
+        """Take out of the pool every task it has not begun: those waiting for a process,
+        and those written ahead to a busy one (dropped there: it never runs them)."""
+        with self._intake:  # no task goes into the pool meanwhile
+            unstarted = [j.task_id for j in self.pool.take_back()]
+            with self._held_lock:
+                held = self._held.difference(unstarted)
+            return unstarted + [t for t in held if self.pool.cancel(t)]
+
+    def _drain(self, unstarted: list[str]) -> None:
         """Hand back the unstarted tasks, then report running ones for up to ``grace`` s."""
         with self._sync:
-            self.link.remote.release(self.worker_id, [j.task_id for j in unstarted],
-                                     goodbye=False)
-            self._forget([j.task_id for j in unstarted])
+            self.link.remote.release(self.worker_id, unstarted, goodbye=False)
+            self._forget(unstarted)
         self.log.info("worker_draining", running=self.pool.in_flight(),
                       grace_s=self.config.grace, released=len(unstarted))
         deadline = time.monotonic() + self.config.grace
@@ -275,6 +274,7 @@ class Worker:
                 break
             self._report(self.pool.get_outcomes(timeout=min(remaining, defaults.LONG_POLL_S)))
             self._beat_if_due()
+        self.link.give_up_reconnecting()  # nothing more to wait for
 
     def _say_goodbye(self, unstarted: list[Job], killed: list[Job]) -> None:
         with contextlib.suppress(ConnectError, MasterError):  # else the leases expire
@@ -496,6 +496,8 @@ class Worker:
             beat = messages.Beat(held=digest, running=self.pool.running(),
                                  memory=self._memory(), progress=self._progress())
             beaten = self._quick().beat(self.worker_id, beat)
+        if beaten.drain:
+            self.drain()
         if not beaten.beat or beaten.send_held:
             self._send_held(rejoin=not beaten.beat)
         else:

@@ -50,6 +50,7 @@ from taskq.defaults import (
     STATS_WINDOWS,
 )
 from taskq.errors import TaskqError
+from taskq.master.journal import controls as controls_table
 from taskq.master.journal import dead as dead_table
 from taskq.master.journal import deps as deps_table
 from taskq.master.journal import prims as prims_table
@@ -246,6 +247,7 @@ class Journal:
                                      ("schedules", ""), ("queue_limits", ""), ("aliases", "")))
             deps, kept = deps_table.load(self._db)
             retained = retention_table.load(self._db)
+            paused = controls_table.load(self._db)
             stops = self._db.execute("SELECT task_id FROM tasks WHERE stopped").fetchall()
         for result in kept:  # before the tasks: a restored dependent looks them up
             state.deps.restore_kept(result)
@@ -275,6 +277,7 @@ class Journal:
             state.restore_alias(alias, outbox, target)
         for (tid,) in stops:  # a stop asked before the restart: the task ends CANCELLED
             state.restore_stop(tid)
+        state.restore_pauses(paused)
         self._load_history(state)
         with self._dblock:
             dead_table.load(self._db, state.dead)
@@ -472,6 +475,7 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
         deps_table.write(db, changes)
         retention_table.write(db, changes, to_wall)
         dead_table.write(db, changes)
+        controls_table.write(db, changes)
         _write_history(db, changes)
         db.execute("COMMIT")
     except BaseException:
@@ -526,6 +530,7 @@ def merge(batch: list[Changes]) -> Changes:
         retention_table.merge_into(out, changes)
         dead_table.merge_into(out, changes)
         out.stops += changes.stops
+        out.paused += changes.paused
     out.schedules = [s for s in final.values() if s is not None]
     out.schedules_removed = [name for name, s in final.items() if s is None]
     added = {r.msg.task_id for r in out.added}

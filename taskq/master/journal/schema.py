@@ -40,6 +40,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "kept_results": ("task_id", "status", "body", "detail", "worker", "duration", "until"),
     "dead_letters": ("task_id", "outbox", "fn", "args", "options", "status", "ended",
                      "function", "error_type", "detail", "replayed_as", "expired"),
+    "paused_queues": ("queue",),
 }
 
 
@@ -164,10 +165,16 @@ def _version_5(db: sqlite3.Connection) -> None:
                "detail TEXT NOT NULL, replayed_as TEXT NOT NULL, expired INTEGER NOT NULL)")
 
 
+def _version_6(db: sqlite3.Connection) -> None:
+    """The paused queues (``taskq queue pause``): they lease nothing until resumed, across
+    restarts."""
+    db.execute("CREATE TABLE paused_queues (queue TEXT PRIMARY KEY) WITHOUT ROWID")
+
+
 # MIGRATIONS[n - 1] brings a journal from version n - 1 to n. Add a step; never edit one.
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_version_1, _version_2,
                                                                _version_3, _version_4,
-                                                               _version_5)
+                                                               _version_5, _version_6)
 LATEST = len(MIGRATIONS)
 
 

@@ -41,6 +41,7 @@ from taskq.defaults import (
 from taskq.master.state import replays, unloadable
 from taskq.master.state.autoscale import WorkerSizes
 from taskq.master.state.cancels import CancelsMixin
+from taskq.master.state.controls import ControlsMixin
 from taskq.master.state.crowd import Crowd, Due
 from taskq.master.state.dead import DeadLetters
 from taskq.master.state.deps import Deps, DepsMixin
@@ -78,7 +79,7 @@ RESTORING = float(2**62)
 
 
 class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixin,
-                  RetentionMixin):
+                  RetentionMixin, ControlsMixin):
     """All of the master's bookkeeping; see the module docstring."""
 
     def __init__(self, *, lost_after: float, max_lost: int, max_payload: int) -> None:
@@ -258,6 +259,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
             info.to_ask = [*old.to_ask, *old.asked]  # answers may have been lost: ask again
             info.sent = old.sent  # its next take says whether that batch arrived
             info.unconfirmed = old.unconfirmed
+        self._carry_drain(old, info, info.draining)
         info.last_seen = now
         self.crowd.add(info, now + self.silence(info))
         self.resources.register(info.worker_id, info.resources)

@@ -51,6 +51,8 @@ def slots(queue: str, queues: TaskQueues, limits: Limits) -> int:
         wanting[key] = wanting.get(key, 0) + n
     runnable = queues.pending_by_queue[queue] - keyed
     runnable += sum(min(n, free[key]) for key, n in wanting.items())
+    if queue in limits.paused:  # its queued tasks wait for a resume, not for workers
+        runnable = 0
     total = limits.running_by_queue[queue] + runnable
     limit = limits.by_queue.get(queue)
     if limit is not None and limit.concurrency:

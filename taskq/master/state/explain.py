@@ -149,6 +149,9 @@ def _blockers(state: BrokerState, rec: TaskRecord, serving: list[Any], now: floa
     resources (first the ones no waiting would cure)."""
     options = rec.msg.options
     queue, limits, out = options.queue, state.limits, []
+    if queue in limits.paused:
+        facts["paused"] = True
+        out.append(f"queue {queue!r} is paused: `taskq queue resume {queue}` lets it run")
     if not serving:
         out.append(f"no worker serves queue {queue!r}: start one with "
                    f"`taskq worker --queues {queue}`")

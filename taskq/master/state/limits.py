@@ -57,6 +57,7 @@ class Limits:
         self._tokens: dict[str, tuple[float, float]] = {}  # queue -> (tokens, at)
         self.now = 0.0  # the time the gate answers for (set by the state before a lease)
         self.changed: list[tuple[str, QueueLimit | None]] = []  # for the journal
+        self.paused: set[str] = set()  # queues that lease nothing (state.controls)
 
     def set(self, queue: str, limit: QueueLimit | None) -> None:
         """Set (or with None, clear) a queue's limits."""
@@ -75,6 +76,8 @@ class Limits:
     # ------------------------------------------------------------------ the gate
 
     def queue_open(self, queue: str) -> bool:
+        if queue in self.paused:
+            return False
         limit = self.by_queue.get(queue)
         if limit is None:
             return True

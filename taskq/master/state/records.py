@@ -54,7 +54,8 @@ class WorkerInfo:
     asked: set[str] = field(default_factory=set)  # delivered, not answered yet
     pool: str = "processes"  # what runs its tasks: processes, threads or asyncio
     resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources)
-    draining: bool = False  # it handed back its unstarted tasks: it is stopping
+    draining: bool = False  # it handed back its unstarted tasks, or was asked to: it stops
+    drain_asked: bool = False  # an operator asked it to drain (taskq worker drain)
     memory: int = 0  # resident bytes of the worker and its pool, from its last heartbeat
     beat: float = 0.0  # the heartbeat interval it was last told (see BrokerState.beat)
     sent: list[str] = field(default_factory=list)  # its last leases, until a take says
@@ -107,12 +108,14 @@ class Changes:
     retained: dict[str, tuple[ResultMsg, float] | None] = field(default_factory=dict)
     dead: list[Any] = field(default_factory=list)  # dead letters new or changed (state.dead)
     dead_gone: list[str] = field(default_factory=list)  # ... and forgotten
+    paused: list[tuple[str, bool]] = field(default_factory=list)  # (queue, paused), in order
 
     def __bool__(self) -> bool:
         return bool(self.added or self.updated or self.finished or self.removed or self.acked
                     or self.schedules or self.schedules_removed or self.limits or self.joined
                     or self.unjoined or self.prims or self.attempts or self.history_gone
                     or self.counts or self.kept or self.deps_gone or self.stops
-                    or self.leased or self.retained or self.dead or self.dead_gone)
+                    or self.leased or self.retained or self.dead or self.dead_gone
+                    or self.paused)
 
 

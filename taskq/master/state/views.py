@@ -44,6 +44,7 @@ def monitor_copy(state: BrokerState, now: float) -> dict[str, Any]:
         "waiting": state.queues.waiting_count,
         "desired": desired_workers(state.queues, state.limits, state.sizes),
         "limits": {q: (lim.rate, lim.concurrency) for q, lim in state.limits.by_queue.items()},
+        "paused": sorted(state.limits.paused),
         "counters": dict(hist.stats.counters), "windows": hist.stats.copy_windows(),
         "failed": [t.as_dict() | replay_links(state.dead, t.task_id) for t in failed[:20]],
         "kept": kept_figures(state),
@@ -72,7 +73,9 @@ def render_monitor(copy: dict[str, Any]) -> dict[str, Any]:
     counters = copy.pop("counters")
     limits = copy.pop("limits")
     desired = copy.pop("desired")
-    queues = sorted({*copy["pending"], *copy["running"], *(k[1] for k in counters), *limits})
+    paused = set(copy.pop("paused"))
+    queues = sorted({*copy["pending"], *copy["running"], *(k[1] for k in counters), *limits,
+                     *paused})
     copy["queues"] = [{
         "name": q, "depth": copy["pending"].get(q, 0), "running": copy["running"].get(q, 0),
         "submitted": counters.get(("submitted", q, ""), 0),
@@ -81,6 +84,7 @@ def render_monitor(copy: dict[str, Any]) -> dict[str, Any]:
         "rate": limits.get(q, (0.0, 0))[0], "concurrency": limits.get(q, (0.0, 0))[1],
         # workers that would run all it could run now (taskq_desired_workers)
         "desired_workers": desired.get(q, 0),
+        "paused": q in paused,  # it leases nothing until resumed (taskq queue resume)
     } for q in queues]
     copy["series"] = [{
         "start": w.start, "submitted": w.submitted, "done": w.done, "failed": w.failed,
@@ -116,6 +120,7 @@ def metrics_copy(state: BrokerState) -> dict[str, Any]:
         "counters": dict(stats.counters),
         "depth": dict(state.pending_by_queue), "running": dict(running),
         "desired": desired_workers(state.queues, state.limits, state.sizes),
+        "paused": sorted(state.limits.paused),
         "workers": {"active": len(state.workers) - draining, "draining": draining,
                     "lost": lost},
         "wait": {q: h.copy() for q, h in stats.wait.items()},

@@ -68,7 +68,7 @@ TILES = (
 WORKER_COLUMNS = ("worker", "host", "pid", "pool", "busy", "done", "failed", "memory",
                   "heartbeat", "state")
 QUEUE_COLUMNS = ("queue", "depth", "running", "in /s", "out /s", "submitted", "finished",
-                 "desired workers", "rate limit", "concurrency limit")
+                 "desired workers", "rate limit", "concurrency limit", "state")
 JOB_COLUMNS = ("job", "progress", "done", "failed", "open", "results waiting")
 
 
@@ -109,9 +109,15 @@ def queues(s: Snapshot) -> str:
              [esc(q["name"]), esc(q["depth"]), esc(q["running"]), DASH, DASH,
               esc(q["submitted"]), esc(q["finished"]), esc(q.get("desired_workers", 0)),
               esc(limit(q["rate"], " /s")),
-              esc(limit(q["concurrency"], ""))])
+              esc(limit(q["concurrency"], "")), _queue_state(q)])
             for q in s["queues"]]
     return table(QUEUE_COLUMNS, rows)
+
+
+def _queue_state(q: dict[str, Any]) -> str:
+    """A paused queue (``taskq queue pause``) leases nothing; any other is active."""
+    state = "paused" if q.get("paused") else "active"
+    return f'<span class="state-{state}">{state}</span>'
 
 
 def jobs(s: Snapshot) -> str:

@@ -5,6 +5,8 @@
                                         └─ dropped by the owner (Claims) ──► (SKIPPED, None, 0)
     owner's watchdog pipe end closed (owner died) ──► _watch_owner ──► os._exit
     first, the initializer (``--setup`` hooks) ──► (READY, None, 0), or (RAISED, why, 0) and exit
+    SIGTERM / SIGINT sent to the worker's process group ──► ignored: only the worker stops
+    its pool (``shield_stop_signals``; the forkserver too, see ``taskq.worker.pools.shield``)
 
 Kept apart from ``taskq.worker.pools.process`` (the owner's side) so a pool process loads only this.
 """
@@ -38,6 +40,21 @@ def _watch_owner(fd: int) -> None:
         while os.read(fd, 1):
             pass
     os._exit(1)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """A stop signal sent to the worker's whole process group: the worker decides."""
+
+
+def shield_stop_signals() -> None:
+    """Outlive SIGTERM and SIGINT sent to the worker's process group (a supervisor that
+    signals the group: ``tini -g``, ``kill -- -PGID``), so running tasks finish while the
+    worker drains. A handler that does nothing, not SIG_IGN: a program a task starts gets
+    the default handling back when it execs. System calls it interrupts are restarted, so
+    a task's C code sees no EINTR from it either."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _ignore)
+        signal.siginterrupt(sig, False)
 
 
 def own_resident_bytes(page: int) -> int:
@@ -89,7 +106,7 @@ def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], A
                progress: ProgressSlot) -> None:
     """Body of a pool process: run every payload it is sent (but those its owner dropped),
     answer each in order; its tasks' progress goes to its shared slot."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    shield_stop_signals()
     report.set_sink(progress.write)
     threading.Thread(target=_watch_owner, args=(watchdog.fileno(),), daemon=True).start()
     fd, send = conn.fileno(), conn.send_bytes

@@ -28,7 +28,10 @@ with the thread and asyncio pools, are ``taskq.worker.pools.job``; the owner's r
 with its pipe and result framing, is ``taskq.worker.pools.child_record``.
 Children come from the "forkserver" context, since the owning worker runs threads. Each has
 a watchdog thread blocked on a pipe whose write end only the owner holds: when the owner
-dies, even by SIGKILL, the read sees EOF and the child exits at once, busy or not.
+dies, even by SIGKILL, the read sees EOF and the child exits at once, busy or not. The
+forkserver and the children ignore SIGTERM and SIGINT (``taskq.worker.pools.shield``): a
+signal sent to the worker's whole process group stops the worker, which drains its pool
+and stops it itself.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ from taskq.worker.pools.job import Job, Outcome, OutcomeKind
 
 __all__ = ["Job", "Outcome", "OutcomeKind", "ProcessPool"]
 
+SHIELD = "taskq.worker.pools.shield"  # imported by the forkserver alone, never here
+
 
 class ProcessPool(PoolDriver):
     """``procs`` processes running ``runner(payload)``; see the module docstring."""
@@ -63,7 +68,8 @@ class ProcessPool(PoolDriver):
         self._started = True
         # what a child needs, loaded once in the forkserver: never the worker's own modules
         # (a child loads no master, network or CLI code)
-        modules = [child_main.__module__, getattr(self._runner, "__module__", "__main__")]
+        modules = [child_main.__module__, getattr(self._runner, "__module__", "__main__"),
+                   SHIELD]  # (and a group's SIGTERM stops neither it nor its children)
         self._ctx.set_forkserver_preload(modules)  # no effect once the forkserver runs
         self._dog_r, self._dog_w = self._ctx.Pipe(duplex=False)
         self._wake_r, self._wake_w = os.pipe()

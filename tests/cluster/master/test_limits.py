@@ -40,7 +40,8 @@ def test_a_queues_concurrency_holds_across_workers_and_blocks_no_other_queue(
     assert tasks_mod.most_at_once(tasks_mod.spans(runs, "io")) == 1
     assert tasks_mod.most_at_once(tasks_mod.spans(runs, "free")) >= 2
     listed = json.loads(wide.cli("queue", "list", "--json").stdout)
-    assert {"name": "io", "depth": 0, "running": 0, "rate": 0.0, "concurrency": 1} in listed
+    assert {"name": "io", "depth": 0, "running": 0, "rate": 0.0, "concurrency": 1,
+            "paused": False} in listed
 
 
 def test_a_key_limit_holds_across_workers(wide: Cluster, tmp_path: Path) -> None:

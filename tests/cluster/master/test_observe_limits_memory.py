@@ -223,7 +223,7 @@ def test_the_page_shows_queue_limits_and_worker_memory(cluster: Cluster,
             page.wait_for_selector("body[data-ready='1']", timeout=20_000)
             page.wait_for_selector("#queues td:text-is('2.5 /s')", timeout=10_000)
             gpu = page.inner_text("#queues tr:has(td:text-is('gpu'))")
-            assert gpu.split("\t")[-2:] == ["2.5 /s", "3"], gpu
+            assert gpu.split("\t")[-3:] == ["2.5 /s", "3", "active"], gpu
             page.wait_for_selector("#workers td:has-text('MiB')", timeout=10_000)
             head = page.inner_text("#workers thead")
             assert "memory" in head

@@ -106,12 +106,25 @@ def test_the_first_paint_holds_the_tiles_and_tables_of_the_snapshot() -> None:
     assert row == ["w1", "hostA", "11", "2", "2", "2", "1", DASH, "1.0 s ago", "active"]
     (queue,) = cells.tables["queues"][1:]
     # two running and one queued, on a worker of two processes: two workers would run all
-    assert queue == ["default", "1", "2", DASH, DASH, "6", "3", "2", "no limit", "no limit"]
+    assert queue == ["default", "1", "2", DASH, DASH, "6", "3", "2", "no limit", "no limit",
+                     "active"]
     assert cells.tiles["desired"] == "2"
     (job,) = cells.tables["jobs"][1:]
     assert job == ["J", "3 of 6", "2", "1", "3", "3"]
     assert "KeyError: &#x27;k&#x27;" in page.render(shot)
     assert "${" not in page.render(shot) and "connecting" not in page.render(shot)
+
+
+def test_a_paused_queue_and_a_draining_worker_are_painted_so() -> None:
+    state = busy_state()
+    state.pause_queue("default", True)
+    state.limits.paused.add("idle")  # paused with nothing in it: still listed
+    state.drain_worker("w1")
+    cells = Cells(page.render(snapshot(state, 6.0)))
+    assert [(q[0], q[-1]) for q in cells.tables["queues"][1:]] == [
+        ("default", "paused"), ("idle", "paused")]
+    (row,) = cells.tables["workers"][1:]
+    assert row[-1] == "draining"
 
 
 def test_a_lost_worker_is_painted_busy_with_nothing() -> None:

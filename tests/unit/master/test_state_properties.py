@@ -20,6 +20,9 @@ or one held for the worker that held it before a restart.
 A task with a result_ttl (its own, or the master's default) keeps its result, fetched or
 not, exactly until it ended + the TTL; then it is known as expired (until a restart); a
 dependent finds such a kept result as it finds one not fetched yet.
+An operator may pause a queue (nothing of it is leased, across restarts, until resumed),
+purge it (every task of it no worker holds ends CANCELLED, the others are untouched) and
+drain a worker (it is leased nothing more).
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ class BrokerMachine(RuleBasedStateMachine):
         self.journaled_stops: set[str] = set()  # stops journaled by earlier lives of the master
         self.reported: list[ResultMsg] = []  # results taken, with the attempt they ended
         self.refused: dict[str, set[str]] = {}  # live task -> workers that could not load it
+        self.paused: set[str] = set()  # queues an operator paused
         self.settled = True  # False while a step runs; teardown only drains a clean run
         self.default_ttl = 0.0  # the master's --result-ttl
         self.ended_at: dict[str, float] = {}  # task with a TTL -> the state's time it ended
@@ -412,6 +416,7 @@ class BrokerMachine(RuleBasedStateMachine):
         if info is not None and not info.draining:  # a stopping worker is leased nothing
             pending = [r for r in self.state.tasks.values()
                        if r.state is TaskState.PENDING and r.msg.options.queue in info.queues
+                       and r.msg.options.queue not in self.paused
                        and worker not in self.refused.get(r.msg.task_id, ())]
             pending.sort(key=lambda r: (-r.msg.options.priority, r.seq))
             # a task past its deadline is popped and ends EXPIRED: it takes no place
@@ -429,8 +434,9 @@ class BrokerMachine(RuleBasedStateMachine):
             result = self.result_of(tid)
             assert tid in self.state.tasks or (result is not None
                                                and result.status is Status.EXPIRED)
-        for msg in got:  # never to a worker that could not load it
+        for msg in got:  # never to a worker that could not load it, nor from a paused queue
             assert worker not in self.refused.get(msg.task_id, ())
+            assert msg.options.queue not in self.paused
         for msg in got:  # every dependency ended OK, and its result goes with the task
             assert [d for d, _ in msg.inputs] == list(dict.fromkeys(msg.deps))
             for dep, body in msg.inputs:
@@ -503,6 +509,74 @@ class BrokerMachine(RuleBasedStateMachine):
         self.settled = False
         self.state.limits.set(queue, QueueLimit(rate=rate))
         self.rates[queue] = (self.now, rate, 0)
+
+    def known_queue(self, queue: str) -> bool:
+        """A queue with tasks, a worker serving it, limits or a pause (state.controls)."""
+        return queue in self.paused or queue in self.state.limits.by_queue or any(
+            queue in w.queues for w in self.state.workers.values()) or any(
+            r.msg.options.queue == queue for r in self.state.tasks.values())
+
+    @rule(queue=st.sampled_from([*QUEUES, *QUEUES, "nowhere"]),
+          paused=st.sampled_from([True, True, False]))
+    def pause(self, queue: str, paused: bool) -> None:
+        self.settled = False
+        known = self.known_queue(queue)
+        was = queue in self.paused
+
+        changed = self.state.pause_queue(queue, paused)
+
+        if not known:
+            assert changed is None and queue not in self.state.limits.paused
+            return
+        assert changed is (was != paused)
+        (self.paused.add if paused else self.paused.discard)(queue)
+        if changed:
+            assert self.state.changes.paused[-1] == (queue, paused)  # journaled
+        queued = any(r.state is TaskState.PENDING and r.msg.options.queue == queue
+                     for r in self.state.tasks.values())
+        if paused and queued:  # no lease would take one of its tasks
+            assert not self.state.can_lease((queue,), self.now)
+
+    @rule(queue=st.sampled_from([*QUEUES, "nowhere"]))
+    def purge(self, queue: str) -> None:
+        """Every task of the queue that no worker holds ends CANCELLED (its dependents
+        with it); no other task changes."""
+        self.settled = False
+        known = self.known_queue(queue)
+        doomed = {t for t, r in self.state.tasks.items() if r.msg.options.queue == queue
+                  and r.state in (TaskState.PENDING, TaskState.WAITING) and not r.stop_asked
+                  and not (r.state is TaskState.WAITING and r.queued_at == 0.0
+                           and self.now < self.state.restore_hold_until)}
+        dependents = set().union(*(self.failing_with(t) for t in doomed)) - doomed
+        before = self.view()
+
+        purged = self.state.purge_queue(queue, self.now)
+
+        if not known:
+            assert purged is None and self.view() == before
+            return
+        assert purged is not None and set(purged) == doomed and len(purged) == len(doomed)
+        self.cancelled.update(purged)
+        for tid in purged:
+            result = self.result_of(tid)
+            assert result is not None and result.status is Status.CANCELLED
+        for tid in dependents:
+            result = self.result_of(tid)
+            assert result is not None and result.status is Status.DEPENDENCY_FAILED
+        after = self.view()
+        assert set(before) - set(after) == doomed | dependents
+        assert all(after[t] == v for t, v in before.items() if t in after)
+
+    @rule(kind=KINDS)
+    def drain_worker(self, kind: str) -> None:
+        """An operator drains a worker: it is leased nothing more, and told so."""
+        self.settled = False
+        worker = self.worker_id(kind)
+        known = worker in self.state.workers
+        assert self.state.drain_worker(worker) is known
+        if known:
+            assert self.state.lease(worker, 10, self.now) == []
+            assert self.state.drain_told(worker)
 
     def spend_budgets(self, got: list[TaskMsg]) -> None:
         for msg in got:
@@ -806,6 +880,8 @@ class BrokerMachine(RuleBasedStateMachine):
         assert set(self.state.deps.kept) == set(old.deps.kept)
         for letter in old.dead.letters.values():  # the journal's dead letters
             self.state.dead.restore(letter)
+        self.state.restore_pauses(old.limits.paused)  # the journal's paused_queues table
+        assert self.state.limits.paused == self.paused
         self.journaled_stops.update(old.changes.stops)
         for tid in self.journaled_stops:  # the journal's stops table
             self.state.restore_stop(tid)
@@ -975,7 +1051,15 @@ class BrokerMachine(RuleBasedStateMachine):
         self.desired_workers_run_all_that_could_run()
         self.results_are_kept_for_their_ttl()
         self.dead_letters_are_the_failures()
+        self.paused_queues_lease_nothing()
         self.settled = True
+
+    def paused_queues_lease_nothing(self) -> None:
+        """The paused queues are the ones the operator paused (and not resumed), and no
+        lease would take a task of one, whatever it holds."""
+        assert self.state.limits.paused == self.paused
+        for queue in self.paused:
+            assert not self.state.can_lease((queue,), self.now)
 
     def results_are_kept_for_their_ttl(self) -> None:
         """Each ended task with a TTL keeps its result (the one it ended with) from its end
@@ -1039,6 +1123,8 @@ class BrokerMachine(RuleBasedStateMachine):
             room = {o.limit_key: max(0, o.limit - by_key[o.limit_key]) for o in queued}
             could = leased + sum(not o.limit_key for o in queued) + sum(
                 min(n, room[k]) for k, n in keyed.items())
+            if queue in self.paused:  # its queued tasks wait for a resume
+                could = leased
             limit = state.limits.by_queue.get(queue)
             if limit is not None and limit.concurrency:
                 could = min(could, limit.concurrency)
@@ -1267,8 +1353,11 @@ class BrokerMachine(RuleBasedStateMachine):
         self.dead_letters_are_the_failures()
 
     def drain(self) -> None:
-        """Expire every lease, then lease all that is left to one worker and complete it
-        (in rounds: limits let only so many run at once)."""
+        """Resume every queue, expire every lease, then lease all that is left to one worker
+        and complete it (in rounds: limits let only so many run at once)."""
+        for queue in sorted(self.paused):
+            assert self.state.pause_queue(queue, False)
+        self.paused.clear()
         for _ in range(2 + len(self.state.tasks)):
             if not self.state.tasks:
                 break
