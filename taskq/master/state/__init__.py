@@ -28,14 +28,10 @@ import random
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any
 
 from taskq.defaults import (
-    HEARTBEAT_S,
     JOB_OUTBOX_PREFIX,
     KEPT_RESULT_TTL_S,
-    LOST_BEATS,
-    MAX_BEATS_PER_S,
     SCHEDULE_RESULTS_KEPT,
 )
 from taskq.master.state import replays, unloadable
@@ -48,6 +44,7 @@ from taskq.master.state.deps import Deps, DepsMixin
 from taskq.master.state.expiry import ExpiryMixin
 from taskq.master.state.history import History
 from taskq.master.state.limits import Limits
+from taskq.master.state.liveness import RESTORING, LivenessMixin
 from taskq.master.state.outboxes import OutboxesMixin
 from taskq.master.state.queues import TaskQueues
 from taskq.master.state.records import Changes, Outbox, TaskRecord, WorkerInfo
@@ -58,7 +55,6 @@ from taskq.master.state.stops import StopsMixin
 from taskq.master.state.uniques import Uniques
 from taskq.protocol.messages import (
     SCHEDULE_PREFIX,
-    Beat,
     ResultMsg,
     Schedule,
     Status,
@@ -70,16 +66,12 @@ from taskq.protocol.replies import CancelOutcome, Replayed
 
 SCHEDULES_OUTBOX = f"{JOB_OUTBOX_PREFIX}{SCHEDULE_PREFIX}"
 
-__all__ = ["BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord", "WorkerInfo"]
-
-
-# restore_hold_until while a master loads its journal: the claim window starts only when it
-# listens (open_claims), so loading a big journal does not eat it.
-RESTORING = float(2**62)
+__all__ = ["RESTORING", "BrokerState", "CancelOutcome", "Changes", "Outbox", "TaskRecord",
+           "WorkerInfo"]
 
 
 class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixin,
-                  RetentionMixin, ControlsMixin):
+                  RetentionMixin, ControlsMixin, LivenessMixin):
     """All of the master's bookkeeping; see the module docstring."""
 
     def __init__(self, *, lost_after: float, max_lost: int, max_payload: int) -> None:
@@ -191,32 +183,6 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         else:
             self.queues.push(rec)
 
-    def open_claims(self, until: float) -> None:
-        """The master listens: the tasks restored while it loaded that were leased (held
-        until RESTORING) wait for their holders to claim them back until ``until``, then
-        run; a task that was waiting anyway keeps its own time if later."""
-        self.restore_hold_until = until
-        for held in self.claims.values():
-            for task_id, not_before in held.items():
-                rec = self.tasks.get(task_id)
-                if rec is not None and rec.state is TaskState.WAITING \
-                        and rec.not_before >= RESTORING:
-                    self.queues.remove(rec)  # its entry goes stale; then held anew
-                    self.queues.hold(rec, max(until, not_before))
-
-    def claims_settled(self, worker_id: str, now: float) -> None:
-        """A worker said what it holds after a restart: the restored tasks it held before
-        and did not claim back run now (it does not run them), not when the window ends."""
-        for task_id, not_before in self.claims.pop(worker_id, {}).items():
-            rec = self.tasks.get(task_id)
-            if rec is not None and rec.state is TaskState.WAITING and not rec.stop_asked \
-                    and rec.not_before == max(self.restore_hold_until, not_before):
-                self.queues.remove(rec)
-                if not_before > now:
-                    self.queues.hold(rec, not_before)
-                else:
-                    self.queues.push(rec)
-
     def restore_alias(self, alias: str, outbox: str, target: str) -> None:
         """Put back a submit that joined a unique task (master restart)."""
         if target in self.tasks:
@@ -249,112 +215,6 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
                echo: bool = False) -> list[Replayed]:
         """Run dead letters again as new tasks (``taskq.master.state.replays``)."""
         return replays.replay(self, task_ids, new_ids, outbox, now, echo=echo)
-
-    # ------------------------------------------------------------------ workers
-
-    def register(self, info: WorkerInfo, now: float) -> None:
-        old = self.workers.get(info.worker_id)
-        if old is not None:
-            info.held, info.done, info.failed = old.held, old.done, old.failed
-            info.to_ask = [*old.to_ask, *old.asked]  # answers may have been lost: ask again
-            info.sent = old.sent  # its next take says whether that batch arrived
-            info.unconfirmed = old.unconfirmed
-        self._carry_drain(old, info, info.draining)
-        info.last_seen = now
-        self.crowd.add(info, now + self.silence(info))
-        self.resources.register(info.worker_id, info.resources)
-        self.sizes.seen(info.procs, info.queues)
-        self.beat(info)
-
-    def beat(self, worker: WorkerInfo) -> float:
-        """The heartbeat interval to tell a worker: HEARTBEAT_S, longer as the crowd grows so
-        that all of them together beat at most MAX_BEATS_PER_S times a second."""
-        worker.beat = max(HEARTBEAT_S, len(self.workers) / MAX_BEATS_PER_S)
-        return worker.beat
-
-    def silence(self, worker: WorkerInfo) -> float:
-        """How long this worker may stay silent before it is lost: ``lost_after``, or
-        LOST_BEATS of the heartbeat interval it was told if that is longer."""
-        return max(self.lost_after, LOST_BEATS * worker.beat)
-
-    def heartbeat(self, worker_id: str, held: list[str], running: int, now: float,
-                  memory: int = 0, progress: dict[str, Any] | None = None) -> bool:
-        """Renew the worker and the leases it still holds; False if it must register again.
-
-        A held task the master thinks is queued (it restarted, or the lease expired while
-        the network was cut) is leased back to this worker rather than run twice.
-        """
-        worker = self.workers.get(worker_id)
-        if worker is None:
-            return False
-        worker.last_seen = now
-        worker.running = running
-        worker.memory = memory
-        deadline = now + self.silence(worker)
-        for task_id in held:
-            rec = self.tasks.get(task_id)
-            if rec is None:
-                if self.stopped_away:
-                    self.stop_again(worker, task_id)
-                continue
-            if rec.state is TaskState.BLOCKED:  # (never handed out)
-                continue
-            if rec.state is not TaskState.LEASED:
-                self._unlease(rec)
-                self._lease_to(rec, worker, now)
-                if rec.stop_asked:  # stopped while the master was away: ask its holder now
-                    self._ask_to_stop(rec)
-            elif rec.worker == worker_id:
-                rec.deadline = deadline
-        self._listed(worker, held, now)
-        if progress:
-            self.note_progress(worker_id, progress)
-        return True
-
-    def _listed(self, worker: WorkerInfo, held: list[str], now: float) -> None:
-        """A worker listed what it holds: the leases it did not list (nor are on their way
-        to it) are renewed no more; the restored tasks it held and did not claim run."""
-        worker.unconfirmed = worker.held.difference(held, worker.sent)
-        if self.claims:
-            self.claims_settled(worker.worker_id, now)
-
-    def beaten(self, worker_id: str, beat: Beat, now: float) -> tuple[bool, bool]:
-        """A worker's beat (``BrokerAPI.beat``): whether the worker is known here, and
-        whether it must send the list of what it holds (its digest differs from ours). A
-        beat that matches renews every lease of the worker at once (``lease_expires``)."""
-        worker = self.workers.get(worker_id)
-        if worker is None:
-            return False, False
-        worker.last_seen = now
-        worker.running, worker.memory = beat.running, beat.memory
-        if beat.progress:
-            self.note_progress(worker_id, beat.progress)
-        if not self.crowd.held_matches(worker, beat.held):
-            return True, True
-        worker.unconfirmed.clear()
-        return True, False
-
-    def lease_expires(self, rec: TaskRecord) -> float:
-        """When a lease runs out: its holder's silence after it was last heard from, for a
-        lease its holder confirms holding (renewed per worker, not per task); its own
-        deadline for one it did not list in its last heartbeat, or whose holder is gone."""
-        holder = self.workers.get(rec.worker or "")
-        if holder is None or rec.msg.task_id in holder.unconfirmed:
-            return rec.deadline
-        return max(rec.deadline, holder.last_seen + self.silence(holder))
-
-    def arrived(self, worker_id: str, received: str) -> None:
-        """A worker says which batch of leases reached it last: ``received``, the first
-        task id of that batch ("": none yet). A batch sent to it since never arrived (the
-        link broke under the reply): its tasks go back to the queue at once, no attempt
-        used, rather than when their leases expire."""
-        worker = self.workers.get(worker_id)
-        if worker is None:
-            return
-        sent, worker.sent = worker.sent, []
-        if sent and sent[0] != received:
-            self._hand_back(worker_id, [t for t in sent if (r := self.leased.get(t))
-                                        is not None and not r.started])
 
     def lease(self, worker_id: str, n: int, now: float, max_bytes: int | None = None,
               track: bool = False) -> list[TaskMsg]:
