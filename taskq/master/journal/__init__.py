@@ -28,7 +28,6 @@ worker that reconnects still holding one claims it back with its first heartbeat
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sqlite3
@@ -42,20 +41,18 @@ from taskq import logs
 from taskq.defaults import (
     JOURNAL_IDLE_S,
     JOURNAL_SLACK_BYTES,
-    JOURNAL_SYNCHRONOUS,
     JOURNAL_UPKEEP_BUDGET_S,
     JOURNAL_UPKEEP_MAX_S,
     JOURNAL_VACUUM_PAGES,
     JOURNAL_WINDOW_S,
     STATS_WINDOWS,
 )
-from taskq.errors import TaskqError
 from taskq.master.journal import controls as controls_table
 from taskq.master.journal import dead as dead_table
 from taskq.master.journal import deps as deps_table
+from taskq.master.journal import files, schema
 from taskq.master.journal import prims as prims_table
 from taskq.master.journal import retention as retention_table
-from taskq.master.journal import schema
 from taskq.master.state import BrokerState, Changes, TaskRecord
 from taskq.master.state.history import Attempt
 from taskq.master.state.limits import QueueLimit
@@ -68,8 +65,6 @@ log = logs.get_logger(__name__)
 _UPSERT_TASK = schema.upsert("tasks")
 _UPSERT_RESULT = schema.upsert("results")
 _UPSERT_HISTORY = schema.upsert("history")
-_INCREMENTAL = 2  # what PRAGMA auto_vacuum reads when incremental vacuum is on
-_BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another connection's lock
 
 
 class Journal:
@@ -78,10 +73,10 @@ class Journal:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._lock_fd = _lock(path)  # one master per journal, released when it exits
+        self._lock_fd = files.lock(path)  # one master per journal, released when it exits
         self._wal = Path(f"{path}-wal")
         try:
-            self._db = _open(path)
+            self._db = files.open_journal(path)
         except BaseException:
             os.close(self._lock_fd)
             raise
@@ -224,7 +219,7 @@ class Journal:
         try:
             busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         finally:
-            db.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+            db.execute(f"PRAGMA busy_timeout={int(files.BUSY_TIMEOUT_S * 1000)}")
         self._uncheckpointed = self._uncheckpointed and bool(busy)
         log.debug("journal_shrunk", checkpointed=not busy, db_bytes=self.path.stat().st_size,
                   wal_bytes=self._wal_bytes())
@@ -325,28 +320,6 @@ class Journal:
             os.close(self._lock_fd)  # the next master may open it
 
 
-def _use_incremental_vacuum(db: sqlite3.Connection, path: Path) -> None:
-    """Turn incremental auto-vacuum on: at once for a new journal; an older one is rebuilt.
-
-    The rebuild (VACUUM) is done whatever the journal's size: it happens once per journal,
-    it copies only live rows (about what load() reads next anyway), and without it the file
-    could never shrink. If it fails (it needs free disk for about twice the live rows: a copy
-    and the WAL), the journal works as before and the next start tries again.
-    """
-    db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new, empty database
-    if db.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL:
-        return
-    started = time.monotonic()
-    try:
-        db.execute("VACUUM")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    except sqlite3.Error as exc:
-        log.warning("journal_vacuum_failed", path=str(path), error=str(exc))
-        return
-    log.info("journal_converted", path=str(path), seconds=round(time.monotonic() - started, 3),
-             bytes=path.stat().st_size)
-
-
 _SCHEDULE_FIELDS = ("cron", "every", "tz", "catch_up", "paused", "next_run", "last_run",
                     "last_task", "last_outcome")
 
@@ -363,44 +336,6 @@ def _schedule(name: str, spec: str, fn: bytes, args: bytes) -> Schedule:
     timeout, retries, priority, queue, extra = fields.pop("options")
     options = TaskOptions.with_extra(timeout, retries, priority, queue, extra)
     return Schedule(name, fn, args, options, **fields)
-
-
-def _open(path: Path) -> sqlite3.Connection:
-    """The journal's connection, its schema brought to the latest version."""
-    db = sqlite3.connect(str(path), timeout=_BUSY_TIMEOUT_S, check_same_thread=False,
-                         isolation_level=None)
-    try:
-        _use_incremental_vacuum(db, path)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={JOURNAL_SYNCHRONOUS}")
-        db.execute(f"PRAGMA journal_size_limit={JOURNAL_SLACK_BYTES}")
-        had = schema.migrate(db, path)
-    except BaseException:
-        db.close()
-        raise
-    if had != schema.LATEST:
-        log.info("journal_migrated", path=str(path), version=schema.LATEST, was=had)
-    return db
-
-
-class JournalInUse(TaskqError):
-    """Another process (a second master on the same --state) holds the journal."""
-
-
-def _lock(path: Path) -> int:
-    """Hold ``path``.lock (flock: the kernel releases it when this process exits, however);
-    JournalInUse, naming the holder, if another process holds it."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise JournalInUse(f"the journal {path} is in use by another taskq master (pid "
-                           f"{holder}): stop that one, or give this one another --state") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
 
 
 def _wall(rec: TaskRecord, to_wall: float) -> float:
