@@ -4,6 +4,7 @@ pool it runs tasks in (``make_pool``: processes, threads or an asyncio loop)."""
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 from taskq import defaults
@@ -50,3 +51,14 @@ def make_pool(config: WorkerConfig) -> ProcessPool | LocalPool:
     if config.pool == "asyncio":
         return AsyncioPool(config.procs, setup=config.setup)
     raise ValueError(f"unknown pool {config.pool!r}: expected one of {', '.join(POOLS)}")
+
+def prefetch(pool: str, slots: int, mean_s: float) -> int:
+    """How many tasks a worker holds: about PREFETCH_TARGET_S of work per slot, given how
+    long its tasks take (``mean_s``); a thread or asyncio pool as much, but no more than
+    PREFETCH_MAX in all or PREFETCH_PER_SLOT a slot, whichever is more."""
+    per_slot = math.ceil(defaults.PREFETCH_TARGET_S / max(mean_s, 1e-6))
+    per_slot = max(defaults.PREFETCH_MIN, min(defaults.PREFETCH_MAX, per_slot))
+    if pool != "processes":  # many cheap slots: short tasks fill a few
+        return min(per_slot * slots,
+                   max(defaults.PREFETCH_MAX, defaults.PREFETCH_PER_SLOT * slots))
+    return per_slot * slots

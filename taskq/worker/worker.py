@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import os
 import pickle
 import socket
@@ -47,15 +46,14 @@ from collections.abc import Callable
 from typing import Any
 
 from taskq import defaults, logs
-from taskq.errors import ConnectError, MasterError, PayloadTooLarge, TaskCrashed, TaskTimeout
+from taskq.errors import ConnectError, MasterError
 from taskq.net.link import Link
-from taskq.protocol import bodies, messages, names
+from taskq.protocol import messages, names
 from taskq.protocol.api import BrokerAPI
-from taskq.protocol.messages import ResultMsg, Status, TaskMsg, WorkerHello
-from taskq.protocol.options import retry_applies
-from taskq.worker import execute, setup, tracing
+from taskq.protocol.messages import ResultMsg, TaskMsg, WorkerHello
+from taskq.worker import execute, results, setup, tracing
 from taskq.worker.acks import Unacked, by_size
-from taskq.worker.config import WorkerConfig, make_pool
+from taskq.worker.config import WorkerConfig, make_pool, prefetch
 from taskq.worker.context import TaskContext
 from taskq.worker.pools.child_record import resident_bytes
 from taskq.worker.pools.job import Job, Outcome, OutcomeKind
@@ -320,36 +318,13 @@ class Worker:
             self.acks.keep(self._quick().report(self.worker_id, [], durable_to=ticket), [])
 
     def _result(self, outcome: Outcome) -> ResultMsg:
-        if outcome.kind is OutcomeKind.DONE:
-            ran: execute.RunResult = outcome.value
-            status, body, detail, retry = ran.status, ran.body, ran.detail, ran.retry
-            if status is Status.UNLOADABLE:  # the master hands it to another worker
-                self.log.warning("task_not_loadable", task_id=outcome.task_id,
-                                 reason=detail.partition("\n")[0])
-            if body is not None and len(body) > self._max_payload:
-                status, detail = Status.ERROR, ""
-                body = bodies.encode_error(PayloadTooLarge(
-                    f"the task's result is {len(body)} bytes, over the master's --max-payload "
-                    f"of {self._max_payload} bytes; return a path or URL instead of the data"))
-            return ResultMsg(outcome.task_id, status, body, detail, self.name, outcome.duration,
-                             retry, self._attempts.get(outcome.task_id, 0))
-        failure: type[Exception] = TaskTimeout
-        if outcome.kind is OutcomeKind.CANCELLED:
-            return self._cancelled(outcome.task_id, outcome.detail, outcome.duration)
-        if outcome.kind is OutcomeKind.TIMED_OUT:
-            status, detail = Status.TIMEOUT, f"on worker {self.name}: {outcome.detail}"
-        else:
-            status, failure = Status.CRASHED, TaskCrashed
-            detail = f"the process running the task on worker {self.name} died: {outcome.detail}"
-        self.log.warning("task_failed", task_id=outcome.task_id, status=status.value,
-                         detail=outcome.detail)
-        retry = retry_applies(self._retry_on.get(outcome.task_id, ()), failure)
-        return ResultMsg(outcome.task_id, status, None, detail, self.name, outcome.duration,
-                         retry, self._attempts.get(outcome.task_id, 0))
+        return results.of(outcome, self.name, self._max_payload,
+                          self._attempts.get(outcome.task_id, 0),
+                          self._retry_on.get(outcome.task_id, ()), self.log)
 
     def _cancelled(self, task_id: str, how: str, duration: float = 0.0) -> ResultMsg:
-        return ResultMsg(task_id, Status.CANCELLED, None, f"on worker {self.name}: {how}",
-                         self.name, duration, False, self._attempts.get(task_id, 0))
+        return results.cancelled(task_id, how, self.name, self._attempts.get(task_id, 0),
+                                 duration)
 
     def _payload(self, task: TaskMsg) -> execute.Payload:
         """What the pool runs, and what the task is told (``taskq.current_task()``): its id,
@@ -540,14 +515,3 @@ class Worker:
         self.log.info("task_dropped", task_id=task_id, reason="cancelled before it began")
         return True
 
-
-def prefetch(pool: str, slots: int, mean_s: float) -> int:
-    """How many tasks a worker holds: about PREFETCH_TARGET_S of work per slot, given how
-    long its tasks take (``mean_s``); a thread or asyncio pool as much, but no more than
-    PREFETCH_MAX in all or PREFETCH_PER_SLOT a slot, whichever is more."""
-    per_slot = math.ceil(defaults.PREFETCH_TARGET_S / max(mean_s, 1e-6))
-    per_slot = max(defaults.PREFETCH_MIN, min(defaults.PREFETCH_MAX, per_slot))
-    if pool != "processes":  # many cheap slots: short tasks fill a few
-        return min(per_slot * slots,
-                   max(defaults.PREFETCH_MAX, defaults.PREFETCH_PER_SLOT * slots))
-    return per_slot * slots

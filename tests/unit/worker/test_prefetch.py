@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from taskq import defaults
-from taskq.worker.worker import prefetch
+from taskq.worker.config import prefetch
 
 
 def test_short_tasks_fill_a_one_slot_pool_of_any_kind() -> None:
