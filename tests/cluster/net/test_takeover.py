@@ -189,7 +189,7 @@ def test_the_owners_layer_serves_the_declared_calls_with_their_claims_turned_pub
     assert tuple(served) == api.EXPOSED
     claimed = {name for name, call in api.CALLS.items() if call.claims}
     assert {"hello", "submit", "fetch", "open_count", "cancel", "register", "heartbeat",
-            "take", "report", "release", "beat", "flush"} == claimed
+            "take", "report", "release", "beat", "flush", "replay"} == claimed
     claim = names.new_worker_claim("me", 1)
     served["register"](WorkerHello(claim, "me", 1, 1, ("default",)))
     assert served["heartbeat"](claim, [], 0, 0, None) > 0.0

@@ -1,0 +1,216 @@
+"""The broker's calls that workers make: join, beat, poll for tasks, report, hand back.
+
+Mixed into ``taskq.master.broker.Broker``, whose lock, state, clock, journal and parked
+polls they share (the pure logic is ``taskq.master.state``, the liveness part of it
+``state.liveness``)::
+
+    register(hello) ── a worker joins (again): its leases, its claims after a restart
+    beat(Beat)      ── answered at once: the next interval, send the held list?, drain?
+    heartbeat(held) ── the held list, on a join or when the digests differ
+    take(hold)      ── parks until there is work for it (or a cancel to ask); its leases
+                       name the journal ticket the worker waits for before it starts them
+    report(results) ── answered at once with a Receipt (the journal ticket of the results)
+    release(ids)    ── unstarted tasks back to the queue; with goodbye, the worker leaves
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from taskq import logs
+from taskq.defaults import BATCH_BYTES, LONG_POLL_S, PREFETCH_MIN
+from taskq.master.journal import Journal
+from taskq.master.state import BrokerState, WorkerInfo
+from taskq.master.takers import Takers
+from taskq.net import serving
+from taskq.protocol.messages import Beat, ResultMsg, WorkerHello, check_beat, check_vitals
+from taskq.protocol.replies import Beaten, Leased, MasterInfo, Receipt
+
+log = logs.get_logger("taskq.master.broker")
+
+
+class WorkerCalls:
+    """The workers' calls; see the module docstring."""
+
+    _lock: threading.Lock
+    _state: BrokerState
+    _clock: Callable[[], float]
+    _journal: Journal | None
+    _takers: Takers
+    _space: serving.Signal
+    _results: serving.Signal
+    _answers: serving.Signal
+    _synced: serving.Signal
+    _commit: Callable[..., int]  # Broker._commit: journal what the call changed
+    _receipt: Callable[[int], Receipt]
+    _wake_timer: Callable[[], None]
+    _wait: Callable[..., Any]
+    info: Callable[[], MasterInfo]
+
+    def register(self, hello: WorkerHello) -> MasterInfo:
+        info = WorkerInfo(hello.worker_id, hello.host, hello.pid, hello.procs,
+                          tuple(hello.queues), pool=getattr(hello, "pool", "processes"),
+                          resources=tuple(getattr(hello, "resources", ())),
+                          draining=bool(getattr(hello, "draining", False)))
+        with self._lock:
+            self._state.register(info, self._clock())
+            self._tell_asks(hello.worker_id)  # asks it may not have had answered
+            self._takers.wake_worker(hello.worker_id)
+        log.info("worker_joined", worker_id=hello.worker_id, host=hello.host,
+                 pid=hello.pid, procs=hello.procs)
+        return replace(self.info(), heartbeat=info.beat)
+
+    def heartbeat(self, worker_id: str, held: list[str], running: int,
+                  *, memory: int = 0, progress: dict[str, Any] | None = None) -> float:
+        """Renew a worker and its leases; returns the seconds until its next heartbeat (0: it
+        is not known here, and must register again). ``memory``: the worker's resident
+        bytes, its pool processes included (0: unknown); ``progress``: task id -> (done,
+        total, message) of its tasks that reported since the last heartbeat (kept in memory
+        only: see ``taskq.worker.report``)."""
+        check_vitals(memory, progress)
+        with self._lock:
+            known = self._state.heartbeat(worker_id, held, running, self._clock(), memory,
+                                          progress)
+            self._tell_asks(worker_id)  # a task stopped while it was away, still held there
+            worker = self._state.workers.get(worker_id)
+            return self._state.beat(worker) if known and worker is not None else 0.0
+
+    def _tell_asks(self, worker_id: str) -> None:
+        """Wake the worker's parked poll if it has asks (lock held)."""
+        if self._state.has_asks(worker_id):
+            self._takers.wake_workers([worker_id])
+
+    def take(self, worker_id: str, hold: int, *, wait: float, received: str | None = None,
+             answers: dict[str, bool] | None = None) -> Leased:
+        """A worker's poll: lease tasks until it holds ``hold`` (fewer to share a queue
+        fairly), and hand it new cancel requests, waiting (bounded) for either. A report
+        that frees room wakes it. ``received``: the first task id of the last batch it
+        received (``state.arrived``); ``answers``: its answers to cancel requests (True:
+        dropped before it started)."""
+        with self._lock:
+            state = self._state
+            if received is not None:  # a batch it never got goes back to the queue now
+                state.arrived(worker_id, received)
+            asks = self._answered(worker_id, answers or {})
+            worker = state.workers.get(worker_id)
+            queues = worker.queues if worker else ()
+
+            def room() -> int:
+                held = state.workers.get(worker_id)
+                return hold - len(held.held) if held is not None else 0
+
+            def ready() -> bool:
+                return state.has_asks(worker_id) or (room() > 0 and any(
+                    state.pending_by_queue[q] > 0 for q in queues) and state.can_lease(
+                    queues, self._clock(), worker_id))
+
+            now = self._clock()  # waiting tasks are queued by the reaper's timer, not here
+            token = state.limits.next_token(queues, now) if state.limits.by_queue else None
+            if token is not None:  # a rate-limited queue: wake when its next token is there
+                wait = min(wait, max(0.0, token - now) + 0.001)
+            if not asks:
+                self._wait(self._takers.signal(worker), ready, wait, key=worker_id)
+                asks = state.control(worker_id, {})
+            tasks = state.lease(worker_id, self._fair_share(worker_id, room()), self._clock(),
+                                BATCH_BYTES, track=received is not None)
+            if not tasks:
+                return Leased(tasks=tasks, asks=asks)
+            self._space.notify_all()
+            # the worker waits for this before it starts them: a master killed meanwhile
+            # restores them unleased, and they must not run both there and elsewhere
+            ticket = self._commit(urgent=True)
+            return Leased(tasks=tasks, asks=asks, ticket=self._receipt(ticket).ticket)
+
+    def _answered(self, worker_id: str, answers: dict[str, bool]) -> list[str]:
+        """Take a worker's answers to cancel requests (lock held); its new requests."""
+        asks = self._state.control(worker_id, answers)
+        if answers:
+            self._commit()
+            self._answers.notify_all()
+            self._results.notify_all()
+        return asks
+
+    def _fair_share(self, worker_id: str, n: int) -> int:
+        """Cap a lease at half this worker's share of what is queued in its queues (among
+        the workers that serve them), so that no worker hoards what an idle one could run
+        (at least two tasks per process, to keep it busy); halving makes the shares converge
+        in finer steps as the queue drains."""
+        state = self._state
+        worker = state.workers.get(worker_id)
+        if worker is None or len(state.workers) < 2:
+            return n
+        share = -(-state.crowd.share(worker, state.pending_by_queue) // 2)  # half, rounded up
+        return min(n, max(share, worker.procs * PREFETCH_MIN))
+
+    def report(self, worker_id: str, results: list[ResultMsg], *,
+               started: list[str] | None = None, resent: bool = False,
+               durable_to: int = 0) -> Receipt:
+        """A worker's outcomes, and the tasks it began running since its last report.
+
+        Answered at once with a ``Receipt``: the worker keeps the results until one says
+        the journal has them. ``resent``: results a master of another run took (this one
+        restored their tasks): only those still at the attempt they ran count. With nothing
+        to report, ``durable_to`` waits (bounded) until the journal reaches that ticket."""
+        with self._lock:
+            if not results and not started:
+                journal = self._journal
+                if durable_to and journal is not None:
+                    self._wait(self._synced, lambda: journal.durable >= durable_to,
+                               LONG_POLL_S)
+                return self._receipt(0)
+            results = self._reportable(worker_id, results, resent)
+            pending_before = self._state.pending_count()
+            waiting = self._state.queues.waiting_count
+            self._state.start(worker_id, started or (), self._clock())
+            self._state.complete(worker_id, results, self._clock())
+            if self._state.queues.waiting_count > waiting:  # a retry waits for its backoff
+                self._wake_timer()
+            requeued = self._state.pending_count() - pending_before
+            ticket = self._commit()
+            if started:
+                self._results.notify_all()
+            if self._state.limits.by_queue or self._state.limits.running_by_key:
+                self._takers.wake_all()  # a limit may have room again
+            elif requeued > 0:
+                self._takers.wake(requeued)
+            if results:  # room in its pool: its poll leases more at once
+                self._takers.wake_workers([worker_id])
+            return self._receipt(ticket)
+
+    def _reportable(self, worker_id: str, results: list[ResultMsg],
+                    resent: bool) -> list[ResultMsg]:
+        """The results this worker may report (lock held); the rest are logged, dropped."""
+        results, refused = self._state.reportable(worker_id, results, resent=resent)
+        if refused and resent:
+            log.info("resent_results_known", worker_id=worker_id, tasks=len(refused),
+                     reason="journaled before the master restarted")
+        elif refused:
+            log.warning("report_refused", worker_id=worker_id, tasks=len(refused),
+                        reason="not leased to this worker")
+        return results
+
+    def beat(self, worker_id: str, beat: Beat) -> Beaten:
+        """A worker lives: it says what it holds (a digest), what runs, its memory and its
+        tasks' progress. Answers when to beat next (0: register again), and whether to send
+        the list of what it holds (the digest differs from the master's)."""
+        check_beat(beat)
+        with self._lock:
+            state = self._state
+            _, send_held = state.beaten(worker_id, beat, self._clock())
+            worker = state.workers.get(worker_id)
+            return Beaten(beat=state.beat(worker) if worker is not None else 0.0,
+                          send_held=send_held, drain=state.drain_told(worker_id))
+
+    def release(self, worker_id: str, task_ids: list[str], *, goodbye: bool = False) -> None:
+        """A worker hands back unstarted tasks; with goodbye it leaves the cluster."""
+        with self._lock:
+            self._state.release(worker_id, task_ids)
+            if goodbye:
+                self._state.forget_worker(worker_id)
+            self._commit()
+            self._takers.wake_all()
+        if goodbye:
+            log.info("worker_left", worker_id=worker_id, released=len(task_ids))
