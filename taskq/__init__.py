@@ -42,6 +42,7 @@ from taskq.errors import (
 # ``current_task`` loads no client, master or network code.
 _LAZY = {
     "AsyncClient": "taskq.client.asyncio",
+    "allow_failure": "taskq.client.deps",
     "CancelResult": "taskq.client.cancel",
     "Client": "taskq.client.client",
     "TaskFuture": "taskq.client.future",
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from taskq.client.asyncio import AsyncClient
     from taskq.client.cancel import CancelResult
     from taskq.client.client import Client
+    from taskq.client.deps import allow_failure
     from taskq.client.future import TaskFuture
     from taskq.client.shared import current_client
     from taskq.client.track import track
@@ -97,6 +99,7 @@ __all__ = [
     "TaskqError",
     "VersionMismatch",
     "WorkerLost",
+    "allow_failure",
     "current_client",
     "current_task",
     "default_client",

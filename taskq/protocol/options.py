@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -220,14 +221,18 @@ def task(fn: Callable[..., Any], *, timeout: float | None = ..., retries: int = 
          max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
          unique: str = ..., unique_for: float = ...,
          resources: dict[str, float] | None = ..., expires: float | None = ...,
-         soft_timeout: float | None = ...) -> TaskFunction: ...
+         soft_timeout: float | None = ...,
+         on_failure: Callable[[str, BaseException], Any] | None = ...,
+         on_success: Callable[[str, Any], Any] | None = ...) -> TaskFunction: ...
 @overload
 def task(fn: None = None, *, timeout: float | None = ..., retries: int = ...,
          priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
          max_backoff: float = ..., jitter: bool = ..., limit_key: str = ..., limit: int = ...,
          unique: str = ..., unique_for: float = ...,
          resources: dict[str, float] | None = ..., expires: float | None = ...,
-         soft_timeout: float | None = ...
+         soft_timeout: float | None = ...,
+         on_failure: Callable[[str, BaseException], Any] | None = ...,
+         on_success: Callable[[str, Any], Any] | None = ...,
          ) -> Callable[[Callable[..., Any]], TaskFunction]: ...
 
 
@@ -237,6 +242,8 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
          limit_key: str = "", limit: int = 0, unique: str = "", unique_for: float = 0.0,
          resources: dict[str, float] | None = None, expires: float | None = None,
          soft_timeout: float | None = None,
+         on_failure: Callable[[str, BaseException], Any] | None = None,
+         on_success: Callable[[str, Any], Any] | None = None,
          ) -> TaskFunction | Callable[[Callable[..., Any]], TaskFunction]:
     """Attach options to a callable: ``task(fn, timeout=2)`` or ``@task(timeout=2)``.
 
@@ -252,16 +259,32 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
     (``--resources gpu=2``) takes it. ``expires``: a task not started within that many
     seconds of its submit never runs (``taskq.TaskExpired``; a retry too). ``soft_timeout``:
     ``taskq.SoftTimeout`` is raised inside the task after that many seconds, before the
-    hard ``timeout`` (which it must be less than) ends it.
+    hard ``timeout`` (which it must be less than) ends it. ``on_failure(task_id,
+    exception)`` runs as a task of its own once the task failed for good (after its retries;
+    not when it was cancelled); ``on_success(task_id, result)`` once it returned.
     """
     options = make_options(timeout, retries, priority, queue, retry_on=retry_on,
                            backoff=backoff, max_backoff=max_backoff, jitter=jitter,
                            limit_key=limit_key, limit=limit, unique=unique,
                            unique_for=unique_for, resources=resources, expires=expires,
                            soft_timeout=soft_timeout)
+    if on_failure is not None or on_success is not None:
+        options = replace(options, on_failure=_encode_callback(on_failure, "on_failure"),
+                          on_success=_encode_callback(on_success, "on_success"))
     if fn is None:
         return lambda f: TaskFunction(f, options)
     return TaskFunction(fn, options)
+
+
+def _encode_callback(fn: Callable[..., Any] | None, name: str) -> bytes:
+    """A callback's function, encoded as a task's is (b"": none)."""
+    if fn is None:
+        return b""
+    if not callable(fn):
+        raise ValueError(f"{name} must be a callable taking (task_id, ...), not {fn!r}")
+    from taskq.protocol import bodies  # the submitter's side: the master never encodes one
+
+    return bodies.encode_function(fn)
 
 
 CATCH_UP = ("once", "skip")

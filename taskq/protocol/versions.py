@@ -50,7 +50,10 @@ log = logs.get_logger(__name__)
 #    or ``decref`` request, which the master no longer serves.
 # 9: a task may expire (TaskOptions.expires, .expires_at; Status.EXPIRED) and carry a
 #    soft timeout (TaskOptions.soft_timeout).
-PROTOCOL = 9
+# 10: TaskOptions carry callbacks (on_failure, on_success), the dependencies a task lets fail
+#    (allow_failed, their failures leased as inputs under ALLOWED_MARK) and the parent task
+#    of a task submitted from inside a task; a pool process may secede from its slot.
+PROTOCOL = 10
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

@@ -1,0 +1,47 @@
+"""Functions the tests of callbacks, allow_failure and tasks that submit tasks run on
+workers (importable there through PYTHONPATH)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+
+def mark(directory: str, name: str, text: str = "ran") -> None:
+    """Leave one file per call (a test counts the calls of each name)."""
+    (Path(directory) / f"{name}.{time.monotonic_ns()}").write_text(text)
+
+
+def marks(directory: str, name: str) -> list[str]:
+    return [p.read_text() for p in sorted(Path(directory).iterdir())
+            if p.name.split(".")[0] == name]
+
+
+def fail(directory: str, name: str, release: str = "") -> None:
+    """Mark the run; once ``release`` exists (if named; at most a minute), raise."""
+    mark(directory, name)
+    deadline = time.monotonic() + 60
+    while release and not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    raise ValueError(f"{name} failed")
+
+
+def succeed(value: Any) -> Any:
+    return value
+
+
+def on_failure(directory: str, task_id: str, exc: BaseException) -> None:
+    """A callback (bound to ``directory`` with functools.partial): one file per call."""
+    mark(directory, "failure", f"{task_id} {type(exc).__name__}: {exc}")
+
+
+def on_success(directory: str, task_id: str, value: Any) -> None:
+    mark(directory, "success", f"{task_id} {value!r}")
+
+
+def takes(value: Any) -> str:
+    """What a dependent got: a value, or an exception (allow_failure)."""
+    if isinstance(value, BaseException):
+        return f"exception {type(value).__name__}: {value}"
+    return f"value {value!r}"
