@@ -46,7 +46,7 @@ _LAZY = {
     "CancelResult": "taskq.client.cancel",
     "Client": "taskq.client.client",
     "TaskFuture": "taskq.client.future",
-    "current_client": "taskq.client.shared",
+    "current_client": "taskq.client.current",
     "track": "taskq.client.track",
     "TLS": "taskq.net.tls",
     "TLSError": "taskq.net.tls",
@@ -62,9 +62,9 @@ if TYPE_CHECKING:
     from taskq.client.asyncio import AsyncClient
     from taskq.client.cancel import CancelResult
     from taskq.client.client import Client
+    from taskq.client.current import current_client
     from taskq.client.deps import allow_failure
     from taskq.client.future import TaskFuture
-    from taskq.client.shared import current_client
     from taskq.client.track import track
     from taskq.net.tls import TLS, TLSError
     from taskq.protocol.options import TaskFunction, task

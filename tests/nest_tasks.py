@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import taskq
+
 
 def mark(directory: str, name: str, text: str = "ran") -> None:
     """Leave one file per call (a test counts the calls of each name)."""
@@ -45,3 +47,36 @@ def takes(value: Any) -> str:
     if isinstance(value, BaseException):
         return f"exception {type(value).__name__}: {value}"
     return f"value {value!r}"
+
+
+def child(i: int) -> int:
+    return i
+
+
+def parent_sum(n: int) -> int:
+    """Submit ``n`` children from inside this task and wait for each (its slot is lent)."""
+    client = taskq.current_client()
+    futures = [client.submit(child, i) for i in range(n)]
+    return sum(f.result(120) for f in futures)
+
+
+def parent_map(n: int) -> int:
+    return sum(taskq.current_client().map(child, range(n), timeout=120))
+
+
+def long_child(directory: str, i: int, release: str) -> int:
+    """Mark the start; run until ``release`` exists (at most a minute); mark the end."""
+    mark(directory, f"child{i}-started")
+    deadline = time.monotonic() + 60
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    mark(directory, f"child{i}-done")
+    return i
+
+
+def parent_waits(directory: str, n: int, release: str) -> list[int]:
+    """Submit ``n`` long children, say their ids in ``children``, wait for them all."""
+    client = taskq.current_client()
+    futures = [client.submit(long_child, directory, i, release) for i in range(n)]
+    (Path(directory) / "children").write_text("\n".join(f.task_id for f in futures))
+    return [f.result(120) for f in futures]

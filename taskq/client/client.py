@@ -174,6 +174,16 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Execut
         elif first:
             threading.Thread(target=self._close, name="taskq-close", daemon=True).start()
 
+    def release(self) -> None:
+        """Let go of the master at once, waiting for nothing (its process exits)."""
+        with self._lock:
+            self._closed = True
+            self._wakeup.notify_all()
+            self._room.notify_all()
+        self._stopped.set()
+        self._link.close()
+        self._stop_cluster()
+
     def _enqueue_mirror(self, task_id: str) -> TaskFuture:
         """A future of another submitter's task: a task with no function that ends with a
         copy of that task's outcome (``Dependencies.future``)."""

@@ -39,6 +39,25 @@ _current: contextvars.ContextVar[Nest] = contextvars.ContextVar("taskq_nest", de
 _depth: contextvars.ContextVar[int] = contextvars.ContextVar("taskq_nest_depth", default=0)
 
 
+_hooks: tuple[Callable[[], None], Callable[[], None]] = (_nothing, _nothing)
+
+
+def set_slot_hooks(secede: Callable[[], None], rejoin: Callable[[], None]) -> None:
+    """How the tasks of this process give up their slot and take it back (set by the pool
+    that runs them: a pool process, or the thread pool in the worker's process)."""
+    global _hooks
+    _hooks = (secede, rejoin)
+
+
+def enter(task_id: str) -> contextvars.Token[Nest]:
+    """A task begins here (the pool's side): ``leave(token)`` when it ended."""
+    return _current.set(Nest(task_id, *_hooks))
+
+
+def leave(token: contextvars.Token[Nest]) -> None:
+    _current.reset(token)
+
+
 def bind(nest: Nest) -> contextvars.Token[Nest]:
     return _current.set(nest)
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from taskq.defaults import EXPIRES_SKEW_S, TRACEBACK_MAX_CHARS
 from taskq.errors import RemoteError, TaskLoadError
-from taskq.protocol import bodies
+from taskq.protocol import bodies, nesting
 from taskq.protocol.messages import Status
 from taskq.protocol.options import TaskFunction, retry_applies
 from taskq.worker import soft
@@ -163,12 +163,13 @@ def task_context(payload: Payload) -> Iterator[None]:
     if context is None:
         yield
         return
-    token = bind(context)
+    token, nest = bind(context), nesting.enter(context.task_id)
     gpus = context.resources.get("gpu") if payload.gpu_env else None
     if not isinstance(gpus, list):
         try:
             yield
         finally:
+            nesting.leave(nest)
             unbind(token)
         return
     before = os.environ.get(CUDA_ENV)
@@ -176,6 +177,7 @@ def task_context(payload: Payload) -> Iterator[None]:
     try:
         yield
     finally:
+        nesting.leave(nest)
         unbind(token)
         if before is None:
             os.environ.pop(CUDA_ENV, None)

@@ -125,6 +125,8 @@ class Worker:
         # for taskq.current_client() in tasks: the pool's processes inherit these
         os.environ[defaults.ENV_TASK_MASTER] = f"{config.address[0]}:{config.address[1]}"
         os.environ[defaults.ENV_TASK_AUTHKEY] = config.authkey.decode("utf-8", "surrogateescape")
+        if config.tls is not None:
+            config.tls.export()  # ... and its TLS settings
         execute.import_from(config.paths)  # the thread and asyncio pools run tasks here
         self.pool = make_pool(config)
         self.link = Link(config.address, config.authkey, reconnect_for=config.connect_for,
@@ -395,7 +397,7 @@ class Worker:
         per_proc = max(defaults.PREFETCH_MIN, min(defaults.PREFETCH_MAX, per_proc))
         if self.config.pool != "processes":
             per_proc = defaults.PREFETCH_PER_SLOT
-        return per_proc * self.config.procs
+        return per_proc * (self.config.procs + self.pool.seceded())  # + slots given up
 
     def _poll_loop(self) -> None:
         """Lease tasks (the master keeps this worker holding ``_hold()``, and a report that

@@ -3,6 +3,7 @@
     owner ── [packed payload]... ──► child_main ── runner(payload) ──► (status, value, rss)
                                         │               └─ report_progress ──► ProgressSlot
                                         └─ dropped by the owner (Claims) ──► (SKIPPED, None, 0)
+    the task waits on other tasks ──► (SECEDE, ...) ... (REJOIN, ...): its slot is lent out
     owner's watchdog pipe end closed (owner died) ──► _watch_owner ──► os._exit
 
 Kept apart from ``taskq.worker.pools.process`` (the owner's side) so a pool process loads only this.
@@ -19,12 +20,15 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from taskq.protocol import frames
+from taskq.protocol import frames, nesting
 from taskq.worker import report
 from taskq.worker.pools.claims import Claims
 from taskq.worker.pools.progress_slot import ProgressSlot
 
 OK, RAISED, SKIPPED = 0, 1, 2
+# not answers: the running task gave up its slot while it waits on other tasks, or took it
+# back (``taskq.protocol.nesting``); sent between the answers, on the same pipe
+SECEDE, REJOIN = 3, 4
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 # Results are sent with a 4-byte length: they are kept under 2 GiB.
 _MAX_RESULT = 0x7FFFFFFF
@@ -69,6 +73,16 @@ def _run_one(runner: Callable[[Any], Any], blob: memoryview, buffers: list[memor
     return data
 
 
+def _locked(send: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    """``send``, one message at a time (a task's thread may say it waits, see SECEDE)."""
+    lock = threading.Lock()
+
+    def locked(data: bytes) -> None:
+        with lock:
+            send(data)
+    return locked
+
+
 def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], Any],
                initializer: Callable[[], None] | None, measure: bool, claims: Claims,
                progress: ProgressSlot) -> None:
@@ -80,7 +94,9 @@ def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], A
     if initializer is not None:
         initializer()
     page = os.sysconf("SC_PAGE_SIZE") if measure else 0
-    fd, send = conn.fileno(), conn.send_bytes
+    fd, send = conn.fileno(), _locked(conn.send_bytes)
+    nesting.set_slot_hooks(lambda: send(pickle.dumps((SECEDE, None, 0), _PROTOCOL)),
+                           lambda: send(pickle.dumps((REJOIN, None, 0), _PROTOCOL)))
     skipped = pickle.dumps((SKIPPED, None, 0), _PROTOCOL)
     seq = 0
     while True:

@@ -105,6 +105,7 @@ class Child:
     assigned: int = 0  # jobs ever written to it
     completed: int = 0
     accepting: bool = True
+    seceded: bool = False  # its task waits on other tasks: nothing more is written to it
     readable: bool = True  # False once its pipe hit EOF
     parts: list[bytes] = field(default_factory=list)  # a partly received result
     have: int = 0
