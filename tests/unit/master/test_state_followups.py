@@ -3,6 +3,7 @@ callback task, the stop of its children, and dependencies that are allowed to fa
 
 from __future__ import annotations
 
+import json
 import pickle
 
 from taskq.errors import TaskCancelled
@@ -121,3 +122,11 @@ def test_an_allowed_cancelled_dependency_is_a_task_cancelled() -> None:
     (leased,) = state.lease("w", 10, 1.0)
     with deps.decoding(leased.inputs):
         assert isinstance(deps._dependency("box-1"), TaskCancelled)
+
+
+def test_the_new_options_survive_the_journal_encoding() -> None:
+    options = TaskOptions(on_failure=b"\x00fail", on_success=b"ok\xff", parent="box-p",
+                          allow_failed=("box-1", "box-2"), retries=2)
+    extra = json.loads(json.dumps(options.extra()))
+    assert TaskOptions.with_extra(None, 2, 0, "default", extra) == options
+    assert TaskOptions().extra() == {}
