@@ -80,3 +80,9 @@ def parent_waits(directory: str, n: int, release: str) -> list[int]:
     futures = [client.submit(long_child, directory, i, release) for i in range(n)]
     (Path(directory) / "children").write_text("\n".join(f.task_id for f in futures))
     return [f.result(120) for f in futures]
+
+
+def grandparent(n: int) -> int:
+    """Two children that each wait on ``n`` children of their own."""
+    client = taskq.current_client()
+    return sum(f.result(120) for f in [client.submit(parent_sum, n) for _ in range(2)])
