@@ -130,3 +130,13 @@ def test_the_new_options_survive_the_journal_encoding() -> None:
     extra = json.loads(json.dumps(options.extra()))
     assert TaskOptions.with_extra(None, 2, 0, "default", extra) == options
     assert TaskOptions().extra() == {}
+
+
+def test_a_task_with_a_callback_is_not_forgotten_when_its_submitter_has_its_result() -> None:
+    state = make_state()
+    state.submit([msg("box-1", on_failure=b"h"), msg("box-2", parent="box-p")], 0.0)
+    state.forget_ended("box", ["box-1", "box-2"])  # (a master restarted before journaling)
+    assert "box-1" in state.tasks and "box-2" not in state.tasks
+    assert state.children.of == {}
+    end(state, Status.ERROR, bodies.encode_error(ValueError("x")))  # its worker re-sends
+    assert "box-1:on_failure" in state.tasks
