@@ -86,3 +86,10 @@ def grandparent(n: int) -> int:
     """Two children that each wait on ``n`` children of their own."""
     client = taskq.current_client()
     return sum(f.result(120) for f in [client.submit(parent_sum, n) for _ in range(2)])
+
+
+def client_of_this_process() -> tuple[int, str]:
+    """(this process's id, the outbox of its task client)."""
+    import os
+
+    return os.getpid(), taskq.current_client().public_outbox

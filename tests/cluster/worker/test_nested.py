@@ -61,6 +61,15 @@ def test_hard_cancelling_a_waiting_parent_cancels_its_children(cluster: Cluster,
             assert nest_tasks.marks(str(tmp_path), f"child{i}-done") == []
 
 
+def test_the_tasks_of_one_pool_process_share_its_client(cluster: Cluster) -> None:
+    cluster.start_master()
+    cluster.start_worker(procs=1)
+    with cluster.client() as client:
+        first = client.submit(nest_tasks.client_of_this_process).result(60)
+        second = client.submit(nest_tasks.client_of_this_process).result(60)
+        assert first == second and first[1] != client.public_outbox
+
+
 def test_current_client_outside_a_task_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match=r"only inside a task.*taskq\.Client"):
         taskq.current_client()
