@@ -124,6 +124,8 @@ class Reaper:
                 journal.wait(ticket)  # outside the lock: calls go on meanwhile
             except RuntimeError as exc:
                 log.error("ticks_held", ticks=len(ticks), error=str(exc))
+                with self._lock:  # they stay held: try again at the next reap, not at once
+                    self._timer.wait(max(0.0, deadline - self._clock()))
                 return
             with self._lock:
                 self._state.ticks_journaled(ticks)
