@@ -261,6 +261,7 @@ class Worker:
             self._report(outcomes)
             if not outcomes:
                 self._confirm()
+            self._top_up()
         if self._halt.is_set():
             self._say_goodbye(self.pool.take_back(), killed=self.pool.stop(0))
             return
@@ -417,6 +418,21 @@ class Worker:
                 self._take_in(leased.tasks)
             if self._draining.is_set():
                 self.pool.wake()
+
+    def _top_up(self) -> None:
+        """While tasks lend their slots out (they wait on others), lease up to the larger
+        hold from here, at each turn of the pump: the parked poll asked with the smaller
+        one, and the tasks they wait for may reach the master only now."""
+        if not self.pool.seceded() or self._draining.is_set():
+            return
+        hold = self._hold()
+        with self._held_lock:
+            room = hold - len(self._held)
+        if room > 0:
+            leased = self.link.remote.take(self.worker_id, hold, wait=0)
+            if leased.tasks:
+                with self._intake:
+                    self._take_in(leased.tasks)
 
     def _take_in(self, tasks: list[TaskMsg]) -> None:
         """Hold leased tasks and hand them to the pool, but those already dropped (a cancel

@@ -64,6 +64,7 @@ class LocalPool(OutcomeQueue):
             self._seceded += 1
             self._work.notify()
         self._on_submit()
+        self.wake()  # the worker leases for the slot lent out
 
     def rejoin(self) -> None:
         """It runs again: its slot is taken back (at once; a job begun meanwhile goes on,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 
 from taskq.protocol import frames
 from taskq.worker.pools.child_record import Child
@@ -36,6 +37,7 @@ class Seceding:
     _dropped: set[str]
     _cond: threading.Condition
     _pending: deque[_Queued]
+    wake: Callable[[], None]  # OutcomeQueue's: the worker's pump returns
 
     def _detach(self, child: Child, retire: bool = False) -> None:
         raise NotImplementedError  # pragma: no cover
@@ -53,6 +55,7 @@ class Seceding:
             child.seceded = True
             self._extra += 1
             self._hand_on(child)
+            self.wake()  # the worker leases for the slot lent out
         elif not secede and child.seceded:
             child.seceded = False
             self._extra -= 1

@@ -73,3 +73,12 @@ def test_the_tasks_of_one_pool_process_share_its_client(cluster: Cluster) -> Non
 def test_current_client_outside_a_task_says_what_to_do() -> None:
     with pytest.raises(RuntimeError, match=r"only inside a task.*taskq\.Client"):
         taskq.current_client()
+
+
+def test_a_plain_function_parent_on_a_one_slot_asyncio_pool_gets_its_sum(
+        cluster: Cluster) -> None:
+    cluster.start_master()
+    cluster.start_worker("--pool", "asyncio", procs=1)
+    with cluster.client() as client:
+        assert client.submit(nest_tasks.parent_sum, CHILDREN).result(90) == sum(range(CHILDREN))
+        assert client.submit(nest_tasks.parent_map, CHILDREN).result(90) == sum(range(CHILDREN))
