@@ -44,10 +44,11 @@ from taskq.errors import (
 # ``current_task`` loads no client, master or network code.
 _LAZY = {
     "AsyncClient": "taskq.client.asyncio",
+    "allow_failure": "taskq.client.deps",
     "CancelResult": "taskq.client.cancel",
     "Client": "taskq.client.client",
     "TaskFuture": "taskq.client.future",
-    "current_client": "taskq.client.shared",
+    "current_client": "taskq.client.current",
     "track": "taskq.client.track",
     "TLS": "taskq.net.tls",
     "TLSError": "taskq.net.tls",
@@ -63,8 +64,9 @@ if TYPE_CHECKING:
     from taskq.client.asyncio import AsyncClient
     from taskq.client.cancel import CancelResult
     from taskq.client.client import Client
+    from taskq.client.current import current_client
+    from taskq.client.deps import allow_failure
     from taskq.client.future import TaskFuture
-    from taskq.client.shared import current_client
     from taskq.client.track import track
     from taskq.net.tls import TLS, TLSError
     from taskq.protocol.options import TaskFunction, task
@@ -101,6 +103,7 @@ __all__ = [
     "TaskqError",
     "VersionMismatch",
     "WorkerLost",
+    "allow_failure",
     "current_client",
     "current_task",
     "default_client",

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor
 from concurrent.futures import wait as futures_wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, overload
 
 from taskq import defaults, logs, tracing
@@ -52,7 +52,7 @@ from taskq.net.connection import parse_address
 from taskq.net.keys import resolve_authkey
 from taskq.net.link import Link
 from taskq.net.tls import TLS
-from taskq.protocol import bodies, names
+from taskq.protocol import bodies, names, nesting
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import (
     DEFAULT_OPTIONS,
@@ -191,6 +191,16 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Replay
         elif first:
             threading.Thread(target=self._close, name="taskq-close", daemon=True).start()
 
+    def release(self) -> None:
+        """Let go of the master at once, waiting for nothing (its process exits)."""
+        with self._lock:
+            self._closed = True
+            self._wakeup.notify_all()
+            self._room.notify_all()
+        self._stopped.set()
+        self._link.close()
+        self._stop_cluster()
+
     def _enqueue_mirror(self, task_id: str) -> TaskFuture[Any]:
         """A future of another submitter's task: a task with no function that ends with a
         copy of that task's outcome (``Dependencies.future``)."""
@@ -231,7 +241,7 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Replay
         try:
             body = bodies.encode_args(args, kwargs, found.reduce)
             msg = TaskMsg(f"{self.public_outbox}-{next(self._ids)}", self.outbox, fn, body,
-                          options or DEFAULT_OPTIONS, deps=tuple(found.ids))
+                          self._options(options, found), deps=tuple(found.ids))
             limit = self.info.max_payload if self.info else None
             if limit is not None and msg.size > limit:
                 raise PayloadTooLarge(f"task is {msg.size} bytes, over the master's "
@@ -246,6 +256,15 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Replay
             submitted(msg, found, start)
         return _Entry(TaskFuture(self, msg.task_id), msg, found=found if found.ids or
                       found.failure else None)
+
+    def _options(self, options: TaskOptions | None, found: Found) -> TaskOptions:
+        """A task's options, with the dependencies it lets fail and the task submitting it
+        (inside a task, with ``taskq.current_client()``)."""
+        options = options or DEFAULT_OPTIONS
+        allowed, parent = found.allow_failed(), nesting.current_task_id()
+        if allowed or parent:
+            options = replace(options, allow_failed=allowed, parent=parent)
+        return options
 
     def _enqueue(self, entry: _Entry, block: bool) -> bool:
         """Queue a prepared task for sending; without ``block``, False when the queue is

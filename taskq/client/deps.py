@@ -4,7 +4,9 @@ and the results the master must not drop before the dependents that need them re
     submit(fn, [f1, f2]) ── encode_args ── TaskFuture.__reduce__ ──► Found.reduce(future)
         not done, its client open ──► pinned in its client; its id ──► TaskMsg.deps
         done OK ──► its value, pickled in place (no dependency)
-        failed or cancelled ──► the new future fails at once (DependencyFailed), unsent
+        failed or cancelled ──► the new future fails at once (DependencyFailed), unsent;
+            inside allow_failure(future): its exception, pickled in place
+        allow_failure(pending) ──► also named in TaskOptions.allow_failed
         its client shut down ──► DependencyError at the call
     the dependent's batch was taken by the master (or it was dropped) ──► Found.release ──►
         unpin: a dependency's result is acknowledged to the master only once no unsent
@@ -71,17 +73,51 @@ class Pins:
         return False
 
 
+class AllowFailure:
+    """A future passed as an argument whose failure does not fail the dependent: the
+    dependent gets the exception the dependency ended with in its place."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: TaskFuture[Any]) -> None:
+        if not isinstance(future, TaskFuture):
+            raise TypeError(f"taskq.allow_failure takes a TaskFuture, not "
+                            f"{type(future).__name__}")
+        self.future = future
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return deps.reduce_future(self)
+
+    def __repr__(self) -> str:
+        return f"allow_failure({self.future!r})"
+
+
+def allow_failure(future: TaskFuture[Any]) -> AllowFailure:
+    """Pass ``allow_failure(future)`` as an argument of ``submit``: should that task fail
+    (or be cancelled), the new task still runs and gets its exception as the argument."""
+    return AllowFailure(future)
+
+
 class Found:
     """The futures found in one task's arguments (``encode_args``'s ``on_future``)."""
 
-    __slots__ = ("failure", "ids", "pinned")
+    __slots__ = ("allowed", "failure", "ids", "pinned", "strict")
 
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.pinned: list[tuple[Any, str]] = []  # (client, task id)
         self.failure: BaseException | None = None  # a dependency that already failed
+        self.allowed: set[str] = set()  # ids met inside allow_failure
+        self.strict: set[str] = set()  # ids met bare (their failure fails the task)
 
-    def reduce(self, future: Any) -> tuple[Any, ...]:
+    def allow_failed(self) -> tuple[str, ...]:
+        """The dependencies whose failure this task takes as an argument."""
+        return tuple(t for t in self.ids if t in self.allowed and t not in self.strict)
+
+    def reduce(self, found: Any) -> tuple[Any, ...]:
+        allow = isinstance(found, AllowFailure)
+        future = found.future if allow else found
+        (self.allowed if allow else self.strict).add(future.task_id)
         owner = future._client
         if owner._closed:
             raise DependencyError(f"future {future.task_id} belongs to a client that was shut "
@@ -98,6 +134,8 @@ class Found:
             cause = future.exception()
         if cause is None:
             return deps.value(future.result())
+        if allow:
+            return deps.value(cause)
         if self.failure is None:
             self.failure = dependency_failed(future.task_id, cause)
         return deps.value(None)

@@ -18,7 +18,7 @@ from concurrent.futures import _base as futures_base  # the Future's states, for
 from typing import Any, ParamSpec, TypeVar
 
 from taskq.errors import TaskCancelled
-from taskq.protocol import deps
+from taskq.protocol import deps, nesting
 from taskq.protocol.progress import Progress
 
 R = TypeVar("R")  # what a task returns: ``submit(f)`` of ``def f() -> R`` is a TaskFuture[R]
@@ -46,14 +46,20 @@ class TaskFuture(Future[R]):
     def result(self, timeout: float | None = None) -> R:
         """As ``Future.result``; a cancelled task raises ``taskq.TaskCancelled``."""
         try:
-            return super().result(timeout)
+            if self.done():
+                return super().result(timeout)
+            with nesting.waiting():  # inside a task: its slot is given up meanwhile
+                return super().result(timeout)
         except CancelledError as exc:
             raise self._cancelled_error(exc) from None
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """As ``Future.exception``; a cancelled task raises ``taskq.TaskCancelled``."""
         try:
-            return super().exception(timeout)
+            if self.done():
+                return super().exception(timeout)
+            with nesting.waiting():
+                return super().exception(timeout)
         except CancelledError as exc:
             raise self._cancelled_error(exc) from None
 

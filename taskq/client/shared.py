@@ -1,16 +1,10 @@
-"""The factories of shared primitives (``client.lock(...)`` and the rest), and
-``current_client()``, which gives a task a client of the master its worker serves."""
+"""The factories of shared primitives (``client.lock(...)`` and the rest), which every
+``Client`` has (``taskq.current_client()`` in a task gives one: ``taskq.client.current``)."""
 
 from __future__ import annotations
 
-import os
-import threading
-
-from taskq import defaults
 from taskq.client.prims import Counter, Event, Lock, Queue, Semaphore, SharedDict
 from taskq.client.session import Session
-from taskq.net.connection import parse_address
-from taskq.net.link import Link
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.prims import PrimRow, check_name
 
@@ -55,37 +49,3 @@ class SharedState:
 
     def primitives(self) -> list[PrimRow]:
         return self._remote.primitives()
-
-
-class TaskClient(SharedState):
-    """What ``taskq.current_client()`` gives a task: the shared primitives, over a
-    connection of its own to the master its worker serves."""
-
-    def __init__(self, address: tuple[str, int], authkey: bytes) -> None:
-        self._link = Link(address, authkey)
-        self._link.open(defaults.CONNECT_TIMEOUT_S * 2)
-        self._remote = self._link.remote
-
-    def close(self) -> None:
-        self._link.close()
-
-
-_current: tuple[int, TaskClient] | None = None
-_current_lock = threading.Lock()
-
-
-def current_client() -> TaskClient:
-    """Inside a task: a client of the master that runs it (one per pool process). The
-    worker hands the address and key to its pool processes in the environment."""
-    global _current
-    with _current_lock:
-        if _current is None or _current[0] != os.getpid():
-            address = os.environ.get(defaults.ENV_TASK_MASTER)
-            key = os.environ.get(defaults.ENV_TASK_AUTHKEY)
-            if not address or not key:
-                raise RuntimeError("taskq.current_client() works only inside a task that a "
-                                   "taskq worker runs")
-            authkey = key.encode("utf-8", "surrogateescape")
-            _current = (os.getpid(), TaskClient(parse_address(address), authkey))
-        return _current[1]
-

@@ -107,6 +107,8 @@ class Broker(WorkerCalls, PrimitiveCalls, ReplayCalls, BrokerViews, ControlCalls
         changes = self._state.drain_changes()
         if changes.finished:
             self._results.notify_all()
+        if self._state.unjournaled:  # a new callback: leased once the journal has it
+            self._reaper.wake()
         if self._journal is not None and changes:
             return self._journal.append(changes, urgent)
         return 0

@@ -3,9 +3,10 @@
     every REAP_EVERY_S ── reap(): silent workers lost, their leases queued again (or failed),
                           results of submitters gone for good dropped, history pruned
     between reaps ─────── promote: waiting tasks (delayed, a retry's backoff) queued the
-                          moment they are due, and schedules' ticks created; a new tick is
-                          committed at once and held from every lease until the journal has
-                          it (a master killed before would create it again)
+                          moment they are due, and schedules' ticks created; a new tick (or
+                          callback task) is committed at once and held from every lease
+                          until the journal has it (a master killed before would create it
+                          again)
     wake_if_sooner() ──── a call made a task wait: the reaper's sleep is cut short if needed
 
 It shares the broker's lock and state, and wakes the broker's parked takes (``Takers``).
@@ -125,6 +126,8 @@ class Reaper:
                 journal.wait(ticket)  # outside the lock: calls go on meanwhile
             except RuntimeError as exc:
                 log.error("ticks_held", ticks=len(ticks), error=str(exc))
+                with self._lock:  # they stay held: try again at the next reap, not at once
+                    self._timer.wait(max(0.0, deadline - self._clock()))
                 return
             with self._lock:
                 self._state.ticks_journaled(ticks)
@@ -132,10 +135,10 @@ class Reaper:
 
     def _promote(self) -> tuple[list[str], int, Journal] | None:
         """Queue what fell due (lock held); the new ticks to journal before they run."""
-        if not self._state.promote(self._clock()):
-            return None
-        self._takers.wake_all()
+        if self._state.promote(self._clock()):
+            self._takers.wake_all()
         journal, ticks = self._journal(), list(self._state.unjournaled)
-        if not ticks or journal is None:
+        if not ticks or journal is None:  # (new callbacks are unjournaled too)
             return None
-        return ticks, self._commit(True), journal
+        self._commit(True)
+        return ticks, journal.appended, journal

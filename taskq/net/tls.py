@@ -72,6 +72,13 @@ class TLS:
             return None
         return cls(ca, cert, key)
 
+    def export(self) -> None:
+        """Put these settings (file paths) in TASKQ_TLS_*, for the processes started from
+        here (a worker's pool: ``taskq.current_client()`` in its tasks)."""
+        for name, path in ((ENV_CA, self.ca), (ENV_CERT, self.cert), (ENV_KEY, self.key)):
+            if path is not None:
+                os.environ[name] = str(path)
+
     def server_context(self) -> ssl.SSLContext:
         if self.cert is None:
             raise ValueError("a TLS master needs --tls-cert and --tls-key")

@@ -9,7 +9,9 @@ in their place.
     worker  decode_args(args, inputs) ── _dependency(task id) ──► that result, unpickled
               (once per task, however often the future appears)
 
-A dependency that does not end OK fails its dependents, which never run: their result
+A dependency wrapped in ``taskq.allow_failure`` that does not end OK is handed to its
+dependent as the exception it ended with (an input under ``ALLOWED_MARK``). Any other
+dependency that does not end OK fails its dependents, which never run: their result
 (``Status.DEPENDENCY_FAILED``) carries the dependency's id and its own outcome, packed by
 the master with ``failure_body`` (plain values: the master unpickles nothing) and read back
 by the submitter with ``read_failure``.
@@ -24,6 +26,7 @@ from contextvars import ContextVar, Token
 from typing import Any
 
 from taskq.errors import SerializationError
+from taskq.protocol.messages import Body, ResultMsg, Status
 
 # What to do with a future met while pickling arguments (set by encode_args).
 _HOOK: ContextVar[Callable[[Any], tuple[Any, ...]] | None] = ContextVar("taskq_dep_hook",
@@ -44,6 +47,10 @@ class _Inputs:
     def get(self, task_id: str) -> Any:
         if task_id not in self.values:
             body = self.bodies.get(task_id)
+            failure = self.bodies.get(ALLOWED_MARK + task_id) if body is None else None
+            if failure is not None:
+                self.values[task_id] = _allowed_failure(failure)
+                return self.values[task_id]
             if body is None:
                 raise SerializationError(f"the result of dependency {task_id} did not reach "
                                          f"this worker")
@@ -89,6 +96,30 @@ def dependency(task_id: str) -> tuple[Any, ...]:
 def value(obj: Any) -> tuple[Any, ...]:
     """The reduction of a future that already has its value: that value."""
     return _value, (obj,)
+
+
+ALLOWED_MARK = "!"  # an input under "!" + a dependency's id is its failure (failure_body)
+
+
+def input_of(result: ResultMsg) -> tuple[str, Body] | None:
+    """What a kept dependency's result is in a lease's ``inputs``: (id, its value's body),
+    or for a failure a dependent allowed, ("!" + id, ``failure_body``); None: no body."""
+    if result.status is not Status.OK:
+        return (ALLOWED_MARK + result.task_id,
+                failure_body(result.task_id, result.status.value, result.body, result.detail))
+    return None if result.body is None else (result.task_id, result.body)
+
+
+def _allowed_failure(body: Any) -> BaseException:
+    """The exception a failed dependency's outcome stands for (in a pool process)."""
+    from taskq.protocol import bodies  # bodies imports this module
+
+    dep, status, raw, detail = read_failure(body)
+    try:
+        bodies.decode_result(ResultMsg(dep, Status(status), raw, detail))
+    except BaseException as exc:
+        return exc
+    return SerializationError(f"dependency {dep} ended {status} with no failure")
 
 
 def _dependency(task_id: str) -> Any:

@@ -11,6 +11,7 @@ only the master sends (fetched results, ``MasterInfo``, status rows) are in
 
 from __future__ import annotations
 
+import base64
 import pickle
 import zlib
 from collections.abc import Iterable
@@ -100,6 +101,13 @@ class TaskOptions:
     # seconds its result is kept for reading by id after it ended (``Client.future``,
     # ``taskq result``); None: the master's --result-ttl; 0: not kept
     result_ttl: float | None = None
+    # encoded functions the master runs as a task when this one ended for good: on_failure
+    # (not OK, not cancelled) with (task id, its exception), on_success with (task id, value)
+    on_failure: bytes = b""
+    on_success: bytes = b""
+    # dependencies whose failure is handed to this task as the exception, instead of failing it
+    allow_failed: tuple[str, ...] = ()
+    parent: str = ""  # the task that submitted it (``taskq.current_client()``), if any
 
     def __reduce__(self) -> tuple[Any, ...]:
         # its values in field order: the smallest pickle, read back by the constructor
@@ -111,7 +119,8 @@ class TaskOptions:
         for name in _OPTION_FIELDS[4:]:
             value = getattr(self, name)
             if value != getattr(DEFAULT_OPTIONS, name):
-                out[name] = list(value) if isinstance(value, tuple) else value
+                out[name] = list(value) if isinstance(value, tuple) else \
+                    base64.b64encode(value).decode() if isinstance(value, bytes) else value
         return out
 
     @classmethod
@@ -119,6 +128,11 @@ class TaskOptions:
                    extra: dict[str, Any]) -> TaskOptions:
         if "retry_on" in extra:
             extra = {**extra, "retry_on": tuple(extra["retry_on"])}
+        for name in _BYTES_OPTIONS:
+            if name in extra:
+                extra = {**extra, name: base64.b64decode(extra[name])}
+        if "allow_failed" in extra:
+            extra = {**extra, "allow_failed": tuple(extra["allow_failed"])}
         if "resources" in extra:
             extra = {**extra, "resources": tuple((str(n), float(a))
                                                  for n, a in extra["resources"])}
@@ -126,6 +140,7 @@ class TaskOptions:
 
 
 _OPTION_FIELDS = tuple(f.name for f in fields(TaskOptions))
+_BYTES_OPTIONS = ("on_failure", "on_success")  # base64 in the journal's JSON
 
 
 DEFAULT_OPTIONS = TaskOptions()

@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -243,7 +244,9 @@ def task(fn: Callable[P, R], *, timeout: float | None = ..., retries: int = ...,
          unique: str = ..., unique_for: float = ...,
          resources: dict[str, float] | None = ..., expires: float | None = ...,
          soft_timeout: float | None = ...,
-         result_ttl: float | timedelta | str | None = ...) -> TaskFunction[P, R]: ...
+         result_ttl: float | timedelta | str | None = ...,
+         on_failure: Callable[[str, BaseException], Any] | None = ...,
+         on_success: Callable[[str, Any], Any] | None = ...) -> TaskFunction[P, R]: ...
 @overload
 def task(fn: None = None, *, timeout: float | None = ..., retries: int = ...,
          priority: int = ..., queue: str = ..., retry_on: object = ..., backoff: float = ...,
@@ -251,7 +254,9 @@ def task(fn: None = None, *, timeout: float | None = ..., retries: int = ...,
          unique: str = ..., unique_for: float = ...,
          resources: dict[str, float] | None = ..., expires: float | None = ...,
          soft_timeout: float | None = ...,
-         result_ttl: float | timedelta | str | None = ...
+         result_ttl: float | timedelta | str | None = ...,
+         on_failure: Callable[[str, BaseException], Any] | None = ...,
+         on_success: Callable[[str, Any], Any] | None = ...,
          ) -> Callable[[Callable[P, R]], TaskFunction[P, R]]: ...
 
 
@@ -262,6 +267,8 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
          resources: dict[str, float] | None = None, expires: float | None = None,
          soft_timeout: float | None = None,
          result_ttl: float | timedelta | str | None = None,
+         on_failure: Callable[[str, BaseException], Any] | None = None,
+         on_success: Callable[[str, Any], Any] | None = None,
          ) -> TaskFunction[..., Any] | Callable[[Callable[..., Any]], TaskFunction[..., Any]]:
     """Attach options to a callable: ``task(fn, timeout=2)`` or ``@task(timeout=2)``.
 
@@ -280,16 +287,32 @@ def task(fn: Callable[..., Any] | None = None, *, timeout: float | None = None,
     hard ``timeout`` (which it must be less than) ends it. ``result_ttl``: how long its
     result is kept after it ended for reading by id (``Client.future(task_id)``, ``taskq
     result``), by any client, fetched or not (seconds, a ``timedelta`` or text such as
-    '1h'; 0: not kept; default: the master's ``--result-ttl``).
+    '1h'; 0: not kept; default: the master's ``--result-ttl``). ``on_failure(task_id,
+    exception)`` runs as a task of its own once the task failed for good (after its retries;
+    not when it was cancelled); ``on_success(task_id, result)`` once it returned.
     """
     options = make_options(timeout, retries, priority, queue, retry_on=retry_on,
                            backoff=backoff, max_backoff=max_backoff, jitter=jitter,
                            limit_key=limit_key, limit=limit, unique=unique,
                            unique_for=unique_for, resources=resources, expires=expires,
                            soft_timeout=soft_timeout, result_ttl=result_ttl)
+    if on_failure is not None or on_success is not None:
+        options = replace(options, on_failure=_encode_callback(on_failure, "on_failure"),
+                          on_success=_encode_callback(on_success, "on_success"))
     if fn is None:
         return lambda f: TaskFunction(f, options)
     return TaskFunction(fn, options)
+
+
+def _encode_callback(fn: Callable[..., Any] | None, name: str) -> bytes:
+    """A callback's function, encoded as a task's is (b"": none)."""
+    if fn is None:
+        return b""
+    if not callable(fn):
+        raise ValueError(f"{name} must be a callable taking (task_id, ...), not {fn!r}")
+    from taskq.protocol import bodies  # the submitter's side: the master never encodes one
+
+    return bodies.encode_function(fn)
 
 
 CATCH_UP = ("once", "skip")

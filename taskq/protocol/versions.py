@@ -61,7 +61,10 @@ log = logs.get_logger(__name__)
 #    workers (worker_drain); a beat's answer may tell a worker to drain (Beaten.drain), a
 #    worker that drains says so when it joins (WorkerHello.draining); QueueRow.paused,
 #    WorkerRow.draining.
-PROTOCOL = 14
+# 15: TaskOptions carry callbacks (on_failure, on_success), the dependencies a task lets fail
+#    (allow_failed, their failures leased as inputs under ALLOWED_MARK) and the parent task
+#    of a task submitted from inside a task; a pool process may secede from its slot.
+PROTOCOL = 15
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

@@ -34,7 +34,7 @@ from typing import Any
 
 from taskq.defaults import EXPIRES_SKEW_S, TRACEBACK_MAX_CHARS
 from taskq.errors import RemoteError, TaskLoadError
-from taskq.protocol import bodies
+from taskq.protocol import bodies, nesting
 from taskq.protocol.messages import Status
 from taskq.protocol.options import TaskFunction, retry_applies
 from taskq.worker import soft
@@ -168,12 +168,13 @@ def task_context(payload: Payload) -> Iterator[None]:
         with _current_span(payload.trace), task_context(replace(payload, trace="")):
             yield
         return
-    token = bind(context)
+    token, nest = bind(context), nesting.enter(context.task_id)
     gpus = context.resources.get("gpu") if payload.gpu_env else None
     if not isinstance(gpus, list):
         try:
             yield
         finally:
+            nesting.leave(nest)
             unbind(token)
         return
     before = os.environ.get(CUDA_ENV)
@@ -181,6 +182,7 @@ def task_context(payload: Payload) -> Iterator[None]:
     try:
         yield
     finally:
+        nesting.leave(nest)
         unbind(token)
         if before is None:
             os.environ.pop(CUDA_ENV, None)

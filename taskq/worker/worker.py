@@ -79,6 +79,8 @@ class Worker:
         # for taskq.current_client() in tasks: the pool's processes inherit these
         os.environ[defaults.ENV_TASK_MASTER] = f"{config.address[0]}:{config.address[1]}"
         os.environ[defaults.ENV_TASK_AUTHKEY] = config.authkey.decode("utf-8", "surrogateescape")
+        if config.tls is not None:
+            config.tls.export()  # ... and its TLS settings
         execute.import_from(config.paths)  # the thread and asyncio pools run tasks here
         setup.check(config.setup)  # a hook that cannot be found: SetupError, no start
         self.pool = make_pool(config)
@@ -240,6 +242,7 @@ class Worker:
             self._report(outcomes)
             if not outcomes:
                 self._confirm()
+            self._top_up()
         if self._halt.is_set():
             self._say_goodbye(self.pool.take_back(), killed=self.pool.stop(0))
             return
@@ -361,7 +364,8 @@ class Worker:
         """How many tasks to hold (none once it is stopping): see ``prefetch``."""
         if self._draining.is_set():
             return 0
-        return prefetch(self.config.pool, self.config.procs, self._mean_s)
+        return prefetch(self.config.pool, self.config.procs + self.pool.seceded(),
+                        self._mean_s)  # + the slots its waiting tasks lent out
 
     def _poll_loop(self) -> None:
         """Lease tasks (the master keeps this worker holding ``_hold()``, and a report that
@@ -400,6 +404,21 @@ class Worker:
             if receipt.durable >= ticket:
                 return True
         return False
+
+    def _top_up(self) -> None:
+        """While tasks lend their slots out (they wait on others), lease up to the larger
+        hold from here, at each turn of the pump: the parked poll asked with the smaller
+        one, and the tasks they wait for may reach the master only now."""
+        if not self.pool.seceded() or self._draining.is_set():
+            return
+        hold = self._hold()
+        with self._held_lock:
+            room = hold - len(self._held)
+        if room > 0:
+            leased = self.link.remote.take(self.worker_id, hold, wait=0)
+            if leased.tasks:
+                with self._intake:
+                    self._take_in(leased.tasks)
 
     def _take_in(self, tasks: list[TaskMsg]) -> None:
         """Hold leased tasks and hand them to the pool, but those already dropped (a cancel

@@ -42,6 +42,7 @@ from taskq.master.state.crowd import Crowd, Due
 from taskq.master.state.dead import DeadLetters
 from taskq.master.state.deps import Deps, DepsMixin
 from taskq.master.state.expiry import ExpiryMixin
+from taskq.master.state.followups import CALLBACKS_OUTBOX, Children, FollowupsMixin
 from taskq.master.state.history import History
 from taskq.master.state.limits import Limits
 from taskq.master.state.liveness import RESTORING, LivenessMixin
@@ -71,7 +72,7 @@ __all__ = ["RESTORING", "BrokerState", "CancelOutcome", "Changes", "Outbox", "Ta
 
 
 class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixin,
-                  RetentionMixin, ControlsMixin, LivenessMixin):
+                  RetentionMixin, ControlsMixin, LivenessMixin, FollowupsMixin):
     """All of the master's bookkeeping; see the module docstring."""
 
     def __init__(self, *, lost_after: float, max_lost: int, max_payload: int) -> None:
@@ -106,6 +107,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         self.sizes = WorkerSizes()  # per queue, for the autoscaling target (state.autoscale)
         self.uniques = Uniques()
         self.deps = Deps(self.tasks)  # dependents and the results kept for them
+        self.children = Children()  # live tasks by the task that submitted them
         self.now = 0.0  # the latest time a call gave (for unique_for windows)
         self.changes = Changes()
         self.stopped_away: OrderedDict[str, None] = OrderedDict()  # see state.stops
@@ -139,6 +141,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
             rec = TaskRecord(msg=msg, seq=self._seq, queued_at=now)
             self.tasks[msg.task_id] = rec
             self._stamp_expiry(rec, now)
+            self.children.add(msg)
             if msg.options.unique:
                 self.uniques.live[msg.options.unique] = msg.task_id
             accepted += 1
@@ -168,6 +171,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
                          refused_by=refused_by or None)
         self.tasks[msg.task_id] = rec
         self._watch_expiry(rec)
+        self.children.add(msg)
         if msg.options.unique:
             self.uniques.live[msg.options.unique] = msg.task_id
         self._outbox(msg.outbox).open += 1
@@ -556,7 +560,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
             for outbox, copy in self.uniques.ended(options.unique, rec.msg.task_id, result,
                                                    self.now + options.unique_for, self.now):
                 self._deliver(outbox, copy)
-        if rec.msg.outbox.startswith(SCHEDULES_OUTBOX):
+        if rec.msg.outbox.startswith(SCHEDULES_OUTBOX) or rec.msg.outbox == CALLBACKS_OUTBOX:
             self.schedules.ended(rec.msg.outbox, rec.msg.task_id, result.status.value)
             while len(box.results) > SCHEDULE_RESULTS_KEPT:  # the oldest go first
                 self.changes.acked.append(box.results.pop(next(iter(box.results))).task_id)
@@ -567,6 +571,7 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
             self.finished_failed += 1
             box.failed += 1
         self._deps_ended(rec, result)
+        self._followups(rec, result)
 
     def _finish_new(self, msg: TaskMsg, detail: str) -> None:
         result = ResultMsg(msg.task_id, Status.REFUSED, detail=detail)

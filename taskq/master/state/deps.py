@@ -97,9 +97,9 @@ class Deps:
         """A leased task's message with its dependencies' results attached."""
         if not msg.deps:
             return msg
-        return replace(msg, inputs=tuple((d, body) for d in msg.deps
+        return replace(msg, inputs=tuple(pair for d in msg.deps
                                          if (k := self.kept.get(d)) is not None
-                                         and (body := k.result.body) is not None))
+                                         and (pair := deps.input_of(k.result)) is not None))
 
     def forget_unreferenced(self) -> None:
         """After a restore: drop kept results no live task needs."""
@@ -132,15 +132,16 @@ class DepsMixin:
         other than OK (or is unknown), which fails the task."""
         missing: list[str] = []
         for dep in msg.deps:
-            if dep in self.deps.kept:
-                continue
-            if dep in self.tasks:
+            kept = self.deps.kept.get(dep)
+            ended = kept.result if kept is not None else None
+            if ended is None and dep in self.tasks:
                 missing.append(dep)
                 continue
-            ended = self.ended_result(dep)
+            if ended is None:
+                ended = self.ended_result(dep)
             if ended is None:
                 return missing, ResultMsg(dep, Status.REFUSED, detail=self._unknown_dep(dep))
-            if ended.status is not Status.OK:
+            if ended.status is not Status.OK and dep not in msg.options.allow_failed:
                 return missing, ended
         return missing, None
 
@@ -245,10 +246,14 @@ class DepsMixin:
         if not waiters:
             return
         if result.status is not Status.OK:
-            for rec in waiters:
+            strict = [r for r in waiters if dep not in r.msg.options.allow_failed]
+            waiters = [r for r in waiters if dep in r.msg.options.allow_failed]
+            for rec in strict:
                 if self.tasks.get(rec.msg.task_id) is rec:
                     self._finish(rec, dependency_failure(rec.msg.task_id, dep, result))
-            return
+            waiters = [r for r in waiters if self.tasks.get(r.msg.task_id) is r]
+            if not waiters:
+                return
         kept = self.deps.keep(result)
         kept.refs += len(waiters)
         for rec in waiters:

@@ -15,6 +15,7 @@ from typing import Any
 
 from taskq.defaults import BATCH_BYTES, JOB_OUTBOX_PREFIX, KNOWN_JOBS_KEPT
 from taskq.master.state.deps import Deps
+from taskq.master.state.followups import Children
 from taskq.master.state.history import History
 from taskq.master.state.records import Changes, Outbox, TaskRecord
 from taskq.master.state.retention import Retained
@@ -33,6 +34,7 @@ class OutboxesMixin:
     deps: Deps
     retained: Retained
     now: float
+    children: Children
 
     def _unlease(self, rec: TaskRecord) -> None: ...  # pragma: no cover
     _release_deps: Callable[[TaskRecord], None]  # taskq.master.state.deps
@@ -86,8 +88,11 @@ class OutboxesMixin:
         journaled their end holds them as unfinished; they are dropped, not run again."""
         for task_id in task_ids:
             rec = self.tasks.get(task_id)
-            if rec is None or rec.msg.outbox != outbox or self.deps.dependents(task_id):
-                continue  # (one that dependents wait for runs again: they need its result)
+            if rec is None or rec.msg.outbox != outbox or self.deps.dependents(task_id) \
+                    or rec.msg.options.on_failure or rec.msg.options.on_success:
+                continue  # (one that dependents wait for, or with a callback, ends again:
+                # they need its result)
+            self.children.ended(rec.msg)
             self._unlease(rec)
             self._release_deps(rec)
             self.history.withdraw(task_id)

@@ -8,7 +8,10 @@
                                                        └─ plain function: run in the loop's
                                                           thread executor (a thread cannot be
                                                           stopped: TIMED_OUT at the limit,
-                                                          its slot busy until it returns)
+                                                          its slot busy until it returns;
+                                                          on a thread of its own once tasks
+                                                          that wait on others (LocalPool.
+                                                          secede) hold every executor thread)
     watchdog thread: the loop's tick late by LOOP_SLOW_S ──► "task_blocks_loop" with the id
 
 The loop runs in a thread of its own: the worker's heartbeats, leases and reports never
@@ -22,6 +25,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from taskq import defaults, logs
-from taskq.worker import execute, report, setup, soft
+from taskq.worker import execute, setup, soft
 from taskq.worker.pools.job import Job
 from taskq.worker.pools.local import LocalPool
 from taskq.worker.pools.threads import THREAD_TIMEOUT_DETAIL
@@ -54,8 +58,10 @@ class AsyncioPool(LocalPool):
         super().__init__(size, runner, setup)
         self._set_up: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._loop = asyncio.new_event_loop()
-        self._executor = ThreadPoolExecutor(min(size, defaults.ASYNC_EXECUTOR_THREADS),
+        self._executor_threads = min(size, defaults.ASYNC_EXECUTOR_THREADS)
+        self._executor = ThreadPoolExecutor(self._executor_threads,
                                             thread_name_prefix="taskq-executor")
+        self._in_executor = 0  # plain function tasks in the executor (loop thread only)
         self._loop.set_default_executor(self._executor)
         self._fill_due = False
         self._tick = time.monotonic()
@@ -69,7 +75,7 @@ class AsyncioPool(LocalPool):
     def start(self) -> None:
         """Start the loop and run the setup hooks in it (SetupError, the loop stopped, if
         one fails); then tasks may begin."""
-        report.set_sink(self._note_progress)
+        self._hook_in()
         self._thread.start()
         try:
             self._set_up.result()
@@ -168,13 +174,46 @@ class AsyncioPool(LocalPool):
 
     async def _in_thread(self, job: Job, task: execute.Loaded) -> Any:
         """Run a plain function in the loop's executor; its slot is held until it returns."""
-        future = self._loop.run_in_executor(None, contextvars.copy_context().run, execute.call,
-                                            task.fn, task.args, task.kwargs, task.payload.retry_on,
-                                            task.payload.soft_timeout)
+        call = functools.partial(contextvars.copy_context().run, execute.call, task.fn,
+                                 task.args, task.kwargs, task.payload.retry_on,
+                                 task.payload.soft_timeout)
+        if self._in_executor < self._executor_threads:
+            self._in_executor += 1
+            future = self._loop.run_in_executor(None, call)
+            future.add_done_callback(self._left_executor)
+        else:  # every executor thread is taken (by tasks that wait on others: seceded)
+            future = self._on_own_thread(call)
         done, _ = await asyncio.wait({future}, timeout=job.timeout)
         if not done and job.timeout is not None:
             self._expire(job, THREAD_TIMEOUT_DETAIL.format(job.timeout))
         return await future
+
+    def _left_executor(self, _: asyncio.Future[Any]) -> None:
+        self._in_executor -= 1
+
+    def _on_own_thread(self, call: Callable[[], Any]) -> asyncio.Future[Any]:
+        """Run ``call`` on a thread of its own: the executor's threads are all taken, which
+        happens only while tasks wait on others (seceded) beyond the pool's size."""
+        future: asyncio.Future[Any] = self._loop.create_future()
+
+        def settle(value: Any, exc: BaseException | None) -> None:
+            if future.done():
+                return
+            if exc is None:
+                future.set_result(value)
+            else:
+                future.set_exception(exc)
+
+        def run() -> None:
+            try:
+                value, exc = call(), None
+            except BaseException as raised:  # execute.call never raises; the rest may
+                value, exc = None, raised
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the pool stopped
+                self._loop.call_soon_threadsafe(settle, value, exc)
+
+        threading.Thread(target=run, name="taskq-executor-extra", daemon=True).start()
+        return future
 
     def _watch_loop(self) -> None:
         """Log each task that keeps the loop from running others past LOOP_SLOW_S."""

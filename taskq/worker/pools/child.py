@@ -3,6 +3,7 @@
     owner ── [packed payload]... ──► child_main ── runner(payload) ──► (status, value, rss)
                                         │               └─ report_progress ──► ProgressSlot
                                         └─ dropped by the owner (Claims) ──► (SKIPPED, None, 0)
+    the task waits on other tasks ──► (SECEDE, ...) ... (REJOIN, ...): its slot is lent out
     owner's watchdog pipe end closed (owner died) ──► _watch_owner ──► os._exit
     first, the initializer (``--setup`` hooks) ──► (READY, None, 0), or (RAISED, why, 0) and exit
     SIGTERM / SIGINT sent to the worker's process group ──► ignored: only the worker stops
@@ -23,12 +24,15 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from taskq.errors import TaskqError
-from taskq.protocol import frames
+from taskq.protocol import frames, nesting
 from taskq.worker import report
 from taskq.worker.pools.claims import Claims
 from taskq.worker.pools.progress_slot import ProgressSlot
 
 OK, RAISED, SKIPPED, READY = 0, 1, 2, 3
+# not answers: the running task gave up its slot while it waits on other tasks, or took it
+# back (``taskq.protocol.nesting``); sent between the answers, on the same pipe
+SECEDE, REJOIN = 4, 5
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 # Results are sent with a 4-byte length: they are kept under 2 GiB.
 _MAX_RESULT = 0x7FFFFFFF
@@ -101,6 +105,16 @@ def _set_up(initializer: Callable[[], None] | None, send: Callable[[bytes], None
     return True
 
 
+def _locked(send: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    """``send``, one message at a time (a task's thread may say it waits, see SECEDE)."""
+    lock = threading.Lock()
+
+    def locked(data: bytes) -> None:
+        with lock:
+            send(data)
+    return locked
+
+
 def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], Any],
                initializer: Callable[[], None] | None, measure: bool, claims: Claims,
                progress: ProgressSlot) -> None:
@@ -109,10 +123,12 @@ def child_main(conn: Connection, watchdog: Connection, runner: Callable[[Any], A
     shield_stop_signals()
     report.set_sink(progress.write)
     threading.Thread(target=_watch_owner, args=(watchdog.fileno(),), daemon=True).start()
-    fd, send = conn.fileno(), conn.send_bytes
+    fd, send = conn.fileno(), _locked(conn.send_bytes)
     if not _set_up(initializer, send):
         return
     page = os.sysconf("SC_PAGE_SIZE") if measure else 0
+    nesting.set_slot_hooks(lambda: send(pickle.dumps((SECEDE, None, 0), _PROTOCOL)),
+                           lambda: send(pickle.dumps((REJOIN, None, 0), _PROTOCOL)))
     skipped = pickle.dumps((SKIPPED, None, 0), _PROTOCOL)
     seq = 0
     while True:

@@ -107,6 +107,7 @@ class Child:
     accepting: bool = True
     ready: bool = False  # its initializer ran (it said READY): jobs it is sent may begin
     setup_error: str = ""  # why its initializer failed (it exits)
+    seceded: bool = False  # its task waits on other tasks: nothing more is written to it
     readable: bool = True  # False once its pipe hit EOF
     parts: list[bytes] = field(default_factory=list)  # a partly received result
     have: int = 0

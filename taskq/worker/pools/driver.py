@@ -29,11 +29,12 @@ from typing import Any
 
 from taskq.defaults import CHILD_DEPTH
 from taskq.protocol import frames
-from taskq.worker.pools.child import OK, RAISED, READY, SKIPPED, child_main
+from taskq.worker.pools.child import OK, RAISED, READY, REJOIN, SECEDE, SKIPPED, child_main
 from taskq.worker.pools.child_record import Child, exit_detail
 from taskq.worker.pools.claims import RING, Claims
 from taskq.worker.pools.job import Job, Outcome, OutcomeKind, OutcomeQueue
 from taskq.worker.pools.progress_slot import ProgressSlot
+from taskq.worker.pools.seceding import Seceding
 
 log = logging.getLogger(__name__)  # the process pool's one logger, for all its modules
 
@@ -50,7 +51,7 @@ _JOIN_S = 5.0
 _Queued = tuple[Job, list[frames.Part]]  # a job and its packed payload
 
 
-class PoolDriver(OutcomeQueue):
+class PoolDriver(Seceding, OutcomeQueue):
     """The state of a process pool and its driver thread; see the module docstring."""
 
     # Opened by ``start``: the children's watchdog pipe and the driver's wake-up pipe.
@@ -66,6 +67,7 @@ class PoolDriver(OutcomeQueue):
         if procs < 1 or not 1 <= depth < RING:
             raise ValueError(f"procs must be at least 1 and depth 1 to {RING - 1}")
         self._procs, self._runner, self._depth = procs, runner, depth
+        self._extra = 0  # processes added while tasks wait on others (``seceding``)
         self._max_tasks = max_tasks_per_child
         self._max_rss = None if max_memory_mb is None else max_memory_mb * 2**20
         self._initializer = initializer
@@ -147,7 +149,7 @@ class PoolDriver(OutcomeQueue):
             if child.fifo and child.fifo[0][0].timeout is not None:
                 end = child.head_start + child.fifo[0][0].timeout
                 deadline = end if deadline is None else min(deadline, end)
-        if len(self._children) < self._procs and not self._draining:
+        if len(self._children) < self._size() and not self._draining:
             deadline = self._respawn_at if deadline is None else min(deadline, self._respawn_at)
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
@@ -172,12 +174,12 @@ class PoolDriver(OutcomeQueue):
 
     def _fill(self) -> None:
         """Bring the pool back to ``procs`` children after crashes and retirements."""
-        if len(self._children) >= self._procs or self._draining:
+        if len(self._children) >= self._size() or self._draining:
             return
         if time.monotonic() < self._respawn_at:
             return
         try:
-            while len(self._children) < self._procs:
+            while len(self._children) < self._size():
                 self._children = [*self._children, self._spawn()]
         except Exception:
             log.exception("taskq pool could not start a process; retrying")
@@ -193,7 +195,7 @@ class PoolDriver(OutcomeQueue):
         depth, cap, ahead = self._depth, self._max_tasks, _AHEAD_BYTES // self._depth
         rooms = []
         for index, child in enumerate(self._children):
-            if child.accepting and child.readable:
+            if child.accepting and child.readable and not child.seceded:
                 load = len(child.fifo)
                 room = depth - load if cap is None else min(depth - load, cap - child.assigned)
                 if room > 0:
@@ -260,9 +262,14 @@ class PoolDriver(OutcomeQueue):
         if not child.ready:  # its first word: its initializer ran, or why it failed
             self._on_set_up(child, status, value, now)
             return
+        if status in (SECEDE, REJOIN):  # not an answer: its task waits, or not
+            self._on_notice(child, status == SECEDE)
+            return
         job, _ = child.fifo.popleft()
         duration, child.head_start = now - child.head_start, now
         child.completed += 1
+        if child.seceded:  # its task ended without a word of taking its slot back
+            self._on_notice(child, False)
         if child.fifo and child.fifo[0][0].task_id not in self._dropped:
             self._begun.append(child.fifo[0][0].task_id)
         if status == SKIPPED:
@@ -306,6 +313,9 @@ class PoolDriver(OutcomeQueue):
         self._batch.append(Outcome(job.task_id, kind, None, detail, now - child.head_start))
         self._requeue.extend(self._undropped(child))
         child.fifo.clear()
+        if child.seceded:  # it goes, and the slot it lent out with it
+            child.seceded = False
+            self._extra -= 1
 
     def _undropped(self, child: Child) -> list[_Queued]:
         """The jobs behind a dead child's head, but those dropped (they never run)."""

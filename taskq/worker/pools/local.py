@@ -8,6 +8,7 @@ own process, behind the interface the worker uses for ``taskq.worker.pools.proce
                                     its slot stays taken until the
                                     code running it returns
     report_progress in a job ──► the latest value per job ──► progress() (each heartbeat)
+    a job waits on other tasks ──► secede(): its slot is free meanwhile ── rejoin()
 
 Every submitted job ends exactly one way: an Outcome from get_outcomes, or the Job itself
 handed back by take_back, cancel or stop. One lock guards it all; the subclasses
@@ -22,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from taskq.protocol import nesting
 from taskq.protocol.progress import Progress
 from taskq.worker import report, setup
 from taskq.worker.pools.job import Job, Outcome, OutcomeKind, OutcomeQueue
@@ -45,6 +47,7 @@ class LocalPool(OutcomeQueue):
         self._active: dict[str, tuple[Job, float]] = {}  # begun, no outcome yet
         self._in_flight = 0
         self._busy = 0  # slots taken: active jobs and timed-out ones still running
+        self._seceded = 0  # running jobs that gave up their slot while they wait
         self._woken = self._draining = self._closed = False
         self._progress: dict[str, Progress] = {}  # changed since the last progress()
 
@@ -52,9 +55,36 @@ class LocalPool(OutcomeQueue):
 
     def start(self) -> None:
         """Run the setup hooks (in this process: SetupError if one fails), then start
-        whatever runs the jobs; their progress comes to this pool."""
+        whatever runs the jobs; their progress comes to this pool, and a job that
+        waits on other tasks gives up its slot meanwhile (``secede``, ``rejoin``)."""
         setup.run(self._setup)
+        self._hook_in()
+
+    def _hook_in(self) -> None:
+        """Jobs' progress comes to this pool, and a job that waits on other tasks gives up
+        its slot meanwhile (``taskq.protocol.nesting``)."""
         report.set_sink(self._note_progress)
+        nesting.set_slot_hooks(self.secede, self.rejoin)
+
+    def secede(self) -> None:
+        """A running job waits on other tasks: one more job may begin meanwhile."""
+        with self._lock:
+            self._busy -= 1
+            self._seceded += 1
+            self._work.notify()
+        self._on_submit()
+        self.wake()  # the worker leases for the slot lent out
+
+    def rejoin(self) -> None:
+        """It runs again: its slot is taken back (at once; a job begun meanwhile goes on,
+        and no other begins until the pool is under its size again)."""
+        with self._lock:
+            self._busy += 1
+            self._seceded -= 1
+
+    def seceded(self) -> int:
+        """Running jobs that gave up their slot while they wait."""
+        return self._seceded
 
     def submit(self, job: Job) -> None:
         """Queue a job; thread-safe; RuntimeError once stopped."""

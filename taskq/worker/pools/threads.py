@@ -41,7 +41,7 @@ class ThreadPool(LocalPool):
 
     def _on_submit(self) -> None:
         with self._lock:
-            if self._idle >= len(self._pending) or self._threads >= self._size:
+            if self._idle >= len(self._pending) or self._threads >= self._size + self._seceded:
                 return
             self._threads += 1
         threading.Thread(target=self._serve, name="taskq-pool-thread", daemon=True).start()

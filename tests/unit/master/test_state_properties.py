@@ -75,6 +75,7 @@ CAPACITY: dict[str, tuple[tuple[str, float], ...]] = {"w0": (("gpu", 2.0),), "w1
 NEEDS: list[tuple[tuple[str, float], ...]] = [(), (), (("gpu", 1.0),), (("gpu", 2.0),),
                                               (("gpu", 3.0),)]
 GHOST = "ghost"  # an id the master never saw
+ORPHANAGE = "elsewhere-1"  # the parent of some tasks: a task of no submitter here
 # Limit keys a task may carry (each key always with the same limit).
 LIMIT_KEYS: list[dict[str, object]] = [{}, {}, {"limit_key": "k1", "limit": 1},
                                        {"limit_key": "k2", "limit": 2}]
@@ -209,6 +210,9 @@ class BrokerMachine(RuleBasedStateMachine):
                                      run_at=data.draw(st.sampled_from(
                                          [0.0, 0.0, self.now + 2.0])),
                                      resources=data.draw(st.sampled_from(NEEDS)),
+                                     # a parent that never ends here: the children index
+                                     # is checked under every call, no stop cascades
+                                     parent=data.draw(st.sampled_from(["", "", ORPHANAGE])),
                                      expires=data.draw(st.sampled_from(EXPIRES)),
                                      result_ttl=data.draw(st.sampled_from(
                                          [None, None, None, 0.0, 3.0, 30.0])),
@@ -1204,6 +1208,8 @@ class BrokerMachine(RuleBasedStateMachine):
 
     def records_are_consistent(self) -> None:
         state = self.state
+        children = {t for t, r in state.tasks.items() if r.msg.options.parent}
+        assert state.children.of == ({ORPHANAGE: children} if children else {})
         assert set(state.tasks) <= set(self.submitted)
         for tid, rec in state.tasks.items():
             assert rec.state in (TaskState.WAITING, TaskState.PENDING, TaskState.LEASED,
