@@ -181,7 +181,7 @@ def decode_args(args: Body, inputs: Any = None) -> tuple[tuple[Any, ...], dict[s
     if not inputs:
         call = pickle.loads(args)  # noqa: S301 -- as decode_call: in a worker's pool process, never the master
         return call
-    with deps.decoding(inputs):
+    with deps.decoding(inputs, allowed_failure):
         call = pickle.loads(args)  # noqa: S301 -- as above
     return call
 
@@ -278,3 +278,13 @@ def dependency_cause(result: ResultMsg) -> DependencyFailed:
     except BaseException as exc:
         return dependency_failed(dep, exc)
     return dependency_failed(dep, RemoteError(status, detail, ""))  # pragma: no cover
+
+
+def allowed_failure(body: Any) -> BaseException:
+    """The exception a failed dependency's outcome stands for (in a pool process)."""
+    dep, status, raw, detail = deps.read_failure(body)
+    try:
+        decode_result(ResultMsg(dep, Status(status), raw, detail))
+    except BaseException as exc:
+        return exc
+    return SerializationError(f"dependency {dep} ended {status} with no failure")

@@ -38,10 +38,12 @@ _INPUTS: ContextVar[_Inputs | None] = ContextVar("taskq_dep_inputs", default=Non
 class _Inputs:
     """Dependency results for one task: bodies, unpickled on first use."""
 
-    __slots__ = ("bodies", "values")
+    __slots__ = ("bodies", "failure_of", "values")
 
-    def __init__(self, bodies: dict[str, Any]) -> None:
+    def __init__(self, bodies: dict[str, Any],
+                 failure_of: Callable[[Any], BaseException]) -> None:
         self.bodies = bodies
+        self.failure_of = failure_of  # an allowed failure's body -> its exception
         self.values: dict[str, Any] = {}
 
     def get(self, task_id: str) -> Any:
@@ -49,7 +51,7 @@ class _Inputs:
             body = self.bodies.get(task_id)
             failure = self.bodies.get(ALLOWED_MARK + task_id) if body is None else None
             if failure is not None:
-                self.values[task_id] = _allowed_failure(failure)
+                self.values[task_id] = self.failure_of(failure)
                 return self.values[task_id]
             if body is None:
                 raise SerializationError(f"the result of dependency {task_id} did not reach "
@@ -69,10 +71,11 @@ def encoded(token: Token[Any]) -> None:
 
 
 @contextlib.contextmanager
-def decoding(inputs: Any) -> Iterator[None]:
+def decoding(inputs: Any, failure_of: Callable[[Any], BaseException]) -> Iterator[None]:
     """While unpickling a task's arguments, futures become these results:
-    ``((dependency id, result body), ...)``."""
-    token = _INPUTS.set(_Inputs(dict(inputs)))
+    ``((dependency id, result body), ...)``; a failure the task allowed becomes
+    ``failure_of(its body)``."""
+    token = _INPUTS.set(_Inputs(dict(inputs), failure_of))
     try:
         yield
     finally:
@@ -108,18 +111,6 @@ def input_of(result: ResultMsg) -> tuple[str, Body] | None:
         return (ALLOWED_MARK + result.task_id,
                 failure_body(result.task_id, result.status.value, result.body, result.detail))
     return None if result.body is None else (result.task_id, result.body)
-
-
-def _allowed_failure(body: Any) -> BaseException:
-    """The exception a failed dependency's outcome stands for (in a pool process)."""
-    from taskq.protocol import bodies  # bodies imports this module
-
-    dep, status, raw, detail = read_failure(body)
-    try:
-        bodies.decode_result(ResultMsg(dep, Status(status), raw, detail))
-    except BaseException as exc:
-        return exc
-    return SerializationError(f"dependency {dep} ended {status} with no failure")
 
 
 def _dependency(task_id: str) -> Any:

@@ -214,8 +214,11 @@ def call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
             with soft.limit(soft_timeout):
                 value = fn(*args, **kwargs)
         if type(value) is CoroutineType:
-            value = _run_coroutine(value if soft_timeout is None
-                                   else soft.within(value, soft_timeout))
+            if soft_timeout is not None:
+                from taskq.worker import soft_async  # asyncio: only for a coroutine
+
+                value = soft_async.within(value, soft_timeout)
+            value = _run_coroutine(value)
     except BaseException as exc:  # a task's SystemExit or KeyboardInterrupt is its outcome
         return failed(exc, retry_on)
     return encode(value)

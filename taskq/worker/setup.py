@@ -14,7 +14,6 @@ except in the asyncio pool, whose loop awaits it.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 from collections.abc import Callable
@@ -67,6 +66,8 @@ def run(specs: tuple[str, ...]) -> None:
         try:
             value = hook()
             if inspect.isawaitable(value):
+                import asyncio  # only for an async hook: a pool process need not load it
+
                 asyncio.run(_awaited(value))
         except Exception as exc:
             raise failure(spec, exc) from exc

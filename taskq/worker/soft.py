@@ -20,18 +20,16 @@ SoftTimeout never lands in the next task. One that lands while the guard is bein
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import signal
 import threading
-from collections.abc import Coroutine, Generator
 from types import FrameType, TracebackType
 from typing import Any
 
 from taskq.errors import SoftTimeout
 
 
-def _message(seconds: float) -> str:
+def message(seconds: float) -> str:
     return f"ran past its soft_timeout of {seconds:g} s"
 
 
@@ -71,7 +69,7 @@ class _Alarm(_Guard):
     def _fire(self, signum: int, frame: FrameType | None) -> None:
         if self.armed:
             self.armed = False
-            raise SoftTimeout(_message(self.seconds))
+            raise SoftTimeout(message(self.seconds))
 
     def _disarm(self) -> None:
         self.armed = False
@@ -117,56 +115,3 @@ def limit(seconds: float) -> _Guard:
     if threading.current_thread() is threading.main_thread():
         return _Alarm(seconds)
     return _Timer(seconds)
-
-
-class _Soft:
-    """Awaits ``coro``; after ``fire()`` the first CancelledError thrown in by its asyncio
-    task is replaced by SoftTimeout (and the task's cancel request is withdrawn)."""
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], seconds: float) -> None:
-        self.coro, self.seconds = coro, seconds
-        self.fired = self.thrown = False
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, value, error = self.coro, None, None
-        while True:
-            try:
-                step = coro.send(value) if error is None else coro.throw(error)
-            except StopIteration as stop:
-                return stop.value
-            value, error = None, None
-            try:
-                value = yield step
-            except asyncio.CancelledError as exc:
-                error = self._instead(exc)
-            except BaseException as exc:  # passed on to the coroutine as is
-                error = exc
-
-    def _instead(self, exc: asyncio.CancelledError) -> BaseException:
-        if not self.fired or self.thrown:
-            return exc  # a cancel of its own (the hard timeout, kill_task)
-        self.thrown = True
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        return SoftTimeout(_message(self.seconds))
-
-
-async def within(coro: Coroutine[Any, Any, Any], seconds: float | None) -> Any:
-    """Await ``coro`` in the current asyncio task; SoftTimeout is thrown into it after
-    ``seconds`` (None: never)."""
-    if seconds is None:
-        return await coro
-    task = asyncio.current_task()
-    soft = _Soft(coro, seconds)
-
-    def fire() -> None:
-        soft.fired = True
-        if task is not None:
-            task.cancel()
-
-    handle = asyncio.get_running_loop().call_later(seconds, fire)
-    try:
-        return await soft
-    finally:
-        handle.cancel()

@@ -11,17 +11,30 @@ letter's ``replayed_as``) before it answers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from taskq.master.state.dead import DeadLetters
+from taskq.master.state.history import History
+from taskq.master.state.records import TaskRecord
+from taskq.protocol.messages import TaskMsg
 from taskq.protocol.replies import Replayed
 
-if TYPE_CHECKING:
-    from taskq.master.state import BrokerState
+
+class ReplayState(Protocol):
+    """What a replay uses of ``BrokerState`` (which this module must not import)."""
+
+    tasks: dict[str, TaskRecord]
+    dead: DeadLetters
+    history: History
+
+    def submit(self, tasks: list[TaskMsg], now: float) -> int: ...
+
+    def _has_result(self, outbox: str, task_id: str) -> bool: ...
 
 MAX_REPLAY = 1000  # task ids one replay call may name (a --failed replay goes in batches)
 
 
-def replay(state: BrokerState, task_ids: list[str], new_ids: list[str], outbox: str,
+def replay(state: ReplayState, task_ids: list[str], new_ids: list[str], outbox: str,
            now: float, *, echo: bool = False) -> list[Replayed]:
     """Replay each of ``task_ids`` as the task ``new_ids[i]`` of ``outbox``; ``echo``: the
     answer carries each new task (for a submitter that keeps what it sent)."""
@@ -41,7 +54,7 @@ def replay(state: BrokerState, task_ids: list[str], new_ids: list[str], outbox: 
     return out
 
 
-def refusal(state: BrokerState, task_id: str, new_id: str, outbox: str) -> str:
+def refusal(state: ReplayState, task_id: str, new_id: str, outbox: str) -> str:
     """Why ``task_id`` cannot be replayed as ``new_id`` ("" if it can)."""
     letter = state.dead.letters.get(task_id)
     if letter is not None and letter.expired:

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from taskq import defaults, logs
-from taskq.worker import execute, setup, soft
+from taskq.worker import execute, setup, soft_async
 from taskq.worker.pools.job import Job
 from taskq.worker.pools.local import LocalPool
 from taskq.worker.pools.threads import THREAD_TIMEOUT_DETAIL
@@ -153,7 +153,7 @@ class AsyncioPool(LocalPool):
         self._awaiting.add(job.task_id)
         try:
             async with asyncio.timeout(job.timeout) as limit:
-                value = await soft.within(task.fn(*task.args, **task.kwargs),
+                value = await soft_async.within(task.fn(*task.args, **task.kwargs),
                                           task.payload.soft_timeout)
         except TimeoutError as exc:
             if limit.expired():

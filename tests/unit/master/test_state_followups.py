@@ -105,7 +105,7 @@ def test_an_allowed_failure_is_handed_to_the_dependent_and_a_strict_one_fails_it
     (leased,) = state.lease("w", 10, 2.0)
     ((key, _body),) = leased.inputs
     assert key == deps.ALLOWED_MARK + "box-1"
-    with deps.decoding(leased.inputs):
+    with deps.decoding(leased.inputs, bodies.allowed_failure):
         value = deps._dependency("box-1")
     assert isinstance(value, KeyError)
     # a task submitted later that does not allow it fails at once, one that does runs
@@ -120,7 +120,7 @@ def test_an_allowed_cancelled_dependency_is_a_task_cancelled() -> None:
     state.submit([msg("box-1"), msg("box-2", deps=("box-1",), allow_failed=("box-1",))], 0.0)
     state.cancel(["box-1"])
     (leased,) = state.lease("w", 10, 1.0)
-    with deps.decoding(leased.inputs):
+    with deps.decoding(leased.inputs, bodies.allowed_failure):
         assert isinstance(deps._dependency("box-1"), TaskCancelled)
 
 

@@ -16,7 +16,7 @@ import taskq
 from taskq.protocol import bodies
 from taskq.protocol.messages import ResultMsg, Status
 from taskq.protocol.options import make_options
-from taskq.worker import execute, soft
+from taskq.worker import execute, soft, soft_async
 
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
@@ -116,7 +116,7 @@ def test_a_coroutine_gets_it_where_it_awaits_and_may_await_again() -> None:
         return "finished"
 
     async def main() -> tuple[str, bool]:
-        value = await soft.within(task(), 0.1)
+        value = await soft_async.within(task(), 0.1)
         current = asyncio.current_task()
         return value, current is not None and current.cancelling() == 0
 
@@ -133,7 +133,7 @@ def test_a_coroutine_that_ignores_it_still_meets_an_outer_timeout() -> None:
     async def main() -> str:
         try:
             async with asyncio.timeout(0.4):
-                return str(await soft.within(stubborn(), 0.1))
+                return str(await soft_async.within(stubborn(), 0.1))
         except TimeoutError:
             return "timed out"
 
