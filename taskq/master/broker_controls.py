@@ -11,28 +11,14 @@ polls they share. A pause or a purge answers once the journal has it::
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-
 from taskq import logs
-from taskq.master.journal import Journal
-from taskq.master.state import BrokerState
-from taskq.master.takers import Takers
-from taskq.net import serving
+from taskq.master.broker_core import BrokerCore
 
 log = logs.get_logger(__name__)
 
 
-class ControlCalls:
+class ControlCalls(BrokerCore):
     """An operator's controls over queues and workers; see the module docstring."""
-
-    _lock: threading.Lock
-    _state: BrokerState
-    _clock: Callable[[], float]
-    _journal: Journal | None
-    _takers: Takers
-    _space: serving.Signal
-    _commit: Callable[..., int]  # Broker._commit: journal what the call changed
 
     def queue_pause(self, name: str, *, paused: bool) -> bool | None:
         """Pause (or resume) a queue; False if it already was, None if the master does not

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from taskq.defaults import LONG_POLL_S
+from taskq.master.broker_core import BrokerCore
 from taskq.master.journal import Journal
 from taskq.master.state import Changes
 from taskq.master.state.primitives import PrimitiveState
@@ -31,13 +32,9 @@ T = TypeVar("T")
 _MIN_WAIT_S = 0.001  # a deadline already due is still waited on this long (no spin)
 
 
-class PrimitiveCalls:
+class PrimitiveCalls(BrokerCore):
     """The remote calls on shared primitives; see the module docstring."""
 
-    _lock: threading.Lock
-    _clock: Callable[[], float]
-    _stopping: threading.Event
-    _journal: Journal | None
     prims: PrimitiveState
     _prim_cond: threading.Condition
 

@@ -11,28 +11,17 @@ answers, as a durable submit is::
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from typing import Any
 
 from taskq import logs
-from taskq.master.journal import Journal
-from taskq.master.state import BrokerState
-from taskq.master.takers import Takers
+from taskq.master.broker_core import BrokerCore
 from taskq.protocol.replies import Replayed
 
 log = logs.get_logger(__name__)
 
 
-class ReplayCalls:
+class ReplayCalls(BrokerCore):
     """See the module docstring."""
-
-    _lock: threading.Lock
-    _state: BrokerState
-    _clock: Callable[[], float]
-    _journal: Journal | None
-    _takers: Takers
-    _commit: Callable[..., int]
 
     def dead_letters(self, *, queue: str | None = None, since: float | None = None,
                      limit: int = 1000) -> list[dict[str, Any]]:

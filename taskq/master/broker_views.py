@@ -11,14 +11,12 @@ lock and, where shaping takes longer, shapes it outside::
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from taskq.defaults import HEARTBEAT_S, JOB_OUTBOX_PREFIX
-from taskq.master.journal import Journal
-from taskq.master.state import BrokerState, views
+from taskq.master.broker_core import BrokerCore
+from taskq.master.state import views
 from taskq.master.state.autoscale import desired_workers
 from taskq.master.state.explain import explain
 from taskq.master.state.history import job_name
@@ -35,15 +33,8 @@ from taskq.protocol.replies import (
 )
 
 
-class BrokerViews:
+class BrokerViews(BrokerCore):
     """The broker's read-only remote calls; see the module docstring."""
-
-    _lock: threading.Lock
-    _state: BrokerState
-    _clock: Callable[[], float]
-    _started: float
-    _journal: Journal | None
-    epoch: str
 
     def info(self) -> MasterInfo:
         s = self._state

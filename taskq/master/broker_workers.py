@@ -15,39 +15,23 @@ polls they share (the pure logic is ``taskq.master.state``, the liveness part of
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from taskq import logs
 from taskq.defaults import BATCH_BYTES, LONG_POLL_S, PREFETCH_MIN
-from taskq.master.journal import Journal
-from taskq.master.state import BrokerState, WorkerInfo
-from taskq.master.takers import Takers
-from taskq.net import serving
+from taskq.master.broker_core import BrokerCore
+from taskq.master.state import WorkerInfo
 from taskq.protocol.messages import Beat, ResultMsg, WorkerHello, check_beat, check_vitals
 from taskq.protocol.replies import Beaten, Leased, MasterInfo, Receipt
 
 log = logs.get_logger("taskq.master.broker")
 
 
-class WorkerCalls:
+class WorkerCalls(BrokerCore):
     """The workers' calls; see the module docstring."""
 
-    _lock: threading.Lock
-    _state: BrokerState
-    _clock: Callable[[], float]
-    _journal: Journal | None
-    _takers: Takers
-    _space: serving.Signal
-    _results: serving.Signal
-    _answers: serving.Signal
-    _synced: serving.Signal
-    _commit: Callable[..., int]  # Broker._commit: journal what the call changed
-    _receipt: Callable[[int], Receipt]
-    _wake_timer: Callable[[], None]
-    _wait: Callable[..., Any]
     info: Callable[[], MasterInfo]
 
     def register(self, hello: WorkerHello) -> MasterInfo:
