@@ -18,6 +18,7 @@ ran, and per kill the seconds from the SIGKILL to the first result after it (rec
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -42,6 +43,14 @@ TASK_S = 0.002  # each task's own work: 10,000 of them keep two workers busy ~10
 def runs_by_task(directory: Path) -> Counter[str]:
     """How many times each task (or tick) ran: one file per run."""
     return Counter(name.split("~", 1)[0] for name in os.listdir(directory))
+
+
+def _since(done: list[float], at: float) -> list[float]:
+    return [t for t in list(done) if t > at]
+
+
+def _reached(done: list[float], goal: int) -> bool:
+    return len(done) >= goal
 
 
 def restart(cluster: Cluster) -> tuple[float, float]:
@@ -83,12 +92,12 @@ def tasks_run(workdir: Path, n: int, kills: int) -> dict[str, Any]:
                 killed, listening = restart(cluster)
                 # a result done after the new master listens came through it (one done just
                 # after the kill may have been fetched before it)
-                after = wait_for(lambda at=listening: [t for t in list(done) if t > at], 120,
+                after = wait_for(functools.partial(_since, done, listening), 120,
                                  "a result after the restart")
                 recoveries.append({"kill_to_result_s": min(after) - killed,
                                    "listening_to_result_s": min(after) - listening})
                 goal = min(n, n * (k + 2) // (kills + 1))
-                wait_for(lambda goal=goal: len(done) >= goal, 300, "results between kills")
+                wait_for(functools.partial(_reached, done, goal), 300, "results between kills")
             lost = sum(1 for f in futures if f.exception(300) is not None)
         finally:
             client.shutdown(wait=False)

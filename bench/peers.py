@@ -31,8 +31,8 @@ from typing import Any
 import cloudpickle
 
 from bench import tasks
+from bench.base import LIMIT_S, START_TIMEOUT_S, FutureLike
 from bench.procs import BenchError, Helpers, child_env, read_line_with, vm_rss, wait_for
-from bench.systems import LIMIT_S, START_TIMEOUT_S, FutureLike
 
 SEED_READY = "seed queue server listening on "
 SEED_KEY_ENV = "BENCH_SEED_AUTHKEY"

@@ -18,32 +18,14 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from bench.base import CALL_TIMEOUT_S, LIMIT_S, START_TIMEOUT_S, FutureLike, System
 from bench.procs import BenchError, Helper, Helpers, child_env, read_line_with, vm_rss, wait_for
 
 READY = "taskq master listening on "
-START_TIMEOUT_S = 120.0  # 32 cold interpreters on two cores take a while to import
-CALL_TIMEOUT_S = 60.0
-LIMIT_S = 180.0  # no workload may take longer: a hang or a collapse fails it, the run goes on
 
 
-class FutureLike(Protocol):
-    def result(self, timeout: float | None = None) -> Any: ...
-
-
-class System(Protocol):
-    """What a workload may use of a system under test."""
-
-    name: str
-    procs: int
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> FutureLike: ...
-
-    def map(self, fn: Callable[..., Any], items: Iterable[Any], chunksize: int) -> Iterator[Any]:
-        ...
-
-    def shutdown(self) -> None: ...
 
 
 class TaskqSystem:
