@@ -51,6 +51,7 @@ from taskq.net.link import Link
 from taskq.protocol import messages, names
 from taskq.protocol.api import BrokerAPI
 from taskq.protocol.messages import ResultMsg, TaskMsg, WorkerHello
+from taskq.protocol.replies import Leased
 from taskq.worker import execute, results, setup, tracing
 from taskq.worker.acks import Unacked, by_size
 from taskq.worker.config import WorkerConfig, make_pool, prefetch
@@ -108,6 +109,7 @@ class Worker:
         self._lost_after = defaults.LOST_AFTER_S  # the master's, once it says
         self._quick_within: tuple[float, BrokerAPI] = (0.0, self.link.remote)
         self._intake = threading.Lock()  # leased tasks going into the pool, or a cancel
+        self._late_answers: dict[str, bool] = {}  # answers to asks a top-up take brought
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
         self._progress_left: dict[str, Any] = {}  # progress beyond one heartbeat's share
@@ -374,6 +376,9 @@ class Worker:
         received = ""  # the first task of the last batch of leases that came
         answers: dict[str, bool] = {}
         while not self._halt.is_set():
+            with self._intake:  # and the answers to asks the pump's top-up brought
+                answers.update(self._late_answers)
+                self._late_answers.clear()
             leased = self.link.remote.take(self.worker_id, self._hold(),
                                            wait=defaults.PARKED_POLL_MAX_S,
                                            received=received, answers=answers)
@@ -381,14 +386,18 @@ class Worker:
             if not leased.tasks:
                 continue
             received = leased.tasks[0].task_id  # the next take says this batch arrived
-            if leased.ticket and not self._journaled(leased.ticket):
-                self.log.info("leases_void", count=len(leased.tasks),
-                              reason="the master restarted before it journaled them")
-                continue  # the restored master has them queued: they run once, elsewhere
-            with self._intake:  # a cancel asked meanwhile is answered before or after this
-                self._take_in(leased.tasks)
+            self._accept(leased)
             if self._draining.is_set():
                 self.pool.wake()
+
+    def _accept(self, leased: Leased) -> None:
+        """Hold a batch of leases and hand it to the pool, once the journal has it."""
+        if leased.ticket and not self._journaled(leased.ticket):
+            self.log.info("leases_void", count=len(leased.tasks),
+                          reason="the master restarted before it journaled them")
+            return  # the restored master has them queued: they run once, elsewhere
+        with self._intake:  # a cancel asked meanwhile is answered before or after this
+            self._take_in(leased.tasks)
 
     def _journaled(self, ticket: int) -> bool:
         """Wait until the master's journal has the leases of ``ticket``: True, or False if
@@ -416,9 +425,11 @@ class Worker:
             room = hold - len(self._held)
         if room > 0:
             leased = self.link.remote.take(self.worker_id, hold, wait=0)
+            late = {ask: self._answer(ask) for ask in leased.asks}
+            with self._intake:  # the poll's next take carries them
+                self._late_answers.update(late)
             if leased.tasks:
-                with self._intake:
-                    self._take_in(leased.tasks)
+                self._accept(leased)
 
     def _take_in(self, tasks: list[TaskMsg]) -> None:
         """Hold leased tasks and hand them to the pool, but those already dropped (a cancel
