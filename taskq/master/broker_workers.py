@@ -7,14 +7,16 @@ polls they share (the pure logic is ``taskq.master.state``, the liveness part of
     register(hello) ── a worker joins (again): its leases, its claims after a restart
     beat(Beat)      ── answered at once: the next interval, send the held list?, drain?
     heartbeat(held) ── the held list, on a join or when the digests differ
-    take(hold)      ── parks until there is work for it (or a cancel to ask); its leases
-                       name the journal ticket the worker waits for before it starts them
+    take(hold)      ── parks until there is work for it (or a cancel to ask); answered
+                       once the journal has its leases (or naming the ticket the worker
+                       waits for before it starts them, when the commit is slow)
     report(results) ── answered at once with a Receipt (the journal ticket of the results)
     release(ids)    ── unstarted tasks back to the queue; with goodbye, the worker leaves
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -23,10 +25,15 @@ from taskq import logs
 from taskq.defaults import BATCH_BYTES, LONG_POLL_S, PREFETCH_MIN
 from taskq.master.broker_core import BrokerCore
 from taskq.master.state import WorkerInfo
-from taskq.protocol.messages import Beat, ResultMsg, WorkerHello, check_beat, check_vitals
+from taskq.net import serving
+from taskq.protocol.messages import Beat, ResultMsg, TaskMsg, WorkerHello, check_beat, check_vitals
 from taskq.protocol.replies import Beaten, Leased, MasterInfo, Receipt
 
 log = logs.get_logger("taskq.master.broker")
+
+# How long a take's answer waits for the journal to commit its leases before it goes with
+# their ticket instead: commits take milliseconds; a longer wait only holds a slow one back.
+COMMIT_WAIT_S = 1.0
 
 
 class WorkerCalls(BrokerCore):
@@ -106,6 +113,18 @@ class WorkerCalls(BrokerCore):
             # the worker waits for this before it starts them: a master killed meanwhile
             # restores them unleased, and they must not run both there and elsewhere
             ticket = self._commit(urgent=True)
+            if ticket and serving.parking():  # answered once committed: no confirming call
+                serving.answer_later(self._synced, COMMIT_WAIT_S,
+                                     functools.partial(self._leased, tasks, asks, ticket))
+            return Leased(tasks=tasks, asks=asks, ticket=self._receipt(ticket).ticket)
+
+    def _leased(self, tasks: list[TaskMsg], asks: list[str], ticket: int) -> Leased:
+        """A parked take's answer once its leases are journaled; if that takes longer than
+        COMMIT_WAIT_S, with their ticket (the worker then asks until it is durable)."""
+        with self._lock:
+            journal = self._journal
+            if journal is not None:
+                self._wait(self._synced, lambda: journal.durable >= ticket, COMMIT_WAIT_S)
             return Leased(tasks=tasks, asks=asks, ticket=self._receipt(ticket).ticket)
 
     def _answered(self, worker_id: str, answers: dict[str, bool]) -> list[str]:

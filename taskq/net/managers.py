@@ -131,6 +131,14 @@ def client(address: tuple[str, int], authkey: bytes | None = None,
 managers.listener_client[SERIALIZER] = (Listener, client)  # type: ignore[attr-defined]
 
 
+def _reply(call: Callable[[], Any]) -> tuple[str, Any]:
+    """A served call's reply: its value, or the exception it raised (sent to the caller)."""
+    try:
+        return "#RETURN", call()
+    except Exception as exc:
+        return "#ERROR", exc
+
+
 class Server(managers.Server):
     """The standard manager server, with bounded handshakes and a stoppable accept loop.
     A peer may only reach the broker: the standard server's other calls (shutdown,
@@ -192,18 +200,13 @@ class Server(managers.Server):
             raise PermissionError(f"{str(name)[:80]!r} is not served")
         function = getattr(obj, name)
 
-        def run(call_args: tuple[Any, ...] = args) -> tuple[str, Any]:
-            try:
-                return "#RETURN", function(*call_args, **kwds)
-            except Exception as exc:
-                return "#ERROR", exc
-
+        run = functools.partial(_reply, functools.partial(function, *args, **kwds))
         retry = None
         cleared = self.parkable.get(name, -1)
         if cleared is not None and 0 <= cleared < len(args):
             again = (*args[:cleared], type(args[cleared])(), *args[cleared + 1:])
-            retry = functools.partial(run, again)
-        return serving.Pending(loop=self.loop, conn=conn, run=run, retry=retry,
+            retry = functools.partial(_reply, functools.partial(function, *again, **kwds))
+        return serving.Pending(loop=self.loop, conn=conn, run=run, retry=retry, reply=_reply,
                                parkable=name in self.parkable,
                                quick=self._quick(name, args, conn))
 

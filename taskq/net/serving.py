@@ -11,7 +11,9 @@ request, runs the call and sends the reply, then gives the connection back. A lo
 that finds nothing to return (a worker's ``take``, a client's ``fetch``)
 does not keep a thread either: it *parks* on the ``Signal`` it waits for. A state change
 that notifies the signal runs the call again (on the loop thread if a call served there
-woke it, once that call is done), and so does its deadline::
+woke it, once that call is done), and so does its deadline. A call whose work is done but
+whose reply must wait (a worker's leases, until the journal has them) parks its reply the
+same way (``answer_later``)::
 
     accept ──► handshake pool (TLS, key, versions) ──► loop.add(conn)
     loop: epoll ── readable ─┬─ whole, small, quick: recv ─ call ─ send (loop thread)
@@ -70,6 +72,8 @@ class Pending:
     run: Callable[[], Any]  # runs the call (again): returns its reply value
     parkable: bool
     retry: Callable[[], Any] | None = None  # how to run it again (default: ``run``)
+    # turns a function's value (or exception) into the reply, as ``run`` does its own
+    reply: Callable[[Callable[[], Any]], Any] = field(default=lambda call: call())
     quick: bool = False  # never blocks: may run on the loop thread
     deadline: float | None = None  # set when it first parks
     key: int = field(default_factory=itertools.count().__next__)
@@ -107,6 +111,17 @@ def park(signal: Signal, wait: float, key: Hashable = None) -> None:
     pending.loop.at(pending.deadline, signal, pending)
     pending.loop.watch(signal, pending)
     raise Parked
+
+
+def answer_later(signal: Signal, wait: float, then: Callable[[], Any]) -> None:
+    """The running call did its work, but its reply must wait for a state change (the
+    journal committing what it did): park it on ``signal`` for up to ``wait`` s from now,
+    and run ``then`` instead of the call each time it is woken. ``then`` answers, or parks
+    again (its deadline stays); raises ``Parked``."""
+    pending: Pending = _current.pending
+    pending.retry = functools.partial(pending.reply, then)
+    pending.deadline = None
+    park(signal, wait)
 
 
 class Signal(threading.Condition):
