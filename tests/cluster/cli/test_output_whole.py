@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -83,7 +84,8 @@ class Pty:
 
     def __init__(self, cluster: Cluster, *args: str) -> None:
         self.fd, child = os.openpty()
-        env = {**narrow(cluster), "TERM": "xterm", "LINES": "40"}
+        # faulthandler: a process that hangs shows where, on SIGABRT (``stacks``)
+        env = {**narrow(cluster), "TERM": "xterm", "LINES": "40", "PYTHONFAULTHANDLER": "1"}
         self.proc = subprocess.Popen([sys.executable, "-m", "taskq", *args], stdin=child,
                                      stdout=child, stderr=child, env=env, cwd=cluster.tmp,
                                      start_new_session=True)
@@ -113,6 +115,14 @@ class Pty:
     def exited(self) -> bool:
         return self.proc.poll() is not None
 
+    def stacks(self) -> str:
+        """Where each thread of a process that does not end is: faulthandler's dump."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGABRT)
+            with contextlib.suppress(AssertionError):
+                self.read_until(self.exited, 10, "the dump of its stacks")
+        return self.output[-6000:].decode(errors="replace")
+
     def close(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -130,7 +140,10 @@ def test_top_ends_cleanly_on_q_and_on_ctrl_c(cluster: Cluster, end: str) -> None
             os.write(top.fd, b"q")
         else:
             os.kill(top.proc.pid, signal.SIGINT)
-        top.read_until(top.exited, 10, f"top to end on {end}")
+        try:
+            top.read_until(top.exited, 10, f"top to end on {end}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{top.stacks()}") from None
         assert top.proc.returncode == 0, top.output[-2000:]
         assert b"Traceback" not in top.output
     finally:
