@@ -1,7 +1,7 @@
 """Killing the master, measured: nothing lost, nothing run twice, how soon it answers again.
 
     python -m bench chaos [--tasks 10000] [--kills 5] [--tick-kills 20]
-                          [--kill-workers-every S] [--json PATH]
+                          [--kill-workers-every S] [--partition S] [--json PATH]
 
 Two runs on a durable master (a journal) started again on its port after each SIGKILL:
 
@@ -9,34 +9,40 @@ Two runs on a durable master (a journal) started again on its port after each SI
               each leave a file per run (``bench.tasks.record_run``); the master is
               SIGKILLed KILLS times, evenly over the run, under load; with
               --kill-workers-every, a worker (its pool too) is SIGKILLed that often and
-              another started in its place
+              another started in its place; with --partition, a third worker runs on a
+              host of its own (``bench.netns``, root only), cut off from the master for
+              S seconds a second into the kills
     schedule  one worker and a schedule ``every 1 s``; the master is SIGKILLed TICK_KILLS
               times, at a point drawn in each second (ticks go out while it restores)
 
 Counted: tasks whose future failed (lost), tasks or ticks that ran more than once, of those
-the ones that ran more than once in processes that were not killed (avoidable: a restart
-or taskq itself caused it), tasks that never ran, and per master kill the seconds from the
-SIGKILL to the first result after it (recovery).
+the ones that ran more than once in processes that were neither killed nor cut off
+(avoidable: a restart or taskq itself caused it), tasks that never ran, and per master kill
+the seconds from the SIGKILL to the first result after it (recovery).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
 import random
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from bench import tasks
+from bench.netns import Net
 from bench.procs import ROOT, BenchError, install_signal_exit, wait_for
 from bench.scale import Cluster
 
@@ -49,14 +55,27 @@ def runs_by_task(directory: Path) -> Counter[str]:
     return Counter(name.split("~", 1)[0] for name in os.listdir(directory))
 
 
-def avoidable_reruns(directory: Path, killed: set[int]) -> int:
-    """Tasks that ran more than once in processes that were not killed: a second run a
-    killed worker forced is no fault of taskq's, any other is."""
+def avoidable_reruns(directory: Path, forced: set[int]) -> int:
+    """Tasks that ran more than once in processes that were not ``forced`` (killed, or cut
+    off longer than the master waits for a silent worker): a second run such a worker
+    forced is no fault of taskq's, any other is."""
     survivors: Counter[str] = Counter()
     for name in os.listdir(directory):
         task_id, pid, _ = name.split("~")
-        survivors[task_id] += int(pid) not in killed
+        survivors[task_id] += int(pid) not in forced
     return sum(1 for runs in survivors.values() if runs > 1)
+
+
+def reruns_touching(directory: Path, pids: set[int]) -> int:
+    """Tasks that ran more than once, one of those runs in one of ``pids``."""
+    runs: Counter[str] = Counter()
+    touched: set[str] = set()
+    for name in os.listdir(directory):
+        task_id, pid, _ = name.split("~")
+        runs[task_id] += 1
+        if int(pid) in pids:
+            touched.add(task_id)
+    return sum(1 for task_id in touched if runs[task_id] > 1)
 
 
 def group_of(pgid: int) -> set[int]:
@@ -110,6 +129,53 @@ class WorkerKiller:
             self.cluster.start_real_workers(1, 0)
 
 
+class Partition:
+    """Cuts the worker on the namespace host off from the master ``after`` s into the
+    kills, for ``seconds``, then heals the link; remembers that worker's processes."""
+
+    def __init__(self, net: Net | None, worker: Any, seconds: float, after: float = 1.0) -> None:
+        self.net, self.worker, self.seconds, self.after = net, worker, seconds, after
+        self.cut_off: set[int] = set()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Partition:
+        if self.net is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._thread.is_alive():
+            self._thread.join(self.after + self.seconds + 30)
+
+    def _run(self) -> None:
+        assert self.net is not None
+        time.sleep(self.after)  # a point in time to act at, not a wait for a condition
+        self.cut_off = group_of(self.worker.pid)
+        self.net.cut()
+        try:
+            time.sleep(self.seconds)
+        finally:
+            self.net.heal()
+
+
+@contextlib.contextmanager
+def host_of_its_own(enabled: bool) -> Iterator[Net | None]:
+    """A namespace host to cut off (None unless ``enabled``); removed after."""
+    if not enabled:
+        yield None
+        return
+    net = Net()
+    try:
+        net.up()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        net.down()
+        raise BenchError(f"--partition needs network namespaces (root and ip): {exc}") from None
+    try:
+        yield net
+    finally:
+        net.down()
+
+
 def _since(done: list[float], at: float) -> list[float]:
     return [t for t in list(done) if t > at]
 
@@ -127,46 +193,61 @@ def restart(cluster: Cluster) -> tuple[float, float]:
     return killed, time.time()
 
 
-def tasks_run(workdir: Path, n: int, kills: int, worker_every: float = 0.0) -> dict[str, Any]:
+def tasks_run(workdir: Path, n: int, kills: int, worker_every: float = 0.0,
+              partition: float = 0.0) -> dict[str, Any]:
+    with host_of_its_own(partition > 0) as net:
+        cluster = Cluster(workdir / "tasks", durable=True,
+                          host=net.master_ip if net is not None else "127.0.0.1")
+        marks = workdir / "task-runs"
+        marks.mkdir()
+        try:
+            cluster.start_real_workers(2, 0)
+            cut = cluster.start_real_workers(1, 0, prefix=net.prefix, name="cutoff") \
+                if net is not None else [None]
+            wait_for(lambda: len(cluster.listed()) >= 2 + (net is not None), 60, "the workers")
+            cluster.drop_link()
+            killer = WorkerKiller(cluster, worker_every)
+            partitioner = Partition(net, cut[0], partition)
+            out = _run_tasks(cluster, marks, n, kills, killer, partitioner)
+        finally:
+            cluster.stop()
+    runs = runs_by_task(marks)
+    return {**out, "tasks": n, "kills": kills, "worker_kills": killer.kills,
+            "never_ran": n - len(runs), "ran_twice": sum(1 for c in runs.values() if c > 1),
+            "avoidable_reruns": avoidable_reruns(marks, killer.killed | partitioner.cut_off),
+            "partition_s": partition,
+            "partition_reruns": reruns_touching(marks, partitioner.cut_off)}
+
+
+def _run_tasks(cluster: Cluster, marks: Path, n: int, kills: int, killer: WorkerKiller,
+               partitioner: Partition) -> dict[str, Any]:
+    """Submit ``n`` tasks, SIGKILL the master ``kills`` times meanwhile (and workers, and
+    cut one off, as told); lost tasks and each recovery."""
     import taskq
 
-    cluster = Cluster(workdir / "tasks", durable=True)
-    marks = workdir / "task-runs"
-    marks.mkdir()
+    done: list[float] = []
+    lock = threading.Lock()
+
+    def finished(_f: object) -> None:
+        with lock:
+            done.append(time.time())
+
+    client = taskq.Client(cluster.address, cluster.authkey.encode(), reconnect_for=120)
     try:
-        cluster.start_real_workers(2, 0)
-        wait_for(lambda: len(cluster.listed()) >= 2, 60, "two workers")
-        cluster.drop_link()
-        done: list[float] = []
-        lock = threading.Lock()
-
-        def finished(_f: object) -> None:
-            with lock:
-                done.append(time.time())
-
-        client = taskq.Client(cluster.address, cluster.authkey.encode(), reconnect_for=120)
-        try:
-            futures = []
-            for _ in range(n):
-                future = client.submit(tasks.record_run, str(marks), TASK_S)
-                future.add_done_callback(finished)
-                futures.append(future)
-            wait_for(lambda: len(done) >= n // (kills + 1), 120, "the first results")
-            recoveries: list[dict[str, float]] = []
-            killer = WorkerKiller(cluster, worker_every)
-            with killer:
-                _kill_masters(cluster, done, n, kills, recoveries)
-            lost = sum(1 for f in futures if f.exception(300) is not None)
-        finally:
-            client.shutdown(wait=False)
-        runs = runs_by_task(marks)
-        return {"tasks": n, "kills": kills, "worker_kills": killer.kills, "lost": lost,
-                "never_ran": n - len(runs), "ran_twice": sum(1 for c in runs.values() if c > 1),
-                "avoidable_reruns": avoidable_reruns(marks, killer.killed),
-                "recovery": recoveries,
-                "recovery_max_s": max(r["kill_to_result_s"] for r in recoveries)}
+        futures = []
+        for _ in range(n):
+            future = client.submit(tasks.record_run, str(marks), TASK_S)
+            future.add_done_callback(finished)
+            futures.append(future)
+        wait_for(lambda: len(done) >= n // (kills + 1), 120, "the first results")
+        recoveries: list[dict[str, float]] = []
+        with killer, partitioner:
+            _kill_masters(cluster, done, n, kills, recoveries)
+        lost = sum(1 for f in futures if f.exception(300) is not None)
     finally:
-        cluster.stop()
+        client.shutdown(wait=False)
+    return {"lost": lost, "recovery": recoveries,
+            "recovery_max_s": max(r["kill_to_result_s"] for r in recoveries)}
 
 
 def _kill_masters(cluster: Cluster, done: list[float], n: int, kills: int,
@@ -216,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tick-kills", type=int, default=20)
     parser.add_argument("--kill-workers-every", type=float, default=0.0, metavar="S",
                         help="also SIGKILL a worker every S seconds (another takes its place)")
+    parser.add_argument("--partition", type=float, default=0.0, metavar="S",
+                        help="also cut a third worker off from the master for S seconds "
+                             "(a host of its own: needs root and network namespaces)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH")
     args = parser.parse_args(argv)
     if args.tasks < 100 or args.kills < 1 or args.tick_kills < 0:
@@ -224,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="taskq-chaos-") as tmp:
         try:
             out = {"tasks": tasks_run(Path(tmp), args.tasks, args.kills,
-                                      args.kill_workers_every)}
+                                      args.kill_workers_every, args.partition)}
             print(json.dumps(out["tasks"]), flush=True)
             if args.tick_kills:
                 out["schedule"] = schedule_run(Path(tmp), args.tick_kills)
@@ -235,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     t = out["tasks"]
     print(f"{t['tasks']} tasks, {t['kills']} master SIGKILLs, {t['worker_kills']} worker "
           f"SIGKILLs: {t['lost']} lost, {t['never_ran']} never ran, {t['ran_twice']} ran "
-          f"twice ({t['avoidable_reruns']} in processes not killed); recovery "
+          f"twice ({t['avoidable_reruns']} in processes neither killed nor cut off, "
+          f"{t['partition_reruns']} touching the worker cut off for {t['partition_s']:g} s); "
+          f"recovery "
           f"(SIGKILL to the next result) median "
           f"{statistics.median(r['kill_to_result_s'] for r in t['recovery']):.2f} s, "
           f"max {t['recovery_max_s']:.2f} s")

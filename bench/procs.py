@@ -82,10 +82,12 @@ class Helpers:
         atexit.register(self.kill)
 
     def spawn(self, argv: list[str], env: dict[str, str], name: str,
-              stdout: int | None = None, stdin: int | None = None) -> Helper:
+              stdout: int | None = None, stdin: int | None = None,
+              prefix: tuple[str, ...] = ()) -> Helper:
+        """``python ARGV`` in a new session (run under ``prefix``: on another host)."""
         err = self.workdir / f"{len(self.items)}-{name}.stderr"
         with err.open("w") as err_fh:
-            popen = subprocess.Popen([sys.executable, *argv], env=env, text=True,
+            popen = subprocess.Popen([*prefix, sys.executable, *argv], env=env, text=True,
                                      stdin=stdin if stdin is not None else subprocess.DEVNULL,
                                      stdout=stdout if stdout is not None else subprocess.DEVNULL,
                                      stderr=err_fh, start_new_session=True, cwd=self.workdir)

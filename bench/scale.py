@@ -186,8 +186,10 @@ class Cluster:
     """A master (restartable on its port) and the processes that talk to it; the master
     keeps the open-file limit it is given (this process never raises its own)."""
 
-    def __init__(self, workdir: Path, durable: bool, lost_after: float | None = None) -> None:
+    def __init__(self, workdir: Path, durable: bool, lost_after: float | None = None,
+                 host: str = "127.0.0.1") -> None:
         self.workdir = workdir
+        self.host = host  # the master's address (a bridge's, to reach other namespaces)
         workdir.mkdir(parents=True, exist_ok=True)
         self.helpers = Helpers(workdir)
         self.authkey = secrets.token_hex(16)
@@ -207,7 +209,7 @@ class Cluster:
     def start_master(self) -> Helper:
         lost = [] if self.lost_after is None else ["--lost-after", f"{self.lost_after:g}"]
         helper = self.spawn(
-            ["-m", "taskq", "master", "--host", "127.0.0.1", "--port", str(self.port),
+            ["-m", "taskq", "master", "--host", self.host, "--port", str(self.port),
              "--http", "off", "--log-level", "warning", *self.state, *lost], "master",
             stdout=subprocess.PIPE)
         address = read_line_with(helper, READY, 60)
@@ -217,11 +219,11 @@ class Cluster:
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def link(self) -> Any:
         if self._link is None:
-            self._link = scale_api.link(("127.0.0.1", self.port), self.authkey.encode(), 30.0)
+            self._link = scale_api.link((self.host, self.port), self.authkey.encode(), 30.0)
             self._link.open(30.0)
         return self._link
 
@@ -254,11 +256,16 @@ class Cluster:
                 stdout=subprocess.PIPE, stdin=subprocess.PIPE)
             self.sims.append(Sim(helper))
 
-    def start_real_workers(self, idle: int, active: int) -> None:
+    def start_real_workers(self, idle: int, active: int, prefix: tuple[str, ...] = (),
+                           name: str = "worker") -> list[Helper]:
+        """``taskq worker --procs 1`` processes (run under ``prefix``: another host)."""
+        started = []
         for i in range(idle + active):
             queue = ACTIVE_QUEUE if i >= idle else "default"
-            self.spawn(["-m", "taskq", "worker", "--connect", self.address, "--procs", "1",
-                        "--queues", queue, "--log-level", "warning"], f"worker{i}")
+            started.append(self.spawn(
+                ["-m", "taskq", "worker", "--connect", self.address, "--procs", "1",
+                 "--queues", queue, "--log-level", "warning"], f"{name}{i}", prefix=prefix))
+        return started
 
     def master_alive(self) -> bool:
         return self.master.popen.poll() is None

@@ -7,7 +7,6 @@ private bridge; taking the veth down partitions it. Skipped where namespaces are
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import threading
 import time
@@ -17,45 +16,10 @@ import pytest
 import tasks_mod
 from cluster import Cluster, wait_for
 
+from bench.netns import Net
 from taskq import defaults
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
-
-
-class Net:
-    """One namespace host on a private bridge; the bridge end is this namespace's side."""
-
-    def __init__(self) -> None:
-        tag = f"{random.randrange(16**4):04x}"
-        self.ns, self.bridge, self.veth = f"tq{tag}h1", f"tq{tag}br", f"tq{tag}v1"
-        subnet = f"10.78.{random.randrange(1, 250)}"
-        self.master_ip, self.host_ip = f"{subnet}.254", f"{subnet}.1"
-
-    def up(self) -> None:
-        _ip("link", "add", self.bridge, "type", "bridge")
-        _ip("addr", "add", f"{self.master_ip}/24", "dev", self.bridge)
-        _ip("link", "set", self.bridge, "up")
-        _ip("netns", "add", self.ns)
-        _ip("link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.ns)
-        _ip("link", "set", self.veth, "master", self.bridge, "up")
-        _ip("-n", self.ns, "addr", "add", f"{self.host_ip}/24", "dev", "eth0")
-        _ip("-n", self.ns, "link", "set", "eth0", "up")
-        _ip("-n", self.ns, "link", "set", "lo", "up")
-
-    def cut(self) -> None:
-        _ip("link", "set", self.veth, "down")
-
-    def heal(self) -> None:
-        _ip("link", "set", self.veth, "up")
-
-    def down(self) -> None:
-        for args in (("netns", "del", self.ns), ("link", "del", self.veth),
-                     ("link", "del", self.bridge)):
-            subprocess.run(["ip", *args], capture_output=True, timeout=30)
 
 
 @pytest.fixture
@@ -76,7 +40,7 @@ def net() -> Iterator[Net]:
 def test_partitioned_worker_loses_leases_and_rejoins(cluster: Cluster, net: Net,
                                                      long_cut: bool) -> None:
     cluster.start_master(host=net.master_ip)
-    cut_off = cluster.start_worker(prefix=("ip", "netns", "exec", net.ns))
+    cut_off = cluster.start_worker(prefix=net.prefix)
     cluster.wait_workers(1)
     outcomes: dict[int, int] = {}
     lock = threading.Lock()
