@@ -7,6 +7,7 @@ polls they share (the pure logic is ``taskq.master.state``, the liveness part of
     register(hello) ── a worker joins (again): its leases, its claims after a restart
     beat(Beat)      ── answered at once: the next interval, send the held list?, drain?
     heartbeat(held) ── the held list, on a join or when the digests differ
+    peer_gone(id)   ── its poll's connection ended: lost after lost_after unless it rejoins
     take(hold)      ── parks until there is work for it (or a cancel to ask); answered
                        once the journal has its leases (or naming the ticket the worker
                        waits for before it starts them, when the commit is slow)
@@ -81,6 +82,7 @@ class WorkerCalls(BrokerCore):
         that frees room wakes it. ``received``: the first task id of the last batch it
         received (``state.arrived``); ``answers``: its answers to cancel requests (True:
         dropped before it started)."""
+        serving.name_peer(worker_id)  # its connection's end is a sign: see peer_gone
         with self._lock:
             state = self._state
             if received is not None:  # a batch it never got goes back to the queue now
@@ -126,6 +128,14 @@ class WorkerCalls(BrokerCore):
             if journal is not None:
                 self._wait(self._synced, lambda: journal.durable >= ticket, COMMIT_WAIT_S)
             return Leased(tasks=tasks, asks=asks, ticket=self._receipt(ticket).ticket)
+
+    def peer_gone(self, worker_id: str) -> None:
+        """The connection of a worker's poll ended: its process died, or it reconnects
+        (and joins again). Unless it is heard from again it is lost ``lost_after`` from now,
+        not after LOST_BEATS of its beat interval (which a big crowd makes long)."""
+        with self._lock:
+            if self._state.hung_up(worker_id, self._clock()):
+                log.info("worker_hung_up", worker_id=worker_id)
 
     def _answered(self, worker_id: str, answers: dict[str, bool]) -> list[str]:
         """Take a worker's answers to cancel requests (lock held); its new requests."""

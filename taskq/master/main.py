@@ -120,7 +120,7 @@ def run(config: MasterConfig, stop: threading.Event, announce: Callable[[str], N
             server = managers.serve(Owned(broker, keyring.in_use), config.host, config.port,
                                     keyring, max_payload=config.max_payload,
                                     tls_settings=config.tls, parkable=PARKABLE,
-                                    quick=QUICK)
+                                    quick=QUICK, peer_gone=broker.peer_gone)
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 raise

@@ -156,6 +156,8 @@ class Server(managers.Server):
     handshakes: ThreadPoolExecutor  # admits new ones
     parkable: dict[str, int | None]  # calls that may park: the argument a rerun clears
     quick: dict[str, int | None]  # calls that never block: the flag that makes them slow
+    peer_gone: Callable[[str], None] | None = None  # told the name of a peer whose
+    # connection ended
 
     def handle_request(self, conn: connection.Connection) -> None:
         """A new connection, on a handshake thread: admit it, answer its first request; a
@@ -168,12 +170,16 @@ class Server(managers.Server):
                 self.closed(conn)
 
     def closed(self, conn: connection.Connection) -> None:
-        """A connection ended: close it and count its key out."""
+        """A connection ended: close it, count its key out, and say whose it was (if the
+        calls named their peer, ``serving.name_peer``) while the server runs."""
         with contextlib.suppress(OSError):
             conn.close()
         key = getattr(conn, "authkey_used", None)
         if key is not None:
             self.keyring.closed(key)
+        peer = getattr(conn, "peer", None)
+        if peer is not None and self.peer_gone is not None and not self.stop_event.is_set():
+            self.peer_gone(peer)
 
     def accepter(self) -> None:
         while not self.stop_event.is_set():
@@ -420,7 +426,8 @@ def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
           max_payload: int = int(defaults.MAX_PAYLOAD_MB * 1024 * 1024),
           tls_settings: tls.TLS | None = None,
           parkable: dict[str, int | None] | None = None,
-          quick: dict[str, int | None] | None = None) -> Server:
+          quick: dict[str, int | None] | None = None,
+          peer_gone: Callable[[str], None] | None = None) -> Server:
     """Bind the master's server (not yet accepting); ``server.address`` is the bound one.
     ``served`` is what peers call (the master's broker, already checking who owns what).
     Its connections read frames of at most ``frame_limit(max_payload)`` bytes, and with
@@ -429,7 +436,8 @@ def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
     wait in the loop without a thread (``net.serving``); each names the argument that a
     rerun clears (its acknowledgements, applied on the first run), or None. The calls in
     ``quick`` never block, unless the flag argument each names is true (None: never): a
-    small one runs on the loop thread itself."""
+    small one runs on the loop thread itself. ``peer_gone`` is told the name of a peer
+    (``serving.name_peer``) whose connection ended."""
     context = None if tls_settings is None else tls_settings.server_context()
 
     server = Server({}, (host, port), keyring.keys[0], SERIALIZER)
@@ -438,6 +446,7 @@ def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
     server.keyring = keyring
     server.parkable = dict(parkable or {})
     server.quick = dict(quick or {})
+    server.peer_gone = peer_gone
     server.loop = serving.Loop(server.read_call, server.closed,
                                server.request_waiting if server.quick else None)
     server.handshakes = ThreadPoolExecutor(serving.HANDSHAKE_THREADS,

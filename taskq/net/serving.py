@@ -113,6 +113,14 @@ def park(signal: Signal, wait: float, key: Hashable = None) -> None:
     raise Parked
 
 
+def name_peer(name: str) -> None:
+    """Name who calls on the running call's connection (a worker's id): the server is told
+    when that connection ends (``Loop``'s ``close``). Nothing outside the loop."""
+    pending = getattr(_current, "pending", None)
+    if pending is not None and pending.conn.peer != name:
+        pending.conn.peer = name
+
+
 def answer_later(signal: Signal, wait: float, then: Callable[[], Any]) -> None:
     """The running call did its work, but its reply must wait for a state change (the
     journal committing what it did): park it on ``signal`` for up to ``wait`` s from now,

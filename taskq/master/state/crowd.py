@@ -25,38 +25,43 @@ from taskq.protocol.messages import held_digest
 
 
 class Due:
-    """Keys to look at when their time comes, one heap entry per key. ``pop`` asks for each
-    due key's current time (None: gone): a time still to come puts it back, lazily, so a
-    deadline that moves later costs nothing until it was due."""
+    """Keys to look at when their time comes. ``pop`` asks for each due key's current time
+    (None: gone): a time still to come puts it back, lazily, so a deadline that moves later
+    costs nothing until it was due; one that moves sooner is added again (``add``)."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, str]] = []
-        self._on_heap: set[str] = set()
+        self._at: dict[str, float] = {}  # each key's earliest entry (later ones are stale)
 
     def add(self, key: str, when: float) -> None:
-        """Look at ``key`` at ``when``, unless it is already on the heap (it is then looked
-        at no later than its entry says, and put back for its time then)."""
-        if key not in self._on_heap:
-            self._on_heap.add(key)
+        """Look at ``key`` no later than ``when`` (and then put it back for its time, if that
+        is still to come): a new entry only if it is sooner than the one on the heap."""
+        at = self._at.get(key)
+        if at is None or when < at:
+            self._at[key] = when
             heapq.heappush(self._heap, (when, key))
 
     def pop(self, now: float, time_of: Callable[[str], float | None]) -> list[str]:
         """The keys whose time (``time_of(key)``) is before ``now``; they leave the heap."""
         out: list[str] = []
-        heap = self._heap
+        heap, at = self._heap, self._at
         while heap and heap[0][0] < now:
-            _, key = heapq.heappop(heap)
+            entry, key = heapq.heappop(heap)
+            if at.get(key) != entry:  # a sooner entry of the key replaced this one
+                continue
             when = time_of(key)
             if when is not None and when >= now:
+                at[key] = when
                 heapq.heappush(heap, (when, key))
                 continue
-            self._on_heap.discard(key)
+            del at[key]
             if when is not None:
                 out.append(key)
         return out
 
     def __len__(self) -> int:
-        return len(self._heap)
+        """The keys on the heap (each once, however many stale entries it left)."""
+        return len(self._at)
 
 
 class Crowd:
@@ -83,6 +88,10 @@ class Crowd:
                 if self.procs_by_queue[queue] <= 0:
                     del self.procs_by_queue[queue]
         return info
+
+    def check(self, worker_id: str, when: float) -> None:
+        """Look at this worker's silence no later than ``when`` (its deadline came sooner)."""
+        self._due.add(worker_id, when)
 
     def overdue(self, now: float, silence: Callable[[WorkerInfo], float]) -> list[str]:
         """The workers silent for longer than ``silence(worker)`` at ``now`` (still listed:

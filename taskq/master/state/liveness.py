@@ -3,6 +3,8 @@ list of what each holds, and when its leases run out; and, after a restart, the 
 in which a restored lease waits for its holder.
 
     register(info) ── crowd (a deadline each: silence) ── beat interval told (flat beat rate)
+    hung_up(worker) ── its poll's connection ended: lost after lost_after, not LOST_BEATS
+                       beats, unless it is heard from again (joins again)
     beaten(beat)   ── digest matches: every lease of the worker renewed (lease_expires)
                    └─ differs: the worker sends its list ──► heartbeat(held):
                         a held task thought queued is leased back to it; a lease it did not
@@ -103,8 +105,23 @@ class LivenessMixin:
 
     def silence(self, worker: WorkerInfo) -> float:
         """How long this worker may stay silent before it is lost: ``lost_after``, or
-        LOST_BEATS of the heartbeat interval it was told if that is longer."""
-        return max(self.lost_after, LOST_BEATS * worker.beat)
+        LOST_BEATS of the heartbeat interval it was told if that is longer; but no longer
+        than ``lost_after`` after its poll's connection ended, if it was not heard from
+        since (a killed worker is lost as soon in a big crowd as in a small one)."""
+        quiet = max(self.lost_after, LOST_BEATS * worker.beat)
+        if worker.hung_up is not None and worker.hung_up >= worker.last_seen:
+            return min(quiet, worker.hung_up - worker.last_seen + self.lost_after)
+        return quiet
+
+    def hung_up(self, worker_id: str, now: float) -> bool:
+        """The connection of a worker's poll ended: its process died, or it reconnects (and
+        then joins again, in time). False if the worker is not known here."""
+        worker = self.workers.get(worker_id)
+        if worker is None:
+            return False
+        worker.hung_up = now
+        self.crowd.check(worker_id, worker.last_seen + self.silence(worker))
+        return True
 
     def heartbeat(self, worker_id: str, held: list[str], running: int, now: float,
                   memory: int = 0, progress: dict[str, Any] | None = None) -> bool:

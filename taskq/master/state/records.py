@@ -63,6 +63,9 @@ class WorkerInfo:
     # leases it did not list in its last heartbeat (nor on their way to it): renewed no
     # more by its beats, they expire at their own deadline (see BrokerState.lease_expires)
     unconfirmed: set[str] = field(default_factory=set)
+    # when the connection of its poll ended (None: not since it joined): unless it is heard
+    # from again, it is lost ``lost_after`` later, however long its beat interval
+    hung_up: float | None = None
 
 
 @dataclass(slots=True)

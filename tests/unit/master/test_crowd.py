@@ -28,14 +28,19 @@ def test_due_returns_keys_whose_time_passed_and_puts_back_the_moved_ones() -> No
     assert len(due) == 0
 
 
-def test_due_keeps_one_entry_per_key() -> None:
+def test_due_keeps_one_entry_per_key_and_a_sooner_time_replaces_it() -> None:
     due = Due()
     due.add("a", 1.0)
-    due.add("a", 0.5)  # already on the heap: looked at at 1.0, and then for its time
-    assert due.pop(0.8, lambda _: 0.5) == []
-    assert due.pop(1.5, lambda _: 0.5) == ["a"]
-    due.add("a", 2.0)  # off the heap now: a new entry
-    assert due.pop(3.0, lambda _: 2.0) == ["a"]
+    due.add("a", 2.0)  # later: the entry at 1.0 stays, and puts the key back for its time
+    assert len(due) == 1
+    assert due.pop(1.5, lambda _: 2.0) == []
+    assert due.pop(2.5, lambda _: 2.0) == ["a"]
+    due.add("a", 5.0)
+    due.add("a", 3.0)  # sooner (a deadline cut short): looked at then
+    assert len(due) == 1
+    assert due.pop(3.5, lambda _: 3.0) == ["a"]
+    assert due.pop(6.0, lambda _: 3.0) == []  # the stale entry at 5.0 finds nothing
+    assert len(due) == 0
 
 
 def test_overdue_looks_only_at_workers_whose_check_came() -> None:

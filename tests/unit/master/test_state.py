@@ -6,7 +6,7 @@ import pytest
 from state_helpers import LOST_AFTER, err, fetch_all, ids, join, make_state, ok, task
 
 from taskq.master.state import BrokerState, WorkerInfo
-from taskq.protocol.messages import ResultMsg, Status, TaskMsg, TaskState
+from taskq.protocol.messages import Beat, ResultMsg, Status, TaskMsg, TaskState, held_digest
 
 # --------------------------------------------------------------------------- submit
 
@@ -289,6 +289,32 @@ def test_a_crowd_beats_less_often_and_is_allowed_that_much_more_silence() -> Non
         assert state.beat(worker) == 5.0
     assert state.expire(now=LOST_AFTER + 1) == []  # silent past lost_after, within 3 beats
     assert len(state.expire(now=LOST_BEATS * 5.0 + 1)) == crowd
+
+
+def test_a_worker_whose_poll_hung_up_is_lost_after_lost_after_even_in_a_crowd() -> None:
+    """In a crowd each worker may be silent for LOST_BEATS long intervals; one whose
+    poll's connection ended (its process died) is lost lost_after later, unless it is
+    heard from again (a beat, or it joins again)."""
+    from taskq.defaults import LOST_BEATS, MAX_BEATS_PER_S
+
+    state = make_state()
+    crowd = int(MAX_BEATS_PER_S * 5)  # each beats every 5 s: silent for 15 s is allowed
+    for i in range(crowd):
+        join(state, f"w{i}", now=0)
+    for worker in state.workers.values():  # each heartbeat answers with the interval
+        state.heartbeat(worker.worker_id, [], 0, now=1)
+        state.beat(worker)
+    state.submit([task("a")], now=1)
+    state.lease("w0", 1, now=1)
+    assert state.hung_up("w0", now=2) and state.hung_up("w1", now=2)
+    assert state.hung_up("w2", now=2) and not state.hung_up("nobody", now=2)
+    state.beaten("w1", Beat(held=held_digest(set()), running=0), now=3)  # alive after all
+    join(state, "w2", now=4)  # it reconnected and joined again
+    assert state.expire(now=2 + LOST_AFTER - 0.5) == []
+    assert state.expire(now=2 + LOST_AFTER + 0.5) == ["w0"]
+    assert state.tasks["a"].state is TaskState.PENDING and state.tasks["a"].lost == 1
+    assert state.expire(now=1 + LOST_BEATS * 5.0 - 0.5) == []  # the others: their 15 s
+    assert "w1" in state.workers and "w2" in state.workers
 
 
 def test_expire_drops_silent_workers_and_requeues_their_leases() -> None:

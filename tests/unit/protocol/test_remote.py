@@ -32,8 +32,8 @@ def shape(sig: inspect.Signature, skip_self: bool = True) -> list[tuple[str, Any
 
 
 def test_the_broker_implements_every_declared_call_and_no_other() -> None:
-    # the master's own lifecycle calls, never served (Owned serves the declared calls only)
-    lifecycle = {"reap", "start_reaper", "close", "open_claims"}
+    # the master's own lifecycle calls (and what its server tells it), never served
+    lifecycle = {"reap", "start_reaper", "close", "open_claims", "peer_gone"}
     assert set(EXPOSED) == public_methods(Broker) - lifecycle
     for name, call in CALLS.items():
         assert shape(inspect.signature(getattr(Broker, name))) == shape(call.signature, False), name
