@@ -16,11 +16,16 @@ it finished in the meantime (the result that raced the stop is dropped). It is n
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
+from taskq import defaults
+from taskq.client.deps import Pins
 from taskq.client.future import TaskFuture
+from taskq.errors import TaskCancelled
 from taskq.protocol.api import BrokerAPI
 
 
@@ -61,10 +66,9 @@ class CancelCalls:
     _lock: Any
     _entries: dict[str, Any]
     _remote: BrokerAPI
+    _sent: threading.Condition  # notified as batches of submissions reach the master
+    _pins: Pins
     outbox: str
-
-    def _cancel_ids(self, task_ids: list[str]) -> set[str]:  # pragma: no cover
-        raise NotImplementedError
 
     def cancel(self, target: Target | Iterable[Target], *, running: bool = True,
                ) -> bool | dict[str, CancelResult]:
@@ -134,3 +138,60 @@ class CancelCalls:
             if entry is not None and out.get(task_id) is CancelResult.CANCELLED:
                 entry.future._mark_cancelled()
         return {t: out.get(t, CancelResult.UNKNOWN) for t in task_ids}
+
+    # ------------------------------------------------------------------ internals
+
+    def _cancel(self, task_id: str) -> bool:
+        """Make sure a task never runs; False if it runs already (or ended)."""
+        return task_id in self._cancel_ids([task_id])
+
+    def _cancel_ids(self, task_ids: list[str]) -> set[str]:
+        """Make sure these tasks never run; returns those that will not (a task still
+        here is dropped at once, one sent is cancelled on the master, in one call)."""
+        with self._lock:
+            entries = [e for e in map(self._entries.get, task_ids) if e is not None]
+            # a task on its way to the master is cancelled there once it has arrived: asked
+            # sooner, the master would not know it yet and it would run
+            self._sent.wait_for(lambda: not any(e.sending for e in entries),
+                                defaults.CALL_TIMEOUT_S)
+            unsent = {e.msg.task_id for e in entries if not e.sent}
+            for entry in entries:
+                if not entry.sent:
+                    entry.dropped = True
+                    del self._entries[entry.msg.task_id]
+                    self._pins.drop(entry.msg.task_id,
+                                    TaskCancelled(f"task {entry.msg.task_id} was cancelled"))
+        for entry in entries:
+            if not entry.sent and entry.found is not None:
+                entry.found.release()
+        sent = [e.msg.task_id for e in entries if e.sent]
+        return unsent | (self._cancel_sent(sent) if sent else set())
+
+    def _cancel_sent(self, task_ids: list[str]) -> set[str]:
+        """Cancel tasks on the master; returns those that will never run. A task a worker
+        took is dropped by that worker if it has not begun (the master asks it); a worker
+        that does not answer loses the task when its lease expires, and then it is dropped."""
+        deadline = time.monotonic() + defaults.LOST_AFTER_S * 2
+        cancelled: set[str] = set()
+        while task_ids:
+            out = self._remote.cancel(task_ids, wait=defaults.LONG_POLL_S,
+                                       outbox=self.outbox)
+            cancelled.update(out.cancelled)
+            task_ids = out.asked if time.monotonic() < deadline else []
+        with self._lock:
+            for task_id in cancelled:
+                self._entries.pop(task_id, None)
+        return cancelled
+
+    def _cancel_all(self) -> None:
+        """Cancel every task of this client that has not started (``shutdown``)."""
+        with self._lock:
+            futures = [e.future for e in self._entries.values()]
+        self._cancel_futures(futures)
+
+    def _cancel_futures(self, futures: list[TaskFuture[Any]]) -> None:
+        """Cancel the tasks of these futures that have not begun, in one call."""
+        never = self._cancel_ids([f.task_id for f in futures])
+        for future in futures:
+            if future.task_id in never:
+                future._mark_cancelled()

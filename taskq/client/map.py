@@ -16,7 +16,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskq.client.future import TaskFuture
 from taskq.protocol import bodies
@@ -55,8 +55,8 @@ class Mapping:
                 options: TaskOptions | None) -> TaskFuture[Any]:
         raise NotImplementedError  # pragma: no cover
 
-    def _cancel_futures(self, futures: list[TaskFuture[Any]]) -> None:
-        raise NotImplementedError  # pragma: no cover
+    if TYPE_CHECKING:  # from CancelCalls (a stub here would come first in the Client's MRO)
+        def _cancel_futures(self, futures: list[TaskFuture[Any]]) -> None: ...
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
             timeout: float | None = None, chunksize: int = 1) -> Iterator[Any]:
