@@ -189,9 +189,11 @@ class Worker:
         try:
             self._pump()
             code = 0 if not self._lost_master.is_set() else 1
-        except (ConnectError, MasterError) as exc:
-            self.log.error("master_unreachable", error=str(exc))
-            code = 1
+        except (ConnectError, MasterError) as exc:  # a vanished master fails no stop asked
+            stopping = isinstance(exc, ConnectError) and self._draining.is_set()
+            (self.log.warning if stopping else self.log.error)("master_unreachable",
+                                                               error=str(exc))
+            code = 1 if self._lost_master.is_set() or not stopping else 0
         finally:
             self._draining.set()
             self._halt.set()
