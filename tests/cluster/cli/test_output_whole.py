@@ -79,6 +79,12 @@ def test_a_narrow_terminal_folds_values_instead_of_cutting_them() -> None:
     assert task_id in unfolded, text
 
 
+def _as_on_a_terminal() -> None:
+    """Ctrl-C interrupts, as in a user's shell, even where this suite was started with
+    SIGINT ignored (a background job of a script): ignored, it would be inherited."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Pty:
     """A process on a pseudo-terminal, as a user runs it: its output read as it comes."""
 
@@ -88,7 +94,7 @@ class Pty:
         env = {**narrow(cluster), "TERM": "xterm", "LINES": "40", "PYTHONFAULTHANDLER": "1"}
         self.proc = subprocess.Popen([sys.executable, "-m", "taskq", *args], stdin=child,
                                      stdout=child, stderr=child, env=env, cwd=cluster.tmp,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_as_on_a_terminal)
         os.close(child)
         self.output = b""
 
