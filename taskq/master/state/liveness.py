@@ -1,6 +1,6 @@
 """What workers say of themselves, as part of ``BrokerState``: joining, beats and the
-list of what each holds, and when its leases run out; and, after a restart, the claim window
-in which a restored lease waits for its holder.
+list of what each holds, and when its leases run out; leaving and being lost (``expire``);
+and, after a restart, the claim window in which a restored lease waits for its holder.
 
     register(info) ── crowd (a deadline each: silence) ── beat interval told (flat beat rate)
     hung_up(worker) ── its poll's connection ended: lost after lost_after, not LOST_BEATS
@@ -10,6 +10,9 @@ in which a restored lease waits for its holder.
                         a held task thought queued is leased back to it; a lease it did not
                         list is renewed no more (unconfirmed); its claims are settled
     take(received) ── arrived: a batch that never reached it goes back at once
+    release / forget_worker ── a stopping worker hands back what it never started, leaves
+    expire(now)    ── silent workers lost; leases past their deadline queued again (or
+                      ended: stopped, cancel asked, lost by max_lost workers)
 
     restore_task(holder) ── claims[holder] ── open_claims(until) once the master listens
                                            └─ claims_settled(worker) when it has listed
@@ -21,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from taskq.defaults import HEARTBEAT_S, LOST_BEATS, MAX_BEATS_PER_S
 from taskq.master.state.autoscale import WorkerSizes
-from taskq.master.state.crowd import Crowd
+from taskq.master.state.crowd import Crowd, Due
 from taskq.master.state.queues import TaskQueues
 from taskq.master.state.records import TaskRecord, WorkerInfo
 from taskq.master.state.resources import Resources
-from taskq.protocol.messages import Beat, TaskState
+from taskq.protocol.messages import Beat, ResultMsg, Status, TaskState
 
 # restore_hold_until while a master loads its journal: the claim window starts only when it
 # listens (open_claims), so loading a big journal does not eat it.
@@ -48,14 +51,108 @@ class LivenessMixin:
     stopped_away: Any
 
     if TYPE_CHECKING:  # from BrokerState and its other parts
+        max_lost: int
+        now: float
+        retained: Any
+        history: Any
+        changes: Any
+        _orphaned: list[str]
+        _lease_due: Due
+
+        def _finish(self, rec: TaskRecord, result: ResultMsg) -> None: ...
+        def end_stopped(self, rec: TaskRecord, detail: str) -> None: ...
+        def stopped_result(self, rec: TaskRecord, detail: str) -> ResultMsg: ...
+        def expire_due(self, now: float) -> int: ...
         def _unlease(self, rec: TaskRecord) -> None: ...
         def _lease_to(self, rec: TaskRecord, worker: WorkerInfo, now: float) -> None: ...
-        def _hand_back(self, worker_id: str, task_ids: list[str]) -> None: ...
         def _ask_to_stop(self, rec: TaskRecord) -> None: ...
         def _carry_drain(self, old: WorkerInfo | None, info: WorkerInfo,
                          draining: bool) -> None: ...
         def stop_again(self, worker: WorkerInfo, task_id: str) -> None: ...
         def note_progress(self, worker_id: str, progress: dict[str, Any]) -> int: ...
+
+    # ------------------------------------------------------------------ leaving, lost
+
+    def release(self, worker_id: str, task_ids: list[str]) -> None:
+        """A stopping worker hands back tasks it never started: queued again, no attempt used."""
+        worker = self.workers.get(worker_id)
+        if worker is not None:
+            worker.draining = True
+        self._hand_back(worker_id, task_ids)
+
+    def _hand_back(self, worker_id: str, task_ids: list[str]) -> None:
+        """Queue again these tasks leased to the worker, no attempt used (a stopped one
+        ends)."""
+        for task_id in task_ids:
+            rec = self.tasks.get(task_id)
+            if rec is not None and rec.state is TaskState.LEASED and rec.worker == worker_id:
+                if rec.stop_asked:
+                    self._finish(rec, self.stopped_result(rec, f"worker {worker_id} stopped"))
+                    continue
+                self._unlease(rec)
+                self.history.withdraw(task_id)
+                self.queues.push(rec)
+
+    def forget_worker(self, worker_id: str) -> None:
+        """A worker said goodbye: it holds nothing any more (release first)."""
+        info = self.crowd.remove(worker_id)
+        if info is not None:  # what it still holds goes back at the next expire
+            self._orphaned.extend(info.held)
+        self.resources.forget(worker_id)
+
+    def expire(self, now: float) -> list[str]:
+        """Declare silent workers lost and requeue (or fail) leases past their deadline;
+        end the tasks past their expiry deadline that no worker holds (state.expiry)."""
+        self.now = now
+        self.retained.expire(now)  # kept results whose TTL passed
+        lost = self.crowd.overdue(now, self.silence)
+        self.history.now = now
+        orphans, self._orphaned = self._orphaned, []  # the leases of workers gone go at once
+        for worker_id in lost:
+            gone = self.workers[worker_id]
+            orphans.extend(gone.held)
+            gone.running, gone.held = 0, set()  # its leases are requeued below: it runs none
+            self.history.worker_lost(gone)
+            self.crowd.remove(worker_id)
+            self.resources.forget(worker_id)
+        for task_id in [*orphans, *self._lease_due.pop(now, self._lease_deadline)]:
+            rec = self.leased.get(task_id)
+            if rec is None or (rec.worker in self.workers and self.lease_expires(rec) >= now):
+                continue  # (handed back, renewed, or a task listed twice)
+            self._lease_lost(rec)
+        self.expire_due(now)
+        return lost
+
+    def _lease_lost(self, rec: TaskRecord) -> None:
+        """A lease whose holder is gone or silent: queued again, or ended (stopped, its
+        cancel asked, or lost by too many workers)."""
+        lost_worker = rec.worker or "?"
+        asked = rec.cancel_asked
+        if rec.stop_asked:  # it runs nowhere now: a late result finds it ended
+            self.end_stopped(rec, f"worker {lost_worker} went silent; its lease expired")
+            return
+        self._unlease(rec)
+        rec.lost += 1
+        rec.lost_workers.append(lost_worker)
+        if asked:  # its cancel was asked for and it is not running anywhere now
+            self._finish(rec, ResultMsg(rec.msg.task_id, Status.CANCELLED,
+                                        detail="cancelled before it started"))
+        elif rec.lost >= self.max_lost:
+            self._finish(rec, ResultMsg(rec.msg.task_id, Status.LOST, detail=(
+                f"task was handed to a worker {rec.lost} times and each was lost before "
+                f"it finished (workers: {', '.join(rec.lost_workers)})")))
+        else:
+            self.history.attempt_ended(rec, ResultMsg(
+                rec.msg.task_id, Status.LOST, detail=f"worker {lost_worker} was lost"))
+            self.changes.updated.append(rec)
+            self.changes.leased[rec.msg.task_id] = ""  # queued again: no holder
+            self.queues.push(rec)
+
+    def _lease_deadline(self, task_id: str) -> float | None:
+        rec = self.leased.get(task_id)
+        return None if rec is None else self.lease_expires(rec)
+
+    # ------------------------------------------------------------------ after a restart
 
     def open_claims(self, until: float) -> None:
         """The master listens: the tasks restored while it loaded that were leased (held
