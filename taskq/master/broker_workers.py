@@ -82,9 +82,11 @@ class WorkerCalls(BrokerCore):
         that frees room wakes it. ``received``: the first task id of the last batch it
         received (``state.arrived``); ``answers``: its answers to cancel requests (True:
         dropped before it started)."""
-        serving.name_peer(worker_id)  # its connection's end is a sign: see peer_gone
+        link = serving.name_peer(worker_id)  # its connection's end is a sign: see peer_gone
         with self._lock:
             state = self._state
+            if link is not None:
+                state.polls_on(worker_id, link)
             if received is not None:  # a batch it never got goes back to the queue now
                 state.arrived(worker_id, received)
             asks = self._answered(worker_id, answers or {})
@@ -129,12 +131,13 @@ class WorkerCalls(BrokerCore):
                 self._wait(self._synced, lambda: journal.durable >= ticket, COMMIT_WAIT_S)
             return Leased(tasks=tasks, asks=asks, ticket=self._receipt(ticket).ticket)
 
-    def peer_gone(self, worker_id: str) -> None:
-        """The connection of a worker's poll ended: its process died, or it reconnects
-        (and joins again). Unless it is heard from again it is lost ``lost_after`` from now,
-        not after LOST_BEATS of its beat interval (which a big crowd makes long)."""
+    def peer_gone(self, worker_id: str, link: int) -> None:
+        """The connection (number ``link``) of a worker's poll ended: its process died, or
+        it reconnects (and joins again). Unless it is heard from again it is lost
+        ``lost_after`` from now, not after LOST_BEATS of its beat interval (which a big crowd
+        makes long); the end of a connection it no longer polls on says nothing."""
         with self._lock:
-            if self._state.hung_up(worker_id, self._clock()):
+            if self._state.hung_up(worker_id, self._clock(), link):
                 log.info("worker_hung_up", worker_id=worker_id)
 
     def _answered(self, worker_id: str, answers: dict[str, bool]) -> list[str]:

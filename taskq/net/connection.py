@@ -154,7 +154,8 @@ class Connection(connection.Connection):
     idle = False
     restricted = False  # the master's side: requests are loaded by taskq.protocol.restricted
     tls_context: ssl.SSLContext | None = None  # the master's side: TLS still to set up
-    peer: str | None = None  # the master's side: who calls on it (``serving.name_peer``)
+    # the master's side: who calls on it, and this connection's number (``serving.name_peer``)
+    peer: tuple[str, int] | None = None
     _unread: bytes | None = None  # a handshake message read ahead (see client)
     _peeker: socket.socket | None = None  # the descriptor as a socket, for peeks only
 

@@ -156,8 +156,8 @@ class Server(managers.Server):
     handshakes: ThreadPoolExecutor  # admits new ones
     parkable: dict[str, int | None]  # calls that may park: the argument a rerun clears
     quick: dict[str, int | None]  # calls that never block: the flag that makes them slow
-    peer_gone: Callable[[str], None] | None = None  # told the name of a peer whose
-    # connection ended
+    peer_gone: Callable[[str, int], None] | None = None  # told the name of a peer whose
+    # connection ended, and that connection's number
 
     def handle_request(self, conn: connection.Connection) -> None:
         """A new connection, on a handshake thread: admit it, answer its first request; a
@@ -179,7 +179,7 @@ class Server(managers.Server):
             self.keyring.closed(key)
         peer = getattr(conn, "peer", None)
         if peer is not None and self.peer_gone is not None and not self.stop_event.is_set():
-            self.peer_gone(peer)
+            self.peer_gone(*peer)
 
     def accepter(self) -> None:
         while not self.stop_event.is_set():
@@ -427,7 +427,7 @@ def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
           tls_settings: tls.TLS | None = None,
           parkable: dict[str, int | None] | None = None,
           quick: dict[str, int | None] | None = None,
-          peer_gone: Callable[[str], None] | None = None) -> Server:
+          peer_gone: Callable[[str, int], None] | None = None) -> Server:
     """Bind the master's server (not yet accepting); ``server.address`` is the bound one.
     ``served`` is what peers call (the master's broker, already checking who owns what).
     Its connections read frames of at most ``frame_limit(max_payload)`` bytes, and with
@@ -437,7 +437,7 @@ def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
     rerun clears (its acknowledgements, applied on the first run), or None. The calls in
     ``quick`` never block, unless the flag argument each names is true (None: never): a
     small one runs on the loop thread itself. ``peer_gone`` is told the name of a peer
-    (``serving.name_peer``) whose connection ended."""
+    (``serving.name_peer``) whose connection ended, and that connection's number."""
     context = None if tls_settings is None else tls_settings.server_context()
 
     server = Server({}, (host, port), keyring.keys[0], SERIALIZER)

@@ -113,12 +113,21 @@ def park(signal: Signal, wait: float, key: Hashable = None) -> None:
     raise Parked
 
 
-def name_peer(name: str) -> None:
+def name_peer(name: str) -> int | None:
     """Name who calls on the running call's connection (a worker's id): the server is told
-    when that connection ends (``Loop``'s ``close``). Nothing outside the loop."""
+    the name and the connection's number (returned here) when that connection ends
+    (``Loop``'s ``close``), so that the end of an older connection of the same peer can be
+    told from its current one's. None outside the loop."""
     pending = getattr(_current, "pending", None)
-    if pending is not None and pending.conn.peer != name:
-        pending.conn.peer = name
+    if pending is None:
+        return None
+    conn = pending.conn
+    if conn.peer is None or conn.peer[0] != name:
+        conn.peer = (name, next(_connection_numbers))
+    return int(conn.peer[1])
+
+
+_connection_numbers = itertools.count(1)
 
 
 def answer_later(signal: Signal, wait: float, then: Callable[[], Any]) -> None:

@@ -3,8 +3,9 @@ list of what each holds, and when its leases run out; leaving and being lost (``
 and, after a restart, the claim window in which a restored lease waits for its holder.
 
     register(info) ── crowd (a deadline each: silence) ── beat interval told (flat beat rate)
-    hung_up(worker) ── its poll's connection ended: lost after lost_after, not LOST_BEATS
-                       beats, unless it is heard from again (joins again)
+    polls_on(link) ── the connection its poll comes on
+    hung_up(link)  ── that connection ended: lost after lost_after, not LOST_BEATS beats,
+                      unless it is heard from again (joins again); another one's end: nothing
     beaten(beat)   ── digest matches: every lease of the worker renewed (lease_expires)
                    └─ differs: the worker sends its list ──► heartbeat(held):
                         a held task thought queued is leased back to it; a lease it did not
@@ -210,11 +211,18 @@ class LivenessMixin:
             return min(quiet, worker.hung_up - worker.last_seen + self.lost_after)
         return quiet
 
-    def hung_up(self, worker_id: str, now: float) -> bool:
-        """The connection of a worker's poll ended: its process died, or it reconnects (and
-        then joins again, in time). False if the worker is not known here."""
+    def polls_on(self, worker_id: str, link: int) -> None:
+        """The worker polls on connection number ``link`` (see ``hung_up``)."""
         worker = self.workers.get(worker_id)
-        if worker is None:
+        if worker is not None:
+            worker.link = link
+
+    def hung_up(self, worker_id: str, now: float, link: int) -> bool:
+        """Connection number ``link`` of a worker ended: if it is the one the worker polls
+        on, its process died or it reconnects (and then joins again, in time). False if the
+        worker is not known here, or polls on another connection (it joined again first)."""
+        worker = self.workers.get(worker_id)
+        if worker is None or worker.link != link:
             return False
         worker.hung_up = now
         self.crowd.check(worker_id, worker.last_seen + self.silence(worker))

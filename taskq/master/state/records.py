@@ -66,6 +66,7 @@ class WorkerInfo:
     # when the connection of its poll ended (None: not since it joined): unless it is heard
     # from again, it is lost ``lost_after`` later, however long its beat interval
     hung_up: float | None = None
+    link: int = 0  # the number of the connection it last polled on (net.serving.name_peer)
 
 
 @dataclass(slots=True)
