@@ -114,7 +114,9 @@ class Broker(WorkerCalls, PrimitiveCalls, ReplayCalls, BrokerViews, ControlCalls
         return 0
 
     def _journal_committed(self) -> None:
-        with self._lock:
+        """(The journal's writer, after each commit.) Wake what waited for it; the polls
+        parked on their leases' commit are answered from this thread (no hand-off)."""
+        with serving.answering_here(), self._lock:
             self._synced.notify_all()
 
     def _receipt(self, ticket: int) -> Receipt:

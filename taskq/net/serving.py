@@ -38,7 +38,7 @@ import select
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +128,21 @@ def name_peer(name: str) -> int | None:
 
 
 _connection_numbers = itertools.count(1)
+
+
+@contextlib.contextmanager
+def answering_here() -> Iterator[None]:
+    """Within: the quick calls this thread's notifications wake run in this thread once the
+    block is done (its locks released), not on a request thread: one hand-off less for a
+    reply that waited on what this thread did (the journal's writer, after a commit)."""
+    woken: list[Pending] = []
+    _current.woken = woken
+    try:
+        yield
+    finally:
+        _current.woken = None
+        for pending in woken:
+            pending.loop.answer_here(pending)
 
 
 def answer_later(signal: Signal, wait: float, then: Callable[[], Any]) -> None:
@@ -262,13 +277,25 @@ class Loop:
 
     def rerun(self, pending: Pending) -> None:
         """Run a call again (it was parked and something changed, or its time came): a
-        quick one woken on the loop thread runs there, once the call that woke it is done."""
+        quick one woken on the loop thread runs there, once the call that woke it is done;
+        one woken within ``answering_here``, in the thread that woke it, once it is done."""
         if self._stopping:
             return
         if pending.quick and threading.get_ident() == self._ident:
             self._here.append(pending)
+        elif pending.quick and getattr(_current, "woken", None) is not None:
+            _current.woken.append(pending)
         else:
             self._jobs.put(functools.partial(self._answer, pending, True))
+
+    def answer_here(self, pending: Pending) -> None:
+        """Run a woken quick call in this thread (``answering_here``): a failure is its
+        connection's end, as on the loop thread."""
+        try:
+            self._answer(pending, True)
+        except Exception as exc:
+            log.error("connection_failed", error=repr(exc))
+            self._forget(pending.conn)
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
