@@ -28,6 +28,10 @@ MAX_BEATS_PER_S = 50.0
 # flat beat rate. A worker whose poll's connection ends (its process died) is lost
 # LOST_AFTER_S later however big the crowd, unless it joins again meanwhile.
 LOST_BEATS = 3
+# A worker whose poll's connection ended has LOST_AFTER_S to join again, or as long as the
+# whole crowd would take to rejoin at this many joins a second if that is longer (a network
+# reset cuts every connection at once; one master here admits 650-750 a second).
+REJOINS_PER_S = 100.0
 # A worker silent this long is lost and its leases go back to the queue. Shorter redelivers
 # sooner after a crash; longer rides out GC pauses and short network blips.
 LOST_AFTER_S = 5.0

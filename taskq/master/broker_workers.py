@@ -118,17 +118,21 @@ class WorkerCalls(BrokerCore):
             # restores them unleased, and they must not run both there and elsewhere
             ticket = self._commit(urgent=True)
             if ticket and serving.parking():  # answered once committed: no confirming call
-                serving.answer_later(self._synced, COMMIT_WAIT_S,
-                                     functools.partial(self._leased, tasks, asks, ticket))
+                serving.answer_later(self._synced, COMMIT_WAIT_S, functools.partial(
+                    self._leased, worker_id, tasks, asks, ticket))
             return Leased(tasks=tasks, asks=asks, ticket=self._receipt(ticket).ticket)
 
-    def _leased(self, tasks: list[TaskMsg], asks: list[str], ticket: int) -> Leased:
+    def _leased(self, worker_id: str, tasks: list[TaskMsg], asks: list[str],
+                ticket: int) -> Leased:
         """A parked take's answer once its leases are journaled; if that takes longer than
-        COMMIT_WAIT_S, with their ticket (the worker then asks until it is durable)."""
+        COMMIT_WAIT_S, with their ticket (the worker then asks until it is durable). A
+        worker lost meanwhile gets none of them: they went back to the queue."""
         with self._lock:
             journal = self._journal
             if journal is not None:
                 self._wait(self._synced, lambda: journal.durable >= ticket, COMMIT_WAIT_S)
+            if worker_id not in self._state.workers:
+                return Leased(tasks=[], asks=asks)
             return Leased(tasks=tasks, asks=asks, ticket=self._receipt(ticket).ticket)
 
     def peer_gone(self, worker_id: str, link: int) -> None:

@@ -179,7 +179,10 @@ class Server(managers.Server):
             self.keyring.closed(key)
         peer = getattr(conn, "peer", None)
         if peer is not None and self.peer_gone is not None and not self.stop_event.is_set():
-            self.peer_gone(*peer)
+            try:  # on a request thread or the loop's: nothing may end it
+                self.peer_gone(*peer)
+            except Exception as exc:
+                log.error("peer_gone_failed", error=repr(exc))
 
     def accepter(self) -> None:
         while not self.stop_event.is_set():

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from taskq.defaults import HEARTBEAT_S, LOST_BEATS, MAX_BEATS_PER_S
+from taskq.defaults import HEARTBEAT_S, LOST_BEATS, MAX_BEATS_PER_S, REJOINS_PER_S
 from taskq.master.state.autoscale import WorkerSizes
 from taskq.master.state.crowd import Crowd, Due
 from taskq.master.state.queues import TaskQueues
@@ -208,7 +208,9 @@ class LivenessMixin:
         since (a killed worker is lost as soon in a big crowd as in a small one)."""
         quiet = max(self.lost_after, LOST_BEATS * worker.beat)
         if worker.hung_up is not None and worker.hung_up >= worker.last_seen:
-            return min(quiet, worker.hung_up - worker.last_seen + self.lost_after)
+            # time to join again, were the whole crowd cut at once (a reset network)
+            rejoin = max(self.lost_after, len(self.workers) / REJOINS_PER_S)
+            return min(quiet, worker.hung_up - worker.last_seen + rejoin)
         return quiet
 
     def polls_on(self, worker_id: str, link: int) -> None:

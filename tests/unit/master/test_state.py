@@ -322,6 +322,25 @@ def test_a_worker_whose_poll_hung_up_is_lost_after_lost_after_even_in_a_crowd() 
     assert {"w1", "w2", "w3"} <= set(state.workers)
 
 
+def test_after_a_hang_up_a_big_crowd_has_time_to_join_again() -> None:
+    """A network reset ends every connection at once: each worker then has as long as the
+    whole crowd needs to join again at REJOINS_PER_S, if that is longer than lost_after."""
+    from taskq.defaults import LOST_BEATS, MAX_BEATS_PER_S, REJOINS_PER_S
+
+    state = make_state()
+    crowd = int(REJOINS_PER_S * LOST_AFTER * 2)  # twice what rejoins within lost_after
+    for i in range(crowd):
+        join(state, f"w{i}", now=0)
+    worker = state.workers["w0"]
+    state.beat(worker)
+    state.polls_on("w0", link=1)
+    assert state.hung_up("w0", now=0, link=1)
+    rejoin = crowd / REJOINS_PER_S
+    assert LOST_AFTER < rejoin < LOST_BEATS * crowd / MAX_BEATS_PER_S
+    assert "w0" not in state.expire(now=rejoin - 0.5)  # (the others: told 1 s beats)
+    assert "w0" in state.expire(now=rejoin + 0.5)
+
+
 def test_expire_drops_silent_workers_and_requeues_their_leases() -> None:
     state = make_state()
     state.submit([task("a"), task("b")], now=0)
