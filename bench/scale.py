@@ -22,8 +22,9 @@ two connections and the same calls as ``taskq worker --procs 1``, no task work):
 The sweep stops at the first size that cannot be reached in --join-timeout seconds (or whose
 master dies), saying why: the master's open files against its limit, its threads, the
 simulators' errors. ``--validate 20`` first compares the simulator with 20 real ``taskq worker
---procs 1`` processes (18 idle, 2 active) on master CPU per task (must agree within 25%).
-Figures go to bench/scale.json.
+--procs 1`` processes (18 idle, 2 active) on master CPU per task (must agree within 25%);
+unless --no-rejoin, the real workers' master is then SIGKILLed and restarted on its port, and
+the seconds until it lists them all again are reported. Figures go to bench/scale.json.
 """
 
 from __future__ import annotations
@@ -408,24 +409,29 @@ def lost_worker(cluster: Cluster, sim: Sim, timeout: float) -> dict[str, Any]:
     return {"lost_requeue_s": requeued, "lost_unlisted_s": dropped}
 
 
+def restarted(cluster: Cluster, total: int, opts: Options) -> dict[str, float]:
+    """SIGKILL the master, start it again on its port; seconds until all ``total`` workers
+    are listed again, from when it listens and from the kill."""
+    cluster.drop_link()
+    killed = time.time()
+    cluster.master.signal_group(signal.SIGKILL)
+    cluster.master.popen.wait(30)
+    cluster.start_master()
+    ready = time.time()
+    wait_for(lambda: len(cluster.listed()) >= total, opts.join_timeout,
+             f"{total} workers to rejoin the restarted master", every=STATUS_EVERY_S)
+    back = time.time()
+    return {"rejoin_s": back - ready, "rejoin_from_kill_s": back - killed}
+
+
 def rejoin(workdir: Path, idle_n: int, opts: Options) -> dict[str, Any]:
     """Workers on a durable master; SIGKILL it, restart it on its port; time to all back."""
     cluster = Cluster(workdir, durable=True, lost_after=opts.lost_after)
     try:
         join(cluster, idle_n, ACTIVE, opts)
-        total = idle_n + ACTIVE
-        cluster.drop_link()
-        killed = time.time()
-        cluster.master.signal_group(signal.SIGKILL)
-        cluster.master.popen.wait(30)
-        cluster.start_master()
-        ready = time.time()
-        wait_for(lambda: len(cluster.listed()) >= total, opts.join_timeout,
-                 f"{total} workers to rejoin the restarted master", every=STATUS_EVERY_S)
-        back = time.time()
+        out: dict[str, Any] = dict(restarted(cluster, idle_n + ACTIVE, opts))
         counts = [sim.ask("count", "count") for sim in cluster.sims]
-        return {"rejoin_s": back - ready, "rejoin_from_kill_s": back - killed,
-                "rejoin_failed": sum(c["failed"] for c in counts)}
+        return {**out, "rejoin_failed": sum(c["failed"] for c in counts)}
     finally:
         cluster.stop()
 
@@ -460,10 +466,12 @@ def validate(n: int, opts: Options, tmp: Path) -> dict[str, Any]:
             join(cluster, n - ACTIVE, ACTIVE, opts, real=kind == "real")
             figures = idle(cluster, rss_before, n, min(opts.idle_window, 5.0))
             figures.update(saturated(cluster, opts.tasks, None))
+            if kind == "real" and opts.rejoin:  # real processes back on a restarted master
+                figures.update(restarted(cluster, n, opts))
         finally:
             cluster.stop()
         out[kind] = {k: figures[k] for k in ("idle_cpu_pct", "threads", "tasks_per_s",
-                                             "cpu_ms_per_task")}
+                                             "cpu_ms_per_task", "rejoin_s") if k in figures}
     ratio = out["simulated"]["cpu_ms_per_task"] / out["real"]["cpu_ms_per_task"]
     out["cpu_per_task_ratio"] = ratio
     out["within_tolerance"] = abs(ratio - 1.0) <= VALIDATE_TOLERANCE
@@ -545,7 +553,9 @@ def print_report(console: Console, out: dict[str, Any]) -> None:
             f"(ratio {check['cpu_per_task_ratio']:.2f}, "
             f"{'within' if check['within_tolerance'] else 'OUTSIDE'} ±25%); idle CPU "
             f"{sim['idle_cpu_pct']:.1f}% vs {real['idle_cpu_pct']:.1f}%; tasks/s "
-            f"{sim['tasks_per_s']:,.0f} vs {real['tasks_per_s']:,.0f}")
+            f"{sim['tasks_per_s']:,.0f} vs {real['tasks_per_s']:,.0f}"
+            + (f"; all {check['workers']} real workers back on a restarted master in "
+               f"{real['rejoin_s']:.1f} s" if "rejoin_s" in real else ""))
     console.print(table(out))
     if out["stopped"]:
         console.print(f"[yellow]sweep stopped at N = {out['stopped']['size']}[/]: "
