@@ -390,6 +390,8 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Replay
         held = [e.msg.task_id for e in batch if e.msg.task_id in self._held_acks]
         self._held_acks.difference_update(held)
         self._ready_acks += [t for t in held if not self._pins.hold(t)]
+        if held and self._closed:  # the receiving loop waits for these before it ends
+            self._wakeup.notify_all()
 
     def _new_task_id(self) -> str:
         return f"{self.public_outbox}-{next(self._ids)}"
@@ -420,11 +422,12 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Replay
         ack: list[str] = []
         failures = 0
         while True:
-            with self._lock:
-                self._wakeup.wait_for(lambda: self._entries or self._closed)
+            with self._lock:  # closed: the acks a send still holds back go before it ends
+                self._wakeup.wait_for(lambda: self._entries or (self._closed and (
+                    self._ready_acks or not self._held_acks)))
                 ack += self._ready_acks
                 self._ready_acks = []
-                if self._done() and not ack:
+                if self._done() and not ack and not self._held_acks:
                     return
                 wait = defaults.LONG_POLL_S if self._entries else 0
             try:
