@@ -95,7 +95,8 @@ def test_waiting_tasks_survive_a_killed_master(cluster: Cluster, tmp_path: Path)
 
 
 def test_the_cli_submits_delayed_tasks_and_refuses_bad_times(running: Cluster) -> None:
-    out = running.cli("submit", "tasks_mod:add", "1", "2", "--job", "later", "--in", "1s")
+    # 5 s: long enough that `taskq status` answers first even on a loaded machine
+    out = running.cli("submit", "tasks_mod:add", "1", "2", "--job", "later", "--in", "5s")
     assert out.returncode == 0, out.stderr
     assert running.status()["waiting"] == 1
     done = running.cli("results", "later", "--wait", "--timeout", "60")
