@@ -22,7 +22,7 @@ def test_an_unquoted_unit_word_is_refused_and_nothing_is_submitted(cluster: Clus
 def test_a_quoted_duration_in_words_delays_the_task_and_passes_no_word_on(
         cluster: Cluster) -> None:
     cluster.start_master()
-    out = cluster.cli("submit", "tasks_mod:echo", "--in", "3 seconds", "--job", "soon")
+    out = cluster.cli("submit", "tasks_mod:echo", "--in", "5 seconds", "--job", "soon")
     assert out.returncode == 0, out.stderr
     assert cluster.status()["waiting"] == 1  # delayed, not queued
     cluster.start_worker()
