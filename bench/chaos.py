@@ -43,7 +43,7 @@ from typing import Any
 
 from bench import tasks
 from bench.netns import Net
-from bench.procs import ROOT, BenchError, install_signal_exit, wait_for
+from bench.procs import ROOT, BenchError, install_signal_exit, process_stats, wait_for
 from bench.scale import Cluster
 
 DEFAULT_JSON = ROOT / "bench" / "chaos.json"
@@ -80,17 +80,7 @@ def reruns_touching(directory: Path, pids: set[int]) -> int:
 
 def group_of(pgid: int) -> set[int]:
     """The processes of a process group (a worker, its forkserver and pool processes)."""
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid:
-                pids.add(int(entry))
-    return pids
+    return {pid for pid, fields in process_stats() if int(fields[2]) == pgid}
 
 
 class WorkerKiller:

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -27,6 +27,18 @@ T = TypeVar("T")
 
 class BenchError(RuntimeError):
     """A system could not be started, or a workload did not finish in time."""
+
+
+def process_stats() -> Iterator[tuple[int, list[str]]]:
+    """Every process of this machine: its pid and the fields of /proc/PID/stat after its
+    name (state, ppid, pgrp, ...); one that ends while read is left out."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    yield int(entry), fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
 
 
 def wait_for(condition: Callable[[], T], timeout: float, what: str, every: float = 0.05) -> T:

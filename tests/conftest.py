@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from cluster import Cluster, wait_for
 
+from bench.procs import process_stats
+
 
 def _is_forkserver(pid: str) -> bool:
     """The stdlib's forkserver and resource tracker live as long as the test process."""
@@ -23,17 +25,8 @@ def _is_forkserver(pid: str) -> bool:
 
 def _children() -> set[int]:
     me = str(os.getpid())
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[1] == me and fields[0] != "Z" and not _is_forkserver(entry):
-                out.add(int(entry))
-    return out
+    return {pid for pid, fields in process_stats()
+            if fields[1] == me and fields[0] != "Z" and not _is_forkserver(str(pid))}
 
 
 @pytest.fixture(autouse=True)

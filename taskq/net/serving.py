@@ -291,11 +291,7 @@ class Loop:
     def answer_here(self, pending: Pending) -> None:
         """Run a woken quick call in this thread (``answering_here``): a failure is its
         connection's end, as on the loop thread."""
-        try:
-            self._answer(pending, True)
-        except Exception as exc:
-            log.error("connection_failed", error=repr(exc))
-            self._forget(pending.conn)
+        self._guarded(pending.conn, functools.partial(self._answer, pending, True))
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):

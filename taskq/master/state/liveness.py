@@ -203,9 +203,10 @@ class LivenessMixin:
 
     def silence(self, worker: WorkerInfo) -> float:
         """How long this worker may stay silent before it is lost: ``lost_after``, or
-        LOST_BEATS of the heartbeat interval it was told if that is longer; but no longer
-        than ``lost_after`` after its poll's connection ended, if it was not heard from
-        since (a killed worker is lost as soon in a big crowd as in a small one)."""
+        LOST_BEATS of the heartbeat interval it was told if that is longer; but, if its
+        poll's connection ended and it was not heard from since, no longer than
+        ``lost_after`` after that (or the time the whole crowd needs to join again at
+        REJOINS_PER_S, if longer): a killed worker is lost about as soon in a big crowd."""
         quiet = max(self.lost_after, LOST_BEATS * worker.beat)
         if worker.hung_up is not None and worker.hung_up >= worker.last_seen:
             # time to join again, were the whole crowd cut at once (a reset network)
