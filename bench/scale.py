@@ -4,7 +4,8 @@
 
 For each size N a real ``taskq master --in-memory --http off`` (a subprocess, random authkey)
 gets N idle simulated workers plus ACTIVE active ones (``bench.scale_sim``: the real protocol,
-two connections and the same calls as ``taskq worker --procs 1``, no task work):
+the same connections and calls as ``taskq worker --procs 1``, no task work; an idle one
+holds one connection, an active one two):
 
     joins/s          N+ACTIVE workers joining at once, until the master lists them all
     idle CPU         the master's utime+stime (/proc/PID/stat) over --idle-window seconds

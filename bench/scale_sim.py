@@ -3,16 +3,19 @@
     python -m bench.scale_sim --connect HOST:PORT --workers N [--active K]   (TASKQ_AUTHKEY)
 
 Each simulated worker makes the calls a ``taskq worker --procs 1`` makes, over the same
-two connections (``taskq.worker.worker`` opens one per thread that calls the master):
+connections (``taskq.worker.worker`` opens one per thread that calls the master):
 
-    pump ────── Link.open: register(hello) + heartbeat (the join), then report(results),
-                gathering for REPORT_LINGER_S when more are in flight (as the worker's pump)
-    poll ────── take(worker_id, hold, PARKED_POLL_MAX_S, answers) long-polls for tasks up to
-                hold (the worker's prefetch) and for cancel requests (answered in the next)
+    poll ────── Link.open: register(hello) + heartbeat (the join), then
+                take(worker_id, hold, wait, answers) long-polls for tasks up to hold (the
+                worker's prefetch) and for cancel requests (answered in the next)
+    pump ────── report(results), gathering for REPORT_LINGER_S when more are in flight (as
+                the worker's pump); its first call opens its connection
 
-and the pump beats every HEARTBEAT_S (or as long as the master says in a big crowd):
-beat(Beat(digest of held)); it sends the held list when asked, and registers
-again on a beat of 0.
+Until its pump first calls, a worker's poll keeps it heard: it waits at most the heartbeat
+interval, and registers again when its answer says beat 0. From then on the pump beats every
+interval (as long as the master says in a big crowd): beat(Beat(digest of held)); it sends
+the held list when asked, and registers again on a beat of 0. An idle worker thus holds
+one connection, an active one two.
 
 It runs no task: what it takes it reports at once as OK with the body of ``None``. The N
 idle workers take from queue ``default`` (the benchmark submits nothing there), the K active
@@ -115,6 +118,7 @@ class SimWorker:
         self.frozen = False
         self.beat = defaults.HEARTBEAT_S
         self.next_beat = 0.0
+        self.pump_called = False
 
     def _join(self, calls: scale_api.WorkerCalls) -> None:
         self.beat = max(defaults.HEARTBEAT_S, calls.register(self.hello).heartbeat)
@@ -130,7 +134,7 @@ class SimWorker:
         return self.frozen or self.fleet.halt.is_set()
 
     def run(self, join_within: float) -> None:
-        """The pump thread: join, start the poll loop, then report outcomes (and beat)."""
+        """The poll thread: join, start the pump, then poll."""
         try:
             with self.fleet.joining:
                 self.link.open(join_within)
@@ -139,9 +143,8 @@ class SimWorker:
             return
         with self.fleet.lock:
             self.fleet.joined += 1
-        for loop in (self._take_loop,):
-            threading.Thread(target=self._guard(loop), daemon=True).start()
-        self._guard(self._pump)()
+        threading.Thread(target=self._guard(self._pump), daemon=True).start()
+        self._guard(self._take_loop)()
 
     def _guard(self, loop: Any) -> Any:
         def run() -> None:
@@ -156,8 +159,9 @@ class SimWorker:
     def _pump(self) -> None:
         while not self._stopped():
             self._beat_if_due()
-            try:
-                task_ids = self.outcomes.get(timeout=defaults.LONG_POLL_S)
+            try:  # (nothing to beat for before its first report: no timeout)
+                task_ids = self.outcomes.get(
+                    timeout=defaults.LONG_POLL_S if self.pump_called else None)
             except queue.Empty:
                 continue
             if len(self.held) > len(task_ids) or not self.outcomes.empty():
@@ -167,6 +171,7 @@ class SimWorker:
                 task_ids = task_ids + self.outcomes.get()
             results = [ResultMsg(t, Status.OK, NONE_BODY, "", self.name, 0.0, None)
                        for t in task_ids]
+            self.pump_called = True
             self.calls.report(self.worker_id, results, [])
             with self.held_lock:
                 self.held.difference_update(task_ids)
@@ -175,7 +180,12 @@ class SimWorker:
         """The worker's one poll: tasks up to what it holds, and cancel requests."""
         answers: dict[str, bool] = {}
         while not self._stopped():
-            leased = self.calls.take(self.worker_id, WANT, defaults.PARKED_POLL_MAX_S, answers)
+            wait = defaults.PARKED_POLL_MAX_S if self.pump_called else self.beat
+            leased = self.calls.take(self.worker_id, WANT, wait, answers)
+            if not leased.beat:
+                self._join(self.calls)
+            else:
+                self.beat = max(defaults.HEARTBEAT_S, leased.beat)
             answers = dict.fromkeys(leased.asks, False)  # it ran (a simulated task ends at once)
             if not leased.tasks:
                 continue
@@ -197,7 +207,7 @@ class SimWorker:
     def _beat_if_due(self) -> None:
         """The pump's beat, once per heartbeat interval (as the worker's pump)."""
         now = time.monotonic()
-        if now < self.next_beat:
+        if now < self.next_beat or not self.pump_called:
             return
         with self.held_lock:
             digest = held_digest(self.held)

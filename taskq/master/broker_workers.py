@@ -10,7 +10,8 @@ polls they share (the pure logic is ``taskq.master.state``, the liveness part of
     peer_gone(id)   ── its poll's connection ended: lost after lost_after unless it rejoins
     take(hold)      ── parks until there is work for it (or a cancel to ask); answered
                        once the journal has its leases (or naming the ticket the worker
-                       waits for before it starts them, when the commit is slow)
+                       waits for before it starts them, when the commit is slow). It
+                       renews the worker as a beat does, and answers what a beat would
     report(results) ── answered at once with a Receipt (the journal ticket of the results)
     release(ids)    ── unstarted tasks back to the queue; with goodbye, the worker leaves
 """
@@ -81,17 +82,19 @@ class WorkerCalls(BrokerCore):
         fairly), and hand it new cancel requests, waiting (bounded) for either. A report
         that frees room wakes it. ``received``: the first task id of the last batch it
         received (``state.arrived``); ``answers``: its answers to cancel requests (True:
-        dropped before it started)."""
+        dropped before it started). A poll renews the worker as a beat does, and is
+        answered with what a beat's answer says (``Leased``)."""
         link = serving.name_peer(worker_id)  # its connection's end is a sign: see peer_gone
         with self._lock:
             state = self._state
-            if link is not None:
-                state.polls_on(worker_id, link)
+            now = self._clock()
+            worker = state.polled(worker_id, now, link)
+            if worker is None:  # lost, or never joined: it registers again at once
+                return Leased(tasks=[], asks=[], beat=0.0)
             if received is not None:  # a batch it never got goes back to the queue now
                 state.arrived(worker_id, received)
             asks = self._answered(worker_id, answers or {})
-            worker = state.workers.get(worker_id)
-            queues = worker.queues if worker else ()
+            queues = worker.queues
 
             def room() -> int:
                 held = state.workers.get(worker_id)
@@ -102,7 +105,7 @@ class WorkerCalls(BrokerCore):
                     state.pending_by_queue[q] > 0 for q in queues) and state.can_lease(
                     queues, self._clock(), worker_id))
 
-            now = self._clock()  # waiting tasks are queued by the reaper's timer, not here
+            # waiting tasks are queued by the reaper's timer, not here
             token = state.limits.next_token(queues, now) if state.limits.by_queue else None
             if token is not None:  # a rate-limited queue: wake when its next token is there
                 wait = min(wait, max(0.0, token - now) + 0.001)
@@ -112,7 +115,7 @@ class WorkerCalls(BrokerCore):
             tasks = state.lease(worker_id, self._fair_share(worker_id, room()), self._clock(),
                                 BATCH_BYTES, track=received is not None)
             if not tasks:
-                return Leased(tasks=tasks, asks=asks)
+                return self._polled(worker_id, tasks, asks)
             self._space.notify_all()
             # the worker waits for this before it starts them: a master killed meanwhile
             # restores them unleased, and they must not run both there and elsewhere
@@ -120,7 +123,17 @@ class WorkerCalls(BrokerCore):
             if ticket and serving.parking():  # answered once committed: no confirming call
                 serving.answer_later(self._synced, COMMIT_WAIT_S, functools.partial(
                     self._leased, worker_id, tasks, asks, ticket))
-            return Leased(tasks=tasks, asks=asks, ticket=self._receipt(ticket).ticket)
+            return self._polled(worker_id, tasks, asks, self._receipt(ticket).ticket)
+
+    def _polled(self, worker_id: str, tasks: list[TaskMsg], asks: list[str],
+                ticket: int = 0) -> Leased:
+        """A poll's answer (lock held), with what a beat's would say (``Leased``)."""
+        state = self._state
+        worker = state.workers.get(worker_id)
+        if worker is None:  # lost while it waited: it joins again, its leases went back
+            return Leased(tasks=[], asks=asks, beat=0.0)
+        return Leased(tasks=tasks, asks=asks, ticket=ticket, beat=state.beat(worker),
+                      drain=state.drain_told(worker_id))
 
     def _leased(self, worker_id: str, tasks: list[TaskMsg], asks: list[str],
                 ticket: int) -> Leased:
@@ -131,9 +144,7 @@ class WorkerCalls(BrokerCore):
             journal = self._journal
             if journal is not None:
                 self._wait(self._synced, lambda: journal.durable >= ticket, COMMIT_WAIT_S)
-            if worker_id not in self._state.workers:
-                return Leased(tasks=[], asks=asks)
-            return Leased(tasks=tasks, asks=asks, ticket=self._receipt(ticket).ticket)
+            return self._polled(worker_id, tasks, asks, self._receipt(ticket).ticket)
 
     def peer_gone(self, worker_id: str, link: int) -> None:
         """The connection (number ``link``) of a worker's poll ended: its process died, or

@@ -85,11 +85,18 @@ class Leased:
     """A worker's poll answered: tasks leased to it, and cancel requests for it (``asks``,
     see ``taskq.protocol.messages.stop_ask``). ``ticket``: the journal position that makes
     these leases durable (0: they are, or the master keeps no journal); the worker starts
-    none of them before the journal has them (``BrokerAPI.report`` with ``durable_to``)."""
+    none of them before the journal has them (``BrokerAPI.report`` with ``durable_to``).
+
+    A poll renews the worker as a beat does, and its answer says what a beat's would
+    (``Beaten``): ``beat``, the seconds within which the master must hear from the worker
+    again (0: it does not know the worker, which must register again), and ``drain``. A
+    worker that has run nothing yet is kept alive by its poll alone (one connection)."""
 
     tasks: list[TaskMsg]
     asks: list[str]
     ticket: int = 0
+    beat: float = 0.0
+    drain: bool = False
 
 
 @dataclass(kw_only=True, slots=True)

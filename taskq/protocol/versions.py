@@ -64,7 +64,11 @@ log = logs.get_logger(__name__)
 # 15: TaskOptions carry callbacks (on_failure, on_success), the dependencies a task lets fail
 #    (allow_failed, their failures leased as inputs under ALLOWED_MARK) and the parent task
 #    of a task submitted from inside a task; a pool process may secede from its slot.
-PROTOCOL = 15
+# 16: a poll (``take``) renews its worker as a beat does, parks no longer than the worker
+#    asks, and its answer carries a beat's (``Leased.beat``, ``Leased.drain``); an unknown
+#    worker's poll is answered at once with beat 0. A worker that has run nothing beats
+#    through its poll, on its one connection.
+PROTOCOL = 16
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

@@ -1,7 +1,8 @@
 """A worker: leases tasks from the master and runs them in a local pool of processes.
 
 Only this (main) process talks to the master, over one ``Link`` shared by two threads
-(a connection each):
+(a connection each, the pump's opened by its first call: a worker that has run nothing
+holds one connection, its poll's, on which it joined):
 
     poll ───── take(hold, answers) ──► master  hold = what keeps the pool busy (adaptive); the
       │        ◄── tasks, cancel requests       master tops the worker up to it, and wakes
@@ -12,7 +13,9 @@ Only this (main) process talks to the master, over one ``Link`` shared by two th
                  master says in a big crowd): beat(Beat) says what it holds as a
                  digest, what runs, its memory and its tasks' progress. The master answers a
                  digest that differs from its own with send_held (the list then goes in a
-                 heartbeat), and a worker it does not know with beat 0 (it registers again)
+                 heartbeat), and a worker it does not know with beat 0 (it registers again).
+                 A poll renews the worker too, and its answer says what a beat's would: until
+                 the pump first calls, the poll comes back every interval instead of beating
     acks ─────── results reported but not yet journaled (taskq.worker.acks), kept until a
                  receipt covers them, re-sent to a restarted master
     asks ─────── cancel requests, answered in the next poll: pool.cancel(task) drops a task
@@ -43,6 +46,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from taskq import defaults, logs
@@ -106,6 +110,7 @@ class Worker:
         self._epoch = ""  # the master run last joined
         self._beat = config.heartbeat  # or longer, as the master says (a big crowd)
         self._next_beat = 0.0  # when the pump beats next (monotonic)
+        self._pump_called = False  # until then the poll alone keeps it heard (one connection)
         self._lost_after = defaults.LOST_AFTER_S  # the master's, once it says
         self._quick_within: tuple[float, BrokerAPI] = (0.0, self.link.remote)
         self._intake = threading.Lock()  # leased tasks going into the pool, or a cancel
@@ -162,7 +167,7 @@ class Worker:
         self._max_payload, self._epoch = info.max_payload, info.epoch
         self._beat = max(self.config.heartbeat, info.heartbeat)
         self._lost_after = info.lost_after
-        remote.heartbeat(self.worker_id, held, self.pool.running())
+        remote.heartbeat(self.worker_id, held, self.pool.running(), memory=self._memory())
         resend = self.acks.resend(info.epoch)
         for chunk in by_size(resend):
             self.acks.keep(remote.report(self.worker_id, chunk, resent=True), chunk)
@@ -173,8 +178,12 @@ class Worker:
 
     def run(self) -> int:
         self.pool.start()
+        joined: Future[None] = Future()
+        poll = threading.Thread(target=self._poll_thread, args=(joined,), name="taskq-poll",
+                                daemon=True)
+        poll.start()
         try:
-            self._connect()
+            joined.result()
         except ConnectError as exc:
             self.log.error("connect_failed", error=str(exc))
             self.pool.kill()
@@ -182,10 +191,6 @@ class Worker:
         self.log.info("worker_started", master=f"{self.config.address[0]}:"
                       f"{self.config.address[1]}", procs=self.config.procs,
                       pool=self.config.pool)
-        threads = [threading.Thread(target=self._guard(loop), name=name, daemon=True)
-                   for loop, name in ((self._poll_loop, "taskq-poll"),)]
-        for thread in threads:
-            thread.start()
         try:
             self._pump()
             code = 0 if not self._lost_master.is_set() else 1
@@ -201,6 +206,17 @@ class Worker:
             self.link.close()
         self.log.info("worker_stopped", exit_code=code)
         return code
+
+    def _poll_thread(self, joined: Future[None]) -> None:
+        """Join on the poll's connection (so that a worker that has run nothing holds only
+        that one), then poll."""
+        try:
+            self._connect()
+        except BaseException as exc:
+            joined.set_exception(exc)
+            return
+        joined.set_result(None)
+        self._guard(self._poll_loop)()
 
     def _connect(self) -> None:
         """Open the link; a master not there yet is said once, with how long we wait."""
@@ -381,9 +397,12 @@ class Worker:
             with self._intake:  # and the answers to asks the pump's top-up brought
                 answers.update(self._late_answers)
                 self._late_answers.clear()
-            leased = self.link.remote.take(self.worker_id, self._hold(),
-                                           wait=defaults.PARKED_POLL_MAX_S,
+            # until the pump calls, the poll is what keeps this worker heard: it comes
+            # back within the heartbeat interval (a poll renews it as a beat does)
+            wait = defaults.PARKED_POLL_MAX_S if self._pump_called else self._beat
+            leased = self.link.remote.take(self.worker_id, self._hold(), wait=wait,
                                            received=received, answers=answers)
+            self._heard(leased)
             answers = {ask: self._answer(ask) for ask in leased.asks}
             if not leased.tasks:
                 continue
@@ -391,6 +410,16 @@ class Worker:
             self._accept(leased)
             if self._draining.is_set():
                 self.pool.wake()
+
+    def _heard(self, leased: Leased) -> None:
+        """What a poll's answer says as a beat's would: join again (the master does not
+        know this worker), the heartbeat interval, drain."""
+        if not leased.beat:
+            self._send_held(rejoin=True)
+            return
+        self._beat = max(self.config.heartbeat, leased.beat)
+        if leased.drain:
+            self.drain()
 
     def _accept(self, leased: Leased) -> None:
         """Hold a batch of leases and hand it to the pool, once the journal has it."""
@@ -426,6 +455,7 @@ class Worker:
         with self._held_lock:
             room = hold - len(self._held)
         if room > 0:
+            self._pump_called = True
             leased = self.link.remote.take(self.worker_id, hold, wait=0)
             late = {ask: self._answer(ask) for ask in leased.asks}
             with self._intake:  # the poll's next take carries them
@@ -483,6 +513,7 @@ class Worker:
         """The broker for the pump's calls (reports, beats: they never wait): one not answered
         by the time the master would take this worker for lost means a dead link (a
         partition), so the worker reconnects then rather than after CALL_TIMEOUT_S."""
+        self._pump_called = True  # its own connection is open from now on
         silence = max(self._lost_after, defaults.LOST_BEATS * self._beat)
         if silence != self._quick_within[0]:
             self._quick_within = (silence, self.link.within(silence))
@@ -495,6 +526,8 @@ class Worker:
         if now < self._next_beat:
             return
         self._next_beat = now + self._beat
+        if not self._pump_called:  # nothing run yet: its poll keeps it heard (one connection)
+            return
         with self._sync:  # never a digest without a task just reported or handed back
             if self._halt.is_set():
                 return

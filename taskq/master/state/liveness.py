@@ -3,7 +3,7 @@ list of what each holds, and when its leases run out; leaving and being lost (``
 and, after a restart, the claim window in which a restored lease waits for its holder.
 
     register(info) ── crowd (a deadline each: silence) ── beat interval told (flat beat rate)
-    polls_on(link) ── the connection its poll comes on
+    polled(link)   ── heard from, as by a beat; the connection its poll comes on
     hung_up(link)  ── that connection ended: lost after lost_after, not LOST_BEATS beats,
                       unless it is heard from again (joins again); another one's end: nothing
     beaten(beat)   ── digest matches: every lease of the worker renewed (lease_expires)
@@ -214,11 +214,15 @@ class LivenessMixin:
             return min(quiet, worker.hung_up - worker.last_seen + rejoin)
         return quiet
 
-    def polls_on(self, worker_id: str, link: int) -> None:
-        """The worker polls on connection number ``link`` (see ``hung_up``)."""
+    def polled(self, worker_id: str, now: float, link: int | None = None) -> WorkerInfo | None:
+        """A poll came from the worker (on connection number ``link``, see ``hung_up``): it
+        is heard from, as by a beat. None if the worker is not known here."""
         worker = self.workers.get(worker_id)
         if worker is not None:
-            worker.link = link
+            worker.last_seen = now
+            if link is not None:
+                worker.link = link
+        return worker
 
     def hung_up(self, worker_id: str, now: float, link: int) -> bool:
         """Connection number ``link`` of a worker ended: if it is the one the worker polls

@@ -1,8 +1,8 @@
 """A crowd of idle workers on a real master: its threads stay flat however many connect.
 
 A real ``taskq master`` and 200 simulated workers (``bench.scale_sim``: each makes a real
-``taskq worker``'s calls over its two connections: 400 connections), then a real task
-through it all. The master's thread count is read from /proc before and after they join.
+``taskq worker``'s calls; idle, over its poll's one connection: 200 connections), then a
+real task through it all. The master's thread count is read from /proc before and after they join.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import taskq
 from taskq.net import serving
 
 CROWD = 200
-CONNECTIONS_PER_WORKER = 2
+CONNECTIONS_PER_WORKER = 1  # an idle worker's: its poll's
 
 
 def _threads(pid: int) -> int:
