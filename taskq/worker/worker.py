@@ -58,9 +58,9 @@ from taskq.protocol.messages import ResultMsg, TaskMsg, WorkerHello
 from taskq.protocol.replies import Leased
 from taskq.worker import execute, results, setup, tracing
 from taskq.worker.acks import Unacked, by_size
+from taskq.worker.beats import Beats, memory
 from taskq.worker.config import WorkerConfig, make_pool, prefetch
 from taskq.worker.context import TaskContext
-from taskq.worker.pools.child_record import resident_bytes
 from taskq.worker.pools.job import Job, Outcome, OutcomeKind
 from taskq.worker.units import Units
 
@@ -108,16 +108,11 @@ class Worker:
         self._attempts: dict[str, int] = {}  # held tasks handed out before (not the first)
         self.acks = Unacked()  # reported results the master has not journaled yet
         self._epoch = ""  # the master run last joined
-        self._beat = config.heartbeat  # or longer, as the master says (a big crowd)
-        self._next_beat = 0.0  # when the pump beats next (monotonic)
-        self._pump_called = False  # until then the poll alone keeps it heard (one connection)
-        self._lost_after = defaults.LOST_AFTER_S  # the master's, once it says
-        self._quick_within: tuple[float, BrokerAPI] = (0.0, self.link.remote)
+        self.beats = Beats(config.heartbeat, self.link)
         self._intake = threading.Lock()  # leased tasks going into the pool, or a cancel
         self._late_answers: dict[str, bool] = {}  # answers to asks a top-up take brought
         self._max_payload = int(defaults.MAX_PAYLOAD_MB * 2**20)  # the master's, once joined
         self._dropped: OrderedDict[str, None] = OrderedDict()  # cancelled here, never run
-        self._progress_left: dict[str, Any] = {}  # progress beyond one heartbeat's share
         self.log = log.bind(worker_id=self.public_id)
 
     # ------------------------------------------------------------------ control
@@ -165,9 +160,8 @@ class Worker:
         info = remote.register(dataclasses.replace(self.hello,
                                                    draining=self._draining.is_set()))
         self._max_payload, self._epoch = info.max_payload, info.epoch
-        self._beat = max(self.config.heartbeat, info.heartbeat)
-        self._lost_after = info.lost_after
-        remote.heartbeat(self.worker_id, held, self.pool.running(), memory=self._memory())
+        self.beats.told(info.heartbeat, info.lost_after)
+        remote.heartbeat(self.worker_id, held, self.pool.running(), memory=memory(self.pool))
         resend = self.acks.resend(info.epoch)
         for chunk in by_size(resend):
             self.acks.keep(remote.report(self.worker_id, chunk, resent=True), chunk)
@@ -323,7 +317,7 @@ class Worker:
             started = [t for t in started if t not in ended]
         for chunk in by_size(results) or [[]]:
             with self._sync:
-                receipt = self._quick().report(self.worker_id, chunk, started=started)
+                receipt = self.beats.quick().report(self.worker_id, chunk, started=started)
                 self._forget([r.task_id for r in chunk])
             self.acks.keep(receipt, chunk)
             started = []
@@ -338,7 +332,7 @@ class Worker:
         epoch = self._epoch
         ticket = self.acks.waiting_for(epoch)
         if ticket:
-            self.acks.keep(self._quick().report(self.worker_id, [], durable_to=ticket), [])
+            self.acks.keep(self.beats.quick().report(self.worker_id, [], durable_to=ticket), [])
 
     def _result(self, outcome: Outcome) -> ResultMsg:
         return results.of(outcome, self.name, self._max_payload,
@@ -399,8 +393,8 @@ class Worker:
                 self._late_answers.clear()
             # until the pump calls, the poll is what keeps this worker heard: it comes
             # back within the heartbeat interval (a poll renews it as a beat does)
-            wait = defaults.PARKED_POLL_MAX_S if self._pump_called else self._beat
-            leased = self.link.remote.take(self.worker_id, self._hold(), wait=wait,
+            leased = self.link.remote.take(self.worker_id, self._hold(),
+                                           wait=self.beats.poll_wait(),
                                            received=received, answers=answers)
             self._heard(leased)
             answers = {ask: self._answer(ask) for ask in leased.asks}
@@ -417,7 +411,7 @@ class Worker:
         if not leased.beat:
             self._send_held(rejoin=True)
             return
-        self._beat = max(self.config.heartbeat, leased.beat)
+        self.beats.told(leased.beat)
         if leased.drain:
             self.drain()
 
@@ -455,8 +449,7 @@ class Worker:
         with self._held_lock:
             room = hold - len(self._held)
         if room > 0:
-            self._pump_called = True
-            leased = self.link.remote.take(self.worker_id, hold, wait=0)
+            leased = self.beats.quick().take(self.worker_id, hold, wait=0)
             late = {ask: self._answer(ask) for ask in leased.asks}
             with self._intake:  # the poll's next take carries them
                 self._late_answers.update(late)
@@ -494,55 +487,24 @@ class Worker:
                 self.log.info("held_sent", held=len(held))
                 remote.heartbeat(self.worker_id, held, self.pool.running())
 
-    def _progress(self) -> dict[str, tuple[Any, ...]] | None:
-        """What the pool's tasks reported since the last beat, as plain tuples (the
-        master loads nothing else); None when nothing changed (the usual case)."""
-        changed = {**self._progress_left, **self.pool.progress()}
-        if not changed:
-            return None
-        items = list(changed.items())
-        self._progress_left = dict(items[defaults.PROGRESS_PER_HEARTBEAT:])  # the next beat's
-        return {task_id: tuple(value) for task_id, value in
-                items[:defaults.PROGRESS_PER_HEARTBEAT]}
-
-    def _memory(self) -> int:
-        """Resident bytes of this worker and its pool processes (0 where unknown)."""
-        return sum(map(resident_bytes, [os.getpid(), *self.pool.pids()]))
-
-    def _quick(self) -> BrokerAPI:
-        """The broker for the pump's calls (reports, beats: they never wait): one not answered
-        by the time the master would take this worker for lost means a dead link (a
-        partition), so the worker reconnects then rather than after CALL_TIMEOUT_S."""
-        self._pump_called = True  # its own connection is open from now on
-        silence = max(self._lost_after, defaults.LOST_BEATS * self._beat)
-        if silence != self._quick_within[0]:
-            self._quick_within = (silence, self.link.within(silence))
-        return self._quick_within[1]
-
     def _beat_if_due(self) -> None:
         """Tell the master this worker lives, once per heartbeat interval: a digest of what
         it holds, what runs, its memory and its tasks' progress (a call that never waits)."""
-        now = time.monotonic()
-        if now < self._next_beat:
-            return
-        self._next_beat = now + self._beat
-        if not self._pump_called:  # nothing run yet: its poll keeps it heard (one connection)
+        if not self.beats.due(time.monotonic()):
             return
         with self._sync:  # never a digest without a task just reported or handed back
             if self._halt.is_set():
                 return
             with self._held_lock:
-                digest = messages.held_digest(self._held)
-            beat = messages.Beat(held=digest, running=self.pool.running(),
-                                 memory=self._memory(), progress=self._progress())
-            beaten = self._quick().beat(self.worker_id, beat)
+                beat = self.beats.beat(self._held, self.pool)
+            beaten = self.beats.quick().beat(self.worker_id, beat)
         if beaten.drain:
             self.drain()
         if not beaten.beat or beaten.send_held:
             self._send_held(rejoin=not beaten.beat)
         else:
-            self._beat = max(self.config.heartbeat, beaten.beat)
-        self._next_beat = time.monotonic() + self._beat
+            self.beats.told(beaten.beat)
+        self.beats.next_at = time.monotonic() + self.beats.interval
 
     def _answer(self, ask: str) -> bool:
         task_id, stop = messages.parse_ask(ask)
@@ -559,7 +521,7 @@ class Worker:
             return self.pool.kill_task(task_id)  # it began in between
         with self._sync:  # it never runs here: the master hears it now
             result = self._cancelled(task_id, "cancelled before it began")
-            self.acks.keep(self._quick().report(self.worker_id, [result], started=[]),
+            self.acks.keep(self.beats.quick().report(self.worker_id, [result], started=[]),
                            [result])
         return True
 
