@@ -1,6 +1,7 @@
 """How the master copes with many connected workers: a real master, simulated workers.
 
     python -m bench scale [--sizes 0,100,1000,3000,10000] [--idle-window 10] [--tasks 10000]
+                          [--no-rejoin] [--no-lost] [--validate N]
 
 For each size N a real ``taskq master --in-memory --http off`` (a subprocess, random authkey)
 gets N idle simulated workers plus ACTIVE active ones (``bench.scale_sim``: the real protocol,
@@ -89,6 +90,7 @@ class Options:
     join_timeout: float = 120.0
     lost_timeout: float = 30.0
     rejoin: bool = True
+    lost: bool = True  # measure how long a silent worker takes to be noticed
     validate: int = 0
     lost_after: float | None = None  # the master's --lost-after (None: its default)
     say: Any = print
@@ -446,10 +448,10 @@ def one_size(n: int, opts: Options, tmp: Path) -> dict[str, Any]:
         row.update(join(cluster, n, ACTIVE, opts))
         row.update(idle(cluster, rss_before, n + ACTIVE, opts.idle_window))
         row.update(saturated(cluster, opts.tasks, cluster.sims[0]))
-        # a crowd beats less often and is allowed LOST_BEATS beats of silence: wait for that
-        beat = max(defaults.HEARTBEAT_S, (n + ACTIVE) / defaults.MAX_BEATS_PER_S)
-        allowed = max(opts.lost_timeout, defaults.LOST_BEATS * beat + opts.lost_timeout)
-        row.update(lost_worker(cluster, cluster.sims[0], allowed))
+        if opts.lost:  # a crowd beats less often, and may be silent LOST_BEATS beats long
+            beat = max(defaults.HEARTBEAT_S, (n + ACTIVE) / defaults.MAX_BEATS_PER_S)
+            allowed = max(opts.lost_timeout, defaults.LOST_BEATS * beat + opts.lost_timeout)
+            row.update(lost_worker(cluster, cluster.sims[0], allowed))
     finally:
         cluster.stop()
     if opts.rejoin:
@@ -578,6 +580,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="a size not joined within this many seconds stops the sweep")
     parser.add_argument("--no-rejoin", action="store_true",
                         help="skip the restart (durable master) measurement")
+    parser.add_argument("--no-lost", action="store_true",
+                        help="skip the silent-worker measurement (LOST_BEATS heartbeat "
+                             "intervals: 10 minutes at 10,000 workers)")
     parser.add_argument("--validate", type=int, default=20, metavar="N",
                         help="first compare with N real workers (0: skip; default: 20)")
     parser.add_argument("--lost-after", type=float, metavar="S",
@@ -600,6 +605,7 @@ def main(argv: list[str]) -> int:
     console = Console(width=max(Console().width, 190))
     opts = Options(sizes=args.sizes, idle_window=args.idle_window, tasks=args.tasks,
                    join_timeout=args.join_timeout, rejoin=not args.no_rejoin,
+                   lost=not args.no_lost,
                    validate=args.validate, lost_after=args.lost_after, say=console.print)
     load_start = os.getloadavg()
     started = time.perf_counter()
