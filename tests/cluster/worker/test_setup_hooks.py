@@ -93,11 +93,14 @@ def test_a_process_that_replaces_one_runs_the_hook_and_one_that_fails_it_runs_no
     start_worker(cluster, "--procs", "1", "--max-tasks-per-child", "1",
                  "--setup", "setup_hooks_mod:unless_down")
     with cluster.client() as client:
-        first = [client.submit(seen).result(60) for _ in range(2)]
-        assert len(setup_pids(cluster)) >= 2  # each process, new after each task, ran it
-        assert {state[1] for state, _, _ in first} == {pid for _, pid, _ in first}
+        first = [client.submit(seen).result(60)]
+        # the process that replaced the first one ran the hook before the database goes down
+        wait_for(lambda: len(setup_pids(cluster)) >= 2, 30, "the second process's hook")
         (cluster.tmp / "down").touch()  # from now on the hook fails
-        waiting = client.submit(seen)
+        first.append(client.submit(seen).result(60))  # run by that second process
+        assert len(set(setup_pids(cluster))) >= 2  # each process, new after each task, ran it
+        assert {state[1] for state, _, _ in first} == {pid for _, pid, _ in first}
+        waiting = client.submit(seen)  # no process can run it now
         worker = cluster.procs[-1]
         wait_for(lambda: "taskq pool process setup failed" in worker.stderr(), 30,
                  "the failed setup logged")
