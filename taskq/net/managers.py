@@ -3,6 +3,7 @@
     client / worker thread ── Link.call ── BrokerProxy ══ TCP (authkey, TCP_NODELAY) ══╗
                                  │ on a dead socket: reconnect (bounded), on_connect()  ║
     master: Server ── accepter ── handshake threads ── serving.Loop ── Broker method ◄══╝
+                                  (newest first: net.admission; a deep listen backlog)
 
 The manager protocol is the standard library's; this module only sets it up well:
 - sockets get TCP_NODELAY and keepalive; a connection must finish the handshake and its
@@ -38,7 +39,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from multiprocessing import AuthenticationError, connection, managers, util
 from traceback import format_exc
 from typing import Any, Protocol, TypeVar
@@ -46,6 +46,7 @@ from typing import Any, Protocol, TypeVar
 from taskq import defaults, logs
 from taskq.errors import KeyRejected, MasterError, VersionMismatch
 from taskq.net import serving, tls
+from taskq.net.admission import Admission
 from taskq.net.connection import (
     Connection,
     FrameDropped,
@@ -85,7 +86,7 @@ class Listener(connection.Listener):
 
     def __init__(self, address: Any = None, family: Any = None, backlog: int = 1,
                  authkey: bytes | None = None) -> None:
-        super().__init__(address, family, max(backlog, 256), authkey)
+        super().__init__(address, family, max(backlog, socket.SOMAXCONN), authkey)
 
     def accept(self) -> connection.Connection:
         conn = adopt(super().accept())
@@ -153,7 +154,7 @@ class Server(managers.Server):
     stop_event: threading.Event
     keyring: KeyRing  # set by serve()
     loop: serving.Loop  # serves every admitted connection (set by serve())
-    handshakes: ThreadPoolExecutor  # admits new ones
+    handshakes: Admission  # admits new ones, newest first
     parkable: dict[str, int | None]  # calls that may park: the argument a rerun clears
     quick: dict[str, int | None]  # calls that never block: the flag that makes them slow
     peer_gone: Callable[[str, int], None] | None = None  # told the name of a peer whose
@@ -193,7 +194,7 @@ class Server(managers.Server):
                     return
                 time.sleep(_ACCEPT_BACKOFF_S)  # out of descriptors: let some close first
                 continue
-            self.handshakes.submit(self.handle_request, conn)
+            self.handshakes.admit(conn)
 
     def accept_connection(self, c: connection.Connection, name: str) -> None:
         """A proxy's own connection: say yes, then serve its calls from the loop."""
@@ -452,8 +453,9 @@ def serve(served: Served, host: str, port: int, keyring: KeyRing, *,
     server.peer_gone = peer_gone
     server.loop = serving.Loop(server.read_call, server.closed,
                                server.request_waiting if server.quick else None)
-    server.handshakes = ThreadPoolExecutor(serving.HANDSHAKE_THREADS,
-                                           thread_name_prefix="taskq-handshake")
+    server.handshakes = Admission(server.handle_request, server.closed,
+                                  threads=serving.HANDSHAKE_THREADS,
+                                  patience=defaults.CONNECT_TIMEOUT_S)
     listener = server.listener
     if isinstance(listener, Listener):
         listener.max_frame = frame_limit(max_payload)
@@ -473,5 +475,5 @@ def run_server(server: Server) -> threading.Thread:
 def stop_server(server: Server) -> None:
     server.stop_event.set()
     server.listener.close()
-    server.handshakes.shutdown(wait=False, cancel_futures=True)
+    server.handshakes.stop()
     server.loop.stop()
