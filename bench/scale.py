@@ -421,8 +421,19 @@ def restarted(cluster: Cluster, total: int, opts: Options) -> dict[str, float]:
     cluster.master.popen.wait(30)
     cluster.start_master()
     ready = time.time()
-    wait_for(lambda: len(cluster.listed()) >= total, opts.join_timeout,
-             f"{total} workers to rejoin the restarted master", every=STATUS_EVERY_S)
+    seen: list[tuple[float, int]] = []  # (seconds since it listens, workers listed)
+
+    def all_back() -> bool:
+        seen.append((time.time() - ready, len(cluster.listed())))
+        return seen[-1][1] >= total
+    try:
+        wait_for(all_back, opts.join_timeout, f"{total} workers to rejoin the restarted master",
+                 every=STATUS_EVERY_S)
+    except BenchError:
+        counts = ", ".join(f"{n:,} at {t:.0f} s" for t, n in seen[::max(1, len(seen) // 8)])
+        raise BenchError(f"not all {total:,} workers rejoined within {opts.join_timeout:g} s: "
+                         f"{counts}; the master used {cpu_seconds(cluster.master.pid):.1f} s "
+                         f"of CPU") from None
     back = time.time()
     return {"rejoin_s": back - ready, "rejoin_from_kill_s": back - killed}
 
@@ -432,7 +443,17 @@ def rejoin(workdir: Path, idle_n: int, opts: Options) -> dict[str, Any]:
     cluster = Cluster(workdir, durable=True, lost_after=opts.lost_after)
     try:
         join(cluster, idle_n, ACTIVE, opts)
-        out: dict[str, Any] = dict(restarted(cluster, idle_n + ACTIVE, opts))
+        try:
+            out: dict[str, Any] = dict(restarted(cluster, idle_n + ACTIVE, opts))
+        except BenchError as exc:
+            dead = [sim.helper for sim in cluster.sims if sim.helper.popen.poll() is not None]
+            if dead:
+                raise BenchError(f"{exc}; {dead[0].name} exited with code "
+                                 f"{dead[0].popen.returncode}: {dead[0].stderr_tail()}") from None
+            counts = [sim.ask("count", "count") for sim in cluster.sims]
+            errors = [e for c in counts for e in c["errors"]][:3]
+            raise BenchError(f"{exc}; the simulators' links that gave up: "
+                             f"{sum(c['failed'] for c in counts)} {errors}") from None
         counts = [sim.ask("count", "count") for sim in cluster.sims]
         return {**out, "rejoin_failed": sum(c["failed"] for c in counts)}
     finally:

@@ -11,10 +11,11 @@ connections (``taskq.worker.worker`` opens one per thread that calls the master)
     pump ────── report(results), gathering for REPORT_LINGER_S when more are in flight (as
                 the worker's pump); its first call opens its connection
 
-Until its pump first calls, a worker's poll keeps it heard: it waits at most the heartbeat
-interval, and registers again when its answer says beat 0. From then on the pump beats every
-interval (as long as the master says in a big crowd): beat(Beat(digest of held)); it sends
-the held list when asked, and registers again on a beat of 0. An idle worker thus holds
+Until its pump first calls, a worker's poll keeps it heard: it waits at most half the
+silence the master allows (``taskq.worker.beats``), and registers again when its answer
+says beat 0. From then on the pump beats every interval (as long as the master says in a
+big crowd): beat(Beat(digest of held)); it sends the held list when asked, and registers
+again on a beat of 0. An idle worker thus holds
 one connection, an active one two.
 
 It runs no task: what it takes it reports at once as OK with the body of ``None``. The N
@@ -119,9 +120,11 @@ class SimWorker:
         self.beat = defaults.HEARTBEAT_S
         self.next_beat = 0.0
         self.pump_called = False
+        self.lost_after = defaults.LOST_AFTER_S
 
     def _join(self, calls: scale_api.WorkerCalls) -> None:
-        self.beat = max(defaults.HEARTBEAT_S, calls.register(self.hello).heartbeat)
+        info = calls.register(self.hello)
+        self.beat, self.lost_after = max(defaults.HEARTBEAT_S, info.heartbeat), info.lost_after
         calls.heartbeat(self.worker_id, self._held(), 0)
         with self.fleet.lock:
             self.fleet.joins += 1
@@ -180,7 +183,9 @@ class SimWorker:
         """The worker's one poll: tasks up to what it holds, and cancel requests."""
         answers: dict[str, bool] = {}
         while not self._stopped():
-            wait = defaults.PARKED_POLL_MAX_S if self.pump_called else self.beat
+            silence = max(self.lost_after, defaults.LOST_BEATS * self.beat)
+            wait = defaults.PARKED_POLL_MAX_S if self.pump_called else min(
+                defaults.PARKED_POLL_MAX_S, silence / 2)  # as Beats.poll_wait
             leased = self.calls.take(self.worker_id, WANT, wait, answers)
             if not leased.beat:
                 self._join(self.calls)

@@ -4,8 +4,9 @@ long its calls may take before the link counts as dead.
     join / beat / poll answers ── told(interval, lost_after) ──► interval
     pump, every turn ── due(now)? ── beat(held, pool) ──► Beat(digest, running, memory,
                                                                 progress)
-    poll ── poll_wait(): the heartbeat interval until the pump first calls (the poll is
-            then what keeps the worker heard, on its one connection), PARKED_POLL_MAX_S after
+    poll ── poll_wait(): half the silence the master allows until the pump first calls (the
+            poll is then what keeps the worker heard, on its one connection),
+            PARKED_POLL_MAX_S after
     pump's calls ── quick(link): answered within the master's lost deadline, or the link
                     is dead (a partition) and the worker reconnects
 
@@ -57,15 +58,24 @@ class Beats:
         self.next_at = now + self.interval
         return self.pump_called
 
+    def silence(self) -> float:
+        """How long the master lets this worker be silent before it takes it for lost."""
+        return max(self.lost_after, defaults.LOST_BEATS * self.interval)
+
     def poll_wait(self) -> float:
-        return defaults.PARKED_POLL_MAX_S if self.pump_called else self.interval
+        """How long a poll may wait: until the pump first calls, half the allowed silence
+        (the poll is then what keeps the worker heard: each cycle of it costs the master
+        about two beats, so it comes half as often as a beat allows)."""
+        if self.pump_called:
+            return defaults.PARKED_POLL_MAX_S
+        return min(defaults.PARKED_POLL_MAX_S, self.silence() / 2)
 
     def quick(self) -> BrokerAPI:
         """The broker for the pump's calls (reports, beats: they never wait): one not
         answered by the time the master would take this worker for lost means a dead link
         (a partition), so the worker reconnects then rather than after CALL_TIMEOUT_S."""
         self.pump_called = True  # its own connection is open from now on
-        silence = max(self.lost_after, defaults.LOST_BEATS * self.interval)
+        silence = self.silence()
         if silence != self._quick[0]:
             self._quick = (silence, self._link.within(silence))
         return self._quick[1]
