@@ -488,7 +488,7 @@ def validate(n: int, opts: Options, tmp: Path) -> dict[str, Any]:
         try:
             rss_before = vm_rss(cluster.master.pid)
             join(cluster, n - ACTIVE, ACTIVE, opts, real=kind == "real")
-            figures = idle(cluster, rss_before, n, min(opts.idle_window, 5.0))
+            figures = idle(cluster, rss_before, n, opts.idle_window)
             figures.update(saturated(cluster, opts.tasks, None))
             if kind == "real" and opts.rejoin:  # real processes back on a restarted master
                 figures.update(restarted(cluster, n, opts))

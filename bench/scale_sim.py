@@ -11,8 +11,8 @@ connections (``taskq.worker.worker`` opens one per thread that calls the master)
     pump ────── report(results), gathering for REPORT_LINGER_S when more are in flight (as
                 the worker's pump); its first call opens its connection
 
-Until its pump first calls, a worker's poll keeps it heard: it waits at most half the
-silence the master allows (``taskq.worker.beats``), and registers again when its answer
+Until its pump first calls, a worker's poll keeps it heard: it waits at most two thirds
+of the silence the master allows (``taskq.worker.beats``), and registers again when its answer
 says beat 0. From then on the pump beats every interval (as long as the master says in a
 big crowd): beat(Beat(digest of held)); it sends the held list when asked, and registers
 again on a beat of 0. An idle worker thus holds
@@ -185,7 +185,7 @@ class SimWorker:
         while not self._stopped():
             silence = max(self.lost_after, defaults.LOST_BEATS * self.beat)
             wait = defaults.PARKED_POLL_MAX_S if self.pump_called else min(
-                defaults.PARKED_POLL_MAX_S, silence / 2)  # as Beats.poll_wait
+                defaults.PARKED_POLL_MAX_S, silence * 2 / 3)  # as Beats.poll_wait
             leased = self.calls.take(self.worker_id, WANT, wait, answers)
             if not leased.beat:
                 self._join(self.calls)

@@ -4,7 +4,7 @@ long its calls may take before the link counts as dead.
     join / beat / poll answers ── told(interval, lost_after) ──► interval
     pump, every turn ── due(now)? ── beat(held, pool) ──► Beat(digest, running, memory,
                                                                 progress)
-    poll ── poll_wait(): half the silence the master allows until the pump first calls (the
+    poll ── poll_wait(): 2/3 of the silence the master allows until the pump first calls (the
             poll is then what keeps the worker heard, on its one connection),
             PARKED_POLL_MAX_S after
     pump's calls ── quick(link): answered within the master's lost deadline, or the link
@@ -63,12 +63,13 @@ class Beats:
         return max(self.lost_after, defaults.LOST_BEATS * self.interval)
 
     def poll_wait(self) -> float:
-        """How long a poll may wait: until the pump first calls, half the allowed silence
-        (the poll is then what keeps the worker heard: each cycle of it costs the master
-        about two beats, so it comes half as often as a beat allows)."""
+        """How long a poll may wait: until the pump first calls, two thirds of the allowed
+        silence (the poll is then what keeps the worker heard; each cycle of it costs the
+        master about two beats, so it comes less often than beats would, and still a whole
+        heartbeat interval, at least, before the master would take the worker for lost)."""
         if self.pump_called:
             return defaults.PARKED_POLL_MAX_S
-        return min(defaults.PARKED_POLL_MAX_S, self.silence() / 2)
+        return min(defaults.PARKED_POLL_MAX_S, self.silence() * 2 / 3)
 
     def quick(self) -> BrokerAPI:
         """The broker for the pump's calls (reports, beats: they never wait): one not

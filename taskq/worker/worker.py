@@ -15,7 +15,7 @@ holds one connection, its poll's, on which it joined):
                  digest that differs from its own with send_held (the list then goes in a
                  heartbeat), and a worker it does not know with beat 0 (it registers again).
                  A poll renews the worker too, and its answer says what a beat's would: until
-                 the pump first calls, the poll comes back within half the allowed silence
+                 the pump first calls, the poll comes back within 2/3 of the allowed silence
                  instead
     acks ─────── results reported but not yet journaled (taskq.worker.acks), kept until a
                  receipt covers them, re-sent to a restarted master
@@ -393,7 +393,7 @@ class Worker:
                 answers.update(self._late_answers)
                 self._late_answers.clear()
             # until the pump calls, the poll is what keeps this worker heard: it comes
-            # back within half the silence the master allows (it renews it as a beat does)
+            # back within 2/3 of the silence the master allows (it renews it as a beat does)
             leased = self.link.remote.take(self.worker_id, self._hold(),
                                            wait=self.beats.poll_wait(),
                                            received=received, answers=answers)
