@@ -59,6 +59,8 @@ class ControlCalls(BrokerCore):
         _check_name(name)
         with self._lock:
             found = self._state.drain_worker(name)
+            if found:  # a worker that has run nothing hears it through its parked poll
+                self._takers.wake_workers([name])
         if found:
             log.warning("worker_drain_asked", worker_id=name)
         return found

@@ -88,7 +88,8 @@ class WorkerCalls(BrokerCore):
         with self._lock:
             state = self._state
             now = self._clock()
-            worker = state.polled(worker_id, now, link)
+            worker = (state.workers.get(worker_id) if serving.resumed()  # said nothing new
+                      else state.heard_from(worker_id, now, link))
             if worker is None:  # lost, or never joined: it registers again at once
                 return Leased(tasks=[], asks=[], beat=0.0)
             if received is not None:  # a batch it never got goes back to the queue now
@@ -101,7 +102,8 @@ class WorkerCalls(BrokerCore):
                 return hold - len(held.held) if held is not None else 0
 
             def ready() -> bool:
-                return state.has_asks(worker_id) or (room() > 0 and any(
+                return state.has_asks(worker_id) or state.drain_untold(worker_id) or (
+                    room() > 0 and any(
                     state.pending_by_queue[q] > 0 for q in queues) and state.can_lease(
                     queues, self._clock(), worker_id))
 
@@ -132,8 +134,10 @@ class WorkerCalls(BrokerCore):
         worker = state.workers.get(worker_id)
         if worker is None:  # lost while it waited: it joins again, its leases went back
             return Leased(tasks=[], asks=asks, beat=0.0)
+        drain = state.drain_told(worker_id)
+        worker.drain_polled = worker.drain_polled or drain
         return Leased(tasks=tasks, asks=asks, ticket=ticket, beat=state.beat(worker),
-                      drain=state.drain_told(worker_id))
+                      drain=drain)
 
     def _leased(self, worker_id: str, tasks: list[TaskMsg], asks: list[str],
                 ticket: int) -> Leased:
@@ -186,6 +190,8 @@ class WorkerCalls(BrokerCore):
         restored their tasks): only those still at the attempt they ran count. With nothing
         to report, ``durable_to`` waits (bounded) until the journal reaches that ticket."""
         with self._lock:
+            if not serving.resumed():  # any call renews its worker
+                self._state.heard_from(worker_id, self._clock())
             if not results and not started:
                 journal = self._journal
                 if durable_to and journal is not None:

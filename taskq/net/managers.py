@@ -86,7 +86,8 @@ class Listener(connection.Listener):
 
     def __init__(self, address: Any = None, family: Any = None, backlog: int = 1,
                  authkey: bytes | None = None) -> None:
-        super().__init__(address, family, max(backlog, socket.SOMAXCONN), authkey)
+        # deep enough for a crowd reconnecting at once (the kernel caps it at somaxconn)
+        super().__init__(address, family, max(backlog, 4096), authkey)
 
     def accept(self) -> connection.Connection:
         conn = adopt(super().accept())

@@ -93,6 +93,12 @@ class ControlsMixin:
         worker.draining = worker.drain_asked = True
         return True
 
+    def drain_untold(self, worker_id: str) -> bool:
+        """Was this worker asked to drain, and no poll's answer told it yet? (Its parked
+        poll answers at once.)"""
+        worker = self.workers.get(worker_id)
+        return worker is not None and worker.drain_asked and not worker.drain_polled
+
     def drain_told(self, worker_id: str) -> bool:
         """Must the reply to this worker's beat tell it to drain?"""
         worker = self.workers.get(worker_id)

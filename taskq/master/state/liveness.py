@@ -3,7 +3,7 @@ list of what each holds, and when its leases run out; leaving and being lost (``
 and, after a restart, the claim window in which a restored lease waits for its holder.
 
     register(info) ── crowd (a deadline each: silence) ── beat interval told (flat beat rate)
-    polled(link)   ── heard from, as by a beat; the connection its poll comes on
+    heard_from     ── any call (a poll, a report): as a beat; the connection a poll comes on
     hung_up(link)  ── that connection ended: lost after lost_after, not LOST_BEATS beats,
                       unless it is heard from again (joins again); another one's end: nothing
     beaten(beat)   ── digest matches: every lease of the worker renewed (lease_expires)
@@ -214,9 +214,10 @@ class LivenessMixin:
             return min(quiet, worker.hung_up - worker.last_seen + rejoin)
         return quiet
 
-    def polled(self, worker_id: str, now: float, link: int | None = None) -> WorkerInfo | None:
-        """A poll came from the worker (on connection number ``link``, see ``hung_up``): it
-        is heard from, as by a beat. None if the worker is not known here."""
+    def heard_from(self, worker_id: str, now: float,
+                   link: int | None = None) -> WorkerInfo | None:
+        """A call came from the worker (a poll, on connection number ``link``: see
+        ``hung_up``): it is heard from, as by a beat. None if it is not known here."""
         worker = self.workers.get(worker_id)
         if worker is not None:
             worker.last_seen = now

@@ -56,6 +56,7 @@ class WorkerInfo:
     resources: tuple[tuple[str, float], ...] = ()  # what it has (--resources)
     draining: bool = False  # it handed back its unstarted tasks, or was asked to: it stops
     drain_asked: bool = False  # an operator asked it to drain (taskq worker drain)
+    drain_polled: bool = False  # a poll's answer told it so (its parked poll was woken)
     memory: int = 0  # resident bytes of the worker and its pool, from its last heartbeat
     beat: float = 0.0  # the heartbeat interval it was last told (see BrokerState.beat)
     sent: list[str] = field(default_factory=list)  # its last leases, until a take says

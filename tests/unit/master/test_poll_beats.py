@@ -36,3 +36,14 @@ def test_a_poll_renews_its_worker_and_says_the_interval_and_a_drain(broker: Brok
     assert broker._clock() - worker.last_seen < 1
     assert broker.worker_drain("w1")
     assert broker.take("w1", 1, wait=0).drain
+
+
+def test_any_call_renews_its_worker_even_an_empty_report(broker: Broker) -> None:
+    """A worker waiting for its leases' commit reports nothing (``durable_to``): that call
+    too keeps it heard, or one whose poll is all it sends could be lost meanwhile."""
+    broker.register(WorkerHello("w1", "host", 1, 1, ("default",)))
+    worker = broker._state.workers["w1"]
+    worker.last_seen -= 100
+    broker.report("w1", [], durable_to=0)
+    assert broker._clock() - worker.last_seen < 1
+    assert broker.report("nobody", []).ticket == 0  # an unknown worker: nothing to renew

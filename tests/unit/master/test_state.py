@@ -305,7 +305,7 @@ def test_a_worker_whose_poll_hung_up_is_lost_after_lost_after_even_in_a_crowd() 
         state.heartbeat(worker.worker_id, [], 0, now=1)
         state.beat(worker)
     for i in range(4):
-        state.polled(f"w{i}", now=1, link=100 + i)
+        state.heard_from(f"w{i}", now=1, link=100 + i)
     state.submit([task("a")], now=1)
     state.lease("w0", 1, now=1)
     assert state.hung_up("w0", now=2, link=100) and state.hung_up("w1", now=2, link=101)
@@ -313,7 +313,7 @@ def test_a_worker_whose_poll_hung_up_is_lost_after_lost_after_even_in_a_crowd() 
     state.beaten("w1", Beat(held=held_digest(set()), running=0), now=3)  # alive after all
     join(state, "w2", now=4)  # it reconnected and joined again
     join(state, "w3", now=1.5)  # it joined again before the master saw its old link end:
-    state.polled("w3", now=1.5, link=200)
+    state.heard_from("w3", now=1.5, link=200)
     assert not state.hung_up("w3", now=2, link=103)  # that end says nothing of it now
     assert state.expire(now=2 + LOST_AFTER - 0.5) == []
     assert state.expire(now=2 + LOST_AFTER + 0.5) == ["w0"]
@@ -333,7 +333,7 @@ def test_after_a_hang_up_a_big_crowd_has_time_to_join_again() -> None:
         join(state, f"w{i}", now=0)
     worker = state.workers["w0"]
     state.beat(worker)
-    state.polled("w0", now=0, link=1)
+    state.heard_from("w0", now=0, link=1)
     assert state.hung_up("w0", now=0, link=1)
     rejoin = crowd / REJOINS_PER_S
     assert LOST_AFTER < rejoin < LOST_BEATS * crowd / MAX_BEATS_PER_S
