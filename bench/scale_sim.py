@@ -50,6 +50,7 @@ from taskq.errors import ConnectError, MasterError
 from taskq.net.connection import parse_address
 from taskq.protocol import bodies, names
 from taskq.protocol.messages import Beat, ResultMsg, Status, WorkerHello, held_digest
+from taskq.worker.beats import Beats
 
 STACK_KIB = 256
 # First joins under way at once in one simulator process: thousands of threads connecting
@@ -117,14 +118,11 @@ class SimWorker:
         self.held_lock = threading.Lock()
         self.outcomes: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
         self.frozen = False
-        self.beat = defaults.HEARTBEAT_S
-        self.next_beat = 0.0
-        self.pump_called = False
-        self.lost_after = defaults.LOST_AFTER_S
+        self.beats = Beats(defaults.HEARTBEAT_S, self.link)  # the worker's schedule
 
     def _join(self, calls: scale_api.WorkerCalls) -> None:
         info = calls.register(self.hello)
-        self.beat, self.lost_after = max(defaults.HEARTBEAT_S, info.heartbeat), info.lost_after
+        self.beats.told(info.heartbeat, info.lost_after)
         calls.heartbeat(self.worker_id, self._held(), 0)
         with self.fleet.lock:
             self.fleet.joins += 1
@@ -164,7 +162,7 @@ class SimWorker:
             self._beat_if_due()
             try:  # (nothing to beat for before its first report: no timeout)
                 task_ids = self.outcomes.get(
-                    timeout=defaults.LONG_POLL_S if self.pump_called else None)
+                    timeout=defaults.LONG_POLL_S if self.beats.pump_called else None)
             except queue.Empty:
                 continue
             if len(self.held) > len(task_ids) or not self.outcomes.empty():
@@ -174,7 +172,7 @@ class SimWorker:
                 task_ids = task_ids + self.outcomes.get()
             results = [ResultMsg(t, Status.OK, NONE_BODY, "", self.name, 0.0, None)
                        for t in task_ids]
-            self.pump_called = True
+            self.beats.pump_called = True
             self.calls.report(self.worker_id, results, [])
             with self.held_lock:
                 self.held.difference_update(task_ids)
@@ -183,14 +181,11 @@ class SimWorker:
         """The worker's one poll: tasks up to what it holds, and cancel requests."""
         answers: dict[str, bool] = {}
         while not self._stopped():
-            silence = max(self.lost_after, defaults.LOST_BEATS * self.beat)
-            wait = defaults.PARKED_POLL_MAX_S if self.pump_called else min(
-                defaults.PARKED_POLL_MAX_S, silence * 2 / 3)  # as Beats.poll_wait
-            leased = self.calls.take(self.worker_id, WANT, wait, answers)
+            leased = self.calls.take(self.worker_id, WANT, self.beats.poll_wait(), answers)
             if not leased.beat:
                 self._join(self.calls)
             else:
-                self.beat = max(defaults.HEARTBEAT_S, leased.beat)
+                self.beats.told(leased.beat)
             answers = dict.fromkeys(leased.asks, False)  # it ran (a simulated task ends at once)
             if not leased.tasks:
                 continue
@@ -211,8 +206,7 @@ class SimWorker:
 
     def _beat_if_due(self) -> None:
         """The pump's beat, once per heartbeat interval (as the worker's pump)."""
-        now = time.monotonic()
-        if now < self.next_beat or not self.pump_called:
+        if not self.beats.due(time.monotonic()):
             return
         with self.held_lock:
             digest = held_digest(self.held)
@@ -222,8 +216,8 @@ class SimWorker:
         elif polled.send_held:
             self.calls.heartbeat(self.worker_id, self._held(), 0)
         else:
-            self.beat = max(defaults.HEARTBEAT_S, polled.beat)
-        self.next_beat = time.monotonic() + self.beat
+            self.beats.told(polled.beat)
+        self.beats.next_at = time.monotonic() + self.beats.interval
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -134,10 +134,8 @@ class WorkerCalls(BrokerCore):
         worker = state.workers.get(worker_id)
         if worker is None:  # lost while it waited: it joins again, its leases went back
             return Leased(tasks=[], asks=asks, beat=0.0)
-        drain = state.drain_told(worker_id)
-        worker.drain_polled = worker.drain_polled or drain
         return Leased(tasks=tasks, asks=asks, ticket=ticket, beat=state.beat(worker),
-                      drain=drain)
+                      drain=state.drain_for_poll(worker_id))
 
     def _leased(self, worker_id: str, tasks: list[TaskMsg], asks: list[str],
                 ticket: int) -> Leased:

@@ -2,8 +2,8 @@
 long its calls may take before the link counts as dead.
 
     join / beat / poll answers ── told(interval, lost_after) ──► interval
-    pump, every turn ── due(now)? ── beat(held, pool) ──► Beat(digest, running, memory,
-                                                                progress)
+    pump, every turn ── due(now)? ── beat(digest, pool) ──► Beat(digest, running, memory,
+                                                                  progress)
     poll ── poll_wait(): 2/3 of the silence the master allows until the pump first calls (the
             poll is then what keeps the worker heard, on its one connection),
             PARKED_POLL_MAX_S after
@@ -17,7 +17,6 @@ on the answers (join again, send the held list, drain).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from typing import Any
 
 from taskq import defaults
@@ -81,9 +80,11 @@ class Beats:
             self._quick = (silence, self._link.within(silence))
         return self._quick[1]
 
-    def beat(self, held: Iterable[str], pool: Pool) -> messages.Beat:
-        return messages.Beat(held=messages.held_digest(held), running=pool.running(),
-                             memory=memory(pool), progress=self._progress(pool))
+    def beat(self, digest: int, pool: Pool) -> messages.Beat:
+        """A beat: ``digest`` of what the worker holds (``messages.held_digest``), what its
+        pool runs, its memory and its tasks' progress."""
+        return messages.Beat(held=digest, running=pool.running(), memory=memory(pool),
+                             progress=self._progress(pool))
 
     def _progress(self, pool: Pool) -> dict[str, tuple[Any, ...]] | None:
         """What the pool's tasks reported since the last beat, as plain tuples (the

@@ -496,8 +496,9 @@ class Worker:
         with self._sync:  # never a digest without a task just reported or handed back
             if self._halt.is_set():
                 return
-            with self._held_lock:
-                beat = self.beats.beat(self._held, self.pool)
+            with self._held_lock:  # (memory and progress are read outside it)
+                digest = messages.held_digest(self._held)
+            beat = self.beats.beat(digest, self.pool)
             beaten = self.beats.quick().beat(self.worker_id, beat)
         if beaten.drain:
             self.drain()
