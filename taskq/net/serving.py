@@ -11,7 +11,9 @@ request, runs the call and sends the reply, then gives the connection back. A lo
 that finds nothing to return (a worker's ``take``, a client's ``fetch``)
 does not keep a thread either: it *parks* on the ``Signal`` it waits for. A state change
 that notifies the signal runs the call again (on the loop thread if a call served there
-woke it, once that call is done), and so does its deadline. A call whose work is done but
+woke it, once that call is done and before its own reply goes out: a submit's woken
+``take`` and a report's woken ``fetch`` are on a task's path, their replies are not), and
+so does its deadline. A call whose work is done but
 whose reply must wait (a worker's leases, until the journal has them) parks its reply the
 same way (``answer_later``)::
 
@@ -407,6 +409,7 @@ class Loop:
         if frames.packed_size(parts) > QUICK_BYTES:
             self._jobs.put(send)
         else:
+            self._run_here()  # first the calls this one woke: their peers wait on them
             send()
 
     def _send(self, conn: Any, send: Callable[[], None]) -> None:
