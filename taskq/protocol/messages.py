@@ -109,13 +109,17 @@ class TaskOptions:
     allow_failed: tuple[str, ...] = ()
     parent: str = ""  # the task that submitted it (``taskq.current_client()``), if any
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        if self is DEFAULT_OPTIONS:  # most tasks: a name, the very object once loaded
+            return "DEFAULT_OPTIONS"
         # its values in field order: the smallest pickle, read back by the constructor
         return (TaskOptions, tuple(getattr(self, name) for name in _OPTION_FIELDS))
 
     def extra(self) -> dict[str, Any]:
         """The options beyond the first four that differ from their defaults (journal)."""
         out: dict[str, Any] = {}
+        if self is DEFAULT_OPTIONS:
+            return out
         for name in _OPTION_FIELDS[4:]:
             value = getattr(self, name)
             if value != getattr(DEFAULT_OPTIONS, name):

@@ -29,6 +29,7 @@ ALLOWED: frozenset[tuple[str, str]] = frozenset({
     # the messages, under their module and under the name releases before 0.2 pickled them by
     *((module, name) for module in ("taskq.protocol.messages", "taskq.wire") for name in _MESSAGES),
     *(("taskq.protocol.messages", name) for name in _NEW_MESSAGES),
+    ("taskq.protocol.messages", "DEFAULT_OPTIONS"),  # the options of most tasks, by name
     ("builtins", "set"),
     ("builtins", "frozenset"),
     ("builtins", "bytearray"),

@@ -68,7 +68,9 @@ log = logs.get_logger(__name__)
 #    asks, and its answer carries a beat's (``Leased.beat``, ``Leased.drain``); an unknown
 #    worker's poll is answered at once with beat 0. A worker that has run nothing beats
 #    through its poll, on its one connection.
-PROTOCOL = 16
+# 17: TaskOptions equal to the defaults travel as the name DEFAULT_OPTIONS (one object once
+#    loaded, not twenty fields rebuilt on every hop).
+PROTOCOL = 17
 HELLO = b"taskq-hello "
 OK = b"taskq-ok "
 REFUSED = b"taskq-refused "

@@ -58,7 +58,14 @@ from taskq.master.state.history import Attempt
 from taskq.master.state.limits import QueueLimit
 from taskq.master.state.primitives import PrimitiveState
 from taskq.master.state.stats import Histogram
-from taskq.protocol.messages import ResultMsg, Schedule, TaskMsg, TaskOptions, TaskState
+from taskq.protocol.messages import (
+    DEFAULT_OPTIONS,
+    ResultMsg,
+    Schedule,
+    TaskMsg,
+    TaskOptions,
+    TaskState,
+)
 
 log = logs.get_logger(__name__)
 
@@ -343,6 +350,11 @@ def _wall(rec: TaskRecord, to_wall: float) -> float:
     return rec.not_before + to_wall if rec.state is TaskState.WAITING else 0.0
 
 
+def _extra(options: TaskOptions) -> str:
+    """The options beyond the first four, as the ``extra`` column's JSON."""
+    return "{}" if options is DEFAULT_OPTIONS else json.dumps(options.extra())
+
+
 def _refused(rec: TaskRecord) -> str:
     """The workers that could not load a task, and why, as JSON ('' for none)."""
     return json.dumps(rec.refused_by) if rec.refused_by else ""
@@ -374,23 +386,7 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
     db.execute("BEGIN")
     try:
         to_wall = time.time() - time.monotonic()  # the broker's clock -> wall clock
-        if changes.added:
-            db.executemany(
-                _UPSERT_TASK,
-                [(r.msg.task_id, r.msg.outbox, r.seq, r.msg.fn, r.msg.args,
-                  r.msg.options.timeout, r.msg.options.retries, r.msg.options.priority,
-                  r.msg.options.queue, r.lost, r.errors, _wall(r, to_wall),
-                  json.dumps(r.msg.options.extra()), _refused(r), "")
-                 for r in changes.added])
-        if changes.updated:
-            db.executemany("UPDATE tasks SET lost=?, errors=?, not_before=?, unloadable=?, "
-                           "extra=? WHERE task_id=?",
-                           [(r.lost, r.errors, _wall(r, to_wall), _refused(r),
-                             json.dumps(r.msg.options.extra()), r.msg.task_id)
-                            for r in changes.updated])
-        if changes.leased:  # the last worker each was leased to ('': queued again since)
-            db.executemany("UPDATE tasks SET holder=? WHERE task_id=?",
-                           [(w, t) for t, w in changes.leased.items()])
+        _write_tasks(db, changes, to_wall)
         if changes.stops:
             db.executemany("UPDATE tasks SET stopped=1 WHERE task_id=?",
                            [(t,) for t in changes.stops])
@@ -416,6 +412,29 @@ def _write(db: sqlite3.Connection, changes: Changes) -> None:
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def _write_tasks(db: sqlite3.Connection, changes: Changes, to_wall: float) -> None:
+    """The tasks added, their updates, and the workers they were leased to."""
+    leased = changes.leased  # the last worker each was leased to ('': queued again since)
+    if changes.added:
+        db.executemany(_UPSERT_TASK, [(
+            r.msg.task_id, r.msg.outbox, r.seq, r.msg.fn, r.msg.args,
+            r.msg.options.timeout, r.msg.options.retries, r.msg.options.priority,
+            r.msg.options.queue, r.lost, r.errors, _wall(r, to_wall), _extra(r.msg.options),
+            _refused(r), leased.get(r.msg.task_id, "")) for r in changes.added])
+        if leased:  # a task added and leased in one group is written once, with its holder
+            added = {r.msg.task_id for r in changes.added}
+            leased = {t: w for t, w in leased.items() if t not in added}
+    if changes.updated:
+        db.executemany("UPDATE tasks SET lost=?, errors=?, not_before=?, unloadable=?, "
+                       "extra=? WHERE task_id=?",
+                       [(r.lost, r.errors, _wall(r, to_wall), _refused(r),
+                         _extra(r.msg.options), r.msg.task_id)
+                        for r in changes.updated])
+    if leased:
+        db.executemany("UPDATE tasks SET holder=? WHERE task_id=?",
+                       [(w, t) for t, w in leased.items()])
 
 
 def _write_history(db: sqlite3.Connection, changes: Changes) -> None:

@@ -321,3 +321,21 @@ def test_restored_tasks_with_the_same_options_share_one_options_object(tmp_path:
     a, b, c = (fresh.tasks[t].msg.options for t in "abc")
     assert a is b and a == TaskOptions(retries=2)
     assert c is not a and c.queue == "other" and c.retries == 2
+
+
+def test_a_task_added_and_leased_in_one_group_is_written_once_with_its_holder(
+        tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    j = Journaled(path)
+    j.state.register(WorkerInfo("w", "host", 1, 1, ("default",)), now=0)
+    j.state.submit([task("a"), task("b")], now=0)
+    assert [m.task_id for m in j.state.lease("w", 1, now=0)] == ["a"]
+    statements: list[str] = []
+    j.journal._db.set_trace_callback(statements.append)
+    j.commit()
+    j.journal._db.set_trace_callback(None)
+    assert not [s for s in statements if s.startswith("UPDATE tasks SET holder")]
+    with closing(sqlite3.connect(path)) as db:
+        holders = dict(db.execute("SELECT task_id, holder FROM tasks").fetchall())
+    assert holders == {"a": "w", "b": ""}
+    j.journal.close()

@@ -368,6 +368,21 @@ def test_messages_survive_pickling(dumps: Any) -> None:
         assert back_result.failed is (result.status is not Status.OK)
 
 
+
+def test_default_options_travel_by_name_and_load_as_the_defaults_themselves() -> None:
+    from taskq.protocol import restricted
+
+    msg = TaskMsg("id-1", "outbox-1", b"fn", b"args", messages.DEFAULT_OPTIONS)
+    custom = TaskMsg("id-2", "outbox-1", b"fn", b"args", TaskOptions(queue="gpu"))
+    blob = pickle.dumps([msg, custom], 5)
+    assert b"DEFAULT_OPTIONS" in blob
+    loaded, loaded_custom = restricted.loads(blob)  # as the master reads a submit
+    assert loaded.options is messages.DEFAULT_OPTIONS
+    assert loaded_custom.options == TaskOptions(queue="gpu")
+    assert loaded_custom.options is not messages.DEFAULT_OPTIONS
+    # equal to the defaults, yet another object: its fields travel, it loads as an equal
+    assert pickle.loads(pickle.dumps(TaskOptions(), 5)) == messages.DEFAULT_OPTIONS
+
 def test_result_status_given_as_text_becomes_a_status() -> None:
     result = ResultMsg("t", "timeout")  # type: ignore[arg-type]
     assert result.status is Status.TIMEOUT
