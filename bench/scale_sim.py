@@ -217,7 +217,7 @@ class SimWorker:
             self.calls.heartbeat(self.worker_id, self._held(), 0)
         else:
             self.beats.told(polled.beat)
-        self.beats.next_at = time.monotonic() + self.beats.interval
+        self.beats.beaten(time.monotonic())
 
 
 def main(argv: list[str] | None = None) -> int:

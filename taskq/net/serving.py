@@ -206,6 +206,7 @@ class Loop:
         self._close = close  # forgets a connection that ended
         self._waiting = waiting  # is a whole small request there (read without waiting)?
         self._here: deque[Pending] = deque()  # quick calls to run again on the loop thread
+        self._running_here = False  # ... being run now (in order, by one flat loop)
         self._watched: dict[int, tuple[Signal, int]] = {}  # parked calls' descriptors
         self._ident = 0  # the loop thread's
         self._epoll = select.epoll()
@@ -335,9 +336,17 @@ class Loop:
             self._jobs.put(functools.partial(self._request, conn))
 
     def _run_here(self) -> None:
-        while self._here:
-            pending = self._here.popleft()
-            self._guarded(pending.conn, functools.partial(self._answer, pending, True))
+        """Run the woken quick calls, in the order they were woken; the calls they wake in
+        turn join the same queue (one flat loop, however many a call wakes at once)."""
+        if self._running_here:
+            return
+        self._running_here = True
+        try:
+            while self._here:
+                pending = self._here.popleft()
+                self._guarded(pending.conn, functools.partial(self._answer, pending, True))
+        finally:
+            self._running_here = False
 
     def _guarded(self, conn: Any, step: Callable[[], None]) -> None:
         """Run one step of a connection on the loop thread: a failure is that connection's
@@ -409,7 +418,7 @@ class Loop:
         if frames.packed_size(parts) > QUICK_BYTES:
             self._jobs.put(send)
         else:
-            self._run_here()  # first the calls this one woke: their peers wait on them
+            self._run_here()  # first the calls this one woke (unless it is one of them)
             send()
 
     def _send(self, conn: Any, send: Callable[[], None]) -> None:

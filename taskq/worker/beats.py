@@ -57,6 +57,10 @@ class Beats:
         self.next_at = now + self.interval
         return self.pump_called
 
+    def beaten(self, now: float) -> None:
+        """The pump's beat was answered: the next one is an interval (as told) from now."""
+        self.next_at = now + self.interval
+
     def silence(self) -> float:
         """How long the master lets this worker be silent before it takes it for lost."""
         return max(self.lost_after, defaults.LOST_BEATS * self.interval)

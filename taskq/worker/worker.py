@@ -397,7 +397,7 @@ class Worker:
             leased = self.link.remote.take(self.worker_id, self._hold(),
                                            wait=self.beats.poll_wait(),
                                            received=received, answers=answers)
-            self._heard(leased)
+            self._told(leased.beat, leased.drain)
             answers = {ask: self._answer(ask) for ask in leased.asks}
             if not leased.tasks:
                 continue
@@ -406,15 +406,16 @@ class Worker:
             if self._draining.is_set():
                 self.pool.wake()
 
-    def _heard(self, leased: Leased) -> None:
-        """What a poll's answer says as a beat's would: join again (the master does not
-        know this worker), the heartbeat interval, drain."""
-        if not leased.beat:
-            self._send_held(rejoin=True)
-            return
-        self.beats.told(leased.beat)
-        if leased.drain:
+    def _told(self, beat: float, drain: bool, send_held: bool = False) -> None:
+        """What the answer to a beat or a poll says: drain; join again (beat 0: the master
+        does not know this worker) or send the list of what it holds (the digests differ);
+        else the heartbeat interval."""
+        if drain:
             self.drain()
+        if not beat or send_held:
+            self._send_held(rejoin=not beat)
+        else:
+            self.beats.told(beat)
 
     def _accept(self, leased: Leased) -> None:
         """Hold a batch of leases and hand it to the pool, once the journal has it."""
@@ -500,13 +501,8 @@ class Worker:
                 digest = messages.held_digest(self._held)
             beat = self.beats.beat(digest, self.pool)
             beaten = self.beats.quick().beat(self.worker_id, beat)
-        if beaten.drain:
-            self.drain()
-        if not beaten.beat or beaten.send_held:
-            self._send_held(rejoin=not beaten.beat)
-        else:
-            self.beats.told(beaten.beat)
-        self.beats.next_at = time.monotonic() + self.beats.interval
+        self._told(beaten.beat, beaten.drain, beaten.send_held)
+        self.beats.beaten(time.monotonic())
 
     def _answer(self, ask: str) -> bool:
         task_id, stop = messages.parse_ask(ask)

@@ -47,3 +47,29 @@ def test_any_call_renews_its_worker_even_an_empty_report(broker: Broker) -> None
     broker.report("w1", [], durable_to=0)
     assert broker._clock() - worker.last_seen < 1
     assert broker.report("nobody", []).ticket == 0  # an unknown worker: nothing to renew
+
+
+def test_a_parked_poll_that_runs_again_renews_nothing(broker: Broker) -> None:
+    """A frozen worker's poll, parked in the loop, is run again by others' work (a submit
+    wakes every poll that may take it): that rerun is not a sign of life, or a worker that
+    stopped could never be found lost."""
+    from types import SimpleNamespace
+
+    from taskq.net import serving
+
+    broker.register(WorkerHello("w1", "host", 1, 1, ("default",)))
+    worker = broker._state.workers["w1"]
+    worker.last_seen -= 100
+    silent_since = worker.last_seen
+    rerun = serving.Pending(loop=None, conn=SimpleNamespace(peer=None),  # type: ignore[arg-type]
+                            run=lambda: None, parkable=False, deadline=0.0)  # it parked once
+    serving._current.pending = rerun
+    try:
+        assert serving.resumed()
+        leased = broker.take("w1", 1, wait=0)
+    finally:
+        serving._current.pending = None
+    assert leased.beat > 0  # still known: answered as usual
+    assert worker.last_seen == silent_since  # ... but not renewed
+    broker.take("w1", 1, wait=0)  # a fresh poll (outside the loop: not a rerun) renews
+    assert broker._clock() - worker.last_seen < 1

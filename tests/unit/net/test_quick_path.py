@@ -3,6 +3,7 @@ partial, big or blocking one goes to a request thread (``taskq.net.serving``).""
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -185,6 +186,79 @@ def test_a_call_woken_and_parked_again_keeps_its_deadline_and_answers_once() -> 
         loop.stop()
         peer.close()
 
+
+
+
+def _replied(sock: socket.socket) -> bool:
+    """Has a reply reached this peer (read nothing)?"""
+    poll = select.poll()
+    poll.register(sock, select.POLLIN)
+    return bool(poll.poll(0))
+
+
+class _Wakes:
+    """Calls that park until a "wake" call notifies them all; each run again records
+    whether the waker's peer already had its reply."""
+
+    def __init__(self, ref: list[serving.Loop], waker: socket.socket) -> None:
+        self.lock = threading.Lock()
+        self.signal = serving.Signal(self.lock)
+        self.ref, self.waker = ref, waker
+        self.woken = False
+        self.ran: list[str] = []
+        self.late = 0  # woken calls run after the waker's reply went out
+
+    def serve(self, conn: Any) -> serving.Pending:
+        name = conn.recv()
+
+        def run() -> str:
+            with self.lock:
+                if name == "wake":
+                    self.woken = True
+                    self.signal.notify_all()
+                elif not self.woken:
+                    serving.park(self.signal, 30)
+                else:
+                    self.late += _replied(self.waker)
+                self.ran.append(name)
+            return name
+
+        return serving.Pending(loop=self.ref[0], conn=conn, run=run, parkable=True,
+                               quick=True)
+
+
+def test_a_call_that_wakes_hundreds_answers_them_all_before_its_own_reply() -> None:
+    """One quick call on the loop thread wakes 600 parked ones (a submit waking every
+    idle worker's poll): each runs once, in one flat pass (no call stack grows with their
+    number), and each peer gets its answer; the waker's own reply goes out after them."""
+    pairs = [socket.socketpair() for _ in range(601)]
+    peers = [theirs for _, theirs in pairs]
+    ref: list[serving.Loop] = []
+    calls = _Wakes(ref, peers[-1])
+    loop = serving.Loop(calls.serve, lambda c: c.close(), lambda c: c.request_waiting(1024))
+    ref.append(loop)
+    loop.start()
+    try:
+        for ours, peer in pairs:
+            peer.settimeout(10)
+            loop.add(Connection(ours.detach()))
+        for i, peer in enumerate(peers[:-1]):
+            peer.sendall(_frame(f"take-{i}"))
+
+        def parked() -> bool:
+            with calls.lock:
+                return len(calls.signal.parked) == 600
+
+        wait_for(parked, 20, "600 calls to park")
+        peers[-1].sendall(_frame("wake"))
+        for peer in peers:  # every peer answered (none dropped by a failure in the loop)
+            assert peer.recv(4096)
+        assert sorted(calls.ran) == sorted([*(f"take-{i}" for i in range(600)), "wake"])
+        assert calls.late == 0  # the waker's reply went out after every call it woke ran
+    finally:
+        loop.stop()
+        for peer in peers:
+            peer.close()
 
 def test_a_long_poll_gets_its_wait_on_top_of_the_call_timeout(
         pair: tuple[Connection, socket.socket]) -> None:
