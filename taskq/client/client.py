@@ -1,15 +1,10 @@
 """The Python API: ``Client``, a ``concurrent.futures.Executor`` backed by a taskq master.
 
     submit(fn, *args) ── encode (caller's thread) ──► outgoing deque ──► sender thread
-          │    └─ a lone task: submit([task]) from the caller ─┐  submit([batch]) ──► master
-          ▼ TaskFuture (pending → running → done)              └────────────────────────┤
+          │                                                  submit([batch]) ──► master
+          ▼ TaskFuture (pending → running → done)                                 │
     set_running / set_result ◄── receiver thread ◄── fetch(ack, wait) ◄───────────┘
                                                       (results, and tasks that started)
-
-A task submitted while nothing else is in flight, by the thread that opened the client (the
-caller that submits one task and waits for it), is sent by that thread on its own
-connection, a thread wake sooner; anything else is batched by the sender thread, which also
-sends a lone task whose direct send failed.
 
 Every task this client submitted and has not seen end is kept here (bytes included) until
 its result arrives; when the link to the master breaks, the client reconnects, says hello
@@ -140,7 +135,6 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Replay
                           on_connect=self._on_connect, key_hint=KEY_HINT,
                           tls_settings=tls if tls is not None or self._cluster else TLS.from_env())
         self._remote = self._link.remote
-        self._opener = threading.get_ident()  # its connection is open: see _lone
         try:
             self._link.open(connect_for or 0.0)  # one attempt, unless asked to wait
         except BaseException:
@@ -289,45 +283,11 @@ class Client(Mapping, Scheduling, CancelCalls, SharedState, Dependencies, Replay
                 if entry.found is not None:
                     entry.found.release()
                 raise
-            direct = self._lone(entry)
             self._entries[msg.task_id] = entry
-            if direct:
-                entry.sent = entry.sending = True
-            else:
-                self._outgoing.append(entry)
+            self._outgoing.append(entry)
             if len(self._outgoing) == 1 or len(self._entries) == 1:
                 self._wakeup.notify_all()
-        if direct:
-            self._send_direct(entry)
         return True
-
-    def _lone(self, entry: _Entry) -> bool:
-        """Is this the only task this client has in flight, submitted by the thread that
-        opened the client (lock held)? It is then sent from that thread, on the connection
-        it joined on, with no hand-off to the sender thread: a thread wake sooner on its way,
-        for the caller that submits one task and waits for it."""
-        return (not self._entries and not self._outgoing and entry.found is None
-                and threading.get_ident() == self._opener)
-
-    def _send_direct(self, entry: _Entry) -> None:
-        """Send a lone task from the caller's thread (``_lone``); if that fails (or the
-        master has no room), the sender thread sends it as any other, reconnecting if it
-        must (the master ignores a task it has)."""
-        try:
-            taken = self._link.call_here("submit", [entry.msg], False)
-        except MasterError as exc:
-            log.warning("submit_failed", outbox=self.public_outbox, error=str(exc))
-            self._fail([(entry, exc)])
-            taken = 1
-        except Exception:  # a broken link: the sender thread's to heal
-            taken = 0
-        with self._lock:
-            if taken:
-                self._sent_over([entry])
-                return
-            entry.sent = entry.sending = False
-            self._outgoing.appendleft(entry)
-            self._wakeup.notify_all()
 
     def _check_open(self) -> None:
         if self._closed:  # first: a shut-down client says so, whatever its link did after

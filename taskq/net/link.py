@@ -161,21 +161,6 @@ class Link:
                 proxy.discard()
                 self._reconnect(generation, exc)
 
-    def call_here(self, name: str, *args: Any) -> Any:
-        """One try on this thread's own connection, never reconnecting: a broken connection
-        is closed and the error raised (the caller hands the work to a thread that
-        reconnects)."""
-        proxy = self._proxy
-        if proxy is None or self._failed is not None or self._closed:
-            raise ConnectError("the link to the master is not up")
-        try:
-            return proxy.call(name, *args)
-        except MasterError:
-            raise
-        except LINK_ERRORS:
-            proxy.drop_here()
-            raise
-
     def _reconnect(self, generation: int, exc: BaseException) -> None:
         with self._lock:
             if self._closed:

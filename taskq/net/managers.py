@@ -349,10 +349,6 @@ class BrokerProxy(managers.BaseProxy):
         closer = getattr(self, "_close", None)
         if closer is not None:
             closer.cancel()
-        self.drop_here()
-
-    def drop_here(self) -> None:
-        """Close this thread's connection (a broken one); its next call opens another."""
         conn = getattr(self._tls, "connection", None)
         if conn is not None:
             del self._tls.connection

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from pathlib import Path
-from typing import Any
 
 import pytest
 import tasks_mod
@@ -57,44 +55,3 @@ def test_client_gives_up_on_a_master_that_stays_away(cluster: Cluster) -> None:
             future.result(60)
     finally:
         client.shutdown(wait=False)
-
-
-def test_a_lone_submit_is_sent_by_its_caller_and_falls_back_to_the_sender(
-        running: Cluster, tmp_path: Path) -> None:
-    """A task submitted while the client has nothing else in flight goes from the thread
-    that opened the client (no hand-off); with others in flight, or from another thread, the
-    sender thread batches it; and a direct send that fails loses nothing: the sender thread
-    sends the task instead."""
-    with running.client() as client:
-        link = client._link
-        real = link.call_here
-        direct: list[str] = []
-
-        def spy(name: str, *args: Any) -> Any:
-            direct.append(name)
-            return real(name, *args)
-
-        link.call_here = spy  # type: ignore[method-assign]
-        assert client.submit(tasks_mod.add, 1, 2).result(30) == 3
-        assert direct == ["submit"]
-        release = tmp_path / "release"
-        held = client.submit(tasks_mod.hold_until, str(release))  # lone: direct
-        assert len(direct) == 2
-        batched = client.submit(tasks_mod.add, 2, 2)  # one in flight: batched
-        assert len(direct) == 2
-        release.touch()
-        assert held.result(60) == str(release) and batched.result(30) == 4
-        others: list[int] = []
-        thread = threading.Thread(target=lambda: others.append(
-            client.submit(tasks_mod.add, 3, 3).result(30)))
-        thread.start()
-        thread.join(60)
-        assert others == [6] and len(direct) == 2  # another thread's: batched
-
-        def broken(name: str, *args: Any) -> Any:
-            direct.append(name)
-            raise ConnectionResetError("the link broke")
-
-        link.call_here = broken  # type: ignore[method-assign]
-        assert client.submit(tasks_mod.add, 4, 4).result(30) == 8  # the sender's, then
-        assert len(direct) == 3

@@ -322,13 +322,7 @@ def test_a_cancel_while_its_task_is_on_the_way_cancels_it(cluster: Cluster) -> N
     try:
         held = _HeldSubmits(client._remote)
         client._remote = held
-        submitted: list[taskq.TaskFuture[int]] = []  # (from a thread other than the
-        # client's opener: the sender thread sends it, not the caller)
-        submitter = threading.Thread(target=lambda: submitted.append(
-            client.submit(tasks_mod.add, 1, 2)))
-        submitter.start()
-        submitter.join(30)
-        future = submitted[0]
+        future = client.submit(tasks_mod.add, 1, 2)
         assert held.arrived.wait(30)  # the sender is inside submit: the task is on its way
         threading.Timer(0.2, held.go.set).start()  # it arrives while the cancel waits
         assert future.cancel() is True
