@@ -88,8 +88,7 @@ class WorkerCalls(BrokerCore):
         with self._lock:
             state = self._state
             now = self._clock()
-            worker = (state.workers.get(worker_id) if serving.resumed()  # said nothing new
-                      else state.heard_from(worker_id, now, link))
+            worker = self._heard_from(worker_id, link)
             if worker is None:  # lost, or never joined: it registers again at once
                 return Leased(tasks=[], asks=[], beat=0.0)
             if received is not None:  # a batch it never got goes back to the queue now
@@ -126,6 +125,14 @@ class WorkerCalls(BrokerCore):
                 serving.answer_later(self._synced, COMMIT_WAIT_S, functools.partial(
                     self._leased, worker_id, tasks, asks, ticket))
             return self._polled(worker_id, tasks, asks, self._receipt(ticket).ticket)
+
+    def _heard_from(self, worker_id: str, link: int | None = None) -> WorkerInfo | None:
+        """Any call renews its worker (lock held), but a parked one run again said nothing
+        new: a frozen worker's poll, woken by others' work, keeps no one alive. The
+        worker's record, None if it is not known here."""
+        if serving.resumed():
+            return self._state.workers.get(worker_id)
+        return self._state.heard_from(worker_id, self._clock(), link)
 
     def _polled(self, worker_id: str, tasks: list[TaskMsg], asks: list[str],
                 ticket: int = 0) -> Leased:
@@ -188,8 +195,7 @@ class WorkerCalls(BrokerCore):
         restored their tasks): only those still at the attempt they ran count. With nothing
         to report, ``durable_to`` waits (bounded) until the journal reaches that ticket."""
         with self._lock:
-            if not serving.resumed():  # any call renews its worker
-                self._state.heard_from(worker_id, self._clock())
+            self._heard_from(worker_id)
             if not results and not started:
                 journal = self._journal
                 if durable_to and journal is not None:

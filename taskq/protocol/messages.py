@@ -118,8 +118,6 @@ class TaskOptions:
     def extra(self) -> dict[str, Any]:
         """The options beyond the first four that differ from their defaults (journal)."""
         out: dict[str, Any] = {}
-        if self is DEFAULT_OPTIONS:
-            return out
         for name in _OPTION_FIELDS[4:]:
             value = getattr(self, name)
             if value != getattr(DEFAULT_OPTIONS, name):

@@ -228,8 +228,9 @@ class BrokerState(OutboxesMixin, CancelsMixin, StopsMixin, DepsMixin, ExpiryMixi
         worker = self.workers.get(worker_id)
         if worker is None or n <= 0 or worker.draining:  # a stopping one handed tasks back
             return []
-        out: list[TaskMsg] = []  # (the call that asks renews its worker, not the lease: a
-        # parked poll run again by others' work is no sign of life, see heard_from)
+        # (the call that asks renews its worker, not the lease: a parked poll run again by
+        # others' work is no sign of life, see heard_from)
+        out: list[TaskMsg] = []
         size = 0
         self.limits.now = now
         gate = FitGate(self.limits, self.resources, worker_id)

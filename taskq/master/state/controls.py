@@ -102,11 +102,10 @@ class ControlsMixin:
     def drain_for_poll(self, worker_id: str) -> bool:
         """Must a poll's answer tell this worker to drain? Once one has, ``drain_untold``
         no longer makes its parked poll answer at once."""
-        worker = self.workers.get(worker_id)
-        if worker is None or not worker.drain_asked:
-            return False
-        worker.drain_polled = True
-        return True
+        told = self.drain_told(worker_id)
+        if told:
+            self.workers[worker_id].drain_polled = True
+        return told
 
     def drain_told(self, worker_id: str) -> bool:
         """Must the reply to this worker's beat tell it to drain?"""
