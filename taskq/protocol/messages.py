@@ -169,7 +169,8 @@ class TaskMsg:
 
     @property
     def size(self) -> int:
-        return len(self.fn) + len(self.args) + sum(len(b) for _, b in self.inputs)
+        size = len(self.fn) + len(self.args)
+        return size + sum(len(b) for _, b in self.inputs) if self.inputs else size
 
 
 MIRROR_FN = b""  # a TaskMsg with no function runs nowhere: it ends with a copy of its one

@@ -111,10 +111,11 @@ class Journal:
         """Queue changes for the writer; returns the ticket to wait() on. ``urgent`` ends
         the writer's gathering window at once (a caller waits on it, and one at a time)."""
         with self._cond:
+            if urgent or not self._queue:  # else the writer is gathering: let it be
+                self._cond.notify_all()
             self._urgent = self._urgent or urgent
             self._queue.append(changes)
             self._appended += 1
-            self._cond.notify_all()
             return self._appended
 
     @property
