@@ -34,6 +34,7 @@ limit. Events go to stdout as JSON lines; commands come on stdin, one per line:
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import queue
@@ -234,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if address[0] not in ("127.0.0.1", "localhost"):
         parser.error("the scale benchmark talks to 127.0.0.1 only")
     authkey = os.environ.get(defaults.ENV_AUTHKEY, "").encode()
+    faulthandler.enable()  # a crash leaves where each thread was (the first 100) on stderr
     soft, hard = raise_nofile()
     threading.stack_size(STACK_KIB * 1024)
     fleet = Fleet(address, authkey, args.reconnect_for)

@@ -37,6 +37,13 @@ def clean_up_on_soft(directory: str, name: str, seconds: float = 30.0,
     return "finished"
 
 
+def work(seconds: float, step: float = 0.05) -> None:
+    """Work (sleeps of ``step``) for ``seconds``, and let a SoftTimeout through."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(step)
+
+
 async def aclean_up_on_soft(directory: str, name: str, seconds: float = 30.0) -> str:
     """``clean_up_on_soft`` as a coroutine: SoftTimeout is thrown in where it awaits, and
     it may await again while it cleans up."""

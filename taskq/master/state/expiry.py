@@ -39,6 +39,8 @@ def stamp(msg: TaskMsg, wall_now: float) -> bool:
     tasks may share one); False if it has none. A value that is not a positive number
     (only a client that skips ``taskq.task``'s checks sends one) means no limit."""
     expires = msg.options.expires
+    if expires is None:  # (most tasks: no isinstance checks)
+        return False
     if isinstance(expires, bool) or not isinstance(expires, int | float) \
             or not math.isfinite(expires) or expires <= 0:
         return False

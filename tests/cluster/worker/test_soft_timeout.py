@@ -58,10 +58,12 @@ def test_a_task_catches_its_soft_timeout_and_returns_on_every_pool(
 
 def test_an_uncaught_soft_timeout_is_the_tasks_error(pools: Cluster, tmp_path: Path) -> None:
     with pools.client() as client:
+        started = time.monotonic()
         for queue in POOLS.values():
-            soft = taskq.task(time.sleep, soft_timeout=0.3, timeout=30, queue=queue)
+            soft = taskq.task(soft_tasks.work, soft_timeout=0.3, timeout=30, queue=queue)
             with pytest.raises(taskq.SoftTimeout, match="soft_timeout"):
                 client.submit(soft, 20).result(60)
+        assert time.monotonic() - started < 20  # none worked its 20 s
 
 
 def test_a_task_that_ignores_its_soft_timeout_meets_the_hard_one(
