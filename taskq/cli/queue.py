@@ -17,8 +17,8 @@ from typing import Annotated, TypeVar
 import typer
 
 from taskq.cli.common import JsonOpt, MasterOpts, fail, reaches_master
-from taskq.master.state.limits import parse_rate
 from taskq.protocol.api import BrokerAPI
+from taskq.protocol.options import parse_rate
 from taskq.protocol.replies import QueueRow
 
 T = TypeVar("T")

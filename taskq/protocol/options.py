@@ -84,6 +84,20 @@ def _unit_seconds(unit: str) -> float:
     return _UNIT_S["ms" if unit.startswith(("ms", "milli")) else unit[0]]
 
 
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$",
+                   re.IGNORECASE)
+_PER_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(text: str) -> float:
+    """'10/s', '600/m', '5/h' -> tasks per second; ValueError naming what is expected."""
+    match = _RATE.match(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise ValueError(f"bad rate {text!r}: expected a positive number of tasks per "
+                         f"second, minute or hour, e.g. 10/s, 600/m, 5/h")
+    return float(match.group(1)) / _PER_S[match.group(2)[0].lower()]
+
+
 def parse_duration(text: str, *, positive: bool = False) -> float:
     """'90s', '10m', '1h30m', '2d', '2w', '250ms', the same with words ('10 minutes',
     '1 hour 30 min') or plain seconds ('12.5') -> seconds: the one grammar of every duration

@@ -14,24 +14,10 @@ the tasks behind it that are not limited.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 
 from taskq.master.state.records import TaskRecord
-
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$",
-                   re.IGNORECASE)
-_PER_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_rate(text: str) -> float:
-    """'10/s', '600/m', '5/h' -> tasks per second; ValueError naming what is expected."""
-    match = _RATE.match(text)
-    if match is None or float(match.group(1)) <= 0:
-        raise ValueError(f"bad rate {text!r}: expected a positive number of tasks per "
-                         f"second, minute or hour, e.g. 10/s, 600/m, 5/h")
-    return float(match.group(1)) / _PER_S[match.group(2)[0].lower()]
 
 
 @dataclass(slots=True)

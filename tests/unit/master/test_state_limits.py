@@ -9,8 +9,9 @@ from state_helpers import fetch_all, join, make_state, ok
 
 from taskq.master.journal import Journal
 from taskq.master.state import BrokerState
-from taskq.master.state.limits import QueueLimit, parse_rate
+from taskq.master.state.limits import QueueLimit
 from taskq.protocol.messages import Status, TaskMsg, TaskOptions, TaskState
+from taskq.protocol.options import parse_rate
 
 
 def t(task_id: str, queue: str = "default", key: str = "", limit: int = 0, unique: str = "",
