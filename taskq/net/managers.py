@@ -38,7 +38,6 @@ import socket
 import ssl
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from multiprocessing import AuthenticationError, connection, managers
 from traceback import format_exc
@@ -58,6 +57,7 @@ from taskq.net.connection import (
     tune,
 )
 from taskq.net.keys import KeyRing
+from taskq.net.own_connection import OwnConnection
 from taskq.net.secure import (
     TLSConnection,
     dropped_reason,
@@ -301,43 +301,6 @@ _WAIT_AT = {name: call.params.index("wait") for name, call in CALLS.items()
             if "wait" in call.params}
 
 
-# Every thread's connections of every proxy: one thread-local for the process, made once and
-# cleared in a forked child. A thread-local per proxy, made and dropped by the thousand in
-# a process of a thousand threads (a crowd of workers reconnecting), crashed CPython before
-# 3.13 in its deallocation (python/cpython#120973: it walks every thread's state while a
-# connection it drops releases the GIL and lets a thread exit).
-_THREADS = threading.local()
-os.register_at_fork(after_in_child=lambda: _THREADS.__dict__.clear())  # (the child's thread)
-
-
-class _OwnConnection:
-    """A proxy's ``_tls``: the calling thread's own ``connection`` to the master (what a
-    ``threading.local`` per proxy would hold), kept in the process-wide _THREADS."""
-
-    __slots__ = ("__weakref__",)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "connection":
-            conns = _THREADS.__dict__.get("conns")
-            if conns is not None and self in conns:
-                return conns[self]
-        raise AttributeError(name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name != "connection":
-            raise AttributeError(name)
-        conns = _THREADS.__dict__.get("conns")
-        if conns is None:
-            conns = _THREADS.conns = weakref.WeakKeyDictionary()
-        conns[self] = value
-
-    def __delattr__(self, name: str) -> None:
-        conns = _THREADS.__dict__.get("conns")
-        if name != "connection" or conns is None or self not in conns:
-            raise AttributeError(name)
-        del conns[self]
-
-
 class BrokerProxy(managers.BaseProxy):
     """Proxy of the master's broker: ``call(name, *args)`` for each call of ``BrokerAPI``, and
     ``remote``, the same typed."""
@@ -346,7 +309,7 @@ class BrokerProxy(managers.BaseProxy):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._tls = _OwnConnection()  # own connections: never share a dead one
+        self._tls = OwnConnection()  # own connections: never share a dead one
         self._open: list[Any] = []  # every thread's connection, so that all can be severed
         self._open_lock = threading.Lock()
 

@@ -1,7 +1,7 @@
 """Each thread that calls through a broker proxy has a connection of its own, opened on its
 first call and kept for the next; dropping it in one thread leaves the others'. Proxies made
 and dropped by many threads at once (a crowd reconnecting in one process) leave no
-connection open (``taskq.net.managers._OwnConnection``)."""
+connection open (``taskq.net.own_connection``)."""
 
 from __future__ import annotations
 
