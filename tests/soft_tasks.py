@@ -22,26 +22,24 @@ def marks(directory: str, name: str, what: str = "ran") -> int:
     return sum(1 for e in os.listdir(directory) if e.split(".")[:2] == [name, what])
 
 
+def work(seconds: float, step: float = 0.05) -> None:
+    """Work (sleeps of ``step``) for ``seconds``, and let a SoftTimeout through."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(step)
+
+
 def clean_up_on_soft(directory: str, name: str, seconds: float = 30.0,
                      step: float = 0.05) -> str:
     """Work (sleeps of ``step``) for ``seconds``; on SoftTimeout, clean up and return
     "cleaned" (on the main thread of a pool process one long sleep is interrupted)."""
     _mark(directory, name)
     try:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            time.sleep(step)
+        work(seconds, step)
     except taskq.SoftTimeout:
         _mark(directory, name, "cleaned")
         return "cleaned"
     return "finished"
-
-
-def work(seconds: float, step: float = 0.05) -> None:
-    """Work (sleeps of ``step``) for ``seconds``, and let a SoftTimeout through."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        time.sleep(step)
 
 
 async def aclean_up_on_soft(directory: str, name: str, seconds: float = 30.0) -> str:
