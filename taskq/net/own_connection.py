@@ -28,11 +28,11 @@ class OwnConnection:
     __slots__ = ("__weakref__",)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "connection":
-            conns = _THREADS.__dict__.get("conns")
-            if conns is not None and self in conns:
-                return conns[self]
-        raise AttributeError(name)
+        conns = _THREADS.__dict__.get("conns")
+        conn = conns.get(self) if conns is not None and name == "connection" else None
+        if conn is None:
+            raise AttributeError(name)
+        return conn
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name != "connection":
@@ -44,6 +44,5 @@ class OwnConnection:
 
     def __delattr__(self, name: str) -> None:
         conns = _THREADS.__dict__.get("conns")
-        if name != "connection" or conns is None or self not in conns:
+        if name != "connection" or conns is None or conns.pop(self, None) is None:
             raise AttributeError(name)
-        del conns[self]
